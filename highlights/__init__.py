@@ -1,0 +1,1 @@
+"""From per-token class scores to highlights: spotting, metrics, decoder, reel, plots."""
