@@ -1,0 +1,197 @@
+"""Spotting: a window classifier slid over a whole half -> per-token class probabilities -> NMS spots.
+
+One window is centred on every `stride`-th token (default 2 = one per second at 2 features/s), the half
+padded at both ends by repeating its first / last feature (V&D). Windows are strided views of the padded
+half (no per-window Python loop), copied one large batch at a time into a compiled model call. Each
+window's probabilities fill the `stride` tokens it stands for. Spots are per-class local maxima above a
+threshold within +-window/2 (default 60 s), written as SoccerNet `results_spotting.json`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from tqdm import tqdm
+
+from common.atomic import write_json
+from common.errors import UserError
+
+BACKGROUND = "background"
+
+
+@dataclass(frozen=True)
+class Spot:
+    """One detected action: class index and name, token index in its half, probability."""
+
+    half: int
+    token: int
+    class_index: int
+    label: str
+    confidence: float
+    fps: float = 2.0
+
+    @property
+    def seconds(self) -> float:
+        return self.token / self.fps
+
+    @property
+    def position_ms(self) -> int:
+        return round(self.token * 1000 / self.fps)
+
+
+def pad_edges(features: np.ndarray, window_frames: int) -> np.ndarray:
+    """The half with `window_frames // 2` copies of its first row in front and the rest of the copies of its
+    last row behind, so the window centred on token t is padded[t : t + window_frames]."""
+    left = window_frames // 2
+    right = window_frames - 1 - left
+    return np.concatenate([np.repeat(features[:1], left, axis=0), features,
+                           np.repeat(features[-1:], right, axis=0)]).astype(np.float32, copy=False)
+
+
+def window_view(features: np.ndarray, window_frames: int, stride: int = 2) -> np.ndarray:
+    """Read-only view [M, window_frames, D] of the windows centred on tokens 0, stride, 2*stride, ...
+
+    Window m covers tokens [m*stride - window_frames//2, ... + window_frames) of the edge-padded half.
+    """
+    if features.ndim != 2 or len(features) == 0:
+        raise ValueError(f"expected features [T>0, D], got {features.shape}")
+    if stride < 1 or window_frames < 1:
+        raise ValueError("stride and window_frames must be >= 1")
+    windows = sliding_window_view(pad_edges(features, window_frames), window_frames, axis=0)  # [T, D, N]
+    return windows[::stride].transpose(0, 2, 1)
+
+
+class Scorer:
+    """Runs a window model (inputs {"video","audio"} [B, N, D] -> logits [B, C]) over whole halves.
+
+    The model is wrapped once in a `tf.function` with a fixed input signature (no retracing across
+    batches or halves); probabilities are sigmoid(logits) in float32 whatever the compute dtype.
+    """
+
+    def __init__(self, model: Any, *, batch_size: int = 256, jit_compile: bool = False):
+        import tensorflow as tf
+
+        self.model = model
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise UserError(f"--batch_size must be >= 1, got {batch_size}")
+        structure = model.input
+        self.input_names = list(structure) if isinstance(structure, Mapping) else ["video", "audio"]
+        shapes = [tuple(t.shape) for t in model.inputs]
+        self.window_frames, self.feature_dim = int(shapes[0][1]), int(shapes[0][2])
+        self.num_classes = int(model.outputs[0].shape[-1])
+        spec = tf.TensorSpec([None, self.window_frames, self.feature_dim], tf.float32)
+
+        def probs(video, audio):
+            inputs = dict(zip(self.input_names, (video, audio), strict=True)) if isinstance(structure, Mapping) \
+                else [video, audio]
+            return tf.sigmoid(tf.cast(model(inputs, training=False), tf.float32))
+
+        self._fn = tf.function(probs, input_signature=[spec, spec], jit_compile=jit_compile)
+
+    def check_features(self, video: np.ndarray, audio: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """Both streams [T, D] with the model's D; truncated to the shorter T. UserError naming `what`."""
+        for name, x in (("video", video), ("audio", audio)):
+            if x.ndim != 2 or x.shape[1] != self.feature_dim:
+                raise UserError(f"{what}: {name} features have shape {tuple(x.shape)}, the model expects "
+                                f"[T, {self.feature_dim}]")
+            if len(x) == 0:
+                raise UserError(f"{what}: {name} features are empty")
+        t = min(len(video), len(audio))
+        return video[:t], audio[:t]
+
+    def score_windows(self, video_windows: np.ndarray, audio_windows: np.ndarray, *, progress: bool = True,
+                      desc: str = "windows") -> np.ndarray:
+        """Probabilities [M, C] for window views [M, N, D], `batch_size` windows per model call."""
+        m = len(video_windows)
+        out = np.empty((m, self.num_classes), np.float32)
+        with tqdm(total=m, desc=desc, unit="win", disable=not progress, leave=False) as bar:
+            for i in range(0, m, self.batch_size):
+                j = min(m, i + self.batch_size)
+                out[i:j] = self._fn(np.ascontiguousarray(video_windows[i:j]),
+                                    np.ascontiguousarray(audio_windows[i:j])).numpy()
+                bar.update(j - i)
+        return out
+
+    def score_half(self, video: np.ndarray, audio: np.ndarray, *, stride: int = 2, progress: bool = True,
+                   what: str = "half") -> np.ndarray:
+        """Per-token probabilities [T, C] for one half (T = the shorter of the two streams)."""
+        if stride < 1:
+            raise UserError(f"--stride must be >= 1 token, got {stride}")
+        video, audio = self.check_features(video, audio, what)
+        probs = self.score_windows(window_view(video, self.window_frames, stride),
+                                   window_view(audio, self.window_frames, stride), progress=progress, desc=what)
+        return np.repeat(probs, stride, axis=0)[: len(video)]
+
+
+def with_compute_dtype(model: Any, compute_dtype: str | None) -> Any:
+    """The same model computing in `compute_dtype` ("float32" / "bfloat16"): rebuilt by archis, weights copied."""
+    import archis
+
+    info = archis.model_info(model)
+    if not compute_dtype or compute_dtype == info["compute_dtype"]:
+        return model
+    keys = ("pooling", "vlad_k", "window_seconds", "frames_per_second", "feature_dim", "class_names",
+            "feature_names")
+    twin = archis.build_model(info["architecture"], **{k: info[k] for k in keys}, compute_dtype=compute_dtype)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def local_maxima(scores: np.ndarray, half_window: int, threshold: float = 0.0) -> np.ndarray:
+    """Boolean [T, C]: score > threshold and the maximum within +-half_window tokens of its class.
+
+    Ties (plateaus, e.g. the two tokens of one second) keep the earliest token only.
+    """
+    t = len(scores)
+    h = max(0, int(half_window))
+    padded = np.pad(scores, ((h, h), (0, 0)), constant_values=-np.inf)
+    win = sliding_window_view(padded, 2 * h + 1, axis=0)[:t]  # [T, C, 2h+1], centre at h
+    before = win[..., :h].max(axis=-1, initial=-np.inf)
+    after = win[..., h + 1:].max(axis=-1, initial=-np.inf)
+    return (scores > threshold) & (scores > before) & (scores >= after)
+
+
+def nms_spots(scores: np.ndarray, class_names: Sequence[str], half: int, *, fps: float = 2.0,
+              window_sec: float = 60.0, threshold: float = 0.0) -> list[Spot]:
+    """Spots of one half from probabilities [T, C]: per-class local maxima, background skipped, time order."""
+    keep = local_maxima(scores, round(window_sec * fps / 2), threshold)
+    skip = [i for i, n in enumerate(class_names) if n == BACKGROUND]
+    keep[:, skip] = False
+    tokens, classes = np.nonzero(keep)
+    return [Spot(half, int(t), int(c), class_names[c], float(scores[t, c]), fps) for t, c in zip(tokens, classes,
+                                                                                                strict=True)]
+
+
+def soccernet_labels(class_names: Sequence[str]) -> dict[int, str]:
+    """Class index -> SoccerNet label name, from the built-in class map whose classes match; else the names."""
+    import dataset
+
+    for spec in ("highlight", "v1", "v2"):
+        cmap = dataset.load_class_map(spec)
+        if list(cmap.classes) == list(class_names):
+            return dict(cmap.index_to_label)
+    return dict(enumerate(class_names))
+
+
+def game_time(half: int, seconds: float) -> str:
+    s = int(seconds)
+    return f"{half} - {s // 60:02d}:{s % 60:02d}"
+
+
+def results_spotting(game: str, spots: Iterable[Spot], index_to_label: Mapping[int, str]) -> dict:
+    """The SoccerNet `results_spotting.json` object for one game."""
+    ordered = sorted(spots, key=lambda s: (s.half, s.token, s.class_index))
+    return {"UrlLocal": game, "predictions": [
+        {"gameTime": game_time(s.half, s.seconds), "label": index_to_label.get(s.class_index, s.label),
+         "position": str(s.position_ms), "half": str(s.half), "confidence": str(s.confidence)} for s in ordered]}
+
+
+def write_results_spotting(path: str | os.PathLike, game: str, spots: Iterable[Spot],
+                           index_to_label: Mapping[int, str]) -> None:
+    write_json(path, results_spotting(game, spots, index_to_label))
