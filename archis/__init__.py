@@ -1,0 +1,32 @@
+"""Model zoo: NetVLAD-family pooling, fusion blocks and every SPEC §5 architecture, built by name.
+
+Importing the package registers every custom class with Keras, so `keras.models.load_model` works
+on saved models without custom-object flags.
+"""
+
+from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, TransformerFusion
+from archis.model import ArchiModel, build_model, load_model, model_info
+from archis.pooling import POOLINGS, ContextGating, NetVLAD, NetVLADPlusPlus, TemporalPooling, canonical_pooling
+from archis.registry import ALIASES, ARCHITECTURES, canonical_architecture, list_architectures
+
+__all__ = [
+    "ALIASES",
+    "ARCHITECTURES",
+    "POOLINGS",
+    "CMGA",
+    "GMU",
+    "ArchiModel",
+    "BottleneckFusion",
+    "ContextGating",
+    "EncoderLayer",
+    "NetVLAD",
+    "NetVLADPlusPlus",
+    "TemporalPooling",
+    "TransformerFusion",
+    "build_model",
+    "canonical_architecture",
+    "canonical_pooling",
+    "list_architectures",
+    "load_model",
+    "model_info",
+]

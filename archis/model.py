@@ -1,0 +1,154 @@
+"""`build_model` / `load_model` / `model_info`: a Keras model that carries its own spec.
+
+`ArchiModel` is a functional model whose config is just the spec (architecture, pooling, sizes,
+class and feature names); `from_config` rebuilds the same graph through the registry, and Keras then
+restores the weights. So a `.keras` file records what it is and loads with plain
+`keras.models.load_model` once `archis` is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import keras
+
+from archis.pooling import canonical_pooling
+from archis.registry import ARCHITECTURES, Blocks, canonical_architecture
+from common.errors import UserError
+
+DEFAULT_CLASSES = ("background", "kick", "subs", "card", "goal")
+DEFAULT_FEATURES = {"video": "ResNET_TF2_PCA512", "audio": "VGGish"}
+_DTYPES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16"}
+SPEC_KEYS = (
+    "architecture",
+    "pooling",
+    "vlad_k",
+    "window_seconds",
+    "frames_per_second",
+    "window_frames",
+    "feature_dim",
+    "class_names",
+    "feature_names",
+    "compute_dtype",
+    "dropout",
+)
+
+
+def make_spec(
+    architecture: str,
+    *,
+    class_names: Sequence[str] = DEFAULT_CLASSES,
+    pooling: str = "NetVLAD",
+    vlad_k: int = 512,
+    window_seconds: float = 60.0,
+    frames_per_second: float = 2.0,
+    feature_dim: int = 512,
+    feature_names: Mapping[str, str] | None = None,
+    dropout: float = 0.5,
+    compute_dtype: str = "float32",
+) -> dict:
+    """Validate the arguments of `build_model` and return the canonical, JSON-serialisable spec."""
+    frames = round(float(window_seconds) * float(frames_per_second))
+    if frames < 1:
+        raise UserError(f"a window of {window_seconds} s at {frames_per_second} fps has no frames")
+    if int(vlad_k) < 1 or int(feature_dim) < 1:
+        raise UserError(f"VLAD_k and feature_dim must be positive, got {vlad_k} and {feature_dim}")
+    if len(class_names) < 1:
+        raise UserError("at least one class name is needed")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise UserError(f"dropout must be in [0, 1), got {dropout}")
+    if compute_dtype not in _DTYPES:
+        raise UserError(f"unknown compute_dtype {compute_dtype!r}; valid: float32, bfloat16")
+    return {
+        "architecture": canonical_architecture(architecture),
+        "pooling": canonical_pooling(pooling),
+        "vlad_k": int(vlad_k),
+        "window_seconds": float(window_seconds),
+        "frames_per_second": float(frames_per_second),
+        "window_frames": int(frames),
+        "feature_dim": int(feature_dim),
+        "class_names": [str(c) for c in class_names],
+        "feature_names": dict(feature_names or DEFAULT_FEATURES),
+        "compute_dtype": "bfloat16" if _DTYPES[compute_dtype] == "mixed_bfloat16" else "float32",
+        "dropout": float(dropout),
+    }
+
+
+@keras.saving.register_keras_serializable(package="archis")
+class ArchiModel(keras.Model):
+    """Functional model built from a spec dict; `get_config()` is that spec, so saving and loading round-trip."""
+
+    def __init__(self, spec: Mapping, name: str | None = None, **kwargs):
+        spec = make_spec(**{k: v for k, v in spec.items() if k not in ("window_frames",)})
+        shape = (spec["window_frames"], spec["feature_dim"])
+        inputs = {m: keras.Input(shape, dtype="float32", name=m) for m in ("video", "audio")}
+        blocks = Blocks(spec, _DTYPES[spec["compute_dtype"]])
+        logits = ARCHITECTURES[spec["architecture"]](blocks, inputs["video"], inputs["audio"])
+        super().__init__(inputs=inputs, outputs=logits, name=name or spec["architecture"], **kwargs)
+        self.spec = spec
+
+    def get_config(self) -> dict:
+        return {"spec": dict(self.spec), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> ArchiModel:
+        return cls(spec=config["spec"], name=config.get("name"))
+
+
+def build_model(
+    architecture: str,
+    *,
+    class_names: Sequence[str] = DEFAULT_CLASSES,
+    pooling: str = "NetVLAD",
+    vlad_k: int = 512,
+    window_seconds: float = 60.0,
+    frames_per_second: float = 2.0,
+    feature_dim: int = 512,
+    feature_names: Mapping[str, str] | None = None,
+    dropout: float = 0.5,
+    compute_dtype: str = "float32",
+    seed: int | None = None,
+) -> ArchiModel:
+    """Build an architecture by canonical or original name. Inputs {"video", "audio"}: [B, N, D]; output logits [B, C].
+
+    `seed` makes the initial weights reproducible (it seeds Keras' global generator).
+    """
+    spec = make_spec(
+        architecture,
+        class_names=class_names,
+        pooling=pooling,
+        vlad_k=vlad_k,
+        window_seconds=window_seconds,
+        frames_per_second=frames_per_second,
+        feature_dim=feature_dim,
+        feature_names=feature_names,
+        dropout=dropout,
+        compute_dtype=compute_dtype,
+    )
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    return ArchiModel(spec)
+
+
+def model_info(model: keras.Model) -> dict:
+    """The spec a model was built from (architecture, pooling, vlad_k, window and feature sizes, names, dtype)."""
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, Mapping):
+        raise UserError(f"model {getattr(model, 'name', model)!r} was not built by archis (no spec)")
+    return {k: spec[k] for k in SPEC_KEYS}
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a `.keras` file written by `model.save`; UserError if it is missing or not a Keras model."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a Keras model (not a .keras zip archive)")
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: not a Keras model ({' '.join(str(exc).split())[:200]})") from exc

@@ -1,0 +1,234 @@
+"""Temporal pooling of a feature sequence [B, N, D] into one vector: NetVLAD family, max and average.
+
+NetVLAD / NetRVLAD follow SPEC §4 (the `loupe` module of V&D): same initialisers, same
+normalisation order. One layout choice differs for speed, not for value: the VLAD descriptor is
+kept as [B, K, D] (the natural result of `aᵀx`) and flattened cluster-major, so `hidden_weights`
+rows are stored in (k, d) order instead of SPEC's D-major (d, k) order. The two are the same
+function under a one-time row permutation (`spec_hidden_weights` converts), and this avoids
+materialising a transposed copy of the largest activation in every forward and backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from common.errors import UserError
+
+_EPS = 1e-12  # tf.nn.l2_normalize's epsilon on the squared norm
+
+
+def _normal(stddev: float) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(stddev=stddev)
+
+
+@keras.saving.register_keras_serializable(package="archis")
+class ContextGating(keras.layers.Layer):
+    """`y ⊙ sigmoid(BN(y W_g))` (or `+ bias` instead of BN), W_g ~ N(0, 1/sqrt(O))."""
+
+    def __init__(self, use_batch_norm: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.use_batch_norm = use_batch_norm
+        self.batch_norm = keras.layers.BatchNormalization(epsilon=1e-3, dtype=self.dtype_policy, name="gating_bn") if use_batch_norm else None
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        init = _normal(1.0 / math.sqrt(dim))
+        self.gating_weights = self.add_weight(name="gating_weights", shape=(dim, dim), initializer=init)
+        if self.batch_norm is not None:
+            self.batch_norm.build((None, dim))
+        else:
+            self.gating_biases = self.add_weight(name="gating_biases", shape=(dim,), initializer=init)
+
+    def call(self, y, training=None):
+        gates = ops.matmul(y, self.gating_weights)
+        gates = self.batch_norm(gates, training=training) if self.batch_norm is not None else gates + self.gating_biases
+        return y * ops.sigmoid(gates)
+
+    def get_config(self):
+        return {**super().get_config(), "use_batch_norm": self.use_batch_norm}
+
+
+@keras.saving.register_keras_serializable(package="archis")
+class NetVLAD(keras.layers.Layer):
+    """NetVLAD (`residual=True`) or NetRVLAD (`residual=False`) over [B, N, D] -> [B, output_dim]."""
+
+    def __init__(
+        self,
+        cluster_size: int,
+        output_dim: int,
+        residual: bool = True,
+        use_batch_norm: bool = True,
+        context_gating: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if cluster_size < 1 or output_dim < 1:
+            raise UserError(f"NetVLAD needs VLAD_k >= 1 and output_dim >= 1, got {cluster_size} and {output_dim}")
+        self.cluster_size = int(cluster_size)
+        self.output_dim = int(output_dim)
+        self.residual = residual
+        self.use_batch_norm = use_batch_norm
+        self.context_gating = context_gating
+        policy = self.dtype_policy
+        self.cluster_bn = keras.layers.BatchNormalization(epsilon=1e-3, dtype=policy, name="cluster_bn") if use_batch_norm else None
+        self.gating = ContextGating(use_batch_norm, dtype=policy, name="context_gating") if context_gating else None
+
+    def build(self, input_shape):
+        dim, k = int(input_shape[-1]), self.cluster_size
+        self.feature_dim = dim
+        by_d = _normal(1.0 / math.sqrt(dim))
+        self.cluster_weights = self.add_weight(name="cluster_weights", shape=(dim, k), initializer=by_d)
+        if self.cluster_bn is not None:
+            self.cluster_bn.build((None, None, k))
+        else:
+            self.cluster_biases = self.add_weight(name="cluster_biases", shape=(k,), initializer=by_d)
+        if self.residual:
+            self.cluster_weights2 = self.add_weight(name="cluster_weights2", shape=(dim, k), initializer=by_d)
+        # Rows in cluster-major (k, d) order: see the module docstring.
+        self.hidden_weights = self.add_weight(
+            name="hidden_weights", shape=(k * dim, self.output_dim), initializer=_normal(1.0 / math.sqrt(k))
+        )
+        if self.gating is not None:
+            self.gating.build((None, self.output_dim))
+
+    def call(self, x, training=None):
+        scores = ops.matmul(x, self.cluster_weights)  # [B, N, K]
+        if self.cluster_bn is not None:
+            scores = self.cluster_bn(scores, training=training)
+        else:
+            scores = scores + self.cluster_biases
+        assign = ops.softmax(scores, axis=-1)
+        vlad = ops.einsum("bnk,bnd->bkd", assign, x)  # [B, K, D]
+        if self.residual:
+            mass = ops.sum(assign, axis=1)  # [B, K]
+            vlad = vlad - mass[:, :, None] * ops.transpose(self.cluster_weights2)[None]
+        flat = ops.reshape(_double_l2_normalize(vlad), (-1, self.cluster_size * self.feature_dim))
+        y = ops.matmul(flat, self.hidden_weights)
+        return self.gating(y, training=training) if self.gating is not None else y
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "cluster_size": self.cluster_size,
+            "output_dim": self.output_dim,
+            "residual": self.residual,
+            "use_batch_norm": self.use_batch_norm,
+            "context_gating": self.context_gating,
+        }
+
+
+def _double_l2_normalize(vlad):
+    """Intra-normalise each cluster over D, then L2-normalise the flattened whole, in one scaling pass.
+
+    After the intra step each cluster row has norm n_k r_k (r_k = 1/sqrt(max(n_k², eps))), so the global
+    norm follows from the K per-cluster norms: no second pass over the [B, K, D] tensor.
+    """
+    sq = ops.sum(ops.square(vlad), axis=-1)  # [B, K]
+    inv_row = ops.rsqrt(ops.maximum(sq, _EPS))
+    inv_all = ops.rsqrt(ops.maximum(ops.sum(sq * ops.square(inv_row), axis=-1, keepdims=True), _EPS))
+    return vlad * (inv_row * inv_all)[:, :, None]
+
+
+def spec_hidden_weights(layer: NetVLAD):
+    """`hidden_weights` in SPEC's D-major row order ([D·K, O]), e.g. to compare with a reference or a TF1 port."""
+    w = ops.convert_to_numpy(layer.hidden_weights)
+    k, d = layer.cluster_size, layer.feature_dim
+    return w.reshape(k, d, -1).transpose(1, 0, 2).reshape(d * k, -1)
+
+
+@keras.saving.register_keras_serializable(package="archis")
+class NetVLADPlusPlus(keras.layers.Layer):
+    """NetVLAD++ (Giancola & Ghanem 2021): separate NetVLADs over the past and future halves, concatenated.
+
+    Each half gets max(1, K // 2) clusters (the original split the vocabulary in two) and `output_dim`
+    outputs, so the result is [B, 2 * output_dim].
+    """
+
+    def __init__(self, cluster_size: int, output_dim: int, use_batch_norm: bool = True, context_gating: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.cluster_size = int(cluster_size)
+        self.output_dim = int(output_dim)
+        self.use_batch_norm = use_batch_norm
+        self.context_gating = context_gating
+        half_k = max(1, self.cluster_size // 2)
+        self.past, self.future = (
+            NetVLAD(half_k, output_dim, True, use_batch_norm, context_gating, dtype=self.dtype_policy, name=name)
+            for name in ("past", "future")
+        )
+
+    def build(self, input_shape):
+        n = input_shape[1]
+        if n is not None and n < 2:
+            raise UserError(f"NetVLAD++ needs windows of at least 2 frames, got {n}")
+        self.past.build((None, None, input_shape[-1]))
+        self.future.build((None, None, input_shape[-1]))
+
+    def call(self, x, training=None):
+        half = ops.shape(x)[1] // 2
+        return ops.concatenate([self.past(x[:, :half], training=training), self.future(x[:, half:], training=training)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "cluster_size": self.cluster_size,
+            "output_dim": self.output_dim,
+            "use_batch_norm": self.use_batch_norm,
+            "context_gating": self.context_gating,
+        }
+
+
+@keras.saving.register_keras_serializable(package="archis")
+class TemporalPooling(keras.layers.Layer):
+    """Max or average over time: [B, N, D] -> [B, D] (no weights; output size is D whatever O is)."""
+
+    def __init__(self, mode: str = "max", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("max", "average"):
+            raise UserError(f"TemporalPooling mode must be 'max' or 'average', got {mode!r}")
+        self.mode = mode
+
+    def call(self, x):
+        return ops.max(x, axis=1) if self.mode == "max" else ops.mean(x, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+POOLINGS = ("NetVLAD", "NetRVLAD", "NetVLAD++", "MAX", "AVERAGE")
+_POOLING_ALIASES = {"vlad": "NetVLAD", "rvlad": "NetRVLAD", "vlad++": "NetVLAD++", "netvladpp": "NetVLAD++", "avg": "AVERAGE", "mean": "AVERAGE"}
+
+
+def canonical_pooling(name: str) -> str:
+    """Canonical pooling name for `name` (case-insensitive, V&D's VLAD/RVLAD aliases); UserError otherwise."""
+    key = str(name).strip().lower()
+    by_lower = {p.lower(): p for p in POOLINGS}
+    if key in by_lower:
+        return by_lower[key]
+    if key in _POOLING_ALIASES:
+        return _POOLING_ALIASES[key]
+    raise UserError(f"unknown pooling {name!r}; valid: {', '.join(POOLINGS)} (aliases: VLAD, RVLAD)")
+
+
+def make_pooling(
+    name: str, *, vlad_k: int, output_dim: int, context_gating: bool = True, use_batch_norm: bool = True, dtype=None, layer_name=None
+) -> keras.layers.Layer:
+    """One pooling layer by (canonical or alias) name."""
+    kind = canonical_pooling(name)
+    common = {"dtype": dtype, "name": layer_name}
+    if kind in ("MAX", "AVERAGE"):
+        return TemporalPooling(kind.lower(), **common)
+    if kind == "NetVLAD++":
+        return NetVLADPlusPlus(vlad_k, output_dim, use_batch_norm, context_gating, **common)
+    return NetVLAD(vlad_k, output_dim, kind == "NetVLAD", use_batch_norm, context_gating, **common)

@@ -1,0 +1,173 @@
+"""The architectures of SPEC §5, each composed from the pooling and fusion blocks in a few lines.
+
+One table maps canonical names and the original V&D / seed names (case-insensitive) to builders.
+A builder gets a `Blocks` (the model's spec bound to layer factories) and the two symbolic inputs,
+and returns float32 logits [B, C].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+from keras import ops
+
+from archis.fusion import CMGA, GMU, BottleneckFusion, TransformerFusion
+from archis.pooling import make_pooling
+from common.errors import UserError
+
+
+@dataclass
+class Blocks:
+    """Layer factories bound to one model spec, so builders only say what connects to what."""
+
+    spec: dict
+    policy: str
+    _used: set = field(default_factory=set)
+
+    @property
+    def dim(self) -> int:
+        return int(self.spec["feature_dim"])
+
+    def _name(self, name: str) -> str:
+        if name in self._used:
+            raise ValueError(f"layer name {name!r} used twice")  # builder bug, not a user error
+        self._used.add(name)
+        return name
+
+    def pool(self, x, name: str, *, output_dim: int | None = None, gating: bool = True):
+        """The spec's pooling over time; output size `output_dim` (default D) for the VLAD family."""
+        layer = make_pooling(
+            self.spec["pooling"],
+            vlad_k=int(self.spec["vlad_k"]),
+            output_dim=output_dim or self.dim,
+            context_gating=gating,
+            dtype=self.policy,
+            layer_name=self._name(name),
+        )
+        return layer(x)
+
+    def dropout(self, x, name: str, rate: float | None = None):
+        rate = float(self.spec["dropout"]) if rate is None else rate
+        return keras.layers.Dropout(rate, dtype=self.policy, name=self._name(name))(x)
+
+    def classify(self, x, name: str = "logits"):
+        """Final dense layer, always float32 so logits stay float32 under mixed precision."""
+        return keras.layers.Dense(len(self.spec["class_names"]), dtype="float32", name=self._name(name))(x)
+
+    def layer(self, cls, name: str, *args, **kwargs):
+        return cls(*args, dtype=self.policy, name=self._name(name), **kwargs)
+
+
+def _single(stream: str):
+    def build(b: Blocks, video, audio):
+        x = video if stream == "video" else audio
+        return b.classify(b.dropout(b.pool(x, f"{stream}_pool"), "dropout"))
+
+    return build
+
+
+def _late_avg(b: Blocks, video, audio):
+    logits = [b.classify(b.dropout(b.pool(x, f"{m}_pool"), f"{m}_dropout"), f"{m}_logits") for m, x in (("video", video), ("audio", audio))]
+    return keras.layers.Average(dtype="float32", name=b._name("logits_average"))(logits)
+
+
+def _concat(b: Blocks, video, audio):
+    parts = [b.dropout(b.pool(x, f"{m}_pool"), f"{m}_dropout") for m, x in (("video", video), ("audio", audio))]
+    return b.classify(ops.concatenate(parts, axis=-1))
+
+
+def _concat_drop_after(b: Blocks, video, audio):
+    joined = ops.concatenate([b.pool(video, "video_pool"), b.pool(audio, "audio_pool")], axis=-1)
+    return b.classify(b.dropout(joined, "dropout"))
+
+
+def _early_concat(out_factor: int):
+    def build(b: Blocks, video, audio):
+        frames = ops.concatenate([video, audio], axis=-1)  # per frame: video and audio of the same instant
+        return b.classify(b.dropout(b.pool(frames, "pool", output_dim=out_factor * b.dim), "dropout"))
+
+    return build
+
+
+def _gmu(b: Blocks, video, audio):
+    fused = b.layer(GMU, "gmu", b.dim)([b.pool(video, "video_pool", gating=False), b.pool(audio, "audio_pool", gating=False)])
+    return b.classify(b.dropout(fused, "dropout"))
+
+
+def _cmga(b: Blocks, video, audio):
+    tokens = [b.pool(x, f"{m}_pool", gating=False)[:, None] for m, x in (("video", video), ("audio", audio))]
+    return b.classify(b.dropout(b.layer(CMGA, "cmga")(tokens)[:, 0], "dropout"))
+
+
+def _cmga_early(b: Blocks, video, audio):
+    return b.classify(b.dropout(b.pool(b.layer(CMGA, "cmga")([video, audio]), "pool"), "dropout"))
+
+
+def _cmga_mean(b: Blocks, video, audio):
+    return b.classify(b.dropout(ops.mean(b.layer(CMGA, "cmga")([video, audio]), axis=1), "dropout"))
+
+
+def _bottleneck(b: Blocks, video, audio):
+    video, audio = b.layer(BottleneckFusion, "bottleneck", ff_dim=2 * b.dim)([video, audio])
+    return _concat_drop_after(b, video, audio)
+
+
+def _transformer(b: Blocks, video, audio):
+    fused = b.layer(TransformerFusion, "transformer", ff_dim=2 * b.dim)([b.pool(video, "video_pool"), b.pool(audio, "audio_pool")])
+    return b.classify(b.dropout(fused, "dropout", rate=0.6))
+
+
+Builder = Callable[[Blocks, object, object], object]
+
+ARCHITECTURES: dict[str, Builder] = {
+    "video": _single("video"),
+    "audio": _single("audio"),
+    "late_avg": _late_avg,
+    "concat": _concat,
+    "concat_drop_after": _concat_drop_after,
+    "early_concat": _early_concat(2),
+    "early_concat_512": _early_concat(1),
+    "gmu": _gmu,
+    "cmga": _cmga,
+    "cmga_early": _cmga_early,
+    "cmga_mean": _cmga_mean,
+    "bottleneck": _bottleneck,
+    "transformer": _transformer,
+}
+
+ALIASES: dict[str, str] = {
+    "VideoNetwork": "video",
+    "AudioVideoArchi10": "video",
+    "AudioNetwork": "audio",
+    "AudioVideoArchi11": "audio",
+    "AudioVideoArchi4": "late_avg",
+    "AudioVideoArchi5": "concat",
+    "AudioVideoArchi6": "concat_drop_after",
+    "AudioVideoArchi7": "early_concat",
+    "AudioVideoArchi8": "early_concat_512",
+    "GMU": "gmu",
+    "CMGAArchi2": "cmga",
+    "CMGAArchi1": "cmga_early",
+    "CMGAArchi4": "cmga_mean",
+    "CMGAArchi3": "bottleneck",
+    "LateFusionArchi": "transformer",
+}
+
+
+def list_architectures(include_aliases: bool = False) -> list[str]:
+    """Canonical architecture names (plus the original aliases when asked)."""
+    names = list(ARCHITECTURES)
+    return names + list(ALIASES) if include_aliases else names
+
+
+def canonical_architecture(name: str) -> str:
+    """Canonical name for a canonical or original name (case-insensitive); UserError listing valid names."""
+    key = str(name).strip().lower()
+    lookup = {n.lower(): n for n in ARCHITECTURES} | {a.lower(): c for a, c in ALIASES.items()}
+    if key not in lookup:
+        raise UserError(
+            f"unknown architecture {name!r}; valid: {', '.join(ARCHITECTURES)} (original names: {', '.join(ALIASES)})"
+        )
+    return lookup[key]
