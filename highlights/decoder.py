@@ -1,0 +1,287 @@
+"""Decoder: per-token class probabilities -> highlight spans (the seed's peak picker, SPEC §8, made configurable).
+
+Per class: suppress background (`p_c *= 1 - p_background`), keep peaks (`p >= threshold` and the maximum
+within +-min_peak_distance, earliest token on plateaus), span = [t - before, t + after] clamped to the match,
+NMS (temporal IoU >= nms_iou drops the weaker), merge spans at most `merge_gap` apart, then clamp the length
+to [min_length, max_length]. Then over all classes: clips at most `min_gap_sec` apart (or overlapping) are
+joined, the best clips are kept within `max_total_sec`, and everything is returned in time order.
+
+Unlike the seed, a span longer than `max_length` is shortened around its event: the lead-in is trimmed
+first (down to `min_lead_sec`), then the aftermath's tail, so the peak always stays inside the span.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from common.atomic import write_json
+from common.errors import UserError
+from highlights.spotting import local_maxima
+
+
+@dataclass(frozen=True)
+class Span:
+    """One highlight clip in seconds of the match; `score` is the (suppressed) peak probability at `peak`."""
+
+    start: float
+    end: float
+    label: str
+    score: float
+    peak: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ClassRule:
+    """Every per-class figure of the decoder, in seconds (threshold: probability)."""
+
+    before: float
+    after: float
+    threshold: float = 0.5
+    min_peak_distance: float = 15.0
+    nms_iou: float = 0.5
+    merge_gap: float = 4.0
+    min_length: float = 4.0
+    max_length: float = 25.0
+
+    def check(self, name: str) -> None:
+        values = dataclasses.asdict(self)
+        if any(not np.isfinite(v) or v < 0 for v in values.values()):
+            raise UserError(f"decoder rule {name!r}: every figure must be a finite number >= 0, got {values}")
+        if self.min_length > self.max_length:
+            raise UserError(f"decoder rule {name!r}: min_length {self.min_length} > max_length {self.max_length}")
+
+
+def _seed_rules() -> dict[str, ClassRule]:
+    """The seed's figures (inference.py of the KUBIG project)."""
+    return {
+        "goal": ClassRule(before=14, after=55, threshold=0.55, min_peak_distance=20, merge_gap=4, min_length=6,
+                          max_length=45),
+        "kick": ClassRule(before=60, after=11, threshold=0.50, min_peak_distance=10, merge_gap=3, min_length=4,
+                          max_length=25),
+        "card": ClassRule(before=20, after=60, threshold=0.50, min_peak_distance=15, merge_gap=4, min_length=4,
+                          max_length=25),
+        "subs": ClassRule(before=20, after=45, threshold=0.50, min_peak_distance=25, merge_gap=4, min_length=4,
+                          max_length=25),
+    }
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Decoder settings. `rules` per class name; classes not listed (e.g. the v2 labels) use `default`.
+
+    `background`: name of the suppressing class (ignored when absent). `min_gap_sec`: clips closer than this
+    (of any classes) become one clip. `max_total_sec`: total reel length budget (None = no budget).
+    `min_lead_sec`: lead-in kept before the peak when a span must be shortened to `max_length`.
+    """
+
+    rules: Mapping[str, ClassRule] = field(default_factory=_seed_rules)
+    default: ClassRule = ClassRule(before=15, after=20)
+    background: str = "background"
+    min_gap_sec: float = 2.0
+    max_total_sec: float | None = None
+    min_lead_sec: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name, rule in {**self.rules, "default": self.default}.items():
+            rule.check(name)
+        for name in ("min_gap_sec", "min_lead_sec"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise UserError(f"decoder {name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.max_total_sec is not None and not self.max_total_sec > 0:
+            raise UserError(f"decoder max_total_sec must be > 0 or null, got {self.max_total_sec}")
+
+    def rule(self, class_name: str) -> ClassRule:
+        return self.rules.get(class_name, self.default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rules": {k: dataclasses.asdict(v) for k, v in self.rules.items()},
+                "default": dataclasses.asdict(self.default), "background": self.background,
+                "min_gap_sec": self.min_gap_sec, "max_total_sec": self.max_total_sec,
+                "min_lead_sec": self.min_lead_sec}
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "decoder config") -> DecoderConfig:
+        """Overrides on top of the seed defaults: any subset of the keys of `to_dict()`.
+
+        A class named in `rules` that has no default starts from `default` (after its own overrides).
+        """
+        if not isinstance(data, Mapping):
+            raise UserError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        base = cls()
+        top = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - top)
+        if unknown:
+            raise UserError(f"{source}: unknown key(s) {unknown}; valid: {sorted(top)}")
+        default = _override(base.default, data.get("default", {}), f"{source}: default")
+        rules = dict(base.rules)
+        overrides = data.get("rules", {})
+        if not isinstance(overrides, Mapping):
+            raise UserError(f"{source}: 'rules' must be an object of class name -> figures")
+        for name, figures in overrides.items():
+            rules[name] = _override(rules.get(name, default), figures, f"{source}: rules.{name}")
+        scalars = {k: data[k] for k in ("background", "min_gap_sec", "max_total_sec", "min_lead_sec") if k in data}
+        try:
+            return cls(rules=rules, default=default, **scalars)
+        except TypeError as exc:
+            raise UserError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> DecoderConfig:
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except FileNotFoundError as exc:
+            raise UserError(f"{path}: no such decoder config file") from exc
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable JSON decoder config ({exc})") from exc
+        return cls.from_dict(data, str(path))
+
+
+def _override(rule: ClassRule, figures: Any, source: str) -> ClassRule:
+    if not isinstance(figures, Mapping):
+        raise UserError(f"{source}: expected an object of figures, got {figures!r}")
+    valid = {f.name for f in dataclasses.fields(ClassRule)}
+    unknown = sorted(set(figures) - valid)
+    if unknown:
+        raise UserError(f"{source}: unknown figure(s) {unknown}; valid: {sorted(valid)}")
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in figures.values()):
+        raise UserError(f"{source}: figures must be numbers, got {dict(figures)}")
+    return dataclasses.replace(rule, **{k: float(v) for k, v in figures.items()})
+
+
+class _Spans(NamedTuple):
+    """Spans as parallel arrays (class index per span), so every step is a vector operation."""
+
+    start: np.ndarray
+    end: np.ndarray
+    score: np.ndarray
+    peak: np.ndarray
+    cls: np.ndarray
+
+    def take(self, index: np.ndarray) -> _Spans:
+        return _Spans(*(a[index] for a in self))
+
+    @staticmethod
+    def concat(parts: Sequence[_Spans]) -> _Spans:
+        if not parts:
+            return _Spans(*(np.zeros(0) for _ in range(4)), np.zeros(0, np.int64))
+        return _Spans(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
+
+
+def _peaks(p: np.ndarray, rule: ClassRule, fps: float) -> np.ndarray:
+    """Token indices with p >= threshold that are the maximum within +-min_peak_distance (earliest on ties)."""
+    half_window = max(1, round(rule.min_peak_distance * fps))
+    keep = local_maxima(p[:, None], half_window, threshold=-np.inf)[:, 0] & (p >= rule.threshold)
+    return np.flatnonzero(keep)
+
+
+def _temporal_nms(spans: _Spans, iou: float) -> _Spans:
+    """Greedy NMS by score (earlier span first on equal scores): drop spans with tIoU >= iou with a kept one."""
+    order = np.lexsort((spans.start, -spans.score))
+    s, e = spans.start[order], spans.end[order]
+    inter = np.clip(np.minimum(e[:, None], e[None, :]) - np.maximum(s[:, None], s[None, :]), 0, None)
+    union = np.maximum(e[:, None], e[None, :]) - np.minimum(s[:, None], s[None, :])
+    overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0) >= iou
+    dropped = np.zeros(len(order), bool)
+    for i in range(len(order)):  # one pass per surviving span (a handful per class)
+        if not dropped[i]:
+            dropped[i + 1:] |= overlap[i, i + 1:]
+    return spans.take(np.sort(order[~dropped]))
+
+
+def _merge_close(spans: _Spans, gap: float) -> _Spans:
+    """Join spans (in start order) separated by at most `gap` seconds; the joined span takes its best
+    member's score, peak and class."""
+    if len(spans.start) == 0:
+        return spans
+    spans = spans.take(np.argsort(spans.start, kind="stable"))
+    reach = np.maximum.accumulate(spans.end)
+    new_group = np.concatenate([[True], spans.start[1:] - reach[:-1] > gap])
+    group = np.cumsum(new_group) - 1
+    firsts = np.flatnonzero(new_group)
+    best = np.lexsort((-spans.score, group))[firsts]  # highest score of each group (first on ties)
+    return _Spans(spans.start[firsts], np.maximum.reduceat(spans.end, firsts), spans.score[best],
+                  spans.peak[best], spans.cls[best])
+
+
+def _clamp_length(spans: _Spans, rule: ClassRule, duration: float, min_lead: float) -> _Spans:
+    """Lengths into [min_length, max_length] without leaving [0, duration] or losing the peak.
+
+    Too long: trim the lead-in first (keeping at least `min_lead` s before the peak), then the tail.
+    Too short: extend the aftermath first, then the lead-in.
+    """
+    s, e, pk = spans.start, spans.end, spans.peak
+    max_len, min_len = rule.max_length, min(rule.min_length, duration)
+    keep_lead = np.minimum(np.minimum(pk - s, min_lead), max_len)
+    tail_fits = keep_lead + (e - pk) <= max_len
+    long_start = np.where(tail_fits, e - max_len, pk - keep_lead)
+    long_end = np.where(tail_fits, e, long_start + max_len)
+    short_end = np.minimum(duration, s + min_len)
+    short_start = np.maximum(0.0, short_end - min_len)
+    length = e - s
+    start = np.select([length > max_len, length < min_len], [long_start, short_start], s)
+    end = np.select([length > max_len, length < min_len], [long_end, short_end], e)
+    return spans._replace(start=start, end=end)
+
+
+def _within_budget(spans: _Spans, budget: float | None) -> _Spans:
+    """The best spans (by score) whose total length fits `budget`, skipping any that would overflow."""
+    if budget is None:
+        return spans
+    order = np.lexsort((spans.start, -spans.score))
+    keep, total = [], 0.0
+    for i, length in zip(order, spans.end[order] - spans.start[order], strict=True):
+        if total + length <= budget + 1e-9:
+            keep.append(i)
+            total += length
+    return spans.take(np.sort(np.asarray(keep, np.int64)))
+
+
+def _check_inputs(probs: np.ndarray, class_names: Sequence[str], duration: float, fps: float) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != len(class_names):
+        raise UserError(f"decoder: probabilities have shape {probs.shape}, expected [T, {len(class_names)}] "
+                        f"for classes {list(class_names)}")
+    if not np.isfinite(probs).all():
+        raise UserError("decoder: probabilities contain NaN or infinity")
+    if not (fps > 0 and np.isfinite(duration) and duration >= 0):
+        raise UserError(f"decoder: need fps > 0 and a duration >= 0, got fps={fps}, duration={duration}")
+    return probs
+
+
+def decode(probs: np.ndarray, class_names: Sequence[str], duration: float, config: DecoderConfig | None = None,
+           fps: float = 2.0) -> list[Span]:
+    """Highlight spans, in time order, from per-token probabilities [T, C] at `fps` tokens per second."""
+    config = config or DecoderConfig()
+    probs = _check_inputs(probs, class_names, duration, fps)
+    names = list(class_names)
+    if config.background in names:
+        probs = probs * (1.0 - probs[:, [names.index(config.background)]])
+    per_class = []
+    for c, name in enumerate(names):
+        if name == config.background:
+            continue
+        rule = config.rule(name)
+        tokens = _peaks(probs[:, c], rule, fps)
+        peak = np.minimum(tokens / fps, duration)
+        spans = _Spans(np.clip(peak - rule.before, 0, duration), np.clip(peak + rule.after, 0, duration),
+                       probs[tokens, c], peak, np.full(len(tokens), c))
+        spans = _merge_close(_temporal_nms(spans, rule.nms_iou), rule.merge_gap)
+        per_class.append(_clamp_length(spans, rule, duration, config.min_lead_sec))
+    spans = _within_budget(_merge_close(_Spans.concat(per_class), config.min_gap_sec), config.max_total_sec)
+    return [Span(float(s), float(e), names[c], float(sc), float(pk))
+            for s, e, sc, pk, c in zip(spans.start, spans.end, spans.score, spans.peak, spans.cls, strict=True)]
