@@ -1,0 +1,198 @@
+"""CLI: `python -m extract_features` (one video, or a batch over a tree / list), `fit_pca`, `convert_pca`.
+
+    python -m extract_features --video match.mp4 --out DIR [--half 2] [--weights random] [--pca pca.npz]
+    python -m extract_features --tree SOCCERNET_ROOT [--out_root OUT] [--num_shards N --shard_index i] --pca pca.npz
+    python -m extract_features --list videos.txt --pca pca.npz
+    python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
+    python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import UserError, run_cli
+from extract_features import decode
+from extract_features.pipeline import ExtractConfig
+
+
+def _network_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default="imagenet", choices=["imagenet", "random"],
+                   help="imagenet (downloaded once into $KERAS_HOME/models) or random (smoke tests only; recorded)")
+    p.add_argument("--resnet_weights", help="local ResNet-152 no-top weights file (.h5) instead of the download")
+    p.add_argument("--transform", default="crop", choices=sorted(decode.TRANSFORMS))
+    p.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
+    p.add_argument("--no_progress", action="store_true")
+
+
+def extract_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m extract_features", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="one video file")
+    src.add_argument("--tree", help="a SoccerNet-layout folder of videos (1_224p.mkv, 2_720p.mkv, 1.mkv, ...)")
+    src.add_argument("--list", help="a .txt with one video path per line")
+    p.add_argument("--out", help="output folder for --video")
+    p.add_argument("--half", type=int, choices=[1, 2], help="name outputs 1_... or 2_... (--video)")
+    p.add_argument("--prefix", help="output name prefix for --video (default 1)")
+    p.add_argument("--out_root", help="batch: write under this folder, mirroring the tree (default: beside videos)")
+    p.add_argument("--quality", help="batch: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
+    p.add_argument("--num_shards", type=int, default=1)
+    p.add_argument("--shard_index", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="batch: redo halves already extracted")
+    p.add_argument("--pca", help="PCA .npz (mean, components); required unless --weights random")
+    p.add_argument("--vggish", default="auto",
+                   help="vggish_model.ckpt, a TF-Hub handle / SavedModel folder, a Keras .h5, random, or auto "
+                        "($VGGISH_CHECKPOINT, else $KERAS_HOME/models/vggish_model.ckpt, downloaded once)")
+    p.add_argument("--silent_audio", action="store_true",
+                   help="accept videos without audio: digital silence stands in (recorded in extraction.json)")
+    p.add_argument("--vggish128", action="store_true", help="also write the standard 128-d VGGish embedding")
+    p.add_argument("--save_raw", action="store_true", help="also write the 2048-d features (<half>_ResNET_TF2.npy)")
+    p.add_argument("--video_feature_name", default="ResNET_TF2_PCA512")
+    p.add_argument("--audio_feature_name", default="VGGish")
+    _network_args(p)
+    return p
+
+
+def _config(args: argparse.Namespace) -> ExtractConfig:
+    for name in ("pca", "resnet_weights"):
+        value = getattr(args, name)
+        if value and not Path(value).is_file():
+            raise UserError(f"{value}: no such file (--{name})")
+    if args.batch_size < 1:
+        raise UserError("--batch_size must be at least 1")
+    for name in (args.video_feature_name, args.audio_feature_name):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise UserError(f"feature name {name!r}: use letters, digits, '_', '.', '-'")
+    return ExtractConfig(weights=args.weights, resnet_weights=args.resnet_weights, pca=args.pca,
+                         vggish=None if args.vggish == "auto" else args.vggish, transform=args.transform,
+                         compute_dtype=args.compute_dtype, silent_audio=args.silent_audio,
+                         vggish128=args.vggish128, save_raw=args.save_raw, seed=args.seed,
+                         video_name=args.video_feature_name, audio_name=args.audio_feature_name)
+
+
+def extract_main(argv: Sequence[str]) -> int:
+    args = extract_parser().parse_args(argv)
+    config = _config(args)
+    progress = not args.no_progress
+    if args.video:
+        from extract_features.pipeline import get_extractor, write_outputs
+
+        if not args.out:
+            raise UserError("--out DIR is required with --video")
+        if args.half and args.prefix:
+            raise UserError("give --half or --prefix, not both")
+        prefix = args.prefix or str(args.half or 1)
+        decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
+        result = get_extractor(config).run(args.video, batch_size=args.batch_size, progress=progress)
+        info = write_outputs(Path(args.out), prefix, result, config)
+        half = info["halves"][prefix]
+        print(f"{args.video}: {half['tokens']} tokens in {half['seconds']:.1f} s -> "
+              f"{', '.join(str(Path(args.out) / f) for f in half['files'].values())}")
+        if info["weights"] == "random":
+            print("warning: random weights: these features are for smoke tests only", file=sys.stderr)
+        return 0
+
+    from extract_features import batch
+
+    if args.tree:
+        jobs = batch.tree_jobs(args.tree, out_root=args.out_root, quality=args.quality)
+    else:
+        jobs = batch.list_jobs(args.list, out_root=args.out_root)
+    jobs = batch.shard(jobs, args.num_shards, args.shard_index)
+    counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.batch_size, progress=progress)
+    print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {args.shard_index}/{args.num_shards})")
+    return 0
+
+
+# ---- PCA commands ---------------------------------------------------------------------------------------------
+
+
+def fit_pca_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m extract_features fit_pca",
+                                description="Fit the 2048 -> 512 PCA on many halves' 2048-d features; save .npz.")
+    p.add_argument("inputs", nargs="+", help="2048-d .npy files, folders (their *_ResNET_TF2.npy), or videos")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--dim", type=int, default=512)
+    _network_args(p)
+    return p
+
+
+def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.ndarray]:
+    """2048-d feature blocks from .npy files (memory-mapped) and videos (ResNet-152 run here)."""
+    resnet = None
+    for path in inputs:
+        if path.suffix == ".npy":
+            try:
+                yield np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise UserError(f"{path}: not a .npy array") from exc
+            continue
+        from extract_features.video import ResNetEmbedder
+
+        if resnet is None:
+            resnet = ResNetEmbedder(args.weights, resnet_weights=args.resnet_weights,
+                                    compute_dtype=args.compute_dtype, seed=args.seed)
+        for chunk in decode.VideoDecoder(path, args.transform).chunks(args.batch_size):
+            yield resnet(chunk)
+
+
+def fit_pca_main(argv: Sequence[str]) -> int:
+    from extract_features.pca import fit_pca, save_pca
+
+    args = fit_pca_parser().parse_args(argv)
+    inputs: list[Path] = []
+    for item in map(Path, args.inputs):
+        if item.is_dir():
+            inputs += sorted(item.rglob("*_ResNET_TF2.npy"))
+        elif item.is_file():
+            if item.suffix != ".npy":
+                decode.check_video(item, need_audio=False)
+            inputs.append(item)
+        else:
+            raise UserError(f"{item}: no such file or folder")
+    if not inputs:
+        raise UserError("fit_pca: no 2048-d feature files (*_ResNET_TF2.npy) or videos found")
+    pca = fit_pca(_raw_blocks(inputs, args), args.dim)
+    save_pca(args.out, pca)
+    print(f"{args.out}: PCA {pca.mean.shape[0]} -> {pca.output_dim} fitted on {pca.source['rows']} rows "
+          f"from {len(inputs)} inputs")
+    return 0
+
+
+def convert_pca_main(argv: Sequence[str]) -> int:
+    from extract_features.pca import convert_soccernet, save_pca
+
+    p = argparse.ArgumentParser(prog="python -m extract_features convert_pca",
+                                description="Convert SoccerNet's average_512_TF2.pkl + pca_512_TF2.pkl to a .npz.")
+    p.add_argument("--average", required=True, help="average_512_TF2.pkl")
+    p.add_argument("--pca", required=True, help="pca_512_TF2.pkl")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--allow_pickle", action="store_true", help="required: unpickling runs code from the files")
+    args = p.parse_args(argv)
+    pca = convert_soccernet(args.average, args.pca, allow_pickle=args.allow_pickle)
+    save_pca(args.out, pca)
+    print(f"{args.out}: PCA {pca.mean.shape[0]} -> {pca.output_dim}")
+    return 0
+
+
+COMMANDS = {"fit_pca": fit_pca_main, "convert_pca": convert_pca_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    return extract_main(argv)
+
+
+if __name__ == "__main__":
+    run_cli(main)

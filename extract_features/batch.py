@@ -1,0 +1,132 @@
+"""Batch extraction over a SoccerNet-layout tree or a list of videos: shards, resume, one failure never stops the rest.
+
+SoccerNet video names: `1_224p.mkv` / `2_224p.mkv` (the low-quality release, what SoccerNet's ResNET_TF2
+features were computed from), `1_720p.mkv`, older `1.mkv`, V&D's `1_HQ.mkv`. When a game folder has
+several, `quality` picks (default: 224p first). Features go next to each half (or under `out_root`,
+mirroring the tree). A half is skipped when extraction.json records it with the same settings and its
+files exist; files are written atomically and the record last, so a killed run redoes only the half it was
+on. Shards split by game folder (both halves of a game in one shard: no two machines touch one folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import UserError
+from extract_features.pipeline import ExtractConfig, get_extractor, is_done, write_outputs
+
+VIDEO_NAME = re.compile(r"^(?P<half>[12])(?:_(?P<quality>224p|720p|HQ|LQ))?\.(?:mkv|mp4|avi|mov|webm|ts)$",
+                        re.IGNORECASE)
+QUALITY_ORDER = ("224p", "", "LQ", "720p", "HQ")
+
+
+@dataclass(frozen=True)
+class Job:
+    video: Path
+    out_dir: Path
+    prefix: str
+
+
+def _quality_rank(quality: str | None, preferred: str | None) -> tuple[int, int]:
+    q = quality or ""
+    return (0 if preferred is not None and q.lower() == preferred.lower() else 1,
+            QUALITY_ORDER.index(q) if q in QUALITY_ORDER else len(QUALITY_ORDER))
+
+
+def tree_jobs(root: str | Path, *, out_root: str | Path | None = None, quality: str | None = None) -> list[Job]:
+    """One job per (game folder, half) holding a SoccerNet-named video, best quality first."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder")
+    best: dict[tuple[Path, str], tuple[tuple[int, int], Path]] = {}
+    for video in sorted(root.rglob("*")):
+        m = VIDEO_NAME.match(video.name)
+        if not m or not video.is_file():
+            continue
+        key = (video.parent, m.group("half"))
+        rank = _quality_rank(m.group("quality"), quality)
+        if key not in best or rank < best[key][0]:
+            best[key] = (rank, video)
+    jobs = []
+    for (folder, half), (_, video) in sorted(best.items()):
+        out_dir = Path(out_root) / folder.relative_to(root) if out_root else folder
+        jobs.append(Job(video, out_dir, half))
+    if not jobs:
+        raise UserError(f"{root}: no SoccerNet videos found (names like 1_224p.mkv, 2_720p.mkv, 1.mkv)")
+    return jobs
+
+
+def list_jobs(list_path: str | Path, *, out_root: str | Path | None = None) -> list[Job]:
+    """A .txt of video paths (relative to the list's folder). SoccerNet names write into their folder with
+    their half as prefix; any other name gets its own folder `<stem>/` with prefix 1."""
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise UserError(f"{list_path}: no such list file")
+    base = list_path.parent
+    jobs = []
+    for n, line in enumerate(list_path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        video = Path(line) if Path(line).is_absolute() else base / line
+        m = VIDEO_NAME.match(video.name)
+        folder, prefix = (video.parent, m.group("half")) if m else (video.parent / video.stem, "1")
+        if out_root:
+            rel = folder.relative_to(base) if folder.is_relative_to(base) else Path(folder.name)
+            folder = Path(out_root) / rel
+        jobs.append(Job(video, folder, prefix))
+        if not video.exists():
+            raise UserError(f"{list_path}:{n}: {video}: no such file")
+    if not jobs:
+        raise UserError(f"{list_path}: no videos listed")
+    return jobs
+
+
+def shard(jobs: list[Job], num_shards: int, shard_index: int) -> list[Job]:
+    """The jobs of shard `shard_index` of `num_shards`, split by output folder."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise UserError(f"--shard_index must be in [0, {num_shards}) and --num_shards >= 1")
+    folders = sorted({j.out_dir for j in jobs})
+    mine = set(folders[shard_index::num_shards])
+    return [j for j in jobs if j.out_dir in mine]
+
+
+def remove_stale_temporaries(out_dir: Path, config: ExtractConfig, prefix: str) -> None:
+    """Temporary files a killed run left (`.<name>.<random><ext>`, see common.atomic)."""
+    for name in [*config.file_names(prefix).values(), "extraction.json"]:
+        stem = Path(name).stem
+        for stale in out_dir.glob(f".{stem}.*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def run_batch(jobs: list[Job], config: ExtractConfig, *, overwrite: bool = False, batch_size: int = 32,
+              progress: bool = True) -> dict[str, int]:
+    """Extract every job not already done; returns counts {"done", "skipped", "failed"}."""
+    from tqdm import tqdm
+
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    failures: list[str] = []
+    bar = tqdm(jobs, desc="videos", unit="video", disable=not progress, dynamic_ncols=True)
+    for job in bar:
+        remove_stale_temporaries(job.out_dir, config, job.prefix)
+        if not overwrite and is_done(job.out_dir, job.prefix, config):
+            counts["skipped"] += 1
+            continue
+        try:
+            result = get_extractor(config).run(job.video, batch_size=batch_size, progress=progress)
+            write_outputs(job.out_dir, job.prefix, result, config)
+        except UserError as exc:
+            counts["failed"] += 1
+            failures.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        counts["done"] += 1
+        bar.set_postfix(fps=f"{result.extra['tokens'] / max(result.extra['seconds'], 1e-9):.1f}")
+    if failures:
+        raise UserError(f"{len(failures)} of {len(jobs)} videos failed (first: {failures[0]})")
+    return counts
