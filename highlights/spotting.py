@@ -136,9 +136,8 @@ def with_compute_dtype(model: Any, compute_dtype: str | None) -> Any:
     info = archis.model_info(model)
     if not compute_dtype or compute_dtype == info["compute_dtype"]:
         return model
-    keys = ("pooling", "vlad_k", "window_seconds", "frames_per_second", "feature_dim", "class_names",
-            "feature_names")
-    twin = archis.build_model(info["architecture"], **{k: info[k] for k in keys}, compute_dtype=compute_dtype)
+    spec = {k: v for k, v in info.items() if k not in ("architecture", "window_frames", "compute_dtype")}
+    twin = archis.build_model(info["architecture"], **spec, compute_dtype=compute_dtype)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -168,15 +167,21 @@ def nms_spots(scores: np.ndarray, class_names: Sequence[str], half: int, *, fps:
                                                                                                 strict=True)]
 
 
-def soccernet_labels(class_names: Sequence[str]) -> dict[int, str]:
-    """Class index -> SoccerNet label name, from the built-in class map whose classes match; else the names."""
+def match_class_map(class_names: Sequence[str]) -> Any:
+    """The built-in `dataset.ClassMap` (highlight, v1, v2) whose classes are `class_names`, else None."""
     import dataset
 
     for spec in ("highlight", "v1", "v2"):
         cmap = dataset.load_class_map(spec)
         if list(cmap.classes) == list(class_names):
-            return dict(cmap.index_to_label)
-    return dict(enumerate(class_names))
+            return cmap
+    return None
+
+
+def soccernet_labels(class_names: Sequence[str]) -> dict[int, str]:
+    """Class index -> SoccerNet label name through the matching class map; the class names themselves if none."""
+    cmap = match_class_map(class_names)
+    return dict(cmap.index_to_label) if cmap is not None else dict(enumerate(class_names))
 
 
 def game_time(half: int, seconds: float) -> str:
