@@ -90,7 +90,7 @@ class DecoderConfig:
     background: str = "background"
     min_gap_sec: float = 2.0
     max_total_sec: float | None = None
-    min_lead_sec: float = 2.0
+    min_lead_sec: float = 5.0
 
     def __post_init__(self) -> None:
         for name, rule in {**self.rules, "default": self.default}.items():
@@ -268,6 +268,8 @@ def decode(probs: np.ndarray, class_names: Sequence[str], duration: float, confi
     """Highlight spans, in time order, from per-token probabilities [T, C] at `fps` tokens per second."""
     config = config or DecoderConfig()
     probs = _check_inputs(probs, class_names, duration, fps)
+    if len(probs) == 0:
+        return []
     names = list(class_names)
     if config.background in names:
         probs = probs * (1.0 - probs[:, [names.index(config.background)]])
@@ -282,6 +284,8 @@ def decode(probs: np.ndarray, class_names: Sequence[str], duration: float, confi
                        probs[tokens, c], peak, np.full(len(tokens), c))
         spans = _merge_close(_temporal_nms(spans, rule.nms_iou), rule.merge_gap)
         per_class.append(_clamp_length(spans, rule, duration, config.min_lead_sec))
-    spans = _within_budget(_merge_close(_Spans.concat(per_class), config.min_gap_sec), config.max_total_sec)
+    spans = _Spans.concat(per_class)
+    spans = spans.take(np.flatnonzero(spans.end > spans.start))  # nothing left of a zero-length match
+    spans = _within_budget(_merge_close(spans, config.min_gap_sec), config.max_total_sec)
     return [Span(float(s), float(e), names[c], float(sc), float(pk))
             for s, e, sc, pk, c in zip(spans.start, spans.end, spans.score, spans.peak, spans.cls, strict=True)]

@@ -1,0 +1,90 @@
+"""Score a folder tree of SoccerNet `results_spotting.json` files: average-mAP as the official evaluator.
+
+    python evaluate.py --labels ROOT --predictions DIR --list listgame_Test_100.npy \
+        [--metric loose|tight] [--class_map highlight|v1|v2|FILE.json] [--json OUT.json] [--plot OUT.png]
+
+Labels: ROOT/<game>/Labels-v2.json (else Labels.json); predictions: DIR/<game>/results_spotting.json, for
+each <game> of the list. A game without a prediction file is scored as one with no predictions (warning).
+Prints per-class and overall average-mAP (percent); the JSON holds the official keys (`a_mAP`,
+`a_mAP_per_class`, visibility variants) as fractions, plus the mAP(delta) curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.errors import UserError, run_cli
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--labels", required=True, type=Path, help="SoccerNet root with the label files")
+    ap.add_argument("--predictions", required=True, type=Path, help="root of the results_spotting.json tree")
+    ap.add_argument("--list", required=True, type=Path, help="game list (listgame_*.npy or a text file)")
+    ap.add_argument("--metric", default="loose", choices=["loose", "tight"],
+                    help="loose: delta 5..60 s; tight: delta 1..5 s")
+    ap.add_argument("--class_map", default="highlight", help="highlight | v1 | v2 | FILE.json")
+    ap.add_argument("--json", type=Path, help="write the scores here")
+    ap.add_argument("--plot", type=Path, help="write a PNG of mAP against tolerance here")
+    ap.add_argument("--framerate", type=float, default=2.0, help="frames per second of the binning (official: 2)")
+    return ap.parse_args(argv)
+
+
+def format_table(scores) -> str:
+    """Per-class and overall average-mAP, in percent."""
+    lo, hi = scores.deltas[0], scores.deltas[-1]
+    width = max(12, *(len(n) for n in scores.class_names))
+    lines = [f"{scores.metric} average-mAP (tolerance {lo:g}-{hi:g} s) over {scores.n_games} games",
+             f"{'class':<{width}} {'events':>7} {'preds':>7} {'a-mAP':>7} {'visible':>8} {'unshown':>8}"]
+    rows = zip(scores.class_names, scores.n_events, scores.n_predictions, scores.a_mAP_per_class,
+               scores.a_mAP_per_class_visible, scores.a_mAP_per_class_unshown, strict=True)
+    lines += [f"{n:<{width}} {e:>7} {p:>7} {a * 100:>7.2f} {v * 100:>8.2f} {u * 100:>8.2f}"
+              for n, e, p, a, v, u in rows]
+    lines.append(f"{'mean':<{width}} {sum(scores.n_events):>7} {sum(scores.n_predictions):>7} "
+                 f"{scores.a_mAP * 100:>7.2f} {scores.a_mAP_visible * 100:>8.2f} {scores.a_mAP_unshown * 100:>8.2f}")
+    return "\n".join(lines)
+
+
+def game_names(list_path: Path, labels_root: Path) -> list[str]:
+    """The list's games as paths relative to the labels root (the same relative path under predictions)."""
+    import dataset
+
+    names = []
+    for game in dataset.read_game_list(list_path, labels_root):
+        try:
+            names.append(str(game.relative_to(labels_root)))
+        except ValueError as exc:
+            raise UserError(f"{list_path}: game {game} is not inside --labels {labels_root}") from exc
+    return names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    for flag, folder in (("--labels", args.labels), ("--predictions", args.predictions)):
+        if not folder.is_dir():
+            raise UserError(f"{folder}: {flag} folder not found")
+    import dataset
+    from common.atomic import write_json
+    from highlights.metrics import evaluate_games
+
+    cmap = dataset.load_class_map(args.class_map)
+    games = game_names(args.list, args.labels)
+    scores = evaluate_games(args.labels, args.predictions, games, cmap.classes, cmap.label_to_index,
+                            metric=args.metric, framerate=args.framerate)
+    print(format_table(scores))
+    if args.json:
+        write_json(args.json, {**scores.to_json(), "class_map": cmap.name, "labels": str(args.labels),
+                               "predictions": str(args.predictions), "list": str(args.list)})
+        print(f"scores -> {args.json}")
+    if args.plot:
+        from highlights.plots import plot_map_vs_tolerance
+
+        plot_map_vs_tolerance(args.plot, scores)
+        print(f"plot -> {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
