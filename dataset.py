@@ -275,11 +275,11 @@ def window_frames(window_seconds: float, frames_per_second: float) -> int:
     return int(round(n))
 
 
-def class_weights(labels: np.ndarray) -> np.ndarray:
+def class_weights(labels: np.ndarray, classes: Sequence[str] | None = None) -> np.ndarray:
     """Inverse class frequency over windows, normalised to sum to 1 (a class never seen counts once)."""
     counts = labels.sum(axis=0).astype(np.float64)
     for c in np.flatnonzero(counts == 0):
-        log.warning("class %d has no training window: its weight assumes one", c)
+        log.warning("class %s has no training window: its weight assumes one", classes[c] if classes else c)
     inv = 1.0 / np.maximum(counts, 1.0)
     return (inv / inv.sum()).astype(np.float32)
 
@@ -365,6 +365,7 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
     n, d, c = config.window_frames, config.feature_dim, len(config.class_map.classes)
     halves: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
+    feature_files: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         tmp = {k: stack.enter_context(atomic_path(cache_dir / f"{k}.npy")) for k in ("video", "audio", "labels")}
         out = {"video": _NpyAppender(tmp["video"], (n, d), np.float32),
@@ -379,6 +380,9 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
                 log.warning("skipping game %s: %s", game, exc)
                 bad.append({"game": str(game), "error": str(exc)})
                 continue
+            if not feature_files:  # record what the flags matched, for the model's metadata
+                feature_files = {k: find_feature_file(game, 1, *spec).name[2:-4] for k, spec in
+                                 (("video", (config.features_video, config.pca)), ("audio", (config.features_audio, None)))}
             for half, video, audio, labels in blocks:
                 halves.append({"game": str(game), "half": half, "start": out["labels"].rows, "count": len(labels)})
                 out["video"].append(video)
@@ -388,7 +392,8 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
             appender.close()
         if not halves:
             raise UserError(f"{list_path}: no usable game (all {len(games)} failed)")
-    write_json(cache_dir / "settings.json", {**config.settings(list_path, games), "halves": halves, "bad_games": bad})
+    write_json(cache_dir / "settings.json", {**config.settings(list_path, games), "feature_files": feature_files,
+                                               "halves": halves, "bad_games": bad})
     return WindowCache(cache_dir)
 
 
@@ -422,6 +427,7 @@ class WindowCache:
         self.settings = _read_json(settings_path)
         self.halves: list[dict[str, Any]] = self.settings["halves"]
         self.bad_games: list[dict[str, str]] = self.settings.get("bad_games", [])
+        self.feature_files: dict[str, str] = self.settings.get("feature_files", {})
         self.labels = np.load(self.dir / "labels.npy").astype(np.float32)
         self.n_windows = int(self.labels.shape[0])
 

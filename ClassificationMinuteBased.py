@@ -1,0 +1,136 @@
+"""Train (or predict with, or ensemble) a window classifier on SoccerNet-layout features.
+
+The original V&D flags keep their names and defaults; the extensions are listed in the help.
+Example (the original README's command):
+  python ClassificationMinuteBased.py --architecture AudioVideoArchi5 --training listgame_Train_300.npy
+    --validation listgame_Valid_100.npy --testing listgame_Test_100.npy --featuresVideo ResNET
+    --featuresAudio VGGish --PCA --network VLAD --tflog Model --VLAD_k 512 --WindowSize 20
+    --outputPrefix vlad-archi5-20sec --formatdataset 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.errors import UserError, run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    orig = p.add_argument_group("original flags")
+    orig.add_argument("--architecture", default=None, help="architecture (canonical or original name); required to train")
+    orig.add_argument("--training", default=None, help="game list of the training split (listgame_*.npy)")
+    orig.add_argument("--validation", default=None, help="game list of the validation split")
+    orig.add_argument("--testing", default=None, help="game list of the test split (also what predict mode reads)")
+    orig.add_argument("--featuresVideo", default="ResNET", help="video feature name (ResNET matches ResNET_PCA512 and ResNET_TF2_PCA512)")
+    orig.add_argument("--featuresAudio", default="VGGish", help="audio feature name")
+    orig.add_argument("--GPU", type=int, default=-1, help="ID of the GPU to use (-1: every visible GPU)")
+    orig.add_argument("--PCA", action="store_true", help="use the PCA version of the video features")
+    orig.add_argument("--network", default="RVLAD", help="pooling: NetVLAD (VLAD), NetRVLAD (RVLAD), NetVLAD++, MAX, AVERAGE")
+    orig.add_argument("--tflog", default="Model", help="folder for TensorBoard logs, models and summaries")
+    orig.add_argument("--loglevel", default="INFO", help="logging level")
+    orig.add_argument("--batch_size", type=int, default=60, help="batch size in halves of games")
+    orig.add_argument("--max_epoch", type=int, default=200, help="maximum number of epochs")
+    orig.add_argument("--VLAD_k", type=int, default=64, help="number of clusters of the VLAD poolings")
+    orig.add_argument("--LR", type=float, default=0.01, help="learning rate")
+    orig.add_argument("--WindowSize", type=int, default=60, help="window length in seconds")
+    orig.add_argument("--featurePerSec", type=int, default=2, help="features per second")
+    orig.add_argument("--outputPrefix", default="", help="prefix of the output files (default: the architecture)")
+    orig.add_argument("--mode", default="train", help="train, predict (per-window outputs of --testing) or ensemble")
+    orig.add_argument("--config", default="None", help="predict mode: file listing the outputs to save "
+                      "(logits, probabilities, labels; one a line)")
+    orig.add_argument("--formatdataset", type=int, default=0, choices=(0, 1),
+                      help="1: prepare the window cache, 0: reuse it")
+    orig.add_argument("--system", default="linux", choices=("linux", "windows"), help="accepted for compatibility; paths are portable")
+    ext = p.add_argument_group("extensions")
+    ext.add_argument("--class_map", default="highlight", help="highlight, v1, v2 or a JSON class map")
+    ext.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling")
+    ext.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    ext.add_argument("--dataset_root", default=None, help="folder the game paths are relative to (default: the list's folder); "
+                     "with it, a list may be a SoccerNet split name (train, valid, test)")
+    ext.add_argument("--skip_bad_games", action="store_true", help="skip unreadable games (reported in the summary) instead of failing")
+    ext.add_argument("--cache_dir", default=None, help="window cache folder (default: Windows_size_<WindowSize>_sec)")
+    ext.add_argument("--batch_windows", type=int, default=None, help="batches of this many shuffled windows instead of --batch_size halves")
+    ext.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"), help="bfloat16: mixed precision")
+    ext.add_argument("--patience_lr", type=int, default=10, help="epochs without gain before LR / 10 (and best weights restored)")
+    ext.add_argument("--patience_stop", type=int, default=30, help="epochs without gain before stopping")
+    ext.add_argument("--min_lr", type=float, default=1e-4, help="no LR reduction at or below this")
+    ext.add_argument("--model", default=None, help="predict mode: model file (default <tflog>/<prefix>_best.keras)")
+    ext.add_argument("--ensemble", nargs=2, default=(), metavar=("A.npz", "B.npz"), help="ensemble mode: two predict outputs")
+    ext.add_argument("--ensemble_method", default="mean_logits", choices=("mean_logits", "product"),
+                     help="mean of logits (V&D Archi3/12) or product of sigmoids (Archi9/18)")
+    ext.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise UserError(f"--{name} must be positive, got {value}")
+
+
+def _config(args: argparse.Namespace):
+    """Check the flags and files that need no TensorFlow, then build the training config."""
+    import dataset as ds
+    import training
+
+    for name in ("batch_size", "max_epoch", "VLAD_k", "LR", "WindowSize", "featurePerSec", "batch_windows"):
+        _positive(name, getattr(args, name))
+    required = {"train": ("architecture", "training", "validation", "testing"), "predict": ("testing",), "ensemble": ()}
+    if args.mode not in required:
+        raise UserError(f"unknown --mode {args.mode!r}; valid: {', '.join(required)}")
+    missing = [f"--{k}" for k in required[args.mode] if getattr(args, k) is None]
+    if missing:
+        raise UserError(f"mode {args.mode} needs {', '.join(missing)}")
+    for name in ("training", "validation", "testing"):
+        if getattr(args, name) is not None and args.mode != "ensemble":
+            ds.read_game_list(getattr(args, name), args.dataset_root)  # fails fast on a missing or empty list
+    outputs = training.PREDICT_OUTPUTS
+    if args.config != "None":
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"{path}: --config file not found")
+        outputs = tuple(ln.strip() for ln in path.read_text().splitlines() if ln.strip())
+        bad = [o for o in outputs if o not in training.PREDICT_OUTPUTS]
+        if bad or not outputs:
+            raise UserError(f"{path}: outputs must be among {', '.join(training.PREDICT_OUTPUTS)}, found {bad or 'none'}")
+    data = ds.DataConfig(features_video=args.featuresVideo, features_audio=args.featuresAudio, pca=args.PCA,
+                         window_seconds=args.WindowSize, frames_per_second=args.featurePerSec,
+                         dataset_root=args.dataset_root, skip_bad_games=args.skip_bad_games,
+                         class_map=ds.load_class_map(args.class_map))
+    data.window_frames  # noqa: B018 - validates WindowSize x featurePerSec
+    return training.TrainConfig(
+        architecture=args.architecture or "", training=args.training, validation=args.validation, testing=args.testing,
+        data=data, network=args.network, vlad_k=args.VLAD_k, lr=args.LR, max_epoch=args.max_epoch,
+        batch_size=args.batch_size, batch_windows=args.batch_windows, tflog=args.tflog, output_prefix=args.outputPrefix,
+        mode=args.mode, outputs=outputs, formatdataset=args.formatdataset, cache_dir=args.cache_dir,
+        model_path=args.model, ensemble=tuple(args.ensemble), ensemble_method=args.ensemble_method, seed=args.seed,
+        resume=args.resume, compute_dtype=args.compute_dtype, patience_lr=args.patience_lr,
+        patience_stop=args.patience_stop, min_lr=args.min_lr, progress=not args.quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = getattr(logging, args.loglevel.upper(), None)
+    if not isinstance(level, int):
+        raise UserError(f"--loglevel {args.loglevel!r} is not a logging level")
+    logging.basicConfig(format="%(asctime)s:%(levelname)s: %(message)s", level=level)
+    if args.GPU >= 0:  # before TensorFlow is imported
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.GPU)
+    cfg = _config(args)
+    import training
+
+    start = time.time()
+    training.run(cfg)
+    logging.info("total execution time %.1f s", time.time() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
