@@ -86,7 +86,7 @@ class DecoderConfig:
     """
 
     rules: Mapping[str, ClassRule] = field(default_factory=_seed_rules)
-    default: ClassRule = ClassRule(before=15, after=20)
+    default: ClassRule = ClassRule(before=10, after=15)  # fits its 25 s max_length
     background: str = "background"
     min_gap_sec: float = 2.0
     max_total_sec: float | None = None
