@@ -182,6 +182,8 @@ def _override_decoder(decoder: Any, args: argparse.Namespace) -> Any:
 def _check_video(video: Path) -> None:
     from common.ffmpeg import probe
 
+    if video.is_file() and video.stat().st_size == 0:
+        raise UserError(f"{video}: empty file (zero-length video)")
     info = probe(video)
     if not info.has_video:
         raise UserError(f"{video}: no video stream")
