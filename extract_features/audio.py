@@ -117,8 +117,27 @@ def read_saved_model(handle: str) -> Tensors:
         loaded = tf.saved_model.load(path)
     except (OSError, tf.errors.OpError, ValueError) as exc:
         raise UserError(f"{path}: not a readable SavedModel ({str(exc).splitlines()[0]})") from exc
-    values = {v.name.rsplit(":", 1)[0]: v for v in loaded.variables}
+    values = {v.name.rsplit(":", 1)[0]: v for v in _variables(loaded)}
     return _from_named(lambda n: values[n].numpy(), values, str(path))
+
+
+def _variables(root) -> list:
+    """Every tf.Variable reachable from a loaded SavedModel object (hub models list them in `.variables`)."""
+    found, seen, todo = [], set(), [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, tf.Variable):
+            found.append(obj)
+        elif isinstance(obj, (list, tuple)):
+            todo.extend(obj)
+        elif isinstance(obj, dict):
+            todo.extend(obj.values())
+        elif hasattr(obj, "__dict__") and not callable(obj):
+            todo.extend(v for k, v in vars(obj).items() if not k.startswith("_"))
+    return found
 
 
 def read_keras_h5(path: str | os.PathLike) -> Tensors:

@@ -111,6 +111,7 @@ def run_batch(jobs: list[Job], config: ExtractConfig, *, overwrite: bool = False
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
     failures: list[str] = []
+    extractor = None  # built on the first job that needs it: a fully resumed run never loads TensorFlow
     bar = tqdm(jobs, desc="videos", unit="video", disable=not progress, dynamic_ncols=True)
     for job in bar:
         remove_stale_temporaries(job.out_dir, config, job.prefix)
@@ -118,7 +119,8 @@ def run_batch(jobs: list[Job], config: ExtractConfig, *, overwrite: bool = False
             counts["skipped"] += 1
             continue
         try:
-            result = get_extractor(config).run(job.video, batch_size=batch_size, progress=progress)
+            extractor = extractor or get_extractor(config)
+            result = extractor.run(job.video, batch_size=batch_size, progress=progress)
             write_outputs(job.out_dir, job.prefix, result, config)
         except UserError as exc:
             counts["failed"] += 1

@@ -87,15 +87,12 @@ class Extractor:
     """The networks and PCA for one ExtractConfig (built once, reused across videos)."""
 
     def __init__(self, config: ExtractConfig):
-        from extract_features.audio import AudioEmbedder
         from extract_features.pca import load_pca, random_pca
-        from extract_features.video import ResNetEmbedder
 
         self.config = config
         self.pca = load_pca(config.pca) if config.pca else random_pca(config.seed)
-        self.resnet = ResNetEmbedder(config.weights, resnet_weights=config.resnet_weights,
-                                     compute_dtype=config.compute_dtype, seed=config.seed)
-        self.vggish = AudioEmbedder(config.vggish_spec, need_embedding=config.vggish128, seed=config.seed + 1)
+        self.resnet = _resnet(config.weights, config.resnet_weights, config.compute_dtype, config.seed)
+        self.vggish = _vggish(config.vggish_spec, config.vggish128, config.seed + 1)
 
     def describe(self) -> dict:
         c = self.config
@@ -221,9 +218,23 @@ class Extractor:
                                  np.concatenate(raw) if raw else None, audio_128, half)
 
 
+# Networks are slow to build (ResNet-152: seconds): each is built once per process and settings, and shared by
+# every video and every ExtractConfig that needs it.
 @functools.lru_cache(maxsize=2)
+def _resnet(weights: str, resnet_weights: str | None, compute_dtype: str, seed: int):
+    from extract_features.video import ResNetEmbedder
+
+    return ResNetEmbedder(weights, resnet_weights=resnet_weights, compute_dtype=compute_dtype, seed=seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _vggish(spec: str, need_embedding: bool, seed: int):
+    from extract_features.audio import AudioEmbedder
+
+    return AudioEmbedder(spec, need_embedding=need_embedding, seed=seed)
+
+
 def get_extractor(config: ExtractConfig) -> Extractor:
-    """Networks are slow to build (ResNet-152: seconds): reuse them for every video with the same settings."""
     return Extractor(config)
 
 
