@@ -55,7 +55,7 @@ def plot_timeline(path: str | os.PathLike, probs: np.ndarray, class_names: Seque
     names = [n for n in class_names if n != BACKGROUND] or list(class_names)
     t = np.arange(len(probs)) / fps
     spans, truth = list(spans), list(ground_truth or [])
-    fig = Figure(figsize=(14, 1.2 + 1.3 * len(names)))
+    fig = Figure(figsize=(14, 1.2 + 1.3 * len(names)), layout="constrained")
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     for ax, name, color in zip(axes, names, _colors(len(names)), strict=True):
         if BACKGROUND in class_names and name != BACKGROUND:
@@ -65,8 +65,8 @@ def plot_timeline(path: str | os.PathLike, probs: np.ndarray, class_names: Seque
             ax.axvspan(s.start, s.end, color=color if s.label == name else "0.5", alpha=0.25 if s.label == name
                        else 0.08, lw=0)
         times = [x for x, label in truth if label == name]
-        ax.plot(times, np.full(len(times), 1.02), "v", color="black", ms=6, clip_on=False,
-                label="ground truth" if times else None)
+        if times:  # (an empty unclipped line would break the layout)
+            ax.plot(times, np.full(len(times), 1.02), "v", color="black", ms=6, clip_on=False)
         n_spans = sum(s.label == name for s in spans)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel(name, rotation=0, ha="right", va="center")
@@ -77,7 +77,6 @@ def plot_timeline(path: str | os.PathLike, probs: np.ndarray, class_names: Seque
     axes[-1].xaxis.set_major_formatter(FuncFormatter(_clock))
     axes[-1].set_xlabel("match time (min:s)")
     fig.suptitle(title or "class scores, chosen spans (shaded) and ground truth (v)")
-    fig.tight_layout()
     _save(fig, path)
 
 
@@ -85,7 +84,7 @@ def plot_map_vs_tolerance(path: str | os.PathLike, scores: Any, title: str = "")
     """mAP against the tolerance delta: the mean (thick) and each class; `scores` is a metrics.SpottingScores."""
     deltas = np.asarray(scores.deltas)
     per_class = np.asarray(scores.mAP_per_class_per_delta) * 100
-    fig = Figure(figsize=(10, 5))
+    fig = Figure(figsize=(10, 5), layout="constrained")
     ax = fig.subplots()
     for c, (name, color) in enumerate(zip(scores.class_names, _colors(len(scores.class_names)), strict=True)):
         ax.plot(deltas, per_class[:, c], "o-", ms=3, lw=1, color=color, alpha=0.8,
@@ -100,5 +99,4 @@ def plot_map_vs_tolerance(path: str | os.PathLike, scores: Any, title: str = "")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), title="class (average-mAP)",
               title_fontsize=8)
     ax.set_title(title or f"{scores.metric} average-mAP {scores.a_mAP * 100:.2f} over {scores.n_games} games")
-    fig.tight_layout()
     _save(fig, path)

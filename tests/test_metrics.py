@@ -176,3 +176,41 @@ def test_visibility_split_at_midpoints_equals_official(tmp_path):
                           metric="tight")
     _assert_same(ours, _official(tmp_path / "labels", tmp_path / "preds", {"Goal": 0}, "tight"))
     assert ours.a_mAP_visible != ours.a_mAP_unshown
+
+
+def test_evaluate_cli_table_json_plot(tmp_path, capsys):
+    import evaluate
+
+    label_root, pred_root, games = make_tree(tmp_path, list(EVENT_DICTIONARY_V2), n_games=2, seed=3)
+    np.save(tmp_path / "listgame_Test_2.npy", np.array(games))
+    out_json, out_png = tmp_path / "out" / "scores.json", tmp_path / "out" / "map.png"
+    assert evaluate.main(["--labels", str(label_root), "--predictions", str(pred_root), "--list",
+                          str(tmp_path / "listgame_Test_2.npy"), "--class_map", "v2", "--metric", "tight",
+                          "--json", str(out_json), "--plot", str(out_png)]) == 0
+    table = capsys.readouterr().out
+    saved = json.loads(out_json.read_text())
+    theirs = _official(label_root, pred_root, EVENT_DICTIONARY_V2, "tight")
+    assert set(theirs) <= set(saved)
+    assert saved["a_mAP"] == pytest.approx(theirs["a_mAP"], abs=1e-12)
+    mean = next(line for line in table.splitlines() if line.startswith("mean"))
+    assert f"{saved['a_mAP'] * 100:.2f}" in mean and "Yellow->red card" in table
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in out_json.parent.iterdir()) == ["map.png", "scores.json"]  # no temp files
+
+
+def test_evaluate_cli_errors_exit_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    label_root, pred_root, games = make_tree(tmp_path, list(HIGHLIGHT_ONE_NAME), n_games=1)
+    (tmp_path / "list.txt").write_text(games[0] + "\n")
+    bad = pred_root / games[0] / "results_spotting.json"
+    bad.write_text('{"predictions": [')
+    cmd = [sys.executable, "evaluate.py", "--labels", str(label_root), "--predictions", str(pred_root),
+           "--list", str(tmp_path / "list.txt"), "--json", str(tmp_path / "s.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert str(bad) in proc.stderr and "malformed JSON" in proc.stderr
+    assert not (tmp_path / "s.json").exists()
+    missing = subprocess.run([*cmd[:5], str(tmp_path / "nope"), *cmd[6:]], capture_output=True, text=True)
+    assert missing.returncode == 2 and "--predictions folder not found" in missing.stderr
