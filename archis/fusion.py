@@ -6,6 +6,7 @@ Each block is one Keras layer taking `(video, audio)`; the architectures in `reg
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 from keras import ops
@@ -15,7 +16,9 @@ from common.errors import UserError
 
 def _dense(units: int, name: str, policy, *, use_bias: bool = True, activation=None) -> keras.layers.Dense:
     """Xavier-uniform weights, zero biases (the seed's and PyTorch-port convention for fusion blocks)."""
-    return keras.layers.Dense(units, activation=activation, use_bias=use_bias, kernel_initializer="glorot_uniform", dtype=policy, name=name)
+    return keras.layers.Dense(
+        units, activation=activation, use_bias=use_bias, kernel_initializer="glorot_uniform", dtype=policy, name=name
+    )
 
 
 def _check_heads(dim: int, heads: int, what: str) -> None:
@@ -82,7 +85,12 @@ class CMGA(keras.layers.Layer):
         self.forget = _dense(dim, "forget", policy, activation="sigmoid")
         self.message = _dense(dim, "message", policy)
         self.fusion = keras.layers.MultiHeadAttention(
-            self.num_heads, dim // self.num_heads, dropout=self.dropout, kernel_initializer="glorot_uniform", dtype=policy, name="fusion"
+            self.num_heads,
+            dim // self.num_heads,
+            dropout=self.dropout,
+            kernel_initializer="glorot_uniform",
+            dtype=policy,
+            name="fusion",
         )
         for layer in (self.query, self.key, self.value, self.message):
             layer.build(v_shape)
@@ -90,7 +98,11 @@ class CMGA(keras.layers.Layer):
         self.fusion.build(v_shape, v_shape)
 
     def call(self, inputs, training=None):
-        video, audio = inputs
+        with warnings.catch_warnings():  # one pooled token: a softmax over one key is 1 by design, not a mistake
+            warnings.filterwarnings("ignore", message="You are using a softmax over axis", category=UserWarning)
+            return self._attend(*inputs, training=training)
+
+    def _attend(self, video, audio, training=None):
         q, k, v = self.query(audio), self.key(video), self.value(video)
         logits = ops.einsum("bqd,bkd->bqk", q, k) / math.sqrt(q.shape[-1])
         attended = ops.matmul(self.attention_dropout(ops.softmax(logits, axis=-1), training=training), v)
@@ -125,7 +137,12 @@ class EncoderLayer(keras.layers.Layer):
         _check_heads(dim, self.num_heads, "the transformer encoder")
         policy = self.dtype_policy
         self.attention = keras.layers.MultiHeadAttention(
-            self.num_heads, dim // self.num_heads, dropout=self.dropout, kernel_initializer="glorot_uniform", dtype=policy, name="attention"
+            self.num_heads,
+            dim // self.num_heads,
+            dropout=self.dropout,
+            kernel_initializer="glorot_uniform",
+            dtype=policy,
+            name="attention",
         )
         self.ff_out = _dense(dim, "ff_out", policy)
         self.attention.build(input_shape, input_shape)
@@ -152,9 +169,15 @@ class TransformerFusion(keras.layers.Layer):
 
     def __init__(self, num_layers: int = 2, num_heads: int = 8, ff_dim: int = 1024, dropout: float = 0.1, **kwargs):
         super().__init__(**kwargs)
-        self.num_layers, self.num_heads, self.ff_dim, self.dropout = int(num_layers), int(num_heads), int(ff_dim), float(dropout)
+        self.num_layers, self.num_heads, self.ff_dim, self.dropout = (
+            int(num_layers),
+            int(num_heads),
+            int(ff_dim),
+            float(dropout),
+        )
         self.encoders = [
-            EncoderLayer(num_heads, ff_dim, dropout, dtype=self.dtype_policy, name=f"encoder_{i}") for i in range(self.num_layers)
+            EncoderLayer(num_heads, ff_dim, dropout, dtype=self.dtype_policy, name=f"encoder_{i}")
+            for i in range(self.num_layers)
         ]
 
     def build(self, input_shape):
@@ -195,13 +218,24 @@ class BottleneckFusion(keras.layers.Layer):
     (separate encoders); the two updated bottleneck copies are averaged. Returns (video, audio) sequences.
     """
 
-    def __init__(self, num_layers: int = 2, num_tokens: int = 4, num_heads: int = 8, ff_dim: int = 1024, dropout: float = 0.1, **kwargs):
+    def __init__(
+        self,
+        num_layers: int = 2,
+        num_tokens: int = 4,
+        num_heads: int = 8,
+        ff_dim: int = 1024,
+        dropout: float = 0.1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_layers, self.num_tokens = int(num_layers), int(num_tokens)
         self.num_heads, self.ff_dim, self.dropout = int(num_heads), int(ff_dim), float(dropout)
         policy = self.dtype_policy
         self.video_encoders, self.audio_encoders = (
-            [EncoderLayer(num_heads, ff_dim, dropout, dtype=policy, name=f"{m}_encoder_{i}") for i in range(self.num_layers)]
+            [
+                EncoderLayer(num_heads, ff_dim, dropout, dtype=policy, name=f"{m}_encoder_{i}")
+                for i in range(self.num_layers)
+            ]
             for m in ("video", "audio")
         )
 
@@ -216,7 +250,9 @@ class BottleneckFusion(keras.layers.Layer):
     def call(self, inputs, training=None):
         video, audio = inputs
         n_video, n_audio = video.shape[1], audio.shape[1]
-        b = ops.broadcast_to(ops.cast(self.bottleneck, video.dtype)[None], (ops.shape(video)[0], self.num_tokens, video.shape[-1]))
+        b = ops.broadcast_to(
+            ops.cast(self.bottleneck, video.dtype)[None], (ops.shape(video)[0], self.num_tokens, video.shape[-1])
+        )
         for enc_v, enc_a in zip(self.video_encoders, self.audio_encoders, strict=True):
             out_v = enc_v(ops.concatenate([video, b], axis=1), training=training)
             out_a = enc_a(ops.concatenate([audio, b], axis=1), training=training)

@@ -31,7 +31,11 @@ class ContextGating(keras.layers.Layer):
     def __init__(self, use_batch_norm: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.use_batch_norm = use_batch_norm
-        self.batch_norm = keras.layers.BatchNormalization(epsilon=1e-3, dtype=self.dtype_policy, name="gating_bn") if use_batch_norm else None
+        self.batch_norm = (
+            keras.layers.BatchNormalization(epsilon=1e-3, dtype=self.dtype_policy, name="gating_bn")
+            if use_batch_norm
+            else None
+        )
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
@@ -73,7 +77,9 @@ class NetVLAD(keras.layers.Layer):
         self.use_batch_norm = use_batch_norm
         self.context_gating = context_gating
         policy = self.dtype_policy
-        self.cluster_bn = keras.layers.BatchNormalization(epsilon=1e-3, dtype=policy, name="cluster_bn") if use_batch_norm else None
+        self.cluster_bn = (
+            keras.layers.BatchNormalization(epsilon=1e-3, dtype=policy, name="cluster_bn") if use_batch_norm else None
+        )
         self.gating = ContextGating(use_batch_norm, dtype=policy, name="context_gating") if context_gating else None
 
     def build(self, input_shape):
@@ -150,7 +156,9 @@ class NetVLADPlusPlus(keras.layers.Layer):
     outputs, so the result is [B, 2 * output_dim].
     """
 
-    def __init__(self, cluster_size: int, output_dim: int, use_batch_norm: bool = True, context_gating: bool = True, **kwargs):
+    def __init__(
+        self, cluster_size: int, output_dim: int, use_batch_norm: bool = True, context_gating: bool = True, **kwargs
+    ):
         super().__init__(**kwargs)
         self.cluster_size = int(cluster_size)
         self.output_dim = int(output_dim)
@@ -171,7 +179,9 @@ class NetVLADPlusPlus(keras.layers.Layer):
 
     def call(self, x, training=None):
         half = ops.shape(x)[1] // 2
-        return ops.concatenate([self.past(x[:, :half], training=training), self.future(x[:, half:], training=training)], axis=-1)
+        return ops.concatenate(
+            [self.past(x[:, :half], training=training), self.future(x[:, half:], training=training)], axis=-1
+        )
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 2 * self.output_dim)
@@ -207,7 +217,14 @@ class TemporalPooling(keras.layers.Layer):
 
 
 POOLINGS = ("NetVLAD", "NetRVLAD", "NetVLAD++", "MAX", "AVERAGE")
-_POOLING_ALIASES = {"vlad": "NetVLAD", "rvlad": "NetRVLAD", "vlad++": "NetVLAD++", "netvladpp": "NetVLAD++", "avg": "AVERAGE", "mean": "AVERAGE"}
+_POOLING_ALIASES = {
+    "vlad": "NetVLAD",
+    "rvlad": "NetRVLAD",
+    "vlad++": "NetVLAD++",
+    "netvladpp": "NetVLAD++",
+    "avg": "AVERAGE",
+    "mean": "AVERAGE",
+}
 
 
 def canonical_pooling(name: str) -> str:
@@ -222,7 +239,14 @@ def canonical_pooling(name: str) -> str:
 
 
 def make_pooling(
-    name: str, *, vlad_k: int, output_dim: int, context_gating: bool = True, use_batch_norm: bool = True, dtype=None, layer_name=None
+    name: str,
+    *,
+    vlad_k: int,
+    output_dim: int,
+    context_gating: bool = True,
+    use_batch_norm: bool = True,
+    dtype=None,
+    layer_name=None,
 ) -> keras.layers.Layer:
     """One pooling layer by (canonical or alias) name."""
     kind = canonical_pooling(name)

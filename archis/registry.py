@@ -69,7 +69,10 @@ def _single(stream: str):
 
 
 def _late_avg(b: Blocks, video, audio):
-    logits = [b.classify(b.dropout(b.pool(x, f"{m}_pool"), f"{m}_dropout"), f"{m}_logits") for m, x in (("video", video), ("audio", audio))]
+    logits = [
+        b.classify(b.dropout(b.pool(x, f"{m}_pool"), f"{m}_dropout"), f"{m}_logits")
+        for m, x in (("video", video), ("audio", audio))
+    ]
     return keras.layers.Average(dtype="float32", name=b._name("logits_average"))(logits)
 
 
@@ -92,7 +95,9 @@ def _early_concat(out_factor: int):
 
 
 def _gmu(b: Blocks, video, audio):
-    fused = b.layer(GMU, "gmu", b.dim)([b.pool(video, "video_pool", gating=False), b.pool(audio, "audio_pool", gating=False)])
+    fused = b.layer(GMU, "gmu", b.dim)(
+        [b.pool(video, "video_pool", gating=False), b.pool(audio, "audio_pool", gating=False)]
+    )
     return b.classify(b.dropout(fused, "dropout"))
 
 
@@ -115,7 +120,9 @@ def _bottleneck(b: Blocks, video, audio):
 
 
 def _transformer(b: Blocks, video, audio):
-    fused = b.layer(TransformerFusion, "transformer", ff_dim=2 * b.dim)([b.pool(video, "video_pool"), b.pool(audio, "audio_pool")])
+    fused = b.layer(TransformerFusion, "transformer", ff_dim=2 * b.dim)(
+        [b.pool(video, "video_pool"), b.pool(audio, "audio_pool")]
+    )
     return b.classify(b.dropout(fused, "dropout", rate=0.6))
 
 

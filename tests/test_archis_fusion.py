@@ -1,0 +1,107 @@
+"""Fusion blocks against NumPy transcriptions of their formulas (SPEC §5), in inference mode."""
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, TransformerFusion
+
+B, N, D = 2, 5, 16
+ATOL = 1e-5
+
+
+def _w(layer, attr):
+    return np.asarray(getattr(layer, attr)).astype("float64")
+
+
+def _dense(x, layer):
+    y = x @ _w(layer, "kernel")
+    return y + _w(layer, "bias") if layer.use_bias else y
+
+
+def _softmax(s):
+    e = np.exp(s - s.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _mha(x, mha):
+    """Multi-head self-attention with Keras' weight layout: kernels [D, H, dh], output [H, dh, D]."""
+
+    def proj(dense):
+        return np.einsum("bnd,dhk->bnhk", x, _w(dense, "kernel")) + _w(dense, "bias")
+
+    q, k, v = proj(mha._query_dense), proj(mha._key_dense), proj(mha._value_dense)
+    att = _softmax(np.einsum("bqhk,bnhk->bhqn", q, k) / np.sqrt(q.shape[-1]))
+    ctx = np.einsum("bhqn,bnhk->bqhk", att, v)
+    return np.einsum("bqhk,hkd->bqd", ctx, _w(mha._output_dense, "kernel")) + _w(mha._output_dense, "bias")
+
+
+def _layer_norm(x, ln):
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + ln.epsilon) * _w(ln, "gamma") + _w(ln, "beta")
+
+
+def _encoder(x, enc: EncoderLayer):
+    x = _layer_norm(x + _mha(x, enc.attention), enc.norm_attn)
+    h = _dense(x, enc.ff_in)
+    h = 0.5 * h * (1 + erf(h / np.sqrt(2)))  # exact GELU, as PyTorch's default
+    return _layer_norm(x + _dense(h, enc.ff_out), enc.norm_ff)
+
+
+def _inputs(seed, shape):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=shape).astype("float32") for _ in range(2)]
+
+
+def test_gmu_matches_formula():
+    v, a = _inputs(0, (B, D))
+    layer = GMU(hidden=12)
+    got = np.asarray(layer([v, a]))
+    v, a = v.astype("float64"), a.astype("float64")
+    z = _sigmoid(_dense(np.concatenate([v, a], -1), layer.gate))
+    want = z * np.tanh(_dense(v, layer.video_proj)) + (1 - z) * np.tanh(_dense(a, layer.audio_proj))
+    np.testing.assert_allclose(got, want, atol=ATOL)
+    assert not np.any(_w(layer.gate, "bias")), "GMU biases start at zero"
+
+
+@pytest.mark.parametrize("n", [1, N], ids=["pooled-token", "sequence"])
+def test_cmga_matches_formula(n):
+    v, a = _inputs(n, (B, n, D))
+    layer = CMGA(num_heads=8)
+    got = np.asarray(layer([v, a], training=False))
+    v, a = v.astype("float64"), a.astype("float64")
+    q, k, val = _dense(a, layer.query), _dense(v, layer.key), _dense(v, layer.value)
+    attended = _softmax(q @ k.transpose(0, 2, 1) / np.sqrt(D)) @ val
+    f = _sigmoid(_dense(np.concatenate([attended, a], -1), layer.forget))
+    h = np.maximum(v + _dense(attended, layer.message) * f, 0)
+    assert got.shape == (B, n, D)
+    np.testing.assert_allclose(got, _mha(h, layer.fusion), atol=ATOL)
+
+
+def test_transformer_fusion_matches_formula():
+    v, a = _inputs(3, (B, D))
+    layer = TransformerFusion(num_layers=2, num_heads=8, ff_dim=24)
+    got = np.asarray(layer([v, a], training=False))
+    emb = _w(layer, "modality_embedding")
+    tokens = np.stack([np.broadcast_to(_w(layer, "cls_token")[0, 0], (B, D)), v + emb[0], a + emb[1]], axis=1)
+    for enc in layer.encoders:
+        tokens = _encoder(tokens, enc)
+    np.testing.assert_allclose(got, tokens[:, 0], atol=ATOL)
+
+
+def test_bottleneck_fusion_matches_formula():
+    v, a = _inputs(4, (B, N, D))
+    layer = BottleneckFusion(num_layers=2, num_tokens=3, num_heads=8, ff_dim=24)
+    got_v, got_a = (np.asarray(t) for t in layer([v, a], training=False))
+    v, a = v.astype("float64"), a.astype("float64")
+    b = np.broadcast_to(_w(layer, "bottleneck"), (B, 3, D))
+    for enc_v, enc_a in zip(layer.video_encoders, layer.audio_encoders, strict=True):
+        out_v, out_a = _encoder(np.concatenate([v, b], 1), enc_v), _encoder(np.concatenate([a, b], 1), enc_a)
+        v, a, b = out_v[:, :N], out_a[:, :N], (out_v[:, N:] + out_a[:, N:]) / 2
+    np.testing.assert_allclose(got_v, v, atol=ATOL)
+    np.testing.assert_allclose(got_a, a, atol=ATOL)
+    assert any(w.path.endswith("bottleneck") for w in layer.trainable_weights), "bottleneck tokens are learnable"
