@@ -54,6 +54,7 @@ EVENT_TABLE: dict[str, tuple[float, float, list[tuple[str, float, float]]]] = {
     "Offside": (0.05, 0.0, [("offside", 1.5, 0.5)]),
     "Kick-off": (0.0, 0.0, [("kick_off", 1.5, 0.5)]),  # at the start of each half and after each goal
 }
+TRACE_GAIN = 3.0  # scales every amplitude above (noise has unit variance per dimension)
 TRACE_SIGMA_S = 2.0  # width of the bump around the event
 NOISE_RHO = 0.5  # frame-to-frame correlation of the background noise
 
@@ -135,7 +136,8 @@ def make_game(index: int, seed: int = 0, half_minutes: float = 45.0, event_rate:
         for ev in half_events:
             _, delay, traces = EVENT_TABLE[ev.label]
             centre = ev.position_ms / 1000.0 + delay + rng.normal(0.0, 0.5)
-            bump = (np.exp(-0.5 * ((t - centre) / TRACE_SIGMA_S) ** 2) * rng.uniform(0.6, 1.4)).astype(np.float32)
+            gain = TRACE_GAIN * rng.uniform(0.6, 1.4)
+            bump = (np.exp(-0.5 * ((t - centre) / TRACE_SIGMA_S) ** 2) * gain).astype(np.float32)
             lo, hi = np.searchsorted(t, [centre - 4 * TRACE_SIGMA_S, centre + 4 * TRACE_SIGMA_S])
             for key, v_amp, a_amp in traces:
                 video[lo:hi] += np.outer(bump[lo:hi] * v_amp, sigs[key][0]).astype(np.float32)
