@@ -106,7 +106,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     spot.add_argument("--nms_window", type=float, default=60.0, help="spotting NMS window, seconds")
     spot.add_argument("--nms_threshold", type=float, default=0.0, help="spotting NMS threshold")
     ext = p.add_argument_group("feature extraction (--video without features)")
-    ext.add_argument("--weights", default="imagenet", help="imagenet | random (tests only) | a weights file")
+    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
     ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
     reel = p.add_argument_group("reel")
     reel.add_argument("--fast", action="store_true", help="stream copy: cuts snap to keyframes")
@@ -152,6 +152,10 @@ def build_config(args: argparse.Namespace) -> Config:
         _check_video(Path(args.video))
     if args.pca and not Path(args.pca).is_file():
         raise UserError(f"{args.pca}: no such PCA file")
+    if args.video and not any(feats):
+        from extract_features import ExtractConfig
+
+        ExtractConfig(weights=args.weights, pca=args.pca)  # extraction settings checked now, not after loading
     out = Path(args.out)
     _check_writable(out)
     return Config(model=model, out=out, video=path(args.video), features_video=path(args.features_video),
@@ -424,16 +428,15 @@ def summary(result: Result) -> str:
         lines.append(f"  {match_time(number, s.peak)}  {s.label:<10} {s.start:7.1f}-{s.end:7.1f} s  score {s.score:.2f}")
     if len(spans) > 12:
         lines.append(f"  ... {len(spans) - 12} more in spans.json")
-    total = sum(s.duration for _, s in spans)
-    text = f"{len(spans)} highlights ({total:.0f} s)"
+    lines += [f"{k:<9} {v}" for k, v in result.outputs.items()]
+    lines.append("time    " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    if result.random_weights:
+        lines.append("WARNING: features came from RANDOM extraction weights: these highlights mean nothing")
+    text = f"{len(spans)} highlights ({sum(s.duration for _, s in spans):.0f} s)"
     hits, events = covered(result.halves)
     if events:
         text += f", {hits} of {events} true events covered"
     lines.append(text)
-    if result.random_weights:
-        lines.append("WARNING: features came from RANDOM extraction weights: these highlights mean nothing")
-    lines += [f"{k:<9} {v}" for k, v in result.outputs.items()]
-    lines.append("time    " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     return "\n".join(lines)
 
 

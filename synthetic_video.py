@@ -8,6 +8,7 @@ football.
 
     python synthetic_video.py --game_dir demo_data/league/season/game --half 1 --out demo_data/match.mp4
     python synthetic_video.py --duration 60 --out clip.mp4          # no events, e.g. for tests
+    python synthetic_video.py --demo demo_data                       # the demo game + its first-half video
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from common.atomic import atomic_path
 from common.errors import UserError, run_cli
 from common.ffmpeg import media_arg, run_ffmpeg
 
+# The demo game: drawn with its own seed (so no demo training set contains it), 8-minute halves, and a first
+# half with seven highlights of all four classes.
+DEMO_SEED, DEMO_INDEX, DEMO_HALF_MINUTES = 2026, 4, 8.0
 COLOURS = {"goal": "yellow", "card": "red", "subs": "blue", "kick": "white"}
 FLASH_SEC = 3.0
 
@@ -65,17 +69,35 @@ def make_match_video(out: str | os.PathLike, duration: float, events: Sequence[t
     return out
 
 
+def make_demo(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """Write the demo game (`folder/game`, SoccerNet layout) and a video of its first half (`folder/match.mp4`)."""
+    import synthetic
+
+    folder = Path(folder)
+    game_dir = synthetic.write_game(synthetic.make_game(DEMO_INDEX, seed=DEMO_SEED, half_minutes=DEMO_HALF_MINUTES),
+                                    folder / "game")
+    duration, events = game_events(game_dir, 1)
+    return game_dir, make_match_video(folder / "match.mp4", duration, events)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--game_dir", help="synthetic SoccerNet game folder: events and duration of --half")
     src.add_argument("--duration", type=float, help="seconds of video without events")
+    src.add_argument("--demo", metavar="DIR", help="write the demo game (DIR/game) and its video (DIR/match.mp4)")
     p.add_argument("--half", type=int, default=1, choices=(1, 2))
-    p.add_argument("--out", required=True, help="output .mp4")
+    p.add_argument("--out", help="output .mp4 (with --game_dir / --duration)")
     p.add_argument("--size", default="320x180")
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--no_audio", action="store_true", help="video stream only")
     args = p.parse_args(argv)
+    if args.demo:
+        game_dir, video = make_demo(args.demo)
+        print(f"demo game {game_dir}, video {video}")
+        return 0
+    if not args.out:
+        p.error("--out is required with --game_dir / --duration")
     duration, events = game_events(args.game_dir, args.half) if args.game_dir else (args.duration, [])
     out = make_match_video(args.out, duration, events, size=args.size, fps=args.fps, audio=not args.no_audio)
     print(f"{out}: {duration:.0f} s, {len(events)} events")

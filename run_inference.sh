@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Highlights for match videos -- or, with no arguments, the demo.
+#
+#   bash run_inference.sh                                  # demo: synthetic match + demo model -> demo_output/
+#   bash run_inference.sh --model M.keras match.mp4        # one video
+#   bash run_inference.sh --model M.keras videos/          # every video in a folder (.mp4 .mkv .avi .mov .webm .ts)
+#   bash run_inference.sh --model M.keras list.txt         # one video per line (relative to the list; # comments)
+#
+# Settings, as flags or environment variables (flags win):
+#   --model M            MODEL           .keras model (for your own videos: one trained on SoccerNet features)
+#   --out DIR            OUT             output root, one folder per video (default inference_output; demo: demo_output)
+#   --weights W          WEIGHTS         extraction weights: imagenet (default; needs --pca) | random (smoke tests only)
+#   --pca F              PCA             PCA .npz fitted on the training features (see extract_features --help)
+#   --fast               FAST=1          stream-copy reel: cuts snap to keyframes
+#   --max_total_sec S    MAX_TOTAL_SEC   total reel length budget
+#   --decoder_config J   DECODER_CONFIG  decoder figures (JSON)
+#   --intro_sec S        INTRO_SEC       seconds of the match start to open the reel with (the seed used 15)
+#   --outro_sec S        OUTRO_SEC       seconds of the match end to close it with (the seed used 15)
+#   -- ARGS...                           passed to inference.py unchanged (see python inference.py --help)
+#   VENV (default .venv; created by scripts/setup_env.sh when missing), DEMO_DATA (default demo_data)
+#
+# The demo model is trained on synthetic features (scripts/demo_train.sh): it knows synthetic events, not football.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+MODEL="${MODEL:-}"
+OUT="${OUT:-}"
+WEIGHTS="${WEIGHTS:-imagenet}"
+PCA="${PCA:-}"
+FAST="${FAST:-0}"
+MAX_TOTAL_SEC="${MAX_TOTAL_SEC:-}"
+DECODER_CONFIG="${DECODER_CONFIG:-}"
+INTRO_SEC="${INTRO_SEC:-0}"
+OUTRO_SEC="${OUTRO_SEC:-0}"
+DEMO_DATA="${DEMO_DATA:-$ROOT/demo_data}"
+VIDEO_EXTENSIONS="mp4 mkv avi mov webm ts m4v mpg mpeg"
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+die() { echo "error: $*" >&2; exit 2; }
+
+inputs=()
+passthrough=()
+while (($#)); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --model) MODEL="${2:?--model needs a value}"; shift 2 ;;
+    --out) OUT="${2:?--out needs a value}"; shift 2 ;;
+    --weights) WEIGHTS="${2:?--weights needs a value}"; shift 2 ;;
+    --pca) PCA="${2:?--pca needs a value}"; shift 2 ;;
+    --fast) FAST=1; shift ;;
+    --max_total_sec) MAX_TOTAL_SEC="${2:?--max_total_sec needs a value}"; shift 2 ;;
+    --decoder_config) DECODER_CONFIG="${2:?--decoder_config needs a value}"; shift 2 ;;
+    --intro_sec) INTRO_SEC="${2:?--intro_sec needs a value}"; shift 2 ;;
+    --outro_sec) OUTRO_SEC="${2:?--outro_sec needs a value}"; shift 2 ;;
+    --) shift; passthrough=("$@"); break ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *) inputs+=("$1"); shift ;;
+  esac
+done
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  VENV="$VENV" "$ROOT/scripts/setup_env.sh"
+fi
+PY="$VENV/bin/python"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+
+# Settings shared by every inference.py call.
+settings=(--intro_sec "$INTRO_SEC" --outro_sec "$OUTRO_SEC")
+[[ "$FAST" == 1 ]] && settings+=(--fast)
+[[ -n "$MAX_TOTAL_SEC" ]] && settings+=(--max_total_sec "$MAX_TOTAL_SEC")
+[[ -n "$DECODER_CONFIG" ]] && settings+=(--decoder_config "$DECODER_CONFIG")
+settings+=("${passthrough[@]}")
+
+is_video() {
+  local ext="${1##*.}"
+  ext="${ext,,}"
+  [[ " $VIDEO_EXTENSIONS " == *" $ext "* ]]
+}
+
+# Expand the arguments (files, folders, .txt lists) into the array `videos`.
+videos=()
+collect() {
+  local item="$1" line dir
+  if [[ -d "$item" ]]; then
+    local found=()
+    while IFS= read -r -d '' line; do
+      is_video "$line" && found+=("$line")
+    done < <(find "$item" -maxdepth 1 -type f -print0 | sort -z)
+    ((${#found[@]})) || die "$item: no video files (${VIDEO_EXTENSIONS// /, })"
+    videos+=("${found[@]}")
+  elif [[ "$item" == *.txt ]]; then
+    [[ -f "$item" ]] || die "$item: no such list file"
+    dir="$(cd "$(dirname "$item")" && pwd)"
+    while IFS= read -r line || [[ -n "$line" ]]; do
+      line="${line%$'\r'}"
+      [[ -z "${line//[[:space:]]/}" || "$line" == \#* ]] && continue
+      [[ "$line" == /* ]] || line="$dir/$line"
+      videos+=("$line")
+    done < "$item"
+  else
+    [[ -f "$item" ]] || die "$item: no such file"
+    videos+=("$item")
+  fi
+}
+
+run_videos() {
+  [[ -n "$MODEL" ]] || die "give a model: --model M.keras or MODEL=... (run with no arguments for the demo)"
+  [[ -f "$MODEL" ]] || die "$MODEL: no such model file"
+  local out_root="${OUT:-inference_output}" video name out failed=() done=0
+  local extract=(--weights "$WEIGHTS")
+  [[ -n "$PCA" ]] && extract+=(--pca "$PCA")
+  declare -A used=()
+  for video in "${videos[@]}"; do
+    name="$(basename "$video")"
+    name="${name%.*}"
+    while [[ -n "${used[$name]:-}" ]]; do name="${name}_"; done  # two videos with one name
+    used[$name]=1
+    out="$out_root/$name"
+    echo "== $video -> $out/" >&2
+    if "$PY" "$ROOT/inference.py" --model "$MODEL" --video "$video" --out "$out" "${extract[@]}" "${settings[@]}"; then
+      done=$((done + 1))
+    else
+      failed+=("$video")
+    fi
+  done
+  echo "$done of ${#videos[@]} videos done: $out_root/" >&2
+  if ((${#failed[@]})); then
+    printf 'failed: %s\n' "${failed[@]}" >&2
+    exit 1
+  fi
+}
+
+demo() {
+  local out="${OUT:-$ROOT/demo_output}" game="$DEMO_DATA/game" model="$MODEL"
+  if [[ ! -f "$DEMO_DATA/match.mp4" || ! -f "$game/Labels-v2.json" ]]; then
+    echo "== making the demo match in $DEMO_DATA" >&2
+    "$PY" "$ROOT/synthetic_video.py" --demo "$DEMO_DATA" >&2
+  fi
+  if [[ -z "$model" ]]; then
+    echo "== demo model (scripts/demo_train.sh trains it once)" >&2
+    model="$(bash "$ROOT/scripts/demo_train.sh" | tail -n 1)"
+    [[ -f "$model" ]] || die "scripts/demo_train.sh did not print a model path (got '$model')"
+  fi
+  echo "== inference on $DEMO_DATA/match.mp4 (its synthetic game's features reused; the demo model knows" \
+    "synthetic events, not football)" >&2
+  "$PY" "$ROOT/inference.py" --model "$model" --video "$DEMO_DATA/match.mp4" \
+    --features_video "$game/1_ResNET_TF2_PCA512.npy" --features_audio "$game/1_VGGish.npy" \
+    --ground_truth "$game" --half 1 --out "$out" "${settings[@]}"
+}
+
+if ((${#inputs[@]} == 0)); then
+  demo
+else
+  for item in "${inputs[@]}"; do collect "$item"; done
+  run_videos
+fi

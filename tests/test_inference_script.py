@@ -1,0 +1,65 @@
+"""run_inference.sh: a folder of two generated videos end to end (random-weight extraction), and its quick errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from synthetic_video import make_match_video
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "run_inference.sh"
+
+
+def _script(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    import archis
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(path)
+    return path
+
+
+def test_folder_of_two_videos(tiny_model, tmp_path):
+    videos = tmp_path / "my videos"
+    videos.mkdir()
+    make_match_video(videos / "first match.mp4", 8, [(2.0, "goal")], size="64x36")
+    make_match_video(videos / "-second.mp4", 6, size="64x36")
+    (videos / "notes.txt").write_text("not a video")
+    out = tmp_path / "out"
+    proc = _script(str(videos), "--", "--threshold", "0.05", "--quiet",
+                   env={"MODEL": str(tiny_model), "WEIGHTS": "random", "OUT": str(out)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 of 2 videos done" in proc.stderr and "RANDOM" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["-second", "first match"]
+    for name, seconds in (("first match", 8), ("-second", 6)):
+        folder = out / name
+        assert {"spans.json", "results_spotting.json", "timeline.png"} <= {p.name for p in folder.iterdir()}
+        spans = json.loads((folder / "spans.json").read_text())["spans"]
+        assert all(0 <= s["start"] < s["end"] <= seconds for s in spans)
+        assert (folder / "highlights.mp4").exists() == bool(spans)
+
+
+def test_quick_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    cases = [
+        ((str(tmp_path / "missing.mp4"),), {"MODEL": "m.keras"}, "missing.mp4: no such file"),
+        ((str(tmp_path / "empty"),), {"MODEL": "m.keras"}, "empty: no video files"),
+        ((str(tmp_path / "list.txt"),), {"MODEL": "m.keras"}, "list.txt: no such list file"),
+        (("--bogus",), {}, "unknown option --bogus"),
+    ]
+    (tmp_path / "v.mp4").write_bytes(b"")
+    cases.append(((str(tmp_path / "v.mp4"),), {"MODEL": ""}, "give a model"))
+    for args, env, message in cases:
+        proc = _script(*args, env=env, timeout=30)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert proc.stderr.strip().count("\n") == 0
