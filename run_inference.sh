@@ -137,9 +137,12 @@ demo() {
     echo "== making the demo match in $DEMO_DATA" >&2
     "$PY" "$ROOT/synthetic_video.py" --demo "$DEMO_DATA" >&2
   fi
-  if [[ -z "$model" ]]; then
-    echo "== demo model (scripts/demo_train.sh trains it once)" >&2
-    model="$(bash "$ROOT/scripts/demo_train.sh" | tail -n 1)"
+  if [[ -z "$model" && -f "$DEMO_DATA/model/demo_best.keras" ]]; then
+    model="$DEMO_DATA/model/demo_best.keras"
+  elif [[ -z "$model" ]]; then
+    echo "== training the demo model (scripts/demo_train.sh, once)" >&2
+    model="$(DEMO_DATA="$DEMO_DATA" VENV="$VENV" bash "$ROOT/scripts/demo_train.sh" | tail -n 1)"
+    [[ "$model" == /* ]] || model="$ROOT/$model"  # the script prints it relative to the repository
     [[ -f "$model" ]] || die "scripts/demo_train.sh did not print a model path (got '$model')"
   fi
   echo "== inference on $DEMO_DATA/match.mp4 (its synthetic game's features reused; the demo model knows" \

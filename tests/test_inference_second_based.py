@@ -1,0 +1,41 @@
+"""ClassificationSecondBased.py: a test list -> results_spotting.json tree in the SoccerNet layout + average-mAP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import ClassificationSecondBased as csb
+import synthetic
+from common.errors import UserError
+
+
+def test_spotting_tree_and_average_map(tmp_path, capsys):
+    import archis
+
+    synthetic.generate_dataset(tmp_path / "data", n_games=3, half_minutes=1, progress=False)
+    test_list = next((tmp_path / "data").glob("listgame_Test_*.npy"))
+    model = tmp_path / "m.keras"
+    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(model)
+    out = tmp_path / "outputs"
+    assert csb.main(["--testing", str(test_list), "--model", str(model), "--output", str(out), "--quiet"]) == 0
+    files = sorted(out.rglob("results_spotting.json"))
+    assert len(files) == 1 and files[0].parent.relative_to(out).parts[0] == "synthetic_league"
+    result = json.loads(files[0].read_text())
+    assert result["UrlLocal"] == str(files[0].parent.relative_to(out))
+    assert {p["half"] for p in result["predictions"]} == {"1", "2"}
+    report = json.loads((out / "average_mAP.json").read_text())
+    assert set(report) == {"loose", "tight"} and 0 <= report["loose"]["a_mAP"] <= 1
+    assert "average-mAP loose" in capsys.readouterr().out
+
+
+def test_classes_without_a_class_map_are_refused(tmp_path):
+    import archis
+
+    synthetic.generate_dataset(tmp_path / "data", n_games=3, half_minutes=1, progress=False)
+    model = tmp_path / "m.keras"
+    archis.build_model("concat", vlad_k=4, window_seconds=4, class_names=("background", "a", "b")).save(model)
+    with pytest.raises(UserError, match="need a matching --class_map"):
+        csb.main(["--testing", str(next((tmp_path / "data").glob("listgame_Test_*.npy"))), "--model", str(model),
+                  "--output", str(tmp_path / "o"), "--quiet"])
