@@ -462,12 +462,15 @@ class WindowCache:
             yield video, audio, self.labels[start:stop]
 
     def train_batches(self, rng: np.random.Generator, batch_halves: int | None = None,
-                      batch_windows: int | None = None, group_windows: int = 4096
+                      batch_windows: int | None = None, group_bytes: int = 64 << 20
                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """One epoch in a shuffled order. `batch_halves`: each batch is every window of that many halves
-        (the original `--batch_size`). `batch_windows`: halves are read in groups of about
-        `group_windows` windows, shuffled within the group and cut into batches of that many windows."""
+        (the original `--batch_size`). `batch_windows`: halves (in random order) are read in groups of
+        about `group_bytes` of features, shuffled within the group and cut into batches of that many
+        windows, so memory stays bounded whatever the number of games."""
         order = rng.permutation(len(self.halves))
+        n, d = self.window_shape
+        group_windows = max(1, group_bytes // (2 * n * d * 4))
         if batch_halves:
             for i in range(0, len(order), batch_halves):
                 parts = [self._half(j) for j in order[i:i + batch_halves]]
