@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from common.atomic import write_json
 from common.errors import UserError
-from highlights.spotting import local_maxima
 
 
 @dataclass(frozen=True)
@@ -183,10 +183,17 @@ class _Spans(NamedTuple):
 
 
 def _peaks(p: np.ndarray, rule: ClassRule, fps: float) -> np.ndarray:
-    """Token indices with p >= threshold that are the maximum within +-min_peak_distance (earliest on ties)."""
-    half_window = max(1, round(rule.min_peak_distance * fps))
-    keep = local_maxima(p[:, None], half_window, threshold=-np.inf)[:, 0] & (p >= rule.threshold)
-    return np.flatnonzero(keep)
+    """Token indices with p >= threshold that are the maximum within +-min_peak_distance (earliest on ties).
+
+    Only tokens above the threshold are examined: their windows are rows of a strided view of the padded
+    curve, so the work is (candidates x window), not (tokens x window).
+    """
+    h = max(1, round(rule.min_peak_distance * fps))
+    cand = np.flatnonzero(p >= rule.threshold)
+    windows = sliding_window_view(np.pad(p, h, constant_values=-np.inf), 2 * h + 1)[cand]  # centre at h
+    centre = p[cand]
+    return cand[(centre > windows[:, :h].max(axis=1, initial=-np.inf))
+                & (centre >= windows[:, h + 1:].max(axis=1, initial=-np.inf))]
 
 
 def _temporal_nms(spans: _Spans, iou: float) -> _Spans:
