@@ -17,7 +17,8 @@
 #   --intro_sec S        INTRO_SEC       seconds of the match start to open the reel with (the seed used 15)
 #   --outro_sec S        OUTRO_SEC       seconds of the match end to close it with (the seed used 15)
 #   -- ARGS...                           passed to inference.py unchanged (see python inference.py --help)
-#   VENV (default .venv; created by scripts/setup_env.sh when missing), DEMO_DATA (default demo_data)
+#   VENV (default .venv; created by scripts/setup_env.sh when missing), DEMO_DATA (default demo_data),
+#   DEMO_THRESHOLD (default 0.2: the small demo model is less confident than the seed's thresholds of 0.5 assume)
 #
 # The demo model is trained on synthetic features (scripts/demo_train.sh): it knows synthetic events, not football.
 set -euo pipefail
@@ -34,6 +35,7 @@ DECODER_CONFIG="${DECODER_CONFIG:-}"
 INTRO_SEC="${INTRO_SEC:-0}"
 OUTRO_SEC="${OUTRO_SEC:-0}"
 DEMO_DATA="${DEMO_DATA:-$ROOT/demo_data}"
+DEMO_THRESHOLD="${DEMO_THRESHOLD:-0.2}"
 VIDEO_EXTENSIONS="mp4 mkv avi mov webm ts m4v mpg mpeg"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -149,7 +151,7 @@ demo() {
     "synthetic events, not football)" >&2
   "$PY" "$ROOT/inference.py" --model "$model" --video "$DEMO_DATA/match.mp4" \
     --features_video "$game/1_ResNET_TF2_PCA512.npy" --features_audio "$game/1_VGGish.npy" \
-    --ground_truth "$game" --half 1 --out "$out" "${settings[@]}"
+    --ground_truth "$game" --half 1 --threshold "$DEMO_THRESHOLD" --out "$out" "${settings[@]}"
 }
 
 if ((${#inputs[@]} == 0)); then

@@ -23,8 +23,8 @@ from common.errors import UserError, run_cli
 from common.ffmpeg import media_arg, run_ffmpeg
 
 # The demo game: drawn with its own seed (so no demo training set contains it), 8-minute halves, and a first
-# half with seven highlights of all four classes.
-DEMO_SEED, DEMO_INDEX, DEMO_HALF_MINUTES = 2026, 4, 8.0
+# half with nine highlights of all four classes.
+DEMO_SEED, DEMO_INDEX, DEMO_HALF_MINUTES = 2026, 9, 8.0
 COLOURS = {"goal": "yellow", "card": "red", "subs": "blue", "kick": "white"}
 FLASH_SEC = 3.0
 
