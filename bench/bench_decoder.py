@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--games", type=int, default=4)
     args = ap.parse_args()
     print(f"decoder, 90-minute match ({TOKENS} tokens x {len(NAMES)} classes), median of {args.runs} runs")
-    print("| scores | spans | decode (ms) | per-token loop peaks (ms) | speed-up |")
+    print("| scores | spans | decode (ms) | decode with per-token loop peaks (ms) | speed-up |")
     print("|---|---|---|---|---|")
     print("\n".join(bench_decoder(args.runs)))
     print(f"\naverage-mAP, SoccerNet-v2 classes, {args.games} generated games (median of 3 / 1 run)")
