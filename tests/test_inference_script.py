@@ -63,3 +63,17 @@ def test_quick_errors(tmp_path):
         proc = _script(*args, env=env, timeout=30)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
         assert proc.stderr.strip().count("\n") == 0
+
+
+def test_list_file_resolves_relative_paths_and_reports_failures(tmp_path):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "games.txt").write_text("# two matches\r\nmissing one.mp4\r\n\r\n/abs/missing two.mp4\n")
+    (tmp_path / "m.keras").write_bytes(b"")
+    proc = _script(str(lists / "games.txt"), env={"MODEL": str(tmp_path / "m.keras"), "OUT": str(tmp_path / "o")},
+                   timeout=60)
+    assert proc.returncode == 1
+    assert f"error: {lists}/missing one.mp4: no such file" in proc.stderr
+    assert "error: /abs/missing two.mp4: no such file" in proc.stderr
+    assert "0 of 2 videos done" in proc.stderr
+    assert not any((tmp_path / "o").rglob("*.json"))
