@@ -98,6 +98,8 @@ class DecoderConfig:
         for name in ("min_gap_sec", "min_lead_sec"):
             if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise UserError(f"decoder {name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not isinstance(self.background, str):
+            raise UserError(f"decoder background must be a class name, got {self.background!r}")
         if self.max_total_sec is not None and not self.max_total_sec > 0:
             raise UserError(f"decoder max_total_sec must be > 0 or null, got {self.max_total_sec}")
 
