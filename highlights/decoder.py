@@ -267,6 +267,9 @@ def _check_inputs(probs: np.ndarray, class_names: Sequence[str], duration: float
                         f"for classes {list(class_names)}")
     if not np.isfinite(probs).all():
         raise UserError("decoder: probabilities contain NaN or infinity")
+    if probs.size and (probs.min() < 0 or probs.max() > 1):
+        raise UserError(f"decoder: expected probabilities in [0, 1] (sigmoid of the logits), got values in "
+                        f"[{probs.min():.3g}, {probs.max():.3g}]")
     if not (fps > 0 and np.isfinite(duration) and duration >= 0):
         raise UserError(f"decoder: need fps > 0 and a duration >= 0, got fps={fps}, duration={duration}")
     return probs

@@ -160,4 +160,6 @@ def test_bad_probabilities_are_rejected():
         decode(np.zeros((10, 4)), NAMES, 5.0)
     with pytest.raises(UserError, match="NaN"):
         decode(np.full((10, 5), np.nan), NAMES, 5.0)
+    with pytest.raises(UserError, match="in \\[0, 1\\]"):
+        decode(np.full((10, 5), 3.0), NAMES, 5.0)  # logits, not probabilities
     assert decode(np.zeros((0, 5)), NAMES, 0.0) == []
