@@ -20,6 +20,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
+def roofline(args: argparse.Namespace) -> None:
+    """The projection alone (most of the FLOPs): GFLOP/s here, and the seconds it needs per half."""
+    import tensorflow as tf
+
+    windows = len(range(0, args.tokens, args.stride))
+    rows = args.vlad_k * 512
+    print("| dtype | batch | ms per matmul | GFLOP/s | projection floor per half (2 branches), s |\n|---|---|---|---|---|")
+    for dtype in args.dtypes.split(","):
+        for bs in (int(b) for b in args.batch_sizes.split(",")):
+            x = tf.cast(tf.random.normal((bs, rows)), dtype)
+            w = tf.cast(tf.random.normal((rows, 512)), dtype)
+            f = tf.function(tf.matmul)
+            f(x, w).numpy()
+            t0 = time.perf_counter()
+            for _ in range(3):
+                f(x, w).numpy()
+            sec = (time.perf_counter() - t0) / 3
+            print(f"| {dtype} | {bs} | {sec * 1000:.0f} | {2 * bs * rows * 512 / sec / 1e9:.0f} | "
+                  f"{2 * sec * windows / bs:.1f} |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tokens", type=int, default=5400)
@@ -31,7 +52,12 @@ def main() -> None:
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--single_windows", type=int, default=40, help="windows timed one per call (0: skip)")
     p.add_argument("--skip_predict", action="store_true")
+    p.add_argument("--roofline", action="store_true",
+                   help="only time the NetVLAD projection matmul [B, K*512] x [K*512, 512] and the floor it sets")
     args = p.parse_args()
+    if args.roofline:
+        roofline(args)
+        return
 
     import numpy as np
 
