@@ -1,0 +1,127 @@
+"""Benchmarks for extract_features (issue 5); prints a Markdown table.
+
+1. decoding a generated 720p 25 fps video to 224 x 224 at 2 fps: ffmpeg pipe vs OpenCV reading every frame;
+2. ResNet-152 frames/s at batch 32, float32 vs bfloat16, and how far bf16 features move;
+3. end to end (decode + ResNet + PCA + audio) vs ResNet alone on already-decoded frames;
+4. audio features (VGGish 512) for a 45-minute half.
+Random weights throughout (no downloads). Usage: python bench/bench_extract.py [--minutes 10] [--audio_minutes 45]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.ffmpeg import ffmpeg_exe, media_arg
+from extract_features import decode
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def generate(path: Path, minutes: float, video: bool = True) -> Path:
+    if path.exists():
+        return path
+    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
+    if video:
+        args += ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25"]
+    args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(minutes * 60)]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"] if video else []
+    subprocess.run([*args, media_arg(path)], check=True)
+    return path
+
+
+def opencv_frames(path: Path) -> int:
+    """What SoccerNet's loader and the seed do: read every frame, keep one in fps/2, resize + centre crop."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    keep_every = cap.get(cv2.CAP_PROP_FPS) / 2.0
+    kept = i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % keep_every < 1:
+            h, w = frame.shape[:2]
+            frame = cv2.resize(frame, (round(w * 224 / h), 224), interpolation=cv2.INTER_AREA)
+            off = (frame.shape[1] - 224) // 2
+            _ = frame[:, off:off + 224, ::-1]
+            kept += 1
+        i += 1
+    return kept
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--audio_minutes", type=float, default=45.0)
+    p.add_argument("--bf16_frames", type=int, default=96)
+    args = p.parse_args()
+    OUT.mkdir(exist_ok=True)
+    rows = []
+    video = generate(OUT / f"match_{args.minutes:g}min_720p25.mp4", args.minutes)
+
+    frames, t_ff = timed(lambda: np.concatenate(list(decode.VideoDecoder(video, threads=1).chunks(32))))
+    rows.append(("decode: ffmpeg fps,scale,crop pipe (1 thread)", f"{len(frames) / t_ff:.1f} frames out/s",
+                 f"{t_ff:.1f} s for {len(frames)} frames"))
+    frames_all, t_ffall = timed(lambda: sum(len(c) for c in decode.VideoDecoder(video).chunks(32)))
+    rows.append(("decode: ffmpeg pipe (auto threads)", f"{frames_all / t_ffall:.1f} frames out/s", f"{t_ffall:.1f} s"))
+    kept, t_cv = timed(lambda: opencv_frames(video))
+    rows.append(("decode: OpenCV every frame, keep 1 in 12.5", f"{kept / t_cv:.1f} frames out/s",
+                 f"{t_cv:.1f} s for {kept} frames"))
+
+    from extract_features.pipeline import _resnet, extract_file
+    from extract_features.video import FEATURE_DIM
+
+    feats = {}
+    for dtype in ("float32", "bfloat16"):
+        net = _resnet("random", None, dtype, 0)
+        sample = frames[: args.bf16_frames]
+        net(sample[:32])  # trace + warm up
+        out, t = timed(lambda net=net, sample=sample: np.concatenate([net(sample[i:i + 32])
+                                                                      for i in range(0, len(sample), 32)]))
+        feats[dtype] = out
+        rows.append((f"ResNet-152 {dtype}, batch 32", f"{len(sample) / t:.1f} frames/s", f"{t:.1f} s"))
+    diff = np.linalg.norm(feats["bfloat16"] - feats["float32"], axis=1) / np.linalg.norm(feats["float32"], axis=1)
+    cos = np.sum(feats["bfloat16"] * feats["float32"], 1) / (
+        np.linalg.norm(feats["bfloat16"], axis=1) * np.linalg.norm(feats["float32"], axis=1))
+    rows.append((f"bf16 vs fp32 {FEATURE_DIM}-d features (random weights)",
+                 f"rel. L2 median {np.median(diff):.3g}, max {diff.max():.3g}", f"cosine min {cos.min():.5f}"))
+
+    net = _resnet("random", None, "float32", 0)
+    _, t_resnet = timed(lambda: [net(frames[i:i + 32]) for i in range(0, len(frames), 32)])
+    rows.append(("ResNet-152 alone on decoded frames", f"{len(frames) / t_resnet:.1f} frames/s", f"{t_resnet:.1f} s"))
+    result, t_e2e = timed(lambda: extract_file(video, weights="random", progress=False))
+    rows.append(("end to end (decode + ResNet + PCA + audio)", f"{t_e2e / t_resnet:.3f} x ResNet alone",
+                 f"{t_e2e:.1f} s, T = {len(result.video)}"))
+
+    from extract_features.pipeline import _vggish
+
+    audio_file = generate(OUT / f"audio_{args.audio_minutes:g}min.m4a", args.audio_minutes, video=False)
+    vggish = _vggish("random", False, 1)
+    vggish.features(np.zeros((4, 8000), np.float32))
+
+    def audio_features():
+        return sum(len(vggish.features(decode.to_pieces(b))) for b in decode.AudioDecoder(audio_file).samples())
+
+    pieces, t_audio = timed(audio_features)
+    rows.append((f"audio features, {args.audio_minutes:g}-min half (decode + log-mel + VGGish)",
+                 f"{t_audio:.1f} s", f"{pieces} pieces, {pieces / t_audio:.0f} pieces/s"))
+
+    print(f"| benchmark ({args.minutes:g}-min 720p video) | figure | detail |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
