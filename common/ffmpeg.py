@@ -52,7 +52,8 @@ def last_error_line(stderr: bytes | str | None) -> str:
     if not stderr:
         return "no message"
     text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    noise = ("at least one output file must be specified", "use -h to get full help")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().lower().startswith(noise)]
     for ln in reversed(lines):
         if any(k in ln.lower() for k in ("error", "invalid", "no such file", "does not contain", "not found")):
             return ln
