@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from common.atomic import atomic_path, write_json
+from common.atomic import atomic_path, read_json, write_json
 from common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def load_class_map(spec: str) -> ClassMap:
     path = Path(spec)
     if not path.is_file():
         raise UserError(f"{spec}: not a class map file (or one of {', '.join(_BUILTIN_MAPS)})")
-    data = _read_json(path)
+    data = read_json(path)
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, dict):
         raise UserError(f"{path}: a class map needs a 'labels' object {{class: [label names]}}")
@@ -113,15 +113,6 @@ def load_class_map(spec: str) -> ClassMap:
 
 # --------------------------------------------------------------------------------------------
 # Game lists and labels
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc})") from exc
 
 
 def read_game_list(list_path: str | Path, dataset_root: str | Path | None = None) -> list[Path]:
@@ -167,7 +158,7 @@ def read_labels(game_dir: str | Path) -> list[Event]:
     path = next((p for p in (game_dir / "Labels-v2.json", game_dir / "Labels.json") if p.is_file()), None)
     if path is None:
         raise UserError(f"{game_dir}: no Labels-v2.json or Labels.json")
-    data = _read_json(path)
+    data = read_json(path)
     annotations = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(annotations, list):
         raise UserError(f"{path}: no 'annotations' list")
@@ -424,7 +415,7 @@ class WindowCache:
         settings_path = self.dir / "settings.json"
         if not settings_path.is_file():
             raise UserError(f"{self.dir}: no window cache here: run once with --formatdataset 1")
-        self.settings = _read_json(settings_path)
+        self.settings = read_json(settings_path)
         self.halves: list[dict[str, Any]] = self.settings["halves"]
         self.bad_games: list[dict[str, str]] = self.settings.get("bad_games", [])
         self.feature_files: dict[str, str] = self.settings.get("feature_files", {})

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import dataset as ds
-from common.atomic import atomic_path, write_json
+from common.atomic import atomic_path, read_json, write_json
 from common.errors import UserError
 
 STATE_VERSION = 1
@@ -220,7 +220,7 @@ class Checkpointer:
     def load(self) -> dict[str, Any] | None:
         if not self.state_path.is_file():
             return None
-        state = ds._read_json(self.state_path)
+        state = read_json(self.state_path)
         if state.get("version") != STATE_VERSION:
             raise UserError(f"{self.state_path}: resume state of another version")
         return state

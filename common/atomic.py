@@ -1,4 +1,4 @@
-"""Atomic outputs: write to a temporary name in the target folder, rename only when complete."""
+"""File I/O with user-facing errors: atomic outputs (temporary name, renamed when complete), checked JSON reads."""
 
 from __future__ import annotations
 
@@ -46,6 +46,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file's content, or a one-line UserError naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from exc
 
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:

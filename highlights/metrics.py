@@ -24,7 +24,6 @@ and frame become one event, as two events of one label do in the official code.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from common.atomic import read_json
 from common.errors import UserError
 
 DELTAS: dict[str, np.ndarray] = {
@@ -279,16 +279,6 @@ def average_mAP(targets: Sequence[HalfEvents], detections: Sequence[HalfEvents],
 
 # --------------------------------------------------------------------------------------------
 # Files
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file, or a one-line UserError naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc})") from exc
 
 
 def label_file(game_dir: Path) -> Path:
