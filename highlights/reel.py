@@ -230,8 +230,9 @@ def _run(args: list[str], what: str, bar: tqdm | None = None) -> None:
         for line in proc.stdout:
             if bar is not None and line.startswith("out_time_us=") and line[12:].strip().isdigit():
                 t = int(line[12:]) / 1e6
-                bar.update(round(max(0.0, t - done), 1))
                 done = max(done, t)
+                bar.n = round(min(done, bar.total), 1)  # set, not accumulate: no float drift in the display
+                bar.refresh()
         code = proc.wait()
         if code != 0:
             err.seek(0)
