@@ -226,12 +226,12 @@ def _run(args: list[str], what: str, bar: tqdm | None = None) -> None:
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         assert proc.stdout is not None
-        done = 0.0
+        done, base = 0.0, (bar.n if bar is not None else 0.0)  # a bar may span several ffmpeg runs
         for line in proc.stdout:
             if bar is not None and line.startswith("out_time_us=") and line[12:].strip().isdigit():
                 t = int(line[12:]) / 1e6
                 done = max(done, t)
-                bar.n = round(min(done, bar.total), 1)  # set, not accumulate: no float drift in the display
+                bar.n = round(min(base + done, bar.total), 1)  # set, not accumulate: no float drift in the display
                 bar.refresh()
         code = proc.wait()
         if code != 0:
