@@ -22,7 +22,7 @@ from common.ffmpeg import ffmpeg_exe, media_arg
 from extract_features import extract_file, pca
 from extract_features.__main__ import main
 from extract_features.pipeline import ExtractConfig, get_extractor
-from tests.test_extract_decode import make_video, source_frames
+from tests.media import make_video, source_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 

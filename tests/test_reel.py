@@ -8,21 +8,16 @@ from pathlib import Path
 import pytest
 
 from common.errors import UserError
-from common.ffmpeg import ffmpeg_exe, media_arg, probe, run_ffmpeg
+from common.ffmpeg import ffmpeg_exe, media_arg, probe
 from highlights.reel import Clip, chapters_text, concat_list_text, make_reel, plan_clips, srt_text
+from tests.media import make_video
 
 FPS = 25
 FRAME = 1 / FPS
 
 
 def _make_video(path: Path, seconds: float, audio: bool = True) -> Path:
-    args = ["-f", "lavfi", "-i", f"testsrc2=size=160x90:rate={FPS}:duration={seconds}"]
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds}"]
-    args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p"]
-    args += ["-c:a", "aac"] if audio else []
-    run_ffmpeg([*args, media_arg(path)], "test video")
-    return path
+    return make_video(path, seconds, rate=str(FPS), size="160x90", audio=audio, audio_rate=16000, channels=1, gop=50)
 
 
 @pytest.fixture(scope="module")
