@@ -7,7 +7,8 @@
     python inference.py --model M.keras --out DIR --game_dir ROOT/league/season/game   # both halves + labels
 
 Window length, feature rate, classes and feature names come from the model file. Writes into DIR:
-`spans.json`, `results_spotting.json` (SoccerNet), `timeline.png`, and `highlights.mp4` + `.srt` when
+`spans.json`, `results_spotting.json` (SoccerNet), `timeline.png`, `report.html` (player, timeline and
+spans in one page), and `highlights.mp4` + `.srt` when
 there is a video. Inputs are checked before anything is computed or written.
 """
 
@@ -365,6 +366,7 @@ def _write_outputs(result: Result) -> None:
     """The reel first (the step most likely to fail), then the small files, each written atomically."""
     from highlights.plots import plot_timeline
     from highlights.reel import make_reel, plan_clips
+    from highlights.report import write_report
     from highlights.spotting import soccernet_labels, write_results_spotting
 
     cfg, out = result.config, result.config.out
@@ -394,6 +396,7 @@ def _write_outputs(result: Result) -> None:
                   title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
                   + (" - halves end to end" if len(result.halves) > 1 else ""))
     result.outputs["timeline"] = out / "timeline.png"
+    result.outputs["report"] = write_report(out / "report.html", result)
     result.timings["write"] = time.perf_counter() - t0
 
 

@@ -48,7 +48,7 @@ def _run(*argv) -> None:
 def test_game_dir_gives_spans_spotting_and_timeline(tiny_model, game, tmp_path, capsys):
     out = tmp_path / "out"
     _run("--model", tiny_model, "--game_dir", game, "--out", out)
-    assert sorted(p.name for p in out.iterdir()) == ["results_spotting.json", "spans.json", "timeline.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results_spotting.json", "spans.json", "timeline.png"]
     spotting = json.loads((out / "results_spotting.json").read_text())
     assert {p["half"] for p in spotting["predictions"]} == {"1", "2"}
     assert {p["label"] for p in spotting["predictions"]} <= {"Penalty", "Substitution", "Yellow card", "Goal"}

@@ -1,0 +1,165 @@
+"""The match report page: what inference.py writes, checked in a real headless Chromium (see tests/browser.py).
+
+Chromium is required, not optional: a machine without it fails these tests (CI installs it in .ci/run).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import inference
+import synthetic
+from highlights.report import encode_scores, half_video, render, write_index
+from synthetic_video import make_match_video
+from tests.browser import Browser
+
+CURRENT = "document.getElementById('match').currentTime"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Output folders of three small runs: a video with spans, the same with none, and a two-half features-only game."""
+    import archis
+
+    root = tmp_path_factory.mktemp("report")
+    model = root / "tiny.keras"
+    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(model)
+    game = synthetic.write_game(synthetic.make_game(0, half_minutes=1), root / "game")
+    seconds = len(np.load(game / "1_VGGish.npy", mmap_mode="r")) / 2
+    video = make_match_video(root / "videos" / "match 'one' #1.mp4", seconds, [(3.0, "goal")], size="64x36")
+    feats = ["--features_video", game / "1_ResNET_TF2_PCA512.npy", "--features_audio", game / "1_VGGish.npy"]
+    args = {"video": ["--video", video, *feats, "--threshold", "0.05", "--max_total_sec", "120", "--ground_truth", game],
+            "no spans": ["--video", video, *feats, "--threshold", "1"],
+            "features only": ["--game_dir", game, "--threshold", "0.05"]}
+    outs = {}
+    for name, extra in args.items():
+        outs[name] = root / "out" / name.replace(" ", "_")
+        assert inference.main(["--model", str(model), "--out", str(outs[name]), "--quiet", *map(str, extra)]) == 0
+    return outs
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with Browser(width=1280, height=900) as b:
+        yield b
+
+
+def _open(browser: Browser, page: Path) -> None:
+    browser.events.clear()
+    browser.open(page)
+
+
+def _spans(out: Path) -> list[dict]:
+    return json.loads((out / "spans.json").read_text())["spans"]
+
+
+def test_video_run_report_lists_every_span_and_seeks_the_player(runs, browser):
+    out = runs["video"]
+    spans = _spans(out)
+    assert len(spans) >= 2, "the run should have several spans to click"
+    _open(browser, out / "report.html")
+    assert browser.eval("document.querySelectorAll('#spans tbody tr').length") == len(spans)
+    assert browser.eval("document.querySelectorAll('#spanlane .span').length") == len(spans)
+    browser.wait_for("document.getElementById('match').readyState >= 1", timeout=10)  # the relative video path loads
+    for k in (len(spans) - 1, 0, len(spans) // 2):
+        browser.click(f"#spans tbody tr:nth-child({k + 1})")
+        browser.wait_for(f"Math.abs({CURRENT} - {spans[k]['start']}) < 0.05", timeout=5)
+    browser.click(f"#spanlane .span:nth-child({len(spans)})")
+    browser.wait_for(f"Math.abs({CURRENT} - {spans[-1]['start']}) < 0.05", timeout=5)
+    assert browser.errors() == []
+
+
+def test_clicking_the_timeline_seeks_to_that_time(runs, browser):
+    _open(browser, runs["video"] / "report.html")
+    browser.wait_for("document.getElementById('match').readyState >= 1", timeout=10)
+    canvas = browser.eval("""(() => { const c = document.querySelector('.row canvas'); c.scrollIntoView({block: 'center'});
+        const r = c.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()""")
+    total = browser.eval("total")
+    left, top, width, height = canvas
+    browser.click_at(left + 0.6 * width, top + 2)  # the top edge: no spot marker there to snap to
+    want = 0.6 * total
+    browser.wait_for(f"Math.abs({CURRENT} - {want}) < {6 * total / width}", timeout=5)
+    assert browser.eval("document.getElementById('cursor').style.left") != ""
+    assert browser.errors() == []
+
+
+def test_reel_view_plays_the_reel_and_class_toggles_hide_rows(runs, browser):
+    out = runs["video"]
+    _open(browser, out / "report.html")
+    browser.click("#tab-reel")
+    browser.wait_for("document.getElementById('reel').readyState >= 1", timeout=10)
+    total = sum(s["end"] - s["start"] for s in _spans(out))
+    assert abs(browser.eval("document.getElementById('reel').duration") - total) < 0.5
+    assert browser.eval("document.getElementById('match').hidden") is True
+    name = browser.eval("D.shown[0]")
+    browser.click("#legend input")
+    assert browser.eval(f"document.querySelector('.row[data-name=\"{name}\"]').hidden") is True
+    assert browser.eval("document.querySelectorAll('.row:not([hidden])').length") == browser.eval("D.shown.length") - 1
+    assert browser.errors() == []
+
+
+def test_run_without_spans_opens_and_says_so(runs, browser):
+    out = runs["no spans"]
+    assert _spans(out) == [] and not (out / "highlights.mp4").exists()
+    _open(browser, out / "report.html")
+    assert browser.eval("document.getElementById('nospans').hidden") is False
+    assert "No spans" in browser.eval("document.getElementById('nospans').textContent")
+    assert browser.eval("document.getElementById('tab-reel').disabled") is True
+    assert browser.eval("document.querySelectorAll('.row').length") >= 1
+    assert browser.errors() == []
+
+
+def test_features_only_game_opens_says_so_and_maps_both_halves(runs, browser):
+    out = runs["features only"]
+    _open(browser, out / "report.html")
+    assert browser.eval("document.getElementById('novideo').hidden") is False
+    assert "No video" in browser.eval("document.getElementById('novideo').textContent")
+    assert browser.eval("document.querySelector('.boundary').textContent") == "half 2"
+    spans = _spans(out)
+    second = next(i for i, s in enumerate(spans) if s["half"] == 2)
+    browser.click(f"#spans tbody tr:nth-child({second + 1})")
+    start = round(spans[second]["start"])
+    assert browser.eval("document.getElementById('now').textContent").startswith(f"2 - {start // 60:02d}:{start % 60:02d}")
+    cells = browser.eval("[...document.querySelectorAll('#spans tbody tr')].map(r => r.children[1].textContent)")
+    assert cells == [s["match_time"] for s in spans]
+    assert browser.errors() == []
+
+
+def test_index_page_links_each_report(runs, browser, tmp_path):
+    reports = [runs[name] / "report.html" for name in ("video", "no spans")]
+    index = write_index(runs["video"].parent / "index.html", reports)
+    browser.open(index, ready="document.readyState === 'complete'")
+    links = browser.eval("[...document.querySelectorAll('a')].map(a => [a.textContent, a.href])")
+    assert [name for name, _ in links] == ["video", "no_spans"]
+    assert [href for _, href in links] == [r.resolve().as_uri() for r in reports]
+    cells = browser.eval("[...document.querySelectorAll('tr')].slice(1).map(r => r.children[1].textContent)")
+    assert cells == [str(len(_spans(runs["video"]))), "0"]
+
+
+def test_scores_are_bytes_and_long_halves_keep_their_peaks():
+    probs = np.zeros((40_000, 2), np.float32)
+    probs[12_345, 1] = 0.9
+    step, columns = encode_scores(probs, max_samples=10_000)
+    assert step == 4
+    decoded = np.frombuffer(base64.b64decode(columns[1]), np.uint8)
+    assert len(decoded) == 10_000 and decoded.max() == round(0.9 * 255) and decoded.argmax() == 12_345 // 4
+    assert encode_scores(probs[:100])[0] == 1
+
+
+def test_embedded_data_cannot_close_its_script_element():
+    page = render({"title": "a</script><b>", "note": "</script><script>alert(1)</script>"})
+    assert page.count("</script>") == 2  # the template's own two script elements only
+    assert "&lt;/script&gt;" in page.split("<title>")[1].split("</title>")[0]
+
+
+def test_half_videos_of_a_game_folder(tmp_path):
+    for name in ("1_224p.mkv", "2_720p.mp4", "10_224p.mkv", "1_ResNET_TF2_PCA512.npy"):
+        (tmp_path / name).write_bytes(b"")
+    assert half_video(tmp_path, 1).name == "1_224p.mkv"
+    assert half_video(tmp_path, 2).name == "2_720p.mp4"
+    assert half_video(tmp_path, 3) is None
