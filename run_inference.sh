@@ -109,7 +109,7 @@ collect() {
 run_videos() {
   [[ -n "$MODEL" ]] || die "give a model: --model M.keras or MODEL=... (run with no arguments for the demo)"
   [[ -f "$MODEL" ]] || die "$MODEL: no such model file"
-  local out_root="${OUT:-inference_output}" video name out failed=() done=0
+  local out_root="${OUT:-inference_output}" video name out failed=() done=0 reports=()
   local extract=(--weights "$WEIGHTS")
   [[ -n "$PCA" ]] && extract+=(--pca "$PCA")
   declare -A used=()
@@ -122,11 +122,15 @@ run_videos() {
     echo "== $video -> $out/" >&2
     if "$PY" "$ROOT/inference.py" --model "$MODEL" --video "$video" --out "$out" "${extract[@]}" "${settings[@]}"; then
       done=$((done + 1))
+      reports+=("$out/report.html")
     else
       failed+=("$video")
     fi
   done
-  echo "$done of ${#videos[@]} videos done: $out_root/" >&2
+  if ((done)); then  # one page linking every match's report.html
+    PYTHONPATH="$ROOT" "$PY" -m highlights.report "$out_root/index.html" "${reports[@]}" >/dev/null
+  fi
+  echo "$done of ${#videos[@]} videos done: $out_root/ (open $out_root/index.html)" >&2
   if ((${#failed[@]})); then
     printf 'failed: %s\n' "${failed[@]}" >&2
     exit 1

@@ -7,7 +7,7 @@ one byte per token (1/255 of probability, finer than a pixel of the curve) and m
 envelope per pixel column. Videos are linked by paths relative to the report, never copied.
 `write_index` writes a page linking the reports of several matches.
 
-    python -m highlights.report --index inference_output      # index.html of every */report.html there
+    python -m highlights.report inference_output/index.html inference_output/*/report.html
 """
 
 from __future__ import annotations
@@ -164,14 +164,14 @@ def write_index(path: str | os.PathLike, reports: Sequence[str | os.PathLike], t
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="index page of the match reports in a folder")
-    p.add_argument("--index", required=True, help="output root: one sub-folder per match, each with report.html")
+    p = argparse.ArgumentParser(description="an index page linking the reports of several matches")
+    p.add_argument("index", help="the index page to write, e.g. inference_output/index.html")
+    p.add_argument("reports", nargs="+", help="report.html files (each beside its run's spans.json)")
     args = p.parse_args(argv)
-    root = Path(args.index)
-    if not root.is_dir():
-        raise UserError(f"{root}: no such folder")
-    reports = sorted(root.glob("*/report.html"))
-    print(write_index(root / "index.html", reports))
+    for report in args.reports:
+        if not Path(report).is_file():
+            raise UserError(f"{report}: no such report")
+    print(write_index(args.index, args.reports))
     return 0
 
 

@@ -40,10 +40,12 @@ def test_folder_of_two_videos(tiny_model, tmp_path):
                    env={"MODEL": str(tiny_model), "WEIGHTS": "random", "OUT": str(out)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 of 2 videos done" in proc.stderr and "RANDOM" in proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["-second", "first match"]
+    assert sorted(p.name for p in out.iterdir()) == ["-second", "first match", "index.html"]
+    index = (out / "index.html").read_text()
+    assert 'href="first%20match/report.html"' in index and 'href="-second/report.html"' in index
     for name, seconds in (("first match", 8), ("-second", 6)):
         folder = out / name
-        assert {"spans.json", "results_spotting.json", "timeline.png"} <= {p.name for p in folder.iterdir()}
+        assert {"spans.json", "results_spotting.json", "timeline.png", "report.html"} <= {p.name for p in folder.iterdir()}
         spans = json.loads((folder / "spans.json").read_text())["spans"]
         assert all(0 <= s["start"] < s["end"] <= seconds for s in spans)
         assert (folder / "highlights.mp4").exists() == bool(spans)
@@ -76,4 +78,4 @@ def test_list_file_resolves_relative_paths_and_reports_failures(tmp_path):
     assert f"error: {lists}/missing one.mp4: no such file" in proc.stderr
     assert "error: /abs/missing two.mp4: no such file" in proc.stderr
     assert "0 of 2 videos done" in proc.stderr
-    assert not any((tmp_path / "o").rglob("*.json"))
+    assert not any((tmp_path / "o").rglob("*.json")) and not (tmp_path / "o" / "index.html").exists()
