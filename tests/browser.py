@@ -3,7 +3,7 @@
 Chromium talks CDP over a pipe (`--remote-debugging-pipe`: JSON messages ending in a NUL byte, read on fd 3,
 written on fd 4), so no WebSocket client or driver binary is needed: only Debian's `chromium` package.
 
-    python tests/browser.py demo_output/report.html docs/report.png    # screenshot of a page
+    python tests/browser.py demo_output/report.html docs/report.png --click "#spans tbody tr"   # a screenshot
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import os
 import queue
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -171,11 +170,27 @@ class Browser:
         self.close()
 
 
+def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="screenshot of a local page in headless Chromium")
+    p.add_argument("page")
+    p.add_argument("png")
+    p.add_argument("--click", help="CSS selector of an element to click first (e.g. a span of the report)")
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=900)
+    args = p.parse_args()
+    with Browser(width=args.width, height=args.height) as b:
+        b.open(args.page)
+        if args.click:
+            b.click(args.click)
+            b.call("Runtime.evaluate", expression="window.scrollTo(0, 0)")
+        b.wait_for("[...document.querySelectorAll('video')].every(v => v.hidden || !v.src || "
+                   "(v.readyState >= 3 && !v.seeking))", timeout=10)
+        time.sleep(1.0)  # the seeked frame on screen, the loading spinner gone
+        b.screenshot(args.png)
+        print("\n".join(b.errors()) or f"{args.png}: no console errors")
+
+
 if __name__ == "__main__":
-    page, png = sys.argv[1], sys.argv[2]
-    with Browser(width=int(os.environ.get("WIDTH", 1280)), height=int(os.environ.get("HEIGHT", 900))) as b:
-        b.open(page)
-        b.wait_for("document.querySelector('video:not([hidden])') === null || "
-                   "document.querySelector('video:not([hidden])').readyState >= 2", timeout=10)
-        b.screenshot(png)
-        print("\n".join(b.errors()) or f"{png}: no console errors")
+    main()

@@ -130,6 +130,19 @@ def test_features_only_game_opens_says_so_and_maps_both_halves(runs, browser):
     assert browser.errors() == []
 
 
+def test_a_moved_report_says_its_video_is_missing(runs, browser, tmp_path):
+    moved = tmp_path / "elsewhere" / "report.html"
+    moved.parent.mkdir()
+    moved.write_bytes((runs["video"] / "report.html").read_bytes())
+    _open(browser, moved)
+    browser.wait_for("!document.getElementById('novideo').hidden", timeout=10)
+    assert "Cannot play" in browser.eval("document.getElementById('novideo').textContent")
+    browser.click("#spans tbody tr")  # still moves the cursor, without retrying the missing file
+    assert browser.eval("document.getElementById('now').textContent").startswith("1 - ")
+    assert [e for e in browser.errors() if "ERR_FILE_NOT_FOUND" not in e] == []
+    assert len(browser.errors()) == 1
+
+
 def test_index_page_links_each_report(runs, browser, tmp_path):
     reports = [runs[name] / "report.html" for name in ("video", "no spans")]
     index = write_index(runs["video"].parent / "index.html", reports)
