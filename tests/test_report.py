@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ CURRENT = "document.getElementById('match').currentTime"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """Output folders of three small runs: a video with spans, the same with none, and a two-half features-only game."""
+    """Output folders of small runs: a video with spans, the same with none, a two-half game without videos and
+    the same game with one video per half."""
     import archis
 
     root = tmp_path_factory.mktemp("report")
@@ -33,9 +35,15 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     seconds = len(np.load(game / "1_VGGish.npy", mmap_mode="r")) / 2
     video = make_match_video(root / "videos" / "match 'one' #1.mp4", seconds, [(3.0, "goal")], size="64x36")
     feats = ["--features_video", game / "1_ResNET_TF2_PCA512.npy", "--features_audio", game / "1_VGGish.npy"]
+    halves = root / "game with videos"
+    shutil.copytree(game, halves)
+    for number in (1, 2):
+        length = len(np.load(game / f"{number}_VGGish.npy", mmap_mode="r")) / 2
+        make_match_video(halves / f"{number}_224p.mp4", length, size="64x36")
     args = {"video": ["--video", video, *feats, "--threshold", "0.05", "--max_total_sec", "120", "--ground_truth", game],
             "no spans": ["--video", video, *feats, "--threshold", "1"],
-            "features only": ["--game_dir", game, "--threshold", "0.05"]}
+            "features only": ["--game_dir", game, "--threshold", "0.05"],
+            "halves": ["--game_dir", halves, "--threshold", "0.05"]}
     outs = {}
     for name, extra in args.items():
         outs[name] = root / "out" / name.replace(" ", "_")
@@ -130,6 +138,38 @@ def test_features_only_game_opens_says_so_and_maps_both_halves(runs, browser):
     assert browser.errors() == []
 
 
+def test_a_whole_match_seeks_into_the_video_of_the_right_half(runs, browser):
+    out = runs["halves"]
+    spans = _spans(out)
+    assert {s["half"] for s in spans} == {1, 2}
+    _open(browser, out / "report.html")
+    assert browser.eval("document.getElementById('novideo').hidden") is True
+    for k in (next(i for i, s in enumerate(spans) if s["half"] == 2), 0):
+        browser.click(f"#spans tbody tr:nth-child({k + 1})")
+        name = f"{spans[k]['half']}_224p.mp4"
+        browser.wait_for(f"document.getElementById('match').src.endsWith({json.dumps(name)}) && "
+                         f"document.getElementById('match').readyState >= 1 && "
+                         f"Math.abs({CURRENT} - {spans[k]['start']}) < 0.05", timeout=10)
+    assert browser.errors() == []
+
+
+def test_spans_with_several_labels_show_each(runs, browser, tmp_path):
+    page = (runs["video"] / "report.html").read_text()
+    data = json.loads(page.split('id="data">', 1)[1].split("</script>", 1)[0])
+    first, other = data["spans"][0]["labels"][0], next(n for n in data["shown"] if n != data["spans"][0]["labels"][0])
+    data["spans"][0]["labels"] = [first, other]
+    for half in data["halves"]:
+        half["video"] = None
+    (tmp_path / "report.html").write_text(render(data))
+    _open(browser, tmp_path / "report.html")
+    chips = browser.eval("[...document.querySelectorAll('#spans tbody tr:first-child .chip')].map(c => c.textContent)")
+    assert chips == [first, other]
+    for name in (first, other):  # the span stays listed while either of its classes is shown
+        browser.eval(f"(() => {{ visible.clear(); visible.add({json.dumps(name)}); applyToggles(); return 1; }})()")
+        assert browser.eval("document.querySelector('#spans tbody tr').hidden") is False
+    assert browser.errors() == []
+
+
 def test_a_moved_report_says_its_video_is_missing(runs, browser, tmp_path):
     moved = tmp_path / "elsewhere" / "report.html"
     moved.parent.mkdir()
@@ -176,3 +216,12 @@ def test_half_videos_of_a_game_folder(tmp_path):
     assert half_video(tmp_path, 1).name == "1_224p.mkv"
     assert half_video(tmp_path, 2).name == "2_720p.mp4"
     assert half_video(tmp_path, 3) is None
+
+
+def test_a_span_with_several_labels_keeps_them_all():
+    from types import SimpleNamespace
+
+    from highlights.report import _labels
+
+    assert _labels(SimpleNamespace(label="goal", labels=("goal", "card"))) == ["goal", "card"]
+    assert _labels(SimpleNamespace(label="goal")) == ["goal"]
