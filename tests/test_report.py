@@ -96,6 +96,18 @@ def test_clicking_the_timeline_seeks_to_that_time(runs, browser):
     assert browser.errors() == []
 
 
+def test_cursor_follows_playback(runs, browser):
+    _open(browser, runs["video"] / "report.html")
+    browser.wait_for("document.getElementById('match').readyState >= 1", timeout=10)
+    browser.eval("(() => { const v = document.getElementById('match'); v.muted = true; v.currentTime = 10; return v.play(); })()")
+    browser.wait_for(f"{CURRENT} > 11", timeout=10)
+    browser.eval("document.getElementById('match').pause()")
+    now, cursor, row = browser.eval("""[document.getElementById('match').currentTime, document.getElementById('cursor').offsetLeft,
+        [document.querySelector('.row canvas').offsetLeft, document.querySelector('.row canvas').clientWidth]]""")
+    assert abs(cursor - (row[0] + row[1] * now / browser.eval("total") - 1)) <= 2
+    assert browser.errors() == []
+
+
 def test_reel_view_plays_the_reel_and_class_toggles_hide_rows(runs, browser):
     out = runs["video"]
     _open(browser, out / "report.html")
@@ -104,6 +116,12 @@ def test_reel_view_plays_the_reel_and_class_toggles_hide_rows(runs, browser):
     total = sum(s["end"] - s["start"] for s in _spans(out))
     assert abs(browser.eval("document.getElementById('reel').duration") - total) < 0.5
     assert browser.eval("document.getElementById('match').hidden") is True
+    spans = _spans(out)  # the reel's second clip, 1 s in, is 1 s after the second span's start in the match
+    at = spans[0]["end"] - spans[0]["start"] + 1
+    browser.eval(f"new Promise(ok => {{ const v = document.getElementById('reel'); v.addEventListener('seeked', ok, "
+                 f"{{once: true}}); v.currentTime = {at}; }})")
+    assert abs(browser.eval("cursorAt") - (spans[1]["start"] + 1)) < 0.05
+    assert browser.eval("document.querySelector('#spans tbody tr:nth-child(2)').classList.contains('playing')")
     name = browser.eval("D.shown[0]")
     browser.click("#legend input")
     assert browser.eval(f"document.querySelector('.row[data-name=\"{name}\"]').hidden") is True
