@@ -96,6 +96,27 @@ def test_clicking_the_timeline_seeks_to_that_time(runs, browser):
     assert browser.errors() == []
 
 
+def test_zoomed_timeline_maps_clicks_and_follows_the_cursor(runs, browser):
+    _open(browser, runs["video"] / "report.html")
+    browser.wait_for("document.getElementById('match').readyState >= 1", timeout=10)
+    total = browser.eval("total")
+    browser.click("#zoom-in")
+    browser.click("#zoom-in")  # a quarter of the match, from its start (the cursor)
+    assert browser.eval("[v0, v1]") == [0, total / 4]
+    left, top, width = browser.eval("""(() => { const c = document.querySelector('.row canvas');
+        const r = c.getBoundingClientRect(); return [r.left, r.top, r.width]; })()""")
+    browser.click_at(left + 0.5 * width, top + 2)
+    browser.wait_for(f"Math.abs({CURRENT} - {total / 8}) < {6 * total / 4 / width}", timeout=5)
+    last = _spans(runs["video"])[-1]
+    browser.click(f"#spans tbody tr:nth-child({len(_spans(runs['video']))})")  # off screen: the window moves to it
+    browser.wait_for(f"Math.abs({CURRENT} - {last['start']}) < 0.05", timeout=5)
+    v0, v1 = browser.eval("[v0, v1]")
+    assert v0 <= last["start"] <= v1 and v1 - v0 == pytest.approx(total / 4)
+    browser.click("#zoom-all")
+    assert browser.eval("[v0, v1]") == [0, total]
+    assert browser.errors() == []
+
+
 def test_cursor_follows_playback(runs, browser):
     _open(browser, runs["video"] / "report.html")
     browser.wait_for("document.getElementById('match').readyState >= 1", timeout=10)
