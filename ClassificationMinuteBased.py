@@ -58,9 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--cache_dir", default=None, help="window cache folder (default: Windows_size_<WindowSize>_sec)")
     ext.add_argument("--batch_windows", type=int, default=None, help="batches of this many shuffled windows instead of --batch_size halves")
     ext.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"), help="bfloat16: mixed precision")
-    ext.add_argument("--patience_lr", type=int, default=10, help="epochs without gain before LR / 10 (and best weights restored)")
-    ext.add_argument("--patience_stop", type=int, default=30, help="epochs without gain before stopping")
+    ext.add_argument("--schedule", default="original", choices=("original", "since_best"),
+                     help="original (V&D): LR / 10 with the best weights and optimizer state restored when the count of "
+                     "epochs without gain passes --patience_lr, the count restarting at each cut; stop when it passes "
+                     "--patience_stop. since_best: LR / 10 with the best weights restored after --patience_lr epochs "
+                     "without gain, stop --patience_stop epochs after the best epoch")
+    ext.add_argument("--patience_lr", type=int, default=10, help="plateau length before LR / 10 (see --schedule)")
+    ext.add_argument("--patience_stop", type=int, default=30, help="plateau length before stopping (see --schedule)")
     ext.add_argument("--min_lr", type=float, default=1e-4, help="no LR reduction at or below this")
+    ext.add_argument("--selection_metric", default="ap", choices=("ap", "tf1_pr_auc"),
+                     help="validation number for model selection: ap (mean average precision over the classes with "
+                     "a positive window) or tf1_pr_auc (V&D's: TF1's 200-threshold PR-AUC, absent classes 0)")
+    ext.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs under the same "
+                     "--tflog / --outputPrefix (refused without it; --resume continues one instead)")
     ext.add_argument("--model", default=None, help="predict mode: model file (default <tflog>/<prefix>_best.keras)")
     ext.add_argument("--ensemble", nargs=2, default=(), metavar=("A.npz", "B.npz"), help="ensemble mode: two predict outputs")
     ext.add_argument("--ensemble_method", default="mean_logits", choices=("mean_logits", "product"),
@@ -110,8 +120,9 @@ def _config(args: argparse.Namespace):
         batch_size=args.batch_size, batch_windows=args.batch_windows, tflog=args.tflog, output_prefix=args.outputPrefix,
         mode=args.mode, outputs=outputs, formatdataset=args.formatdataset, cache_dir=args.cache_dir,
         model_path=args.model, ensemble=tuple(args.ensemble), ensemble_method=args.ensemble_method, seed=args.seed,
-        resume=args.resume, compute_dtype=args.compute_dtype, patience_lr=args.patience_lr,
-        patience_stop=args.patience_stop, min_lr=args.min_lr, progress=not args.quiet)
+        resume=args.resume, compute_dtype=args.compute_dtype, schedule=args.schedule, patience_lr=args.patience_lr,
+        patience_stop=args.patience_stop, min_lr=args.min_lr, selection_metric=args.selection_metric,
+        overwrite=args.overwrite, progress=not args.quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,13 @@
-"""Training, prediction and ensembles over window caches (SPEC §6).
+"""Training, prediction and ensembles over window caches.
 
-`train(config)`: weighted sigmoid cross-entropy (pos_weight = class weights of the training windows),
-Adam, validation mAP after every epoch, plateau schedule (LR / 10 and best weights restored after
-`patience_lr` epochs without gain while LR > `min_lr`), early stop after `patience_stop` epochs without
-gain or at `max_epoch`, then the best model on the test list. TensorBoard scalars and a confusion-matrix
-image per epoch under `tflog`. Every epoch ends with an atomic checkpoint (weights, optimizer, counters)
-so `resume` continues after a kill, losing at most the epoch in progress.
+`train(config)`: weighted sigmoid cross-entropy (pos_weight = class weights of the training windows), Adam
+(epsilon 1e-8 as in TF1), validation after every epoch, then the schedule (`schedule_step`, a pure
+function): V&D's plateau counter by default (LR / 10 with the best weights and optimizer state restored
+when it passes `patience_lr`, stop when it passes `patience_stop`), or `since_best`; at most `max_epoch`.
+The best model is then tested on the test list. TensorBoard scalars and a confusion-matrix image per
+epoch under `tflog`. Every epoch ends with an atomic checkpoint (weights, optimizer, generator states,
+schedule) so `resume` continues after a kill as the uninterrupted run would, losing at most the epoch in
+progress. A new run refuses to write over an earlier run's outputs unless `overwrite`.
 
 TensorFlow is imported inside the functions that need it: data preparation and flag checks stay fast.
 """
@@ -17,7 +19,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,10 @@ import dataset as ds
 from common.atomic import atomic_path, read_json, write_json
 from common.errors import UserError
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+SCHEDULES = ("original", "since_best")
+SELECTION_METRICS = ("ap", "tf1_pr_auc")
+ADAM_EPSILON = 1e-8  # tf.compat.v1.train.AdamOptimizer's default (Keras': 1e-7)
 PREDICT_OUTPUTS = ("logits", "probabilities", "labels")
 ENSEMBLE_METHODS = ("mean_logits", "product")
 
@@ -60,9 +65,12 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     compute_dtype: str = "float32"
+    schedule: str = "original"  # see SchedulePolicy
     patience_lr: int = 10
     patience_stop: int = 30
     min_lr: float = 1e-4
+    selection_metric: str = "ap"
+    overwrite: bool = False
     progress: bool = True
 
     @property
@@ -88,9 +96,26 @@ def weighted_bce(logits: np.ndarray, labels: np.ndarray, pos_weight: np.ndarray)
     return float(per.sum(axis=1).mean()) if len(per) else 0.0
 
 
+def tf1_pr_auc(probabilities: np.ndarray, labels: np.ndarray, num_thresholds: int = 200) -> float:
+    """Area under the precision-recall curve as `tf.compat.v1.metrics.auc(curve="PR")` computes it (V&D's
+    validation metric): counts at `num_thresholds` evenly spaced thresholds, trapezoidal sum, 1e-6
+    smoothing. A class with no positive window scores 0."""
+    inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+    thresholds = np.array([-1e-7, *inner, 1 + 1e-7], np.float32)
+    p = probabilities.astype(np.float32)
+    pos, neg = np.sort(p[labels > 0]), np.sort(p[labels <= 0])
+    tp = (len(pos) - np.searchsorted(pos, thresholds, side="right")).astype(np.float64)
+    fp = (len(neg) - np.searchsorted(neg, thresholds, side="right")).astype(np.float64)
+    eps = 1e-6
+    recall, precision = (tp + eps) / (len(pos) + eps), (tp + eps) / (tp + fp + eps)
+    return float(np.sum((recall[:-1] - recall[1:]) * (precision[:-1] + precision[1:]) / 2))
+
+
 def evaluate_scores(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """AP per class (None where a class has no positive window), mAP over the non-background classes
-    that have one, top-1 accuracy (argmax is one of the window's classes), argmax confusion matrix."""
+    that have one, top-1 accuracy (argmax is one of the window's classes), argmax confusion matrix.
+    `mAP_tf1_pr_auc`: V&D's number instead (`tf1_pr_auc` of the sigmoids, mean over every non-background
+    class, 0 for a class with no positive)."""
     from sklearn.metrics import average_precision_score
 
     ap: dict[str, float | None] = {}
@@ -101,8 +126,11 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, classes: list[str]) 
     true = labels.argmax(axis=1)
     cm = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(cm, (true, pred), 1)
+    probs = 1 / (1 + np.exp(-scores.astype(np.float64)))
+    pr_auc = [tf1_pr_auc(probs[:, c], labels[:, c]) for c in range(1, len(classes))]
     return {
         "mAP": float(np.mean(present)) if present else None,
+        "mAP_tf1_pr_auc": float(np.mean(pr_auc)) if pr_auc else None,
         "AP": ap,
         "accuracy": float(labels[np.arange(len(pred)), pred].mean()) if len(pred) else None,
         "confusion_matrix": cm.tolist(),
@@ -209,9 +237,10 @@ def make_strategy():
 
 
 class Checkpointer:
-    """Per-epoch resume state under `<tflog>/<prefix>_resume/`: versioned weight and optimizer files,
-    then `state.json` written atomically last, then the files it no longer names are removed. A kill at
-    any moment leaves the previous state.json and the files it names intact."""
+    """Per-epoch resume state under `<tflog>/<prefix>_resume/`: versioned weight files and a state file
+    (optimizer variables and the model's random-generator states), then `state.json` written atomically
+    last, then the files it no longer names are removed. The best epoch's weights and optimizer state are
+    kept beside the last epoch's. A kill at any moment leaves the previous state.json and its files intact."""
 
     def __init__(self, folder: Path) -> None:
         self.dir = folder
@@ -226,44 +255,90 @@ class Checkpointer:
         return state
 
     def save(self, model, optimizer, state: dict[str, Any], improved: bool) -> None:
-        """Checkpoint the current weights and optimizer; `improved`: they are also the new best."""
+        """Checkpoint the current weights, optimizer and generator states; `improved`: they are the new best."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        epoch = state["epoch"]
-        weights, opt = self.dir / f"epoch_{epoch:04d}.weights.h5", self.dir / f"epoch_{epoch:04d}.optimizer.npz"
+        epoch = state["schedule"]["epoch"]
+        weights, extra = self.dir / f"epoch_{epoch:04d}.weights.h5", self.dir / f"epoch_{epoch:04d}.state.npz"
         with atomic_path(weights) as tmp:
             model.save_weights(tmp)
-        with atomic_path(opt) as tmp:
-            np.savez(tmp, *[v.numpy() for v in optimizer.variables])
-        state.update(version=STATE_VERSION, weights=weights.name, optimizer=opt.name)
+        with atomic_path(extra) as tmp:
+            np.savez(tmp, **_arrays("optimizer", optimizer.variables), **_arrays("rng", generator_states(model)))
+        state.update(version=STATE_VERSION, weights=weights.name, optimizer=extra.name)
         if improved:
-            best = self.dir / f"best_{epoch:04d}.weights.h5"
-            best.unlink(missing_ok=True)
-            try:
-                os.link(weights, best)
-            except OSError:
-                shutil.copyfile(weights, best)
-            state["best_weights"] = best.name
+            for key, src in (("best_weights", weights), ("best_optimizer", extra)):
+                state[key] = _link(src, self.dir / src.name.replace("epoch_", "best_", 1)).name
         write_json(self.state_path, state)
-        keep = {"state.json", state["weights"], state["optimizer"], state.get("best_weights")}
+        keep = {"state.json", state["weights"], state["optimizer"], state.get("best_weights"), state.get("best_optimizer")}
         for p in self.dir.iterdir():
             if p.name not in keep and not p.name.startswith("."):
                 p.unlink(missing_ok=True)
 
-    def restore(self, model, optimizer, state: dict[str, Any]) -> list[np.ndarray]:
-        """Load the checkpointed weights and optimizer; return the best weights."""
+    def restore(self, model, optimizer, state: dict[str, Any]) -> Snapshot:
+        """Load the checkpointed weights, optimizer and generator states; return the best epoch's snapshot."""
         try:
             model.load_weights(self.dir / state["best_weights"])
-            best = model.get_weights()
+            best_weights = model.get_weights()
+            best_optimizer = _load_arrays(self.dir / state["best_optimizer"], "optimizer")
             model.load_weights(self.dir / state["weights"])
-            with np.load(self.dir / state["optimizer"]) as saved:
-                values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            current = _load_arrays(self.dir / state["optimizer"], "optimizer")
+            rng = _load_arrays(self.dir / state["optimizer"], "rng")
         except (OSError, KeyError, ValueError) as exc:
             raise UserError(f"{self.dir}: resume files unreadable ({exc})") from exc
-        if len(values) != len(optimizer.variables):
-            raise UserError(f"{self.dir}: optimizer state does not match this model")
-        for var, value in zip(optimizer.variables, values, strict=True):
-            var.assign(value)
-        return best
+        generators = generator_states(model)
+        if len(current) != len(optimizer.variables) or len(rng) != len(generators):
+            raise UserError(f"{self.dir}: optimizer or generator state does not match this model")
+        _assign(optimizer.variables, current)
+        _assign(generators, rng)
+        return Snapshot(best_weights, best_optimizer)
+
+
+def _link(src: Path, dst: Path) -> Path:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def _arrays(prefix: str, variables) -> dict[str, np.ndarray]:
+    return {f"{prefix}_{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+
+
+def _load_arrays(path: Path, prefix: str) -> list[np.ndarray]:
+    with np.load(path) as saved:
+        return [saved[f"{prefix}_{i}"] for i in range(sum(k.startswith(prefix + "_") for k in saved.files))]
+
+
+def _assign(variables, values) -> None:
+    for var, value in zip(variables, values, strict=True):
+        var.assign(value)
+
+
+def generator_states(model) -> list:
+    """The model's variables that are not weights: the Keras seed-generator states (dropout masks). A weights
+    file does not hold them, so a resumed run checkpoints them apart to draw the same masks."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+@dataclass
+class Snapshot:
+    """The best epoch's weights and optimizer variables, held in memory for a plateau restore."""
+
+    weights: list[np.ndarray]
+    optimizer: list[np.ndarray]
+
+    @classmethod
+    def take(cls, model, optimizer) -> Snapshot:
+        return cls(model.get_weights(), [np.asarray(v.numpy()) for v in optimizer.variables])
+
+    def restore(self, model, optimizer, *, with_optimizer: bool, lr: float) -> None:
+        """Back to the snapshot's weights (and optimizer state, moments and step count), then learning rate `lr`."""
+        model.set_weights(self.weights)
+        if with_optimizer:
+            _assign(optimizer.variables, self.optimizer)
+        optimizer.learning_rate.assign(lr)
 
 
 def _model_settings(cfg: TrainConfig) -> dict[str, Any]:
@@ -280,14 +355,180 @@ def _save_model(model, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Training
+# The schedule: plateau counter, LR cut, restore of the best epoch, early stop. Pure, so tests script it.
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, select by validation mAP, test the best model; returns (and writes) the summary."""
+@dataclass(frozen=True)
+class SchedulePolicy:
+    """`original` (V&D): one counter of epochs without gain, reset by a gain and by each LR cut; when it
+    passes `patience_lr` and LR > `min_lr`: LR / 10, best weights and optimizer state restored; when it
+    passes `patience_stop` (so counted from the last cut): stop. `since_best` (this port's earlier rule):
+    LR / 10 and best weights only restored `patience_lr` epochs after the best epoch or the last cut; stop
+    `patience_stop` epochs after the best epoch. Both stop at `max_epoch`."""
+
+    kind: str = "original"
+    patience_lr: int = 10
+    patience_stop: int = 30
+    min_lr: float = 1e-4
+    max_epoch: int = 200
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """Where the schedule stands after `epoch` epochs (JSON-able: the resume state stores it)."""
+
+    lr: float
+    epoch: int = 0
+    best_score: float = -1.0
+    best_epoch: int = 0
+    plateau: int = 0  # epochs without gain since the best epoch or the last LR cut
+    since_best: int = 0  # epochs since the best epoch
+
+
+@dataclass(frozen=True)
+class ScheduleStep:
+    """What to do after one epoch: the new state, whether it was the best so far, whether to cut the LR
+    (restoring the best weights, and the optimizer state when `restore_optimizer`), why to stop (or None)."""
+
+    state: ScheduleState
+    improved: bool
+    cut_lr: bool
+    restore_optimizer: bool
+    stop: str | None
+
+
+def schedule_step(state: ScheduleState, score: float, policy: SchedulePolicy) -> ScheduleStep:
+    """The decision after one more epoch whose validation score is `score` (higher is better)."""
+    if policy.kind not in SCHEDULES:
+        raise UserError(f"unknown --schedule {policy.kind!r}; valid: {', '.join(SCHEDULES)}")
+    epoch = state.epoch + 1
+    improved = score > state.best_score
+    if improved:
+        new = replace(state, epoch=epoch, best_score=score, best_epoch=epoch, plateau=0, since_best=0)
+    else:
+        new = replace(state, epoch=epoch, plateau=state.plateau + 1, since_best=state.since_best + 1)
+    original = policy.kind == "original"
+    due = new.plateau > policy.patience_lr if original else new.plateau >= policy.patience_lr
+    cut = due and new.lr > policy.min_lr
+    if cut:
+        new = replace(new, lr=new.lr / 10, plateau=0)
+    if original:
+        plateau_stop = not cut and new.plateau > policy.patience_stop
+    else:
+        plateau_stop = new.since_best >= policy.patience_stop
+    stop = "plateau" if plateau_stop else "max_epoch" if epoch >= policy.max_epoch else None
+    return ScheduleStep(new, improved, cut, cut and original, stop)
+
+
+def selection_score(metrics: dict[str, Any], selection: str) -> float:
+    """The validation number the schedule maximises: `ap` (mAP, classes with a positive) or `tf1_pr_auc`."""
+    value = metrics["mAP" if selection == "ap" else "mAP_tf1_pr_auc"]
+    return float(value) if value is not None else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Training: setup, one epoch, finish
+
+
+@dataclass
+class _Run:
+    """Everything the epoch loop shares: data, model, optimizer, compiled steps, writers, checkpoint, state."""
+
+    cfg: TrainConfig
+    caches: dict[str, ds.WindowCache]
+    weights: np.ndarray
+    model: Any
+    optimizer: Any
+    strategy: Any
+    train_step: Any
+    predict: Any
+    writers: dict[str, Any]
+    ckpt: Checkpointer
+    state: dict[str, Any]
+    best: Snapshot
+
+    @property
+    def classes(self) -> list[str]:
+        return self.cfg.data.class_map.classes
+
+    @property
+    def schedule(self) -> ScheduleState:
+        return ScheduleState(**self.state["schedule"])
+
+
+def run_outputs(cfg: TrainConfig) -> list[Path]:
+    """What a training run writes under `--tflog`: best model, summary, resume state, TensorBoard folders."""
+    return [cfg.out(s) for s in ("_best.keras", "_summary.json", "_resume", "_training", "_validation", "_testing")]
+
+
+def claim_outputs(cfg: TrainConfig) -> None:
+    """Refuse to write over an earlier run's outputs unless `--resume` (continue it) or `--overwrite`
+    (remove them first, TensorBoard events included, so no two runs mix)."""
+    if cfg.resume and cfg.overwrite:
+        raise UserError("--resume continues the earlier run and --overwrite replaces it: give one of them")
+    if cfg.resume and Checkpointer(cfg.out("_resume")).state_path.is_file():
+        return
+    existing = [p for p in run_outputs(cfg) if p.exists()]
+    if not existing:
+        return
+    if not cfg.overwrite:
+        raise UserError(f"{existing[0]}: an earlier run wrote {', '.join(p.name for p in existing)} in {cfg.tflog}; "
+                        "--resume continues it, --overwrite replaces it, or choose another --outputPrefix")
+    for p in existing:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in existing)}", flush=True)
+
+
+def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[str, str] | None):
+    """Strategy, model and Adam (epsilon 1e-8, TF1's default) built in the strategy's scope."""
+    import keras
+
+    import archis
+
+    strategy = make_strategy()
+    with strategy.scope():
+        model = archis.build_model(
+            cfg.architecture, class_names=cfg.data.class_map.classes, pooling=cfg.network, vlad_k=cfg.vlad_k,
+            window_seconds=cfg.data.window_seconds, frames_per_second=cfg.data.frames_per_second,
+            feature_dim=window_shape[1], feature_names=feature_names, compute_dtype=cfg.compute_dtype, seed=cfg.seed)
+        optimizer = keras.optimizers.Adam(learning_rate=cfg.lr, epsilon=ADAM_EPSILON)
+        optimizer.build(model.trainable_variables)
+    return strategy, model, optimizer
+
+
+def make_train_step(model, optimizer, strategy, pos_weight, element_spec):
+    """`train_step(batch) -> logits` of the whole batch after one Adam step on the weighted BCE.
+
+    Traced once, for `element_spec` (the distributed dataset's, batch size unknown): a graph traced for one
+    batch shape may round differently from the general one, and a resumed run must compute what the
+    uninterrupted run computed."""
+    import tensorflow as tf
+
+    def replica_step(video, audio, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model({"video": video, "audio": audio}, training=True), tf.float32)
+            per_window = tf.reduce_sum(tf.nn.weighted_cross_entropy_with_logits(labels, logits, pos_weight), axis=1)
+            loss = tf.nn.compute_average_loss(per_window)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return logits
+
+    @tf.function(input_signature=[element_spec])
+    def train_step(batch):
+        logits = strategy.run(replica_step, args=batch)
+        return strategy.gather(logits, axis=0)
+
+    return train_step
+
+
+def _setup(cfg: TrainConfig) -> _Run:
+    """Outputs claimed, caches opened, class weights, model and optimizer built, resume state loaded."""
+    claim_outputs(cfg)
     caches = open_caches(cfg, ("training", "validation", "testing"))
-    train_cache = caches["training"]
-    classes = cfg.data.class_map.classes
+    train_cache, classes = caches["training"], cfg.data.class_map.classes
     weights = ds.class_weights(train_cache.labels, classes)
     print("class weights (pos_weight): " + ", ".join(f"{c} {w:.4f}" for c, w in zip(classes, weights, strict=True)),
           flush=True)
@@ -299,155 +540,155 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         diff = [k for k, v in _model_settings(cfg).items() if state["settings"].get(k) != v]
         raise UserError(f"{ckpt.state_path}: the run to resume used other settings ({', '.join(diff)})")
 
-    import keras
     import tensorflow as tf
 
     import archis
 
-    strategy = make_strategy()
-    n, d = train_cache.window_shape
-    with strategy.scope():
-        model = archis.build_model(
-            cfg.architecture, class_names=classes, pooling=cfg.network, vlad_k=cfg.vlad_k,
-            window_seconds=cfg.data.window_seconds, frames_per_second=cfg.data.frames_per_second,
-            feature_dim=d, feature_names=train_cache.feature_files or None, compute_dtype=cfg.compute_dtype,
-            seed=cfg.seed)
-        optimizer = keras.optimizers.Adam(learning_rate=cfg.lr)
-        optimizer.build(model.trainable_variables)
-    pos_weight = tf.constant(weights, tf.float32)
-
-    def replica_step(video, audio, labels):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model({"video": video, "audio": audio}, training=True), tf.float32)
-            per_window = tf.reduce_sum(tf.nn.weighted_cross_entropy_with_logits(labels, logits, pos_weight), axis=1)
-            loss = tf.nn.compute_average_loss(per_window)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return logits
-
-    @tf.function(reduce_retracing=True)
-    def train_step(batch):
-        logits = strategy.run(replica_step, args=batch)
-        return strategy.gather(logits, axis=0)
-
-    @tf.function(reduce_retracing=True)
-    def predict_step(video, audio):
-        return tf.cast(model({"video": video, "audio": audio}, training=False), tf.float32)
-
-    def evaluate(cache: ds.WindowCache) -> dict[str, Any]:
-        logits = predict_cache(cache, predict_step, cfg.eval_batch, n, d, len(classes))
-        metrics = evaluate_scores(logits, cache.labels, classes)
-        metrics["loss"] = weighted_bce(logits, cache.labels, weights)
-        return metrics
-
+    strategy, model, optimizer = _build(cfg, train_cache.window_shape, train_cache.feature_files or None)
+    spec = strategy.experimental_distribute_dataset(_tf_dataset(lambda: iter(()), *train_cache.window_shape,
+                                                                len(classes))).element_spec
+    train_step = make_train_step(model, optimizer, strategy, tf.constant(weights, tf.float32), spec)
     writers = {s: tf.summary.create_file_writer(str(cfg.out(f"_{s}"))) for s in ("training", "validation", "testing")}
-
-    def log_metrics(split: str, epoch: int, metrics: dict[str, Any], lr: float) -> None:
-        scalars = {"loss": metrics["loss"], "learning_rate": lr, "mAP": metrics["mAP"], "accuracy": metrics["accuracy"]}
-        scalars |= {f"AP/{i}_{name}": ap for i, (name, ap) in enumerate(metrics["AP"].items())}
-        png = confusion_png(metrics["confusion_matrix"], classes, f"{split} epoch {epoch}")
-        write_summaries(writers[split], epoch, scalars, {"confusion_matrix": png})
-
     if state is None:
-        state = {"epoch": 0, "lr": cfg.lr, "best_map": -1.0, "best_epoch": 0, "since_best": 0, "since_reduce": 0,
-                 "history": [], "finished_training": False, "settings": _model_settings(cfg)}
-        best_weights = model.get_weights()
+        state = {"schedule": asdict(ScheduleState(lr=cfg.lr)), "history": [], "finished_training": False,
+                 "stopped": None, "settings": _model_settings(cfg)}
+        best = Snapshot.take(model, optimizer)
     else:
-        best_weights = ckpt.restore(model, optimizer, state)
-        optimizer.learning_rate.assign(state["lr"])
-        print(f"resumed after epoch {state['epoch']} (best epoch {state['best_epoch']}, "
-              f"mAP {state['best_map']:.4f}, LR {state['lr']:g})", flush=True)
-    best_path = cfg.out("_best.keras")
+        best = ckpt.restore(model, optimizer, state)
+        sched = ScheduleState(**state["schedule"])
+        optimizer.learning_rate.assign(sched.lr)
+        print(f"resumed after epoch {sched.epoch} (best epoch {sched.best_epoch}, score {sched.best_score:.4f}, "
+              f"LR {sched.lr:g})", flush=True)
+    return _Run(cfg, caches, weights, model, optimizer, strategy, train_step, archis.predict_function(model),
+                writers, ckpt, state, best)
 
+
+def _evaluate(run: _Run, cache: ds.WindowCache) -> dict[str, Any]:
+    logits = predict_cache(cache, run.predict, run.cfg.eval_batch, len(run.classes))
+    return {**evaluate_scores(logits, cache.labels, run.classes), "loss": weighted_bce(logits, cache.labels, run.weights)}
+
+
+def _log_metrics(run: _Run, split: str, epoch: int, metrics: dict[str, Any], lr: float) -> None:
+    scalars = {"loss": metrics["loss"], "learning_rate": lr, "mAP": metrics["mAP"], "accuracy": metrics["accuracy"]}
+    scalars |= {f"AP/{i}_{name}": ap for i, (name, ap) in enumerate(metrics["AP"].items())}
+    png = confusion_png(metrics["confusion_matrix"], run.classes, f"{split} epoch {epoch}")
+    write_summaries(run.writers[split], epoch, scalars, {"confusion_matrix": png})
+
+
+def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
+    """The epoch's shuffling generator; also reseeds Python's, NumPy's and TensorFlow's global generators.
+    Both depend on (seed, epoch) only, so a resumed epoch draws what the uninterrupted run drew."""
+    import keras
+
+    keras.utils.set_random_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    return np.random.default_rng([seed, epoch])
+
+
+def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, Any], float, float]:
+    """One pass over the training windows: (train metrics, seconds, seconds waiting for input)."""
     from tqdm import tqdm
 
-    while not state["finished_training"]:
-        epoch = state["epoch"] + 1
-        rng = np.random.default_rng([cfg.seed, epoch])  # the epoch's order does not depend on resumes
-        data = _tf_dataset(lambda rng=rng: train_cache.train_batches(rng, batch_halves=None if cfg.batch_windows else cfg.batch_size,
-                                                                    batch_windows=cfg.batch_windows),
-                           n, d, len(classes))
-        data = strategy.experimental_distribute_dataset(data)
-        t0, wait = time.perf_counter(), 0.0
-        seen_logits, seen_labels = [], []
-        it = iter(data)
-        bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=not cfg.progress, leave=False)
-        while True:
-            t_wait = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            wait += time.perf_counter() - t_wait
-            seen_logits.append(train_step(batch).numpy())
-            seen_labels.append(np.concatenate([t.numpy() for t in strategy.experimental_local_results(batch[2])]))
-            bar.update()
-        bar.close()
-        train_time = time.perf_counter() - t0
-        logits, labels = np.concatenate(seen_logits), np.concatenate(seen_labels)
-        train_metrics = {**evaluate_scores(logits, labels, classes), "loss": weighted_bce(logits, labels, weights)}
-        valid = evaluate(caches["validation"])
-        lr = float(state["lr"])
-        log_metrics("training", epoch, train_metrics, lr)
-        log_metrics("validation", epoch, valid, lr)
-        score = valid["mAP"] if valid["mAP"] is not None else 0.0
-        improved = score > state["best_map"]
-        if improved:
-            state.update(best_map=score, best_epoch=epoch, since_best=0, since_reduce=0, best_valid=valid)
-            best_weights = model.get_weights()
-            _save_model(model, best_path)
-        else:
-            state.update(since_best=state["since_best"] + 1, since_reduce=state["since_reduce"] + 1)
-        note = ""
-        if state["since_reduce"] >= cfg.patience_lr and lr > cfg.min_lr:
-            lr /= 10
-            optimizer.learning_rate.assign(lr)
-            model.set_weights(best_weights)
-            state.update(lr=lr, since_reduce=0)
-            note = f"; plateau: LR -> {lr:g}, best weights of epoch {state['best_epoch']} restored"
-        stop = state["since_best"] >= cfg.patience_stop or epoch >= cfg.max_epoch
-        state["history"].append({"epoch": epoch, "lr": float(optimizer.learning_rate.numpy()),
-                                 "train_loss": train_metrics["loss"], "train_mAP": train_metrics["mAP"],
-                                 "valid_loss": valid["loss"], "valid_mAP": valid["mAP"],
-                                 "train_seconds": round(train_time, 3), "input_wait_seconds": round(wait, 3)})
-        state.update(epoch=epoch, finished_training=stop,
-                     stopped=("plateau" if state["since_best"] >= cfg.patience_stop else "max_epoch") if stop else None)
-        ckpt.save(model, optimizer, state, improved)
-        print(f"epoch {epoch}: train loss {train_metrics['loss']:.4f} mAP {_fmt(train_metrics['mAP'])} | "
-              f"valid loss {valid['loss']:.4f} mAP {_fmt(valid['mAP'])}{' (best)' if improved else ''} | "
-              f"{train_time:.1f}s (input wait {wait:.2f}s){note}", flush=True)
+    cfg, cache = run.cfg, run.caches["training"]
+    rng = seed_epoch(cfg.seed, epoch)
+    halves = None if cfg.batch_windows else cfg.batch_size
+    data = _tf_dataset(lambda: cache.train_batches(rng, batch_halves=halves, batch_windows=cfg.batch_windows),
+                       *cache.window_shape, len(run.classes))
+    data = run.strategy.experimental_distribute_dataset(data)
+    t0, wait = time.perf_counter(), 0.0
+    seen_logits, seen_labels = [], []
+    it = iter(data)
+    bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=not cfg.progress, leave=False)
+    while True:
+        t_wait = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        wait += time.perf_counter() - t_wait
+        seen_logits.append(run.train_step(batch).numpy())
+        seen_labels.append(np.concatenate([t.numpy() for t in run.strategy.experimental_local_results(batch[2])]))
+        bar.update()
+    bar.close()
+    logits, labels = np.concatenate(seen_logits), np.concatenate(seen_labels)
+    metrics = {**evaluate_scores(logits, labels, run.classes), "loss": weighted_bce(logits, labels, run.weights)}
+    return metrics, time.perf_counter() - t0, wait
 
-    model.set_weights(best_weights)
-    _save_model(model, best_path)  # also covers a kill between the checkpoint and the best-model save
-    test = evaluate(caches["testing"])
-    log_metrics("testing", state["best_epoch"], test, float(state["lr"]))
-    for w in writers.values():
+
+def _epoch(run: _Run) -> None:
+    """Train one epoch, validate, apply the schedule, checkpoint, report."""
+    cfg, before = run.cfg, run.schedule
+    epoch = before.epoch + 1
+    train_metrics, seconds, wait = _train_epoch(run, epoch)
+    valid = _evaluate(run, run.caches["validation"])
+    _log_metrics(run, "training", epoch, train_metrics, before.lr)
+    _log_metrics(run, "validation", epoch, valid, before.lr)
+    policy = SchedulePolicy(cfg.schedule, cfg.patience_lr, cfg.patience_stop, cfg.min_lr, cfg.max_epoch)
+    step = schedule_step(before, selection_score(valid, cfg.selection_metric), policy)
+    note = ""
+    if step.improved:
+        run.best = Snapshot.take(run.model, run.optimizer)
+        run.state["best_valid"] = valid
+        _save_model(run.model, cfg.out("_best.keras"))
+    if step.cut_lr:
+        run.best.restore(run.model, run.optimizer, with_optimizer=step.restore_optimizer, lr=step.state.lr)
+        note = (f"; plateau: LR -> {step.state.lr:g}, best weights{' and optimizer state' * step.restore_optimizer} "
+                f"of epoch {step.state.best_epoch} restored")
+    run.state["history"].append({
+        "epoch": epoch, "lr": before.lr, "train_loss": train_metrics["loss"], "train_mAP": train_metrics["mAP"],
+        "valid_loss": valid["loss"], "valid_mAP": valid["mAP"], "valid_mAP_tf1_pr_auc": valid["mAP_tf1_pr_auc"],
+        "train_seconds": round(seconds, 3), "input_wait_seconds": round(wait, 3)})
+    run.state.update(schedule=asdict(step.state), finished_training=step.stop is not None, stopped=step.stop)
+    run.ckpt.save(run.model, run.optimizer, run.state, step.improved)
+    print(f"epoch {epoch}: train loss {train_metrics['loss']:.4f} mAP {_fmt(train_metrics['mAP'])} | "
+          f"valid loss {valid['loss']:.4f} mAP {_fmt(valid['mAP'])}{' (best)' if step.improved else ''} | "
+          f"{seconds:.1f}s (input wait {wait:.2f}s){note}", flush=True)
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """Best weights back, best model saved, test list evaluated, summary written."""
+    import archis
+
+    cfg, sched = run.cfg, run.schedule
+    best_path = cfg.out("_best.keras")
+    run.model.set_weights(run.best.weights)
+    _save_model(run.model, best_path)  # also covers a kill between the checkpoint and the best-model save
+    test = _evaluate(run, run.caches["testing"])
+    _log_metrics(run, "testing", sched.best_epoch, test, sched.lr)
+    for w in run.writers.values():
         w.close()
     summary = {
-        "classes": classes,
-        "class_weights": [float(w) for w in weights],
-        "best_epoch": state["best_epoch"],
-        "epochs": state["epoch"],
-        "stopped": state["stopped"],
-        "valid": state.get("best_valid") or evaluate(caches["validation"]),
+        "classes": run.classes,
+        "class_weights": [float(w) for w in run.weights],
+        "best_epoch": sched.best_epoch,
+        "epochs": sched.epoch,
+        "stopped": run.state["stopped"],
+        "valid": run.state.get("best_valid") or _evaluate(run, run.caches["validation"]),
         "test": test,
         "model": str(best_path),
-        "architecture": archis.model_info(model),
+        "architecture": archis.model_info(run.model),
         "config": _config_json(cfg),
-        "skipped_games": {s: c.bad_games for s, c in caches.items() if c.bad_games},
-        "history": state["history"],
+        "skipped_games": {s: c.bad_games for s, c in run.caches.items() if c.bad_games},
+        "history": run.state["history"],
     }
     write_json(cfg.out("_summary.json"), summary)
-    print(f"best epoch {state['best_epoch']}: valid mAP {_fmt(summary['valid']['mAP'])}, test mAP {_fmt(test['mAP'])} "
+    print(f"best epoch {sched.best_epoch}: valid mAP {_fmt(summary['valid']['mAP'])}, test mAP {_fmt(test['mAP'])} "
           f"({', '.join(f'{k} {_fmt(v)}' for k, v in test['AP'].items())})", flush=True)
     print(f"model: {best_path}\nsummary: {cfg.out('_summary.json')}", flush=True)
     return summary
 
 
-def predict_cache(cache: ds.WindowCache, predict_step, batch: int, n: int, d: int, c: int) -> np.ndarray:
-    """Logits [W, C] of every window of a cache, in file order."""
-    data = _tf_dataset(lambda: cache.eval_batches(batch), n, d, c)
-    out = [predict_step(video, audio).numpy() for video, audio, _ in data]
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, select by validation score, test the best model; returns (and writes) the summary."""
+    run = _setup(cfg)
+    while not run.state["finished_training"]:
+        _epoch(run)
+    return _finish(run)
+
+
+def predict_cache(cache: ds.WindowCache, predict, batch: int, c: int) -> np.ndarray:
+    """Logits [W, C] of every window of a cache, in file order; `predict` from `archis.predict_function`."""
+    data = _tf_dataset(lambda: cache.eval_batches(batch), *cache.window_shape, c)
+    out = [predict(video, audio).numpy() for video, audio, _ in data]
     return np.concatenate(out) if out else np.zeros((0, c), np.float32)
 
 
@@ -467,8 +708,6 @@ def predict(cfg: TrainConfig) -> Path:
     if not model_path.is_file():
         raise UserError(f"{model_path}: no trained model (train first, or give --model)")
     cache = open_caches(cfg, ("testing",))["testing"]
-    import tensorflow as tf
-
     import archis
 
     model = archis.load_model(model_path)
@@ -478,11 +717,7 @@ def predict(cfg: TrainConfig) -> Path:
         raise UserError(f"{model_path}: made for windows of {info['window_frames']} x {info['feature_dim']} and classes "
                         f"{info['class_names']}, the data has {n} x {d} and {cfg.data.class_map.classes}")
 
-    @tf.function(reduce_retracing=True)
-    def predict_step(video, audio):
-        return tf.cast(model({"video": video, "audio": audio}, training=False), tf.float32)
-
-    logits = predict_cache(cache, predict_step, cfg.eval_batch, n, d, len(info["class_names"]))
+    logits = predict_cache(cache, archis.predict_function(model), cfg.eval_batch, len(info["class_names"]))
     metrics = evaluate_scores(logits, cache.labels, info["class_names"])
     arrays = {"logits": logits, "probabilities": 1 / (1 + np.exp(-logits)), "labels": cache.labels}
     out = cfg.out(f"_predictions_{Path(str(cfg.testing)).stem}.npz")

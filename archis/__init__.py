@@ -7,6 +7,7 @@ on saved models without custom-object flags.
 from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, TransformerFusion
 from archis.model import ArchiModel, build_model, load_model, model_info
 from archis.pooling import POOLINGS, ContextGating, NetVLAD, NetVLADPlusPlus, TemporalPooling, canonical_pooling
+from archis.predict import predict_function
 from archis.registry import ALIASES, ARCHITECTURES, canonical_architecture, list_architectures
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "list_architectures",
     "load_model",
     "model_info",
+    "predict_function",
 ]

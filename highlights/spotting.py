@@ -69,30 +69,21 @@ def window_view(features: np.ndarray, window_frames: int, stride: int = 2) -> np
 class Scorer:
     """Runs a window model (inputs {"video","audio"} [B, N, D] -> logits [B, C]) over whole halves.
 
-    The model is wrapped once in a `tf.function` with a fixed input signature (no retracing across
-    batches or halves); probabilities are sigmoid(logits) in float32 whatever the compute dtype.
+    The model runs through `archis.predict_function` (compiled once, no retracing across batches or
+    halves); probabilities are sigmoid(logits) in float32 whatever the compute dtype.
     """
 
     def __init__(self, model: Any, *, batch_size: int = 256, jit_compile: bool = False):
-        import tensorflow as tf
+        from archis.predict import predict_function
 
         self.model = model
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise UserError(f"--batch_size must be >= 1, got {batch_size}")
-        structure = model.input
-        self.input_names = list(structure) if isinstance(structure, Mapping) else ["video", "audio"]
-        shapes = [tuple(t.shape) for t in model.inputs]
-        self.window_frames, self.feature_dim = int(shapes[0][1]), int(shapes[0][2])
+        shape = tuple(model.inputs[0].shape)
+        self.window_frames, self.feature_dim = int(shape[1]), int(shape[2])
         self.num_classes = int(model.outputs[0].shape[-1])
-        spec = tf.TensorSpec([None, self.window_frames, self.feature_dim], tf.float32)
-
-        def probs(video, audio):
-            inputs = dict(zip(self.input_names, (video, audio), strict=True)) if isinstance(structure, Mapping) \
-                else [video, audio]
-            return tf.sigmoid(tf.cast(model(inputs, training=False), tf.float32))
-
-        self._fn = tf.function(probs, input_signature=[spec, spec], jit_compile=jit_compile)
+        self._fn = predict_function(model, sigmoid=True, jit_compile=jit_compile)
 
     def check_features(self, video: np.ndarray, audio: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
         """Both streams [T, D] with the model's D; truncated to the shorter T. UserError naming `what`."""

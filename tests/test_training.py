@@ -98,16 +98,42 @@ def test_resume_after_sigkill(data, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert state.exists(), "the training subprocess never checkpointed"
-    done = json.loads(state.read_text())["epoch"]
+    done = json.loads(state.read_text())["schedule"]["epoch"]
     assert done < 4
     resumed = [a if a != "1" or argv[i - 1] != "--formatdataset" else "0" for i, a in enumerate(argv)]
     assert cmb.main([*resumed, "--resume"]) == 0
     summary = json.loads((tflog / "r_summary.json").read_text())
     assert [h["epoch"] for h in summary["history"]] == [1, 2, 3, 4] and summary["epochs"] == 4
     assert (tflog / "r_best.keras").is_file()
-    assert sorted(p.name.split("_")[0] for p in (tflog / "r_resume").iterdir()) == ["best", "epoch", "epoch", "state.json"]
+    assert sorted(p.name.split("_")[0] for p in (tflog / "r_resume").iterdir()) == ["best", "best", "epoch", "epoch", "state.json"]
+
+    # the same run uninterrupted: bit-identical weights, optimizer and dropout-generator states, and history
+    prefix = resumed.index("--outputPrefix") + 1
+    assert cmb.main([*resumed[:prefix], "u", *resumed[prefix + 1:]]) == 0
+    for name in ("epoch_0004.weights.h5", "epoch_0004.state.npz"):
+        a, b = _arrays(tflog / "r_resume" / name), _arrays(tflog / "u_resume" / name)
+        assert a.keys() == b.keys() and a, name
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key} (resumed after epoch {done})")
+    timing = ("train_seconds", "input_wait_seconds")
+    uninterrupted = json.loads((tflog / "u_summary.json").read_text())["history"]
+    assert [{k: v for k, v in h.items() if k not in timing} for h in summary["history"]] == \
+        [{k: v for k, v in h.items() if k not in timing} for h in uninterrupted]
     with pytest.raises(UserError, match="other settings.*VLAD_k"):
         cmb.main([*resumed, "--resume", "--VLAD_k", "8"])
+
+
+def _arrays(path):
+    """Every array of a Keras weights file (.h5) or an .npz, by name."""
+    if path.suffix == ".npz":
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
 
 
 def test_unknown_architecture_in_process(data, tmp_path):
