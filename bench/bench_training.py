@@ -61,7 +61,7 @@ def sub_list(src: Path, n: int, dst: Path) -> Path:
 def common(train: Path, valid: Path, test: Path, tflog: Path, *extra: str) -> list[str]:
     return ["--training", str(train), "--validation", str(valid), "--testing", str(test), "--PCA",
             "--network", "VLAD", "--WindowSize", "20", "--tflog", str(tflog), "--cache_dir", str(tflog / "cache"),
-            "--quiet", *extra]
+            "--quiet", "--overwrite", *extra]
 
 
 def bench_memory(out: Path) -> list[str]:
