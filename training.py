@@ -422,7 +422,7 @@ def schedule_step(state: ScheduleState, score: float, policy: SchedulePolicy) ->
 
 def selection_score(metrics: dict[str, Any], selection: str) -> float:
     """The validation number the schedule maximises: `ap` (mAP, classes with a positive) or `tf1_pr_auc`."""
-    value = metrics["mAP" if selection == "ap" else "mAP_tf1_pr_auc"]
+    value = metrics[{"ap": "mAP", "tf1_pr_auc": "mAP_tf1_pr_auc"}[selection]]
     return float(value) if value is not None else 0.0
 
 
@@ -472,8 +472,10 @@ def claim_outputs(cfg: TrainConfig) -> None:
     if not existing:
         return
     if not cfg.overwrite:
+        hint = ("but left no resume state to continue; --overwrite replaces them" if cfg.resume else
+                "--resume continues it, --overwrite replaces it, or choose another --outputPrefix")
         raise UserError(f"{existing[0]}: an earlier run wrote {', '.join(p.name for p in existing)} in {cfg.tflog}; "
-                        "--resume continues it, --overwrite replaces it, or choose another --outputPrefix")
+                        + hint)
     for p in existing:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
@@ -776,4 +778,8 @@ def run(cfg: TrainConfig) -> Any:
         raise UserError(f"unknown --mode {cfg.mode!r}; valid: {', '.join(modes)}")
     if not math.isfinite(cfg.lr) or cfg.lr <= 0:
         raise UserError(f"--LR must be positive, got {cfg.lr}")
+    for flag, value, valid in (("schedule", cfg.schedule, SCHEDULES),
+                               ("selection_metric", cfg.selection_metric, SELECTION_METRICS)):
+        if value not in valid:
+            raise UserError(f"unknown --{flag} {value!r}; valid: {', '.join(valid)}")
     return modes[cfg.mode](cfg)
