@@ -40,6 +40,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     """Write results_spotting.json for every game of the list; return (output root, game names, class map)."""
     import dataset
+    from highlights import spotting
 
     list_path = Path(args.testing)
     games = dataset.read_game_list(list_path, args.dataset_root)
@@ -50,6 +51,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
         raise UserError(f"{model_path}: no such model file")
     if args.batch_size < 1 or args.stride < 1:
         raise UserError("--batch_size and --stride must be >= 1")
+    spotting.check_nms(args.nms_window, args.nms_threshold)
     out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
 
     from tqdm import tqdm

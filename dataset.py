@@ -15,7 +15,8 @@ import logging
 import math
 import re
 import struct
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 
 from common.atomic import atomic_path, read_json, write_json
 from common.errors import UserError
+from common.inputs import load_features, open_npy
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +131,17 @@ def read_game_list(list_path: str | Path, dataset_root: str | Path | None = None
     elif not list_path.is_file():
         raise UserError(f"{list_path}: game list not found")
     elif list_path.suffix == ".npy":
-        try:
-            arr = np.load(list_path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{list_path}: not a numpy array of game paths ({exc})") from exc
+        arr = open_npy(list_path, mmap=False)
+        if arr.ndim > 1 or arr.dtype.kind not in "US":
+            raise UserError(f"{list_path}: not a list of game paths (a 1-D array of strings), found "
+                            f"{arr.dtype} {list(arr.shape)}")
         names = [str(x) for x in np.atleast_1d(arr).tolist()]
     else:
-        names = [ln.strip() for ln in list_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        try:
+            text = list_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{list_path}: not a text list of game paths, one a line ({exc})") from exc
+        names = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not names:
         raise UserError(f"{list_path}: the game list is empty")
     base = Path(dataset_root) if dataset_root is not None else list_path.parent
@@ -152,10 +158,17 @@ class Event:
 _GAMETIME = re.compile(r"^\s*(\d+)\s*-\s*(\d+):(\d+)\s*$")
 
 
-def read_labels(game_dir: str | Path) -> list[Event]:
-    """Events of a game from `Labels-v2.json` (preferred) or `Labels.json`; `position` (ms) wins over `gameTime`."""
+def labels_path(game_dir: str | Path) -> Path | None:
+    """The label file of a game folder: `Labels-v2.json` (preferred) or `Labels.json`; None without one."""
     game_dir = Path(game_dir)
-    path = next((p for p in (game_dir / "Labels-v2.json", game_dir / "Labels.json") if p.is_file()), None)
+    return next((p for p in (game_dir / "Labels-v2.json", game_dir / "Labels.json") if p.is_file()), None)
+
+
+def read_labels(game_dir: str | Path) -> list[Event]:
+    """Events of a game from `Labels-v2.json` (preferred) or `Labels.json`; `position` (ms) wins over `gameTime`.
+    Every event is returned; `usable_events` says which can be used."""
+    game_dir = Path(game_dir)
+    path = labels_path(game_dir)
     if path is None:
         raise UserError(f"{game_dir}: no Labels-v2.json or Labels.json")
     data = read_json(path)
@@ -175,6 +188,63 @@ def read_labels(game_dir: str | Path) -> list[Event]:
             raise UserError(f"{path}: annotation {i} has a bad position {position!r}") from exc
         events.append(Event(half, ms, str(ann["label"])))
     return events
+
+
+# Every label name SoccerNet uses (v2 and v1): a label outside these and outside the class map is a typo or
+# foreign data, reported; a known label outside the class map is background by design, silently.
+KNOWN_LABELS = frozenset(SOCCERNET_V2_LABELS) | {label for labels in _BUILTIN_MAPS["v1"].values() for label in labels} \
+    | {"substitution-out"}
+
+
+def usable_events(events: Sequence[Event], source: str | Path, class_map: ClassMap,
+                  durations: Mapping[int, float]) -> list[Event]:
+    """The events that can be used: of a half in `durations` (its seconds of features), at a position inside
+    that half, of a label the class map or SoccerNet knows. Events of halves 1 and 2 not in `durations` are
+    left out silently; the others are dropped with one warning line for `source` saying which and how often
+    (an event past the end of its half is no event of the last window, a negative position none of the first)."""
+    ignored: Counter[str] = Counter()
+    outside: list[str] = []
+    keep = []
+    for ev in events:
+        if ev.half not in (1, 2):
+            ignored[f"half {ev.half}"] += 1
+        elif ev.half not in durations:
+            continue  # a half this run does not look at
+        elif ev.label not in class_map.label_to_index and ev.label not in KNOWN_LABELS:
+            ignored[f"unknown label {ev.label!r}"] += 1
+        elif not 0 <= ev.position_ms <= durations[ev.half] * 1000:
+            outside.append(f"{ev.label} at {ev.half} - {_clock(ev.position_ms)} "
+                           f"(half {ev.half} has {durations[ev.half]:.0f} s)")
+        else:
+            keep.append(ev)
+    report_ignored(source, len(events), ignored, outside)
+    return keep
+
+
+def report_ignored(source: str | Path, total: int, ignored: Mapping[str, int], outside: Sequence[str] = ()) -> None:
+    """One warning line for a label file: which events were ignored (`ignored`: reason -> count;
+    `outside`: events outside their half, named) out of `total`."""
+    parts = [f"{what} x{n}" for what, n in sorted(ignored.items())]
+    if outside:
+        more = f" and {len(outside) - 4} more" if len(outside) > 4 else ""
+        parts.append("outside their half: " + ", ".join(outside[:4]) + more)
+    if parts:
+        count = sum(ignored.values()) + len(outside)
+        log.warning("%s: ignored %d of %d events: %s", source, count, total, "; ".join(parts))
+
+
+def _clock(ms: int) -> str:
+    sign, s = ("-" if ms < 0 else ""), abs(ms) // 1000
+    return f"{sign}{s // 60:02d}:{s % 60:02d}"
+
+
+def warn_unseen_labels(class_map: ClassMap, seen: set[str], where: str) -> None:
+    """One warning for the class map's labels that no game of `where` has and that SoccerNet does not
+    know either (most likely typos, e.g. 'Goall')."""
+    unseen = sorted(label for label in class_map.label_to_index if label not in seen and label not in KNOWN_LABELS)
+    if unseen:
+        log.warning("class map %s: label(s) %s appear in no game of %s and are no SoccerNet label: a typo?",
+                    class_map.name, ", ".join(map(repr, unseen)), where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,34 +274,13 @@ def find_feature_file(game_dir: Path, half: int, name: str, pca: bool | None) ->
     return game_dir / (tf2[0] if len(found) > 1 else found[0])
 
 
-def _open_features(path: Path, feature_dim: int) -> np.ndarray:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise UserError(f"{path}: not a readable .npy array ({exc})") from exc
-    if arr.ndim != 2 or arr.shape[1] != feature_dim:
-        raise UserError(f"{path}: expected shape [T, {feature_dim}], found {list(arr.shape)}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise UserError(f"{path}: expected float features, found {arr.dtype}")
-    return arr
-
-
-def _check_finite(arr: np.ndarray, path: Path, chunk: int = 8192) -> None:
-    for i in range(0, arr.shape[0], chunk):
-        if not np.isfinite(arr[i:i + chunk]).all():
-            row = i + int(np.argwhere(~np.isfinite(arr[i:i + chunk]))[0][0])
-            raise UserError(f"{path}: NaN or infinite value at row {row}")
-
-
 def load_half(game_dir: str | Path, half: int, features_video: str = "ResNET", features_audio: str = "VGGish",
               pca: bool = True, feature_dim: int = FEATURE_DIM) -> tuple[np.ndarray, np.ndarray]:
     """Memory-mapped (video [T, D], audio [T, D]) of one half, truncated to the shorter with one warning."""
     game_dir = Path(game_dir)
     vpath = find_feature_file(game_dir, half, features_video, pca)
     apath = find_feature_file(game_dir, half, features_audio, None)
-    video, audio = _open_features(vpath, feature_dim), _open_features(apath, feature_dim)
-    _check_finite(video, vpath)
-    _check_finite(audio, apath)
+    video, audio = load_features(vpath, feature_dim), load_features(apath, feature_dim)
     if video.shape[0] != audio.shape[0]:
         t = min(video.shape[0], audio.shape[0])
         log.warning("%s half %d: video has %d rows, audio %d: truncating both to %d",
@@ -357,6 +406,7 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
     halves: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
     feature_files: dict[str, str] = {}
+    seen: set[str] = set()
     with contextlib.ExitStack() as stack:
         tmp = {k: stack.enter_context(atomic_path(cache_dir / f"{k}.npy")) for k in ("video", "audio", "labels")}
         out = {"video": _NpyAppender(tmp["video"], (n, d), np.float32),
@@ -364,7 +414,7 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
                "labels": _NpyAppender(tmp["labels"], (c,), np.uint8)}
         for game in tqdm(games, desc=f"windows {Path(str(list_path)).name}", unit="game", disable=not progress):
             try:
-                blocks = _game_windows(game, config)
+                blocks = _game_windows(game, config, seen)
             except UserError as exc:
                 if not config.skip_bad_games:
                     raise
@@ -383,20 +433,26 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
             appender.close()
         if not halves:
             raise UserError(f"{list_path}: no usable game (all {len(games)} failed)")
+    warn_unseen_labels(config.class_map, seen, str(list_path))
     write_json(cache_dir / "settings.json", {**config.settings(list_path, games), "feature_files": feature_files,
                                                "halves": halves, "bad_games": bad})
     return WindowCache(cache_dir)
 
 
-def _game_windows(game: Path, config: DataConfig) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Windows of both halves of one game, read and validated before any of it is written."""
+def _game_windows(game: Path, config: DataConfig, seen: set[str]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Windows of both halves of one game, read and validated before any of it is written; adds the game's
+    label names to `seen`."""
     if not game.is_dir():
         raise UserError(f"{game}: game folder not found")
     events = read_labels(game)
     n = config.window_frames
+    features = {half: load_half(game, half, config.features_video, config.features_audio, config.pca,
+                                config.feature_dim) for half in (1, 2)}
+    events = usable_events(events, labels_path(game), config.class_map,
+                           {half: len(video) / config.frames_per_second for half, (video, _) in features.items()})
+    seen.update(ev.label for ev in events)
     blocks = []
-    for half in (1, 2):
-        video, audio = load_half(game, half, config.features_video, config.features_audio, config.pca, config.feature_dim)
+    for half, (video, audio) in features.items():
         count = video.shape[0] // n
         if count == 0:
             raise UserError(f"{game}: half {half} has {video.shape[0]} frames, shorter than one window of "

@@ -66,8 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not folder.is_dir():
             raise UserError(f"{folder}: {flag} folder not found")
     import dataset
-    from common.atomic import write_json
+    from common.atomic import check_output_file, write_json
     from highlights.metrics import evaluate_games
+
+    for path in (args.json, args.plot):
+        if path is not None:
+            check_output_file(path)  # before the scoring, not after
 
     cmap = dataset.load_class_map(args.class_map)
     games = game_names(args.list, args.labels)

@@ -15,6 +15,7 @@ there is a video. Inputs are checked before anything is computed or written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -27,10 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from common.atomic import write_json
+from common.atomic import OutputSet, check_output_file, write_json
 from common.errors import UserError, run_cli
+from common.inputs import load_features
 
 log = logging.getLogger("inference")
+
+# Every file a run may write into --out: written together, and those a run does not write are removed.
+OUTPUT_FILES = ("spans.json", "results_spotting.json", "timeline.png", "report.html", "highlights.mp4",
+                "highlights.srt")
+# Video and audio features of one input may differ by a few tokens (truncated); more means other inputs.
+MAX_LENGTH_GAP_SEC = 5.0
 
 
 @dataclass
@@ -143,6 +151,9 @@ def build_config(args: argparse.Namespace) -> Config:
             raise UserError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
     decoder = DecoderConfig.from_json(args.decoder_config) if args.decoder_config else DecoderConfig()
     decoder = _override_decoder(decoder, args)
+    from highlights.spotting import check_nms
+
+    check_nms(args.nms_window, args.nms_threshold)
     for f in feats:
         if f and not Path(f).is_file():
             raise UserError(f"{f}: no such feature file")
@@ -181,7 +192,7 @@ def _override_decoder(decoder: Any, args: argparse.Namespace) -> Any:
     for key in ("max_total_sec", "min_gap_sec"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
-    return DecoderConfig.from_dict(data, "decoder flags")
+    return dataclasses.replace(DecoderConfig.from_dict(data, "decoder flags"), named=decoder.named)
 
 
 def _check_video(video: Path) -> None:
@@ -207,6 +218,8 @@ def _check_writable(out: Path) -> None:
         raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from exc
     if not os.access(out, os.W_OK | os.X_OK):
         raise UserError(f"{out}: output folder is not writable")
+    for name in OUTPUT_FILES:
+        check_output_file(out / name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -222,6 +235,7 @@ def run(config: Config) -> Result:
     t0 = time.perf_counter()
     model = archis.load_model(config.model)
     info = archis.model_info(model)
+    config.decoder.check_classes(info["class_names"])
     model = with_compute_dtype(model, config.compute_dtype)
     timings["load model"] = time.perf_counter() - t0
 
@@ -260,8 +274,9 @@ def _load_inputs(config: Config, info: dict) -> tuple[list[Half], bool]:
         _check_width(halves[0], info, str(config.game_dir))
         return _with_truth(halves, config.game_dir, info), _random_in(config.game_dir / "extraction.json")
     if config.features_video:
-        video = _load_npy(config.features_video)
-        audio = _load_npy(config.features_audio)
+        video = load_features(config.features_video)
+        audio = load_features(config.features_audio)
+        _check_lengths(video, audio, config, info["frames_per_second"])
         random_weights = any(_random_in(Path(f).parent / "extraction.json")
                              for f in (config.features_video, config.features_audio))
     else:
@@ -284,14 +299,16 @@ def _load_inputs(config: Config, info: dict) -> tuple[list[Half], bool]:
     return _with_truth([half], config.ground_truth, info), random_weights
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise UserError(f"{path}: not a readable .npy array ({exc})") from exc
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
-        raise UserError(f"{path}: expected float features [T, D], found {arr.dtype} {list(arr.shape)}")
-    return arr
+def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: float) -> None:
+    """Refuse video and audio features of different inputs (lengths apart by more than MAX_LENGTH_GAP_SEC)."""
+    gap = abs(len(video) - len(audio))
+    if gap > MAX_LENGTH_GAP_SEC * fps:
+        raise UserError(f"{config.features_video} has {len(video)} rows ({len(video) / fps:.1f} s) but "
+                        f"{config.features_audio} has {len(audio)} ({len(audio) / fps:.1f} s): features of "
+                        f"different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)")
+    if gap:
+        log.warning("%s has %d rows, %s %d: scoring the first %d", config.features_video, len(video),
+                    config.features_audio, len(audio), min(len(video), len(audio)))
 
 
 def _check_width(half: Half, info: dict, what: str) -> None:
@@ -317,7 +334,9 @@ def _with_truth(halves: list[Half], game_dir: Path | None, info: dict) -> list[H
         return halves
     import dataset
 
-    events = dataset.read_labels(game_dir)
+    fps = info["frames_per_second"]
+    events = dataset.usable_events(dataset.read_labels(game_dir), dataset.labels_path(game_dir), cmap,
+                                   {h.number: h.duration or min(len(h.video), len(h.audio)) / fps for h in halves})
     for h in halves:
         h.events = sorted((e.position_ms / 1000, cmap.classes[cmap.label_to_index[e.label]]) for e in events
                           if e.half == h.number and cmap.label_to_index.get(e.label, 0) != 0)
@@ -363,41 +382,49 @@ def spans_json(result: Result) -> dict:
 
 
 def _write_outputs(result: Result) -> None:
-    """The reel first (the step most likely to fail), then the small files, each written atomically."""
+    """Every output of the run, made visible together (the reel first: the step most likely to fail). Files
+    of an earlier run that this one does not write (a reel, when this run makes none) are removed."""
     from highlights.plots import plot_timeline
-    from highlights.reel import make_reel, plan_clips
     from highlights.report import write_report
     from highlights.spotting import soccernet_labels, write_results_spotting
 
     cfg, out = result.config, result.config.out
-    t0 = time.perf_counter()
-    spans = [s for h in result.halves for s in h.spans]
-    if cfg.video and cfg.reel and (spans or cfg.intro_sec or cfg.outro_sec):
-        h = result.halves[0]
-        clips = plan_clips(h.spans, h.duration, intro_sec=cfg.intro_sec, outro_sec=cfg.outro_sec,
-                           title=lambda s: f"{s.label} {match_time(h.number, s.peak)} ({s.score:.2f})")
-        reel = make_reel(cfg.video, clips, out / "highlights.mp4", fast=cfg.fast, progress=cfg.progress)
-        result.outputs["reel"] = reel.path
-        if reel.srt_path:
-            result.outputs["subtitles"] = reel.srt_path
-        result.reel_seconds = reel.duration
-    result.timings["reel"] = time.perf_counter() - t0
+    with OutputSet(out, OUTPUT_FILES) as files:
+        t0 = time.perf_counter()
+        _write_reel(result, files)
+        result.timings["reel"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    write_json(out / "spans.json", spans_json(result))
-    result.outputs["spans"] = out / "spans.json"
-    game = str(cfg.game_dir or cfg.video or cfg.features_video)
-    write_results_spotting(out / "results_spotting.json", game, [s for h in result.halves for s in h.spots],
-                           soccernet_labels(result.info["class_names"]))
-    result.outputs["spotting"] = out / "results_spotting.json"
-    fps = result.info["frames_per_second"]
-    probs, spans, truth = _joined_halves(result.halves, fps)
-    plot_timeline(out / "timeline.png", probs, result.info["class_names"], fps, spans, truth,
-                  title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
-                  + (" - halves end to end" if len(result.halves) > 1 else ""))
-    result.outputs["timeline"] = out / "timeline.png"
-    result.outputs["report"] = write_report(out / "report.html", result)
+        t0 = time.perf_counter()
+        write_json(files.path("spans.json"), spans_json(result))
+        game = str(cfg.game_dir or cfg.video or cfg.features_video)
+        write_results_spotting(files.path("results_spotting.json"), game,
+                               [s for h in result.halves for s in h.spots], soccernet_labels(result.info["class_names"]))
+        fps = result.info["frames_per_second"]
+        probs, spans, truth = _joined_halves(result.halves, fps)
+        plot_timeline(files.path("timeline.png"), probs, result.info["class_names"], fps, spans, truth,
+                      title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
+                      + (" - halves end to end" if len(result.halves) > 1 else ""))
+        result.outputs.update(spans=out / "spans.json", spotting=out / "results_spotting.json",
+                              timeline=out / "timeline.png", report=out / "report.html")
+        write_report(files.path("report.html"), result, folder=out)
     result.timings["write"] = time.perf_counter() - t0
+
+
+def _write_reel(result: Result, files: OutputSet) -> None:
+    """The reel and its subtitles, when there is a video and something to show."""
+    from highlights.reel import make_reel, plan_clips
+
+    cfg = result.config
+    if not (cfg.video and cfg.reel and (any(h.spans for h in result.halves) or cfg.intro_sec or cfg.outro_sec)):
+        return
+    h = result.halves[0]
+    clips = plan_clips(h.spans, h.duration, intro_sec=cfg.intro_sec, outro_sec=cfg.outro_sec,
+                       title=lambda s: f"{s.label} {match_time(h.number, s.peak)} ({s.score:.2f})")
+    reel = make_reel(cfg.video, clips, files.path("highlights.mp4"), fast=cfg.fast, progress=cfg.progress,
+                     srt_out=files.path("highlights.srt"))
+    result.outputs["reel"] = cfg.out / "highlights.mp4"
+    result.outputs["subtitles"] = cfg.out / "highlights.srt"
+    result.reel_seconds = reel.duration
 
 
 def _joined_halves(halves: Sequence[Half], fps: float) -> tuple[np.ndarray, list, list]:

@@ -1,18 +1,63 @@
-"""File I/O with user-facing errors: atomic outputs (temporary name, renamed when complete), checked JSON reads."""
+"""File I/O with user-facing errors: atomic outputs (temporary name, renamed when complete), a run's set of
+output files made visible together, leftovers of killed runs swept, checked JSON reads.
+
+Temporary names carry the writing process's id (`.<stem>.<pid>.<random><suffix>`, `.partial.<pid>.<random>/`),
+so a later run can tell a dead run's leftovers (removed) from a live run's files (kept).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from common.errors import UserError
+
+log = logging.getLogger("outputs")
+
+# errno values that mean "the write failed" whatever file the OSError names
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+_LEFTOVER = re.compile(r"^\..+?\.(\d+)\.[a-z0-9_]{8}(\..*)?$")
+
+
+def _parent(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    if exc.errno == errno.EISDIR or path.is_dir():
+        return UserError(f"{path}: is a folder, cannot write the file there")
+    return UserError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """`path` as an output file: UserError now (before any work) if a folder is in the way."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, cannot write the file there")
+    return path
+
+
+def _mkstemp(path: Path, suffix: str | None, directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.",
+                                   suffix=suffix or "".join(path.suffixes) or ".tmp", dir=directory)
+    except OSError as exc:
+        raise UserError(f"{directory}: cannot write here ({exc.strerror or exc})") from exc
+    os.close(fd)
+    return Path(tmp)
 
 
 @contextlib.contextmanager
@@ -20,22 +65,24 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside `path`; rename it to `path` if the block succeeds, else delete it.
 
     The temporary name keeps the final extension (or `suffix`) so tools that infer the format
-    from the name (numpy, Keras, ffmpeg) still work.
+    from the name (numpy, Keras, ffmpeg) still work. A failed write (full disk, read-only disk) or
+    rename (a folder in the way) becomes a one-line UserError naming `path`.
     """
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
+    path = check_output_file(path)
+    tmp_path = _mkstemp(path, suffix, _parent(path))
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or "".join(path.suffixes) or ".tmp", dir=parent)
-    except OSError as exc:
-        raise UserError(f"{parent}: cannot write here ({exc.strerror or exc})") from exc
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        if tmp_path.exists():  # mkstemp makes 0600 files; give outputs the usual umask-based mode
-            os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            if tmp_path.exists():  # mkstemp makes 0600 files; give outputs the usual umask-based mode
+                os.chmod(tmp_path, 0o666 & ~_umask())
+        except OSError as exc:
+            if exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp_path), str(path)):
+                raise _write_error(path, exc) from exc
+            raise
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise _write_error(path, exc) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -46,6 +93,128 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def sweep_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporary files and folders that killed runs left in `folder` (names carrying the id of a
+    process that no longer runs); return their names."""
+    folder = Path(folder)
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            m = _LEFTOVER.match(entry.name)
+            if m is None or _alive(int(m.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                removed.append(entry.name)
+    if removed:
+        log.warning("%s: removed %s left by an interrupted run", folder, ", ".join(sorted(removed)))
+    return removed
+
+
+class OutputSet:
+    """The files one run writes into one folder, made visible together; the folder then describes that run.
+
+    `names` are every file this kind of run may write. `path(name)` is where this run writes `name` (inside a
+    hidden staging folder `.partial.<pid>.<random>/` of the output folder). `commit()` renames the written
+    files into place together (restoring the earlier ones if a rename fails), then removes the files of
+    `names` this run did not write, left by an earlier run, saying so in one line. Leaving the `with` block
+    by an exception, Ctrl-C or SIGTERM removes the staging folder, so the earlier run's files stay as they
+    were; a killed run's staging folder is swept by the next run in that folder.
+    """
+
+    def __init__(self, folder: str | os.PathLike, names: Iterable[str]) -> None:
+        self.folder = Path(folder)
+        self.names = tuple(names)
+        for name in self.names:
+            check_output_file(self.folder / name)
+        sweep_leftovers(self.folder)
+        self._staging: Path | None = None
+        self.written: list[str] = []
+
+    def path(self, name: str) -> Path:
+        """Where this run writes output `name` (renamed to `folder/name` by `commit()`)."""
+        if name not in self.names:
+            raise ValueError(f"{name!r} is not one of this run's outputs {self.names}")
+        if self._staging is None:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._staging = Path(tempfile.mkdtemp(prefix=f".partial.{os.getpid()}.", dir=self.folder))
+            except OSError as exc:
+                raise UserError(f"{self.folder}: cannot write here ({exc.strerror or exc})") from exc
+        if name not in self.written:
+            self.written.append(name)
+        return self._staging / name
+
+    def commit(self) -> list[str]:
+        """Move every written file into place; remove the earlier run's files this run did not replace.
+        Returns the removed names."""
+        done: list[str] = []
+        current = self.folder
+        try:
+            for name in self.written:
+                staged, final = self.path(name), self.folder / name
+                current = final
+                if not staged.exists():
+                    raise UserError(f"{final}: was not written")
+                if final.exists():
+                    os.replace(final, staged.with_name(f".old.{name}"))
+                done.append(name)
+                os.replace(staged, final)
+        except OSError as exc:
+            self._restore(done)
+            raise _write_error(current, exc) from exc
+        except BaseException:
+            self._restore(done)
+            raise
+        stale = [n for n in self.names if n not in self.written and (self.folder / n).is_file()]
+        for name in stale:
+            (self.folder / name).unlink()
+        if stale:
+            log.warning("%s: removed %s of an earlier run (this run does not write them)", self.folder,
+                        ", ".join(stale))
+        self.discard()
+        return stale
+
+    def _restore(self, done: list[str]) -> None:
+        """Put the earlier run's files back (and this run's back in staging) after a failed commit."""
+        assert self._staging is not None
+        for name in reversed(done):
+            final, backup = self.folder / name, self._staging / f".old.{name}"
+            with contextlib.suppress(OSError):
+                if final.exists() and not (self._staging / name).exists():
+                    os.replace(final, self._staging / name)
+                if backup.exists():
+                    os.replace(backup, final)
+
+    def discard(self) -> None:
+        """Remove the staging folder and everything in it."""
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
 
 
 def read_json(path: str | os.PathLike) -> Any:

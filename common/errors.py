@@ -1,28 +1,55 @@
-"""One way to report a user mistake: a one-line message and a non-zero exit, never a traceback."""
+"""One way to report a user mistake: a one-line message and a non-zero exit, never a traceback.
+
+Signals take one path too: SIGTERM (what `timeout`, `kill` and job schedulers send) raises `Terminated`, a
+KeyboardInterrupt, so an interrupted run unwinds exactly as after Ctrl-C: temporary files and folders are
+removed by the `with` blocks that made them, and earlier outputs stay as they were.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class UserError(Exception):
     """A problem the user can fix (bad flag, missing file, wrong shape). Message is one line."""
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM; handled wherever Ctrl-C's KeyboardInterrupt is."""
+
+
 def fail(message: str) -> NoReturn:
     raise UserError(message)
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM raise `Terminated` (from the main thread only, where Python runs signal handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run a CLI entry point; turn UserError into `error: <message>` on stderr and exit code 2."""
+    """Run a CLI entry point; turn UserError into `error: <message>` on stderr and exit code 2, Ctrl-C into
+    exit 130 and SIGTERM into exit 143 (after the clean-up)."""
+    handle_sigterm()
     try:
         code = main(argv)
     except UserError as exc:
         message = " ".join(str(exc).split())  # always one line
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -60,6 +60,9 @@ class ClassRule:
             raise UserError(f"decoder rule {name!r}: every figure must be a finite number >= 0, got {values}")
         if self.min_length > self.max_length:
             raise UserError(f"decoder rule {name!r}: min_length {self.min_length} > max_length {self.max_length}")
+        for key in ("threshold", "nms_iou"):
+            if values[key] > 1:
+                raise UserError(f"decoder rule {name!r}: {key} is a fraction in [0, 1], got {values[key]}")
 
 
 def _seed_rules() -> dict[str, ClassRule]:
@@ -80,7 +83,7 @@ def _seed_rules() -> dict[str, ClassRule]:
 class DecoderConfig:
     """Decoder settings. `rules` per class name; classes not listed (e.g. the v2 labels) use `default`.
 
-    `background`: name of the suppressing class (ignored when absent). `min_gap_sec`: clips closer than this
+    `background`: name of the suppressing class (must be a class of the model). `min_gap_sec`: clips closer than this
     (of any classes) become one clip. `max_total_sec`: total reel length budget (None = no budget).
     `min_lead_sec`: lead-in kept before the peak when a span must be shortened to `max_length`.
     """
@@ -91,6 +94,7 @@ class DecoderConfig:
     min_gap_sec: float = 2.0
     max_total_sec: float | None = None
     min_lead_sec: float = 5.0
+    named: frozenset[str] = field(default=frozenset(), compare=False, repr=False)  # classes the user gave rules
 
     def __post_init__(self) -> None:
         for name, rule in {**self.rules, "default": self.default}.items():
@@ -102,6 +106,16 @@ class DecoderConfig:
             raise UserError(f"decoder background must be a class name, got {self.background!r}")
         if self.max_total_sec is not None and not self.max_total_sec > 0:
             raise UserError(f"decoder max_total_sec must be > 0 or null, got {self.max_total_sec}")
+
+    def check_classes(self, class_names: Sequence[str], source: str = "decoder config") -> None:
+        """UserError unless `background` and every class the user wrote a rule for are among `class_names`
+        (a misspelt class would otherwise decode the background as a highlight, or keep default figures)."""
+        names = list(class_names)
+        if self.background not in names:
+            raise UserError(f"{source}: background {self.background!r} is not a class of the model ({names})")
+        unknown = sorted(self.named - set(names))
+        if unknown:
+            raise UserError(f"{source}: rules for {unknown}, which are not classes of the model ({names})")
 
     def rule(self, class_name: str) -> ClassRule:
         return self.rules.get(class_name, self.default)
@@ -137,7 +151,7 @@ class DecoderConfig:
             rules[name] = _override(rules.get(name, default), figures, f"{source}: rules.{name}")
         scalars = {k: data[k] for k in ("background", "min_gap_sec", "max_total_sec", "min_lead_sec") if k in data}
         try:
-            return cls(rules=rules, default=default, **scalars)
+            return cls(rules=rules, default=default, named=frozenset(overrides), **scalars)
         except TypeError as exc:
             raise UserError(f"{source}: {exc}") from exc
 
@@ -283,8 +297,8 @@ def decode(probs: np.ndarray, class_names: Sequence[str], duration: float, confi
     if len(probs) == 0:
         return []
     names = list(class_names)
-    if config.background in names:
-        probs = probs * (1.0 - probs[:, [names.index(config.background)]])
+    config.check_classes(names)
+    probs = probs * (1.0 - probs[:, [names.index(config.background)]])
     per_class = []
     for c, name in enumerate(names):
         if name == config.background:

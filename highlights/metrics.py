@@ -5,8 +5,10 @@ Rules reproduced from the official package:
 - each half is binned at `framerate` frames per second (frame = int(framerate * position_ms / 1000), capped at
   the last frame of a 2-hour half); ground truth falls back to the `gameTime` seconds without `position`, and
   takes its half from the first character of `gameTime`; a later entry in the same half, class and frame
-  replaces an earlier one (predictions and ground truth alike); predictions with a negative confidence are
-  ignored; halves other than 1 and 2 are ignored.
+  replaces an earlier one (predictions and ground truth alike); ground truth of halves other than 1 and 2
+  is ignored. Unlike the official code, a prediction of another half, with a confidence outside [0, 1]
+  (NaN included) or with a label neither the class map nor SoccerNet knows is an error naming it, not
+  silently dropped or scored.
 - per class and tolerance delta (seconds; the full window, so +-delta/2): ground-truth events, in time order,
   each take the highest-scoring unused prediction within +-delta/2 frames (ties: the earlier frame).
 - precision / recall at 200 thresholds in [0, 1], detections pooled over all halves; AP = 11-point
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,14 +101,24 @@ def _annotations(data: Any, key: str, source: str) -> list:
 
 def label_events(labels: Mapping[str, Any], label_to_class: Mapping[str, int], framerate: float = 2,
                  source: str = "labels") -> tuple[HalfEvents, HalfEvents]:
-    """Ground truth of both halves from a Labels(-v2).json object."""
+    """Ground truth of both halves from a Labels(-v2).json object; events of unknown labels or of other
+    halves are reported in one warning line."""
+    import dataset
+
     rows: tuple[list, list, list, list] = ([], [], [], [])
-    for i, ann in enumerate(_annotations(labels, "annotations", source)):
+    ignored: Counter[str] = Counter()
+    annotations = _annotations(labels, "annotations", source)
+    for i, ann in enumerate(annotations):
         try:
             label = ann["label"]
             if label not in label_to_class:
+                if label not in dataset.KNOWN_LABELS:
+                    ignored[f"unknown label {label!r}"] += 1
                 continue
             time = str(ann["gameTime"])
+            if time[0] not in "12":
+                ignored[f"half {time[0]}"] += 1
+                continue
             frame = (_frame(ann["position"], framerate) if "position" in ann
                      else int(framerate * (int(time[-2:]) + 60 * int(time[-5:-3]))))
             value = -1.0 if ann.get("visibility") == "not shown" else 1.0
@@ -113,24 +126,31 @@ def label_events(labels: Mapping[str, Any], label_to_class: Mapping[str, int], f
                 col.append(x)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise UserError(f"{source}: annotation {i} is malformed ({type(exc).__name__}: {exc})") from exc
+    dataset.report_ignored(source, len(annotations), ignored)
     return _binned(*rows, framerate=framerate, keep_negative=True)
 
 
 def prediction_events(predictions: Mapping[str, Any], label_to_class: Mapping[str, int], framerate: float = 2,
                       source: str = "predictions") -> tuple[HalfEvents, HalfEvents]:
     """Predictions of both halves from a results_spotting.json object."""
+    import dataset
+
     rows: tuple[list, list, list, list] = ([], [], [], [])
     for i, pred in enumerate(_annotations(predictions, "predictions", source)):
         try:
             label = pred["label"]
-            if label not in label_to_class:
-                continue
-            row = (int(pred["half"]), _frame(pred["position"], framerate), label_to_class[label],
+            row = (int(pred["half"]), _frame(pred["position"], framerate), label_to_class.get(label),
                    float(pred["confidence"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{source}: prediction {i} is malformed ({type(exc).__name__}: {exc})") from exc
-        for col, x in zip(rows, row, strict=True):
-            col.append(x)
+        problem = (f"half {pred['half']!r} (1 or 2)" if row[0] not in (1, 2)
+                   else f"confidence {pred['confidence']!r} (a probability in [0, 1])" if not 0 <= row[3] <= 1
+                   else f"unknown label {label!r}" if row[2] is None and label not in dataset.KNOWN_LABELS else None)
+        if problem:
+            raise UserError(f"{source}: prediction {i} has {problem}")
+        if row[2] is not None:
+            for col, x in zip(rows, row, strict=True):
+                col.append(x)
     return _binned(*rows, framerate=framerate, keep_negative=False)
 
 

@@ -85,8 +85,10 @@ def plan_clips(spans: Iterable[Any], duration: float, *, intro_sec: float = 0.0,
 
 def make_reel(video: str | os.PathLike, clips: Sequence[Clip], out: str | os.PathLike, *, fast: bool = False,
               srt: bool = True, chapters: bool = True, crf: int = 20, preset: str = "veryfast",
-              progress: bool = True) -> Reel:
-    """Cut `clips` from `video` and write them joined to `out` (MP4), plus `out`.srt when `srt`."""
+              progress: bool = True, srt_out: str | os.PathLike | None = None) -> Reel:
+    """Cut `clips` from `video` and write them joined to `out` (MP4), plus `srt_out` (default `out`.srt)
+    when `srt`. The work files live in a `.reel.<pid>.<random>/` folder beside `out`, removed on any exit
+    but a SIGKILL (then `common.atomic.sweep_leftovers` removes it later)."""
     video, out = Path(video), Path(out)
     if not clips:
         raise UserError(f"{out}: no clips to cut, no reel written")
@@ -97,7 +99,7 @@ def make_reel(video: str | os.PathLike, clips: Sequence[Clip], out: str | os.Pat
         if c.start < 0 or c.end <= c.start or (info.duration and c.start >= info.duration):
             raise UserError(f"{video}: clip {c.start:.2f}-{c.end:.2f} s is outside the video "
                             f"({info.duration:.2f} s)")
-    with tempfile.TemporaryDirectory(prefix=".reel.", dir=_writable_dir(out.parent)) as tmpdir:
+    with tempfile.TemporaryDirectory(prefix=f".reel.{os.getpid()}.", dir=_writable_dir(out.parent)) as tmpdir:
         work = Path(tmpdir)
         with atomic_path(out, suffix=".mp4") as tmp_out:
             if fast:
@@ -111,7 +113,7 @@ def make_reel(video: str | os.PathLike, clips: Sequence[Clip], out: str | os.Pat
         t += length
     srt_path = None
     if srt:
-        srt_path = out.with_suffix(".srt")
+        srt_path = Path(srt_out) if srt_out else out.with_suffix(".srt")
         write_text(srt_path, srt_text(clips, placed))
     return Reel(out, srt_path, list(clips), placed, t)
 
@@ -225,15 +227,24 @@ def _run(args: list[str], what: str, bar: tqdm | None = None) -> None:
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-nostats", "-progress", "pipe:1", *args]
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-        assert proc.stdout is not None
-        done, base = 0.0, (bar.n if bar is not None else 0.0)  # a bar may span several ffmpeg runs
-        for line in proc.stdout:
-            if bar is not None and line.startswith("out_time_us=") and line[12:].strip().isdigit():
-                t = int(line[12:]) / 1e6
-                done = max(done, t)
-                bar.n = round(min(base + done, bar.total), 1)  # set, not accumulate: no float drift in the display
-                bar.refresh()
+        try:
+            _follow(proc, bar)
+        except BaseException:  # Ctrl-C, SIGTERM: ffmpeg must not go on writing into a folder being removed
+            proc.kill()
+            proc.wait()
+            raise
         code = proc.wait()
         if code != 0:
             err.seek(0)
             raise UserError(f"{what}: ffmpeg failed ({last_error_line(err.read())})")
+
+
+def _follow(proc: subprocess.Popen, bar: tqdm | None) -> None:
+    """Read ffmpeg's `-progress` lines; with `bar`, set it to the output time ffmpeg reports."""
+    assert proc.stdout is not None
+    done, base = 0.0, (bar.n if bar is not None else 0.0)  # a bar may span several ffmpeg runs
+    for line in proc.stdout:
+        if bar is not None and line.startswith("out_time_us=") and line[12:].strip().isdigit():
+            done = max(done, int(line[12:]) / 1e6)
+            bar.n = round(min(base + done, bar.total), 1)  # set, not accumulate: no float drift in the display
+            bar.refresh()

@@ -129,10 +129,11 @@ def render(data: dict, template: Path = PAGE) -> str:
     return page.replace("__TITLE__", html.escape(str(data.get("title", "")))).replace("__DATA__", payload)
 
 
-def write_report(path: str | os.PathLike, result: Any) -> Path:
-    """Write the report page of an inference result to `path` (atomically)."""
+def write_report(path: str | os.PathLike, result: Any, folder: str | os.PathLike | None = None) -> Path:
+    """Write the report page of an inference result to `path` (atomically). `folder`: where the page will be
+    opened from, when it is written elsewhere first (links are relative to it; default: `path`'s folder)."""
     path = Path(path)
-    text = render(report_data(result, path.parent))
+    text = render(report_data(result, Path(folder) if folder is not None else path.parent))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

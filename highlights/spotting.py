@@ -147,9 +147,18 @@ def local_maxima(scores: np.ndarray, half_window: int, threshold: float = 0.0) -
     return (scores > threshold) & (scores > before) & (scores >= after)
 
 
+def check_nms(window_sec: float, threshold: float) -> None:
+    """UserError for an NMS window that is not a finite number >= 0 or a threshold outside [0, 1]."""
+    if not (np.isfinite(window_sec) and window_sec >= 0):
+        raise UserError(f"--nms_window must be a number of seconds >= 0, got {window_sec}")
+    if not 0 <= threshold <= 1:
+        raise UserError(f"--nms_threshold must be in [0, 1], got {threshold}")
+
+
 def nms_spots(scores: np.ndarray, class_names: Sequence[str], half: int, *, fps: float = 2.0,
               window_sec: float = 60.0, threshold: float = 0.0) -> list[Spot]:
     """Spots of one half from probabilities [T, C]: per-class local maxima, background skipped, time order."""
+    check_nms(window_sec, threshold)
     keep = local_maxima(scores, round(window_sec * fps / 2), threshold)
     skip = [i for i, n in enumerate(class_names) if n == BACKGROUND]
     keep[:, skip] = False

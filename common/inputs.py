@@ -1,0 +1,70 @@
+"""Checked reads of user-given arrays: one .npy reader that never unpickles and says what is wrong in one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import UserError
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _what_it_is(head: bytes) -> str:
+    if not head:
+        return "the file is empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "no NumPy header"
+    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+        return f"it is text ({text[:20].splitlines()[0]!r}...): a text file named .npy?"
+    return "no NumPy header"
+
+
+def open_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
+    """The array of a .npy file (memory-mapped unless `mmap` is False). Never unpickles: a file that is not
+    a .npy array, or holds Python objects, is a one-line UserError naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a .npy file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not head.startswith(_NPY_MAGIC):
+        raise UserError(f"{path}: not a .npy array file ({_what_it_is(head)})")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise UserError(f"{path}: holds Python objects, not plain numbers or strings "
+                            "(save it with a fixed dtype, e.g. np.array(values, dtype=str))") from exc
+        raise UserError(f"{path}: not a readable .npy array ({exc})") from exc
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path}: truncated or unreadable .npy array ({exc})") from exc
+
+
+def check_finite(arr: np.ndarray, what: str, chunk: int = 8192) -> None:
+    """UserError naming `what` and the first row holding NaN or infinity (read `chunk` rows at a time)."""
+    for i in range(0, arr.shape[0], chunk):
+        bad = ~np.isfinite(arr[i:i + chunk])
+        if bad.any():
+            raise UserError(f"{what}: NaN or infinite value at row {i + int(np.argwhere(bad)[0][0])}")
+
+
+def load_features(path: str | os.PathLike, width: int | None = None, finite: bool = True) -> np.ndarray:
+    """Memory-mapped float features [T, D] of a .npy file: dtype, shape (D = `width` when given) and, with
+    `finite`, the absence of NaN / infinity checked before any work uses them."""
+    arr = open_npy(path)
+    expected = f"[T, {width}]" if width else "[T, D]"
+    if arr.ndim != 2 or (width is not None and arr.shape[1] != width):
+        raise UserError(f"{path}: expected shape {expected}, found {list(arr.shape)}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise UserError(f"{path}: expected float features, found {arr.dtype}")
+    if finite:
+        check_finite(arr, str(path))
+    return arr

@@ -1,0 +1,463 @@
+"""The bad-input matrix: every CLI, fed what a new user might give it, answers with one clear line and the
+right exit code, and leaves the disk as it found it (nothing written, nothing stale, no temporary files).
+
+Each case is (CLI, input, expected exit code, expected message fragment, optional on-disk check). Cases
+marked with an issue number were silent, wrong or tracebacks before; the others guard behaviour that
+already worked. CLIs run in process through `run_cli` (one TensorFlow import), except the bash script.
+Separate tests below: a full disk during training, and SIGTERM while the reel is cut.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ClassificationMinuteBased
+import ClassificationSecondBased
+import evaluate
+import extract_features.__main__ as extract_cli
+import inference
+from common.errors import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+D = 512
+CLIS = {"inference": inference.main, "evaluate": evaluate.main, "train": ClassificationMinuteBased.main,
+        "spot": ClassificationSecondBased.main, "extract": extract_cli.main}
+
+
+# ---- inputs ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    import archis
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    from synthetic_video import make_match_video
+
+    return make_match_video(tmp_path_factory.mktemp("video") / "match.mp4", 8, [(3.0, "goal")], size="64x36")
+
+
+def ann(game_time: str, label: str, position: int | None = None) -> dict:
+    return {"gameTime": game_time, "label": label, **({"position": str(position)} if position is not None else {})}
+
+
+@dataclass
+class Env:
+    """One case's folder and the shared model / video; helpers that write inputs into the folder."""
+
+    tmp: Path
+    model: Path
+    video: Path
+
+    @property
+    def out(self) -> Path:
+        return self.tmp / "out"
+
+    def npy(self, name: str, array: np.ndarray) -> Path:
+        np.save(self.tmp / name, array)
+        return self.tmp / name
+
+    def features(self, video_rows: int = 40, audio_rows: int = 40) -> list[str]:
+        rng = np.random.default_rng(0)
+        v = self.npy("v.npy", rng.standard_normal((video_rows, D)).astype(np.float32))
+        a = self.npy("a.npy", rng.standard_normal((audio_rows, D)).astype(np.float32))
+        return ["--features_video", str(v), "--features_audio", str(a)]
+
+    def infer(self, *extra: str) -> list[str]:
+        return ["--model", str(self.model), "--out", str(self.out), "--quiet", *extra]
+
+    def game(self, labels: list[dict], name: str = "game", frames: int = 130) -> Path:
+        """A SoccerNet game folder: random features of two 65 s halves and these labels."""
+        game = self.tmp / "data" / name
+        game.mkdir(parents=True)
+        rng = np.random.default_rng(1)
+        for half in (1, 2):
+            for feature in ("ResNET_TF2_PCA512", "VGGish"):
+                np.save(game / f"{half}_{feature}.npy", rng.standard_normal((frames, D)).astype(np.float32))
+        (game / "Labels-v2.json").write_text(json.dumps({"annotations": labels}))
+        return game
+
+    def train(self, labels: list[dict], *extra: str) -> list[str]:
+        self.game(labels)
+        lst = self.npy("data/listgame_Train_1.npy", np.array(["game"]))
+        return ["--architecture", "concat", "--training", str(lst), "--validation", str(lst), "--testing", str(lst),
+                "--PCA", "--network", "VLAD", "--VLAD_k", "4", "--WindowSize", "10", "--max_epoch", "1",
+                "--batch_size", "2", "--tflog", str(self.tmp / "Model"), "--cache_dir", str(self.tmp / "cache"),
+                "--formatdataset", "1", "--quiet", *extra]
+
+    def evaluate(self, predictions: list[dict] | None = None, labels: list[dict] | None = None,
+                 game_list: Path | None = None, *extra: str) -> list[str]:
+        self.game(labels or [ann("1 - 00:10", "Goal", 10_000)])
+        pred = self.tmp / "preds" / "game"
+        pred.mkdir(parents=True)
+        preds = [{"label": "Goal", "half": "1", "position": "10000", "confidence": "0.9"}] if predictions is None \
+            else predictions
+        (pred / "results_spotting.json").write_text(json.dumps({"predictions": preds}))
+        lst = game_list or self.tmp / "list.txt"
+        if game_list is None:
+            lst.write_text("game\n")
+        return ["--labels", str(self.tmp / "data"), "--predictions", str(self.tmp / "preds"), "--list", str(lst),
+                *extra]
+
+    def decoder(self, config: dict) -> list[str]:
+        (self.tmp / "decoder.json").write_text(json.dumps(config))
+        return ["--decoder_config", str(self.tmp / "decoder.json")]
+
+    def earlier_run(self, *names: str) -> list[str]:
+        """The files of an earlier inference run in --out (no arguments to add)."""
+        self.out.mkdir(exist_ok=True)
+        for name in names:
+            (self.out / name).write_bytes(f"earlier {name}".encode())
+        return []
+
+    def file(self, name: str, text: str) -> Path:
+        (self.tmp / name).write_text(text)
+        return self.tmp / name
+
+    def folder(self, name: str) -> list[str]:
+        """A folder where an output file goes (no arguments to add)."""
+        (self.tmp / name).mkdir(parents=True)
+        return []
+
+    def infinite(self, name: str) -> list[str]:
+        """Overwrite a feature file with infinities (no arguments to add)."""
+        shape = np.load(self.tmp / name, mmap_mode="r").shape
+        self.npy(name, np.full(shape, np.inf, np.float32))
+        return []
+
+
+def _text_npy(env: Env) -> Path:
+    (env.tmp / "list.npy").write_text("game\n")
+    return env.tmp / "list.npy"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _killed_run_leftovers(env: Env) -> list[str]:
+    """What a SIGKILLed inference run left in --out: its staging folder with the reel's work folder and temp MP4."""
+    pid = _dead_pid()
+    staging = env.out / f".partial.{pid}.abcd1234"
+    (staging / f".reel.{pid}.efgh5678").mkdir(parents=True)
+    (staging / f".highlights.{pid}.ijkl9012.mp4").write_bytes(b"half a reel")
+    (env.out / f".spans.{pid}.mnop3456.json").write_text("{")
+    (env.out / ".keep.me").write_text("the user's")  # not a leftover: stays
+    return env.features()
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path, suffix: str = ""):
+    """Writes to files under `folder` (names ending in `suffix`) fail with ENOSPC, as on a full disk."""
+    real_open = builtins.open
+
+    class Full(io.RawIOBase):
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def close(self):
+            self.fh.close()
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        name = str(os.fspath(file)) if isinstance(file, str | os.PathLike) else ""
+        if any(m in mode for m in "wax") and name.startswith(str(folder)) and name.endswith(suffix):
+            return Full(fh)
+        return fh
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builtins, "open", fake_open)
+        mp.setattr(io, "open", fake_open)
+        yield
+
+
+# ---- on-disk checks for the cases that succeed -----------------------------------------------------------------
+
+
+def _reel_removed(env: Env, err: str) -> None:
+    names = sorted(p.name for p in env.out.iterdir())
+    assert names == ["results_spotting.json", "spans.json", "timeline.png"], names
+    assert json.loads((env.out / "spans.json").read_text())["spans"] == []
+    assert err.count("removed highlights.mp4, highlights.srt of an earlier run") == 1
+
+
+def _swept(env: Env, err: str) -> None:
+    assert sorted(p.name for p in env.out.iterdir()) == [".keep.me", "results_spotting.json", "spans.json",
+                                                          "timeline.png"]
+
+
+def _cache_has_no(cls: str) -> Callable[[Env, str], None]:
+    def check(env: Env, err: str) -> None:
+        import dataset
+
+        labels = np.load(env.tmp / "cache" / "listgame_Train_1" / "labels.npy")
+        assert labels[:, dataset.load_class_map("highlight").classes.index(cls)].sum() == 0
+    return check
+
+
+def _covered(text: str) -> Callable[[Env, str], None]:
+    def check(env: Env, err: str) -> None:
+        assert text in err
+    return check
+
+
+@dataclass
+class Case:
+    cli: str
+    argv: Callable[[Env], list[str]]
+    code: int
+    message: str
+    after: Callable[[Env, str], None] | None = None  # for exit 0; errors must leave the disk untouched
+
+
+INTERVAL_LABELS = [ann("1 - 00:10", "Goal", 10_000), ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)]
+ODD_LABELS = [ann("1 - 00:10", "Goal"), ann("1 - 00:20", "Alien invasion"), ann("1 - 00:30", "Alien invasion"),
+              ann("3 - 00:10", "Goal")]
+GOALL_MAP = {"labels": {"goal": ["Goal", "Goall"], "card": ["Yellow card"]}}
+
+CASES: dict[str, Case] = {
+    # inference.py: flags and inputs that already failed cleanly
+    "inference missing model": Case("inference", lambda e: ["--model", str(e.tmp / "nope.keras"), "--out",
+                                                            str(e.out), *e.features()], 2, "no such model file"),
+    "inference half of the features pair": Case("inference", lambda e: e.infer(*e.features()[:2]), 2, "go together"),
+    "inference no input": Case("inference", lambda e: e.infer(), 2, "give one input"),
+    "inference narrow features": Case("inference", lambda e: e.infer(
+        "--features_video", str(e.npy("v.npy", np.zeros((40, 256), np.float32))),
+        "--features_audio", str(e.npy("a.npy", np.zeros((40, 256), np.float32)))), 2, "256 wide but the model expects 512"),
+    "inference integer features": Case("inference", lambda e: e.infer(
+        *e.features(), "--features_video", str(e.npy("int.npy", np.zeros((40, D), np.int32)))), 2,
+        "expected float features"),
+    "inference zero-length video": Case("inference", lambda e: e.infer("--video", str(e.file("z.mp4", ""))), 2,
+                                        "zero-length video"),
+    "inference stride 0": Case("inference", lambda e: e.infer(*e.features(), "--stride", "0"), 2, "--stride must be >= 1"),
+    "inference threshold flag 1.5": Case("inference", lambda e: e.infer(*e.features(), "--threshold", "1.5"), 2,
+                                         "--threshold must be in [0, 1]"),
+    "inference out is a file": Case("inference", lambda e: [*e.infer(*e.features()), "--out", str(e.file("o", "x"))],
+                                    2, "exists and is not a folder"),
+    "inference decoder config unknown key": Case("inference", lambda e: e.infer(*e.features(), *e.decoder(
+        {"max_total": 5})), 2, "unknown key"),
+    # issue 11, case 1: a folder in the way, a full disk
+    "#1 inference spans.json is a folder": Case("inference", lambda e: e.infer(*e.features(), *e.folder(
+        "out/spans.json")), 2, "spans.json: is a folder"),
+    "#1 evaluate --json names a folder": Case("evaluate", lambda e: e.evaluate(
+        None, None, None, "--json", str(e.tmp), "--plot", str(e.tmp / "plot.png")), 2, "is a folder"),
+    # issue 11, case 2 and 4: stale files of an earlier run, leftovers of a killed one
+    "#2 no spans: earlier reel removed": Case("inference", lambda e: e.infer(*e.features(), "--threshold", "1", *e.earlier_run(
+        "highlights.mp4", "highlights.srt", "spans.json")), 0, "0 highlights", _reel_removed),
+    "#4 killed run's temp files swept": Case("inference", lambda e: e.infer(*_killed_run_leftovers(e)), 0,
+                                             "left by an interrupted run", _swept),
+    # issue 11, case 5: features of two different inputs
+    "#5 video 5 rows, audio 342": Case("inference", lambda e: e.infer(*e.features(5, 342)), 2,
+                                       "has 5 rows (2.5 s) but"),
+    "#5 a gap of 2 tokens is truncated": Case("inference", lambda e: e.infer(*e.features(40, 42)), 0,
+                                              "scoring the first 40"),
+    # issue 11, case 6 and 8: labels outside their half, unknown labels, half 3, a class map label no game has
+    "#6 inference: label past the half's end not a true event": Case(
+        "inference", lambda e: e.infer("--game_dir", str(e.game(INTERVAL_LABELS))), 0,
+        "outside their half: Goal at 1 - 95:00 (half 1 has 65 s), Goal at 2 - -00:05",
+        _covered("of 1 true events covered")),
+    "#6 training: label past the half's end is no event of the last window": Case(
+        "train", lambda e: e.train([ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)]), 0,
+        "Labels-v2.json: ignored 2 of 2 events: outside their half: Goal at 1 - 95:00", _cache_has_no("goal")),
+    "#8 training: unknown label and half 3 reported once": Case(
+        "train", lambda e: e.train(ODD_LABELS), 0,
+        "ignored 3 of 4 events: half 3 x1; unknown label 'Alien invasion' x2"),
+    "#8 training: class map label no game has": Case(
+        "train", lambda e: e.train(ODD_LABELS[:1], "--class_map", str(e.file("m.json", json.dumps(GOALL_MAP)))), 0,
+        "label(s) 'Goall' appear in no game"),
+    "#8 evaluate: unknown label and half 3 in the ground truth": Case(
+        "evaluate", lambda e: e.evaluate(None, ODD_LABELS), 0, "ignored 3 of 4 events"),
+    # issue 11, case 7 and 11: decoder settings that named nothing or were out of range
+    "#7 decoder background names no class": Case("inference", lambda e: e.infer(*e.features(), *e.decoder(
+        {"background": "bg"})), 2, "background 'bg' is not a class of the model"),
+    "#11 decoder threshold 1.5": Case("inference", lambda e: e.infer(*e.features(), *e.decoder(
+        {"default": {"threshold": 1.5}})), 2, "threshold is a fraction in [0, 1], got 1.5"),
+    "#11 decoder rule for an unknown class": Case("inference", lambda e: e.infer(*e.features(), *e.decoder(
+        {"rules": {"Goall": {"threshold": 0.3}}})), 2, "rules for ['Goall'], which are not classes"),
+    "#11 inference --nms_window -5": Case("inference", lambda e: e.infer(*e.features(), "--nms_window", "-5"), 2,
+                                          "--nms_window must be a number of seconds >= 0"),
+    "#11 spotting --nms_window -5": Case("spot", lambda e: ["--testing", str(e.npy("l.npy", np.array(["game"]))),
+                                                            "--model", str(e.model), "--nms_window", "-5"], 2,
+                                         "--nms_window must be"),
+    # issue 11, case 12: NaN in the features
+    "#12 NaN in inference features": Case("inference", lambda e: e.infer(*e.features(), "--features_video", str(e.npy(
+        "nan.npy", np.where(np.arange(40)[:, None] == 7, np.nan, np.ones((40, D))).astype(np.float32)))), 2,
+        "nan.npy: NaN or infinite value at row 7"),
+    # issue 11, case 13: a text file named .npy, a list that holds no paths
+    "#13 text file named .npy as features": Case("inference", lambda e: e.infer(
+        *e.features(), "--features_video", str(_text_npy(e))), 2, "not a .npy array file (it is text"),
+    "#13 game list of ints": Case("evaluate", lambda e: e.evaluate(None, None, e.npy("l.npy", np.arange(3))), 2,
+                                  "not a list of game paths"),
+    "#13 game list 2-D": Case("evaluate", lambda e: e.evaluate(None, None, e.npy("l.npy", np.array([["game"]]))), 2,
+                              "not a list of game paths"),
+    "#13 game list: text named .npy": Case("train", lambda e: ["--architecture", "concat", "--training",
+                                                               str(_text_npy(e)), "--validation", "v", "--testing", "t"],
+                                           2, "not a .npy array file (it is text"),
+    # issue 11, case 14: predictions evaluate.py used to score
+    "#14 prediction of half 9": Case("evaluate", lambda e: e.evaluate(
+        [{"label": "Goal", "half": "9", "position": "1000", "confidence": "0.5"}]), 2, "prediction 0 has half '9'"),
+    "#14 prediction confidence NaN": Case("evaluate", lambda e: e.evaluate(
+        [{"label": "Goal", "half": "1", "position": "1000", "confidence": "nan"}]), 2, "confidence 'nan'"),
+    "#14 prediction confidence 7.5": Case("evaluate", lambda e: e.evaluate(
+        [{"label": "Goal", "half": "1", "position": "1000", "confidence": 7.5}]), 2, "confidence 7.5"),
+    "#14 prediction of an unknown label": Case("evaluate", lambda e: e.evaluate(
+        [{"label": "Goall", "half": "1", "position": "1000", "confidence": 0.5}]), 2, "unknown label 'Goall'"),
+    # evaluate.py, training, spotting, extraction: errors that already worked
+    "evaluate malformed predictions": Case("evaluate", lambda e: e.evaluate(
+        [{"label": "Goal", "half": "1", "position": "abc", "confidence": 0.5}]), 2, "prediction 0 is malformed"),
+    "evaluate missing predictions folder": Case("evaluate", lambda e: ["--labels", str(e.tmp), "--predictions",
+                                                                       str(e.tmp / "nope"), "--list", "x"], 2,
+                                                "--predictions folder not found"),
+    "evaluate unknown class map": Case("evaluate", lambda e: e.evaluate(None, None, None, "--class_map", "v9"), 2,
+                                       "not a class map file"),
+    "train missing game list": Case("train", lambda e: ["--architecture", "concat", "--training",
+                                                        str(e.tmp / "nope.npy"), "--validation", "v", "--testing", "t"],
+                                    2, "nope.npy: game list not found"),
+    "train NaN features": Case("train", lambda e: [*e.train([]), *e.infinite("data/game/1_VGGish.npy")], 2,
+                               "1_VGGish.npy: NaN or infinite value at row 0"),
+    "train bad mode": Case("train", lambda e: ["--mode", "dance"], 2, "unknown --mode 'dance'"),
+    "spot missing model": Case("spot", lambda e: ["--testing", str(e.npy("l.npy", np.array(["game"]))), "--model",
+                                                  str(e.tmp / "m.keras")], 2, "m.keras: no such model file"),
+    "extract missing video": Case("extract", lambda e: ["--video", str(e.tmp / "x.mp4"), "--out", str(e.out),
+                                                        "--weights", "random"], 2, "x.mp4: no such file"),
+    "extract no videos in tree": Case("extract", lambda e: ["--tree", str(e.tmp), "--weights", "random"], 2,
+                                      "no SoccerNet videos found"),
+}
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file under `root` with a digest of its content."""
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def sigterm_restored():
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, model, video, tmp_path, capsys, caplog, sigterm_restored):
+    case = CASES[name]
+    env = Env(tmp_path, model, video)
+    argv = case.argv(env)
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(CLIS[case.cli], argv)
+    captured = capsys.readouterr()
+    err = captured.err + caplog.text
+    assert exit_info.value.code == case.code, err[-2000:]
+    assert case.message in err + captured.out, err[-2000:]
+    if case.code == 2:
+        errors = [ln for ln in captured.err.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1 and case.message in errors[0] and "Traceback" not in captured.err, captured.err
+        assert _snapshot(tmp_path) == before, "an error must leave the disk as it was"
+    else:
+        case.after and case.after(env, err + captured.out)
+    leftovers = [str(p) for p in tmp_path.rglob(".*") if p.name != ".keep.me"]
+    assert not leftovers, leftovers
+
+
+def test_the_bash_script_quick_errors(tmp_path):
+    """run_inference.sh: bad options and inputs are one line, exit 2, before Python starts."""
+    for args, message in ((["--bogus"], "unknown option --bogus"), ([str(tmp_path / "x.mp4")], "x.mp4: no such file")):
+        proc = subprocess.run(["bash", str(ROOT / "run_inference.sh"), *args], capture_output=True, text=True,
+                              env={**os.environ, "MODEL": "m.keras", "VENV": sys.prefix}, timeout=30)
+        assert proc.returncode == 2 and proc.stderr.strip() == f"error: {proc.stderr.strip()[7:]}"
+        assert message in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+# ---- a full disk -----------------------------------------------------------------------------------------------
+
+
+def test_full_disk_while_the_timeline_is_written_keeps_the_earlier_run(model, video, tmp_path, capsys):
+    """Issue 11 case 1: the earlier run's four files stay as they were, nothing of the new run appears."""
+    env = Env(tmp_path, model, video)
+    argv = env.infer(*env.features())
+    env.earlier_run("spans.json", "results_spotting.json", "timeline.png", "highlights.mp4")
+    before = _snapshot(tmp_path)
+    with full_disk(env.out, ".png"), pytest.raises(SystemExit) as exit_info:
+        run_cli(inference.main, argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "timeline.png: cannot write (No space left on device)" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_full_disk_during_training_is_one_line(model, video, tmp_path, capsys):
+    """Issue 11 case 1: the best model cannot be saved -> one line naming it, no temporary file left."""
+    env = Env(tmp_path, model, video)
+    argv = env.train([ann("1 - 00:10", "Goal", 10_000)])
+    with full_disk(tmp_path / "Model", ".keras"), pytest.raises(SystemExit) as exit_info:
+        run_cli(ClassificationMinuteBased.main, argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert [ln for ln in err.splitlines() if ln.startswith("error: ")] == [
+        f"error: {tmp_path / 'Model' / 'concat_best.keras'}: cannot write (No space left on device)"]
+    assert not [p for p in tmp_path.rglob(".*")] and not (tmp_path / "Model" / "concat_best.keras").exists()
+
+
+# ---- signals ---------------------------------------------------------------------------------------------------
+
+
+def test_sigterm_while_the_reel_is_cut_cleans_up(model, video, tmp_path):
+    """Issue 11 case 4: SIGTERM during the reel -> exit 143, one line, ffmpeg stopped, no temporary files, and
+    the earlier run's files untouched. ffmpeg is a wrapper that hangs when asked to cut the reel."""
+    import imageio_ffmpeg
+
+    real = os.environ.get("FFMPEG_BINARY") or imageio_ffmpeg.get_ffmpeg_exe()
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f'#!/bin/sh\ncase "$*" in *-progress*) echo $$ > "{tmp_path}/cutting"; exec sleep 60;; esac\n'
+                    f'exec "{real}" "$@"\n')
+    fake.chmod(0o755)
+    env = Env(tmp_path, model, video)
+    env.earlier_run("spans.json", "highlights.mp4")
+    before = _snapshot(env.out)
+    argv = env.infer("--video", str(video), *env.features(16, 16), "--threshold", "0.0")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "inference.py"), *argv], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FFMPEG_BINARY": str(fake), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.time() + 120
+    while not (tmp_path / "cutting").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert (tmp_path / "cutting").exists(), proc.stderr.read() if proc.poll() is not None else "reel never started"
+    assert any(env.out.glob(".partial.*/.reel.*")), "the reel's work folder is where it should be"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "error: terminated (SIGTERM)", err[-2000:]
+    assert _snapshot(env.out) == before
+    ffmpeg_pid = int((tmp_path / "cutting").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(ffmpeg_pid, 0)
