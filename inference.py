@@ -8,8 +8,9 @@
 
 Window length, feature rate, classes and feature names come from the model file. Writes into DIR:
 `spans.json`, `results_spotting.json` (SoccerNet), `timeline.png`, `report.html` (player, timeline and
-spans in one page), and `highlights.mp4` + `.srt` when
-there is a video. Inputs are checked before anything is computed or written.
+spans in one page), and `highlights.mp4` + `.srt` when there is a video, all renamed into place together
+when complete (files of an earlier run that this run does not write are removed). Inputs are checked before
+anything is computed or written.
 """
 
 from __future__ import annotations
