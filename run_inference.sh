@@ -67,6 +67,24 @@ fi
 PY="$VENV/bin/python"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
+# inference.py runs in the background so that a SIGTERM or Ctrl-C sent to this script reaches it (as SIGTERM):
+# it removes its temporary files and leaves the output folder as it was; then the script stops (143 / 130).
+child=0
+stop() {
+  if ((child)); then kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; fi
+  exit "$1"
+}
+trap 'stop 143' TERM
+trap 'stop 130' INT
+infer() {
+  "$PY" "$ROOT/inference.py" "$@" &
+  child=$!
+  local code=0
+  wait "$child" || code=$?
+  child=0
+  return "$code"
+}
+
 # Settings shared by every inference.py call.
 settings=(--intro_sec "$INTRO_SEC" --outro_sec "$OUTRO_SEC")
 [[ "$FAST" == 1 ]] && settings+=(--fast)
@@ -120,7 +138,7 @@ run_videos() {
     used[$name]=1
     out="$out_root/$name"
     echo "== $video -> $out/" >&2
-    if "$PY" "$ROOT/inference.py" --model "$MODEL" --video "$video" --out "$out" "${extract[@]}" "${settings[@]}"; then
+    if infer --model "$MODEL" --video "$video" --out "$out" "${extract[@]}" "${settings[@]}"; then
       done=$((done + 1))
       reports+=("$out/report.html")
     else
@@ -153,7 +171,7 @@ demo() {
   fi
   echo "== inference on $DEMO_DATA/match.mp4 (its synthetic game's features reused; the demo model knows" \
     "synthetic events, not football)" >&2
-  "$PY" "$ROOT/inference.py" --model "$model" --video "$DEMO_DATA/match.mp4" \
+  infer --model "$model" --video "$DEMO_DATA/match.mp4" \
     --features_video "$game/1_ResNET_TF2_PCA512.npy" --features_audio "$game/1_VGGish.npy" \
     --ground_truth "$game" --half 1 --threshold "$DEMO_THRESHOLD" --out "$out" "${settings[@]}"
 }

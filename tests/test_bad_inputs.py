@@ -433,9 +433,24 @@ def test_full_disk_during_training_is_one_line(model, video, tmp_path, capsys):
 # ---- signals ---------------------------------------------------------------------------------------------------
 
 
-def test_sigterm_while_the_reel_is_cut_cleans_up(model, video, tmp_path):
+def _demo_data(env: Env) -> Path:
+    """What run_inference.sh's demo needs, already made: the match, its game's features, the model."""
+    demo = env.tmp / "demo"
+    (demo / "game").mkdir(parents=True)
+    (demo / "model").mkdir()
+    (demo / "match.mp4").write_bytes(env.video.read_bytes())
+    (demo / "model" / "demo_best.keras").write_bytes(env.model.read_bytes())
+    for name in ("1_ResNET_TF2_PCA512.npy", "1_VGGish.npy"):
+        np.save(demo / "game" / name, np.random.default_rng(0).standard_normal((16, D)).astype(np.float32))
+    (demo / "game" / "Labels-v2.json").write_text(json.dumps({"annotations": []}))
+    return demo
+
+
+@pytest.mark.parametrize("via", ["inference.py", "run_inference.sh"])
+def test_sigterm_while_the_reel_is_cut_cleans_up(via, model, video, tmp_path):
     """Issue 11 case 4: SIGTERM during the reel -> exit 143, one line, ffmpeg stopped, no temporary files, and
-    the earlier run's files untouched. ffmpeg is a wrapper that hangs when asked to cut the reel."""
+    the earlier run's files untouched. ffmpeg is a wrapper that hangs when asked to cut the reel; the bash
+    script is signalled alone (not its process group) and must pass the signal on."""
     import imageio_ffmpeg
 
     real = os.environ.get("FFMPEG_BINARY") or imageio_ffmpeg.get_ffmpeg_exe()
@@ -446,17 +461,27 @@ def test_sigterm_while_the_reel_is_cut_cleans_up(model, video, tmp_path):
     env = Env(tmp_path, model, video)
     env.earlier_run("spans.json", "highlights.mp4")
     before = _snapshot(env.out)
-    argv = env.infer("--video", str(video), *env.features(16, 16), "--threshold", "0.0")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "inference.py"), *argv], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "FFMPEG_BINARY": str(fake), "TF_CPP_MIN_LOG_LEVEL": "3"})
-    deadline = time.time() + 120
-    while not (tmp_path / "cutting").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert (tmp_path / "cutting").exists(), proc.stderr.read() if proc.poll() is not None else "reel never started"
-    assert any(env.out.glob(".partial.*/.reel.*")), "the reel's work folder is where it should be"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "error: terminated (SIGTERM)", err[-2000:]
+    if via == "inference.py":
+        cmd = [sys.executable, str(ROOT / "inference.py"), *env.infer("--video", str(video), *env.features(16, 16),
+                                                                       "--threshold", "0.0")]
+    else:
+        cmd = ["bash", str(ROOT / "run_inference.sh")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={
+        **os.environ, "FFMPEG_BINARY": str(fake), "TF_CPP_MIN_LOG_LEVEL": "3", "VENV": sys.prefix,
+        "DEMO_DATA": str(_demo_data(env)), "OUT": str(env.out), "DEMO_THRESHOLD": "0.0"}, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "cutting").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "cutting").exists(), proc.stderr.read() if proc.poll() is not None else "reel never started"
+        assert any(env.out.glob(".partial.*/.reel.*")), "the reel's work folder is where it should be"
+        proc.send_signal(signal.SIGTERM)  # to the process alone, not its group
+        _, err = proc.communicate(timeout=30)
+    finally:  # whatever happened, nothing of the test keeps running
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143 and "error: terminated (SIGTERM)" in err.strip().splitlines()[-1], err[-2000:]
+    assert "Traceback" not in err
     assert _snapshot(env.out) == before
     ffmpeg_pid = int((tmp_path / "cutting").read_text())
     with pytest.raises(ProcessLookupError):
