@@ -162,6 +162,8 @@ class OutputSet:
     def commit(self) -> list[str]:
         """Move every written file into place; remove the earlier run's files this run did not replace.
         Returns the removed names."""
+        for name in self.written:
+            check_output_file(self.folder / name)
         done: list[str] = []
         current = self.folder
         try:
@@ -176,9 +178,11 @@ class OutputSet:
                 os.replace(staged, final)
         except OSError as exc:
             self._restore(done)
+            self.discard()
             raise _write_error(current, exc) from exc
         except BaseException:
             self._restore(done)
+            self.discard()
             raise
         stale = [n for n in self.names if n not in self.written and (self.folder / n).is_file()]
         for name in stale:
