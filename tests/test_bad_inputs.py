@@ -206,14 +206,14 @@ def full_disk(folder: Path, suffix: str = ""):
 
 def _reel_removed(env: Env, err: str) -> None:
     names = sorted(p.name for p in env.out.iterdir())
-    assert names == ["results_spotting.json", "spans.json", "timeline.png"], names
+    assert names == ["report.html", "results_spotting.json", "spans.json", "timeline.png"], names
     assert json.loads((env.out / "spans.json").read_text())["spans"] == []
     assert err.count("removed highlights.mp4, highlights.srt of an earlier run") == 1
 
 
 def _swept(env: Env, err: str) -> None:
-    assert sorted(p.name for p in env.out.iterdir()) == [".keep.me", "results_spotting.json", "spans.json",
-                                                          "timeline.png"]
+    assert sorted(p.name for p in env.out.iterdir()) == [".keep.me", "report.html", "results_spotting.json",
+                                                          "spans.json", "timeline.png"]
 
 
 def _cache_has_no(cls: str) -> Callable[[Env, str], None]:
