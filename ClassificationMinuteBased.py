@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--skip_bad_games", action="store_true", help="skip unreadable games (reported in the summary) instead of failing")
     ext.add_argument("--cache_dir", default=None, help="window cache folder (default: Windows_size_<WindowSize>_sec)")
     ext.add_argument("--batch_windows", type=int, default=None, help="batches of this many shuffled windows instead of --batch_size halves")
+    ext.add_argument("--dropout", type=float, default=None,
+                     help="dropout before the classifier (default: the original's for the architecture: "
+                          "0.4 for V&D's (keep_prob 0.6), 0.5 for the seed's, 0.6 for LateFusionArchi)")
     ext.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"), help="bfloat16: mixed precision")
     ext.add_argument("--schedule", default="original", choices=("original", "since_best"),
                      help="original (V&D): LR / 10 with the best weights and optimizer state restored when the count of "
@@ -91,6 +94,8 @@ def _config(args: argparse.Namespace):
 
     for name in ("batch_size", "max_epoch", "VLAD_k", "LR", "WindowSize", "featurePerSec", "batch_windows"):
         _positive(name, getattr(args, name))
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
     required = {"train": ("architecture", "training", "validation", "testing"), "predict": ("testing",), "ensemble": ()}
     if args.mode not in required:
         raise UserError(f"unknown --mode {args.mode!r}; valid: {', '.join(required)}")
@@ -116,7 +121,7 @@ def _config(args: argparse.Namespace):
     data.window_frames  # noqa: B018 - validates WindowSize x featurePerSec
     return training.TrainConfig(
         architecture=args.architecture or "", training=args.training, validation=args.validation, testing=args.testing,
-        data=data, network=args.network, vlad_k=args.VLAD_k, lr=args.LR, max_epoch=args.max_epoch,
+        data=data, network=args.network, vlad_k=args.VLAD_k, dropout=args.dropout, lr=args.LR, max_epoch=args.max_epoch,
         batch_size=args.batch_size, batch_windows=args.batch_windows, tflog=args.tflog, output_prefix=args.outputPrefix,
         mode=args.mode, outputs=outputs, formatdataset=args.formatdataset, cache_dir=args.cache_dir,
         model_path=args.model, ensemble=tuple(args.ensemble), ensemble_method=args.ensemble_method, seed=args.seed,

@@ -48,6 +48,7 @@ class TrainConfig:
     data: ds.DataConfig = field(default_factory=ds.DataConfig)
     network: str = "RVLAD"  # --network
     vlad_k: int = 64  # --VLAD_k
+    dropout: float | None = None  # --dropout; None: the original's rate for the architecture
     lr: float = 0.01  # --LR
     max_epoch: int = 200  # --max_epoch
     batch_size: int = 60  # --batch_size: halves of games per batch
@@ -343,7 +344,7 @@ class Snapshot:
 
 def _model_settings(cfg: TrainConfig) -> dict[str, Any]:
     """What a resumed run must share with the run it continues."""
-    return {"architecture": cfg.architecture, "network": cfg.network, "VLAD_k": cfg.vlad_k,
+    return {"architecture": cfg.architecture, "network": cfg.network, "VLAD_k": cfg.vlad_k, "dropout": cfg.dropout,
             "WindowSize": cfg.data.window_seconds, "featurePerSec": cfg.data.frames_per_second,
             "classes": cfg.data.class_map.classes, "compute_dtype": cfg.compute_dtype,
             "batch_size": cfg.batch_size, "batch_windows": cfg.batch_windows, "seed": cfg.seed}
@@ -495,7 +496,8 @@ def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[
         model = archis.build_model(
             cfg.architecture, class_names=cfg.data.class_map.classes, pooling=cfg.network, vlad_k=cfg.vlad_k,
             window_seconds=cfg.data.window_seconds, frames_per_second=cfg.data.frames_per_second,
-            feature_dim=window_shape[1], feature_names=feature_names, compute_dtype=cfg.compute_dtype, seed=cfg.seed)
+            feature_dim=window_shape[1], feature_names=feature_names, compute_dtype=cfg.compute_dtype,
+            dropout=cfg.dropout, seed=cfg.seed)
         optimizer = keras.optimizers.Adam(learning_rate=cfg.lr, epsilon=ADAM_EPSILON)
         optimizer.build(model.trainable_variables)
     return strategy, model, optimizer

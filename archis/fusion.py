@@ -1,6 +1,13 @@
 """Fusion blocks joining the video and audio streams: GMU, CMGA, attention bottleneck, transformer.
 
 Each block is one Keras layer taking `(video, audio)`; the architectures in `registry.py` compose them.
+
+Initial weights follow the seed's PyTorch code: Xavier-uniform over PyTorch's fused q/k/v matrices
+([3D, D], so a bound of sqrt(6 / 4D) for each of q, k, v), PyTorch's default `nn.Linear` init where the
+seed kept it (the CMGA gate and message biases, the encoder's feed-forward layers), a N(0, 1)
+modality embedding (`nn.Embedding`) and a N(0, 0.02) CLS token. What still differs is listed in
+README (departures): Keras' attention layer has zero-initialised q/k/v biases and one initialiser for
+its q/k/v and output kernels, where the seed's CMGA fusion attention has no q/k/v bias.
 """
 
 from __future__ import annotations
@@ -19,6 +26,20 @@ def _dense(units: int, name: str, policy, *, use_bias: bool = True, activation=N
     return keras.layers.Dense(
         units, activation=activation, use_bias=use_bias, kernel_initializer="glorot_uniform", dtype=policy, name=name
     )
+
+
+def _fused_qkv_init(dim: int) -> keras.initializers.Initializer:
+    """Xavier-uniform of a PyTorch fused [3D, D] q/k/v projection, for one of its [D, D] blocks."""
+    limit = math.sqrt(6.0 / (4 * dim))
+    return keras.initializers.RandomUniform(-limit, limit)
+
+
+def _torch_linear(units: int, fan_in: int, name: str, policy, *, activation=None) -> keras.layers.Dense:
+    """PyTorch's default `nn.Linear` init: weights and bias uniform in +-1/sqrt(fan_in)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return keras.layers.Dense(units, activation=activation, dtype=policy, name=name,
+                              kernel_initializer=keras.initializers.RandomUniform(-bound, bound),
+                              bias_initializer=keras.initializers.RandomUniform(-bound, bound))
 
 
 def _check_heads(dim: int, heads: int, what: str) -> None:
@@ -79,16 +100,21 @@ class CMGA(keras.layers.Layer):
             raise UserError(f"CMGA needs video and audio of the same width, got {dim} and {a_shape[-1]}")
         _check_heads(dim, self.num_heads, "CMGA")
         policy = self.dtype_policy
-        self.query = _dense(dim, "query", policy, use_bias=False)
-        self.key = _dense(dim, "key", policy, use_bias=False)
-        self.value = _dense(dim, "value", policy, use_bias=False)
-        self.forget = _dense(dim, "forget", policy, activation="sigmoid")
-        self.message = _dense(dim, "message", policy)
+        self.query, self.key, self.value = (
+            keras.layers.Dense(dim, use_bias=False, kernel_initializer=_fused_qkv_init(dim), dtype=policy, name=n)
+            for n in ("query", "key", "value")
+        )
+        # Xavier weights; the biases keep PyTorch's default init, as in the seed
+        bias_init = keras.initializers.RandomUniform(-1 / math.sqrt(2 * dim), 1 / math.sqrt(2 * dim))
+        self.forget = keras.layers.Dense(dim, activation="sigmoid", bias_initializer=bias_init, dtype=policy,
+                                         name="forget")
+        bias_init = keras.initializers.RandomUniform(-1 / math.sqrt(dim), 1 / math.sqrt(dim))
+        self.message = keras.layers.Dense(dim, bias_initializer=bias_init, dtype=policy, name="message")
         self.fusion = keras.layers.MultiHeadAttention(
             self.num_heads,
             dim // self.num_heads,
             dropout=self.dropout,
-            kernel_initializer="glorot_uniform",
+            kernel_initializer=_fused_qkv_init(dim),
             dtype=policy,
             name="fusion",
         )
@@ -119,7 +145,10 @@ class CMGA(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="archis")
 class EncoderLayer(keras.layers.Layer):
-    """Post-norm transformer encoder layer (PyTorch `nn.TransformerEncoderLayer` defaults): GELU, LayerNorm eps 1e-5."""
+    """Post-norm transformer encoder layer (PyTorch `nn.TransformerEncoderLayer` defaults): GELU, LayerNorm eps 1e-5.
+
+    Initial weights as PyTorch's: Xavier over the fused q/k/v projection, default `nn.Linear` feed-forward.
+    """
 
     def __init__(self, num_heads: int = 8, ff_dim: int = 1024, dropout: float = 0.1, **kwargs):
         super().__init__(**kwargs)
@@ -130,7 +159,6 @@ class EncoderLayer(keras.layers.Layer):
         self.drop_mid = keras.layers.Dropout(self.dropout, dtype=policy, name="drop_mid")
         self.norm_attn = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_attn")
         self.norm_ff = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_ff")
-        self.ff_in = _dense(self.ff_dim, "ff_in", policy, activation="gelu")
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
@@ -140,11 +168,12 @@ class EncoderLayer(keras.layers.Layer):
             self.num_heads,
             dim // self.num_heads,
             dropout=self.dropout,
-            kernel_initializer="glorot_uniform",
+            kernel_initializer=_fused_qkv_init(dim),
             dtype=policy,
             name="attention",
         )
-        self.ff_out = _dense(dim, "ff_out", policy)
+        self.ff_in = _torch_linear(self.ff_dim, dim, "ff_in", policy, activation="gelu")
+        self.ff_out = _torch_linear(dim, self.ff_dim, "ff_out", policy)
         self.attention.build(input_shape, input_shape)
         self.norm_attn.build(input_shape)
         self.norm_ff.build(input_shape)
@@ -182,9 +211,11 @@ class TransformerFusion(keras.layers.Layer):
 
     def build(self, input_shape):
         dim = int(input_shape[0][-1])
-        init = keras.initializers.TruncatedNormal(stddev=0.02)
-        self.cls_token = self.add_weight(name="cls_token", shape=(1, 1, dim), initializer=init)
-        self.modality_embedding = self.add_weight(name="modality_embedding", shape=(2, dim), initializer=init)
+        # the seed: trunc_normal_(std=0.02) cut at +-2 (absolute, i.e. never) and nn.Embedding's N(0, 1)
+        self.cls_token = self.add_weight(name="cls_token", shape=(1, 1, dim),
+                                         initializer=keras.initializers.RandomNormal(stddev=0.02))
+        self.modality_embedding = self.add_weight(name="modality_embedding", shape=(2, dim),
+                                                  initializer=keras.initializers.RandomNormal(stddev=1.0))
         for encoder in self.encoders:
             encoder.build((None, 3, dim))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from archis.pooling import canonical_pooling
-from archis.registry import ARCHITECTURES, Blocks, canonical_architecture
+from archis.registry import ARCHITECTURES, Blocks, canonical_architecture, default_dropout
 from common.errors import UserError
 
 DEFAULT_CLASSES = ("background", "kick", "subs", "card", "goal")
@@ -47,10 +47,15 @@ def make_spec(
     frames_per_second: float = 2.0,
     feature_dim: int = 512,
     feature_names: Mapping[str, str] | None = None,
-    dropout: float = 0.5,
+    dropout: float | None = None,
     compute_dtype: str = "float32",
 ) -> dict:
-    """Validate the arguments of `build_model` and return the canonical, JSON-serialisable spec."""
+    """Validate the arguments of `build_model` and return the canonical, JSON-serialisable spec.
+
+    `dropout` None: the rate of the original the architecture comes from (V&D 0.4, the seed 0.5 / 0.6).
+    """
+    if dropout is None:
+        dropout = default_dropout(architecture)
     frames = round(float(window_seconds) * float(frames_per_second))
     if frames < 1:
         raise UserError(f"a window of {window_seconds} s at {frames_per_second} fps has no frames")
@@ -108,7 +113,7 @@ def build_model(
     frames_per_second: float = 2.0,
     feature_dim: int = 512,
     feature_names: Mapping[str, str] | None = None,
-    dropout: float = 0.5,
+    dropout: float | None = None,
     compute_dtype: str = "float32",
     seed: int | None = None,
 ) -> ArchiModel:

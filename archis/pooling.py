@@ -6,6 +6,11 @@ kept as [B, K, D] (the natural result of `aᵀx`) and flattened cluster-major, s
 rows are stored in (k, d) order instead of SPEC's D-major (d, k) order. The two are the same
 function under a one-time row permutation (`spec_hidden_weights` converts), and this avoids
 materialising a transposed copy of the largest activation in every forward and backward pass.
+
+Batch-norm at evaluation: V&D's TF1 code built its batch-norm layers with `is_training=True` always,
+so it normalised test windows with the statistics of their own batch (scores then depended on which
+windows shared a batch). Here evaluation (`training=False`) uses the moving averages learnt in
+training, so a window scores the same alone or in any batch; a deliberate departure (README).
 """
 
 from __future__ import annotations

@@ -1,8 +1,13 @@
-"""The architectures of SPEC §5, each composed from the pooling and fusion blocks in a few lines.
+"""The architectures, each composed from the pooling and fusion blocks in a few lines.
 
 One table maps canonical names and the original V&D / seed names (case-insensitive) to builders.
 A builder gets a `Blocks` (the model's spec bound to layer factories) and the two symbolic inputs,
 and returns float32 logits [B, C].
+
+Each architecture follows the code it comes from: V&D's (TF1) trained with dropout 0.4 (`keep_prob`
+0.6) and context gating after pooling; the seed's fusion models (PyTorch) use dropout 0.5 (0.6 before
+the transformer's classifier) and build their poolings without context gating. `default_dropout`
+gives that figure; `--dropout` overrides it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ class Blocks:
         return name
 
     def pool(self, x, name: str, *, output_dim: int | None = None, gating: bool = True):
-        """The spec's pooling over time; output size `output_dim` (default D) for the VLAD family."""
+        """The spec's pooling over time; output size `output_dim` (default D) for the VLAD family.
+
+        `gating`: context gating after the pooling (V&D's architectures); the seed's fusion models pass False.
+        """
         layer = make_pooling(
             self.spec["pooling"],
             vlad_k=int(self.spec["vlad_k"]),
@@ -48,9 +56,9 @@ class Blocks:
         )
         return layer(x)
 
-    def dropout(self, x, name: str, rate: float | None = None):
-        rate = float(self.spec["dropout"]) if rate is None else rate
-        return keras.layers.Dropout(rate, dtype=self.policy, name=self._name(name))(x)
+    def dropout(self, x, name: str):
+        """Dropout before the classifier at the spec's rate (the original's for this architecture by default)."""
+        return keras.layers.Dropout(float(self.spec["dropout"]), dtype=self.policy, name=self._name(name))(x)
 
     def classify(self, x, name: str = "logits"):
         """Final dense layer, always float32 so logits stay float32 under mixed precision."""
@@ -107,7 +115,7 @@ def _cmga(b: Blocks, video, audio):
 
 
 def _cmga_early(b: Blocks, video, audio):
-    return b.classify(b.dropout(b.pool(b.layer(CMGA, "cmga")([video, audio]), "pool"), "dropout"))
+    return b.classify(b.dropout(b.pool(b.layer(CMGA, "cmga")([video, audio]), "pool", gating=False), "dropout"))
 
 
 def _cmga_mean(b: Blocks, video, audio):
@@ -116,14 +124,17 @@ def _cmga_mean(b: Blocks, video, audio):
 
 def _bottleneck(b: Blocks, video, audio):
     video, audio = b.layer(BottleneckFusion, "bottleneck", ff_dim=2 * b.dim)([video, audio])
-    return _concat_drop_after(b, video, audio)
+    joined = ops.concatenate(
+        [b.pool(video, "video_pool", gating=False), b.pool(audio, "audio_pool", gating=False)], axis=-1
+    )
+    return b.classify(b.dropout(joined, "dropout"))
 
 
 def _transformer(b: Blocks, video, audio):
     fused = b.layer(TransformerFusion, "transformer", ff_dim=2 * b.dim)(
-        [b.pool(video, "video_pool"), b.pool(audio, "audio_pool")]
+        [b.pool(video, "video_pool", gating=False), b.pool(audio, "audio_pool", gating=False)]
     )
-    return b.classify(b.dropout(fused, "dropout", rate=0.6))
+    return b.classify(b.dropout(fused, "dropout"))
 
 
 Builder = Callable[[Blocks, object, object], object]
@@ -142,6 +153,16 @@ ARCHITECTURES: dict[str, Builder] = {
     "cmga_mean": _cmga_mean,
     "bottleneck": _bottleneck,
     "transformer": _transformer,
+}
+
+# Dropout before the classifier in the original each architecture comes from: V&D's keep_prob 0.6, the
+# seed's nn.Dropout(0.5), and the seed's LateFusionArchi cls_dropout 0.6.
+VD_DROPOUT, SEED_DROPOUT = 0.4, 0.5
+DEFAULT_DROPOUT: dict[str, float] = {
+    **dict.fromkeys(("video", "audio", "late_avg", "concat", "concat_drop_after", "early_concat",
+                     "early_concat_512"), VD_DROPOUT),
+    **dict.fromkeys(("gmu", "cmga", "cmga_early", "cmga_mean", "bottleneck"), SEED_DROPOUT),
+    "transformer": 0.6,
 }
 
 ALIASES: dict[str, str] = {
@@ -167,6 +188,11 @@ def list_architectures(include_aliases: bool = False) -> list[str]:
     """Canonical architecture names (plus the original aliases when asked)."""
     names = list(ARCHITECTURES)
     return names + list(ALIASES) if include_aliases else names
+
+
+def default_dropout(architecture: str) -> float:
+    """Dropout rate of the original code the architecture (canonical or original name) comes from."""
+    return DEFAULT_DROPOUT[canonical_architecture(architecture)]
 
 
 def canonical_architecture(name: str) -> str:
