@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     orig.add_argument("--WindowSize", type=int, default=60, help="window length in seconds")
     orig.add_argument("--featurePerSec", type=int, default=2, help="features per second")
     orig.add_argument("--outputPrefix", default="", help="prefix of the output files (default: the architecture)")
-    orig.add_argument("--mode", default="train", help="train, predict (per-window outputs of --testing) or ensemble")
+    orig.add_argument("--mode", default="train", help="train, predict (per-window outputs of --testing) or ensemble "
+                      "(V&D's name: other)")
     orig.add_argument("--config", default="None", help="predict mode: file listing the outputs to save "
                       "(logits, probabilities, labels; one a line)")
     orig.add_argument("--formatdataset", type=int, default=0, choices=(0, 1),
@@ -87,6 +88,23 @@ def _positive(name: str, value: float | None) -> None:
         raise UserError(f"--{name} must be positive, got {value}")
 
 
+# V&D's prediction-level ensembles, run by its `--mode other`: mean of logits or product of sigmoids.
+_ENSEMBLE_ARCHITECTURES = {"audiovideoarchi3": "mean_logits", "audiovideoarchi12": "mean_logits",
+                           "audiovideoarchi9": "product", "audiovideoarchi18": "product"}
+
+
+def _vd_ensemble(args: argparse.Namespace) -> None:
+    """`--mode other` is V&D's name for the ensemble mode; its ensemble architectures name the method."""
+    if args.mode == "other":
+        args.mode = "ensemble"
+    method = _ENSEMBLE_ARCHITECTURES.get(str(args.architecture).lower())
+    if method and args.mode == "ensemble":
+        if args.ensemble_method not in ("mean_logits", method):
+            raise UserError(f"--architecture {args.architecture} is the {method} ensemble, "
+                            f"not --ensemble_method {args.ensemble_method}")
+        args.ensemble_method, args.architecture = method, None
+
+
 def _config(args: argparse.Namespace):
     """Check the flags and files that need no TensorFlow, then build the training config."""
     import dataset as ds
@@ -97,6 +115,7 @@ def _config(args: argparse.Namespace):
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
     required = {"train": ("architecture", "training", "validation", "testing"), "predict": ("testing",), "ensemble": ()}
+    _vd_ensemble(args)
     if args.mode not in required:
         raise UserError(f"unknown --mode {args.mode!r}; valid: {', '.join(required)}")
     missing = [f"--{k}" for k in required[args.mode] if getattr(args, k) is None]

@@ -3,16 +3,25 @@ then average-mAP (loose and tight, official rules) when the games have labels.
 
     python ClassificationSecondBased.py --testing data/listgame_Test_100.npy --model Model/vlad_best.keras \
         --output Outputs/vlad
+    python ClassificationSecondBased.py --testing listgame_Test_100.npy --featuresVideo ResNET --featuresAudio VGGish \
+        --architecture AudioVideoArchi5 --network VLAD --VLAD_k 512 --WindowSize 20 --PCA \
+        --output VLAD-Archi5-20sec-Spotting      # V&D's command: the model is found in --tflog (default Model)
 Writes `OUTPUT/<league>/<season>/<game>/results_spotting.json` (the SoccerNet layout, as `evaluate.py` and the
-official evaluator expect) and `OUTPUT/average_mAP.json`.
+official evaluator expect), V&D's per-second scores `OUTPUT/<game>/<name>_Half_N.npy` ([seconds, classes]
+probabilities; name = OUTPUT's last part) and `OUTPUT/average_mAP.json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from common.atomic import write_json
 from common.errors import UserError, run_cli
@@ -21,7 +30,18 @@ from common.errors import UserError, run_cli
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--testing", required=True, help="game list .npy (paths relative to its folder)")
-    p.add_argument("--model", required=True, help=".keras model from ClassificationMinuteBased.py")
+    p.add_argument("--model", help=".keras model from ClassificationMinuteBased.py (default: the newest "
+                   "<tflog>/*_best.keras whose architecture, network, VLAD_k and WindowSize match the flags)")
+    vd = p.add_argument_group("V&D's flags (with --model they are redundant: checked against the model file)")
+    vd.add_argument("--architecture", help="architecture the model must be (canonical or original name)")
+    vd.add_argument("--network", help="pooling the model must use (VLAD, RVLAD, ...)")
+    vd.add_argument("--VLAD_k", type=int, help="clusters the model must have")
+    vd.add_argument("--WindowSize", type=float, help="window seconds the model must use")
+    vd.add_argument("--tflog", default="Model", help="folder searched for the model when --model is not given")
+    vd.add_argument("--outputPrefix", help="with --tflog: take <tflog>/<outputPrefix>_best.keras")
+    vd.add_argument("--GPU", type=int, default=-1, help="ID of the GPU to use (-1: every visible GPU)")
+    vd.add_argument("--loglevel", default="WARNING", help="logging level")
+    vd.add_argument("--system", default="linux", choices=("linux", "windows"), help="accepted; paths are portable")
     p.add_argument("--dataset_root", help="folder the list's game paths are relative to (default: the list's)")
     p.add_argument("--output", help="output tree (default: Outputs/<model name>)")
     p.add_argument("--featuresVideo", help="video feature name (default: the model's, e.g. ResNET_TF2_PCA512)")
@@ -31,7 +51,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=256, help="windows per model call")
     p.add_argument("--stride", type=int, default=2, help="tokens between window centres (2 = one per second)")
     p.add_argument("--nms_window", type=float, default=60.0, help="NMS window, seconds (V&D: 60)")
-    p.add_argument("--nms_threshold", type=float, default=0.0, help="NMS threshold on the probability")
+    p.add_argument("--nms_threshold", type=float, default=0.0,
+                   help="NMS threshold on the probability (V&D swept 0.05-0.95 inside its own metric)")
+    p.add_argument("--nms_rule", choices=("vd", "symmetric"), default="vd",
+                   help="vd: > the previous 30 s, >= the next 29 s, no spot in a half's first or last 30 s; "
+                        "symmetric: the maximum within +-30 s, up to the edges")
     p.add_argument("--compute_dtype", choices=("float32", "bfloat16"), help="default: the model's")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -46,9 +70,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     games = dataset.read_game_list(list_path, args.dataset_root)
     base = Path(args.dataset_root) if args.dataset_root else list_path.parent
     names = [str(g.relative_to(base)) for g in games]
-    model_path = Path(args.model)
-    if not model_path.is_file():
-        raise UserError(f"{model_path}: no such model file")
+    model_path = find_model(args)
     if args.batch_size < 1 or args.stride < 1:
         raise UserError("--batch_size and --stride must be >= 1")
     spotting.check_nms(args.nms_window, args.nms_threshold)
@@ -61,6 +83,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
 
     model = archis.load_model(model_path)
     info = archis.model_info(model)
+    check_agrees(args, info, model_path)
     cmap = dataset.load_class_map(args.class_map) if args.class_map else match_class_map(info["class_names"])
     if cmap is None or list(cmap.classes) != list(info["class_names"]):
         raise UserError(f"{model_path}: classes {info['class_names']} need a matching --class_map")
@@ -76,15 +99,89 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
                                              feature_dim=info["feature_dim"])
             probs = scorer.score_half(video, audio, stride=args.stride, progress=not args.quiet,
                                       what=f"{name} half {half}")
+            write_npy(out / name / f"{out.name}_Half_{half}.npy", per_second(probs, fps))
             spots += nms_spots(probs, info["class_names"], half, fps=fps, window_sec=args.nms_window,
-                               threshold=args.nms_threshold)
+                               threshold=args.nms_threshold, rule=args.nms_rule)
         write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
     return out, names, cmap
 
 
+def _spec_of(path: Path) -> dict | None:
+    """The archis spec stored in a .keras file's config.json (no weights loaded), or None."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("config.json"))["config"]["spec"]
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _wanted(args: argparse.Namespace) -> dict:
+    """The model settings V&D's flags ask for (canonical names), only those given."""
+    from archis.pooling import canonical_pooling
+    from archis.registry import canonical_architecture
+
+    wanted = {"architecture": args.architecture and canonical_architecture(args.architecture),
+              "pooling": args.network and canonical_pooling(args.network), "vlad_k": args.VLAD_k,
+              "window_seconds": args.WindowSize and float(args.WindowSize)}
+    return {k: v for k, v in wanted.items() if v is not None}
+
+
+def find_model(args: argparse.Namespace) -> Path:
+    """--model; else, as V&D did, the training run's model in --tflog: <outputPrefix>_best.keras, or the newest
+    *_best.keras whose spec matches --architecture, --network, --VLAD_k and --WindowSize."""
+    if args.model:
+        path = Path(args.model)
+        if not path.is_file():
+            raise UserError(f"{path}: no such model file")
+        return path
+    tflog = Path(args.tflog)
+    if args.outputPrefix:
+        path = tflog / f"{args.outputPrefix}_best.keras"
+        if not path.is_file():
+            raise UserError(f"{path}: no such model file (train with --tflog {tflog} --outputPrefix "
+                            f"{args.outputPrefix}, or give --model)")
+        return path
+    wanted = _wanted(args)
+    found = [p for p in tflog.glob("*_best.keras")
+             if (spec := _spec_of(p)) is not None and all(spec.get(k) == v for k, v in wanted.items())]
+    if not found:
+        asked = ", ".join(f"{k} {v}" for k, v in wanted.items()) or "any model"
+        raise UserError(f"{tflog}: no trained model (*_best.keras) with {asked}; give --model or --tflog")
+    path = max(found, key=lambda p: p.stat().st_mtime)
+    if len(found) > 1:
+        logging.warning("%d models in %s match; using the newest, %s", len(found), tflog, path.name)
+    print(f"model: {path}")
+    return path
+
+
+def check_agrees(args: argparse.Namespace, info: dict, model_path: Path) -> None:
+    """V&D's model flags, when given, must describe the model file (they cannot change it)."""
+    diff = [f"{k} {v} (model: {info[k]})" for k, v in _wanted(args).items() if info[k] != v]
+    if diff:
+        raise UserError(f"{model_path}: the flags ask for {', '.join(diff)}")
+
+
+def per_second(probs: np.ndarray, fps: float) -> np.ndarray:
+    """One row per second of the half (its first token), as V&D saved its scores."""
+    return np.ascontiguousarray(probs[np.arange(0, len(probs), fps).astype(np.int64)], dtype=np.float32)
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    from common.atomic import atomic_path
+
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = parse_args(argv)
+    level = getattr(logging, args.loglevel.upper(), None)
+    if not isinstance(level, int):
+        raise UserError(f"--loglevel {args.loglevel!r} is not a logging level")
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    if args.GPU >= 0:  # before TensorFlow is imported
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.GPU)
     out, names, cmap = spot_games(args)
     print(f"{len(names)} games spotted: {out}/<game>/results_spotting.json")
     base = Path(args.dataset_root) if args.dataset_root else Path(args.testing).parent

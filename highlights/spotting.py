@@ -4,7 +4,13 @@ One window is centred on every `stride`-th token (default 2 = one per second at 
 padded at both ends by repeating its first / last feature (V&D). Windows are strided views of the padded
 half (no per-window Python loop), copied one large batch at a time into a compiled model call. Each
 window's probabilities fill the `stride` tokens it stands for. Spots are per-class local maxima above a
-threshold within +-window/2 (default 60 s), written as SoccerNet `results_spotting.json`.
+threshold, written as SoccerNet `results_spotting.json`. Two NMS rules (`NMS_RULES`):
+
+- `vd` (default, V&D's `compute_mAP.py`): a second is kept if its score is above the threshold, strictly
+  above every score of the previous window/2 (30 s) and at least every score of the next window/2 - 1
+  (29 s); nothing is spotted in the first or last window/2 of a half.
+- `symmetric`: the maximum within +-window/2, earliest token on ties, up to the edges of the half
+  (the common simplification; it can spot events in the first and last 30 s).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from common.atomic import write_json
 from common.errors import UserError
 
 BACKGROUND = "background"
+NMS_RULES = ("vd", "symmetric")
 
 
 @dataclass(frozen=True)
@@ -133,18 +140,31 @@ def with_compute_dtype(model: Any, compute_dtype: str | None) -> Any:
     return twin
 
 
-def local_maxima(scores: np.ndarray, half_window: int, threshold: float = 0.0) -> np.ndarray:
-    """Boolean [T, C]: score > threshold and the maximum within +-half_window tokens of its class.
-
-    Ties (plateaus, e.g. the two tokens of one second) keep the earliest token only.
-    """
+def local_maxima(scores: np.ndarray, before: int, threshold: float = 0.0, after: int | None = None) -> np.ndarray:
+    """Boolean [T, C]: score > threshold, > every score of the `before` previous tokens of its class and
+    >= every score of the `after` next ones (default `before`). On a plateau only its first token is kept."""
     t = len(scores)
-    h = max(0, int(half_window))
-    padded = np.pad(scores, ((h, h), (0, 0)), constant_values=-np.inf)
-    win = sliding_window_view(padded, 2 * h + 1, axis=0)[:t]  # [T, C, 2h+1], centre at h
-    before = win[..., :h].max(axis=-1, initial=-np.inf)
-    after = win[..., h + 1:].max(axis=-1, initial=-np.inf)
-    return (scores > threshold) & (scores > before) & (scores >= after)
+    b, a = max(0, int(before)), max(0, int(before if after is None else after))
+    padded = np.pad(scores, ((b, a), (0, 0)), constant_values=-np.inf)
+    win = sliding_window_view(padded, b + a + 1, axis=0)[:t]  # [T, C, b+a+1], centre at b
+    prev = win[..., :b].max(axis=-1, initial=-np.inf)
+    nxt = win[..., b + 1:].max(axis=-1, initial=-np.inf)
+    return (scores > threshold) & (scores > prev) & (scores >= nxt)
+
+
+def nms_mask(scores: np.ndarray, *, fps: float = 2.0, window_sec: float = 60.0, threshold: float = 0.0,
+             rule: str = "vd") -> np.ndarray:
+    """Boolean [T, C] of the tokens kept by the NMS `rule` (see the module docstring)."""
+    if rule not in NMS_RULES:
+        raise UserError(f"unknown NMS rule {rule!r}; valid: {', '.join(NMS_RULES)}")
+    h = round(window_sec * fps / 2)
+    if rule == "symmetric":
+        return local_maxima(scores, h, threshold)
+    keep = local_maxima(scores, h, threshold, after=h - 1)  # the next 29 s: through the end of second t + 29
+    seconds = np.arange(len(scores)) / fps
+    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) / fps - window_sec / 2)
+    keep[edge] = False
+    return keep
 
 
 def check_nms(window_sec: float, threshold: float) -> None:
@@ -156,10 +176,10 @@ def check_nms(window_sec: float, threshold: float) -> None:
 
 
 def nms_spots(scores: np.ndarray, class_names: Sequence[str], half: int, *, fps: float = 2.0,
-              window_sec: float = 60.0, threshold: float = 0.0) -> list[Spot]:
-    """Spots of one half from probabilities [T, C]: per-class local maxima, background skipped, time order."""
+              window_sec: float = 60.0, threshold: float = 0.0, rule: str = "vd") -> list[Spot]:
+    """Spots of one half from probabilities [T, C]: per-class NMS (`rule`), background skipped, time order."""
     check_nms(window_sec, threshold)
-    keep = local_maxima(scores, round(window_sec * fps / 2), threshold)
+    keep = nms_mask(scores, fps=fps, window_sec=window_sec, threshold=threshold, rule=rule)
     skip = [i for i, n in enumerate(class_names) if n == BACKGROUND]
     keep[:, skip] = False
     tokens, classes = np.nonzero(keep)
