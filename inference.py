@@ -58,11 +58,14 @@ class Config:
     compute_dtype: str | None = None
     nms_window_sec: float = 60.0
     nms_threshold: float = 0.0
+    nms_rule: str = "vd"
+    score_placement: str = "centre"
     weights: str = "imagenet"
     pca: Path | None = None
     fast: bool = False
-    intro_sec: float = 0.0
-    outro_sec: float = 0.0
+    intro_sec: float = 15.0  # the seed's reel: the first and last 15 s of the match at its ends
+    outro_sec: float = 15.0
+    reel_repeat_overlaps: bool = False
     reel: bool = True
     progress: bool = True
 
@@ -107,21 +110,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     dec = p.add_argument_group("decoder")
     dec.add_argument("--decoder_config", help="JSON of decoder figures (seed defaults otherwise)")
     dec.add_argument("--max_total_sec", type=float, help="total reel length budget (best spans kept)")
-    dec.add_argument("--min_gap_sec", type=float, help="join clips closer than this")
+    dec.add_argument("--merge_classes", action="store_true",
+                     help="join clips of different classes at most --min_gap_sec apart (the seed never did)")
+    dec.add_argument("--merge_beyond_max", action="store_true",
+                     help="with --merge_classes: a joined clip may outgrow its classes' max_length")
+    dec.add_argument("--min_gap_sec", type=float, help="with --merge_classes: join clips closer than this")
     dec.add_argument("--threshold", type=float, help="peak threshold for every class")
+    dec.add_argument("--score_placement", choices=("centre", "first"), default="centre",
+                     help="decode scores of windows centred on each token, or (the seed) starting at it")
     spot = p.add_argument_group("scoring and spotting")
     spot.add_argument("--stride", type=int, default=2, help="tokens between window centres (2 = one per second)")
     spot.add_argument("--batch_size", type=int, default=256, help="windows per model call")
     spot.add_argument("--compute_dtype", choices=("float32", "bfloat16"), help="default: the model's")
     spot.add_argument("--nms_window", type=float, default=60.0, help="spotting NMS window, seconds")
     spot.add_argument("--nms_threshold", type=float, default=0.0, help="spotting NMS threshold")
+    spot.add_argument("--nms_rule", choices=("vd", "symmetric"), default="vd",
+                      help="vd: V&D's (no spot in a half's first or last 30 s); symmetric: +-30 s to the edges")
     ext = p.add_argument_group("feature extraction (--video without features)")
     ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
     ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
     reel = p.add_argument_group("reel")
     reel.add_argument("--fast", action="store_true", help="stream copy: cuts snap to keyframes")
-    reel.add_argument("--intro_sec", type=float, default=0.0, help="seconds of the start to open with (seed: 15)")
-    reel.add_argument("--outro_sec", type=float, default=0.0, help="seconds of the end to close with (seed: 15)")
+    reel.add_argument("--intro_sec", type=float, default=15.0, help="seconds of the start to open with, as the "
+                      "seed did (0: none)")
+    reel.add_argument("--outro_sec", type=float, default=15.0, help="seconds of the end to close with, as the "
+                      "seed did (0: none)")
+    reel.add_argument("--reel_repeat_overlaps", action="store_true",
+                      help="cut overlapping spans separately, footage repeated (the seed); default: join them")
     reel.add_argument("--no_reel", action="store_true", help="skip the MP4")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -175,8 +190,10 @@ def build_config(args: argparse.Namespace) -> Config:
                   features_audio=path(args.features_audio), game_dir=path(args.game_dir),
                   ground_truth=path(args.ground_truth), half=args.half, decoder=decoder, stride=args.stride,
                   batch_size=args.batch_size, compute_dtype=args.compute_dtype, nms_window_sec=args.nms_window,
-                  nms_threshold=args.nms_threshold, weights=args.weights, pca=path(args.pca), fast=args.fast,
+                  nms_threshold=args.nms_threshold, nms_rule=args.nms_rule,
+                  score_placement=args.score_placement, weights=args.weights, pca=path(args.pca), fast=args.fast,
                   intro_sec=args.intro_sec, outro_sec=args.outro_sec, reel=not args.no_reel,
+                  reel_repeat_overlaps=args.reel_repeat_overlaps,
                   progress=not args.quiet)
 
 
@@ -193,6 +210,8 @@ def _override_decoder(decoder: Any, args: argparse.Namespace) -> Any:
     for key in ("max_total_sec", "min_gap_sec"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
+    for key in ("merge_classes", "merge_beyond_max"):
+        data[key] = data[key] or getattr(args, key)
     return dataclasses.replace(DecoderConfig.from_dict(data, "decoder flags"), named=decoder.named)
 
 
@@ -345,15 +364,17 @@ def _with_truth(halves: list[Half], game_dir: Path | None, info: dict) -> list[H
 
 
 def _decode(config: Config, info: dict, halves: list[Half]) -> None:
-    from highlights.decoder import decode
+    from highlights.decoder import decode, first_token_placement
     from highlights.spotting import nms_spots
 
     fps = info["frames_per_second"]
     for h in halves:
         h.duration = h.duration or len(h.probs) / fps
-        h.spans = decode(h.probs, info["class_names"], h.duration, config.decoder, fps=fps)
+        probs = first_token_placement(h.probs, info["window_frames"]) if config.score_placement == "first" \
+            else h.probs
+        h.spans = decode(probs, info["class_names"], h.duration, config.decoder, fps=fps)
         h.spots = nms_spots(h.probs, info["class_names"], h.number, fps=fps, window_sec=config.nms_window_sec,
-                            threshold=config.nms_threshold)
+                            threshold=config.nms_threshold, rule=config.nms_rule)
 
 
 def match_time(half: int, seconds: float) -> str:
@@ -377,7 +398,10 @@ def spans_json(result: Result) -> dict:
         "decoder": cfg.decoder.to_dict(),
         "spans": [{"half": h.number, "start": round(s.start, 3), "end": round(s.end, 3), "class": s.label,
                    "label": labels.get(names.index(s.label), s.label), "score": round(s.score, 6),
-                   "peak": round(s.peak, 3), "match_time": match_time(h.number, s.peak)}
+                   "peak": round(s.peak, 3), "match_time": match_time(h.number, s.peak), "classes": list(s.labels),
+                   "events": [{"class": e.label, "label": labels.get(names.index(e.label), e.label),
+                               "peak": round(e.peak, 3), "score": round(e.score, 6),
+                               "match_time": match_time(h.number, e.peak)} for e in s.all_events()]}
                   for h in result.halves for s in h.spans],
     }
 
@@ -420,7 +444,9 @@ def _write_reel(result: Result, files: OutputSet) -> None:
         return
     h = result.halves[0]
     clips = plan_clips(h.spans, h.duration, intro_sec=cfg.intro_sec, outro_sec=cfg.outro_sec,
-                       title=lambda s: f"{s.label} {match_time(h.number, s.peak)} ({s.score:.2f})")
+                       title=lambda s: " + ".join(f"{e.label} {match_time(h.number, e.peak)} ({e.score:.2f})"
+                                                  for e in s.all_events()),
+                       join_overlaps=not cfg.reel_repeat_overlaps)
     reel = make_reel(cfg.video, clips, files.path("highlights.mp4"), fast=cfg.fast, progress=cfg.progress,
                      srt_out=files.path("highlights.srt"))
     result.outputs["reel"] = cfg.out / "highlights.mp4"

@@ -14,8 +14,8 @@
 #   --fast               FAST=1          stream-copy reel: cuts snap to keyframes
 #   --max_total_sec S    MAX_TOTAL_SEC   total reel length budget
 #   --decoder_config J   DECODER_CONFIG  decoder figures (JSON)
-#   --intro_sec S        INTRO_SEC       seconds of the match start to open the reel with (the seed used 15)
-#   --outro_sec S        OUTRO_SEC       seconds of the match end to close it with (the seed used 15)
+#   --intro_sec S        INTRO_SEC       seconds of the match start to open the reel with (default 15, as the seed; 0: none)
+#   --outro_sec S        OUTRO_SEC       seconds of the match end to close it with (default 15, as the seed; 0: none)
 #   -- ARGS...                           passed to inference.py unchanged (see python inference.py --help)
 #   VENV (default .venv; created by scripts/setup_env.sh when missing), DEMO_DATA (default demo_data),
 #   DEMO_THRESHOLD (default 0.2: the small demo model is less confident than the seed's thresholds of 0.5 assume)
@@ -32,8 +32,8 @@ PCA="${PCA:-}"
 FAST="${FAST:-0}"
 MAX_TOTAL_SEC="${MAX_TOTAL_SEC:-}"
 DECODER_CONFIG="${DECODER_CONFIG:-}"
-INTRO_SEC="${INTRO_SEC:-0}"
-OUTRO_SEC="${OUTRO_SEC:-0}"
+INTRO_SEC="${INTRO_SEC:-15}"
+OUTRO_SEC="${OUTRO_SEC:-15}"
 DEMO_DATA="${DEMO_DATA:-$ROOT/demo_data}"
 DEMO_THRESHOLD="${DEMO_THRESHOLD:-0.2}"
 VIDEO_EXTENSIONS="mp4 mkv avi mov webm ts m4v mpg mpeg"

@@ -1,10 +1,20 @@
-"""Decoder: per-token class probabilities -> highlight spans (the seed's peak picker, SPEC §8, made configurable).
+"""Decoder: per-token class probabilities -> highlight spans (the seed's peak picker, made configurable).
 
 Per class: suppress background (`p_c *= 1 - p_background`), keep peaks (`p >= threshold` and the maximum
 within +-min_peak_distance, earliest token on plateaus), span = [t - before, t + after] clamped to the match,
 NMS (temporal IoU >= nms_iou drops the weaker), merge spans at most `merge_gap` apart, then clamp the length
-to [min_length, max_length]. Then over all classes: clips at most `min_gap_sec` apart (or overlapping) are
-joined, the best clips are kept within `max_total_sec`, and everything is returned in time order.
+to [min_length, max_length]. Then, as the seed did, all spans are sorted by start time; spans of different
+classes are never merged, so two classes' clips may overlap. With `merge_classes`, clips of any classes at
+most `min_gap_sec` apart (or overlapping) are joined into one clip that names every event it holds, unless
+the joined clip would outgrow the largest `max_length` of its classes (`merge_beyond_max` lifts that).
+Last, the best clips are kept within `max_total_sec`.
+
+Score placement: token t's score is that of the window centred on t (V&D's spotting), so a peak sits on
+its event and `before` / `after` are seconds before / after the event. The seed scored each window on its
+*first* token, a peak W/2 before the event for W-second windows; its offsets (goal 14 / 55, kick 60 / 11,
+...) read as lead-in and aftermath around the event, which is what they give here unshifted (with the
+seed's placement and 60 s windows a kick clip [t - 60, t + 11] would end 19 s before the kick).
+`first_token_placement` rebuilds the seed's curve from ours, to reproduce its clips.
 
 Unlike the seed, a span longer than `max_length` is shortened around its event: the lead-in is trimmed
 first (down to `min_lead_sec`), then the aftermath's tail, so the peak always stays inside the span.
@@ -26,19 +36,40 @@ from common.atomic import write_json
 from common.errors import UserError
 
 
+class Event(NamedTuple):
+    """One detected event inside a clip: class name, peak time (s), (suppressed) peak probability."""
+
+    label: str
+    peak: float
+    score: float
+
+
 @dataclass(frozen=True)
 class Span:
-    """One highlight clip in seconds of the match; `score` is the (suppressed) peak probability at `peak`."""
+    """One highlight clip in seconds of the match; `score` is the (suppressed) peak probability at `peak`.
+
+    `label`, `score`, `peak` are the clip's best event; `events` lists every event of a clip that joined
+    spans of several classes (`merge_classes`), in time order, and is empty for a single-class clip.
+    """
 
     start: float
     end: float
     label: str
     score: float
     peak: float
+    events: tuple[Event, ...] = ()
 
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every class in the clip, in the order of their first event."""
+        return tuple(dict.fromkeys(e.label for e in self.events)) or (self.label,)
+
+    def all_events(self) -> tuple[Event, ...]:
+        return self.events or (Event(self.label, self.peak, self.score),)
 
 
 @dataclass(frozen=True)
@@ -83,9 +114,10 @@ def _seed_rules() -> dict[str, ClassRule]:
 class DecoderConfig:
     """Decoder settings. `rules` per class name; classes not listed (e.g. the v2 labels) use `default`.
 
-    `background`: name of the suppressing class (must be a class of the model). `min_gap_sec`: clips closer than this
-    (of any classes) become one clip. `max_total_sec`: total reel length budget (None = no budget).
-    `min_lead_sec`: lead-in kept before the peak when a span must be shortened to `max_length`.
+    `background`: name of the suppressing class (must be a class of the model). `merge_classes`: join clips
+    of different classes at most `min_gap_sec` apart (the seed never did); a joined clip stays within the
+    largest `max_length` of its classes unless `merge_beyond_max`. `max_total_sec`: total reel length
+    budget (None = no budget). `min_lead_sec`: lead-in kept before the peak when a span must be shortened.
     """
 
     rules: Mapping[str, ClassRule] = field(default_factory=_seed_rules)
@@ -94,6 +126,8 @@ class DecoderConfig:
     min_gap_sec: float = 2.0
     max_total_sec: float | None = None
     min_lead_sec: float = 5.0
+    merge_classes: bool = False
+    merge_beyond_max: bool = False
     named: frozenset[str] = field(default=frozenset(), compare=False, repr=False)  # classes the user gave rules
 
     def __post_init__(self) -> None:
@@ -102,6 +136,9 @@ class DecoderConfig:
         for name in ("min_gap_sec", "min_lead_sec"):
             if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise UserError(f"decoder {name} must be a finite number >= 0, got {getattr(self, name)}")
+        for name in ("merge_classes", "merge_beyond_max"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"decoder {name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.background, str):
             raise UserError(f"decoder background must be a class name, got {self.background!r}")
         if self.max_total_sec is not None and not self.max_total_sec > 0:
@@ -124,7 +161,8 @@ class DecoderConfig:
         return {"rules": {k: dataclasses.asdict(v) for k, v in self.rules.items()},
                 "default": dataclasses.asdict(self.default), "background": self.background,
                 "min_gap_sec": self.min_gap_sec, "max_total_sec": self.max_total_sec,
-                "min_lead_sec": self.min_lead_sec}
+                "min_lead_sec": self.min_lead_sec, "merge_classes": self.merge_classes,
+                "merge_beyond_max": self.merge_beyond_max}
 
     def to_json(self, path: str | os.PathLike) -> None:
         write_json(path, self.to_dict())
@@ -149,7 +187,8 @@ class DecoderConfig:
             raise UserError(f"{source}: 'rules' must be an object of class name -> figures")
         for name, figures in overrides.items():
             rules[name] = _override(rules.get(name, default), figures, f"{source}: rules.{name}")
-        scalars = {k: data[k] for k in ("background", "min_gap_sec", "max_total_sec", "min_lead_sec") if k in data}
+        scalars = {k: data[k] for k in ("background", "min_gap_sec", "max_total_sec", "min_lead_sec", "merge_classes",
+                                         "merge_beyond_max") if k in data}
         try:
             return cls(rules=rules, default=default, named=frozenset(overrides), **scalars)
         except TypeError as exc:
@@ -261,17 +300,53 @@ def _clamp_length(spans: _Spans, rule: ClassRule, duration: float, min_lead: flo
     return spans._replace(start=start, end=end)
 
 
-def _within_budget(spans: _Spans, budget: float | None) -> _Spans:
-    """The best spans (by score) whose total length fits `budget`, skipping any that would overflow."""
+def _merge_classes(spans: _Spans, gap: float, max_len: np.ndarray | None) -> list[np.ndarray]:
+    """Groups (indices into `spans`, in start order) of clips of any classes at most `gap` apart; a clip
+    joins a group only while the group stays within the largest `max_len` of its members (None: no cap)."""
+    order = np.lexsort((spans.end, spans.start))
+    groups: list[list[int]] = []
+    start = reach = cap = 0.0
+    for i in order:
+        s, e = spans.start[i], spans.end[i]
+        new_cap = max(cap, max_len[i]) if max_len is not None else np.inf
+        if groups and s - reach <= gap and max(reach, e) - start <= new_cap + 1e-9:
+            groups[-1].append(i)
+            reach, cap = max(reach, e), new_cap
+        else:
+            groups.append([i])
+            start, reach, cap = s, e, (max_len[i] if max_len is not None else np.inf)
+    return [np.asarray(g, np.int64) for g in groups]
+
+
+def _clip(spans: _Spans, members: np.ndarray, names: Sequence[str]) -> Span:
+    """One output clip from the spans in `members`: their extent, their best event, every event if several."""
+    best = members[np.lexsort((spans.start[members], -spans.score[members]))[0]]
+    events = tuple(sorted((Event(names[spans.cls[i]], float(spans.peak[i]), float(spans.score[i])) for i in members),
+                          key=lambda e: (e.peak, e.label)))
+    return Span(float(spans.start[members].min()), float(spans.end[members].max()), names[spans.cls[best]],
+                float(spans.score[best]), float(spans.peak[best]), events if len(members) > 1 else ())
+
+
+def _within_budget(clips: list[Span], budget: float | None) -> list[Span]:
+    """The best clips (by score) whose total length fits `budget`, skipping any that would overflow."""
     if budget is None:
-        return spans
-    order = np.lexsort((spans.start, -spans.score))
+        return clips
     keep, total = [], 0.0
-    for i, length in zip(order, spans.end[order] - spans.start[order], strict=True):
-        if total + length <= budget + 1e-9:
-            keep.append(i)
-            total += length
-    return spans.take(np.sort(np.asarray(keep, np.int64)))
+    for clip in sorted(clips, key=lambda c: (-c.score, c.start)):
+        if total + clip.duration <= budget + 1e-9:
+            keep.append(clip)
+            total += clip.duration
+    return sorted(keep, key=lambda c: (c.start, c.end))
+
+
+def first_token_placement(probs: np.ndarray, window_frames: int) -> np.ndarray:
+    """The seed's score curve from a centred one: token t gets the window that starts at t, i.e. our score of
+    token t + W//2 (the last W//2 tokens, whose windows run past the end, repeat the final score)."""
+    probs = np.asarray(probs)
+    shift = min(int(window_frames) // 2, max(len(probs) - 1, 0))
+    if shift == 0:
+        return probs
+    return np.concatenate([probs[shift:], np.repeat(probs[-1:], shift, axis=0)])
 
 
 def _check_inputs(probs: np.ndarray, class_names: Sequence[str], duration: float, fps: float) -> np.ndarray:
@@ -312,6 +387,9 @@ def decode(probs: np.ndarray, class_names: Sequence[str], duration: float, confi
         per_class.append(_clamp_length(spans, rule, duration, config.min_lead_sec))
     spans = _Spans.concat(per_class)
     spans = spans.take(np.flatnonzero(spans.end > spans.start))  # nothing left of a zero-length match
-    spans = _within_budget(_merge_close(spans, config.min_gap_sec), config.max_total_sec)
-    return [Span(float(s), float(e), names[c], float(sc), float(pk))
-            for s, e, sc, pk, c in zip(spans.start, spans.end, spans.score, spans.peak, spans.cls, strict=True)]
+    if config.merge_classes:
+        max_len = None if config.merge_beyond_max else np.array([config.rule(names[c]).max_length for c in spans.cls])
+        groups = _merge_classes(spans, config.min_gap_sec, max_len)
+    else:
+        groups = [np.array([i]) for i in np.lexsort((spans.cls, spans.end, spans.start))]
+    return _within_budget([_clip(spans, g, names) for g in groups], config.max_total_sec)

@@ -60,13 +60,14 @@ def clock(seconds: float) -> str:
 
 
 def plan_clips(spans: Iterable[Any], duration: float, *, intro_sec: float = 0.0, outro_sec: float = 0.0,
-               title: Callable[[Any], str] | None = None) -> list[Clip]:
+               title: Callable[[Any], str] | None = None, join_overlaps: bool = True) -> list[Clip]:
     """Clips for the reel in time order: optional intro/outro, then spans clamped to [0, duration].
 
-    `spans` are objects with `start`, `end` and `label` (e.g. decoder Spans). Overlapping clips are
-    merged (their titles joined) so no footage plays twice.
+    `spans` are objects with `start`, `end` and `label` (e.g. decoder Spans; their `labels` when they have
+    several). Overlapping clips are joined (their titles too) so no footage plays twice; with
+    `join_overlaps=False` each span is its own clip, as in the seed's reel, and overlaps play twice.
     """
-    name = title or (lambda s: f"{s.label} {clock(s.start)}")
+    name = title or (lambda s: f"{' + '.join(getattr(s, 'labels', (s.label,)))} {clock(s.start)}")
     clips = [Clip(float(s.start), float(s.end), name(s)) for s in spans]
     if intro_sec > 0:
         clips.append(Clip(0.0, intro_sec, "Kick-off"))
@@ -75,7 +76,7 @@ def plan_clips(spans: Iterable[Any], duration: float, *, intro_sec: float = 0.0,
     clamped = [Clip(max(0.0, c.start), min(duration, c.end), c.title) for c in clips]
     merged: list[Clip] = []
     for c in sorted((c for c in clamped if c.end > c.start), key=lambda c: (c.start, c.end)):
-        if merged and c.start < merged[-1].end:
+        if join_overlaps and merged and c.start < merged[-1].end:
             last = merged[-1]
             merged[-1] = Clip(last.start, max(last.end, c.end), f"{last.title} + {c.title}")
         else:

@@ -105,8 +105,9 @@ def test_background_suppresses_scores():
 
 def test_min_gap_joins_clips_of_different_classes():
     p = probs(200, ("kick", 50, 0.7), ("card", 61, 0.9))  # [45,55] and [56,66]: 1 s apart
-    assert spans_of(p, config(min_gap_sec=2.0)) == [(45, 66, "card", 0.9, 61)]
-    assert len(spans_of(p, config(min_gap_sec=0.5))) == 2
+    assert spans_of(p, config(min_gap_sec=2.0, merge_classes=True)) == [(45, 66, "card", 0.9, 61)]
+    assert len(spans_of(p, config(min_gap_sec=0.5, merge_classes=True))) == 2
+    assert len(spans_of(p, config(min_gap_sec=2.0))) == 2, "the seed never merges across classes"
 
 
 def test_budget_keeps_the_best_spans_in_time_order():
