@@ -84,7 +84,8 @@ def _reel(result: Any, out: Path) -> dict | None:
     if not reel:
         return None
     cfg, h = result.config, result.halves[0]
-    clips = plan_clips(h.spans, h.duration, intro_sec=cfg.intro_sec, outro_sec=cfg.outro_sec)
+    clips = plan_clips(h.spans, h.duration, intro_sec=cfg.intro_sec, outro_sec=cfg.outro_sec,
+                       join_overlaps=not cfg.reel_repeat_overlaps)
     return {"video": url_from(out, reel), "clips": [[round(c.start, 3), round(c.end, 3)] for c in clips]}
 
 
