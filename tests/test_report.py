@@ -40,8 +40,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     for number in (1, 2):
         length = len(np.load(game / f"{number}_VGGish.npy", mmap_mode="r")) / 2
         make_match_video(halves / f"{number}_224p.mp4", length, size="64x36")
-    args = {"video": ["--video", video, *feats, "--threshold", "0.05", "--max_total_sec", "120", "--ground_truth", game],
-            "no spans": ["--video", video, *feats, "--threshold", "1"],
+    bare = ["--intro_sec", "0", "--outro_sec", "0"]  # the reel holds the spans only, one clip each
+    args = {"video": ["--video", video, *feats, "--threshold", "0.05", "--max_total_sec", "120", "--ground_truth", game,
+                      *bare, "--reel_repeat_overlaps"],
+            "no spans": ["--video", video, *feats, "--threshold", "1", *bare],
             "features only": ["--game_dir", game, "--threshold", "0.05"],
             "halves": ["--game_dir", halves, "--threshold", "0.05"]}
     outs = {}
