@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from archis.pooling import canonical_pooling
-from archis.registry import ARCHITECTURES, Blocks, canonical_architecture, default_dropout
+from archis.registry import ARCHITECTURES, Blocks, canonical_architecture, default_dropout, default_gating
 from common.errors import UserError
 
 DEFAULT_CLASSES = ("background", "kick", "subs", "card", "goal")
@@ -34,6 +34,7 @@ SPEC_KEYS = (
     "feature_names",
     "compute_dtype",
     "dropout",
+    "context_gating",
 )
 
 
@@ -49,13 +50,17 @@ def make_spec(
     feature_names: Mapping[str, str] | None = None,
     dropout: float | None = None,
     compute_dtype: str = "float32",
+    context_gating: bool | None = None,
 ) -> dict:
     """Validate the arguments of `build_model` and return the canonical, JSON-serialisable spec.
 
-    `dropout` None: the rate of the original the architecture comes from (V&D 0.4, the seed 0.5 / 0.6).
+    `dropout` / `context_gating` None: the original's for the architecture (V&D: 0.4 and gated poolings; the
+    seed's fusion models: 0.5, 0.6 for the transformer, and no gating).
     """
     if dropout is None:
         dropout = default_dropout(architecture)
+    if context_gating is None:
+        context_gating = default_gating(architecture)
     frames = round(float(window_seconds) * float(frames_per_second))
     if frames < 1:
         raise UserError(f"a window of {window_seconds} s at {frames_per_second} fps has no frames")
@@ -79,6 +84,7 @@ def make_spec(
         "feature_names": dict(feature_names or DEFAULT_FEATURES),
         "compute_dtype": "bfloat16" if _DTYPES[compute_dtype] == "mixed_bfloat16" else "float32",
         "dropout": float(dropout),
+        "context_gating": bool(context_gating),
     }
 
 
@@ -100,7 +106,10 @@ class ArchiModel(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> ArchiModel:
-        return cls(spec=config["spec"], name=config.get("name"))
+        spec = dict(config["spec"])
+        if "context_gating" not in spec:  # saved before the spec named it: every pooling gated but GMU's and CMGA's
+            spec["context_gating"] = canonical_architecture(spec["architecture"]) not in ("gmu", "cmga")
+        return cls(spec=spec, name=config.get("name"))
 
 
 def build_model(
@@ -115,6 +124,7 @@ def build_model(
     feature_names: Mapping[str, str] | None = None,
     dropout: float | None = None,
     compute_dtype: str = "float32",
+    context_gating: bool | None = None,
     seed: int | None = None,
 ) -> ArchiModel:
     """Build an architecture by canonical or original name. Inputs {"video", "audio"}: [B, N, D]; output logits [B, C].
@@ -132,6 +142,7 @@ def build_model(
         feature_names=feature_names,
         dropout=dropout,
         compute_dtype=compute_dtype,
+        context_gating=context_gating,
     )
     if seed is not None:
         keras.utils.set_random_seed(int(seed))

@@ -7,7 +7,7 @@ and returns float32 logits [B, C].
 Each architecture follows the code it comes from: V&D's (TF1) trained with dropout 0.4 (`keep_prob`
 0.6) and context gating after pooling; the seed's fusion models (PyTorch) use dropout 0.5 (0.6 before
 the transformer's classifier) and build their poolings without context gating. `default_dropout`
-gives that figure; `--dropout` overrides it.
+gives that figure (`--dropout` overrides it), `default_gating` the gating.
 """
 
 from __future__ import annotations
@@ -41,16 +41,14 @@ class Blocks:
         self._used.add(name)
         return name
 
-    def pool(self, x, name: str, *, output_dim: int | None = None, gating: bool = True):
-        """The spec's pooling over time; output size `output_dim` (default D) for the VLAD family.
-
-        `gating`: context gating after the pooling (V&D's architectures); the seed's fusion models pass False.
-        """
+    def pool(self, x, name: str, *, output_dim: int | None = None):
+        """The spec's pooling over time; output size `output_dim` (default D) for the VLAD family, with context
+        gating after it when the spec says so (V&D's architectures; not the seed's fusion models)."""
         layer = make_pooling(
             self.spec["pooling"],
             vlad_k=int(self.spec["vlad_k"]),
             output_dim=output_dim or self.dim,
-            context_gating=gating,
+            context_gating=bool(self.spec["context_gating"]),
             dtype=self.policy,
             layer_name=self._name(name),
         )
@@ -104,18 +102,18 @@ def _early_concat(out_factor: int):
 
 def _gmu(b: Blocks, video, audio):
     fused = b.layer(GMU, "gmu", b.dim)(
-        [b.pool(video, "video_pool", gating=False), b.pool(audio, "audio_pool", gating=False)]
+        [b.pool(video, "video_pool"), b.pool(audio, "audio_pool")]
     )
     return b.classify(b.dropout(fused, "dropout"))
 
 
 def _cmga(b: Blocks, video, audio):
-    tokens = [b.pool(x, f"{m}_pool", gating=False)[:, None] for m, x in (("video", video), ("audio", audio))]
+    tokens = [b.pool(x, f"{m}_pool")[:, None] for m, x in (("video", video), ("audio", audio))]
     return b.classify(b.dropout(b.layer(CMGA, "cmga")(tokens)[:, 0], "dropout"))
 
 
 def _cmga_early(b: Blocks, video, audio):
-    return b.classify(b.dropout(b.pool(b.layer(CMGA, "cmga")([video, audio]), "pool", gating=False), "dropout"))
+    return b.classify(b.dropout(b.pool(b.layer(CMGA, "cmga")([video, audio]), "pool"), "dropout"))
 
 
 def _cmga_mean(b: Blocks, video, audio):
@@ -125,14 +123,14 @@ def _cmga_mean(b: Blocks, video, audio):
 def _bottleneck(b: Blocks, video, audio):
     video, audio = b.layer(BottleneckFusion, "bottleneck", ff_dim=2 * b.dim)([video, audio])
     joined = ops.concatenate(
-        [b.pool(video, "video_pool", gating=False), b.pool(audio, "audio_pool", gating=False)], axis=-1
+        [b.pool(video, "video_pool"), b.pool(audio, "audio_pool")], axis=-1
     )
     return b.classify(b.dropout(joined, "dropout"))
 
 
 def _transformer(b: Blocks, video, audio):
     fused = b.layer(TransformerFusion, "transformer", ff_dim=2 * b.dim)(
-        [b.pool(video, "video_pool", gating=False), b.pool(audio, "audio_pool", gating=False)]
+        [b.pool(video, "video_pool"), b.pool(audio, "audio_pool")]
     )
     return b.classify(b.dropout(fused, "dropout"))
 
@@ -160,10 +158,19 @@ ARCHITECTURES: dict[str, Builder] = {
 VD_DROPOUT, SEED_DROPOUT = 0.4, 0.5
 DEFAULT_DROPOUT: dict[str, float] = {
     **dict.fromkeys(("video", "audio", "late_avg", "concat", "concat_drop_after", "early_concat",
-                     "early_concat_512"), VD_DROPOUT),
+                     "early_concat_512"), VD_DROPOUT),  # VD_ARCHITECTURES
     **dict.fromkeys(("gmu", "cmga", "cmga_early", "cmga_mean", "bottleneck"), SEED_DROPOUT),
     "transformer": 0.6,
 }
+
+# Context gating after pooling: V&D's loupe default; the seed built its fusion models with VLAD_gating=False.
+VD_ARCHITECTURES = ("video", "audio", "late_avg", "concat", "concat_drop_after", "early_concat", "early_concat_512")
+
+
+def default_gating(architecture: str) -> bool:
+    """Whether the original of the architecture gates its poolings (V&D's: yes; the seed's fusion models: no)."""
+    return canonical_architecture(architecture) in VD_ARCHITECTURES
+
 
 ALIASES: dict[str, str] = {
     "VideoNetwork": "video",

@@ -100,3 +100,25 @@ def test_batch_norm_uses_moving_averages_at_evaluation():
     batched = np.asarray(model(x, training=False))
     alone = np.asarray(model({m: v[:1] for m, v in x.items()}, training=False))
     np.testing.assert_allclose(alone[0], batched[0], atol=1e-5)
+
+
+def test_a_model_saved_before_the_spec_named_its_gating_keeps_it(tmp_path):
+    """Files whose spec has no `context_gating` were built with gated poolings (but GMU's and CMGA's):
+    they rebuild that way, with their gating weights, not silently as the seed's ungated model."""
+    import json
+    import zipfile
+
+    model = build_model("CMGAArchi1", pooling="NetVLAD", context_gating=True, seed=0, **TINY)
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                del config["config"]["spec"]["context_gating"]
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    old = load_model(tmp_path / "old.keras")
+    assert all(_gating(old).values()) and old.spec["context_gating"] is True
+    x = {m: np.ones((1, 4, 16), "float32") for m in ("video", "audio")}
+    np.testing.assert_allclose(np.asarray(old(x)), np.asarray(model(x)), atol=1e-6)
