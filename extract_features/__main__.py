@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,6 +29,11 @@ def _network_args(p: argparse.ArgumentParser) -> None:
                    help="imagenet (downloaded once into $KERAS_HOME/models) or random (smoke tests only; recorded)")
     p.add_argument("--resnet_weights", help="local ResNet-152 no-top weights file (.h5) instead of the download")
     p.add_argument("--transform", default="crop", choices=sorted(decode.TRANSFORMS))
+    p.add_argument("--recipe", default=decode.DEFAULT_RECIPE, choices=list(decode.RECIPES),
+                   help="soccernet: what SoccerNet's ResNET_TF2 features were made from (token i = frame at the end "
+                        "of the i-th half second, BGR input), for models trained on SoccerNet's features; rgb: "
+                        "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
+                        "it made")
     p.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
@@ -62,11 +69,28 @@ def extract_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_out_dir(path: str | None, flag: str) -> None:
+    """An output folder must be a folder or creatable: fail before the work when a file is in the way."""
+    if not path:
+        return
+    for p in (Path(path), *Path(path).parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UserError(f"{p}: is a file, not a folder ({flag} names the output folder)")
+            return
+
+
 def _config(args: argparse.Namespace) -> ExtractConfig:
     for name in ("pca", "resnet_weights"):
         value = getattr(args, name)
         if value and not Path(value).is_file():
             raise UserError(f"{value}: no such file (--{name})")
+    if args.pca:
+        from extract_features.pca import load_pca
+
+        load_pca(args.pca)  # a PCA that does not fit the backbone fails now, before any work
+    _check_out_dir(args.out, "--out")
+    _check_out_dir(args.out_root, "--out_root")
     if args.batch_size < 1:
         raise UserError("--batch_size must be at least 1")
     for name in (args.video_feature_name, args.audio_feature_name):
@@ -74,7 +98,7 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
             raise UserError(f"feature name {name!r}: use letters, digits, '_', '.', '-'")
     return ExtractConfig(weights=args.weights, resnet_weights=args.resnet_weights, pca=args.pca,
                          vggish=None if args.vggish == "auto" else args.vggish, transform=args.transform,
-                         compute_dtype=args.compute_dtype, silent_audio=args.silent_audio,
+                         recipe=args.recipe, compute_dtype=args.compute_dtype, silent_audio=args.silent_audio,
                          vggish128=args.vggish128, save_raw=args.save_raw, seed=args.seed,
                          video_name=args.video_feature_name, audio_name=args.audio_feature_name)
 
@@ -126,6 +150,16 @@ def fit_pca_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _input_recipe(inputs: list[Path], video_recipe: str) -> str:
+    """The one video recipe of all fit_pca inputs: videos get `--recipe`, feature files their folder's record."""
+    from extract_features.pipeline import read_recipe
+
+    recipes = {read_recipe(p.parent)["video"] if p.suffix == ".npy" else video_recipe for p in inputs}
+    if len(recipes) > 1:
+        raise UserError(f"fit_pca: the inputs mix video recipes ({', '.join(sorted(recipes))}); fit one PCA per recipe")
+    return recipes.pop()
+
+
 def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.ndarray]:
     """2048-d feature blocks from .npy files (memory-mapped) and videos (ResNet-152 run here)."""
     resnet = None
@@ -136,12 +170,12 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
             except (OSError, ValueError) as exc:
                 raise UserError(f"{path}: not a .npy array") from exc
             continue
-        from extract_features.video import ResNetEmbedder
+        from extract_features.video import FrameEmbedder
 
         if resnet is None:
-            resnet = ResNetEmbedder(args.weights, resnet_weights=args.resnet_weights,
-                                    compute_dtype=args.compute_dtype, seed=args.seed)
-        for chunk in decode.VideoDecoder(path, args.transform).chunks(args.batch_size):
+            resnet = FrameEmbedder(args.weights, resnet_weights=args.resnet_weights,
+                                   compute_dtype=args.compute_dtype, seed=args.seed)
+        for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.batch_size):
             yield resnet(chunk)
 
 
@@ -161,10 +195,11 @@ def fit_pca_main(argv: Sequence[str]) -> int:
             raise UserError(f"{item}: no such file or folder")
     if not inputs:
         raise UserError("fit_pca: no 2048-d feature files (*_ResNET_TF2.npy) or videos found")
-    pca = fit_pca(_raw_blocks(inputs, args), args.dim)
+    recipe = _input_recipe(inputs, args.recipe)
+    pca = fit_pca(_raw_blocks(inputs, args), args.dim, recipe=recipe)
     save_pca(args.out, pca)
     print(f"{args.out}: PCA {pca.mean.shape[0]} -> {pca.output_dim} fitted on {pca.source['rows']} rows "
-          f"from {len(inputs)} inputs")
+          f"from {len(inputs)} inputs ({recipe} recipe)")
     return 0
 
 
@@ -187,11 +222,28 @@ def convert_pca_main(argv: Sequence[str]) -> int:
 COMMANDS = {"fit_pca": fit_pca_main, "convert_pca": convert_pca_main}
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (what `timeout` and schedulers send) stops a run like Ctrl-C: at once, nothing half-written."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in COMMANDS:
-        return COMMANDS[argv[0]](argv[1:])
-    return extract_main(argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    with _sigterm_interrupts():
+        return command(argv[1:]) if command else extract_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,28 +1,36 @@
-"""Decode a match video with ffmpeg: RGB frames at 2 per second and 16 kHz mono audio, streamed in chunks.
+"""Decode a match video with ffmpeg: frames at 2 per second and 16 kHz mono audio, streamed in chunks.
 
-Token rule (measured on ffmpeg 9, checked by tests/test_extract_decode.py): token i is the frame on
-screen at time i/2 s of the file's timeline, and a video whose last frame ends at D seconds gives
-T = ceil(2 * D) tokens (every instant of [0, D) is covered by exactly one token). This is ffmpeg's
-`fps=2:round=up:eof_action=pass:start_time=0`:
-- the default `round=near` picks the frame ~0.24 s *after* i/2 (the one whose rounded time is i/2),
-  `round=up` picks the latest frame shown at or before i/2;
-- the default `eof_action=round` gives round(2 * D) instead: a clip under 0.25 s decodes to nothing;
-- `start_time=0` anchors token 0 at t = 0 when the video stream starts late (first frame repeated),
-  the audio side does the same with `aresample=async=1:first_pts=0` (silence before the first sample).
-SoccerNet's loader (every 12.5th frame of a 25 fps video) gives the same count, frames within 1/fps.
+Two video recipes (`RECIPES`), recorded in extraction.json:
+- `soccernet` (default) reproduces what SoccerNet's ResNET_TF2 extraction fed ResNet-152 (its `FrameCV`
+  loader, OpenCV): token i is the last frame that starts before (i + 1)/2 s, i.e. the frame on screen at
+  the END of the half second [i/2, (i + 1)/2); a video whose last frame ends at D seconds gives
+  T = floor(2 * D) tokens (a trailing incomplete half second gives none). This is ffmpeg's
+  `fps=2:round=down:start_time=0` (eof_action=round rounds the end down too). On a constant frame rate
+  video it is FrameCV's rule (frame n, counted from 1, kept when n % (fps / 2) < 1), frame for frame.
+  Frames are converted to BGR at the source size, then scaled (area, like `imutils.resize`; bicubic for
+  `resize`, like `cv2.INTER_CUBIC`) and centre-cropped as FrameCV does, and handed on in OpenCV's BGR
+  order: SoccerNet passed those straight to Keras' `preprocess_input`, which expects RGB.
+- `rgb` is this tool's earlier recipe, for models trained on features it made: token i is the frame on
+  screen at i/2 s, T = ceil(2 * D) (`fps=2:round=up:eof_action=pass`), scaled in YUV, handed on as RGB
+  (ImageNet's convention).
+Both recipes follow the file's clock, not its frame count (variable frame rates stay aligned with the
+audio), and `start_time=0` anchors token 0 at t = 0 when the video stream starts late (first frame repeated).
 
-Frames are scaled and cropped by ffmpeg (area filter like SoccerNet's `imutils.resize`, bicubic for
-`resize` like its `cv2.INTER_CUBIC`), sent as rgb24 rawvideo through a pipe and read `chunk` frames at a
-time, so a 45-minute half never sits in memory.
+Audio: the mean of all channels (as V&D's preprocessing did; ffmpeg's own `-ac 1` downmix of stereo is
+(L + R)/sqrt(2)), 16 kHz, silence before a late first sample (`aresample=async=1:first_pts=0`); 0.5 s
+piece i covers [i/2, (i + 1)/2), the half second that video token i describes in the `soccernet` recipe.
+
+Everything goes through pipes, read `chunk` frames at a time, so a 45-minute half never sits in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,21 +43,68 @@ FPS = 2.0
 SIZE = 224
 SAMPLE_RATE = 16000
 PIECE_SAMPLES = int(SAMPLE_RATE / FPS)  # one 0.5 s audio piece per video token
+TRANSFORMS = ("crop", "resize", "resize256crop224")
+DEFAULT_RECIPE = "soccernet"
+AUDIO_RECIPE = "channel_mean"
 
-# dar = display aspect ratio (sample aspect ratio included), so anamorphic videos keep their shape.
-TRANSFORMS = {
-    "crop": f"scale=w='max({SIZE},round({SIZE}*dar))':h='max({SIZE},round({SIZE}/dar))':flags=area,"
-            f"crop={SIZE}:{SIZE}",
-    "resize": f"scale={SIZE}:{SIZE}:flags=bicubic",
-    "resize256crop224": "scale=w='max(256,round(256*dar))':h='max(256,round(256/dar))':flags=area,"
-                        f"crop={SIZE}:{SIZE}",
+
+def _keep_aspect(side: int, rounding: str) -> str:
+    """Scale so the short side is `side`, keeping the display aspect (dar: anamorphic videos keep their shape)."""
+    long_w, long_h = (rounding.format(f"{side}*dar"), rounding.format(f"{side}/dar"))
+    return f"scale=w='max({side},{long_w})':h='max({side},{long_h})'"
+
+
+# imutils.resize takes width = int(w * 224 / h) (1e-6: an exact integer must not fall to the one below);
+# FrameCV's crop offset is int((w - 224) / 2), where ffmpeg's default rounds it and aligns it to chroma in YUV.
+_TRUNC = "trunc({}+1e-6)"
+_CENTRE = f"crop={SIZE}:{SIZE}:trunc((iw-{SIZE})/2):trunc((ih-{SIZE})/2)"
+_SOCCERNET_TRANSFORMS = {
+    "crop": f"format=bgr24,{_keep_aspect(SIZE, _TRUNC)}:flags=area,{_CENTRE}",
+    "resize": f"format=bgr24,scale={SIZE}:{SIZE}:flags=bicubic",
+    "resize256crop224": f"format=bgr24,{_keep_aspect(256, _TRUNC)}:flags=area,{_CENTRE}",
 }
-FPS_FILTER = f"fps={FPS:g}:round=up:eof_action=pass:start_time=0"
+_RGB_TRANSFORMS = {
+    "crop": f"{_keep_aspect(SIZE, 'round({})')}:flags=area,crop={SIZE}:{SIZE}",
+    "resize": f"scale={SIZE}:{SIZE}:flags=bicubic",
+    "resize256crop224": f"{_keep_aspect(256, 'round({})')}:flags=area,crop={SIZE}:{SIZE}",
+}
 
 
-def expected_tokens(video_end_seconds: float) -> int:
-    """The token-count rule: T = ceil(2 * D) for a video whose last frame ends at D seconds."""
-    return max(0, int(np.ceil(round(video_end_seconds * FPS, 6))))
+@dataclass(frozen=True)
+class VideoRecipe:
+    """Which frame each token shows, how it is scaled, and the channel order handed to the network."""
+
+    name: str
+    frame_filter: str  # ffmpeg filter picking one frame per token
+    transforms: dict[str, str]
+    pix_fmt: str  # "bgr24" (SoccerNet's input) or "rgb24"
+    count: Callable[[float], float]  # T = count(2 * D)
+    token_rule: str  # recorded in extraction.json
+
+    def tokens(self, video_end_seconds: float) -> int:
+        """The token count of a video whose last frame ends at `video_end_seconds`."""
+        return max(0, int(self.count(round(video_end_seconds * FPS, 6))))
+
+
+RECIPES = {
+    "soccernet": VideoRecipe(
+        "soccernet", f"fps={FPS:g}:round=down:start_time=0", _SOCCERNET_TRANSFORMS, "bgr24", math.floor,
+        "token i = last frame starting before (i+1)/2 s (BGR, as SoccerNet's FrameCV); T = floor(2 * video duration)"),
+    "rgb": VideoRecipe(
+        "rgb", f"fps={FPS:g}:round=up:eof_action=pass:start_time=0", _RGB_TRANSFORMS, "rgb24", math.ceil,
+        "token i = frame on screen at i/2 s (RGB); T = ceil(2 * video duration)"),
+}
+
+
+def get_recipe(name: str) -> VideoRecipe:
+    if name not in RECIPES:
+        raise UserError(f"unknown video recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def expected_tokens(video_end_seconds: float, recipe: str = DEFAULT_RECIPE) -> int:
+    """The token-count rule of `recipe` for a video whose last frame ends at `video_end_seconds`."""
+    return get_recipe(recipe).tokens(video_end_seconds)
 
 
 def check_video(path: str | os.PathLike, *, need_audio: bool) -> MediaInfo:
@@ -75,21 +130,21 @@ class _Pipe:
         self._drain = threading.Thread(target=lambda: self._stderr.append(self.proc.stderr.read()), daemon=True)
         self._drain.start()
 
-    def read_records(self, record_bytes: int, per_read: int) -> Iterator[bytes]:
-        """Yield blocks of up to `per_read` whole records; a trailing partial record is returned padded by the caller."""
-        want = record_bytes * per_read
+    def read_exact(self, n: int) -> bytes:
+        """Up to `n` bytes (fewer only at the end of the stream)."""
         buf = bytearray()
-        stream = self.proc.stdout
-        while True:
-            data = stream.read(want - len(buf))
+        while len(buf) < n:
+            data = self.proc.stdout.read(n - len(buf))
             if not data:
                 break
             buf += data
-            if len(buf) >= want:
-                yield bytes(buf)
-                buf.clear()
-        if buf:
-            yield bytes(buf)
+        return bytes(buf)
+
+    def read_records(self, record_bytes: int, per_read: int) -> Iterator[bytes]:
+        """Yield blocks of up to `per_read` whole records; a trailing partial record is returned padded by the caller."""
+        want = record_bytes * per_read
+        while block := self.read_exact(want):
+            yield block
         self.finish()
 
     def finish(self) -> None:
@@ -110,20 +165,27 @@ class _Pipe:
 
 @dataclass(frozen=True)
 class VideoDecoder:
-    """Frames of `path` at 2 per second, `transform`ed to 224 x 224 RGB uint8."""
+    """Frames of `path` at 2 per second, `transform`ed to 224 x 224 uint8, in the `recipe`'s frame rule and
+    channel order (BGR for `soccernet`, RGB for `rgb`)."""
 
     path: Path
     transform: str = "crop"
     threads: int = 0  # ffmpeg decoder threads (0 = ffmpeg's choice)
+    recipe: str = DEFAULT_RECIPE
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
             raise UserError(f"unknown transform {self.transform!r}; choose one of {', '.join(TRANSFORMS)}")
+        get_recipe(self.recipe)
+
+    def filters(self) -> str:
+        recipe = get_recipe(self.recipe)
+        return f"{recipe.frame_filter},{recipe.transforms[self.transform]},setsar=1"
 
     def args(self) -> list[str]:
         return ["-threads", str(self.threads), "-i", media_arg(self.path), "-map", "0:v:0", "-an", "-sn", "-dn",
-                "-vf", f"{FPS_FILTER},{TRANSFORMS[self.transform]},setsar=1",
-                "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+                "-vf", self.filters(), "-fps_mode", "passthrough", "-pix_fmt", get_recipe(self.recipe).pix_fmt,
+                "-f", "rawvideo", "pipe:1"]
 
     def chunks(self, chunk: int = 32) -> Iterator[np.ndarray]:
         """Yield uint8 arrays [n <= chunk, 224, 224, 3], in time order."""
@@ -138,24 +200,50 @@ class VideoDecoder:
             pipe.close()
 
 
+def _wav_channels(pipe: _Pipe) -> int:
+    """Read the WAV header ffmpeg streams (RIFF, then chunks up to `data`); its channel count, 0 if no audio."""
+    riff = pipe.read_exact(12)
+    if not riff:
+        pipe.finish()  # ffmpeg's own error, if it failed
+        return 0
+    if riff[:4] != b"RIFF" or riff[8:] != b"WAVE":
+        raise UserError(f"{pipe.what}: ffmpeg did not stream a WAV header")
+    channels = 0
+    while True:
+        head = pipe.read_exact(8)
+        if len(head) < 8:
+            raise UserError(f"{pipe.what}: WAV header cut short")
+        size = int.from_bytes(head[4:], "little")
+        if head[:4] == b"data":
+            return channels
+        body = pipe.read_exact(size + size % 2)
+        if head[:4] == b"fmt ":
+            channels = int.from_bytes(body[2:4], "little")
+
+
 @dataclass(frozen=True)
 class AudioDecoder:
-    """The audio of `path` as 16 kHz mono float32, cut into 0.5 s pieces (one per video token)."""
+    """The audio of `path` as 16 kHz mono float32 (mean of all channels), cut into 0.5 s pieces (one per token)."""
 
     path: Path
 
     def args(self) -> list[str]:
+        # every channel is resampled as it is (no -ac: ffmpeg's downmix is not a mean); the mean is taken here
         return ["-i", media_arg(self.path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-                "-af", "aresample=async=1:first_pts=0", "-ac", "1", "-ar", str(SAMPLE_RATE),
-                "-f", "f32le", "pipe:1"]
+                "-af", "aresample=async=1:first_pts=0", "-ar", str(SAMPLE_RATE),
+                "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"]
 
     def samples(self, chunk_seconds: float = 60.0) -> Iterator[np.ndarray]:
-        """Yield consecutive float32 sample blocks of `chunk_seconds` (the last one shorter)."""
+        """Yield consecutive float32 mono sample blocks of `chunk_seconds` (the last one shorter)."""
         pipe = _Pipe(self.args(), f"{self.path}: decoding audio")
         try:
-            for block in pipe.read_records(4, int(chunk_seconds * SAMPLE_RATE)):
-                usable = len(block) - len(block) % 4
-                yield np.frombuffer(block[:usable], "<f4").astype(np.float32)
+            channels = _wav_channels(pipe)
+            if channels < 1:
+                return
+            frame = 4 * channels
+            for block in pipe.read_records(frame, int(chunk_seconds * SAMPLE_RATE)):
+                usable = len(block) - len(block) % frame
+                yield channel_mean(np.frombuffer(block[:usable], "<f4").reshape(-1, channels))
         finally:
             pipe.close()
 
@@ -163,6 +251,11 @@ class AudioDecoder:
         """Yield float32 arrays [n <= chunk_pieces, 8000]; the last piece is zero-padded to 0.5 s."""
         for block in self.samples(chunk_pieces * PIECE_SAMPLES / SAMPLE_RATE):
             yield to_pieces(block)
+
+
+def channel_mean(samples: np.ndarray) -> np.ndarray:
+    """[n, channels] -> [n] float32: the plain mean of the channels (V&D's `np.mean` downmix)."""
+    return samples.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
 def to_pieces(samples: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ components = pca.components_ (divided by sqrt(explained_variance_) if the PCA wh
 
 Fitting streams over feature files (sums of x and x^T x in float64), so many halves never sit in memory;
 the eigenvectors match scikit-learn's full-SVD PCA, signs included (largest |entry| of each positive).
+The `.npz` may also hold `recipe`, the video recipe of the features it was fitted on (extraction warns when
+it differs from the one in use): "soccernet" for SoccerNet's pickles, the fitted features' own otherwise.
 """
 
 from __future__ import annotations
@@ -43,13 +45,23 @@ class Pca:
         return ((x - self.mean) @ self.components.T).astype(np.float32)
 
 
+    @property
+    def recipe(self) -> str | None:
+        """The video recipe of the features this PCA was fitted on (None when the file does not say)."""
+        return self.source.get("recipe")
+
+
 def save_pca(path: str | os.PathLike, pca: Pca) -> None:
+    arrays = {"mean": pca.mean.astype(np.float32), "components": pca.components.astype(np.float32)}
+    if pca.recipe:
+        arrays["recipe"] = np.array(pca.recipe)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, mean=pca.mean.astype(np.float32), components=pca.components.astype(np.float32))
+        np.savez(fh, **arrays)
 
 
-def load_pca(path: str | os.PathLike) -> Pca:
-    """A `.npz` written by `save_pca` / `fit_pca` / `convert_pca`; pickles are refused here (run convert_pca)."""
+def load_pca(path: str | os.PathLike, input_dim: int = INPUT_DIM) -> Pca:
+    """A `.npz` written by `save_pca` / `fit_pca` / `convert_pca`, checked to take `input_dim`-wide features
+    (cheap: called before any extraction work); pickles are refused here (run convert_pca)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: no such PCA file")
@@ -59,9 +71,15 @@ def load_pca(path: str | os.PathLike) -> Pca:
     try:
         with np.load(p, allow_pickle=False) as data:
             mean, components = data["mean"], data["components"]
+            recipe = str(data["recipe"]) if "recipe" in data.files else None
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{p}: not a PCA .npz with arrays 'mean' and 'components'") from exc
-    return Pca(mean.astype(np.float32), components.astype(np.float32), {"kind": "npz", "path": str(p)})
+    source = {"kind": "npz", "path": str(p), **({"recipe": recipe} if recipe else {})}
+    pca = Pca(mean.astype(np.float32), components.astype(np.float32), source)
+    if pca.mean.shape != (input_dim,):
+        raise UserError(f"{p}: a PCA of {pca.mean.shape[0]}-d features (mean {pca.mean.shape}, components "
+                        f"{pca.components.shape}); the video backbone gives {input_dim}-d features")
+    return pca
 
 
 def random_pca(seed: int = 0, input_dim: int = INPUT_DIM, output_dim: int = OUTPUT_DIM) -> Pca:
@@ -99,7 +117,8 @@ class PcaFitter:
                    {"kind": "fit", "rows": self.count})
 
 
-def fit_pca(blocks: Iterable[np.ndarray], output_dim: int = OUTPUT_DIM) -> Pca:
+def fit_pca(blocks: Iterable[np.ndarray], output_dim: int = OUTPUT_DIM, *, recipe: str | None = None) -> Pca:
+    """Fit on every block of [N, D] features; `recipe` (the features' video recipe) is recorded in the PCA."""
     blocks = iter(blocks)
     first = next(blocks, None)
     if first is None:
@@ -108,7 +127,8 @@ def fit_pca(blocks: Iterable[np.ndarray], output_dim: int = OUTPUT_DIM) -> Pca:
     fitter.add(first)
     for block in blocks:
         fitter.add(block)
-    return fitter.fit(output_dim)
+    pca = fitter.fit(output_dim)
+    return Pca(pca.mean, pca.components, {**pca.source, **({"recipe": recipe} if recipe else {})})
 
 
 def convert_soccernet(average_pkl: str | os.PathLike, pca_pkl: str | os.PathLike, *, allow_pickle: bool) -> Pca:
@@ -128,13 +148,29 @@ def convert_soccernet(average_pkl: str | os.PathLike, pca_pkl: str | os.PathLike
         except Exception as exc:  # unpickling can raise nearly anything
             raise UserError(f"{p}: cannot unpickle ({type(exc).__name__}: {exc})") from exc
 
-    average = np.asarray(unpickle(average_pkl), np.float64).reshape(-1)
+    average = _numbers(unpickle(average_pkl), average_pkl, "the average feature").reshape(-1)
     model = unpickle(pca_pkl)
     if not hasattr(model, "components_"):
-        raise UserError(f"{pca_pkl}: not a scikit-learn PCA (no components_)")
-    components = np.asarray(model.components_, np.float64)
+        raise UserError(f"{pca_pkl}: not a scikit-learn PCA (no components_; holds a {type(model).__name__})")
+    components = _numbers(model.components_, pca_pkl, "components_")
+    model_mean = _numbers(getattr(model, "mean_", 0.0), pca_pkl, "mean_").reshape(-1)
+    if average.shape != (INPUT_DIM,) or components.ndim != 2 or components.shape[1] != INPUT_DIM \
+            or model_mean.size not in (1, INPUT_DIM):
+        raise UserError(f"{average_pkl}, {pca_pkl}: not a PCA of {INPUT_DIM}-d features (average {average.shape}, "
+                        f"components {components.shape}, mean_ {model_mean.shape})")
     if getattr(model, "whiten", False):
-        components = components / np.sqrt(np.asarray(model.explained_variance_))[:, None]
-    mean = average + np.asarray(getattr(model, "mean_", 0.0), np.float64)
+        variance = _numbers(getattr(model, "explained_variance_", None), pca_pkl, "explained_variance_").reshape(-1)
+        if variance.shape != (len(components),):
+            raise UserError(f"{pca_pkl}: explained_variance_ {variance.shape} does not fit {len(components)} components")
+        components = components / np.sqrt(variance)[:, None]
+    mean = average + model_mean
     return Pca(mean.astype(np.float32), components.astype(np.float32),
-               {"kind": "soccernet", "average": str(average_pkl), "pca": str(pca_pkl)})
+               {"kind": "soccernet", "average": str(average_pkl), "pca": str(pca_pkl), "recipe": "soccernet"})
+
+
+def _numbers(value, path: str | os.PathLike, what: str) -> np.ndarray:
+    """`value` as a float64 array, or a one-line UserError (a pickle can hold anything)."""
+    try:
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: {what} is not an array of numbers (a {type(value).__name__})") from exc

@@ -1,8 +1,14 @@
 """One video -> video [T, 512] and audio [T, 512] features, with decoding and audio overlapped with ResNet-152.
 
 Three threads: ffmpeg frames are decoded into a small queue (never more than a few batches in memory),
-the audio side (ffmpeg -> log-mel -> VGGish) runs on its own, and the caller's thread runs ResNet-152 +
-PCA. TensorFlow releases the GIL, so the three overlap; on a CPU-bound machine the network sets the pace.
+the audio side (ffmpeg -> log-mel -> VGGish) runs on its own, and a third runs ResNet-152 + PCA.
+TensorFlow releases the GIL, so the three overlap; on a CPU-bound machine the network sets the pace. The
+caller's thread only waits, so Ctrl-C (or SIGTERM from the CLI) stops a run at once instead of after the
+network's current batch; nothing is written until a video is complete.
+
+The feature recipe is recorded in extraction.json as `"recipe": {"video": "soccernet" | "rgb", "audio":
+"channel_mean"}`; `read_recipe` / `recipe_of` read it back (records written before recipes were recorded
+are the `rgb` video recipe with ffmpeg's downmix, `LEGACY_RECIPE`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import functools
 import json
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +31,8 @@ from common.errors import UserError
 from extract_features import decode
 
 FORMAT_VERSION = 1
+SOCCERNET_RECIPE = {"video": "soccernet", "audio": decode.AUDIO_RECIPE}
+LEGACY_RECIPE = {"video": "rgb", "audio": "ffmpeg_downmix"}  # extraction.json written before recipes were
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class ExtractConfig:
     pca: str | None = None  # .npz; None with random weights = random orthonormal projection
     vggish: str | None = None  # None = "auto" (or "random" with --weights random)
     transform: str = "crop"
+    recipe: str = decode.DEFAULT_RECIPE  # video recipe: "soccernet" | "rgb"
     compute_dtype: str = "float32"
     silent_audio: bool = False
     vggish128: bool = False
@@ -48,6 +58,7 @@ class ExtractConfig:
             raise UserError(f"unknown --weights {self.weights!r}; choose imagenet or random")
         if self.transform not in decode.TRANSFORMS:
             raise UserError(f"unknown --transform {self.transform!r}; choose one of {', '.join(decode.TRANSFORMS)}")
+        decode.get_recipe(self.recipe)
         if self.pca is None and self.weights != "random":
             raise UserError("--pca FILE.npz is required with real weights (features must match the PCA the models "
                             "were trained with): convert SoccerNet's pickles with `python -m extract_features "
@@ -91,6 +102,10 @@ class Extractor:
 
         self.config = config
         self.pca = load_pca(config.pca) if config.pca else random_pca(config.seed)
+        if self.pca.recipe and self.pca.recipe != config.recipe:
+            print(f"warning: {config.pca} was fitted on features of the {self.pca.recipe!r} video recipe, these "
+                  f"use {config.recipe!r}: the features will not match what models trained with it saw",
+                  file=sys.stderr)
         self.resnet = _resnet(config.weights, config.resnet_weights, config.compute_dtype, config.seed)
         self.vggish = _vggish(config.vggish_spec, config.vggish128, config.seed + 1)
 
@@ -102,11 +117,13 @@ class Extractor:
             "resnet": self.resnet.source,
             "vggish": self.vggish.source,
             "pca": self.pca.source,
+            "recipe": {"video": c.recipe, "audio": decode.AUDIO_RECIPE},
             "transform": c.transform,
             "compute_dtype": c.compute_dtype,
             "frames_per_second": decode.FPS,
-            "token_rule": "token i = frame on screen at i/2 s; T = ceil(2 * video duration)",
-            "audio": "16 kHz mono, 0.5 s pieces -> 46x64 log-mel -> VGGish conv4_2 -> global average pool",
+            "token_rule": decode.get_recipe(c.recipe).token_rule,
+            "audio": "mean of all channels, 16 kHz; piece i = [i/2, (i+1)/2) s -> 46x64 log-mel -> VGGish conv4_2 "
+                     "-> global average pool",
             "settings": c.settings(),
         }
 
@@ -132,73 +149,58 @@ class Extractor:
         result["embeddings"] = np.concatenate(emb) if emb else np.zeros((0, 128), np.float32)
         result["samples"] = samples
 
+    def _decode_worker(self, path: Path, batch_size: int, frames: queue.Queue, stop: threading.Event) -> None:
+        decoder = decode.VideoDecoder(path, self.config.transform, threads=1, recipe=self.config.recipe)
+        try:
+            with contextlib.closing(decoder.chunks(batch_size)) as chunks:
+                for chunk in chunks:
+                    if not _put(frames, chunk, stop):
+                        return
+        finally:
+            _put(frames, None, stop)
+
+    def _network_worker(self, frames: queue.Queue, video: list, raw: list, bar, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                chunk = frames.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if chunk is None:
+                return
+            feats = self.resnet(chunk)
+            if self.config.save_raw:
+                raw.append(feats)
+            video.append(self.pca.transform(feats))
+            bar.update(len(chunk))
+
     def run(self, path: str | os.PathLike, *, batch_size: int = 32, progress: bool = True) -> ExtractedFeatures:
         """Extract features of one video file (validated first: missing, not a video, no audio)."""
-        from extract_features.audio import align, embeddings_to_tokens
-
         path = Path(path)
         info = decode.check_video(path, need_audio=not self.config.silent_audio)
         started = time.perf_counter()
         frames: queue.Queue = queue.Queue(maxsize=4)
-        stop = threading.Event()
+        stages = _Stages()
         audio: dict = {}
-        errors: list[BaseException] = []
-
-        def guarded(fn, *args):
-            def body():
-                try:
-                    fn(*args)
-                except BaseException as exc:  # surfaced in the caller's thread below
-                    errors.append(exc)
-                    stop.set()
-            return body
-
-        def decode_worker():
-            decoder = decode.VideoDecoder(path, self.config.transform, threads=1)
-            try:
-                with contextlib.closing(decoder.chunks(batch_size)) as chunks:
-                    for chunk in chunks:
-                        while not stop.is_set():
-                            with contextlib.suppress(queue.Full):
-                                frames.put(chunk, timeout=0.2)
-                                break
-                        if stop.is_set():
-                            return
-            finally:
-                frames.put(None)
-
-        workers = [threading.Thread(target=guarded(decode_worker), daemon=True)]
+        video: list[np.ndarray] = []
+        raw: list[np.ndarray] = []
+        bar = _progress(progress, decode.expected_tokens(info.duration, self.config.recipe), path.name)
+        stages.start(self._decode_worker, path, batch_size, frames, stages.stop)
         if not self.config.silent_audio:
-            workers.append(threading.Thread(target=guarded(self._audio_worker, path, audio, stop), daemon=True))
-        for w in workers:
-            w.start()
-
-        video, raw = [], []
-        bar = _progress(progress, decode.expected_tokens(info.duration), path.name)
+            stages.start(self._audio_worker, path, audio, stages.stop)
+        stages.start(self._network_worker, frames, video, raw, bar, stages.stop)
         try:
-            while True:
-                chunk = frames.get()
-                if chunk is None:
-                    break
-                feats = self.resnet(chunk)
-                if self.config.save_raw:
-                    raw.append(feats)
-                video.append(self.pca.transform(feats))
-                bar.update(len(chunk))
+            stages.wait()
         finally:
-            stop.set()
             bar.close()
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    frames.get_nowait()
-            for w in workers:
-                w.join()
-        if errors:
-            raise errors[0]
+        return self._result(path, info, video, raw, audio, started)
+
+    def _result(self, path: Path, info, video: list, raw: list, audio: dict, started: float) -> ExtractedFeatures:
+        from extract_features.audio import align, embeddings_to_tokens
 
         tokens = sum(len(v) for v in video)
         if tokens == 0:
-            raise UserError(f"{path}: no video frames decoded (empty or zero-length video)")
+            raise UserError(f"{path}: no video tokens (the video is empty, or shorter than the half second "
+                            f"one token needs under the {self.config.recipe!r} recipe)")
         video_feats = np.concatenate(video)
         silence = self.vggish.silence()
         audio_feats = align(audio.get("features", np.zeros((0, 512), np.float32)), tokens, silence)
@@ -218,13 +220,61 @@ class Extractor:
                                  np.concatenate(raw) if raw else None, audio_128, half)
 
 
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put `item` unless `stop` is set first; True when it went in."""
+    while not stop.is_set():
+        with contextlib.suppress(queue.Full):
+            q.put(item, timeout=0.2)
+            return True
+    return False
+
+
+class _Stages:
+    """Worker threads of one run: the first error stops them all and is raised in the caller's thread.
+
+    The caller only waits (in short timed joins, so signals reach it at once). On an error every worker
+    is joined (the network finishes its current batch); on KeyboardInterrupt only the ffmpeg readers are
+    given a moment to kill ffmpeg, and the network's batch is abandoned (daemon thread).
+    """
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+
+    def start(self, fn, *args) -> None:
+        def body():
+            try:
+                fn(*args)
+            except BaseException as exc:  # surfaced in the caller's thread by wait()
+                self.errors.append(exc)
+                self.stop.set()
+
+        thread = threading.Thread(target=body, daemon=True, name=fn.__name__)
+        thread.start()
+        self.threads.append(thread)
+
+    def wait(self) -> None:
+        try:
+            for thread in self.threads:
+                while thread.is_alive():
+                    thread.join(0.1)
+        except KeyboardInterrupt:
+            self.stop.set()
+            for thread in self.threads[:-1]:  # the readers, not the network (last)
+                thread.join(1.0)
+            raise
+        if self.errors:
+            raise self.errors[0]
+
+
 # Networks are slow to build (ResNet-152: seconds): each is built once per process and settings, and shared by
 # every video and every ExtractConfig that needs it.
 @functools.lru_cache(maxsize=2)
 def _resnet(weights: str, resnet_weights: str | None, compute_dtype: str, seed: int):
-    from extract_features.video import ResNetEmbedder
+    from extract_features.video import FrameEmbedder
 
-    return ResNetEmbedder(weights, resnet_weights=resnet_weights, compute_dtype=compute_dtype, seed=seed)
+    return FrameEmbedder(weights, resnet_weights=resnet_weights, compute_dtype=compute_dtype, seed=seed)
 
 
 @functools.lru_cache(maxsize=2)
@@ -255,6 +305,36 @@ def _progress(enabled: bool, total: int, name: str):
 
 
 # ---- outputs ------------------------------------------------------------------------------------------------
+
+
+def recipe_of(record: dict | None) -> dict[str, str]:
+    """The feature recipe `{"video": "soccernet" | "rgb", "audio": "channel_mean" | "ffmpeg_downmix"}` of an
+    extraction.json record (or `ExtractedFeatures.info`). A record without the key predates recorded recipes:
+    `LEGACY_RECIPE`. No record at all (None): features this tool did not make, i.e. SoccerNet's released ones
+    (ResNET_TF2_PCA512 and V&D's VGGish), whose recipe is `SOCCERNET_RECIPE`."""
+    if record is None:
+        return dict(SOCCERNET_RECIPE)
+    recipe = record.get("recipe")
+    if recipe is None:
+        return dict(LEGACY_RECIPE)
+    if not isinstance(recipe, dict) or not {"video", "audio"} <= recipe.keys():
+        raise UserError(f"extraction.json: 'recipe' must be {{\"video\": ..., \"audio\": ...}}, got {recipe!r}")
+    return {"video": str(recipe["video"]), "audio": str(recipe["audio"])}
+
+
+def read_recipe(path: str | os.PathLike) -> dict[str, str]:
+    """The feature recipe of a features folder (or of its extraction.json file); see `recipe_of`.
+    A folder without extraction.json holds SoccerNet's released features; an unreadable one is a UserError."""
+    from common.atomic import read_json
+
+    path = Path(path)
+    record_path = path / "extraction.json" if path.is_dir() else path
+    if not record_path.exists():
+        return recipe_of(None)
+    record = read_json(record_path)
+    if not isinstance(record, dict):
+        raise UserError(f"{record_path}: not an extraction record (a JSON object)")
+    return recipe_of(record)
 
 
 def read_record(out_dir: Path) -> dict | None:
@@ -296,14 +376,15 @@ def write_outputs(out_dir: Path, prefix: str, result: ExtractedFeatures, config:
 
 
 def extract_file(video_path: str | os.PathLike, *, weights: str = "imagenet", pca: str | os.PathLike | None = None,
-                 vggish: str = "auto", transform: str = "crop", batch_size: int = 32,
+                 vggish: str = "auto", transform: str = "crop", recipe: str = decode.DEFAULT_RECIPE,
+                 batch_size: int = 32,
                  compute_dtype: str = "float32", progress: bool = True, resnet_weights: str | None = None,
                  silent_audio: bool = False, vggish128: bool = False, seed: int = 0,
                  prefix: str = "1") -> ExtractedFeatures:
     """Features of one match video (Python API used by inference): video/audio [T, 512] and the info dict."""
     config = ExtractConfig(weights=weights, resnet_weights=str(resnet_weights) if resnet_weights else None,
                            pca=str(pca) if pca else None,
-                           vggish=None if vggish == "auto" else str(vggish), transform=transform,
+                           vggish=None if vggish == "auto" else str(vggish), transform=transform, recipe=recipe,
                            compute_dtype=compute_dtype, silent_audio=silent_audio, vggish128=vggish128, seed=seed)
     decode.check_video(video_path, need_audio=not silent_audio)  # fail fast, before building networks
     result = get_extractor(config).run(video_path, batch_size=batch_size, progress=progress)

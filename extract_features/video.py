@@ -1,28 +1,61 @@
-"""Video features: Keras ResNet-152 (ImageNet, no top, global average pooling) on 224 x 224 RGB frames -> 2048-d.
+"""Video features: an ImageNet backbone (ResNet-152) on 224 x 224 frames -> one 2048-d vector per token.
 
-SoccerNet's ResNET_TF2 features took the `avg_pool` output of the full ImageNet model: the same vector as
-`include_top=False, pooling="avg"`. Frames are preprocessed in-graph with Keras' `resnet.preprocess_input`
-("caffe": RGB -> BGR, ImageNet mean subtracted, no scaling).
+`BACKBONE` is the one place that names the network: how to build it, its input size, its preprocessing,
+its output width and where its weights come from; swapping ResNet-152 for another Keras application means
+a new `Backbone` there. SoccerNet's ResNET_TF2 features took the `avg_pool` output of the full ImageNet
+ResNet-152: the same vector as `include_top=False, pooling="avg"`. Frames are preprocessed in-graph with
+Keras' `resnet.preprocess_input` ("caffe": channels reversed, ImageNet mean subtracted, no scaling). That
+function expects RGB; the `soccernet` recipe hands it BGR frames, exactly as SoccerNet's extraction did.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.applications import resnet
 
 from common.errors import UserError
 from extract_features.decode import SIZE
 from extract_features.weights import assign_random, download_or_fail
 
-FEATURE_DIM = 2048
-NOTOP_FILE = "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5"
 COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """An ImageNet network with global average pooling: everything the extractor needs to know about it."""
+
+    name: str
+    build: Callable[[tuple[int, int, int]], keras.Model]  # input shape -> model [B, H, W, 3] -> [B, width]
+    preprocess: Callable  # float32 frames (0-255) -> network input
+    input_size: int
+    width: int
+    weights_file: str  # ImageNet no-top weights, cached in $KERAS_HOME/models
+    weights_url: str
+    weights_md5: str
+
+
+RESNET152 = Backbone(
+    name="ResNet-152",
+    build=lambda shape: keras.applications.ResNet152(include_top=False, weights=None, pooling="avg",
+                                                     input_shape=shape),
+    preprocess=keras.applications.resnet.preprocess_input,
+    input_size=224,
+    width=2048,
+    weights_file="resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    weights_url="https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    weights_md5="ee4c566cf9a93f14d82f913c2dc6dd0c",
+)
+BACKBONE = RESNET152
+FEATURE_DIM = BACKBONE.width
+assert BACKBONE.input_size == SIZE, "the decoder's frame size must be the backbone's input size"
 
 
 @contextlib.contextmanager
@@ -38,51 +71,55 @@ def dtype_policy(compute_dtype: str):
         keras.config.set_dtype_policy(previous)
 
 
-def imagenet_weights() -> Path:
-    """The ImageNet no-top weights from the Keras cache (downloaded once, hash-checked)."""
-    from keras.src.applications.resnet import BASE_WEIGHTS_PATH, WEIGHTS_HASHES
-
-    return download_or_fail(NOTOP_FILE, BASE_WEIGHTS_PATH + NOTOP_FILE, what="ResNet-152 ImageNet weights",
-                            flag="--resnet_weights", file_hash=WEIGHTS_HASHES["resnet152"][1])
+def imagenet_weights(backbone: Backbone = BACKBONE) -> Path:
+    """The backbone's ImageNet no-top weights from the Keras cache (downloaded once, hash-checked)."""
+    return download_or_fail(backbone.weights_file, backbone.weights_url, what=f"{backbone.name} ImageNet weights",
+                            flag="--resnet_weights", file_hash=backbone.weights_md5)
 
 
-class ResNetEmbedder:
-    """uint8 frames [B, 224, 224, 3] -> float32 [B, 2048]."""
+class FrameEmbedder:
+    """uint8 frames [B, 224, 224, 3] (in the recipe's channel order) -> float32 [B, backbone width]."""
 
     def __init__(self, weights: str = "imagenet", *, resnet_weights: str | os.PathLike | None = None,
-                 compute_dtype: str = "float32", seed: int = 0):
-        if resnet_weights is not None:
-            path = Path(resnet_weights)
-            if not path.is_file():
-                raise UserError(f"{path}: no such ResNet-152 weights file")
-            self.source = f"file:{path}"
-        elif weights == "imagenet":
-            path = imagenet_weights()
-            self.source = "imagenet"
-        elif weights == "random":
-            path = None
-            self.source = "random"
-        else:
-            raise UserError(f"unknown --weights {weights!r}; choose imagenet or random (or give --resnet_weights)")
+                 compute_dtype: str = "float32", seed: int = 0, backbone: Backbone = BACKBONE):
+        self.backbone = backbone
+        path = self._weights_path(weights, resnet_weights)
         self.compute_dtype = compute_dtype
+        size = backbone.input_size
         with dtype_policy(compute_dtype):
-            self.model = resnet.ResNet152(include_top=False, weights=None, pooling="avg",
-                                          input_shape=(SIZE, SIZE, 3))
+            self.model = backbone.build((size, size, 3))
         if path is None:
             assign_random(self.model, seed)
         else:
             try:
                 self.model.load_weights(str(path))
             except (ValueError, OSError) as exc:
-                raise UserError(f"{path}: not ResNet-152 no-top weights ({str(exc).splitlines()[0][:200]})") from exc
-        spec = tf.TensorSpec([None, SIZE, SIZE, 3], tf.uint8)
+                raise UserError(f"{path}: not {backbone.name} no-top weights "
+                                f"({str(exc).splitlines()[0][:200]})") from exc
+        spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
         self._call = tf.function(self._forward, input_signature=[spec])
 
+    def _weights_path(self, weights: str, resnet_weights: str | os.PathLike | None) -> Path | None:
+        """Where the weights come from (None = seeded random); sets `source`, recorded in extraction.json."""
+        if resnet_weights is not None:
+            path = Path(resnet_weights)
+            if not path.is_file():
+                raise UserError(f"{path}: no such {self.backbone.name} weights file")
+            self.source = f"file:{path}"
+            return path
+        if weights == "imagenet":
+            self.source = "imagenet"
+            return imagenet_weights(self.backbone)
+        if weights == "random":
+            self.source = "random"
+            return None
+        raise UserError(f"unknown --weights {weights!r}; choose imagenet or random (or give --resnet_weights)")
+
     def _forward(self, frames):
-        x = resnet.preprocess_input(tf.cast(frames, tf.float32))
+        x = self.backbone.preprocess(tf.cast(frames, tf.float32))
         return tf.cast(self.model(x, training=False), tf.float32)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         if len(frames) == 0:
-            return np.zeros((0, FEATURE_DIM), np.float32)
+            return np.zeros((0, self.backbone.width), np.float32)
         return self._call(tf.constant(frames)).numpy()

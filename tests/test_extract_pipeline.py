@@ -19,7 +19,7 @@ import pytest
 
 from common.errors import UserError
 from common.ffmpeg import ffmpeg_exe, media_arg
-from extract_features import extract_file, pca
+from extract_features import extract_file, pca, read_recipe
 from extract_features.__main__ import main
 from extract_features.pipeline import ExtractConfig, get_extractor
 from tests.media import make_video, source_frames
@@ -43,7 +43,8 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     return {
         "tone": tone_after_one_second(d / "tone 4x3.mkv"),
         "wide": make_video(d / "wide.mp4", 1.0),
-        "short": make_video(d / "short.mp4", 0.3),
+        "short": make_video(d / "short.mp4", 0.7),
+        "tiny": make_video(d / "tiny.mp4", 0.3),
         "noaudio": make_video(d / "noaudio.mp4", 1.0, audio=False),
     }
 
@@ -54,12 +55,13 @@ def run(path, **kw):
 
 def test_shapes_rule_alignment_and_determinism(videos):
     first = run(videos["tone"])
-    tokens = math.ceil(2 * source_frames(videos["tone"]) / (30000 / 1001) - 1e-9)
+    tokens = math.floor(2 * source_frames(videos["tone"]) / (30000 / 1001) + 1e-9)
     assert first.video.shape == first.audio.shape == (tokens, 512)
     assert first.video.dtype == first.audio.dtype == np.float32
     assert np.isfinite(first.video).all() and np.isfinite(first.audio).all()
     assert first.info["weights"] == "random" and first.info["pca"]["kind"] == "random_orthonormal"
     assert first.info["halves"]["1"]["tokens"] == tokens
+    assert first.info["recipe"] == {"video": "soccernet", "audio": "channel_mean"}
     silence = get_extractor(ExtractConfig(weights="random")).vggish.silence()
     # tokens 0, 1 cover [0, 1) s: silent; tokens 2, 3 cover the tone
     assert np.allclose(first.audio[:2], silence, atol=1e-5)
@@ -72,7 +74,10 @@ def test_shapes_rule_alignment_and_determinism(videos):
 
 def test_short_video_and_silent_audio(videos):
     short = run(videos["short"])
-    assert short.video.shape == short.audio.shape == (1, 512)  # 0.3 s -> ceil(0.6) = 1 token
+    assert short.video.shape == short.audio.shape == (1, 512)  # 0.7 s -> floor(1.4) = 1 token
+    assert run(videos["short"], recipe="rgb").video.shape == (2, 512)  # ceil(1.4)
+    with pytest.raises(UserError, match="tiny.mp4: no video tokens"):
+        run(videos["tiny"])  # 0.3 s: no complete half second
     with pytest.raises(UserError, match="noaudio.mp4: no audio stream"):
         run(videos["noaudio"])
     silent = run(videos["noaudio"], silent_audio=True)
@@ -119,7 +124,7 @@ def test_pca_save_load_fit_and_convert(tmp_path):
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((300, 40)) @ rng.standard_normal((40, 40)) + 3.0
+    x = rng.standard_normal((300, 40)) @ rng.standard_normal((40, pca.INPUT_DIM)) + 3.0
     fitted = pca.fit_pca([x[:100], x[100:]], output_dim=8)
     ref = PCA(8, svd_solver="full").fit(x - x.mean(0))
     np.testing.assert_allclose(fitted.transform(x), ref.transform(x - x.mean(0)), atol=1e-3)
@@ -143,8 +148,40 @@ def test_pca_save_load_fit_and_convert(tmp_path):
     np.save(tmp_path / "1_ResNET_TF2.npy", x[:150].astype(np.float32))
     np.save(tmp_path / "2_ResNET_TF2.npy", x[150:].astype(np.float32))
     assert main(["fit_pca", str(tmp_path), "--dim", "8", "--out", str(tmp_path / "fit.npz")]) == 0
-    np.testing.assert_allclose(np.abs(pca.load_pca(tmp_path / "fit.npz").components), np.abs(fitted.components),
-                               atol=1e-4)
+    refit = pca.load_pca(tmp_path / "fit.npz")
+    np.testing.assert_allclose(np.abs(refit.transform(x)), np.abs(fitted.transform(x)), rtol=1e-3, atol=1e-2)
+    # the recipe travels: SoccerNet's pickles are its recipe; features without extraction.json are SoccerNet's
+    assert pca.load_pca(tmp_path / "sn.npz").recipe == refit.recipe == "soccernet"
+
+
+def test_pca_recipe_provenance_and_mismatch_warning(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    (tmp_path / "ours").mkdir()
+    np.save(tmp_path / "ours" / "1_ResNET_TF2.npy", rng.standard_normal((20, pca.INPUT_DIM)).astype(np.float32))
+    (tmp_path / "ours" / "extraction.json").write_text(json.dumps({"settings": {}}))  # written before recipes
+    assert read_recipe(tmp_path / "ours") == {"video": "rgb", "audio": "ffmpeg_downmix"}
+    assert main(["fit_pca", str(tmp_path / "ours"), "--dim", "4", "--out", str(tmp_path / "rgb.npz")]) == 0
+    assert pca.load_pca(tmp_path / "rgb.npz").recipe == "rgb"
+    get_extractor(ExtractConfig(weights="random", pca=str(tmp_path / "rgb.npz")))
+    assert "fitted on features of the 'rgb' video recipe" in capsys.readouterr().err
+    (tmp_path / "theirs").mkdir()
+    np.save(tmp_path / "theirs" / "1_ResNET_TF2.npy", rng.standard_normal((20, pca.INPUT_DIM)).astype(np.float32))
+    with pytest.raises(UserError, match="mix video recipes"):
+        main(["fit_pca", str(tmp_path / "ours"), str(tmp_path / "theirs"), "--dim", "4", "--out",
+              str(tmp_path / "mixed.npz")])
+    assert not (tmp_path / "mixed.npz").exists()
+
+
+@pytest.mark.parametrize("content", [{"not": "an array"}, "text", ["a", "b"], np.zeros(100)])
+def test_convert_pca_refuses_other_pickles(tmp_path, content):
+    with open(tmp_path / "average.pkl", "wb") as fh:
+        pickle.dump(content, fh)
+    with open(tmp_path / "pca.pkl", "wb") as fh:
+        pickle.dump({"components_": 1}, fh)
+    with pytest.raises(UserError, match="average.pkl|pca.pkl"):
+        main(["convert_pca", "--average", str(tmp_path / "average.pkl"), "--pca", str(tmp_path / "pca.pkl"),
+              "--allow_pickle", "--out", str(tmp_path / "out.npz")])
+    assert not (tmp_path / "out.npz").exists()
 
 
 def make_tree(root: Path, source: Path, games: int) -> list[Path]:
