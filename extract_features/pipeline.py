@@ -31,6 +31,10 @@ from common.errors import UserError
 from extract_features import decode
 
 FORMAT_VERSION = 1
+# ResNet-152 runs on at most this many frames per call, so a stop request waits for at most one such call
+# (on CPU, calls of 4 frames are no slower per frame than 32: bench/results_extract.md)
+NETWORK_SLICE = 4
+AUDIO_BLOCK_SECONDS = 15.0  # audio decoded and run through VGGish this much at a time (stop checked between)
 SOCCERNET_RECIPE = {"video": "soccernet", "audio": decode.AUDIO_RECIPE}
 LEGACY_RECIPE = {"video": "rgb", "audio": "ffmpeg_downmix"}  # extraction.json written before recipes were
 
@@ -134,7 +138,7 @@ class Extractor:
         samples = 0
         from extract_features import logmel
 
-        with contextlib.closing(decode.AudioDecoder(path).samples()) as blocks:
+        with contextlib.closing(decode.AudioDecoder(path).samples(AUDIO_BLOCK_SECONDS)) as blocks:
             for block in blocks:
                 if stop.is_set():
                     return
@@ -167,11 +171,14 @@ class Extractor:
                 continue
             if chunk is None:
                 return
-            feats = self.resnet(chunk)
-            if self.config.save_raw:
-                raw.append(feats)
-            video.append(self.pca.transform(feats))
-            bar.update(len(chunk))
+            for start in range(0, len(chunk), NETWORK_SLICE):
+                if stop.is_set():
+                    return
+                feats = self.resnet(chunk[start:start + NETWORK_SLICE])
+                if self.config.save_raw:
+                    raw.append(feats)
+                video.append(self.pca.transform(feats))
+                bar.update(len(feats))
 
     def run(self, path: str | os.PathLike, *, batch_size: int = 32, progress: bool = True) -> ExtractedFeatures:
         """Extract features of one video file (validated first: missing, not a video, no audio)."""
@@ -230,11 +237,11 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
 
 
 class _Stages:
-    """Worker threads of one run: the first error stops them all and is raised in the caller's thread.
+    """Worker threads of one run: the first error (or Ctrl-C) stops them all, then is raised in the caller's thread.
 
-    The caller only waits (in short timed joins, so signals reach it at once). On an error every worker
-    is joined (the network finishes its current batch); on KeyboardInterrupt only the ffmpeg readers are
-    given a moment to kill ffmpeg, and the network's batch is abandoned (daemon thread).
+    The caller only waits, in short timed joins, so signals reach it at once. Every worker is always joined
+    (a TensorFlow call left running in a thread crashes the interpreter at exit); each one checks the stop
+    flag between short steps (one network slice, one queue wait), so stopping takes about one slice.
     """
 
     def __init__(self) -> None:
@@ -261,8 +268,8 @@ class _Stages:
                     thread.join(0.1)
         except KeyboardInterrupt:
             self.stop.set()
-            for thread in self.threads[:-1]:  # the readers, not the network (last)
-                thread.join(1.0)
+            for thread in self.threads:
+                thread.join()
             raise
         if self.errors:
             raise self.errors[0]

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -232,11 +233,18 @@ def test_resume_after_a_killed_batch_run(videos, tmp_path):
         main([*args, "--transform", "resize"])
 
 
-def test_cli_exit_codes_without_tensorflow(tmp_path):
+def test_cli_exit_codes_without_tensorflow(tmp_path, videos):
     """Input errors exit 2 with one line, before TensorFlow is imported (fast)."""
+    np.savez(tmp_path / "narrow.npz", mean=np.zeros(100, np.float32), components=np.zeros((8, 100), np.float32))
+    (tmp_path / "a file").write_text("")
+    wide = ["--video", str(videos["wide"]), "--weights", "random"]
     for argv, message in ([["--video", str(tmp_path / "x.mp4"), "--out", str(tmp_path), "--weights", "random"],
                            "x.mp4: no such file"],
-                          [["--tree", str(tmp_path), "--weights", "random"], "no SoccerNet videos found"]):
+                          [["--tree", str(tmp_path), "--weights", "random"], "no SoccerNet videos found"],
+                          [[*wide, "--out", str(tmp_path / "o"), "--pca", str(tmp_path / "narrow.npz")],
+                           "narrow.npz: a PCA of 100-d features"],
+                          [[*wide, "--out", str(tmp_path / "a file")], "a file: is a file, not a folder (--out"],
+                          [[*wide, "--out", str(tmp_path / "a file" / "sub")], "a file: is a file, not a folder"]):
         started = time.time()
         proc = subprocess.run([sys.executable, "-m", "extract_features", *argv], cwd=ROOT, capture_output=True,
                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -244,3 +252,35 @@ def test_cli_exit_codes_without_tensorflow(tmp_path):
         assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.strip()[7:]}"]
         assert message in proc.stderr and "Traceback" not in proc.stderr
         assert time.time() - started < 5
+
+
+def test_interrupt_stops_at_once_and_writes_nothing(tmp_path):
+    """Ctrl-C while ResNet-152 works on a batch: exit within a couple of seconds, no files."""
+    video = make_video(tmp_path / "long.mp4", 120.0, size="160x90")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "extract_features", "--video", str(video), "--out", str(out),
+                             "--weights", "random", "--batch_size", "200"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while not re.search(r" [1-9]\d*/240 ", seen) and proc.poll() is None:  # progress: networks built and running
+        seen += proc.stderr.read(1)
+    started = time.time()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    stopped = time.time() - started
+    assert proc.returncode == 130, seen + proc.stderr.read()
+    assert "error: interrupted" in proc.stderr.read()
+    assert stopped < 8, stopped  # the batch of 200 frames it was in takes far longer on a CPU (~12 s idle)
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_sigterm_stops_like_ctrl_c():
+    """SIGTERM (timeout, schedulers) takes the Ctrl-C path during extraction commands, and only there."""
+    from extract_features.__main__ import _sigterm_interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _sigterm_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # interrupted long before this ends
+    assert signal.getsignal(signal.SIGTERM) is before
