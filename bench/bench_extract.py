@@ -3,8 +3,11 @@
 1. decoding a generated 720p 25 fps video to 224 x 224 at 2 fps: ffmpeg pipe vs OpenCV reading every frame;
 2. ResNet-152 frames/s at batch 32, float32 vs bfloat16, and how far bf16 features move;
 3. end to end (decode + ResNet + PCA + audio) vs ResNet alone on already-decoded frames;
-4. audio features (VGGish 512) for a 45-minute half.
-Random weights throughout (no downloads). Usage: python bench/bench_extract.py [--minutes 10] [--audio_minutes 45]
+4. audio features (VGGish 512) for a 45-minute half;
+5. (--recipes) the video recipes (soccernet vs rgb) and audio downmixes (channel mean vs ffmpeg's -ac 1),
+   before/after measured alternately in one run: decode frames/s, end to end, decode share of end to end.
+Random weights throughout (no downloads).
+Usage: python bench/bench_extract.py [--minutes 10] [--audio_minutes 45] [--recipes [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from extract_features import decode
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def generate(path: Path, minutes: float, video: bool = True) -> Path:
+def generate(path: Path, minutes: float, video: bool = True, stereo: bool = False) -> Path:
     if path.exists():
         return path
     args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
     if video:
         args += ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25"]
-    args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(minutes * 60)]
+    sine = "sine=frequency=440:sample_rate=48000" + (",aformat=channel_layouts=stereo" if stereo else "")
+    args += ["-f", "lavfi", "-i", sine, "-t", str(minutes * 60)]
     args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"] if video else []
     subprocess.run([*args, media_arg(path)], check=True)
     return path
@@ -55,6 +59,66 @@ def opencv_frames(path: Path) -> int:
     return kept
 
 
+def old_downmix_samples(path: Path) -> int:
+    """The audio decode before the channel-mean recipe: ffmpeg's own -ac 1 downmix, f32le to a pipe."""
+    pipe = decode._Pipe(["-i", media_arg(path), "-map", "0:a:0", "-vn", "-af", "aresample=async=1:first_pts=0",
+                         "-ac", "1", "-ar", str(decode.SAMPLE_RATE), "-f", "f32le", "pipe:1"], str(path))
+    try:
+        return sum(len(b) // 4 for b in pipe.read_records(4, 60 * decode.SAMPLE_RATE))
+    finally:
+        pipe.close()
+
+
+def slice_rows(rounds: int) -> list[tuple[str, str, str]]:
+    """ResNet-152 on CPU: one call of 32 frames vs 8 calls of 4 (the slices extraction uses so Ctrl-C is quick)."""
+    from extract_features.pipeline import _resnet
+
+    net = _resnet("random", None, "float32", 0)
+    frames = np.random.default_rng(0).integers(0, 256, (32, 224, 224, 3), dtype=np.uint8)
+    net(frames[:4])
+    times: dict[int, list[float]] = {32: [], 4: []}
+    for _ in range(rounds):
+        for step in times:
+            _, t = timed(lambda s=step: [net(frames[i:i + s]) for i in range(0, 32, s)])
+            times[step].append(t)
+    return [(f"ResNet-152 float32, calls of {step} frames, median of {rounds}", f"{32 / np.median(t):.2f} frames/s",
+             f"{np.median(t):.1f} s for 32 frames") for step, t in times.items()]
+
+
+def recipe_rows(video: Path, audio_file: Path, rounds: int) -> list[tuple[str, str, str]]:
+    """soccernet vs rgb (decode alone, and end to end with its decode share), channel mean vs -ac 1, alternating."""
+    from extract_features.pipeline import extract_file
+
+    decode_s: dict[str, list[float]] = {"soccernet": [], "rgb": []}
+    e2e_s: dict[str, list[float]] = {"soccernet": [], "rgb": []}
+    audio_s: dict[str, list[float]] = {"channel mean (all channels decoded)": [], "ffmpeg -ac 1 (before)": []}
+    counts = {}
+    extract_file(video, weights="random", progress=False)  # build and trace the networks once
+    for _ in range(rounds):
+        for recipe in decode_s:
+            n, t = timed(lambda r=recipe: sum(len(c) for c in decode.VideoDecoder(video, threads=1, recipe=r)
+                                                  .chunks(32)))
+            counts[recipe] = n
+            decode_s[recipe].append(t)
+            _, t = timed(lambda r=recipe: extract_file(video, weights="random", recipe=r, progress=False))
+            e2e_s[recipe].append(t)
+        _, t = timed(lambda: sum(len(b) for b in decode.AudioDecoder(audio_file).samples()))
+        audio_s["channel mean (all channels decoded)"].append(t)
+        _, t = timed(lambda: old_downmix_samples(audio_file))
+        audio_s["ffmpeg -ac 1 (before)"].append(t)
+    rows = slice_rows(rounds)
+    for recipe in decode_s:
+        d, e = np.median(decode_s[recipe]), np.median(e2e_s[recipe])
+        rows.append((f"recipe {recipe}: decode (1 thread), median of {rounds}", f"{counts[recipe] / d:.1f} frames out/s",
+                     f"{d:.2f} s for {counts[recipe]} frames"))
+        rows.append((f"recipe {recipe}: end to end, median of {rounds}", f"{e:.1f} s",
+                     f"decode = {100 * d / e:.1f} % of it"))
+    for name, times in audio_s.items():
+        rows.append((f"audio decode to 16 kHz mono: {name}, median of {rounds}", f"{np.median(times):.2f} s",
+                     f"{audio_file.name}"))
+    return rows
+
+
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -66,10 +130,17 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--audio_minutes", type=float, default=45.0)
     p.add_argument("--bf16_frames", type=int, default=96)
+    p.add_argument("--recipes", action="store_true", help="only the recipe comparison (5.)")
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     OUT.mkdir(exist_ok=True)
     rows = []
     video = generate(OUT / f"match_{args.minutes:g}min_720p25.mp4", args.minutes)
+    if args.recipes:
+        audio_file = generate(OUT / f"audio_{args.audio_minutes:g}min_stereo.m4a", args.audio_minutes, video=False,
+                              stereo=True)
+        print_table(args.minutes, recipe_rows(video, audio_file, args.rounds))
+        return
 
     frames, t_ff = timed(lambda: np.concatenate(list(decode.VideoDecoder(video, threads=1).chunks(32))))
     rows.append(("decode: ffmpeg fps,scale,crop pipe (1 thread)", f"{len(frames) / t_ff:.1f} frames out/s",
@@ -118,7 +189,11 @@ def main() -> None:
     rows.append((f"audio features, {args.audio_minutes:g}-min half (decode + log-mel + VGGish)",
                  f"{t_audio:.1f} s", f"{pieces} pieces, {pieces / t_audio:.0f} pieces/s"))
 
-    print(f"| benchmark ({args.minutes:g}-min 720p video) | figure | detail |\n|---|---|---|")
+    print_table(args.minutes, rows)
+
+
+def print_table(minutes: float, rows: list[tuple[str, str, str]]) -> None:
+    print(f"| benchmark ({minutes:g}-min 720p video) | figure | detail |\n|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
 

@@ -31,9 +31,10 @@ from common.errors import UserError
 from extract_features import decode
 
 FORMAT_VERSION = 1
-# ResNet-152 runs on at most this many frames per call, so a stop request waits for at most one such call
-# (on CPU, calls of 4 frames are no slower per frame than 32: bench/results_extract.md)
-NETWORK_SLICE = 4
+# On CPU, ResNet-152 runs on at most this many frames per call, so a stop request waits for at most one such
+# call (calls of 4 frames are no slower per frame than 32 there: bench/results_extract.md); a GPU takes the
+# whole --batch_size at once (its batch takes a fraction of a second).
+CPU_NETWORK_SLICE = 4
 AUDIO_BLOCK_SECONDS = 15.0  # audio decoded and run through VGGish this much at a time (stop checked between)
 SOCCERNET_RECIPE = {"video": "soccernet", "audio": decode.AUDIO_RECIPE}
 LEGACY_RECIPE = {"video": "rgb", "audio": "ffmpeg_downmix"}  # extraction.json written before recipes were
@@ -163,7 +164,9 @@ class Extractor:
         finally:
             _put(frames, None, stop)
 
-    def _network_worker(self, frames: queue.Queue, video: list, raw: list, bar, stop: threading.Event) -> None:
+    def _network_worker(self, frames: queue.Queue, batch_size: int, video: list, raw: list, bar,
+                        stop: threading.Event) -> None:
+        step = batch_size if self.resnet.on_gpu else min(batch_size, CPU_NETWORK_SLICE)
         while not stop.is_set():
             try:
                 chunk = frames.get(timeout=0.2)
@@ -171,10 +174,10 @@ class Extractor:
                 continue
             if chunk is None:
                 return
-            for start in range(0, len(chunk), NETWORK_SLICE):
+            for start in range(0, len(chunk), step):
                 if stop.is_set():
                     return
-                feats = self.resnet(chunk[start:start + NETWORK_SLICE])
+                feats = self.resnet(chunk[start:start + step])
                 if self.config.save_raw:
                     raw.append(feats)
                 video.append(self.pca.transform(feats))
@@ -194,7 +197,7 @@ class Extractor:
         stages.start(self._decode_worker, path, batch_size, frames, stages.stop)
         if not self.config.silent_audio:
             stages.start(self._audio_worker, path, audio, stages.stop)
-        stages.start(self._network_worker, frames, video, raw, bar, stages.stop)
+        stages.start(self._network_worker, frames, batch_size, video, raw, bar, stages.stop)
         try:
             stages.wait()
         finally:

@@ -98,6 +98,7 @@ class FrameEmbedder:
                                 f"({str(exc).splitlines()[0][:200]})") from exc
         spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
         self._call = tf.function(self._forward, input_signature=[spec])
+        self.on_gpu = bool(tf.config.list_logical_devices("GPU"))
 
     def _weights_path(self, weights: str, resnet_weights: str | os.PathLike | None) -> Path | None:
         """Where the weights come from (None = seeded random); sets `source`, recorded in extraction.json."""
