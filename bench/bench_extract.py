@@ -13,6 +13,7 @@ Usage: python bench/bench_extract.py [--minutes 10] [--audio_minutes 45] [--reci
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import time
 from pathlib import Path
@@ -85,38 +86,52 @@ def slice_rows(rounds: int) -> list[tuple[str, str, str]]:
              f"{np.median(t):.1f} s for 32 frames") for step, t in times.items()]
 
 
+def child_cpu() -> float:
+    """CPU seconds used by finished child processes (ffmpeg): steadier than wall time on shared cores."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_cpu(fn) -> tuple[float, float]:
+    """(wall seconds, ffmpeg CPU seconds) of fn()."""
+    cpu = child_cpu()
+    _, wall = timed(fn)
+    return wall, child_cpu() - cpu
+
+
 def recipe_rows(video: Path, audio_file: Path, rounds: int) -> list[tuple[str, str, str]]:
     """soccernet vs rgb (decode alone, and end to end with its decode share), channel mean vs -ac 1, alternating."""
     from extract_features.pipeline import extract_file
 
-    decode_s: dict[str, list[float]] = {"soccernet": [], "rgb": []}
-    e2e_s: dict[str, list[float]] = {"soccernet": [], "rgb": []}
-    audio_s: dict[str, list[float]] = {"channel mean (all channels decoded)": [], "ffmpeg -ac 1 (before)": []}
-    counts = {}
+    recipes = ("soccernet", "rgb")
+    audio_ways = {"channel mean (every channel decoded, mean in NumPy)":
+                  lambda: sum(len(b) for b in decode.AudioDecoder(audio_file).samples()),
+                  "ffmpeg -ac 1 (before)": lambda: old_downmix_samples(audio_file)}
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in (*recipes, *(f"e2e {r}" for r in recipes), *audio_ways)}
+    count = {r: sum(len(c) for c in decode.VideoDecoder(video, threads=1, recipe=r).chunks(32)) for r in recipes}
     extract_file(video, weights="random", progress=False)  # build and trace the networks once
     for _ in range(rounds):
-        for recipe in decode_s:
-            n, t = timed(lambda r=recipe: sum(len(c) for c in decode.VideoDecoder(video, threads=1, recipe=r)
-                                                  .chunks(32)))
-            counts[recipe] = n
-            decode_s[recipe].append(t)
-            _, t = timed(lambda r=recipe: extract_file(video, weights="random", recipe=r, progress=False))
-            e2e_s[recipe].append(t)
-        _, t = timed(lambda: sum(len(b) for b in decode.AudioDecoder(audio_file).samples()))
-        audio_s["channel mean (all channels decoded)"].append(t)
-        _, t = timed(lambda: old_downmix_samples(audio_file))
-        audio_s["ffmpeg -ac 1 (before)"].append(t)
-    rows = slice_rows(rounds)
-    for recipe in decode_s:
-        d, e = np.median(decode_s[recipe]), np.median(e2e_s[recipe])
-        rows.append((f"recipe {recipe}: decode (1 thread), median of {rounds}", f"{counts[recipe] / d:.1f} frames out/s",
-                     f"{d:.2f} s for {counts[recipe]} frames"))
-        rows.append((f"recipe {recipe}: end to end, median of {rounds}", f"{e:.1f} s",
-                     f"decode = {100 * d / e:.1f} % of it"))
-    for name, times in audio_s.items():
-        rows.append((f"audio decode to 16 kHz mono: {name}, median of {rounds}", f"{np.median(times):.2f} s",
-                     f"{audio_file.name}"))
-    return rows
+        for r in recipes:
+            runs[r].append(timed_cpu(lambda r=r: sum(1 for _ in decode.VideoDecoder(video, threads=1, recipe=r)
+                                                          .chunks(32))))
+            runs[f"e2e {r}"].append(timed_cpu(lambda r=r: extract_file(video, weights="random", recipe=r,
+                                                                         progress=False)))
+        for name, fn in audio_ways.items():
+            runs[name].append(timed_cpu(fn))
+    med = {k: np.median(np.array(v), axis=0) for k, v in runs.items()}
+    rows = []
+    for r in recipes:
+        (wall, cpu), (e2e, _) = med[r], med[f"e2e {r}"]
+        rows.append((f"recipe {r}: decode alone (1 thread), median of {rounds}",
+                     f"{count[r] / wall:.1f} frames out/s", f"{wall:.2f} s wall, ffmpeg CPU {1000 * cpu / count[r]:.1f} ms "
+                     f"per token, {count[r]} tokens"))
+        rows.append((f"recipe {r}: end to end, median of {rounds}", f"{count[r] / e2e:.2f} tokens/s",
+                     f"{e2e:.1f} s; decode alone = {100 * wall / e2e:.1f} % of it"))
+    for name in audio_ways:
+        wall, cpu = med[name]
+        rows.append((f"audio to 16 kHz mono: {name}, median of {rounds}", f"{wall:.2f} s wall",
+                     f"ffmpeg CPU {cpu:.2f} s, {audio_file.name}"))
+    return slice_rows(rounds) + rows
 
 
 def timed(fn):

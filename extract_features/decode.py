@@ -7,9 +7,10 @@ Two video recipes (`RECIPES`), recorded in extraction.json:
   T = floor(2 * D) tokens (a trailing incomplete half second gives none). This is ffmpeg's
   `fps=2:round=down:start_time=0` (eof_action=round rounds the end down too). On a constant frame rate
   video it is FrameCV's rule (frame n, counted from 1, kept when n % (fps / 2) < 1), frame for frame.
-  Frames are converted to BGR at the source size, then scaled (area, like `imutils.resize`; bicubic for
-  `resize`, like `cv2.INTER_CUBIC`) and centre-cropped as FrameCV does, and handed on in OpenCV's BGR
-  order: SoccerNet passed those straight to Keras' `preprocess_input`, which expects RGB.
+  Frames are converted to 8-bit RGB at the source size (as OpenCV does), then scaled (area, like
+  `imutils.resize`; bicubic for `resize`, like `cv2.INTER_CUBIC`) and centre-cropped as FrameCV does, and
+  handed on in OpenCV's BGR order: SoccerNet passed those straight to Keras' `preprocess_input`, which
+  expects RGB.
 - `rgb` is this tool's earlier recipe, for models trained on features it made: token i is the frame on
   screen at i/2 s, T = ceil(2 * D) (`fps=2:round=up:eof_action=pass`), scaled in YUV, handed on as RGB
   (ImageNet's convention).
@@ -58,10 +59,12 @@ def _keep_aspect(side: int, rounding: str) -> str:
 # FrameCV's crop offset is int((w - 224) / 2), where ffmpeg's default rounds it and aligns it to chroma in YUV.
 _TRUNC = "trunc({}+1e-6)"
 _CENTRE = f"crop={SIZE}:{SIZE}:trunc((iw-{SIZE})/2):trunc((ih-{SIZE})/2)"
+# Planar RGB (gbrp) gives OpenCV's pixels, scaled faster than packed BGR: ffmpeg's CPU time per token stays
+# that of the rgb recipe's YUV scaling (bench/results_extract.md).
 _SOCCERNET_TRANSFORMS = {
-    "crop": f"format=bgr24,{_keep_aspect(SIZE, _TRUNC)}:flags=area,{_CENTRE}",
-    "resize": f"format=bgr24,scale={SIZE}:{SIZE}:flags=bicubic",
-    "resize256crop224": f"format=bgr24,{_keep_aspect(256, _TRUNC)}:flags=area,{_CENTRE}",
+    "crop": f"format=gbrp,{_keep_aspect(SIZE, _TRUNC)}:flags=area,{_CENTRE}",
+    "resize": f"format=gbrp,scale={SIZE}:{SIZE}:flags=bicubic",
+    "resize256crop224": f"format=gbrp,{_keep_aspect(256, _TRUNC)}:flags=area,{_CENTRE}",
 }
 _RGB_TRANSFORMS = {
     "crop": f"{_keep_aspect(SIZE, 'round({})')}:flags=area,crop={SIZE}:{SIZE}",
@@ -77,9 +80,18 @@ class VideoRecipe:
     name: str
     frame_filter: str  # ffmpeg filter picking one frame per token
     transforms: dict[str, str]
-    pix_fmt: str  # "bgr24" (SoccerNet's input) or "rgb24"
+    pix_fmt: str  # ffmpeg's output: "gbrp" (planes G, B, R) or "rgb24"
+    channels: tuple[int, ...] | None  # planes -> channels handed on (BGR for soccernet); None: packed already
     count: Callable[[float], float]  # T = count(2 * D)
     token_rule: str  # recorded in extraction.json
+
+    def frames(self, raw: bytes) -> np.ndarray:
+        """ffmpeg's raw output -> uint8 [n, 224, 224, 3] in the channel order the network is given."""
+        data = np.frombuffer(raw, np.uint8)
+        if self.channels is None:
+            return data.reshape(-1, SIZE, SIZE, 3)
+        planes = data.reshape(-1, 3, SIZE, SIZE)
+        return np.stack([planes[:, c] for c in self.channels], axis=-1)
 
     def tokens(self, video_end_seconds: float) -> int:
         """The token count of a video whose last frame ends at `video_end_seconds`."""
@@ -88,10 +100,10 @@ class VideoRecipe:
 
 RECIPES = {
     "soccernet": VideoRecipe(
-        "soccernet", f"fps={FPS:g}:round=down:start_time=0", _SOCCERNET_TRANSFORMS, "bgr24", math.floor,
+        "soccernet", f"fps={FPS:g}:round=down:start_time=0", _SOCCERNET_TRANSFORMS, "gbrp", (1, 0, 2), math.floor,
         "token i = last frame starting before (i+1)/2 s (BGR, as SoccerNet's FrameCV); T = floor(2 * video duration)"),
     "rgb": VideoRecipe(
-        "rgb", f"fps={FPS:g}:round=up:eof_action=pass:start_time=0", _RGB_TRANSFORMS, "rgb24", math.ceil,
+        "rgb", f"fps={FPS:g}:round=up:eof_action=pass:start_time=0", _RGB_TRANSFORMS, "rgb24", None, math.ceil,
         "token i = frame on screen at i/2 s (RGB); T = ceil(2 * video duration)"),
 }
 
@@ -190,12 +202,13 @@ class VideoDecoder:
     def chunks(self, chunk: int = 32) -> Iterator[np.ndarray]:
         """Yield uint8 arrays [n <= chunk, 224, 224, 3], in time order."""
         frame_bytes = SIZE * SIZE * 3
+        recipe = get_recipe(self.recipe)
         pipe = _Pipe(self.args(), f"{self.path}: decoding video")
         try:
             for block in pipe.read_records(frame_bytes, chunk):
                 if len(block) % frame_bytes:
                     raise UserError(f"{self.path}: ffmpeg returned a truncated frame")
-                yield np.frombuffer(block, np.uint8).reshape(-1, SIZE, SIZE, 3)
+                yield recipe.frames(block)
         finally:
             pipe.close()
 

@@ -36,7 +36,7 @@ def every_frame(path: Path, recipe: str) -> np.ndarray:
     every = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", media_arg(path),
                             "-vf", r.transforms["resize"], "-fps_mode", "passthrough", "-pix_fmt", r.pix_fmt,
                             "-f", "rawvideo", "pipe:1"], capture_output=True, check=True).stdout
-    return np.frombuffer(every, np.uint8).reshape(-1, 224, 224, 3)[:, 112, 112, 0].astype(int)
+    return r.frames(every)[:, 112, 112, 0].astype(int)
 
 
 def token_frames(path: Path, recipe: str) -> list[int]:
