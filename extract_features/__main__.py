@@ -10,9 +10,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
-import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -222,28 +220,11 @@ def convert_pca_main(argv: Sequence[str]) -> int:
 COMMANDS = {"fit_pca": fit_pca_main, "convert_pca": convert_pca_main}
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (what `timeout` and schedulers send) stops a run like Ctrl-C: at once, nothing half-written."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = COMMANDS.get(argv[0]) if argv else None
-    with _sigterm_interrupts():
-        return command(argv[1:]) if command else extract_main(argv)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    return extract_main(argv)
 
 
 if __name__ == "__main__":

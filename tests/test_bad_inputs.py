@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -245,6 +246,17 @@ ODD_LABELS = [ann("1 - 00:10", "Goal"), ann("1 - 00:20", "Alien invasion"), ann(
               ann("3 - 00:10", "Goal")]
 GOALL_MAP = {"labels": {"goal": ["Goal", "Goall"], "card": ["Yellow card"]}}
 
+def _narrow_pca(e: Env) -> Path:
+    np.savez(e.tmp / "narrow.npz", mean=np.zeros(100, np.float32), components=np.zeros((8, 100), np.float32))
+    return e.tmp / "narrow.npz"
+
+
+def _pickle(e: Env, name: str, content) -> Path:
+    with open(e.tmp / name, "wb") as fh:
+        pickle.dump(content, fh)
+    return e.tmp / name
+
+
 CASES: dict[str, Case] = {
     # inference.py: flags and inputs that already failed cleanly
     "inference missing model": Case("inference", lambda e: ["--model", str(e.tmp / "nope.keras"), "--out",
@@ -332,6 +344,21 @@ CASES: dict[str, Case] = {
         [{"label": "Goal", "half": "1", "position": "1000", "confidence": 7.5}]), 2, "confidence 7.5"),
     "#14 prediction of an unknown label": Case("evaluate", lambda e: e.evaluate(
         [{"label": "Goall", "half": "1", "position": "1000", "confidence": 0.5}]), 2, "unknown label 'Goall'"),
+    # issue 11, case 9 and 10: extraction inputs that failed only after the work (or with a traceback)
+    "#9 extract: a PCA of 100-d features": Case("extract", lambda e: [
+        "--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca", str(_narrow_pca(e))], 2,
+        "narrow.npz: a PCA of 100-d features"),
+    "#9 convert_pca: a pickle holding a dict": Case("extract", lambda e: [
+        "convert_pca", "--average", str(_pickle(e, "average.pkl", np.zeros(2048))), "--pca",
+        str(_pickle(e, "pca.pkl", {"components_": 1})), "--allow_pickle", "--out", str(e.out / "pca.npz")], 2,
+        "pca.pkl: not a scikit-learn PCA"),
+    "#9 convert_pca: an average of text": Case("extract", lambda e: [
+        "convert_pca", "--average", str(_pickle(e, "average.pkl", "text")), "--pca",
+        str(_pickle(e, "pca.pkl", {})), "--allow_pickle", "--out", str(e.out / "pca.npz")], 2,
+        "average.pkl: the average feature is not an array of numbers"),
+    "#10 extract --out naming a file": Case("extract", lambda e: [
+        "--video", str(e.video), "--out", str(e.file("taken", "")), "--weights", "random"], 2,
+        "taken: is a file, not a folder (--out names the output folder)"),
     # evaluate.py, training, spotting, extraction: errors that already worked
     "evaluate malformed predictions": Case("evaluate", lambda e: e.evaluate(
         [{"label": "Goal", "half": "1", "position": "abc", "confidence": 0.5}]), 2, "prediction 0 is malformed"),
