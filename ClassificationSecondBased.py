@@ -8,7 +8,8 @@ then average-mAP (loose and tight, official rules) when the games have labels.
         --output VLAD-Archi5-20sec-Spotting      # V&D's command: the model is found in --tflog (default Model)
 Writes `OUTPUT/<league>/<season>/<game>/results_spotting.json` (the SoccerNet layout, as `evaluate.py` and the
 official evaluator expect), V&D's per-second scores `OUTPUT/<game>/<name>_Half_N.npy` ([seconds, classes]
-probabilities; name = OUTPUT's last part) and `OUTPUT/average_mAP.json`.
+probabilities; name = OUTPUT's last part), `OUTPUT/class_map.json` (the model's class map, which `evaluate.py`
+reads) and `OUTPUT/average_mAP.json`. Classes, class map, feature names and recipe come from the model file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import write_json
+from common.constants import LABEL_FILES
 from common.errors import UserError, run_cli
+
+CLASS_MAP_FILE = "class_map.json"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -47,7 +51,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--featuresVideo", help="video feature name (default: the model's, e.g. ResNET_TF2_PCA512)")
     p.add_argument("--featuresAudio", help="audio feature name (default: the model's, e.g. VGGish)")
     p.add_argument("--PCA", action="store_true", help="with --featuresVideo: use its PCA512 variant")
-    p.add_argument("--class_map", help="highlight | v1 | v2 | JSON (default: the built-in map of the model's classes)")
+    p.add_argument("--class_map", help="highlight | v1 | v2 | JSON (default: the map recorded in the model; a "
+                   "flag must agree with it)")
     p.add_argument("--batch_size", type=int, default=256, help="windows per model call")
     p.add_argument("--stride", type=int, default=2, help="tokens between window centres (2 = one per second)")
     p.add_argument("--nms_window", type=float, default=60.0, help="NMS window, seconds (V&D: 60)")
@@ -58,6 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "symmetric: the maximum within +-30 s, up to the edges")
     p.add_argument("--compute_dtype", choices=("float32", "bfloat16"), help="default: the model's")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
     return p.parse_args(argv)
 
 
@@ -78,21 +84,31 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
 
     from tqdm import tqdm
 
+    from common.quiet import import_tensorflow
+
+    import_tensorflow(args.verbose)
     import archis
-    from highlights.spotting import Scorer, match_class_map, nms_spots, with_compute_dtype, write_results_spotting
+    from common.features import RecipeCheck, folder_recipe, frame_rate_problem, read_record
+    from highlights.spotting import Scorer, model_class_map, nms_spots, with_compute_dtype, write_results_spotting
 
     model = archis.load_model(model_path)
     info = archis.model_info(model)
     check_agrees(args, info, model_path)
-    cmap = dataset.load_class_map(args.class_map) if args.class_map else match_class_map(info["class_names"])
-    if cmap is None or list(cmap.classes) != list(info["class_names"]):
-        raise UserError(f"{model_path}: classes {info['class_names']} need a matching --class_map")
+    cmap = model_class_map(info, args.class_map, str(model_path))
+    if cmap is None:
+        raise UserError(f"{model_path}: records no class map and its classes {info['class_names']} match no "
+                        "built-in one: give --class_map")
+    check_recipe = RecipeCheck(info["feature_recipe"], model_path.name)
     feature_video = args.featuresVideo or info["feature_names"]["video"]
     feature_audio = args.featuresAudio or info["feature_names"]["audio"]
     pca = args.PCA if args.featuresVideo else None
     scorer = Scorer(with_compute_dtype(model, args.compute_dtype), batch_size=args.batch_size)
     fps = info["frames_per_second"]
     for game, name in zip(tqdm(games, desc="games", unit="game", disable=args.quiet), names, strict=True):
+        problem = frame_rate_problem(read_record(game), fps)
+        if problem:
+            raise UserError(f"{game}: {problem}")
+        check_recipe(folder_recipe(game), str(game))
         spots = []
         for half in (1, 2):
             video, audio = dataset.load_half(game, half, feature_video, feature_audio, pca=pca,
@@ -103,6 +119,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
             spots += nms_spots(probs, info["class_names"], half, fps=fps, window_sec=args.nms_window,
                                threshold=args.nms_threshold, rule=args.nms_rule)
         write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
+    write_json(out / CLASS_MAP_FILE, cmap.to_json())  # evaluate.py reads the classes from here
     return out, names, cmap
 
 
@@ -185,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, names, cmap = spot_games(args)
     print(f"{len(names)} games spotted: {out}/<game>/results_spotting.json")
     base = Path(args.dataset_root) if args.dataset_root else Path(args.testing).parent
-    if not all(any((base / n / f).is_file() for f in ("Labels-v2.json", "Labels.json")) for n in names):
+    if not all(any((base / n / f).is_file() for f in LABEL_FILES) for n in names):
         print("some games have no labels: average-mAP skipped")
         return 0
     from highlights.metrics import evaluate_games

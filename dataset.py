@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from common.atomic import atomic_path, read_json, write_json
+from common.constants import BACKGROUND, FEATURE_DIM, LABEL_FILES, TOKENS_PER_SECOND
 from common.errors import UserError
+from common.features import folder_recipe
 from common.inputs import load_features, open_npy
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,6 @@ SOCCERNET_V2_LABELS = (
     "Corner", "Yellow card", "Red card", "Yellow->red card",
 )
 SOCCERNET_SPLITS = ("train", "valid", "test", "challenge")
-FEATURE_DIM = 512
 CACHE_FORMAT = 1
 
 # Class maps are data: {class: [source label names]}; the first label of a class is the one written
@@ -77,11 +78,11 @@ class ClassMap:
 
 
 def _class_map_from_groups(name: str, groups: dict[str, list[str]], where: str) -> ClassMap:
-    classes = ["background"]
+    classes = [BACKGROUND]
     label_to_index: dict[str, int] = {}
     index_to_label: dict[int, str] = {}
     for cls, labels in groups.items():
-        if cls == "background" or cls in classes:
+        if cls == BACKGROUND or cls in classes:
             raise UserError(f"{where}: class {cls!r} is reserved or repeated")
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
             raise UserError(f"{where}: class {cls!r} needs a non-empty list of label names")
@@ -104,13 +105,20 @@ def load_class_map(spec: str) -> ClassMap:
     if not path.is_file():
         raise UserError(f"{spec}: not a class map file (or one of {', '.join(_BUILTIN_MAPS)})")
     data = read_json(path)
+    if isinstance(data, dict) and "name" not in data:
+        data = {**data, "name": path.stem}
+    return class_map_from_json(data, str(path))
+
+
+def class_map_from_json(data: Any, where: str) -> ClassMap:
+    """A ClassMap from its `to_json()` form (as a model file records it); UserError naming `where` if malformed."""
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, dict):
-        raise UserError(f"{path}: a class map needs a 'labels' object {{class: [label names]}}")
-    order = data.get("classes") or ["background", *labels]
-    if order[0] != "background" or sorted(order[1:]) != sorted(labels):
-        raise UserError(f"{path}: 'classes' must be background followed by the keys of 'labels'")
-    return _class_map_from_groups(str(data.get("name", path.stem)), {c: labels[c] for c in order[1:]}, str(path))
+        raise UserError(f"{where}: a class map needs a 'labels' object {{class: [label names]}}")
+    order = data.get("classes") or [BACKGROUND, *labels]
+    if order[0] != BACKGROUND or sorted(order[1:]) != sorted(labels):
+        raise UserError(f"{where}: 'classes' must be background followed by the keys of 'labels'")
+    return _class_map_from_groups(str(data.get("name", "custom")), {c: labels[c] for c in order[1:]}, where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +169,7 @@ _GAMETIME = re.compile(r"^\s*(\d+)\s*-\s*(\d+):(\d+)\s*$")
 def labels_path(game_dir: str | Path) -> Path | None:
     """The label file of a game folder: `Labels-v2.json` (preferred) or `Labels.json`; None without one."""
     game_dir = Path(game_dir)
-    return next((p for p in (game_dir / "Labels-v2.json", game_dir / "Labels.json") if p.is_file()), None)
+    return next((game_dir / n for n in LABEL_FILES if (game_dir / n).is_file()), None)
 
 
 def read_labels(game_dir: str | Path) -> list[Event]:
@@ -336,7 +344,7 @@ class DataConfig:
     features_audio: str = "VGGish"
     pca: bool = False
     window_seconds: float = 60.0
-    frames_per_second: float = 2.0
+    frames_per_second: float = TOKENS_PER_SECOND
     feature_dim: int = FEATURE_DIM
     dataset_root: str | None = None
     skip_bad_games: bool = False
@@ -407,6 +415,7 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
     bad: list[dict[str, str]] = []
     feature_files: dict[str, str] = {}
     seen: set[str] = set()
+    recipe: dict[str, str] | None = None
     with contextlib.ExitStack() as stack:
         tmp = {k: stack.enter_context(atomic_path(cache_dir / f"{k}.npy")) for k in ("video", "audio", "labels")}
         out = {"video": _NpyAppender(tmp["video"], (n, d), np.float32),
@@ -421,9 +430,10 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
                 log.warning("skipping game %s: %s", game, exc)
                 bad.append({"game": str(game), "error": str(exc)})
                 continue
-            if not feature_files:  # record what the flags matched, for the model's metadata
+            if not feature_files:  # record what the flags matched and how it was made, for the model's metadata
                 feature_files = {k: find_feature_file(game, 1, *spec).name[2:-4] for k, spec in
                                  (("video", (config.features_video, config.pca)), ("audio", (config.features_audio, None)))}
+                recipe = folder_recipe(game)
             for half, video, audio, labels in blocks:
                 halves.append({"game": str(game), "half": half, "start": out["labels"].rows, "count": len(labels)})
                 out["video"].append(video)
@@ -435,7 +445,7 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
             raise UserError(f"{list_path}: no usable game (all {len(games)} failed)")
     warn_unseen_labels(config.class_map, seen, str(list_path))
     write_json(cache_dir / "settings.json", {**config.settings(list_path, games), "feature_files": feature_files,
-                                               "halves": halves, "bad_games": bad})
+                                               "feature_recipe": recipe, "halves": halves, "bad_games": bad})
     return WindowCache(cache_dir)
 
 
@@ -475,6 +485,7 @@ class WindowCache:
         self.halves: list[dict[str, Any]] = self.settings["halves"]
         self.bad_games: list[dict[str, str]] = self.settings.get("bad_games", [])
         self.feature_files: dict[str, str] = self.settings.get("feature_files", {})
+        self.feature_recipe: dict[str, str] | None = self.settings.get("feature_recipe")  # None: older caches
         self.labels = np.load(self.dir / "labels.npy").astype(np.float32)
         self.n_windows = int(self.labels.shape[0])
 

@@ -1,7 +1,8 @@
 """Score a folder tree of SoccerNet `results_spotting.json` files: average-mAP as the official evaluator.
 
     python evaluate.py --labels ROOT --predictions DIR --list listgame_Test_100.npy \
-        [--metric loose|tight] [--class_map highlight|v1|v2|FILE.json] [--json OUT.json] [--plot OUT.png]
+        [--metric loose|tight] [--model M.keras | --class_map highlight|v1|v2|FILE.json] [--json OUT.json] \
+        [--plot OUT.png]
 
 Labels: ROOT/<game>/Labels-v2.json (else Labels.json); predictions: DIR/<game>/results_spotting.json, for
 each <game> of the list. A game without a prediction file is scored as one with no predictions (warning).
@@ -25,7 +26,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--list", required=True, type=Path, help="game list (listgame_*.npy or a text file)")
     ap.add_argument("--metric", default="loose", choices=["loose", "tight"],
                     help="loose: delta 5..60 s; tight: delta 1..5 s")
-    ap.add_argument("--class_map", default="highlight", help="highlight | v1 | v2 | FILE.json")
+    ap.add_argument("--model", type=Path, help="a .keras model: its recorded class map is used")
+    ap.add_argument("--class_map", help="highlight | v1 | v2 | FILE.json (default: the map of --model, else the "
+                    "class_map.json that ClassificationSecondBased.py wrote into --predictions, else highlight; "
+                    "a flag must agree with those)")
     ap.add_argument("--json", type=Path, help="write the scores here")
     ap.add_argument("--plot", type=Path, help="write a PNG of mAP against tolerance here")
     ap.add_argument("--framerate", type=float, default=2.0, help="frames per second of the binning (official: 2)")
@@ -60,12 +64,37 @@ def game_names(list_path: Path, labels_root: Path) -> list[str]:
     return names
 
 
+def choose_class_map(args: argparse.Namespace):
+    """The class map of the model (--model) or of the predictions tree; --class_map must agree with it."""
+    import dataset
+    from common.atomic import read_json
+    from common.modelfile import read_spec
+
+    recorded, source = None, None
+    if args.model:
+        spec = read_spec(args.model)
+        if spec.get("class_map"):
+            recorded, source = dataset.class_map_from_json(spec["class_map"], str(args.model)), str(args.model)
+        else:
+            from highlights.spotting import match_class_map
+
+            recorded, source = match_class_map(spec["class_names"]), str(args.model)
+    elif (args.predictions / "class_map.json").is_file():
+        path = args.predictions / "class_map.json"
+        recorded, source = dataset.class_map_from_json(read_json(path), str(path)), str(path)
+    if args.class_map is None:
+        return recorded or dataset.load_class_map("highlight")
+    cmap = dataset.load_class_map(args.class_map)
+    if recorded is not None and (cmap.classes != recorded.classes or cmap.label_to_index != recorded.label_to_index):
+        raise UserError(f"--class_map {args.class_map}: disagrees with the class map {recorded.name!r} of {source}")
+    return cmap
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for flag, folder in (("--labels", args.labels), ("--predictions", args.predictions)):
         if not folder.is_dir():
             raise UserError(f"{folder}: {flag} folder not found")
-    import dataset
     from common.atomic import check_output_file, write_json
     from highlights.metrics import evaluate_games
 
@@ -73,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None:
             check_output_file(path)  # before the scoring, not after
 
-    cmap = dataset.load_class_map(args.class_map)
+    cmap = choose_class_map(args)
     games = game_names(args.list, args.labels)
     scores = evaluate_games(args.labels, args.predictions, games, cmap.classes, cmap.label_to_index,
                             metric=args.metric, framerate=args.framerate)

@@ -1,23 +1,27 @@
-"""From a match video (or its features) to highlights: scores, spots, spans, a timeline and the reel.
+"""From match videos (or their features) to highlights: scores, spots, spans, a timeline and the reel.
 
+    python inference.py --model M.keras --out DIR match.mp4 videos/ list.txt   # many matches, one process
     python inference.py --model M.keras --out DIR --video match.mp4
     python inference.py --model M.keras --out DIR --video match.mp4 --features_video 1_ResNET_TF2_PCA512.npy \
         --features_audio 1_VGGish.npy          # reuse features already extracted from that video
     python inference.py --model M.keras --out DIR --features_video F.npy --features_audio F.npy
     python inference.py --model M.keras --out DIR --game_dir ROOT/league/season/game   # both halves + labels
 
-Window length, feature rate, classes and feature names come from the model file. Writes into DIR:
-`spans.json`, `results_spotting.json` (SoccerNet), `timeline.png`, `report.html` (player, timeline and
-spans in one page), and `highlights.mp4` + `.srt` when there is a video, all renamed into place together
-when complete (files of an earlier run that this run does not write are removed). Inputs are checked before
-anything is computed or written.
+Inputs given without a flag (video files, folders of videos, .txt lists of videos) are scored in one process
+with the networks built once; each video gets its own folder DIR/<video name>/, a failing video is reported
+and the others go on. Features that `python -m extract_features --list` wrote for a video (`<stem>/1_*.npy`
+beside it) are reused instead of extracted again. Window length, feature rate, classes, class map and feature
+recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
+`timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
+there is a video, all renamed into place together when complete (files of an earlier run that this run does
+not write are removed); a run over several videos adds `DIR/index.html` linking each report. Inputs are
+checked before anything is computed or written.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from common.atomic import OutputSet, check_output_file, write_json
+from common.constants import FEATURE_NAMES, LABEL_FILES
 from common.errors import UserError, run_cli
 from common.inputs import load_features
 
@@ -68,6 +73,8 @@ class Config:
     reel_repeat_overlaps: bool = False
     reel: bool = True
     progress: bool = True
+    class_map: str | None = None  # --class_map: an override that must agree with the model's map
+    verbose: bool = False
 
 
 @dataclass
@@ -93,6 +100,7 @@ class Result:
     timings: dict[str, float]
     random_weights: bool
     reel_seconds: float = 0.0
+    cmap: Any = None  # dataset.ClassMap of the model, or None when its classes have no SoccerNet labels
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -100,7 +108,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--model", required=True, help="a .keras model saved by training (or archis)")
     p.add_argument("--out", required=True, help="output folder")
-    src = p.add_argument_group("input (one of)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="video files, folders of videos, .txt lists of videos (one output folder each)")
+    src = p.add_argument_group("single input (instead of INPUTs; outputs go straight into --out)")
     src.add_argument("--video", help="match video (one half or a whole match)")
     src.add_argument("--features_video", help="video features [T, D] .npy (with --features_audio)")
     src.add_argument("--features_audio", help="audio features [T, D] .npy (with --features_video)")
@@ -138,27 +148,80 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     reel.add_argument("--reel_repeat_overlaps", action="store_true",
                       help="cut overlapping spans separately, footage repeated (the seed); default: join them")
     reel.add_argument("--no_reel", action="store_true", help="skip the MP4")
+    p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """Check the arguments and the input files without TensorFlow; UserError on the first problem."""
-    from highlights.decoder import DecoderConfig
-
-    def path(value: str | None) -> Path | None:
-        return Path(value) if value else None
-
-    model = Path(args.model)
-    if not model.is_file():
-        raise UserError(f"{model}: no such model file")
+    """Check the arguments and the one input of the flags without TensorFlow; UserError on the first problem."""
     feats = [args.features_video, args.features_audio]
+    base = _shared_config(args)
     if any(feats) and not all(feats):
         raise UserError("--features_video and --features_audio go together")
     if args.game_dir and (args.video or any(feats)):
         raise UserError("--game_dir cannot be combined with --video or --features_*")
     if not (args.game_dir or args.video or all(feats)):
-        raise UserError("give one input: --video, --features_video + --features_audio, or --game_dir")
+        raise UserError("give one input: INPUT..., --video, --features_video + --features_audio, or --game_dir")
+    for f in feats:
+        if f and not Path(f).is_file():
+            raise UserError(f"{f}: no such feature file")
+    if args.game_dir and not Path(args.game_dir).is_dir():
+        raise UserError(f"{args.game_dir}: no such game folder")
+    config = dataclasses.replace(base, video=_path(args.video), features_video=_path(args.features_video),
+                                 features_audio=_path(args.features_audio), game_dir=_path(args.game_dir))
+    check_match(config)
+    return config
+
+
+def build_configs(args: argparse.Namespace) -> list[Config]:
+    """One Config per video named by the INPUTs, each with its own folder under --out (a repeated name gets a
+    `_`); features already extracted beside a video are reused. The videos themselves are checked one by one
+    (`check_match`), so one bad file costs only its own result."""
+    from extract_features.batch import expand_inputs
+
+    if args.video or args.features_video or args.features_audio or args.game_dir:
+        raise UserError("give INPUTs or one of --video / --features_* / --game_dir, not both")
+    from common.modelfile import read_spec
+
+    videos = expand_inputs(args.inputs)
+    base = _shared_config(args)
+    try:
+        names = read_spec(base.model)["feature_names"]
+    except (UserError, KeyError):  # a bad model file is reported when it is loaded, after the videos are checked
+        names = FEATURE_NAMES
+    configs, used = [], set()
+    for video in videos:
+        name = video.stem
+        while name in used:
+            name += "_"
+        used.add(name)
+        configs.append(dataclasses.replace(base, video=video, out=base.out / name, **_features_beside(video, names)))
+    return configs
+
+
+def _features_beside(video: Path, names: dict) -> dict[str, Path]:
+    """The features of `video` where `python -m extract_features --list` puts them (see `feature_home`), as
+    Config fields, when both files are there; else nothing (they are extracted)."""
+    from extract_features.batch import feature_home
+
+    folder, prefix = feature_home(video)
+    files = {f"features_{m}": folder / f"{prefix}_{names[m]}.npy" for m in ("video", "audio")}
+    return files if all(f.is_file() for f in files.values()) else {}
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _shared_config(args: argparse.Namespace) -> Config:
+    """The settings every input shares, checked (model file, numbers, decoder, ground truth, PCA file)."""
+    from highlights.decoder import DecoderConfig
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise UserError(f"{model}: no such model file")
     for flag in ("stride", "batch_size"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
@@ -170,31 +233,31 @@ def build_config(args: argparse.Namespace) -> Config:
     from highlights.spotting import check_nms
 
     check_nms(args.nms_window, args.nms_threshold)
-    for f in feats:
-        if f and not Path(f).is_file():
-            raise UserError(f"{f}: no such feature file")
-    for d in (args.game_dir, args.ground_truth):
-        if d and not Path(d).is_dir():
-            raise UserError(f"{d}: no such game folder")
-    if args.video:
-        _check_video(Path(args.video))
+    if args.ground_truth and not Path(args.ground_truth).is_dir():
+        raise UserError(f"{args.ground_truth}: no such game folder")
     if args.pca and not Path(args.pca).is_file():
         raise UserError(f"{args.pca}: no such PCA file")
-    if args.video and not any(feats):
+    return Config(model=model, out=Path(args.out), ground_truth=_path(args.ground_truth), half=args.half,
+                  decoder=decoder, stride=args.stride, batch_size=args.batch_size, compute_dtype=args.compute_dtype,
+                  nms_window_sec=args.nms_window, nms_threshold=args.nms_threshold, weights=args.weights,
+                  nms_rule=args.nms_rule, score_placement=args.score_placement, pca=_path(args.pca), fast=args.fast,
+                  intro_sec=args.intro_sec, outro_sec=args.outro_sec, reel=not args.no_reel,
+                  reel_repeat_overlaps=args.reel_repeat_overlaps, progress=not args.quiet, class_map=args.class_map,
+                  verbose=args.verbose)
+
+
+def check_match(config: Config) -> None:
+    """The checks of one input that need no network: its video, the extraction settings when its features are to
+    be extracted, and that its output folder can be written."""
+    if config.video:
+        if not config.video.is_file():
+            raise UserError(f"{config.video}: no such file")
+        _check_video(config.video)
+    if config.video and not config.features_video:
         from extract_features import ExtractConfig
 
-        ExtractConfig(weights=args.weights, pca=args.pca)  # extraction settings checked now, not after loading
-    out = Path(args.out)
-    _check_writable(out)
-    return Config(model=model, out=out, video=path(args.video), features_video=path(args.features_video),
-                  features_audio=path(args.features_audio), game_dir=path(args.game_dir),
-                  ground_truth=path(args.ground_truth), half=args.half, decoder=decoder, stride=args.stride,
-                  batch_size=args.batch_size, compute_dtype=args.compute_dtype, nms_window_sec=args.nms_window,
-                  nms_threshold=args.nms_threshold, nms_rule=args.nms_rule,
-                  score_placement=args.score_placement, weights=args.weights, pca=path(args.pca), fast=args.fast,
-                  intro_sec=args.intro_sec, outro_sec=args.outro_sec, reel=not args.no_reel,
-                  reel_repeat_overlaps=args.reel_repeat_overlaps,
-                  progress=not args.quiet)
+        ExtractConfig(weights=config.weights, pca=str(config.pca) if config.pca else None)  # checked before loading
+    _check_writable(config.out)
 
 
 def _override_decoder(decoder: Any, args: argparse.Namespace) -> Any:
@@ -246,45 +309,77 @@ def _check_writable(out: Path) -> None:
 # The pipeline
 
 
-def run(config: Config) -> Result:
-    """Score, spot, decode and write every output of one input."""
-    import archis
-    from highlights.spotting import Scorer, with_compute_dtype
+class Session:
+    """What every match shares, built once: the model and its scorer, class map, feature recipe check, and the
+    feature extractor (built on the first video that needs it)."""
 
+    def __init__(self, config: Config):
+        from common.quiet import import_tensorflow
+
+        import_tensorflow(config.verbose)
+        import archis
+        from common.features import RecipeCheck
+        from highlights.spotting import Scorer, model_class_map, with_compute_dtype
+
+        t0 = time.perf_counter()
+        model = archis.load_model(config.model)
+        self.info = archis.model_info(model)
+        self.cmap = model_class_map(self.info, config.class_map, str(config.model))
+        self.scorer = Scorer(with_compute_dtype(model, config.compute_dtype), batch_size=config.batch_size)
+        self.check_recipe = RecipeCheck(self.info["feature_recipe"], config.model.name)
+        self.load_seconds = time.perf_counter() - t0
+        self._extractor: Any = None
+        self._extract_settings: tuple | None = None
+
+    def extractor(self, config: Config) -> Any:
+        """The feature extractor for `config`'s extraction settings (built once)."""
+        settings = (config.weights, str(config.pca) if config.pca else None)
+        if self._extractor is None or settings != self._extract_settings:
+            from extract_features.pipeline import ExtractConfig, Extractor
+
+            self._extractor = Extractor(ExtractConfig(weights=settings[0], pca=settings[1]))
+            self._extract_settings = settings
+        return self._extractor
+
+
+def run(config: Config, session: Session | None = None) -> Result:
+    """Score, spot, decode and write every output of one input (the model loaded now unless a session is given)."""
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    model = archis.load_model(config.model)
-    info = archis.model_info(model)
+    if session is None:
+        session = Session(config)
+        timings["load model"] = session.load_seconds
+    info = session.info
     config.decoder.check_classes(info["class_names"])
-    model = with_compute_dtype(model, config.compute_dtype)
-    timings["load model"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    halves, random_weights = _load_inputs(config, info)
+    halves, random_weights = _load_inputs(config, session)
     timings["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    scorer = Scorer(model, batch_size=config.batch_size)
     for h in halves:
-        h.probs = scorer.score_half(h.video, h.audio, stride=config.stride, progress=config.progress,
-                                    what=f"scoring half {h.number}")
+        h.probs = session.scorer.score_half(h.video, h.audio, stride=config.stride, progress=config.progress,
+                                            what=f"scoring half {h.number}")
     timings["scores"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     _decode(config, info, halves)
     timings["spans"] = time.perf_counter() - t0
-    result = Result(config, info, halves, {}, timings, random_weights)
+    result = Result(config, info, halves, {}, timings, random_weights, cmap=session.cmap)
     _write_outputs(result)
     return result
 
 
-def _load_inputs(config: Config, info: dict) -> tuple[list[Half], bool]:
+def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
     """Feature streams to score (with ground truth when labels are known) and whether weights were random."""
     import dataset
-    from common.ffmpeg import probe
+    from common.features import random_weights as made_randomly
+    from common.features import read_record
 
+    info = session.info
     names = info["feature_names"]
     if config.game_dir:
+        record = read_record(config.game_dir)
+        _check_record(session, record, str(config.game_dir))
         halves = []
         for number in (1, 2):
             video, audio = dataset.load_half(config.game_dir, number, features_video=names["video"],
@@ -292,31 +387,26 @@ def _load_inputs(config: Config, info: dict) -> tuple[list[Half], bool]:
                                              feature_dim=info["feature_dim"])
             halves.append(Half(number, video, audio))
         _check_width(halves[0], info, str(config.game_dir))
-        return _with_truth(halves, config.game_dir, info), _random_in(config.game_dir / "extraction.json")
+        return _with_truth(halves, config.game_dir, session.cmap, info["frames_per_second"]), made_randomly(record)
     if config.features_video:
-        video = load_features(config.features_video)
-        audio = load_features(config.features_audio)
+        video, audio = load_features(config.features_video), load_features(config.features_audio)
         _check_lengths(video, audio, config, info["frames_per_second"])
-        random_weights = any(_random_in(Path(f).parent / "extraction.json")
-                             for f in (config.features_video, config.features_audio))
+        records = [read_record(Path(f).parent) for f in (config.features_video, config.features_audio)]
+        for record, f in zip(records, (config.features_video, config.features_audio), strict=True):
+            _check_record(session, record, str(f))
+        random_weights = any(made_randomly(r) for r in records)
     else:
-        from extract_features import extract_file
-
-        extracted = extract_file(config.video, weights=config.weights, pca=config.pca, progress=config.progress)
+        extracted = session.extractor(config).run(config.video, progress=config.progress)
         video, audio = extracted.video, extracted.audio
-        random_weights = extracted.info.get("weights") == "random"
+        _check_record(session, extracted.info, str(config.video))
+        random_weights = made_randomly(extracted.info)
     if random_weights:
         warn_random()
     half = Half(config.half, video, audio)
     _check_width(half, info, str(config.features_video or config.video))
     if config.video:
-        duration = probe(config.video).duration
-        tokens = min(len(video), len(audio)) / info["frames_per_second"]
-        if abs(tokens - duration) > max(5.0, 0.02 * duration):
-            log.warning("%s lasts %.0f s but the features cover %.0f s: are they from this video?",
-                        config.video, duration, tokens)
-        half.duration = duration
-    return _with_truth([half], config.ground_truth, info), random_weights
+        half.duration = _check_duration(config.video, min(len(video), len(audio)) / info["frames_per_second"])
+    return _with_truth([half], config.ground_truth, session.cmap, info["frames_per_second"]), random_weights
 
 
 def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: float) -> None:
@@ -331,6 +421,27 @@ def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: fl
                     config.features_audio, len(audio), min(len(video), len(audio)))
 
 
+def _check_record(session: Session, record: dict | None, what: str) -> None:
+    """Features at another token rate than the model's: error; made with another recipe: one warning per run."""
+    from common.features import frame_rate_problem, recipe_of
+
+    problem = frame_rate_problem(record, session.info["frames_per_second"])
+    if problem:
+        raise UserError(f"{what}: {problem}")
+    session.check_recipe(recipe_of(record), what)
+
+
+def _check_duration(video: Path, covered_sec: float) -> float:
+    """The video's duration; a warning when the features cover a clearly different length."""
+    from common.ffmpeg import probe
+
+    duration = probe(video).duration
+    if abs(covered_sec - duration) > max(5.0, 0.02 * duration):
+        log.warning("%s lasts %.0f s but the features cover %.0f s: are they from this video?", video, duration,
+                    covered_sec)
+    return duration
+
+
 def _check_width(half: Half, info: dict, what: str) -> None:
     for name, arr in (("video", half.video), ("audio", half.audio)):
         if arr.shape[1] != info["feature_dim"]:
@@ -338,23 +449,12 @@ def _check_width(half: Half, info: dict, what: str) -> None:
                             f"{info['feature_dim']} ({info['feature_names'][name]})")
 
 
-def _random_in(extraction_json: Path) -> bool:
-    try:
-        return json.loads(extraction_json.read_text()).get("weights") == "random"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _with_truth(halves: list[Half], game_dir: Path | None, info: dict) -> list[Half]:
+def _with_truth(halves: list[Half], game_dir: Path | None, cmap: Any, fps: float) -> list[Half]:
     """Attach the labelled events (mapped to the model's classes) of each half, when the folder has labels."""
-    from highlights.spotting import match_class_map
-
-    cmap = match_class_map(info["class_names"])
-    if game_dir is None or cmap is None or not any((game_dir / n).is_file() for n in ("Labels-v2.json", "Labels.json")):
+    if game_dir is None or cmap is None or not any((game_dir / n).is_file() for n in LABEL_FILES):
         return halves
     import dataset
 
-    fps = info["frames_per_second"]
     events = dataset.usable_events(dataset.read_labels(game_dir), dataset.labels_path(game_dir), cmap,
                                    {h.number: h.duration or min(len(h.video), len(h.audio)) / fps for h in halves})
     for h in halves:
@@ -377,17 +477,12 @@ def _decode(config: Config, info: dict, halves: list[Half]) -> None:
                             threshold=config.nms_threshold, rule=config.nms_rule)
 
 
-def match_time(half: int, seconds: float) -> str:
-    from highlights.spotting import game_time
-
-    return game_time(half, seconds)
-
-
 def spans_json(result: Result) -> dict:
-    from highlights.spotting import soccernet_labels
+    from common.timefmt import game_time
+    from highlights.spotting import class_labels
 
     cfg, info = result.config, result.info
-    labels = soccernet_labels(info["class_names"])
+    labels = class_labels(result.cmap, info["class_names"])
     names = list(info["class_names"])
     return {
         "source": {k: str(v) for k, v in (("video", cfg.video), ("features_video", cfg.features_video),
@@ -398,10 +493,10 @@ def spans_json(result: Result) -> dict:
         "decoder": cfg.decoder.to_dict(),
         "spans": [{"half": h.number, "start": round(s.start, 3), "end": round(s.end, 3), "class": s.label,
                    "label": labels.get(names.index(s.label), s.label), "score": round(s.score, 6),
-                   "peak": round(s.peak, 3), "match_time": match_time(h.number, s.peak), "classes": list(s.labels),
+                   "peak": round(s.peak, 3), "match_time": game_time(h.number, s.peak), "classes": list(s.labels),
                    "events": [{"class": e.label, "label": labels.get(names.index(e.label), e.label),
                                "peak": round(e.peak, 3), "score": round(e.score, 6),
-                               "match_time": match_time(h.number, e.peak)} for e in s.all_events()]}
+                               "match_time": game_time(h.number, e.peak)} for e in s.all_events()]}
                   for h in result.halves for s in h.spans],
     }
 
@@ -411,7 +506,7 @@ def _write_outputs(result: Result) -> None:
     of an earlier run that this one does not write (a reel, when this run makes none) are removed."""
     from highlights.plots import plot_timeline
     from highlights.report import write_report
-    from highlights.spotting import soccernet_labels, write_results_spotting
+    from highlights.spotting import class_labels, write_results_spotting
 
     cfg, out = result.config, result.config.out
     with OutputSet(out, OUTPUT_FILES) as files:
@@ -422,8 +517,8 @@ def _write_outputs(result: Result) -> None:
         t0 = time.perf_counter()
         write_json(files.path("spans.json"), spans_json(result))
         game = str(cfg.game_dir or cfg.video or cfg.features_video)
-        write_results_spotting(files.path("results_spotting.json"), game,
-                               [s for h in result.halves for s in h.spots], soccernet_labels(result.info["class_names"]))
+        write_results_spotting(files.path("results_spotting.json"), game, [s for h in result.halves for s in h.spots],
+                               class_labels(result.cmap, result.info["class_names"]))
         fps = result.info["frames_per_second"]
         probs, spans, truth = _joined_halves(result.halves, fps)
         plot_timeline(files.path("timeline.png"), probs, result.info["class_names"], fps, spans, truth,
@@ -437,6 +532,7 @@ def _write_outputs(result: Result) -> None:
 
 def _write_reel(result: Result, files: OutputSet) -> None:
     """The reel and its subtitles, when there is a video and something to show."""
+    from common.timefmt import game_time
     from highlights.reel import make_reel, plan_clips
 
     cfg = result.config
@@ -444,7 +540,7 @@ def _write_reel(result: Result, files: OutputSet) -> None:
         return
     h = result.halves[0]
     clips = plan_clips(h.spans, h.duration, intro_sec=cfg.intro_sec, outro_sec=cfg.outro_sec,
-                       title=lambda s: " + ".join(f"{e.label} {match_time(h.number, e.peak)} ({e.score:.2f})"
+                       title=lambda s: " + ".join(f"{e.label} {game_time(h.number, e.peak)} ({e.score:.2f})"
                                                   for e in s.all_events()),
                        join_overlaps=not cfg.reel_repeat_overlaps)
     reel = make_reel(cfg.video, clips, files.path("highlights.mp4"), fast=cfg.fast, progress=cfg.progress,
@@ -474,6 +570,8 @@ def covered(halves: Sequence[Half]) -> tuple[int, int]:
 
 def summary(result: Result) -> str:
     """One screen: input, model, spans, coverage, outputs, time per stage."""
+    from common.timefmt import game_time
+
     cfg, info = result.config, result.info
     lines = [f"model   {cfg.model} ({info['architecture']}, {info['pooling']}, {info['window_seconds']:g} s windows, "
              f"classes {', '.join(info['class_names'][1:])})"]
@@ -482,7 +580,7 @@ def summary(result: Result) -> str:
                      f"{len(h.spans)} spans")
     spans = [(h.number, s) for h in result.halves for s in h.spans]
     for number, s in spans[:12]:
-        lines.append(f"  {match_time(number, s.peak)}  {s.label:<10} {s.start:7.1f}-{s.end:7.1f} s  score {s.score:.2f}")
+        lines.append(f"  {game_time(number, s.peak)}  {s.label:<10} {s.start:7.1f}-{s.end:7.1f} s  score {s.score:.2f}")
     if len(spans) > 12:
         lines.append(f"  ... {len(spans) - 12} more in spans.json")
     lines += [f"{k:<9} {v}" for k, v in result.outputs.items()]
@@ -506,6 +604,8 @@ def warn_random() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = parse_args(argv)
+    if args.inputs:
+        return run_many(build_configs(args))
     existed = Path(args.out).exists()
     try:
         result = run(build_config(args))
@@ -515,6 +615,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     print(summary(result))
     return 0
+
+
+def run_many(configs: Sequence[Config]) -> int:
+    """Every video in one process, the model loaded and the extractor built once. All videos are checked first
+    (so a run of bad files never loads the model); a video that fails is reported on one line and the others
+    go on; a model that cannot be loaded stops the run (UserError). Returns 0 when all were done, else 1."""
+    failed: list[str] = []
+
+    def attempt(config: Config, step) -> bool:
+        existed = config.out.exists()
+        try:
+            step()
+            return True
+        except UserError as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+            failed.append(str(config.video))
+            if not existed and config.out.is_dir() and not any(config.out.iterdir()):
+                config.out.rmdir()  # nothing half-made is left for a failed video
+            return False
+
+    made = [c.out for c in configs if not c.out.exists()]
+    ready = [c for c in configs if attempt(c, lambda c=c: check_match(c))]
+    try:
+        session = Session(ready[0]) if ready else None
+    except BaseException:
+        for out in made:
+            if out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    reports: list[Path] = []
+    for config in ready:
+        print(f"== {config.video} -> {config.out}/", file=sys.stderr, flush=True)
+        if attempt(config, lambda c=config: print(summary(run(c, session)), flush=True)):
+            reports.append(config.out / "report.html")
+    root = configs[0].out.parent
+    if reports:  # one page linking every match's report.html
+        from highlights.report import write_index
+
+        write_index(root / "index.html", reports)
+    print(f"{len(reports)} of {len(configs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
+          file=sys.stderr)
+    if failed:
+        print("failed: " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

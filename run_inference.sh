@@ -3,7 +3,8 @@
 #
 #   bash run_inference.sh                                  # demo: synthetic match + demo model -> demo_output/
 #   bash run_inference.sh --model M.keras match.mp4        # one video
-#   bash run_inference.sh --model M.keras videos/          # every video in a folder (.mp4 .mkv .avi .mov .webm .ts)
+#   bash run_inference.sh --model M.keras videos/          # every video in a folder (.mp4 .mkv .avi .mov .webm .ts
+#                                                          #   .m4v .mpg .mpeg), all in one process
 #   bash run_inference.sh --model M.keras list.txt         # one video per line (relative to the list; # comments)
 #
 # Settings, as flags or environment variables (flags win):
@@ -36,7 +37,6 @@ INTRO_SEC="${INTRO_SEC:-15}"
 OUTRO_SEC="${OUTRO_SEC:-15}"
 DEMO_DATA="${DEMO_DATA:-$ROOT/demo_data}"
 DEMO_THRESHOLD="${DEMO_THRESHOLD:-0.2}"
-VIDEO_EXTENSIONS="mp4 mkv avi mov webm ts m4v mpg mpeg"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "error: $*" >&2; exit 2; }
@@ -65,7 +65,6 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   VENV="$VENV" "$ROOT/scripts/setup_env.sh"
 fi
 PY="$VENV/bin/python"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 # inference.py runs in the background so that a SIGTERM or Ctrl-C sent to this script reaches it (as SIGTERM):
 # it removes its temporary files and leaves the output folder as it was; then the script stops (143 / 130).
@@ -92,67 +91,14 @@ settings=(--intro_sec "$INTRO_SEC" --outro_sec "$OUTRO_SEC")
 [[ -n "$DECODER_CONFIG" ]] && settings+=(--decoder_config "$DECODER_CONFIG")
 settings+=("${passthrough[@]}")
 
-is_video() {
-  local ext="${1##*.}"
-  ext="${ext,,}"
-  [[ " $VIDEO_EXTENSIONS " == *" $ext "* ]]
-}
-
-# Expand the arguments (files, folders, .txt lists) into the array `videos`.
-videos=()
-collect() {
-  local item="$1" line dir
-  if [[ -d "$item" ]]; then
-    local found=()
-    while IFS= read -r -d '' line; do
-      is_video "$line" && found+=("$line")
-    done < <(find "$item" -maxdepth 1 -type f -print0 | sort -z)
-    ((${#found[@]})) || die "$item: no video files (${VIDEO_EXTENSIONS// /, })"
-    videos+=("${found[@]}")
-  elif [[ "$item" == *.txt ]]; then
-    [[ -f "$item" ]] || die "$item: no such list file"
-    dir="$(cd "$(dirname "$item")" && pwd)"
-    while IFS= read -r line || [[ -n "$line" ]]; do
-      line="${line%$'\r'}"
-      [[ -z "${line//[[:space:]]/}" || "$line" == \#* ]] && continue
-      [[ "$line" == /* ]] || line="$dir/$line"
-      videos+=("$line")
-    done < "$item"
-  else
-    [[ -f "$item" ]] || die "$item: no such file"
-    videos+=("$item")
-  fi
-}
-
+# Videos, folders and lists all go to one inference.py process (the networks are built once).
 run_videos() {
   [[ -n "$MODEL" ]] || die "give a model: --model M.keras or MODEL=... (run with no arguments for the demo)"
-  [[ -f "$MODEL" ]] || die "$MODEL: no such model file"
-  local out_root="${OUT:-inference_output}" video name out failed=() done=0 reports=()
   local extract=(--weights "$WEIGHTS")
   [[ -n "$PCA" ]] && extract+=(--pca "$PCA")
-  declare -A used=()
-  for video in "${videos[@]}"; do
-    name="$(basename "$video")"
-    name="${name%.*}"
-    while [[ -n "${used[$name]:-}" ]]; do name="${name}_"; done  # two videos with one name
-    used[$name]=1
-    out="$out_root/$name"
-    echo "== $video -> $out/" >&2
-    if infer --model "$MODEL" --video "$video" --out "$out" "${extract[@]}" "${settings[@]}"; then
-      done=$((done + 1))
-      reports+=("$out/report.html")
-    else
-      failed+=("$video")
-    fi
-  done
-  if ((done)); then  # one page linking every match's report.html
-    PYTHONPATH="$ROOT" "$PY" -m highlights.report "$out_root/index.html" "${reports[@]}" >/dev/null
-  fi
-  echo "$done of ${#videos[@]} videos done: $out_root/ (open $out_root/index.html)" >&2
-  if ((${#failed[@]})); then
-    printf 'failed: %s\n' "${failed[@]}" >&2
-    exit 1
-  fi
+  local code=0
+  infer --model "$MODEL" --out "${OUT:-inference_output}" "${extract[@]}" "${settings[@]}" -- "${inputs[@]}" || code=$?
+  exit "$code"
 }
 
 demo() {
@@ -179,6 +125,5 @@ demo() {
 if ((${#inputs[@]} == 0)); then
   demo
 else
-  for item in "${inputs[@]}"; do collect "$item"; done
   run_videos
 fi

@@ -24,14 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import save_npy, write_json
+from common.constants import AUDIO_FEATURES, FEATURE_DIM, TOKENS_PER_SECOND, VIDEO_FEATURES
 from common.errors import UserError, run_cli
+from common.timefmt import game_time
 from dataset import Event
 
-FEATURE_DIM = 512
-FPS = 2.0
+FPS = TOKENS_PER_SECOND
 SIGNATURE_SEED = 20200614
-VIDEO_FILE = "ResNET_TF2_PCA512"
-AUDIO_FILE = "VGGish"
+VIDEO_FILE = VIDEO_FEATURES
+AUDIO_FILE = AUDIO_FEATURES
 SPLIT_NAMES = ("Train", "Valid", "Test")
 
 # label: (events per minute of a half, seconds of delay of the trace, [(trace key, video amp, audio amp)])
@@ -70,8 +71,7 @@ class SyntheticGame:
     def labels_json(self) -> dict:
         anns = []
         for ev in self.events:
-            seconds = ev.position_ms // 1000
-            anns.append({"gameTime": f"{ev.half} - {seconds // 60:02d}:{seconds % 60:02d}", "label": ev.label,
+            anns.append({"gameTime": game_time(ev.half, ev.position_ms // 1000), "label": ev.label,
                          "position": str(ev.position_ms), "team": _team(ev), "visibility": "visible"})
         return {"UrlLocal": self.name + "/", "UrlYoutube": "", "annotations": anns}
 

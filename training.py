@@ -485,8 +485,10 @@ def claim_outputs(cfg: TrainConfig) -> None:
     print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in existing)}", flush=True)
 
 
-def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[str, str] | None):
-    """Strategy, model and Adam (epsilon 1e-8, TF1's default) built in the strategy's scope."""
+def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[str, str] | None,
+           feature_recipe: dict[str, str] | None = None):
+    """Strategy, model and Adam (epsilon 1e-8, TF1's default) built in the strategy's scope. The model records
+    the class map and the feature recipe of the training data."""
     import keras
 
     import archis
@@ -497,7 +499,7 @@ def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[
             cfg.architecture, class_names=cfg.data.class_map.classes, pooling=cfg.network, vlad_k=cfg.vlad_k,
             window_seconds=cfg.data.window_seconds, frames_per_second=cfg.data.frames_per_second,
             feature_dim=window_shape[1], feature_names=feature_names, compute_dtype=cfg.compute_dtype,
-            dropout=cfg.dropout, seed=cfg.seed)
+            dropout=cfg.dropout, seed=cfg.seed, class_map=cfg.data.class_map.to_json(), feature_recipe=feature_recipe)
         optimizer = keras.optimizers.Adam(learning_rate=cfg.lr, epsilon=ADAM_EPSILON)
         optimizer.build(model.trainable_variables)
     return strategy, model, optimizer
@@ -548,7 +550,8 @@ def _setup(cfg: TrainConfig) -> _Run:
 
     import archis
 
-    strategy, model, optimizer = _build(cfg, train_cache.window_shape, train_cache.feature_files or None)
+    strategy, model, optimizer = _build(cfg, train_cache.window_shape, train_cache.feature_files or None,
+                                        train_cache.feature_recipe)
     spec = strategy.experimental_distribute_dataset(_tf_dataset(lambda: iter(()), *train_cache.window_shape,
                                                                 len(classes))).element_spec
     train_step = make_train_step(model, optimizer, strategy, tf.constant(weights, tf.float32), spec)

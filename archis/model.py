@@ -8,6 +8,7 @@ restores the weights. So a `.keras` file records what it is and loads with plain
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import keras
 
-from archis.pooling import canonical_pooling
+from archis.pooling import canonical_pooling, no_random_init
 from archis.registry import ARCHITECTURES, Blocks, canonical_architecture, default_dropout, default_gating
+from common.constants import BACKGROUND, FEATURE_DIM, FEATURE_NAMES, TOKENS_PER_SECOND
 from common.errors import UserError
 
-DEFAULT_CLASSES = ("background", "kick", "subs", "card", "goal")
-DEFAULT_FEATURES = {"video": "ResNET_TF2_PCA512", "audio": "VGGish"}
+DEFAULT_CLASSES = (BACKGROUND, "kick", "subs", "card", "goal")
+DEFAULT_FEATURES = FEATURE_NAMES
 _DTYPES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16"}
 SPEC_KEYS = (
     "architecture",
@@ -35,6 +37,8 @@ SPEC_KEYS = (
     "compute_dtype",
     "dropout",
     "context_gating",
+    "class_map",
+    "feature_recipe",
 )
 
 
@@ -45,17 +49,21 @@ def make_spec(
     pooling: str = "NetVLAD",
     vlad_k: int = 512,
     window_seconds: float = 60.0,
-    frames_per_second: float = 2.0,
-    feature_dim: int = 512,
+    frames_per_second: float = TOKENS_PER_SECOND,
+    feature_dim: int = FEATURE_DIM,
     feature_names: Mapping[str, str] | None = None,
     dropout: float | None = None,
     compute_dtype: str = "float32",
     context_gating: bool | None = None,
+    class_map: Mapping | None = None,
+    feature_recipe: Mapping | None = None,
 ) -> dict:
     """Validate the arguments of `build_model` and return the canonical, JSON-serialisable spec.
 
     `dropout` / `context_gating` None: the original's for the architecture (V&D: 0.4 and gated poolings; the
-    seed's fusion models: 0.5, 0.6 for the transformer, and no gating).
+    seed's fusion models: 0.5, 0.6 for the transformer, and no gating). `class_map` ({"name", "classes",
+    "labels": {class: [SoccerNet labels]}}) and `feature_recipe` ({"video", "audio"}, see common/features.py)
+    record what the model was trained on; None when unknown (left out of the spec; older files load with None).
     """
     if dropout is None:
         dropout = default_dropout(architecture)
@@ -72,6 +80,9 @@ def make_spec(
         raise UserError(f"dropout must be in [0, 1), got {dropout}")
     if compute_dtype not in _DTYPES:
         raise UserError(f"unknown compute_dtype {compute_dtype!r}; valid: float32, bfloat16")
+    if class_map is not None and list(class_map.get("classes", [])) != [str(c) for c in class_names]:
+        raise UserError(f"class map classes {class_map.get('classes')} differ from the class names {list(class_names)}")
+    recorded = {k: _plain(v) for k, v in (("class_map", class_map), ("feature_recipe", feature_recipe)) if v}
     return {
         "architecture": canonical_architecture(architecture),
         "pooling": canonical_pooling(pooling),
@@ -85,7 +96,13 @@ def make_spec(
         "compute_dtype": "bfloat16" if _DTYPES[compute_dtype] == "mixed_bfloat16" else "float32",
         "dropout": float(dropout),
         "context_gating": bool(context_gating),
+        **recorded,  # left out when unknown, so such files stay readable by versions without them
     }
+
+
+def _plain(value: Mapping) -> dict:
+    """A JSON round-trip copy (plain dicts and lists, as the saved config will hold)."""
+    return json.loads(json.dumps(dict(value)))
 
 
 @keras.saving.register_keras_serializable(package="archis")
@@ -119,12 +136,14 @@ def build_model(
     pooling: str = "NetVLAD",
     vlad_k: int = 512,
     window_seconds: float = 60.0,
-    frames_per_second: float = 2.0,
-    feature_dim: int = 512,
+    frames_per_second: float = TOKENS_PER_SECOND,
+    feature_dim: int = FEATURE_DIM,
     feature_names: Mapping[str, str] | None = None,
     dropout: float | None = None,
     compute_dtype: str = "float32",
     context_gating: bool | None = None,
+    class_map: Mapping | None = None,
+    feature_recipe: Mapping | None = None,
     seed: int | None = None,
 ) -> ArchiModel:
     """Build an architecture by canonical or original name. Inputs {"video", "audio"}: [B, N, D]; output logits [B, C].
@@ -143,6 +162,8 @@ def build_model(
         dropout=dropout,
         compute_dtype=compute_dtype,
         context_gating=context_gating,
+        class_map=class_map,
+        feature_recipe=feature_recipe,
     )
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
@@ -154,7 +175,7 @@ def model_info(model: keras.Model) -> dict:
     spec = getattr(model, "spec", None)
     if not isinstance(spec, Mapping):
         raise UserError(f"model {getattr(model, 'name', model)!r} was not built by archis (no spec)")
-    return {k: spec[k] for k in SPEC_KEYS}
+    return {k: spec.get(k) for k in SPEC_KEYS}
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
@@ -165,6 +186,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a Keras model (not a .keras zip archive)")
     try:
-        return keras.models.load_model(path)
+        with no_random_init():  # every weight is about to be read from the file
+            return keras.models.load_model(path)
     except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: not a Keras model ({' '.join(str(exc).split())[:200]})") from exc

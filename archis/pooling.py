@@ -15,7 +15,10 @@ training, so a window scores the same alone or in any batch; a deliberate depart
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
 import keras
 from keras import ops
@@ -25,8 +28,36 @@ from common.errors import UserError
 _EPS = 1e-12  # tf.nn.l2_normalize's epsilon on the squared norm
 
 
+_SKIP_RANDOM_INIT = contextvars.ContextVar("archis_skip_random_init", default=False)
+
+
+@contextlib.contextmanager
+def no_random_init() -> Iterator[None]:
+    """NetVLAD weights created inside start as zeros instead of random draws: for a model whose saved weights
+    are loaded over them at once (drawing the 134 M numbers of a VLAD-512 projection was most of the load time)."""
+    token = _SKIP_RANDOM_INIT.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_RANDOM_INIT.reset(token)
+
+
+_HALF_PROJECTION = contextvars.ContextVar("archis_half_projection", default=False)
+
+
+@contextlib.contextmanager
+def half_precision_projection() -> Iterator[None]:
+    """Models saved inside store NetVLAD's projection (`hidden_weights`, ~99 % of a VLAD-512 file) as float16;
+    loading casts it back to float32. See `archis.export.export_model`."""
+    token = _HALF_PROJECTION.set(True)
+    try:
+        yield
+    finally:
+        _HALF_PROJECTION.reset(token)
+
+
 def _normal(stddev: float) -> keras.initializers.Initializer:
-    return keras.initializers.RandomNormal(stddev=stddev)
+    return keras.initializers.Zeros() if _SKIP_RANDOM_INIT.get() else keras.initializers.RandomNormal(stddev=stddev)
 
 
 @keras.saving.register_keras_serializable(package="archis")
@@ -122,6 +153,12 @@ class NetVLAD(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
+
+    def save_own_variables(self, store):
+        """As Keras does, except that the projection is written as float16 inside `half_precision_projection()`."""
+        for i, v in enumerate(self._trainable_variables + self._non_trainable_variables):
+            half = _HALF_PROJECTION.get() and v is self.hidden_weights
+            store[f"{i}"] = ops.convert_to_numpy(v).astype("float16") if half else v
 
     def get_config(self):
         return {

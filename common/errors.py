@@ -22,10 +22,6 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread on SIGTERM; handled wherever Ctrl-C's KeyboardInterrupt is."""
 
 
-def fail(message: str) -> NoReturn:
-    raise UserError(message)
-
-
 def _on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
     raise Terminated()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
 from extract_features import decode
 from extract_features.pipeline import ExtractConfig
@@ -61,8 +62,8 @@ def extract_parser() -> argparse.ArgumentParser:
                    help="accept videos without audio: digital silence stands in (recorded in extraction.json)")
     p.add_argument("--vggish128", action="store_true", help="also write the standard 128-d VGGish embedding")
     p.add_argument("--save_raw", action="store_true", help="also write the 2048-d features (<half>_ResNET_TF2.npy)")
-    p.add_argument("--video_feature_name", default="ResNET_TF2_PCA512")
-    p.add_argument("--audio_feature_name", default="VGGish")
+    p.add_argument("--video_feature_name", default=VIDEO_FEATURES)
+    p.add_argument("--audio_feature_name", default=AUDIO_FEATURES)
     _network_args(p)
     return p
 

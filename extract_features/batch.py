@@ -19,7 +19,9 @@ from pathlib import Path
 from common.errors import UserError
 from extract_features.pipeline import ExtractConfig, get_extractor, is_done, write_outputs
 
-VIDEO_NAME = re.compile(r"^(?P<half>[12])(?:_(?P<quality>224p|720p|HQ|LQ))?\.(?:mkv|mp4|avi|mov|webm|ts)$",
+# The one list of file extensions taken for videos (folders given to inference.py, SoccerNet trees).
+VIDEO_EXTENSIONS = ("mp4", "mkv", "avi", "mov", "webm", "ts", "m4v", "mpg", "mpeg")
+VIDEO_NAME = re.compile(rf"^(?P<half>[12])(?:_(?P<quality>224p|720p|HQ|LQ))?\.(?:{'|'.join(VIDEO_EXTENSIONS)})$",
                         re.IGNORECASE)
 QUALITY_ORDER = ("224p", "", "LQ", "720p", "HQ")
 
@@ -60,21 +62,59 @@ def tree_jobs(root: str | Path, *, out_root: str | Path | None = None, quality: 
     return jobs
 
 
+def is_video(path: Path) -> bool:
+    """True when the file name has one of VIDEO_EXTENSIONS (any case)."""
+    return path.suffix[1:].lower() in VIDEO_EXTENSIONS
+
+
+def read_video_list(list_path: str | Path) -> list[tuple[int, Path]]:
+    """(line number, video path) of a .txt list: one path a line, relative to the list's folder; blank lines and
+    `#` comments skipped, Windows line ends accepted. The videos are not checked here."""
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise UserError(f"{list_path}: no such list file")
+    out = []
+    for n, line in enumerate(list_path.read_text().splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append((n, Path(line) if Path(line).is_absolute() else list_path.parent / line))
+    return out
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Videos named by command-line inputs: a video file, a folder (its video files, sorted; not recursive) or a
+    .txt list. UserError for a missing file or list, or a folder without videos; listed videos are not checked."""
+    videos: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and is_video(p))
+            if not found:
+                raise UserError(f"{item}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+            videos += found
+        elif item.suffix.lower() == ".txt":
+            videos += [video for _, video in read_video_list(item)]
+        elif not item.is_file():
+            raise UserError(f"{item}: no such file")
+        else:
+            videos.append(item)
+    return videos
+
+
+def feature_home(video: Path) -> tuple[Path, str]:
+    """(folder, file prefix) where a listed video's features go: a SoccerNet name (`1_224p.mkv`) writes into its
+    own folder with its half as prefix, any other name into `<folder>/<stem>/` with prefix 1."""
+    m = VIDEO_NAME.match(video.name)
+    return (video.parent, m.group("half")) if m else (video.parent / video.stem, "1")
+
+
 def list_jobs(list_path: str | Path, *, out_root: str | Path | None = None) -> list[Job]:
     """A .txt of video paths (relative to the list's folder). SoccerNet names write into their folder with
     their half as prefix; any other name gets its own folder `<stem>/` with prefix 1."""
     list_path = Path(list_path)
-    if not list_path.is_file():
-        raise UserError(f"{list_path}: no such list file")
     base = list_path.parent
     jobs = []
-    for n, line in enumerate(list_path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        video = Path(line) if Path(line).is_absolute() else base / line
-        m = VIDEO_NAME.match(video.name)
-        folder, prefix = (video.parent, m.group("half")) if m else (video.parent / video.stem, "1")
+    for n, video in read_video_list(list_path):
+        folder, prefix = feature_home(video)
         if out_root:
             rel = folder.relative_to(base) if folder.is_relative_to(base) else Path(folder.name)
             folder = Path(out_root) / rel

@@ -37,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.constants import TOKENS_PER_SECOND
 from common.errors import UserError
 from common.ffmpeg import MediaInfo, ffmpeg_exe, last_error_line, media_arg, probe
 
-FPS = 2.0
+FPS = TOKENS_PER_SECOND
 SIZE = 224
 SAMPLE_RATE = 16000
 PIECE_SAMPLES = int(SAMPLE_RATE / FPS)  # one 0.5 s audio piece per video token

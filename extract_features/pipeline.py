@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import queue
 import sys
@@ -28,7 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import save_npy, write_json
+from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError
+from common.features import (  # noqa: F401 - LEGACY_RECIPE, SOCCERNET_RECIPE, recipe_of re-exported
+    LEGACY_RECIPE,
+    SOCCERNET_RECIPE,
+    read_record,  # a damaged record reads as None: "redo", never a crash
+    recipe_of,
+)
 from extract_features import decode
 
 FORMAT_VERSION = 1
@@ -37,8 +43,6 @@ FORMAT_VERSION = 1
 # whole --batch_size at once (its batch takes a fraction of a second).
 CPU_NETWORK_SLICE = 4
 AUDIO_BLOCK_SECONDS = 15.0  # audio decoded and run through VGGish this much at a time (stop checked between)
-SOCCERNET_RECIPE = {"video": "soccernet", "audio": decode.AUDIO_RECIPE}
-LEGACY_RECIPE = {"video": "rgb", "audio": "ffmpeg_downmix"}  # extraction.json written before recipes were
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,8 @@ class ExtractConfig:
     vggish128: bool = False
     save_raw: bool = False
     seed: int = 0
-    video_name: str = "ResNET_TF2_PCA512"
-    audio_name: str = "VGGish"
+    video_name: str = VIDEO_FEATURES
+    audio_name: str = AUDIO_FEATURES
 
     def __post_init__(self) -> None:
         if self.weights not in ("imagenet", "random"):
@@ -318,21 +322,6 @@ def _progress(enabled: bool, total: int, name: str):
 # ---- outputs ------------------------------------------------------------------------------------------------
 
 
-def recipe_of(record: dict | None) -> dict[str, str]:
-    """The feature recipe `{"video": "soccernet" | "rgb", "audio": "channel_mean" | "ffmpeg_downmix"}` of an
-    extraction.json record (or `ExtractedFeatures.info`). A record without the key predates recorded recipes:
-    `LEGACY_RECIPE`. No record at all (None): features this tool did not make, i.e. SoccerNet's released ones
-    (ResNET_TF2_PCA512 and V&D's VGGish), whose recipe is `SOCCERNET_RECIPE`."""
-    if record is None:
-        return dict(SOCCERNET_RECIPE)
-    recipe = record.get("recipe")
-    if recipe is None:
-        return dict(LEGACY_RECIPE)
-    if not isinstance(recipe, dict) or not {"video", "audio"} <= recipe.keys():
-        raise UserError(f"extraction.json: 'recipe' must be {{\"video\": ..., \"audio\": ...}}, got {recipe!r}")
-    return {"video": str(recipe["video"]), "audio": str(recipe["audio"])}
-
-
 def read_recipe(path: str | os.PathLike) -> dict[str, str]:
     """The feature recipe of a features folder (or of its extraction.json file); see `recipe_of`.
     A folder without extraction.json holds SoccerNet's released features; an unreadable one is a UserError."""
@@ -346,16 +335,6 @@ def read_recipe(path: str | os.PathLike) -> dict[str, str]:
     if not isinstance(record, dict):
         raise UserError(f"{record_path}: not an extraction record (a JSON object)")
     return recipe_of(record)
-
-
-def read_record(out_dir: Path) -> dict | None:
-    p = out_dir / "extraction.json"
-    if not p.exists():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # a damaged record means "redo", never a crash
 
 
 def is_done(out_dir: Path, prefix: str, config: ExtractConfig) -> bool:

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from common.atomic import read_json
+from common.constants import LABEL_FILES
 from common.errors import UserError
 
 DELTAS: dict[str, np.ndarray] = {
@@ -47,7 +48,6 @@ DELTAS: dict[str, np.ndarray] = {
 THRESHOLDS = np.linspace(0, 1, 200)
 RECALL_LEVELS = np.arange(11) / 10
 HALF_SECONDS = 120 * 60  # the official vectors hold two hours per half
-LABEL_FILES = ("Labels-v2.json", "Labels.json")
 PREDICTION_FILE = "results_spotting.json"
 
 

@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from common.atomic import atomic_path
-
-BACKGROUND = "background"
+from common.constants import BACKGROUND
+from common.timefmt import clock
 
 
 def _colors(n: int) -> list:
@@ -34,8 +34,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> None:
 
 
 def _clock(seconds: float, _pos: Any = None) -> str:
-    s = int(round(seconds))
-    return f"{s // 60}:{s % 60:02d}"
+    return clock(round(seconds))
 
 
 def _count(n: int, noun: str) -> str:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from common.atomic import atomic_path, write_text
 from common.errors import UserError
 from common.ffmpeg import ffmpeg_exe, last_error_line, media_arg, probe
+from common.timefmt import clock
 
 # Clips joined by one concat-filter encode; more clips are encoded in groups and the groups stream-copied
 # together, so ffmpeg never holds hundreds of open decoders.
@@ -51,12 +52,6 @@ class Reel:
     clips: list[Clip]
     placed: list[tuple[float, float]]
     duration: float
-
-
-def clock(seconds: float) -> str:
-    """Match clock `MM:SS` (minutes keep counting past 59, as football clocks do)."""
-    s = max(0, int(seconds))
-    return f"{s // 60:02d}:{s % 60:02d}"
 
 
 def plan_clips(spans: Iterable[Any], duration: float, *, intro_sec: float = 0.0, outro_sec: float = 0.0,

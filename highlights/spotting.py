@@ -25,9 +25,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from common.atomic import write_json
+from common.constants import BACKGROUND
 from common.errors import UserError
+from common.timefmt import game_time
 
-BACKGROUND = "background"
 NMS_RULES = ("vd", "symmetric")
 
 
@@ -198,15 +199,37 @@ def match_class_map(class_names: Sequence[str]) -> Any:
     return None
 
 
+def model_class_map(info: Mapping, override: str | None = None, model: str = "the model") -> Any:
+    """The class map a model was trained with: the one its file records, else (older files) the built-in map
+    with its classes, else None. `override` (a `--class_map` value) replaces it only if it agrees: same
+    classes, and the same labels per class when the file records a map."""
+    import dataset
+
+    recorded = (dataset.class_map_from_json(info["class_map"], f"{model}: recorded class map")
+                if info.get("class_map") else match_class_map(info["class_names"]))
+    if override is None:
+        return recorded
+    cmap = dataset.load_class_map(override)
+    if list(cmap.classes) != list(info["class_names"]):
+        raise UserError(f"--class_map {override}: classes {cmap.classes[1:]} differ from those of {model} "
+                        f"{list(info['class_names'][1:])}")
+    if info.get("class_map") and cmap.label_to_index != recorded.label_to_index:
+        raise UserError(f"--class_map {override}: maps SoccerNet labels to classes otherwise than the map "
+                        f"{recorded.name!r} recorded in {model}")
+    return cmap
+
+
+def class_labels(cmap: Any, class_names: Sequence[str]) -> dict[int, str]:
+    """Class index -> the label written to results_spotting.json: the first SoccerNet label of the class in
+    `cmap` (a class made of several labels is written as its first; `evaluate.py` maps it back to the class),
+    the class name itself without a map."""
+    return dict(cmap.index_to_label) if cmap is not None else dict(enumerate(class_names))
+
+
 def soccernet_labels(class_names: Sequence[str]) -> dict[int, str]:
     """Class index -> SoccerNet label name through the matching class map; the class names themselves if none."""
     cmap = match_class_map(class_names)
     return dict(cmap.index_to_label) if cmap is not None else dict(enumerate(class_names))
-
-
-def game_time(half: int, seconds: float) -> str:
-    s = int(seconds)
-    return f"{half} - {s // 60:02d}:{s % 60:02d}"
 
 
 def results_spotting(game: str, spots: Iterable[Spot], index_to_label: Mapping[int, str]) -> dict:

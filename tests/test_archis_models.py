@@ -90,7 +90,8 @@ def test_aliases_and_spec():
     assert info["feature_names"] == {"video": "ResNET_TF2_PCA512", "audio": "VGGish"}
     assert set(info) == {
         "architecture", "pooling", "vlad_k", "window_seconds", "frames_per_second", "window_frames",
-        "feature_dim", "class_names", "feature_names", "compute_dtype", "dropout", "context_gating",
+        "feature_dim", "class_names", "feature_names", "compute_dtype", "dropout", "context_gating", "class_map",
+        "feature_recipe",
     }  # fmt: skip
     for alias, canonical in archis.ALIASES.items():
         assert archis.canonical_architecture(alias.upper()) == canonical

@@ -134,3 +134,35 @@ def test_cli_exit_code_and_single_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
     assert not (tmp_path / "o").exists()
+
+
+def test_folder_of_three_videos_in_one_process(tiny_model, tmp_path, monkeypatch, capsys):
+    """Three videos and a broken one from a folder: the model is loaded and the extractor built once, each video
+    gets its own folder, the broken one is reported and the rest go on."""
+    import archis
+    from extract_features import pipeline
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name, seconds in (("a", 6), ("b", 5), ("c", 4)):
+        make_match_video(folder / f"{name}.mp4", seconds, size="64x36")
+    (folder / "a").mkdir()  # features extract_features wrote for a.mp4: reused, not extracted again
+    for name in ("1_ResNET_TF2_PCA512.npy", "1_VGGish.npy"):
+        np.save(folder / "a" / name, np.random.default_rng(0).normal(size=(12, 512)).astype(np.float32))
+    (folder / "d.mkv").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a video")
+    loads, builds = [], []
+    load_model, build = archis.load_model, pipeline.Extractor.__init__
+    monkeypatch.setattr(archis, "load_model", lambda path: loads.append(path) or load_model(path))
+    monkeypatch.setattr(pipeline.Extractor, "__init__", lambda self, cfg: builds.append(cfg) or build(self, cfg))
+    out = tmp_path / "out"
+    code = inference.main(["--model", str(tiny_model), "--out", str(out), str(folder), "--weights", "random",
+                           "--no_reel", "--quiet"])
+    assert code == 1 and len(loads) == 1 and len(builds) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c", "index.html"]
+    for name in "abc":
+        assert {"spans.json", "results_spotting.json", "timeline.png"} <= {p.name for p in (out / name).iterdir()}
+    err = capsys.readouterr().err
+    assert "d.mkv: empty file" in err and "3 of 4 videos done" in err
+    sources = {n: json.loads((out / n / "spans.json").read_text())["source"] for n in "abc"}
+    assert "features_video" in sources["a"] and "features_video" not in sources["b"]

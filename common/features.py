@@ -1,0 +1,92 @@
+"""What a folder of features was made with: its `extraction.json` record and the feature recipe in it.
+
+The recipe names how the network inputs were made: `video` ("soccernet": SoccerNet's frame rule and channel
+order; "rgb": this tool's original ImageNet-convention frames) and `audio` ("channel_mean": V&D's mean of the
+channels; "ffmpeg_downmix": ffmpeg's `-ac 1`). A model records the recipe of its training features, and the
+tools warn when they feed it features made another way (see docs/DESIGN.md, "Feature recipe").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from common.errors import UserError
+
+log = logging.getLogger(__name__)
+
+RECORD_NAME = "extraction.json"
+# extraction.json files written before the recipe was recorded made their features this way.
+LEGACY_RECIPE = {"video": "rgb", "audio": "ffmpeg_downmix"}
+# Folders without extraction.json hold features made elsewhere: SoccerNet's release (video) and V&D's
+# (audio), which is what the "soccernet" / "channel_mean" recipe reproduces.
+SOCCERNET_RECIPE = {"video": "soccernet", "audio": "channel_mean"}
+
+
+def read_record(folder: str | Path) -> dict | None:
+    """The folder's extraction.json as a dict; None when it is missing or unreadable (never raises)."""
+    path = Path(folder) / RECORD_NAME
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def recipe_of(record: Mapping | None) -> dict:
+    """{"video", "audio"} recipe of a record: its own, the legacy one for old records, the release's for none."""
+    if record is None:
+        return dict(SOCCERNET_RECIPE)
+    recipe = record.get("recipe")
+    if recipe is None:
+        return dict(LEGACY_RECIPE)
+    if not isinstance(recipe, Mapping) or not {"video", "audio"} <= recipe.keys():
+        raise UserError(f"extraction.json: 'recipe' must be {{\"video\": ..., \"audio\": ...}}, got {recipe!r}")
+    return {"video": str(recipe["video"]), "audio": str(recipe["audio"])}
+
+
+def folder_recipe(folder: str | Path) -> dict:
+    """The recipe of the features in `folder` (see `recipe_of`)."""
+    return recipe_of(read_record(folder))
+
+
+def random_weights(record: Mapping | None) -> bool:
+    """True when the record says the features came from random (test-only) network weights."""
+    return bool(record) and record.get("weights") == "random"
+
+
+def recipe_mismatch(model_recipe: Mapping | None, data_recipe: Mapping) -> str | None:
+    """A one-line description of how the data's recipe differs from the model's, or None (also for no model recipe)."""
+    if not model_recipe:
+        return None
+    diff = [f"{k} {data_recipe.get(k)!r} (model trained on {model_recipe.get(k)!r})"
+            for k in ("video", "audio") if model_recipe.get(k) and model_recipe.get(k) != data_recipe.get(k)]
+    return ", ".join(diff) or None
+
+
+class RecipeCheck:
+    """Warns once per process run (not once per game) when features were made with another recipe than the model's."""
+
+    def __init__(self, model_recipe: Mapping | None, model_name: str) -> None:
+        self.model_recipe = model_recipe
+        self.model_name = model_name
+        self.warned = False
+
+    def __call__(self, data_recipe: Mapping, what: str) -> bool:
+        """Check one input; return True when it matches (or the model records no recipe)."""
+        problem = recipe_mismatch(self.model_recipe, data_recipe)
+        if problem and not self.warned:
+            log.warning("%s: features made with another recipe than %s was trained on: %s; scores may be "
+                        "meaningless (re-extract with the model's recipe)", what, self.model_name, problem)
+            self.warned = True
+        return problem is None
+
+
+def frame_rate_problem(record: Mapping | None, model_fps: float) -> str | None:
+    """A description when the record's token rate differs from the model's, else None."""
+    fps = record.get("frames_per_second") if record else None
+    if fps is None or abs(float(fps) - float(model_fps)) < 1e-9:
+        return None
+    return f"features are {float(fps):g} tokens/s but the model expects {float(model_fps):g}"

@@ -1,0 +1,53 @@
+"""A clean first screen: TensorFlow's C++ start-up lines hidden unless asked for.
+
+Importing TensorFlow and initialising its devices prints lines straight to file descriptor 2 from C++
+(absl's "All log messages before absl::InitializeLog()", oneDNN and CPU-instruction notes, and on every
+machine without a GPU "failed call to cuInit: ... CUDA error"), which Python cannot filter. `import_tensorflow`
+points fd 2 at a temporary file for exactly that step; if the step fails, what was hidden is written out
+before the exception goes on, so real errors are still seen. `verbose=True` (the CLIs' `--verbose`) shows
+everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from types import ModuleType
+
+
+@contextlib.contextmanager
+def stderr_hidden(enabled: bool = True) -> Iterator[None]:
+    """Send fd 2 (C, C++ and Python writes alike) to a temporary file; replay it if the body raises."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            os.write(2, sink.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow(verbose: bool = False) -> ModuleType:
+    """TensorFlow, imported and with its devices listed (the step that logs cuInit), start-up lines hidden
+    unless `verbose`. Later C++ info and warning lines are hidden too (TF_CPP_MIN_LOG_LEVEL=2 unless set)."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with stderr_hidden(not verbose):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    return tf

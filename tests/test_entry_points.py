@@ -1,0 +1,36 @@
+"""Every CLI has a console entry point in pyproject.toml that resolves to its `main` (run through run_cli)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from common import entry
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIS = {"inference", "ClassificationSecondBased", "ClassificationMinuteBased", "evaluate", "extract_features.__main__",
+        "synthetic", "synthetic_video"}
+
+
+def test_each_cli_has_an_entry_point():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == set(entry.COMMANDS) and set(entry.COMMANDS.values()) == CLIS
+    for name, target in scripts.items():
+        module, func = target.split(":")
+        assert module == "common.entry" and callable(getattr(entry, func)), name
+        assert getattr(entry, func).__name__.replace("_", "-") in name
+
+
+@pytest.mark.parametrize("command", ["soccer-highlights", "soccer-evaluate"])
+def test_entry_point_runs_the_cli_and_its_errors(command, tmp_path):
+    func = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"][command].split(":")[1]
+    code = f"import sys; sys.argv = ['{command}', '--help']; from common import entry; entry.{func}()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and "usage:" in proc.stdout
+    code = code.replace("'--help'", "'--bogus'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
