@@ -107,7 +107,7 @@ def extract_main(argv: Sequence[str]) -> int:
     config = _config(args)
     progress = not args.no_progress
     if args.video:
-        from extract_features.pipeline import get_extractor, write_outputs
+        from extract_features.pipeline import Extractor, write_outputs
 
         if not args.out:
             raise UserError("--out DIR is required with --video")
@@ -115,7 +115,7 @@ def extract_main(argv: Sequence[str]) -> int:
             raise UserError("give --half or --prefix, not both")
         prefix = args.prefix or str(args.half or 1)
         decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
-        result = get_extractor(config).run(args.video, batch_size=args.batch_size, progress=progress)
+        result = Extractor(config).run(args.video, batch_size=args.batch_size, progress=progress)
         info = write_outputs(Path(args.out), prefix, result, config)
         half = info["halves"][prefix]
         print(f"{args.video}: {half['tokens']} tokens in {half['seconds']:.1f} s -> "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError
-from extract_features.pipeline import ExtractConfig, get_extractor, is_done, write_outputs
+from extract_features.pipeline import ExtractConfig, Extractor, is_done, write_outputs
 
 # The one list of file extensions taken for videos (folders given to inference.py, SoccerNet trees).
 VIDEO_EXTENSIONS = ("mp4", "mkv", "avi", "mov", "webm", "ts", "m4v", "mpg", "mpeg")
@@ -159,7 +159,7 @@ def run_batch(jobs: list[Job], config: ExtractConfig, *, overwrite: bool = False
             counts["skipped"] += 1
             continue
         try:
-            extractor = extractor or get_extractor(config)
+            extractor = extractor or Extractor(config)
             result = extractor.run(job.video, batch_size=batch_size, progress=progress)
             write_outputs(job.out_dir, job.prefix, result, config)
         except UserError as exc:

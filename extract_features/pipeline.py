@@ -299,10 +299,6 @@ def _vggish(spec: str, need_embedding: bool, seed: int):
     return AudioEmbedder(spec, need_embedding=need_embedding, seed=seed)
 
 
-def get_extractor(config: ExtractConfig) -> Extractor:
-    return Extractor(config)
-
-
 class _NoBar:
     def update(self, n: int) -> None:
         pass
@@ -377,6 +373,6 @@ def extract_file(video_path: str | os.PathLike, *, weights: str = "imagenet", pc
                            vggish=None if vggish == "auto" else str(vggish), transform=transform, recipe=recipe,
                            compute_dtype=compute_dtype, silent_audio=silent_audio, vggish128=vggish128, seed=seed)
     decode.check_video(video_path, need_audio=not silent_audio)  # fail fast, before building networks
-    result = get_extractor(config).run(video_path, batch_size=batch_size, progress=progress)
+    result = Extractor(config).run(video_path, batch_size=batch_size, progress=progress)
     result.info["halves"] = {prefix: {**result.extra, "files": config.file_names(prefix)}}
     return result

@@ -22,7 +22,7 @@ from common.errors import UserError
 from common.ffmpeg import ffmpeg_exe, media_arg
 from extract_features import extract_file, pca, read_recipe
 from extract_features.__main__ import main
-from extract_features.pipeline import ExtractConfig, get_extractor
+from extract_features.pipeline import ExtractConfig, Extractor
 from tests.media import make_video, source_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def test_shapes_rule_alignment_and_determinism(videos):
     assert first.info["weights"] == "random" and first.info["pca"]["kind"] == "random_orthonormal"
     assert first.info["halves"]["1"]["tokens"] == tokens
     assert first.info["recipe"] == {"video": "soccernet", "audio": "channel_mean"}
-    silence = get_extractor(ExtractConfig(weights="random")).vggish.silence()
+    silence = Extractor(ExtractConfig(weights="random")).vggish.silence()
     # tokens 0, 1 cover [0, 1) s: silent; tokens 2, 3 cover the tone
     assert np.allclose(first.audio[:2], silence, atol=1e-5)
     assert not np.allclose(first.audio[2], silence, atol=1e-3)
@@ -163,7 +163,7 @@ def test_pca_recipe_provenance_and_mismatch_warning(tmp_path, capsys):
     assert read_recipe(tmp_path / "ours") == {"video": "rgb", "audio": "ffmpeg_downmix"}
     assert main(["fit_pca", str(tmp_path / "ours"), "--dim", "4", "--out", str(tmp_path / "rgb.npz")]) == 0
     assert pca.load_pca(tmp_path / "rgb.npz").recipe == "rgb"
-    get_extractor(ExtractConfig(weights="random", pca=str(tmp_path / "rgb.npz")))
+    Extractor(ExtractConfig(weights="random", pca=str(tmp_path / "rgb.npz")))
     assert "fitted on features of the 'rgb' video recipe" in capsys.readouterr().err
     (tmp_path / "theirs").mkdir()
     np.save(tmp_path / "theirs" / "1_ResNET_TF2.npy", rng.standard_normal((20, pca.INPUT_DIM)).astype(np.float32))
