@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import write_json
+from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
 from common.constants import LABEL_FILES
 from common.errors import UserError, run_cli
 
@@ -53,33 +54,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--PCA", action="store_true", help="with --featuresVideo: use its PCA512 variant")
     p.add_argument("--class_map", help="highlight | v1 | v2 | JSON (default: the map recorded in the model; a "
                    "flag must agree with it)")
-    p.add_argument("--batch_size", type=int, default=256, help="windows per model call")
-    p.add_argument("--stride", type=int, default=2, help="tokens between window centres (2 = one per second)")
-    p.add_argument("--nms_window", type=float, default=60.0, help="NMS window, seconds (V&D: 60)")
-    p.add_argument("--nms_threshold", type=float, default=0.0,
-                   help="NMS threshold on the probability (V&D swept 0.05-0.95 inside its own metric)")
-    p.add_argument("--nms_rule", choices=("vd", "symmetric"), default="vd",
-                   help="vd: > the previous 30 s, >= the next 29 s, no spot in a half's first or last 30 s; "
-                        "symmetric: the maximum within +-30 s, up to the edges")
-    p.add_argument("--compute_dtype", choices=("float32", "bfloat16"), help="default: the model's")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
+    add_spotting_flags(p)
+    add_progress_flags(p)
     return p.parse_args(argv)
 
 
 def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     """Write results_spotting.json for every game of the list; return (output root, game names, class map)."""
     import dataset
-    from highlights import spotting
-
     list_path = Path(args.testing)
     games = dataset.read_game_list(list_path, args.dataset_root)
     base = Path(args.dataset_root) if args.dataset_root else list_path.parent
     names = [str(g.relative_to(base)) for g in games]
     model_path = find_model(args)
-    if args.batch_size < 1 or args.stride < 1:
-        raise UserError("--batch_size and --stride must be >= 1")
-    spotting.check_nms(args.nms_window, args.nms_threshold)
+    check_spotting_flags(args)
     out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
 
     from tqdm import tqdm
@@ -102,7 +90,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     feature_video = args.featuresVideo or info["feature_names"]["video"]
     feature_audio = args.featuresAudio or info["feature_names"]["audio"]
     pca = args.PCA if args.featuresVideo else None
-    scorer = Scorer(with_compute_dtype(model, args.compute_dtype), batch_size=args.batch_size)
+    scorer = Scorer(with_compute_dtype(model, args.compute_dtype), batch_size=args.windows_per_call)
     fps = info["frames_per_second"]
     for game, name in zip(tqdm(games, desc="games", unit="game", disable=args.quiet), names, strict=True):
         problem = frame_rate_problem(read_record(game), fps)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from common.atomic import OutputSet, check_output_file, write_json
+from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
 from common.constants import FEATURE_NAMES, LABEL_FILES
 from common.errors import UserError, run_cli
 from common.inputs import load_features
@@ -59,7 +60,7 @@ class Config:
     half: int = 1
     decoder: Any = None  # highlights.decoder.DecoderConfig
     stride: int = 2
-    batch_size: int = 256
+    windows_per_call: int = 256
     compute_dtype: str | None = None
     nms_window_sec: float = 60.0
     nms_threshold: float = 0.0
@@ -128,14 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     dec.add_argument("--threshold", type=float, help="peak threshold for every class")
     dec.add_argument("--score_placement", choices=("centre", "first"), default="centre",
                      help="decode scores of windows centred on each token, or (the seed) starting at it")
-    spot = p.add_argument_group("scoring and spotting")
-    spot.add_argument("--stride", type=int, default=2, help="tokens between window centres (2 = one per second)")
-    spot.add_argument("--batch_size", type=int, default=256, help="windows per model call")
-    spot.add_argument("--compute_dtype", choices=("float32", "bfloat16"), help="default: the model's")
-    spot.add_argument("--nms_window", type=float, default=60.0, help="spotting NMS window, seconds")
-    spot.add_argument("--nms_threshold", type=float, default=0.0, help="spotting NMS threshold")
-    spot.add_argument("--nms_rule", choices=("vd", "symmetric"), default="vd",
-                      help="vd: V&D's (no spot in a half's first or last 30 s); symmetric: +-30 s to the edges")
+    add_spotting_flags(p)
     ext = p.add_argument_group("feature extraction (--video without features)")
     ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
     ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
@@ -149,8 +143,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="cut overlapping spans separately, footage repeated (the seed); default: join them")
     reel.add_argument("--no_reel", action="store_true", help="skip the MP4")
     p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log lines")
+    add_progress_flags(p)
     return p.parse_args(argv)
 
 
@@ -222,25 +215,20 @@ def _shared_config(args: argparse.Namespace) -> Config:
     model = Path(args.model)
     if not model.is_file():
         raise UserError(f"{model}: no such model file")
-    for flag in ("stride", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    check_spotting_flags(args)
     for flag in ("intro_sec", "outro_sec"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
     decoder = DecoderConfig.from_json(args.decoder_config) if args.decoder_config else DecoderConfig()
     decoder = _override_decoder(decoder, args)
-    from highlights.spotting import check_nms
-
-    check_nms(args.nms_window, args.nms_threshold)
     if args.ground_truth and not Path(args.ground_truth).is_dir():
         raise UserError(f"{args.ground_truth}: no such game folder")
     if args.pca and not Path(args.pca).is_file():
         raise UserError(f"{args.pca}: no such PCA file")
     return Config(model=model, out=Path(args.out), ground_truth=_path(args.ground_truth), half=args.half,
-                  decoder=decoder, stride=args.stride, batch_size=args.batch_size, compute_dtype=args.compute_dtype,
-                  nms_window_sec=args.nms_window, nms_threshold=args.nms_threshold, weights=args.weights,
-                  nms_rule=args.nms_rule, score_placement=args.score_placement, pca=_path(args.pca), fast=args.fast,
+                  decoder=decoder, stride=args.stride, windows_per_call=args.windows_per_call,
+                  compute_dtype=args.compute_dtype, nms_window_sec=args.nms_window, nms_threshold=args.nms_threshold,
+                  weights=args.weights, nms_rule=args.nms_rule, score_placement=args.score_placement, pca=_path(args.pca), fast=args.fast,
                   intro_sec=args.intro_sec, outro_sec=args.outro_sec, reel=not args.no_reel,
                   reel_repeat_overlaps=args.reel_repeat_overlaps, progress=not args.quiet, class_map=args.class_map,
                   verbose=args.verbose)
@@ -325,7 +313,7 @@ class Session:
         model = archis.load_model(config.model)
         self.info = archis.model_info(model)
         self.cmap = model_class_map(self.info, config.class_map, str(config.model))
-        self.scorer = Scorer(with_compute_dtype(model, config.compute_dtype), batch_size=config.batch_size)
+        self.scorer = Scorer(with_compute_dtype(model, config.compute_dtype), batch_size=config.windows_per_call)
         self.check_recipe = RecipeCheck(self.info["feature_recipe"], config.model.name)
         self.load_seconds = time.perf_counter() - t0
         self._extractor: Any = None

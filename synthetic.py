@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import save_npy, write_json
+from common.cli import add_progress_flags
 from common.constants import AUDIO_FEATURES, FEATURE_DIM, TOKENS_PER_SECOND, VIDEO_FEATURES
 from common.errors import UserError, run_cli
 from common.timefmt import game_time
@@ -214,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="draws the games (the traces are fixed)")
     parser.add_argument("--splits", type=float, nargs=3, default=(0.6, 0.2, 0.2), metavar=("TRAIN", "VALID", "TEST"))
     parser.add_argument("--event_rate", type=float, default=1.0, help="multiplies every event rate")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flags(parser, verbose=False)  # no TensorFlow here
     args = parser.parse_args(argv)
     data = generate_dataset(args.out, n_games=args.games, half_minutes=args.half_minutes, seed=args.seed,
                             splits=args.splits, event_rate=args.event_rate, progress=not args.quiet)

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import add_progress_flags, check_positive
 from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
+from common.quiet import import_tensorflow
 from extract_features import decode
 from extract_features.pipeline import ExtractConfig
 
@@ -34,9 +36,8 @@ def _network_args(p: argparse.ArgumentParser) -> None:
                         "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
                         "it made")
     p.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--frames_per_call", type=int, default=32, help="frames per ResNet call (memory vs speed)")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
-    p.add_argument("--no_progress", action="store_true")
 
 
 def extract_parser() -> argparse.ArgumentParser:
@@ -65,6 +66,7 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--video_feature_name", default=VIDEO_FEATURES)
     p.add_argument("--audio_feature_name", default=AUDIO_FEATURES)
     _network_args(p)
+    add_progress_flags(p)
     return p
 
 
@@ -90,8 +92,7 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
         load_pca(args.pca)  # a PCA that does not fit the backbone fails now, before any work
     _check_out_dir(args.out, "--out")
     _check_out_dir(args.out_root, "--out_root")
-    if args.batch_size < 1:
-        raise UserError("--batch_size must be at least 1")
+    check_positive(args.frames_per_call, "--frames_per_call")
     for name in (args.video_feature_name, args.audio_feature_name):
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise UserError(f"feature name {name!r}: use letters, digits, '_', '.', '-'")
@@ -105,7 +106,7 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
 def extract_main(argv: Sequence[str]) -> int:
     args = extract_parser().parse_args(argv)
     config = _config(args)
-    progress = not args.no_progress
+    progress = not args.quiet
     if args.video:
         from extract_features.pipeline import Extractor, write_outputs
 
@@ -115,7 +116,8 @@ def extract_main(argv: Sequence[str]) -> int:
             raise UserError("give --half or --prefix, not both")
         prefix = args.prefix or str(args.half or 1)
         decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
-        result = Extractor(config).run(args.video, batch_size=args.batch_size, progress=progress)
+        import_tensorflow(args.verbose)
+        result = Extractor(config).run(args.video, batch_size=args.frames_per_call, progress=progress)
         info = write_outputs(Path(args.out), prefix, result, config)
         half = info["halves"][prefix]
         print(f"{args.video}: {half['tokens']} tokens in {half['seconds']:.1f} s -> "
@@ -131,7 +133,9 @@ def extract_main(argv: Sequence[str]) -> int:
     else:
         jobs = batch.list_jobs(args.list, out_root=args.out_root)
     jobs = batch.shard(jobs, args.num_shards, args.shard_index)
-    counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.batch_size, progress=progress)
+    import_tensorflow(args.verbose)
+    counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.frames_per_call,
+                             progress=progress)
     print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {args.shard_index}/{args.num_shards})")
     return 0
 
@@ -146,6 +150,7 @@ def fit_pca_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--dim", type=int, default=512)
     _network_args(p)
+    add_progress_flags(p, quiet=False)
     return p
 
 
@@ -172,9 +177,10 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
         from extract_features.video import FrameEmbedder
 
         if resnet is None:
+            import_tensorflow(args.verbose)
             resnet = FrameEmbedder(args.weights, resnet_weights=args.resnet_weights,
                                    compute_dtype=args.compute_dtype, seed=args.seed)
-        for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.batch_size):
+        for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
             yield resnet(chunk)
 
 

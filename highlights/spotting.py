@@ -25,6 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from common.atomic import write_json
+from common.cli import check_nms
 from common.constants import BACKGROUND
 from common.errors import UserError
 from common.timefmt import game_time
@@ -87,7 +88,7 @@ class Scorer:
         self.model = model
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
-            raise UserError(f"--batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"--windows_per_call must be >= 1, got {batch_size}")
         shape = tuple(model.inputs[0].shape)
         self.window_frames, self.feature_dim = int(shape[1]), int(shape[2])
         self.num_classes = int(model.outputs[0].shape[-1])
@@ -166,14 +167,6 @@ def nms_mask(scores: np.ndarray, *, fps: float = 2.0, window_sec: float = 60.0, 
     edge = (seconds <= window_sec / 2) | (seconds >= len(scores) / fps - window_sec / 2)
     keep[edge] = False
     return keep
-
-
-def check_nms(window_sec: float, threshold: float) -> None:
-    """UserError for an NMS window that is not a finite number >= 0 or a threshold outside [0, 1]."""
-    if not (np.isfinite(window_sec) and window_sec >= 0):
-        raise UserError(f"--nms_window must be a number of seconds >= 0, got {window_sec}")
-    if not 0 <= threshold <= 1:
-        raise UserError(f"--nms_threshold must be in [0, 1], got {threshold}")
 
 
 def nms_spots(scores: np.ndarray, class_names: Sequence[str], half: int, *, fps: float = 2.0,

@@ -112,8 +112,8 @@ def test_missing_resnet_weights_and_pca(tmp_path, videos):
 def test_cli_single_video_two_halves(videos, tmp_path):
     out = tmp_path / "game"
     assert main(["--video", str(videos["wide"]), "--out", str(out), "--weights", "random", "--half", "2",
-                 "--batch_size", "2", "--no_progress"]) == 0
-    assert main(["--video", str(videos["short"]), "--out", str(out), "--weights", "random", "--no_progress"]) == 0
+                 "--frames_per_call", "2", "--quiet"]) == 0
+    assert main(["--video", str(videos["short"]), "--out", str(out), "--weights", "random", "--quiet"]) == 0
     v2, a2 = np.load(out / "2_ResNET_TF2_PCA512.npy"), np.load(out / "2_VGGish.npy")
     assert v2.shape == a2.shape == (2, 512)
     assert np.load(out / "1_VGGish.npy").shape == (1, 512)
@@ -198,7 +198,7 @@ def make_tree(root: Path, source: Path, games: int) -> list[Path]:
 
 def test_shards_split_by_game(videos, tmp_path):
     folders = make_tree(tmp_path, videos["short"], 3)
-    args = ["--tree", str(tmp_path), "--weights", "random", "--no_progress", "--num_shards", "2"]
+    args = ["--tree", str(tmp_path), "--weights", "random", "--quiet", "--num_shards", "2"]
     assert main([*args, "--shard_index", "1"]) == 0
     assert [f.name for f in folders if (f / "extraction.json").exists()] == ["game 1"]
     assert json.loads((folders[1] / "extraction.json").read_text())["halves"]["1"]["video"].endswith("1_224p.mkv")
@@ -208,7 +208,7 @@ def test_shards_split_by_game(videos, tmp_path):
 
 def test_resume_after_a_killed_batch_run(videos, tmp_path):
     folders = make_tree(tmp_path, videos["wide"], 3)
-    args = ["--tree", str(tmp_path), "--weights", "random", "--batch_size", "1", "--no_progress"]
+    args = ["--tree", str(tmp_path), "--weights", "random", "--frames_per_call", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "extract_features", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -261,7 +261,7 @@ def test_interrupt_stops_at_once_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, "-m", "extract_features", "--video", str(video), "--out", str(out),
-                             "--weights", "random", "--batch_size", "200"], cwd=ROOT, env=env,
+                             "--weights", "random", "--frames_per_call", "200"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen = ""
     while not re.search(r" [1-9]\d*/240 ", seen) and proc.poll() is None:  # progress: networks built and running
