@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from common.atomic import write_json
 from common.errors import UserError
+from highlights.peaks import peak_indices
 
 
 class Event(NamedTuple):
@@ -238,17 +238,9 @@ class _Spans(NamedTuple):
 
 
 def _peaks(p: np.ndarray, rule: ClassRule, fps: float) -> np.ndarray:
-    """Token indices with p >= threshold that are the maximum within +-min_peak_distance (earliest on ties).
-
-    Only tokens above the threshold are examined: their windows are rows of a strided view of the padded
-    curve, so the work is (candidates x window), not (tokens x window).
-    """
+    """Token indices with p >= threshold that are the maximum within +-min_peak_distance (earliest on ties)."""
     h = max(1, round(rule.min_peak_distance * fps))
-    cand = np.flatnonzero(p >= rule.threshold)
-    windows = sliding_window_view(np.pad(p, h, constant_values=-np.inf), 2 * h + 1)[cand]  # centre at h
-    centre = p[cand]
-    return cand[(centre > windows[:, :h].max(axis=1, initial=-np.inf))
-                & (centre >= windows[:, h + 1:].max(axis=1, initial=-np.inf))]
+    return peak_indices(p, h, h, rule.threshold, at_threshold=True)[0]
 
 
 def _temporal_nms(spans: _Spans, iou: float) -> _Spans:

@@ -29,6 +29,7 @@ from common.cli import check_nms
 from common.constants import BACKGROUND
 from common.errors import UserError
 from common.timefmt import game_time
+from highlights.peaks import peak_mask
 
 NMS_RULES = ("vd", "symmetric")
 
@@ -145,13 +146,7 @@ def with_compute_dtype(model: Any, compute_dtype: str | None) -> Any:
 def local_maxima(scores: np.ndarray, before: int, threshold: float = 0.0, after: int | None = None) -> np.ndarray:
     """Boolean [T, C]: score > threshold, > every score of the `before` previous tokens of its class and
     >= every score of the `after` next ones (default `before`). On a plateau only its first token is kept."""
-    t = len(scores)
-    b, a = max(0, int(before)), max(0, int(before if after is None else after))
-    padded = np.pad(scores, ((b, a), (0, 0)), constant_values=-np.inf)
-    win = sliding_window_view(padded, b + a + 1, axis=0)[:t]  # [T, C, b+a+1], centre at b
-    prev = win[..., :b].max(axis=-1, initial=-np.inf)
-    nxt = win[..., b + 1:].max(axis=-1, initial=-np.inf)
-    return (scores > threshold) & (scores > prev) & (scores >= nxt)
+    return peak_mask(scores, before, before if after is None else after, threshold)
 
 
 def nms_mask(scores: np.ndarray, *, fps: float = 2.0, window_sec: float = 60.0, threshold: float = 0.0,
