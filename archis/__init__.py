@@ -1,4 +1,4 @@
-"""Model zoo: NetVLAD-family pooling, fusion blocks and every SPEC §5 architecture, built by name.
+"""Model zoo: NetVLAD-family pooling, fusion blocks and every architecture of README's table, built by name.
 
 Importing the package registers every custom class with Keras, so `keras.models.load_model` works
 on saved models without custom-object flags.

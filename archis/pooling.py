@@ -1,9 +1,9 @@
 """Temporal pooling of a feature sequence [B, N, D] into one vector: NetVLAD family, max and average.
 
-NetVLAD / NetRVLAD follow SPEC §4 (the `loupe` module of V&D): same initialisers, same
+NetVLAD / NetRVLAD follow V&D's `loupe` module (maths and layout: docs/DESIGN.md, "NetVLAD pooling"): same initialisers, same
 normalisation order. One layout choice differs for speed, not for value: the VLAD descriptor is
 kept as [B, K, D] (the natural result of `aᵀx`) and flattened cluster-major, so `hidden_weights`
-rows are stored in (k, d) order instead of SPEC's D-major (d, k) order. The two are the same
+rows are stored in (k, d) order instead of V&D's D-major (d, k) order. The two are the same
 function under a one-time row permutation (`spec_hidden_weights` converts), and this avoids
 materialising a transposed copy of the largest activation in every forward and backward pass.
 
@@ -184,7 +184,7 @@ def _double_l2_normalize(vlad):
 
 
 def spec_hidden_weights(layer: NetVLAD):
-    """`hidden_weights` in SPEC's D-major row order ([D·K, O]), e.g. to compare with a reference or a TF1 port."""
+    """`hidden_weights` in V&D's D-major row order ([D·K, O]), e.g. to compare with a reference or a TF1 port."""
     w = ops.convert_to_numpy(layer.hidden_weights)
     k, d = layer.cluster_size, layer.feature_dim
     return w.reshape(k, d, -1).transpose(1, 0, 2).reshape(d * k, -1)

@@ -26,7 +26,7 @@ from common.errors import run_cli  # noqa: E402
 
 
 def _naive_vlad_call(self, x, training=None):
-    """The straightforward port of SPEC §4 (transpose to [B, D, K], two l2_normalize calls): the 'plain layer'."""
+    """The straightforward port of V&D's NetVLAD (transpose to [B, D, K], two l2_normalize calls): the 'plain layer'."""
     from keras import ops
 
     scores = ops.matmul(x, self.cluster_weights)

@@ -1,6 +1,6 @@
 """Audio features: VGGish in Keras (Google's layer names) and its weight loaders.
 
-V&D's recipe (SPEC §9): each 0.5 s piece -> 46 x 64 log-mel patch -> VGGish convolutions up to
+V&D's recipe (docs/DESIGN.md, stage 2): each 0.5 s piece -> 46 x 64 log-mel patch -> VGGish convolutions up to
 `conv4_2` (512 channels) -> global average pooling -> 512-d. Optionally the standard 128-d VGGish
 embedding (0.96 s examples, fc1_1, fc1_2, fc2; fc2 linear as in Google's current `vggish_slim.py`).
 

@@ -1,4 +1,4 @@
-"""Fusion blocks against NumPy transcriptions of their formulas (SPEC §5), in inference mode."""
+"""Fusion blocks against NumPy transcriptions of their published formulas (archis/fusion.py), in inference mode."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""NetVLAD-family pooling against a plain NumPy transcription of SPEC §4 (D-major layout, same weights)."""
+"""NetVLAD-family pooling against a plain NumPy transcription of V&D's NetVLAD (docs/DESIGN.md; D-major layout, same weights)."""
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ def _bn(x, bn):
 
 
 def reference_vlad(x, layer: NetVLAD):
-    """SPEC §4 step by step, in the SPEC's own [B, D, K] layout and D-major flattening."""
+    """V&D's NetVLAD step by step, in V&D's own [B, D, K] layout and D-major flattening."""
     s = x @ np.asarray(layer.cluster_weights)
     s = _bn(s, layer.cluster_bn) if layer.use_batch_norm else s + np.asarray(layer.cluster_biases)
     a = np.exp(s - s.max(-1, keepdims=True))

@@ -1,4 +1,4 @@
-"""Decoder: peaks, offsets, NMS, merging, clamps, minimum gap and budget (SPEC §8)."""
+"""Decoder: peaks, offsets, NMS, merging, clamps, minimum gap and budget (docs/DESIGN.md, stage 7)."""
 
 from __future__ import annotations
 
