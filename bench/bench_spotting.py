@@ -28,7 +28,7 @@ def roofline(args: argparse.Namespace) -> None:
     rows = args.vlad_k * 512
     print("| dtype | batch | ms per matmul | GFLOP/s | projection floor per half (2 branches), s |\n|---|---|---|---|---|")
     for dtype in args.dtypes.split(","):
-        for bs in (int(b) for b in args.batch_sizes.split(",")):
+        for bs in (int(b) for b in args.windows_per_call.split(",")):
             x = tf.cast(tf.random.normal((bs, rows)), dtype)
             w = tf.cast(tf.random.normal((rows, 512)), dtype)
             f = tf.function(tf.matmul)
@@ -48,7 +48,7 @@ def main() -> None:
     p.add_argument("--vlad_k", type=int, default=512)
     p.add_argument("--window_seconds", type=float, default=20.0)
     p.add_argument("--stride", type=int, default=2)
-    p.add_argument("--batch_sizes", default="128,256,512")
+    p.add_argument("--windows_per_call", default="128,256,512", help="comma list: windows per model call")
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--single_windows", type=int, default=40, help="windows timed one per call (0: skip)")
     p.add_argument("--skip_predict", action="store_true")
@@ -79,7 +79,7 @@ def main() -> None:
     reference = None
     for dtype in args.dtypes.split(","):
         twin = with_compute_dtype(model, dtype)
-        for bs in (int(b) for b in args.batch_sizes.split(",")):
+        for bs in (int(b) for b in args.windows_per_call.split(",")):
             scorer = Scorer(twin, batch_size=bs)
             scorer.score_half(video[: 4 * n], audio[: 4 * n], stride=args.stride, progress=False)  # trace + warm up
             out = {}
