@@ -24,7 +24,7 @@ from common.errors import UserError
 DEFAULT_CLASSES = (BACKGROUND, "kick", "subs", "card", "goal")
 DEFAULT_FEATURES = FEATURE_NAMES
 _DTYPES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16"}
-SPEC_KEYS = (
+SPEC_FIELDS = (
     "architecture",
     "pooling",
     "vlad_k",
@@ -175,7 +175,7 @@ def model_info(model: keras.Model) -> dict:
     spec = getattr(model, "spec", None)
     if not isinstance(spec, Mapping):
         raise UserError(f"model {getattr(model, 'name', model)!r} was not built by archis (no spec)")
-    return {k: spec.get(k) for k in SPEC_KEYS}
+    return {k: spec.get(k) for k in SPEC_FIELDS}
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
