@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--dropout", type=float, default=None,
                      help="dropout before the classifier (default: the original's for the architecture: "
                           "0.4 for V&D's (keep_prob 0.6), 0.5 for the seed's, 0.6 for LateFusionArchi)")
+    ext.add_argument("--memory_budget_gb", type=float, default=None,
+                     help="memory for training or prediction; sets the micro-batch size (default: 40%% of RAM, 80%% of a GPU)")
+    ext.add_argument("--micro_batch_windows", type=int, default=None,
+                     help="windows per micro-batch (gradients accumulated over the --batch_size step) instead of the budget's choice")
     ext.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"), help="bfloat16: mixed precision")
     ext.add_argument("--schedule", default="original", choices=("original", "since_best"),
                      help="original (V&D): LR / 10 with the best weights and optimizer state restored when the count of "
@@ -110,7 +114,8 @@ def _config(args: argparse.Namespace):
     import dataset as ds
     import training
 
-    for name in ("batch_size", "max_epoch", "VLAD_k", "LR", "WindowSize", "featurePerSec", "batch_windows"):
+    for name in ("batch_size", "max_epoch", "VLAD_k", "LR", "WindowSize", "featurePerSec", "batch_windows",
+                 "memory_budget_gb", "micro_batch_windows"):
         _positive(name, getattr(args, name))
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
@@ -146,7 +151,8 @@ def _config(args: argparse.Namespace):
         model_path=args.model, ensemble=tuple(args.ensemble), ensemble_method=args.ensemble_method, seed=args.seed,
         resume=args.resume, compute_dtype=args.compute_dtype, schedule=args.schedule, patience_lr=args.patience_lr,
         patience_stop=args.patience_stop, min_lr=args.min_lr, selection_metric=args.selection_metric,
-        overwrite=args.overwrite, progress=not args.quiet)
+        overwrite=args.overwrite, progress=not args.quiet, memory_budget_gb=args.memory_budget_gb,
+        micro_batch_windows=args.micro_batch_windows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -519,39 +519,47 @@ class WindowCache:
             video, audio = self.read(start, stop)
             yield video, audio, self.labels[start:stop]
 
+    def read_rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(video, audio, labels) of the windows `idx` (any order), read through memory maps closed on return:
+        only these rows are copied, so memory follows the micro-batch, not the optimiser step."""
+        idx = np.asarray(idx, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        video = np.load(self.dir / "video.npy", mmap_mode="r")
+        audio = np.load(self.dir / "audio.npy", mmap_mode="r")
+        out_v, out_a = np.empty((len(idx), *video.shape[1:]), np.float32), np.empty((len(idx), *audio.shape[1:]), np.float32)
+        out_v[order], out_a[order] = video[idx[order]], audio[idx[order]]
+        del video, audio
+        return out_v, out_a, self.labels[idx]
+
+    def step_indices(self, rng: np.random.Generator, batch_halves: int | None = None,
+                     batch_windows: int | None = None, group_bytes: int = 64 << 20) -> Iterator[np.ndarray]:
+        """Window indices of each optimiser step of one epoch, in a shuffled order. `batch_halves`: a step is
+        every window of that many halves (the original `--batch_size`), in random order within the step.
+        `batch_windows`: halves (in random order) are taken in groups of about `group_bytes` of features,
+        shuffled within the group and cut into steps of that many windows (reads stay local)."""
+        order = rng.permutation(len(self.halves))
+        ranges = [np.arange(self.halves[j]["start"], self.halves[j]["start"] + self.halves[j]["count"]) for j in order]
+        if batch_halves:
+            for i in range(0, len(ranges), batch_halves):
+                yield rng.permutation(np.concatenate(ranges[i:i + batch_halves]))
+            return
+        n, d = self.window_shape
+        step = batch_windows or 256
+        group_windows = max(step, group_bytes // (2 * n * d * 4))
+        pending: list[np.ndarray] = []
+        for k, r in enumerate(ranges):
+            pending.append(r)
+            if sum(map(len, pending)) >= group_windows or k == len(ranges) - 1:
+                perm = rng.permutation(np.concatenate(pending))
+                yield from (perm[s:s + step] for s in range(0, len(perm), step))
+                pending = []
+
     def train_batches(self, rng: np.random.Generator, batch_halves: int | None = None,
                       batch_windows: int | None = None, group_bytes: int = 64 << 20
                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """One epoch in a shuffled order. `batch_halves`: each batch is every window of that many halves
-        (the original `--batch_size`). `batch_windows`: halves (in random order) are read in groups of
-        about `group_bytes` of features, shuffled within the group and cut into batches of that many
-        windows, so memory stays bounded whatever the number of games."""
-        order = rng.permutation(len(self.halves))
-        n, d = self.window_shape
-        group_windows = max(1, group_bytes // (2 * n * d * 4))
-        if batch_halves:
-            for i in range(0, len(order), batch_halves):
-                parts = [self._half(j) for j in order[i:i + batch_halves]]
-                yield tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[misc]
-            return
-        step = batch_windows or 256
-        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        size = 0
-        for k, j in enumerate(order):
-            pending.append(self._half(j))
-            size += len(pending[-1][2])
-            if size >= max(group_windows, step) or k == len(order) - 1:
-                video, audio, labels = (np.concatenate(p) for p in zip(*pending, strict=True))
-                perm = rng.permutation(len(labels))
-                for s in range(0, len(perm), step):
-                    idx = perm[s:s + step]
-                    yield video[idx], audio[idx], labels[idx]
-                pending, size = [], 0
-
-    def _half(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        h = self.halves[j]
-        start, stop = h["start"], h["start"] + h["count"]
-        return (*self.read(start, stop), self.labels[start:stop])
+        """Whole optimiser steps of one epoch as (video, audio, labels) arrays (see `step_indices`)."""
+        for idx in self.step_indices(rng, batch_halves, batch_windows, group_bytes):
+            yield self.read_rows(idx)
 
 
 def _short(value: Any) -> str:

@@ -1,7 +1,7 @@
 """Training, prediction and ensembles over window caches.
 
 `train(config)`: weighted sigmoid cross-entropy (pos_weight = class weights of the training windows), Adam
-(epsilon 1e-8 as in TF1), validation after every epoch, then the schedule (`schedule_step`, a pure
+(epsilon 1e-8 as in TF1; each step computed in micro-batches within a memory budget: `train_step.py`), validation after every epoch, then the schedule (`schedule_step`, a pure
 function): V&D's plateau counter by default (LR / 10 with the best weights and optimizer state restored
 when it passes `patience_lr`, stop when it passes `patience_stop`), or `since_best`; at most `max_epoch`.
 The best model is then tested on the test list. TensorBoard scalars and a confusion-matrix image per
@@ -15,6 +15,7 @@ TensorFlow is imported inside the functions that need it: data preparation and f
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import shutil
@@ -53,7 +54,9 @@ class TrainConfig:
     max_epoch: int = 200  # --max_epoch
     batch_size: int = 60  # --batch_size: halves of games per batch
     batch_windows: int | None = None  # windows per batch instead (shuffled across halves)
-    eval_batch: int = 256
+    eval_batch: int | None = None  # windows per evaluation call (default: from the memory budget)
+    memory_budget_gb: float | None = None  # training's memory budget (default: a share of the machine or GPU)
+    micro_batch_windows: int | None = None  # windows per micro-batch instead of the budget's choice
     tflog: str = "Model"  # --tflog
     output_prefix: str = ""  # --outputPrefix
     mode: str = "train"  # --mode: train | predict | ensemble
@@ -216,10 +219,7 @@ def _tf_dataset(make_iter, n: int, d: int, c: int):
 
     spec = (tf.TensorSpec((None, n, d), tf.float32), tf.TensorSpec((None, n, d), tf.float32),
             tf.TensorSpec((None, c), tf.float32))
-    data = tf.data.Dataset.from_generator(make_iter, output_signature=spec).prefetch(2)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return data.with_options(options)
+    return tf.data.Dataset.from_generator(make_iter, output_signature=spec).prefetch(1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class Checkpointer:
         with atomic_path(weights) as tmp:
             model.save_weights(tmp)
         with atomic_path(extra) as tmp:
-            np.savez(tmp, **_arrays("optimizer", optimizer.variables), **_arrays("rng", generator_states(model)))
+            _savez_streaming(tmp, {"optimizer": optimizer.variables, "rng": generator_states(model)})
         state.update(version=STATE_VERSION, weights=weights.name, optimizer=extra.name)
         if improved:
             for key, src in (("best_weights", weights), ("best_optimizer", extra)):
@@ -275,22 +275,21 @@ class Checkpointer:
                 p.unlink(missing_ok=True)
 
     def restore(self, model, optimizer, state: dict[str, Any]) -> Snapshot:
-        """Load the checkpointed weights, optimizer and generator states; return the best epoch's snapshot."""
+        """Load the checkpointed weights, optimizer and generator states; return the best epoch's snapshot (its
+        files)."""
         try:
-            model.load_weights(self.dir / state["best_weights"])
-            best_weights = model.get_weights()
-            best_optimizer = _load_arrays(self.dir / state["best_optimizer"], "optimizer")
             model.load_weights(self.dir / state["weights"])
-            current = _load_arrays(self.dir / state["optimizer"], "optimizer")
-            rng = _load_arrays(self.dir / state["optimizer"], "rng")
+            with np.load(self.dir / state["optimizer"]) as saved:
+                generators = generator_states(model)
+                counts = [sum(k.startswith(p + "_") for k in saved.files) for p in ("optimizer", "rng")]
+                if counts != [len(optimizer.variables), len(generators)]:
+                    raise UserError(f"{self.dir}: optimizer or generator state does not match this model")
+                for prefix, variables in (("optimizer", optimizer.variables), ("rng", generators)):
+                    for i, var in enumerate(variables):  # one at a time: Adam's slots are GBs at VLAD-512
+                        var.assign(saved[f"{prefix}_{i}"])
         except (OSError, KeyError, ValueError) as exc:
             raise UserError(f"{self.dir}: resume files unreadable ({exc})") from exc
-        generators = generator_states(model)
-        if len(current) != len(optimizer.variables) or len(rng) != len(generators):
-            raise UserError(f"{self.dir}: optimizer or generator state does not match this model")
-        _assign(optimizer.variables, current)
-        _assign(generators, rng)
-        return Snapshot(best_weights, best_optimizer)
+        return Snapshot(self.dir / state["best_weights"], self.dir / state["best_optimizer"])
 
 
 def _link(src: Path, dst: Path) -> Path:
@@ -302,18 +301,15 @@ def _link(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _arrays(prefix: str, variables) -> dict[str, np.ndarray]:
-    return {f"{prefix}_{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+def _savez_streaming(path: Path, groups: dict[str, Any]) -> None:
+    """`np.savez(path, prefix_i=...)` holding one variable's copy at a time instead of all of them."""
+    import zipfile
 
-
-def _load_arrays(path: Path, prefix: str) -> list[np.ndarray]:
-    with np.load(path) as saved:
-        return [saved[f"{prefix}_{i}"] for i in range(sum(k.startswith(prefix + "_") for k in saved.files))]
-
-
-def _assign(variables, values) -> None:
-    for var, value in zip(variables, values, strict=True):
-        var.assign(value)
+    with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
+        for prefix, variables in groups.items():
+            for i, var in enumerate(variables):
+                with zf.open(f"{prefix}_{i}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asarray(var.numpy()), allow_pickle=False)
 
 
 def generator_states(model) -> list:
@@ -325,20 +321,29 @@ def generator_states(model) -> list:
 
 @dataclass
 class Snapshot:
-    """The best epoch's weights and optimizer variables, held in memory for a plateau restore."""
+    """The best epoch's weights and optimizer variables for a plateau restore and the end of training, kept in
+    files rather than memory (they are three copies of the weights: GBs at VLAD-512)."""
 
-    weights: list[np.ndarray]
-    optimizer: list[np.ndarray]
+    weights: Path
+    optimizer: Path
 
     @classmethod
-    def take(cls, model, optimizer) -> Snapshot:
-        return cls(model.get_weights(), [np.asarray(v.numpy()) for v in optimizer.variables])
+    def take(cls, model, optimizer, folder: Path) -> Snapshot:
+        folder.mkdir(parents=True, exist_ok=True)
+        weights, opt = folder / ".snapshot.weights.h5", folder / ".snapshot.optimizer.npz"
+        with atomic_path(weights) as tmp:
+            model.save_weights(tmp)
+        with atomic_path(opt) as tmp:
+            _savez_streaming(tmp, {"optimizer": optimizer.variables})
+        return cls(weights, opt)
 
     def restore(self, model, optimizer, *, with_optimizer: bool, lr: float) -> None:
         """Back to the snapshot's weights (and optimizer state, moments and step count), then learning rate `lr`."""
-        model.set_weights(self.weights)
+        model.load_weights(self.weights)
         if with_optimizer:
-            _assign(optimizer.variables, self.optimizer)
+            with np.load(self.optimizer) as saved:
+                for i, var in enumerate(optimizer.variables):
+                    var.assign(saved[f"optimizer_{i}"])
         optimizer.learning_rate.assign(lr)
 
 
@@ -351,7 +356,13 @@ def _model_settings(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _save_model(model, path: Path) -> None:
-    with atomic_path(path) as tmp:
+    """`model.save` through a weights file on disk: Keras otherwise builds the weights in memory when the
+    machine looks free enough (one more copy of every weight at the worst moment)."""
+    from unittest import mock
+
+    from keras.src.saving import saving_lib
+
+    with atomic_path(path) as tmp, mock.patch.object(saving_lib, "is_memory_sufficient", lambda model: False):
         model.save(tmp)
 
 
@@ -441,12 +452,15 @@ class _Run:
     model: Any
     optimizer: Any
     strategy: Any
-    train_step: Any
+    stepper: Any  # train_step.AccumulatingStep
+    plan: Any  # train_step.MemoryPlan
     predict: Any
     writers: dict[str, Any]
     ckpt: Checkpointer
     state: dict[str, Any]
     best: Snapshot
+    out: TrainConfig  # where this process writes: `cfg`, or a non-chief worker's temporary folder
+    warned: bool = False
 
     @property
     def classes(self) -> list[str]:
@@ -487,11 +501,10 @@ def claim_outputs(cfg: TrainConfig) -> None:
 
 def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[str, str] | None,
            feature_recipe: dict[str, str] | None = None):
-    """Strategy, model and Adam (epsilon 1e-8, TF1's default) built in the strategy's scope. The model records
-    the class map and the feature recipe of the training data."""
-    import keras
-
+    """Strategy, model and Adam (epsilon 1e-8, TF1's default; the fused kernel) built in the strategy's scope. The
+    model records the class map and the feature recipe of the training data."""
     import archis
+    import train_step
 
     strategy = make_strategy()
     with strategy.scope():
@@ -500,39 +513,38 @@ def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[
             window_seconds=cfg.data.window_seconds, frames_per_second=cfg.data.frames_per_second,
             feature_dim=window_shape[1], feature_names=feature_names, compute_dtype=cfg.compute_dtype,
             dropout=cfg.dropout, seed=cfg.seed, class_map=cfg.data.class_map.to_json(), feature_recipe=feature_recipe)
-        optimizer = keras.optimizers.Adam(learning_rate=cfg.lr, epsilon=ADAM_EPSILON)
+        optimizer = train_step.make_adam(cfg.lr, epsilon=ADAM_EPSILON)
         optimizer.build(model.trainable_variables)
     return strategy, model, optimizer
 
 
-def make_train_step(model, optimizer, strategy, pos_weight, element_spec):
-    """`train_step(batch) -> logits` of the whole batch after one Adam step on the weighted BCE.
-
-    Traced once, for `element_spec` (the distributed dataset's, batch size unknown): a graph traced for one
-    batch shape may round differently from the general one, and a resumed run must compute what the
-    uninterrupted run computed."""
-    import tensorflow as tf
-
-    def replica_step(video, audio, labels):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model({"video": video, "audio": audio}, training=True), tf.float32)
-            per_window = tf.reduce_sum(tf.nn.weighted_cross_entropy_with_logits(labels, logits, pos_weight), axis=1)
-            loss = tf.nn.compute_average_loss(per_window)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return logits
-
-    @tf.function(input_signature=[element_spec])
-    def train_step(batch):
-        logits = strategy.run(replica_step, args=batch)
-        return strategy.gather(logits, axis=0)
-
-    return train_step
+def worker_role() -> tuple[bool, str]:
+    """(is this process the chief, its temporary folder name) from TF_CONFIG: the `chief` task, else worker 0;
+    without TF_CONFIG the one process is the chief."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return True, ""
+    try:
+        conf = json.loads(text)
+        task_type, index = conf["task"]["type"], int(conf["task"]["index"])
+        cluster = conf["cluster"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"TF_CONFIG: not a cluster description with a task type and index ({exc})") from exc
+    chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
+    return chief, f"workertemp_{task_type}_{index}"
 
 
 def _setup(cfg: TrainConfig) -> _Run:
-    """Outputs claimed, caches opened, class weights, model and optimizer built, resume state loaded."""
-    claim_outputs(cfg)
+    """Outputs claimed, caches opened, class weights, model and optimizer built, memory planned, resume state loaded.
+
+    Under TF_CONFIG only the chief writes into `tflog`; the other workers read its resume state and write
+    their copies into `<tflog>/workertemp_*`, removed at the end (TensorFlow's convention)."""
+    chief, temp_name = worker_role()
+    out = cfg if chief else replace(cfg, tflog=str(Path(cfg.tflog) / temp_name), resume=False, overwrite=True)
+    if chief:
+        claim_outputs(cfg)
+    elif cfg.formatdataset == 1:  # no two workers writing one cache
+        cfg = replace(cfg, cache_dir=str(Path(out.tflog) / "cache"))
     caches = open_caches(cfg, ("training", "validation", "testing"))
     train_cache, classes = caches["training"], cfg.data.class_map.classes
     weights = ds.class_weights(train_cache.labels, classes)
@@ -549,29 +561,31 @@ def _setup(cfg: TrainConfig) -> _Run:
     import tensorflow as tf
 
     import archis
+    import train_step
 
     strategy, model, optimizer = _build(cfg, train_cache.window_shape, train_cache.feature_files or None,
                                         train_cache.feature_recipe)
-    spec = strategy.experimental_distribute_dataset(_tf_dataset(lambda: iter(()), *train_cache.window_shape,
-                                                                len(classes))).element_spec
-    train_step = make_train_step(model, optimizer, strategy, tf.constant(weights, tf.float32), spec)
-    writers = {s: tf.summary.create_file_writer(str(cfg.out(f"_{s}"))) for s in ("training", "validation", "testing")}
+    stepper = train_step.AccumulatingStep(model, optimizer, weights, strategy, train_cache.window_shape)
+    plan = train_step.plan_memory(model, *train_cache.window_shape, cfg.memory_budget_gb, cfg.micro_batch_windows,
+                                  step_windows=cfg.batch_windows)
+    print(plan.describe(), flush=True)
+    writers = {s: tf.summary.create_file_writer(str(out.out(f"_{s}"))) for s in ("training", "validation", "testing")}
     if state is None:
         state = {"schedule": asdict(ScheduleState(lr=cfg.lr)), "history": [], "finished_training": False,
                  "stopped": None, "settings": _model_settings(cfg)}
-        best = Snapshot.take(model, optimizer)
+        best = Snapshot.take(model, optimizer, out.out("_resume"))
     else:
         best = ckpt.restore(model, optimizer, state)
         sched = ScheduleState(**state["schedule"])
         optimizer.learning_rate.assign(sched.lr)
         print(f"resumed after epoch {sched.epoch} (best epoch {sched.best_epoch}, score {sched.best_score:.4f}, "
               f"LR {sched.lr:g})", flush=True)
-    return _Run(cfg, caches, weights, model, optimizer, strategy, train_step, archis.predict_function(model),
-                writers, ckpt, state, best)
+    return _Run(cfg, caches, weights, model, optimizer, strategy, stepper, plan, archis.predict_function(model),
+                writers, ckpt, state, best, out)
 
 
 def _evaluate(run: _Run, cache: ds.WindowCache) -> dict[str, Any]:
-    logits = predict_cache(cache, run.predict, run.cfg.eval_batch, len(run.classes))
+    logits = predict_cache(cache, run.predict, run.cfg.eval_batch or run.plan.eval_windows, len(run.classes))
     return {**evaluate_scores(logits, cache.labels, run.classes), "loss": weighted_bce(logits, cache.labels, run.weights)}
 
 
@@ -595,28 +609,21 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, Any], float, float]:
     """One pass over the training windows: (train metrics, seconds, seconds waiting for input)."""
     from tqdm import tqdm
 
+    import train_step
+
     cfg, cache = run.cfg, run.caches["training"]
     rng = seed_epoch(cfg.seed, epoch)
     halves = None if cfg.batch_windows else cfg.batch_size
-    data = _tf_dataset(lambda: cache.train_batches(rng, batch_halves=halves, batch_windows=cfg.batch_windows),
-                       *cache.window_shape, len(run.classes))
-    data = run.strategy.experimental_distribute_dataset(data)
-    t0, wait = time.perf_counter(), 0.0
-    seen_logits, seen_labels = [], []
-    it = iter(data)
-    bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=not cfg.progress, leave=False)
-    while True:
-        t_wait = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            break
-        wait += time.perf_counter() - t_wait
-        seen_logits.append(run.train_step(batch).numpy())
-        seen_labels.append(np.concatenate([t.numpy() for t in run.strategy.experimental_local_results(batch[2])]))
-        bar.update()
+    steps = list(train_step.merge_small_steps(cache.step_indices(rng, batch_halves=halves,
+                                                                 batch_windows=cfg.batch_windows),
+                                              run.stepper.replicas))
+    if not run.warned:
+        train_step.warn_few_steps(len(steps), cache.n_windows, cfg.batch_size, cfg.batch_windows)
+        run.warned = True
+    t0 = time.perf_counter()
+    bar = tqdm(desc=f"epoch {epoch}", total=len(steps), unit="step", disable=not cfg.progress, leave=False)
+    logits, labels, wait = train_step.train_epoch(run.stepper, cache, steps, run.plan.micro_windows, bar.update)
     bar.close()
-    logits, labels = np.concatenate(seen_logits), np.concatenate(seen_labels)
     metrics = {**evaluate_scores(logits, labels, run.classes), "loss": weighted_bce(logits, labels, run.weights)}
     return metrics, time.perf_counter() - t0, wait
 
@@ -633,9 +640,9 @@ def _epoch(run: _Run) -> None:
     step = schedule_step(before, selection_score(valid, cfg.selection_metric), policy)
     note = ""
     if step.improved:
-        run.best = Snapshot.take(run.model, run.optimizer)
+        run.best = Snapshot.take(run.model, run.optimizer, run.out.out("_resume"))
         run.state["best_valid"] = valid
-        _save_model(run.model, cfg.out("_best.keras"))
+        _save_model(run.model, run.out.out("_best.keras"))
     if step.cut_lr:
         run.best.restore(run.model, run.optimizer, with_optimizer=step.restore_optimizer, lr=step.state.lr)
         note = (f"; plateau: LR -> {step.state.lr:g}, best weights{' and optimizer state' * step.restore_optimizer} "
@@ -645,7 +652,8 @@ def _epoch(run: _Run) -> None:
         "valid_loss": valid["loss"], "valid_mAP": valid["mAP"], "valid_mAP_tf1_pr_auc": valid["mAP_tf1_pr_auc"],
         "train_seconds": round(seconds, 3), "input_wait_seconds": round(wait, 3)})
     run.state.update(schedule=asdict(step.state), finished_training=step.stop is not None, stopped=step.stop)
-    run.ckpt.save(run.model, run.optimizer, run.state, step.improved)
+    (run.ckpt if run.out is cfg else Checkpointer(run.out.out("_resume"))).save(
+        run.model, run.optimizer, run.state, step.improved)
     print(f"epoch {epoch}: train loss {train_metrics['loss']:.4f} mAP {_fmt(train_metrics['mAP'])} | "
           f"valid loss {valid['loss']:.4f} mAP {_fmt(valid['mAP'])}{' (best)' if step.improved else ''} | "
           f"{seconds:.1f}s (input wait {wait:.2f}s){note}", flush=True)
@@ -656,8 +664,8 @@ def _finish(run: _Run) -> dict[str, Any]:
     import archis
 
     cfg, sched = run.cfg, run.schedule
-    best_path = cfg.out("_best.keras")
-    run.model.set_weights(run.best.weights)
+    best_path = run.out.out("_best.keras")
+    run.model.load_weights(run.best.weights)
     _save_model(run.model, best_path)  # also covers a kill between the checkpoint and the best-model save
     test = _evaluate(run, run.caches["testing"])
     _log_metrics(run, "testing", sched.best_epoch, test, sched.lr)
@@ -677,9 +685,12 @@ def _finish(run: _Run) -> dict[str, Any]:
         "skipped_games": {s: c.bad_games for s, c in run.caches.items() if c.bad_games},
         "history": run.state["history"],
     }
-    write_json(cfg.out("_summary.json"), summary)
+    write_json(run.out.out("_summary.json"), summary)
     print(f"best epoch {sched.best_epoch}: valid mAP {_fmt(summary['valid']['mAP'])}, test mAP {_fmt(test['mAP'])} "
           f"({', '.join(f'{k} {_fmt(v)}' for k, v in test['AP'].items())})", flush=True)
+    if run.out is not cfg:
+        shutil.rmtree(run.out.tflog, ignore_errors=True)
+        return summary
     print(f"model: {best_path}\nsummary: {cfg.out('_summary.json')}", flush=True)
     return summary
 
@@ -724,7 +735,10 @@ def predict(cfg: TrainConfig) -> Path:
         raise UserError(f"{model_path}: made for windows of {info['window_frames']} x {info['feature_dim']} and classes "
                         f"{info['class_names']}, the data has {n} x {d} and {cfg.data.class_map.classes}")
 
-    logits = predict_cache(cache, archis.predict_function(model), cfg.eval_batch, len(info["class_names"]))
+    import train_step
+
+    batch = cfg.eval_batch or train_step.inference_windows(model, n, d, cfg.memory_budget_gb)
+    logits = predict_cache(cache, archis.predict_function(model), batch, len(info["class_names"]))
     metrics = evaluate_scores(logits, cache.labels, info["class_names"])
     arrays = {"logits": logits, "probabilities": 1 / (1 + np.exp(-logits)), "labels": cache.labels}
     out = cfg.out(f"_predictions_{Path(str(cfg.testing)).stem}.npz")

@@ -1,0 +1,154 @@
+"""Micro-batched optimiser steps: one accumulated step equals one whole-batch step; step splitting; the memory
+plan; the few-steps warning; peak memory bounded by the micro-batch, not the step."""
+
+import os
+import resource
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synthetic
+import train_step as ts
+from common.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+N, D, C = 8, 512, 5
+
+
+def make(pooling, seed=0, sgd=False):
+    import keras
+    import tensorflow as tf
+
+    import archis
+
+    model = archis.build_model("concat", pooling=pooling, vlad_k=4, window_seconds=4, dropout=0.0, seed=seed)
+    optimizer = keras.optimizers.SGD(0.01) if sgd else ts.make_adam(0.01)
+    optimizer.build(model.trainable_variables)
+    weights = np.array([0.1, 0.2, 0.3, 0.15, 0.25], np.float32)
+    return model, ts.AccumulatingStep(model, optimizer, weights, tf.distribute.get_strategy())
+
+
+def batch(n, seed=1):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, C)) < 0.3).astype(np.float32)
+    return rng.standard_normal((n, N, D)).astype(np.float32), rng.standard_normal((n, N, D)).astype(np.float32), labels
+
+
+def one_step(pooling, micro, sgd=False):
+    """Weights after one optimiser step over 23 windows in micro-batches of `micro`, and the step's logits."""
+    model, stepper = make(pooling, sgd=sgd)
+    video, audio, labels = batch(23)
+    plan = ts.split_step(np.arange(23), 1, micro)
+    logits = [stepper.micro({0: (video[p[0]], audio[p[0]], labels[p[0]])}, j, len(plan), 23)[0]
+              for j, p in enumerate(plan)]
+    return model.get_weights(), np.concatenate(logits), labels, stepper
+
+
+def test_accumulated_step_equals_whole_batch_step():
+    import training
+
+    whole, logits_whole, labels, stepper = one_step("MAX", 23)
+    split, logits_split, _, stepper_split = one_step("MAX", 5)
+    assert stepper.accum is None and stepper_split.accum is not None  # 5 micro-batches: accumulated
+    moved = max(np.abs(w - w0).max() for w, w0 in zip(whole, make("MAX")[0].get_weights(), strict=True))
+    assert moved > 1e-3  # the step did change the weights
+    for a, b in zip(whole, split, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    # same forward logits, hence the same loss value with the same class weights
+    np.testing.assert_allclose(logits_split, logits_whole, rtol=1e-5, atol=1e-6)
+    w = stepper.pos_weight.numpy()
+    assert training.weighted_bce(logits_split, labels, w) == pytest.approx(training.weighted_bce(logits_whole, labels, w))
+    np.testing.assert_array_equal(stepper_split.pos_weight.numpy(), w)
+
+
+def test_accumulated_step_with_batch_norm_is_close():
+    """Batch-norm statistics per micro-batch: the gradient (SGD step) is close to the whole batch's, not equal."""
+    start = make("NetVLAD", sgd=True)[0]
+    trainable = [i for i, w in enumerate(start.weights) if w.trainable]
+
+    def update(micro):
+        after = one_step("NetVLAD", micro, sgd=True)[0]
+        return np.concatenate([(after[i] - start.get_weights()[i]).ravel() for i in trainable])
+
+    whole, split = update(23), update(8)
+    rel = np.linalg.norm(split - whole) / np.linalg.norm(whole)
+    assert 1e-4 < rel < 0.3, rel
+
+
+def test_fused_adam_matches_keras_adam():
+    import keras
+
+    var_a, var_b = keras.Variable(np.ones((3, 4), np.float32)), keras.Variable(np.ones((3, 4), np.float32))
+    fused, plain = ts.make_adam(0.1), keras.optimizers.Adam(0.1)
+    fused.build([var_a])
+    plain.build([var_b])
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        g = rng.standard_normal((3, 4)).astype(np.float32)
+        fused.apply_gradients([(g, var_a)])
+        plain.apply_gradients([(g, var_b)])
+    np.testing.assert_allclose(var_a.numpy(), var_b.numpy(), rtol=1e-5)
+
+
+def test_split_step_shares_and_micro_batches():
+    idx = np.arange(23)
+    plan = ts.split_step(idx, 2, 5)
+    assert len(plan) == 3 and all(len(parts) == 2 for parts in plan)
+    seen = np.concatenate([p for parts in plan for p in parts])
+    assert sorted(seen) == list(range(23))  # every window once
+    assert all(0 < len(p) <= 6 for parts in plan for p in parts)
+    assert list(ts.merge_small_steps([np.arange(5), np.arange(5, 6)], 2))[0].tolist() == list(range(6))
+    with pytest.raises(UserError):
+        list(ts.merge_small_steps([np.arange(1)], 2))
+
+
+def test_memory_plan_follows_the_budget():
+    model, _ = make("NetVLAD")
+    small = ts.plan_memory(model, N, D, budget_gb=0.95)
+    large = ts.plan_memory(model, N, D, budget_gb=4.0)
+    assert small.chosen == "budget" and 1 <= small.micro_windows < large.micro_windows
+    assert ts.plan_memory(model, N, D, micro_windows=7).micro_windows == 7
+    assert ts.plan_memory(model, N, D, budget_gb=4.0, step_windows=3).micro_windows == 3
+    with pytest.raises(UserError, match="memory_budget_gb"):
+        ts.plan_memory(model, N, D, budget_gb=0.5)
+
+
+def test_few_steps_warning_names_the_flag():
+    with pytest.warns(UserWarning, match=r"1120 training windows with --batch_size 60 halves is 1 optimiser step.*--batch_windows"):
+        ts.warn_few_steps(1, 1120, 60, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ts.warn_few_steps(10, 1120, 60, None)
+
+
+CHILD = """
+import resource, sys
+import ClassificationMinuteBased as cmb
+cmb.main(sys.argv[1:])
+print("maxrss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def test_peak_memory_follows_the_budget_not_the_step(tmp_path):
+    """One step of 8 halves x 135 windows (45-minute halves) of a NetVLAD-64 model: computed whole, its
+    activations alone take ~1.7 GiB (peak 2.7 GiB measured); a 2 GiB budget keeps the whole run (cache,
+    training, evaluation) under it."""
+    data = synthetic.generate_dataset(tmp_path / "d", n_games=5, half_minutes=45.0, seed=4, splits=(4, 1, 0),
+                                      event_rate=1.0, progress=False)
+    valid = data.lists["valid"]
+    argv = ["--architecture", "concat", "--training", str(data.lists["train"]), "--validation", str(valid),
+            "--testing", str(valid), "--PCA", "--network", "VLAD", "--VLAD_k", "64", "--WindowSize", "20",
+            "--batch_size", "8", "--max_epoch", "1", "--tflog", str(tmp_path / "m"),
+            "--cache_dir", str(tmp_path / "cache"), "--formatdataset", "1", "--quiet", "--memory_budget_gb", "2"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak = float(proc.stdout.strip().splitlines()[-1].split()[1])
+    assert "micro-batches of" in proc.stdout
+    assert peak < 2 * 1024, f"peak RSS {peak:.0f} MiB over the 2 GiB budget"
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 >= peak

@@ -1,0 +1,390 @@
+"""Optimiser steps computed in micro-batches, in memory that does not grow with the step.
+
+One optimiser step is still what the original makes it (every window of `--batch_size` halves, or
+`--batch_windows` windows): the loss is the class-summed weighted cross-entropy averaged over the whole
+step. The step's windows are read and pushed through the model a micro-batch at a time; each
+micro-batch's loss is its windows' sum divided by the step's window count, so the gradients summed over
+the micro-batches are the whole step's gradient. They are summed in one accumulator per replica and
+applied once. Peak memory is then the weights, the optimiser's slots, the accumulator and one
+micro-batch's activations, whatever the step size and the half length.
+
+Under a distribution strategy, every step's windows are split into one share per replica (across all
+workers), so no window is seen twice in an epoch; each replica cuts its share into the same number of
+micro-batches and the optimiser all-reduces the accumulated gradients once per step. Logits and labels
+are gathered from every replica, so training metrics cover the whole step on every worker.
+
+The micro-batch size comes from a memory budget: fixed costs (weights, gradients, Adam's two slots, the
+accumulator, the runtime) plus a per-window activation cost read from the traced training graph.
+Batch-norm statistics are those of the micro-batch (a departure documented in the README).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from common.errors import UserError
+
+RUNTIME_BYTES = 900 << 20  # TensorFlow, Keras, Python and the data pipeline, measured on CPU (~0.8 GiB)
+ACTIVATION_SHARE = 0.35  # live share of the traced graph's per-window tensors at the peak (measured for concat:
+# 0.15 at NetVLAD-512, 0.3 at NetVLAD-64; rounded up)
+MIN_MICRO = 8
+MAX_MICRO = {"CPU": 256, "GPU": 1024}  # beyond this, larger micro-batches gain no speed
+FEW_STEPS = 10
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a training run fits its memory budget (bytes, windows)."""
+
+    budget: int
+    fixed: int
+    per_window: int
+    micro_windows: int
+    eval_windows: int
+    chosen: str  # "budget" or "flag"
+
+    def describe(self) -> str:
+        gib = 1 << 30
+        return (f"memory: budget {self.budget / gib:.1f} GiB, fixed {self.fixed / gib:.2f} GiB (weights, gradients, "
+                f"Adam slots, accumulator, saving, runtime), ~{self.per_window / (1 << 20):.1f} MiB per window in flight -> "
+                f"micro-batches of {self.micro_windows} windows ({self.chosen}), evaluation batches of "
+                f"{self.eval_windows}")
+
+
+def _device_kind() -> str:
+    import tensorflow as tf
+
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+def _gpu_memory_bytes() -> int | None:
+    """Memory of the first visible GPU from nvidia-smi, or None."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.split()
+        return int(float(out[0])) << 20
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def default_budget() -> int:
+    """A safe share of where training runs: 80% of the GPU's memory, else 40% of the machine's RAM."""
+    if _device_kind() == "GPU":
+        return int(0.8 * (_gpu_memory_bytes() or 16 << 30))
+    return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _graph_bytes(fn: Callable, n: int, d: int, batch: int) -> int:
+    """Sum of the sizes of every tensor a traced call of `fn` on `batch` windows produces."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((batch, n, d), tf.float32)
+    graph = tf.function(fn).get_concrete_function(spec, spec).graph
+    total = 0
+    for op in graph.get_operations():
+        for t in op.outputs:
+            if t.shape.is_fully_defined() and t.dtype.size:
+                total += t.shape.num_elements() * t.dtype.size
+    return total
+
+
+def activation_bytes_per_window(model: Any, n: int, d: int, training: bool = True) -> int:
+    """Bytes one more window adds to a training (forward + backward) or inference call, from the traced graph:
+    the growth of all its tensors from 2 to 4 windows, halved, times the share alive at the peak."""
+    import tensorflow as tf
+
+    def call(video, audio):
+        if not training:
+            return model({"video": video, "audio": audio}, training=False)
+        with tf.GradientTape() as tape:
+            out = tf.reduce_sum(tf.cast(model({"video": video, "audio": audio}, training=True), tf.float32))
+        return tape.gradient(out, model.trainable_variables)
+
+    grow = (_graph_bytes(call, n, d, 4) - _graph_bytes(call, n, d, 2)) / 2
+    return max(1, int(ACTIVATION_SHARE * grow))
+
+
+def plan_memory(model: Any, n: int, d: int, budget_gb: float | None = None, micro_windows: int | None = None,
+                step_windows: int | None = None) -> MemoryPlan:
+    """Micro-batch and evaluation batch sizes that keep training within `budget_gb` (default: `default_budget`),
+    unless `micro_windows` is given. `step_windows`: the largest step (no micro-batch is made larger).
+
+    Fixed cost: five copies of the trainable weights (the weights, one micro-batch's gradients, the accumulator,
+    Adam's two slots; the best epoch's copy is kept on disk), two copies of the largest variable (Keras
+    converts each variable to NumPy when it saves or loads weights) and the runtime."""
+    params = sum(int(np.prod(v.shape)) * 4 for v in model.trainable_variables)
+    saving = 2 * max(int(np.prod(v.shape)) * 4 for v in model.trainable_variables)  # Keras' h5 writer's copies
+    fixed = 5 * params + saving + sum(int(np.prod(v.shape)) * 4 for v in model.non_trainable_variables) + RUNTIME_BYTES
+    budget = int(budget_gb * (1 << 30)) if budget_gb else default_budget()
+    per_window = activation_bytes_per_window(model, n, d)
+    cap = MAX_MICRO[_device_kind()]
+    room = budget - fixed
+    if micro_windows:
+        micro, chosen = micro_windows, "flag"
+    elif room >= MIN_MICRO * per_window:
+        micro, chosen = min(cap, room // per_window), "budget"
+    elif budget_gb:
+        raise UserError(f"--memory_budget_gb {budget_gb:g}: the model needs {(fixed + MIN_MICRO * per_window) / (1 << 30):.2f} "
+                        f"GiB (weights, gradients, Adam slots, accumulator, saving, runtime, {MIN_MICRO} windows "
+                        f"in flight); "
+                        f"raise it or use a smaller --VLAD_k")
+    else:
+        micro, chosen = MIN_MICRO, "minimum: the default budget is too small for this model"
+    if step_windows:
+        micro = min(micro, step_windows)
+    eval_per_window = activation_bytes_per_window(model, n, d, training=False)
+    eval_windows = int(max(1, min(cap, room // eval_per_window if chosen == "budget" else micro)))
+    return MemoryPlan(budget, fixed, per_window, int(max(1, micro)), eval_windows, chosen)
+
+
+def inference_windows(model: Any, n: int, d: int, budget_gb: float | None = None) -> int:
+    """Windows per inference call that keep the weights, the runtime and the call within the budget."""
+    weights = sum(int(np.prod(v.shape)) * 4 for v in model.weights)
+    budget = int(budget_gb * (1 << 30)) if budget_gb else default_budget()
+    per_window = activation_bytes_per_window(model, n, d, training=False)
+    return int(max(1, min(MAX_MICRO[_device_kind()], (budget - weights - RUNTIME_BYTES) // per_window)))
+
+
+def warn_few_steps(steps: int, windows: int, batch_halves: int | None, batch_windows: int | None) -> None:
+    """Warn (once per run) when an epoch makes fewer than FEW_STEPS optimiser steps: such runs barely learn."""
+    if steps >= FEW_STEPS:
+        return
+    if batch_windows:
+        how = f"--batch_windows {batch_windows}"
+        hint = f"a smaller --batch_windows (e.g. {max(1, windows // 20)})"
+    else:
+        how = f"--batch_size {batch_halves} halves"
+        hint = f"a smaller --batch_size or --batch_windows (e.g. {max(1, windows // 20)})"
+    warnings.warn(f"an epoch of {windows} training windows with {how} is {steps} optimiser step"
+                  f"{'s' if steps != 1 else ''} (fewer than {FEW_STEPS}): the model will barely learn; use {hint}",
+                  UserWarning, stacklevel=2)
+
+
+def make_adam(learning_rate: float, **kwargs: Any) -> Any:
+    """Keras Adam whose float32 update runs TensorFlow's fused in-place Adam kernel (same arithmetic as Keras'
+    update; Keras' version makes several temporaries the size of each variable: gigabytes at VLAD-512)."""
+    import keras
+    import tensorflow as tf
+
+    class FusedAdam(keras.optimizers.Adam):
+        def update_step(self, gradient, variable, learning_rate):
+            if self.amsgrad or variable.dtype != tf.float32:
+                return super().update_step(gradient, variable, learning_rate)
+            index = self._get_variable_index(variable)
+            t = tf.cast(self.iterations + 1, tf.float32)
+            b1, b2 = tf.constant(self.beta_1, tf.float32), tf.constant(self.beta_2, tf.float32)
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle, m=self._momentums[index].value.handle, v=self._velocities[index].value.handle,
+                beta1_power=tf.pow(b1, t), beta2_power=tf.pow(b2, t), lr=tf.cast(learning_rate, tf.float32),
+                beta1=b1, beta2=b2, epsilon=tf.constant(self.epsilon, tf.float32),
+                grad=tf.cast(gradient, tf.float32), use_locking=False)
+            return None
+
+    return FusedAdam(learning_rate=learning_rate, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting steps into per-replica micro-batches
+
+
+def merge_small_steps(steps: Iterable[np.ndarray], replicas: int) -> Iterator[np.ndarray]:
+    """Steps, with any step of fewer windows than replicas merged into the one before it (every replica
+    needs at least one window per step)."""
+    prev = None
+    for idx in steps:
+        if prev is not None and len(idx) < replicas:
+            prev = np.concatenate([prev, idx])
+            continue
+        if prev is not None:
+            yield prev
+        prev = idx
+    if prev is not None:
+        if len(prev) < replicas:
+            raise UserError(f"a training step of {len(prev)} windows cannot feed {replicas} replicas")
+        yield prev
+
+
+def split_step(idx: np.ndarray, replicas: int, micro_windows: int) -> list[list[np.ndarray]]:
+    """[micro-batch][replica] window indices of one step: replica r gets the r-th share of the step, cut in
+    as many non-empty micro-batches as every other replica (at most `micro_windows` + 1 windows each)."""
+    shares = np.array_split(idx, replicas)
+    n_micro = max(1, math.ceil(len(shares[-1]) / micro_windows))  # the last share is the smallest
+    parts = [np.array_split(s, n_micro) for s in shares]
+    return [[parts[r][j] for r in range(replicas)] for j in range(n_micro)]
+
+
+def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate `items` in a background thread, `depth` ahead (NumPy reads release the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            q.put(exc)
+            return
+        q.put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+# --------------------------------------------------------------------------------------------
+# The step
+
+
+class AccumulatingStep:
+    """One optimiser step over any number of micro-batches, under any `tf.distribute` strategy.
+
+    `run(micro)`: `micro` is a list over micro-batches of {global replica id: (video, audio, labels)} for this
+    worker's replicas; returns the logits and labels gathered from every replica, in replica order.
+    """
+
+    def __init__(self, model: Any, optimizer: Any, pos_weight: np.ndarray, strategy: Any,
+                 window_shape: tuple[int, int] | None = None) -> None:
+        """`window_shape` (N, D): with one replica, each kind of micro-step is traced once for any batch size, so
+        a resumed run computes bit for bit what the uninterrupted run computed."""
+        import tensorflow as tf
+
+        self.model, self.optimizer, self.strategy = model, optimizer, strategy
+        self.pos_weight = tf.constant(pos_weight, tf.float32)
+        self.local_ids = [int(r) for r in strategy.experimental_local_results(
+            strategy.experimental_distribute_values_from_function(lambda ctx: ctx.replica_id_in_sync_group))]
+        self.replicas = int(strategy.num_replicas_in_sync)
+        self.accum: list[Any] | None = None
+        self.window_shape = window_shape
+        self._fns = {kind: self._make(kind) for kind in ("single", "first", "add", "last")}
+
+    def _make_accumulators(self) -> None:
+        import tensorflow as tf
+
+        with self.strategy.scope():
+            self.accum = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False, name=f"accum_{i}",
+                                      synchronization=tf.VariableSynchronization.ON_READ,
+                                      aggregation=tf.VariableAggregation.SUM)
+                          for i, v in enumerate(self.model.trainable_variables)]
+
+    def _make(self, kind: str):
+        import tensorflow as tf
+
+        model, optimizer = self.model, self.optimizer
+
+        def replica_fn(video, audio, labels, denom):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model({"video": video, "audio": audio}, training=True), tf.float32)
+                per_window = tf.reduce_sum(tf.nn.weighted_cross_entropy_with_logits(labels, logits, self.pos_weight), 1)
+                loss = tf.reduce_sum(per_window) / denom
+            grads = tape.gradient(loss, model.trainable_variables)
+            if kind == "first":
+                for a, g in zip(self.accum, grads, strict=True):
+                    a.assign(g)
+            elif kind == "add":
+                for a, g in zip(self.accum, grads, strict=True):
+                    a.assign_add(g)
+            else:
+                if kind == "last":  # add in place, then apply the accumulator: no extra gradient-sized tensor
+                    for a, g in zip(self.accum, grads, strict=True):
+                        a.assign_add(g)
+                    grads = [a.read_value() for a in self.accum]
+                optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return logits
+
+        signature = None
+        if self.window_shape is not None and self.replicas == 1:
+            frames = tf.TensorSpec((None, *self.window_shape), tf.float32)
+            signature = [frames, frames, tf.TensorSpec((None, int(self.pos_weight.shape[0])), tf.float32),
+                         tf.TensorSpec((), tf.float32)]
+
+        @tf.function(input_signature=signature, reduce_retracing=True)
+        def step(video, audio, labels, denom):
+            logits = self.strategy.run(replica_fn, args=(video, audio, labels, denom))
+            return self.strategy.gather(logits, axis=0), self.strategy.gather(labels, axis=0)
+
+        return step
+
+    def _distribute(self, arrays: dict[int, np.ndarray]):
+        if self.replicas == 1:
+            return arrays[self.local_ids[0]]
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: arrays[int(ctx.replica_id_in_sync_group)])
+
+    def micro(self, batch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], j: int, n_micro: int,
+              step_windows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Micro-batch `j` of `n_micro` of a step of `step_windows` windows ({global replica id: (video, audio,
+        labels)} for this worker's replicas); the last one applies the step. Returns the gathered logits and labels."""
+        import tensorflow as tf
+
+        if n_micro > 1 and self.accum is None:
+            self._make_accumulators()
+        kind = "single" if n_micro == 1 else "first" if j == 0 else "last" if j == n_micro - 1 else "add"
+        args = [self._distribute({r: parts[k] for r, parts in batch.items()}) for k in range(3)]
+        logits, labels = self._fns[kind](*args, tf.constant(float(step_windows), tf.float32))
+        return logits.numpy(), labels.numpy()
+
+
+def micro_batches(cache: Any, steps: list[np.ndarray], replicas: int, local_ids: list[int], micro_windows: int
+                  ) -> Iterator[tuple[int, int, int, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]]:
+    """(micro-batch index, micro-batches in the step, step windows, {replica: arrays}) for every micro-batch of
+    an epoch, reading only this worker's windows, one micro-batch at a time."""
+    for idx in steps:
+        plan = split_step(idx, replicas, micro_windows)
+        for j, parts in enumerate(plan):
+            yield j, len(plan), len(idx), {r: cache.read_rows(parts[r]) for r in local_ids}
+
+
+def train_epoch(stepper: AccumulatingStep, cache: Any, steps: list[np.ndarray], micro_windows: int,
+                on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """One epoch of optimiser steps; returns the gathered training logits, labels and the seconds spent
+    waiting for input."""
+    import time
+
+    logits, labels, wait = [], [], 0.0
+    it = prefetch(micro_batches(cache, steps, stepper.replicas, stepper.local_ids, micro_windows))
+    while True:
+        t0 = time.perf_counter()
+        item = next(it, None)
+        wait += time.perf_counter() - t0
+        if item is None:
+            break
+        j, n_micro, step_windows, batch = item
+        out_logits, out_labels = stepper.micro(batch, j, n_micro, step_windows)
+        logits.append(out_logits)
+        labels.append(out_labels)
+        if on_step is not None and j == n_micro - 1:
+            on_step()
+    c = int(stepper.pos_weight.shape[0])
+    if not logits:
+        return np.zeros((0, c), np.float32), np.zeros((0, c), np.float32), wait
+    return np.concatenate(logits), np.concatenate(labels), wait
