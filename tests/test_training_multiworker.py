@@ -109,14 +109,14 @@ def test_two_workers_resume_and_match_one_process(tmp_path):
     one, group = tmp_path / "one", tmp_path / "group"
     run_group([argv(one, "--formatdataset", "1", "--max_epoch", "3")])
     kill_group_after(start_group([argv(group, "--max_epoch", "3")] * 2), group / "mw_resume" / "state.json")
-    done = json.loads((group / "mw_resume" / "state.json").read_text())["epoch"]
+    done = json.loads((group / "mw_resume" / "state.json").read_text())["schedule"]["epoch"]
     assert done < 3, "the group finished before it could be killed"
     outs = run_group([argv(group, "--max_epoch", "3", "--resume")] * 2)
     assert all(f"resumed after epoch {done}" in o for o, _ in outs)
 
     ref_state, ref = last_weights(one)
     state, got = last_weights(group)
-    assert state["epoch"] == ref_state["epoch"] == 3
+    assert state["schedule"]["epoch"] == ref_state["schedule"]["epoch"] == 3
     assert set(got) == set(ref)
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-5, err_msg=name)
