@@ -31,6 +31,7 @@ from common.atomic import atomic_path, read_json, write_json
 from common.errors import UserError
 
 STATE_VERSION = 2
+SNAPSHOT = "snapshot"  # the best epoch's weights and optimizer state in the resume folder (see Snapshot)
 SCHEDULES = ("original", "since_best")
 SELECTION_METRICS = ("ap", "tf1_pr_auc")
 ADAM_EPSILON = 1e-8  # tf.compat.v1.train.AdamOptimizer's default (Keras': 1e-7)
@@ -271,7 +272,7 @@ class Checkpointer:
         write_json(self.state_path, state)
         keep = {"state.json", state["weights"], state["optimizer"], state.get("best_weights"), state.get("best_optimizer")}
         for p in self.dir.iterdir():
-            if p.name not in keep and not p.name.startswith("."):
+            if p.name not in keep and not p.name.startswith((".", f"{SNAPSHOT}.")):
                 p.unlink(missing_ok=True)
 
     def restore(self, model, optimizer, state: dict[str, Any]) -> Snapshot:
@@ -330,7 +331,7 @@ class Snapshot:
     @classmethod
     def take(cls, model, optimizer, folder: Path) -> Snapshot:
         folder.mkdir(parents=True, exist_ok=True)
-        weights, opt = folder / ".snapshot.weights.h5", folder / ".snapshot.optimizer.npz"
+        weights, opt = folder / f"{SNAPSHOT}.weights.h5", folder / f"{SNAPSHOT}.optimizer.npz"
         with atomic_path(weights) as tmp:
             model.save_weights(tmp)
         with atomic_path(opt) as tmp:

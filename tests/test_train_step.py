@@ -149,6 +149,6 @@ def test_peak_memory_follows_the_budget_not_the_step(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak = float(proc.stdout.strip().splitlines()[-1].split()[1])
-    assert "micro-batches of" in proc.stdout
+    assert "micro-batches of" in proc.stdout, proc.stdout
     assert peak < 2 * 1024, f"peak RSS {peak:.0f} MiB over the 2 GiB budget"
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 >= peak
