@@ -2,7 +2,7 @@
 their first checkpoint and resumed as a group: both exit 0, only the chief writes into --tflog, and the chief's weights
 equal those of one process trained on the same global batches without interruption.
 
-Dropout is set to 0 and the pooling is MAX (no batch-norm) so the two runs compute the same function."""
+Dropout is 0 (`--dropout 0`) and the pooling is MAX (no batch-norm) so the two runs compute the same function."""
 
 import json
 import os
@@ -21,9 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
 
 SCRIPT = """
-import functools, sys
-import archis
-archis.build_model = functools.partial(archis.build_model, dropout=0.0)
 from common.errors import run_cli
 import ClassificationMinuteBased as cmb
 run_cli(cmb.main)
@@ -102,7 +99,7 @@ def test_two_workers_resume_and_match_one_process(tmp_path):
     def argv(tflog, *extra):
         return ["--architecture", "concat", "--training", str(data.lists["train"]),
                 "--validation", str(data.lists["valid"]), "--testing", str(data.lists["test"]), "--PCA",
-                "--network", "MAX", "--WindowSize", "10", "--LR", "0.01", "--batch_size", "3",
+                "--network", "MAX", "--dropout", "0", "--WindowSize", "10", "--LR", "0.01", "--batch_size", "3",
                 "--micro_batch_windows", "4", "--tflog", str(tflog), "--cache_dir", str(cache),
                 "--outputPrefix", "mw", "--quiet", *extra]
 
