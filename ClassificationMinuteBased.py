@@ -17,7 +17,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.cli import add_progress_flags
 from common.errors import UserError, run_cli
+from common.quiet import import_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--ensemble", nargs=2, default=(), metavar=("A.npz", "B.npz"), help="ensemble mode: two predict outputs")
     ext.add_argument("--ensemble_method", default="mean_logits", choices=("mean_logits", "product"),
                      help="mean of logits (V&D Archi3/12) or product of sigmoids (Archi9/18)")
-    ext.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_flags(ext)
     return p
 
 
@@ -165,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.GPU)
     cfg = _config(args)
+    import_tensorflow(args.verbose)
     import training
 
     start = time.time()

@@ -1,7 +1,7 @@
 """SoccerNet-layout data: game lists, label files, class maps, feature files, windows, window cache.
 
 The training path is: game list -> per-half features + labels -> non-overlapping windows with
-multi-hot labels (SPEC §3) -> a window cache on disk (`--formatdataset 1`) -> batches streamed from
+multi-hot labels (docs/DESIGN.md, "Tokens and time") -> a window cache on disk (`--formatdataset 1`) -> batches streamed from
 memory-mapped cache files (`--formatdataset 0` reuses the cache). Nothing holds more than one batch
 (or one shuffle group) of windows in memory, so memory does not grow with the number of games.
 Importing this module does not import TensorFlow.
@@ -260,7 +260,7 @@ def warn_unseen_labels(class_map: ClassMap, seen: set[str], where: str) -> None:
 
 
 def find_feature_file(game_dir: Path, half: int, name: str, pca: bool | None) -> Path:
-    """The `<half>_*<name>*.npy` file of a half (SPEC §1). `pca` True/False requires/excludes `PCA` in
+    """The `<half>_*<name>*.npy` file of a half (SoccerNet's layout, docs/DESIGN.md "Data formats"). `pca` True/False requires/excludes `PCA` in
     the name (None: either); `float16` files are ignored. Among several, the exact `<half>_<name>[_PCA512]`
     name wins, then the TF2 release."""
     prefix = f"{half}_"
@@ -298,7 +298,7 @@ def load_half(game_dir: str | Path, half: int, features_video: str = "ResNET", f
 
 
 # --------------------------------------------------------------------------------------------
-# Windows and labels (SPEC §3)
+# Windows and labels
 
 
 def window_labels(events: Sequence[Event], half: int, n_windows: int, window_seconds: float,
