@@ -45,12 +45,8 @@ CLIS = {"inference": inference.main, "evaluate": evaluate.main, "train": Classif
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    import archis
-
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(path)
-    return path
+def model(tiny_model) -> Path:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

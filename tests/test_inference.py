@@ -22,15 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import archis
-
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def game(tmp_path_factory) -> Path:
     return synthetic.write_game(synthetic.make_game(0, half_minutes=1), tmp_path_factory.mktemp("data") / "game a")
 

@@ -7,8 +7,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from synthetic_video import make_match_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,15 +16,6 @@ SCRIPT = ROOT / "run_inference.sh"
 def _script(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import archis
-
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(path)
-    return path
 
 
 def test_folder_of_two_videos(tiny_model, tmp_path):

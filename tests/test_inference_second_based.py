@@ -11,13 +11,10 @@ import synthetic
 from common.errors import UserError
 
 
-def test_spotting_tree_and_average_map(tmp_path, capsys):
-    import archis
-
+def test_spotting_tree_and_average_map(tmp_path, capsys, tiny_model):
     synthetic.generate_dataset(tmp_path / "data", n_games=3, half_minutes=1, progress=False)
     test_list = next((tmp_path / "data").glob("listgame_Test_*.npy"))
-    model = tmp_path / "m.keras"
-    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(model)
+    model = tiny_model
     out = tmp_path / "outputs"
     assert csb.main(["--testing", str(test_list), "--model", str(model), "--output", str(out), "--quiet"]) == 0
     files = sorted(out.rglob("results_spotting.json"))

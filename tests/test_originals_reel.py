@@ -44,12 +44,8 @@ def test_first_token_placement_moves_peaks_w_half_earlier():
 
 
 @pytest.fixture(scope="module")
-def match(tmp_path_factory) -> tuple[Path, Path, Path]:
-    import archis
-
-    root = tmp_path_factory.mktemp("reel")
-    model = root / "tiny.keras"
-    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(model)
+def match(tmp_path_factory, tiny_model) -> tuple[Path, Path, Path]:
+    root, model = tmp_path_factory.mktemp("reel"), tiny_model
     game = synthetic.write_game(synthetic.make_game(0, half_minutes=1), root / "game")
     seconds = len(np.load(game / "1_VGGish.npy", mmap_mode="r")) / 2
     return model, game, make_match_video(root / "match.mp4", seconds, [(3.0, "goal")], size="64x36")

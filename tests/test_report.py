@@ -23,14 +23,10 @@ CURRENT = "document.getElementById('match').currentTime"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, tiny_model) -> dict[str, Path]:
     """Output folders of small runs: a video with spans, the same with none, a two-half game without videos and
     the same game with one video per half."""
-    import archis
-
-    root = tmp_path_factory.mktemp("report")
-    model = root / "tiny.keras"
-    archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(model)
+    root, model = tmp_path_factory.mktemp("report"), tiny_model
     game = synthetic.write_game(synthetic.make_game(0, half_minutes=1), root / "game")
     seconds = len(np.load(game / "1_VGGish.npy", mmap_mode="r")) / 2
     video = make_match_video(root / "videos" / "match 'one' #1.mp4", seconds, [(3.0, "goal")], size="64x36")
