@@ -92,7 +92,10 @@ def expand_inputs(items: list[str]) -> list[Path]:
                 raise UserError(f"{item}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
             videos += found
         elif item.suffix.lower() == ".txt":
-            videos += [video for _, video in read_video_list(item)]
+            listed = [video for _, video in read_video_list(item)]
+            if not listed:
+                raise UserError(f"{item}: the list names no videos")
+            videos += listed
         elif not item.is_file():
             raise UserError(f"{item}: no such file")
         else:

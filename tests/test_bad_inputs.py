@@ -259,6 +259,8 @@ CASES: dict[str, Case] = {
                                                             str(e.out), *e.features()], 2, "no such model file"),
     "inference half of the features pair": Case("inference", lambda e: e.infer(*e.features()[:2]), 2, "go together"),
     "inference no input": Case("inference", lambda e: e.infer(), 2, "give one input"),
+    "inference list naming no videos": Case("inference", lambda e: e.infer(str(e.file("empty.txt", "# none\n"))), 2,
+                                            "the list names no videos"),
     "inference narrow features": Case("inference", lambda e: e.infer(
         "--features_video", str(e.npy("v.npy", np.zeros((40, 256), np.float32))),
         "--features_audio", str(e.npy("a.npy", np.zeros((40, 256), np.float32)))), 2, "256 wide but the model expects 512"),
