@@ -186,7 +186,11 @@ class OutputSet:
             raise
         stale = [n for n in self.names if n not in self.written and (self.folder / n).is_file()]
         for name in stale:
-            (self.folder / name).unlink()
+            try:
+                (self.folder / name).unlink()
+            except OSError as exc:
+                raise UserError(f"{self.folder / name}: this run's outputs are in place, but this file of an "
+                                f"earlier run could not be removed ({exc.strerror or exc})") from exc
         if stale:
             log.warning("%s: removed %s of an earlier run (this run does not write them)", self.folder,
                         ", ".join(stale))
