@@ -25,13 +25,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from common.atomic import write_json
-from common.cli import check_nms
+from common.cli import NMS_RULES, check_nms
 from common.constants import BACKGROUND
 from common.errors import UserError
 from common.timefmt import game_time
 from highlights.peaks import peak_mask
-
-NMS_RULES = ("vd", "symmetric")
 
 
 @dataclass(frozen=True)
@@ -211,12 +209,6 @@ def class_labels(cmap: Any, class_names: Sequence[str]) -> dict[int, str]:
     """Class index -> the label written to results_spotting.json: the first SoccerNet label of the class in
     `cmap` (a class made of several labels is written as its first; `evaluate.py` maps it back to the class),
     the class name itself without a map."""
-    return dict(cmap.index_to_label) if cmap is not None else dict(enumerate(class_names))
-
-
-def soccernet_labels(class_names: Sequence[str]) -> dict[int, str]:
-    """Class index -> SoccerNet label name through the matching class map; the class names themselves if none."""
-    cmap = match_class_map(class_names)
     return dict(cmap.index_to_label) if cmap is not None else dict(enumerate(class_names))
 
 
