@@ -122,10 +122,7 @@ def _cmga_mean(b: Blocks, video, audio):
 
 def _bottleneck(b: Blocks, video, audio):
     video, audio = b.layer(BottleneckFusion, "bottleneck", ff_dim=2 * b.dim)([video, audio])
-    joined = ops.concatenate(
-        [b.pool(video, "video_pool"), b.pool(audio, "audio_pool")], axis=-1
-    )
-    return b.classify(b.dropout(joined, "dropout"))
+    return _concat_drop_after(b, video, audio)
 
 
 def _transformer(b: Blocks, video, audio):
@@ -153,18 +150,19 @@ ARCHITECTURES: dict[str, Builder] = {
     "transformer": _transformer,
 }
 
+# The architectures of V&D's code; the others are the seed's.
+VD_ARCHITECTURES = ("video", "audio", "late_avg", "concat", "concat_drop_after", "early_concat", "early_concat_512")
+
 # Dropout before the classifier in the original each architecture comes from: V&D's keep_prob 0.6, the
 # seed's nn.Dropout(0.5), and the seed's LateFusionArchi cls_dropout 0.6.
 VD_DROPOUT, SEED_DROPOUT = 0.4, 0.5
 DEFAULT_DROPOUT: dict[str, float] = {
-    **dict.fromkeys(("video", "audio", "late_avg", "concat", "concat_drop_after", "early_concat",
-                     "early_concat_512"), VD_DROPOUT),  # VD_ARCHITECTURES
+    **dict.fromkeys(VD_ARCHITECTURES, VD_DROPOUT),
     **dict.fromkeys(("gmu", "cmga", "cmga_early", "cmga_mean", "bottleneck"), SEED_DROPOUT),
     "transformer": 0.6,
 }
 
 # Context gating after pooling: V&D's loupe default; the seed built its fusion models with VLAD_gating=False.
-VD_ARCHITECTURES = ("video", "audio", "late_avg", "concat", "concat_drop_after", "early_concat", "early_concat_512")
 
 
 def default_gating(architecture: str) -> bool:
