@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "--tflog / --outputPrefix (refused without it; --resume continues one instead)")
     ext.add_argument("--model", default=None, help="predict mode: model file (default <tflog>/<prefix>_best.keras)")
     ext.add_argument("--ensemble", nargs=2, default=(), metavar=("A.npz", "B.npz"), help="ensemble mode: two predict outputs")
-    ext.add_argument("--ensemble_method", default="mean_logits", choices=("mean_logits", "product"),
-                     help="mean of logits (V&D Archi3/12) or product of sigmoids (Archi9/18)")
+    ext.add_argument("--ensemble_method", default=None, choices=("mean_logits", "product"),
+                     help="mean of logits (V&D Archi3/12; the default) or product of sigmoids (Archi9/18)")
     add_progress_flags(ext)
     return p
 
@@ -105,10 +105,11 @@ def _vd_ensemble(args: argparse.Namespace) -> None:
         args.mode = "ensemble"
     method = _ENSEMBLE_ARCHITECTURES.get(str(args.architecture).lower())
     if method and args.mode == "ensemble":
-        if args.ensemble_method not in ("mean_logits", method):
+        if args.ensemble_method not in (None, method):
             raise UserError(f"--architecture {args.architecture} is the {method} ensemble, "
                             f"not --ensemble_method {args.ensemble_method}")
         args.ensemble_method, args.architecture = method, None
+    args.ensemble_method = args.ensemble_method or "mean_logits"
 
 
 def _config(args: argparse.Namespace):

@@ -71,3 +71,10 @@ def test_mode_other_is_vds_ensemble(architecture, method):
                                                                   else [])
     cfg = cmb._config(cmb.build_parser().parse_args(argv))
     assert (cfg.mode, cfg.ensemble_method) == ("ensemble", method)
+
+
+def test_an_explicit_ensemble_method_that_contradicts_the_architecture_is_refused():
+    argv = ["--mode", "other", "--ensemble", "a.npz", "b.npz", "--architecture", "AudioVideoArchi9",
+            "--ensemble_method", "mean_logits"]
+    with pytest.raises(UserError, match="is the product ensemble, not --ensemble_method mean_logits"):
+        cmb._config(cmb.build_parser().parse_args(argv))
