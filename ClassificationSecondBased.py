@@ -15,21 +15,18 @@ reads) and `OUTPUT/average_mAP.json`. Classes, class map, feature names and reci
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from common.atomic import write_json
+from common.atomic import save_npy, write_json
 from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
-from common.constants import LABEL_FILES
+from common.constants import CLASS_MAP_FILE, LABEL_FILES
 from common.errors import UserError, run_cli
-
-CLASS_MAP_FILE = "class_map.json"
+from common.modelfile import read_spec
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -66,17 +63,17 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     games = dataset.read_game_list(list_path, args.dataset_root)
     base = Path(args.dataset_root) if args.dataset_root else list_path.parent
     names = [str(g.relative_to(base)) for g in games]
-    model_path = find_model(args)
     check_spotting_flags(args)
-    out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
-
     from tqdm import tqdm
 
     from common.quiet import import_tensorflow
 
-    import_tensorflow(args.verbose)
+    import_tensorflow(args.verbose)  # before anything imports Keras (finding the model may)
+    model_path = find_model(args)
+    out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
+
     import archis
-    from common.features import RecipeCheck, folder_recipe, frame_rate_problem, read_record
+    from common.features import RecipeCheck, frame_rate_problem, read_record, recipe_of
     from highlights.spotting import Scorer, model_class_map, nms_spots, with_compute_dtype, write_results_spotting
 
     model = archis.load_model(model_path)
@@ -93,17 +90,18 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     scorer = Scorer(with_compute_dtype(model, args.compute_dtype), batch_size=args.windows_per_call)
     fps = info["frames_per_second"]
     for game, name in zip(tqdm(games, desc="games", unit="game", disable=args.quiet), names, strict=True):
-        problem = frame_rate_problem(read_record(game), fps)
+        record = read_record(game)
+        problem = frame_rate_problem(record, fps)
         if problem:
             raise UserError(f"{game}: {problem}")
-        check_recipe(folder_recipe(game), str(game))
+        check_recipe(recipe_of(record), str(game))
         spots = []
         for half in (1, 2):
             video, audio = dataset.load_half(game, half, feature_video, feature_audio, pca=pca,
                                              feature_dim=info["feature_dim"])
             probs = scorer.score_half(video, audio, stride=args.stride, progress=not args.quiet,
                                       what=f"{name} half {half}")
-            write_npy(out / name / f"{out.name}_Half_{half}.npy", per_second(probs, fps))
+            save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, fps))
             spots += nms_spots(probs, info["class_names"], half, fps=fps, window_sec=args.nms_window,
                                threshold=args.nms_threshold, rule=args.nms_rule)
         write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
@@ -112,11 +110,10 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
 
 
 def _spec_of(path: Path) -> dict | None:
-    """The archis spec stored in a .keras file's config.json (no weights loaded), or None."""
+    """The archis spec stored in a .keras file (no weights loaded), or None for a file that is not one."""
     try:
-        with zipfile.ZipFile(path) as z:
-            return json.loads(z.read("config.json"))["config"]["spec"]
-    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return read_spec(path)
+    except UserError:
         return None
 
 
@@ -169,13 +166,6 @@ def check_agrees(args: argparse.Namespace, info: dict, model_path: Path) -> None
 def per_second(probs: np.ndarray, fps: float) -> np.ndarray:
     """One row per second of the half (its first token), as V&D saved its scores."""
     return np.ascontiguousarray(probs[np.arange(0, len(probs), fps).astype(np.int64)], dtype=np.float32)
-
-
-def write_npy(path: Path, array: np.ndarray) -> None:
-    from common.atomic import atomic_path
-
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, array)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,19 +68,20 @@ def choose_class_map(args: argparse.Namespace):
     """The class map of the model (--model) or of the predictions tree; --class_map must agree with it."""
     import dataset
     from common.atomic import read_json
+    from common.constants import CLASS_MAP_FILE
     from common.modelfile import read_spec
 
-    recorded, source = None, None
     if args.model:
-        spec = read_spec(args.model)
-        if spec.get("class_map"):
-            recorded, source = dataset.class_map_from_json(spec["class_map"], str(args.model)), str(args.model)
-        else:
-            from highlights.spotting import match_class_map
+        from highlights.spotting import model_class_map
 
-            recorded, source = match_class_map(spec["class_names"]), str(args.model)
-    elif (args.predictions / "class_map.json").is_file():
-        path = args.predictions / "class_map.json"
+        cmap = model_class_map(read_spec(args.model), args.class_map, str(args.model))
+        if cmap is None:
+            raise UserError(f"{args.model}: records no class map and its classes match no built-in map; "
+                            "give --class_map")
+        return cmap
+    recorded, source = None, None
+    if (args.predictions / CLASS_MAP_FILE).is_file():
+        path = args.predictions / CLASS_MAP_FILE
         recorded, source = dataset.class_map_from_json(read_json(path), str(path)), str(path)
     if args.class_map is None:
         return recorded or dataset.load_class_map("highlight")

@@ -7,3 +7,4 @@ AUDIO_FEATURES = "VGGish"
 FEATURE_NAMES = {"video": VIDEO_FEATURES, "audio": AUDIO_FEATURES}
 LABEL_FILES = ("Labels-v2.json", "Labels.json")  # SoccerNet v2 first, then v1
 BACKGROUND = "background"  # class 0 of every class map
+CLASS_MAP_FILE = "class_map.json"  # written by spotting beside its results_spotting.json tree, read by evaluate.py
