@@ -281,14 +281,18 @@ def _check_video(video: Path) -> None:
 
 
 def _check_writable(out: Path) -> None:
+    """The output folder can be written, or made: checked without creating it, so a run stopped before its
+    outputs (an error, Ctrl-C) leaves no empty folder behind; the output set makes it when it writes."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"{out}: output folder is not writable")
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{out}: cannot create the output folder ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{parent}: output folder is not writable" if parent == out.absolute()
+                        else f"{out}: cannot create the output folder ({parent} is not writable)")
     for name in OUTPUT_FILES:
         check_output_file(out / name)
 
