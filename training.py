@@ -31,7 +31,6 @@ from common.atomic import atomic_path, read_json, write_json
 from common.errors import UserError
 
 STATE_VERSION = 2
-SNAPSHOT = "snapshot"  # the best epoch's weights and optimizer state in the resume folder (see Snapshot)
 SCHEDULES = ("original", "since_best")
 SELECTION_METRICS = ("ap", "tf1_pr_auc")
 ADAM_EPSILON = 1e-8  # tf.compat.v1.train.AdamOptimizer's default (Keras': 1e-7)
@@ -272,7 +271,7 @@ class Checkpointer:
         write_json(self.state_path, state)
         keep = {"state.json", state["weights"], state["optimizer"], state.get("best_weights"), state.get("best_optimizer")}
         for p in self.dir.iterdir():
-            if p.name not in keep and not p.name.startswith((".", f"{SNAPSHOT}.")):
+            if p.name not in keep and not p.name.startswith("."):
                 p.unlink(missing_ok=True)
 
     def restore(self, model, optimizer, state: dict[str, Any]) -> Snapshot:
@@ -322,21 +321,12 @@ def generator_states(model) -> list:
 
 @dataclass
 class Snapshot:
-    """The best epoch's weights and optimizer variables for a plateau restore and the end of training, kept in
-    files rather than memory (they are three copies of the weights: GBs at VLAD-512)."""
+    """The best epoch's weights and optimizer variables for a plateau restore and the end of training: the
+    checkpoint's `best_*` files, read back rather than kept in memory (three copies of the weights: GBs at
+    VLAD-512)."""
 
     weights: Path
     optimizer: Path
-
-    @classmethod
-    def take(cls, model, optimizer, folder: Path) -> Snapshot:
-        folder.mkdir(parents=True, exist_ok=True)
-        weights, opt = folder / f"{SNAPSHOT}.weights.h5", folder / f"{SNAPSHOT}.optimizer.npz"
-        with atomic_path(weights) as tmp:
-            model.save_weights(tmp)
-        with atomic_path(opt) as tmp:
-            _savez_streaming(tmp, {"optimizer": optimizer.variables})
-        return cls(weights, opt)
 
     def restore(self, model, optimizer, *, with_optimizer: bool, lr: float) -> None:
         """Back to the snapshot's weights (and optimizer state, moments and step count), then learning rate `lr`."""
@@ -456,7 +446,7 @@ class _Run:
     writers: dict[str, Any]
     ckpt: Checkpointer
     state: dict[str, Any]
-    best: Snapshot
+    best: Snapshot | None  # None until the first epoch, which always improves (scores are >= 0 > -1)
     out: TrainConfig  # where this process writes: `cfg`, or a non-chief worker's temporary folder
     warned: bool = False
 
@@ -571,7 +561,7 @@ def _setup(cfg: TrainConfig) -> _Run:
     if state is None:
         state = {"schedule": asdict(ScheduleState(lr=cfg.lr)), "history": [], "finished_training": False,
                  "stopped": None, "settings": _model_settings(cfg)}
-        best = Snapshot.take(model, optimizer, out.out("_resume"))
+        best = None
     else:
         best = ckpt.restore(model, optimizer, state)
         sched = ScheduleState(**state["schedule"])
@@ -638,11 +628,13 @@ def _epoch(run: _Run) -> None:
     step = schedule_step(before, selection_score(valid, cfg.selection_metric), policy)
     note = ""
     if step.improved:
-        run.best = Snapshot.take(run.model, run.optimizer, run.out.out("_resume"))
         run.state["best_valid"] = valid
         _save_model(run.model, run.out.out("_best.keras"))
     if step.cut_lr:
-        run.best.restore(run.model, run.optimizer, with_optimizer=step.restore_optimizer, lr=step.state.lr)
+        if step.improved:  # (`since_best`, patience 0) the best state is the current one
+            run.optimizer.learning_rate.assign(step.state.lr)
+        else:
+            run.best.restore(run.model, run.optimizer, with_optimizer=step.restore_optimizer, lr=step.state.lr)
         note = (f"; plateau: LR -> {step.state.lr:g}, best weights{' and optimizer state' * step.restore_optimizer} "
                 f"of epoch {step.state.best_epoch} restored")
     run.state["history"].append({
@@ -650,8 +642,10 @@ def _epoch(run: _Run) -> None:
         "valid_loss": valid["loss"], "valid_mAP": valid["mAP"], "valid_mAP_tf1_pr_auc": valid["mAP_tf1_pr_auc"],
         "train_seconds": round(seconds, 3), "input_wait_seconds": round(wait, 3)})
     run.state.update(schedule=asdict(step.state), finished_training=step.stop is not None, stopped=step.stop)
-    (run.ckpt if run.out is cfg else Checkpointer(run.out.out("_resume"))).save(
-        run.model, run.optimizer, run.state, step.improved)
+    saver = run.ckpt if run.out is cfg else Checkpointer(run.out.out("_resume"))
+    saver.save(run.model, run.optimizer, run.state, step.improved)
+    if step.improved:  # the checkpoint's best_* files are the snapshot: no second copy of the same state
+        run.best = Snapshot(saver.dir / run.state["best_weights"], saver.dir / run.state["best_optimizer"])
     print(f"epoch {epoch}: train loss {train_metrics['loss']:.4f} mAP {_fmt(train_metrics['mAP'])} | "
           f"valid loss {valid['loss']:.4f} mAP {_fmt(valid['mAP'])}{' (best)' if step.improved else ''} | "
           f"{seconds:.1f}s (input wait {wait:.2f}s){note}", flush=True)
