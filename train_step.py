@@ -233,21 +233,25 @@ def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     done = object()
     stop = threading.Event()
 
+    def put(item: Any) -> bool:
+        """Queue `item` unless the consumer stopped first (then nothing waits for it: no blocking put)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            q.put(exc)
+            put(exc)
             return
-        q.put(done)
+        put(done)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()

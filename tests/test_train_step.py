@@ -105,6 +105,29 @@ def test_split_step_shares_and_micro_batches():
         list(ts.merge_small_steps([np.arange(1)], 2))
 
 
+@pytest.mark.parametrize("fail", [False, True])
+def test_prefetch_consumer_leaving_early_does_not_hang(fail):
+    """The producer has put its last item and waits to queue the end (or its error) into a full queue when the
+    consumer leaves: leaving must still end the producer thread."""
+    import threading
+    import time
+
+    def items():
+        yield from range(2)
+        if fail:
+            raise RuntimeError("read failed")
+
+    def consume():
+        for _ in ts.prefetch(items(), depth=1):
+            time.sleep(0.5)  # the producer fills the queue again and blocks on the end marker
+            break
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(timeout=10)
+    assert not consumer.is_alive(), "prefetch hung after the consumer stopped early"
+
+
 def test_memory_plan_follows_the_budget():
     model, _ = make("NetVLAD")
     small = ts.plan_memory(model, N, D, budget_gb=0.95)
