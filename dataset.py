@@ -501,9 +501,15 @@ class WindowCache:
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Copies of windows [start, stop); the memory maps are closed again on return."""
+        return self._copy_rows(slice(start, stop))
+
+    def _copy_rows(self, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Video and audio copies of `rows` (a slice, or indices: fancy indexing already copies, once), read
+        through memory maps closed again on return."""
         video = np.load(self.dir / "video.npy", mmap_mode="r")
         audio = np.load(self.dir / "audio.npy", mmap_mode="r")
-        out = np.array(video[start:stop]), np.array(audio[start:stop])
+        copy = np.array if isinstance(rows, slice) else np.asarray
+        out = copy(video[rows]), copy(audio[rows])
         del video, audio
         return out
 
@@ -520,16 +526,11 @@ class WindowCache:
             yield video, audio, self.labels[start:stop]
 
     def read_rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(video, audio, labels) of the windows `idx` (any order), read through memory maps closed on return:
-        only these rows are copied, so memory follows the micro-batch, not the optimiser step."""
-        idx = np.asarray(idx, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")
-        video = np.load(self.dir / "video.npy", mmap_mode="r")
-        audio = np.load(self.dir / "audio.npy", mmap_mode="r")
-        out_v, out_a = np.empty((len(idx), *video.shape[1:]), np.float32), np.empty((len(idx), *audio.shape[1:]), np.float32)
-        out_v[order], out_a[order] = video[idx[order]], audio[idx[order]]
-        del video, audio
-        return out_v, out_a, self.labels[idx]
+        """(video, audio, labels) of the windows `idx` (any order), returned in ascending window order (rows and
+        labels stay aligned; a micro-batch's loss is a sum, so its order does not matter), read through memory
+        maps closed on return: only these rows are copied, so memory follows the micro-batch, not the step."""
+        idx = np.sort(np.asarray(idx, dtype=np.int64))
+        return (*self._copy_rows(idx), self.labels[idx])
 
     def step_indices(self, rng: np.random.Generator, batch_halves: int | None = None,
                      batch_windows: int | None = None, group_bytes: int = 64 << 20) -> Iterator[np.ndarray]:

@@ -126,6 +126,13 @@ def test_window_shapes_cache_round_trip_and_settings_check(tmp_path):
     np.testing.assert_array_equal(ca, np.asarray(audio[:80]).reshape(4, 20, D))
     reopened = ds.open_split(lst, tmp_path / "cache", cfg, prepare=False)
     np.testing.assert_array_equal(reopened.labels, cache.labels)
+    rows = np.array([7, 2, 15, 0])
+    v, a, lab = reopened.read_rows(rows)  # in window order, rows and labels aligned
+    np.testing.assert_array_equal(lab, reopened.labels[np.sort(rows)])
+    for k, i in enumerate(np.sort(rows)):
+        one_v, one_a = reopened.read(i, i + 1)
+        np.testing.assert_array_equal(v[k], one_v[0])
+        np.testing.assert_array_equal(a[k], one_a[0])
     batches = list(reopened.train_batches(np.random.default_rng(0), batch_windows=6))
     assert sum(len(b[2]) for b in batches) == 20 and all(b[0].shape[1:] == (20, D) for b in batches)
     assert [len(b[2]) for b in reopened.train_batches(np.random.default_rng(0), batch_halves=3)] in ([16, 4], [14, 6], [18, 2], [12, 8])
