@@ -555,13 +555,6 @@ class WindowCache:
                 yield from (perm[s:s + step] for s in range(0, len(perm), step))
                 pending = []
 
-    def train_batches(self, rng: np.random.Generator, batch_halves: int | None = None,
-                      batch_windows: int | None = None, group_bytes: int = 64 << 20
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Whole optimiser steps of one epoch as (video, audio, labels) arrays (see `step_indices`)."""
-        for idx in self.step_indices(rng, batch_halves, batch_windows, group_bytes):
-            yield self.read_rows(idx)
-
 
 def _short(value: Any) -> str:
     text = json.dumps(value)

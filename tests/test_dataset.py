@@ -133,9 +133,10 @@ def test_window_shapes_cache_round_trip_and_settings_check(tmp_path):
         one_v, one_a = reopened.read(i, i + 1)
         np.testing.assert_array_equal(v[k], one_v[0])
         np.testing.assert_array_equal(a[k], one_a[0])
-    batches = list(reopened.train_batches(np.random.default_rng(0), batch_windows=6))
+    batches = [reopened.read_rows(idx) for idx in reopened.step_indices(np.random.default_rng(0), batch_windows=6)]
     assert sum(len(b[2]) for b in batches) == 20 and all(b[0].shape[1:] == (20, D) for b in batches)
-    assert [len(b[2]) for b in reopened.train_batches(np.random.default_rng(0), batch_halves=3)] in ([16, 4], [14, 6], [18, 2], [12, 8])
+    steps = reopened.step_indices(np.random.default_rng(0), batch_halves=3)
+    assert [len(reopened.read_rows(idx)[2]) for idx in steps] in ([16, 4], [14, 6], [18, 2], [12, 8])
     with pytest.raises(UserError, match="other settings.*WindowSize"):
         ds.open_split(lst, tmp_path / "cache", ds.DataConfig(pca=True, window_seconds=5.0), prepare=False)
     with pytest.raises(UserError, match="no window cache"):
