@@ -444,7 +444,7 @@ class _Run:
     plan: Any  # train_step.MemoryPlan
     predict: Any
     writers: dict[str, Any]
-    ckpt: Checkpointer
+    ckpt: Checkpointer  # where this process writes its resume state (a non-chief worker: its temporary folder)
     state: dict[str, Any]
     best: Snapshot | None  # None until the first epoch, which always improves (scores are >= 0 > -1)
     out: TrainConfig  # where this process writes: `cfg`, or a non-chief worker's temporary folder
@@ -569,7 +569,7 @@ def _setup(cfg: TrainConfig) -> _Run:
         print(f"resumed after epoch {sched.epoch} (best epoch {sched.best_epoch}, score {sched.best_score:.4f}, "
               f"LR {sched.lr:g})", flush=True)
     return _Run(cfg, caches, weights, model, optimizer, strategy, stepper, plan, archis.predict_function(model),
-                writers, ckpt, state, best, out)
+                writers, ckpt if chief else Checkpointer(out.out("_resume")), state, best, out)
 
 
 def _evaluate(run: _Run, cache: ds.WindowCache) -> dict[str, Any]:
@@ -642,10 +642,9 @@ def _epoch(run: _Run) -> None:
         "valid_loss": valid["loss"], "valid_mAP": valid["mAP"], "valid_mAP_tf1_pr_auc": valid["mAP_tf1_pr_auc"],
         "train_seconds": round(seconds, 3), "input_wait_seconds": round(wait, 3)})
     run.state.update(schedule=asdict(step.state), finished_training=step.stop is not None, stopped=step.stop)
-    saver = run.ckpt if run.out is cfg else Checkpointer(run.out.out("_resume"))
-    saver.save(run.model, run.optimizer, run.state, step.improved)
+    run.ckpt.save(run.model, run.optimizer, run.state, step.improved)
     if step.improved:  # the checkpoint's best_* files are the snapshot: no second copy of the same state
-        run.best = Snapshot(saver.dir / run.state["best_weights"], saver.dir / run.state["best_optimizer"])
+        run.best = Snapshot(run.ckpt.dir / run.state["best_weights"], run.ckpt.dir / run.state["best_optimizer"])
     print(f"epoch {epoch}: train loss {train_metrics['loss']:.4f} mAP {_fmt(train_metrics['mAP'])} | "
           f"valid loss {valid['loss']:.4f} mAP {_fmt(valid['mAP'])}{' (best)' if step.improved else ''} | "
           f"{seconds:.1f}s (input wait {wait:.2f}s){note}", flush=True)
