@@ -146,8 +146,9 @@ def plan_memory(model: Any, n: int, d: int, budget_gb: float | None = None, micr
         micro, chosen = MIN_MICRO, "minimum: the default budget is too small for this model"
     if step_windows:
         micro = min(micro, step_windows)
-    eval_per_window = activation_bytes_per_window(model, n, d, training=False)
-    eval_windows = int(max(1, min(cap, room // eval_per_window if chosen == "budget" else micro)))
+    # the inference graph is traced (twice) only when the budget picks the evaluation batch
+    evaluation = room // activation_bytes_per_window(model, n, d, training=False) if chosen == "budget" else micro
+    eval_windows = int(max(1, min(cap, evaluation)))
     return MemoryPlan(budget, fixed, per_window, int(max(1, micro)), eval_windows, chosen)
 
 
