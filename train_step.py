@@ -38,6 +38,8 @@ from common.errors import UserError
 RUNTIME_BYTES = 900 << 20  # TensorFlow, Keras, Python and the data pipeline, measured on CPU (~0.8 GiB)
 ACTIVATION_SHARE = 0.35  # live share of the traced graph's per-window tensors at the peak (measured for concat:
 # 0.15 at NetVLAD-512, 0.3 at NetVLAD-64; rounded up)
+HEADROOM = 0.9  # plan to this share of the budget: the runtime and the live activations vary by ~10 % between
+# runs of the same step (allocator, thread pools), measured 1.84-2.22 GiB for a plan of 2.0 GiB
 MIN_MICRO = 8
 MAX_MICRO = {"CPU": 256, "GPU": 1024}  # beyond this, larger micro-batches gain no speed
 FEW_STEPS = 10
@@ -132,13 +134,14 @@ def plan_memory(model: Any, n: int, d: int, budget_gb: float | None = None, micr
     budget = int(budget_gb * (1 << 30)) if budget_gb else default_budget()
     per_window = activation_bytes_per_window(model, n, d)
     cap = MAX_MICRO[_device_kind()]
-    room = budget - fixed
+    room = int(HEADROOM * budget) - fixed
     if micro_windows:
         micro, chosen = micro_windows, "flag"
     elif room >= MIN_MICRO * per_window:
         micro, chosen = min(cap, room // per_window), "budget"
     elif budget_gb:
-        raise UserError(f"--memory_budget_gb {budget_gb:g}: the model needs {(fixed + MIN_MICRO * per_window) / (1 << 30):.2f} "
+        need = (fixed + MIN_MICRO * per_window) / HEADROOM
+        raise UserError(f"--memory_budget_gb {budget_gb:g}: the model needs {need / (1 << 30):.2f} "
                         f"GiB (weights, gradients, Adam slots, accumulator, saving, runtime, {MIN_MICRO} windows "
                         f"in flight); "
                         f"raise it or use a smaller --VLAD_k")
@@ -157,7 +160,8 @@ def inference_windows(model: Any, n: int, d: int, budget_gb: float | None = None
     weights = sum(int(np.prod(v.shape)) * 4 for v in model.weights)
     budget = int(budget_gb * (1 << 30)) if budget_gb else default_budget()
     per_window = activation_bytes_per_window(model, n, d, training=False)
-    return int(max(1, min(MAX_MICRO[_device_kind()], (budget - weights - RUNTIME_BYTES) // per_window)))
+    room = int(HEADROOM * budget) - weights - RUNTIME_BYTES
+    return int(max(1, min(MAX_MICRO[_device_kind()], room // per_window)))
 
 
 def warn_few_steps(steps: int, windows: int, batch_halves: int | None, batch_windows: int | None) -> None:
