@@ -130,7 +130,7 @@ def test_prefetch_consumer_leaving_early_does_not_hang(fail):
 
 def test_memory_plan_follows_the_budget():
     model, _ = make("NetVLAD")
-    small = ts.plan_memory(model, N, D, budget_gb=1.06)
+    small = ts.plan_memory(model, N, D, budget_gb=1.12)
     large = ts.plan_memory(model, N, D, budget_gb=4.0)
     assert small.chosen == "budget" and 1 <= small.micro_windows < large.micro_windows
     assert ts.plan_memory(model, N, D, micro_windows=7).micro_windows == 7
