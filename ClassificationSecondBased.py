@@ -32,8 +32,11 @@ from common.modelfile import read_spec
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--testing", required=True, help="game list .npy (paths relative to its folder)")
-    p.add_argument("--model", help=".keras model from ClassificationMinuteBased.py (default: the newest "
-                   "<tflog>/*_best.keras whose architecture, network, VLAD_k and WindowSize match the flags)")
+    p.add_argument(
+        "--model",
+        help=".keras model from ClassificationMinuteBased.py (default: the newest "
+        "<tflog>/*_best.keras whose architecture, network, VLAD_k and WindowSize match the flags)",
+    )
     vd = p.add_argument_group("V&D's flags (with --model they are redundant: checked against the model file)")
     vd.add_argument("--architecture", help="architecture the model must be (canonical or original name)")
     vd.add_argument("--network", help="pooling the model must use (VLAD, RVLAD, ...)")
@@ -49,8 +52,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--featuresVideo", help="video feature name (default: the model's, e.g. ResNET_TF2_PCA512)")
     p.add_argument("--featuresAudio", help="audio feature name (default: the model's, e.g. VGGish)")
     p.add_argument("--PCA", action="store_true", help="with --featuresVideo: use its PCA512 variant")
-    p.add_argument("--class_map", help="highlight | v1 | v2 | JSON (default: the map recorded in the model; a "
-                   "flag must agree with it)")
+    p.add_argument(
+        "--class_map",
+        help="highlight | v1 | v2 | JSON (default: the map recorded in the model; a flag must agree with it)",
+    )
     add_spotting_flags(p)
     add_progress_flags(p)
     return p.parse_args(argv)
@@ -59,6 +64,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     """Write results_spotting.json for every game of the list; return (output root, game names, class map)."""
     import dataset
+
     list_path = Path(args.testing)
     games = dataset.read_game_list(list_path, args.dataset_root)
     base = Path(args.dataset_root) if args.dataset_root else list_path.parent
@@ -81,8 +87,10 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     check_agrees(args, info, model_path)
     cmap = model_class_map(info, args.class_map, str(model_path))
     if cmap is None:
-        raise UserError(f"{model_path}: records no class map and its classes {info['class_names']} match no "
-                        "built-in one: give --class_map")
+        raise UserError(
+            f"{model_path}: records no class map and its classes {info['class_names']} match no "
+            "built-in one: give --class_map"
+        )
     check_recipe = RecipeCheck(info["feature_recipe"], model_path.name)
     feature_video = args.featuresVideo or info["feature_names"]["video"]
     feature_audio = args.featuresAudio or info["feature_names"]["audio"]
@@ -97,13 +105,22 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
         check_recipe(recipe_of(record), str(game))
         spots = []
         for half in (1, 2):
-            video, audio = dataset.load_half(game, half, feature_video, feature_audio, pca=pca,
-                                             feature_dim=info["feature_dim"])
-            probs = scorer.score_half(video, audio, stride=args.stride, progress=not args.quiet,
-                                      what=f"{name} half {half}")
+            video, audio = dataset.load_half(
+                game, half, feature_video, feature_audio, pca=pca, feature_dim=info["feature_dim"]
+            )
+            probs = scorer.score_half(
+                video, audio, stride=args.stride, progress=not args.quiet, what=f"{name} half {half}"
+            )
             save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, fps))
-            spots += nms_spots(probs, info["class_names"], half, fps=fps, window_sec=args.nms_window,
-                               threshold=args.nms_threshold, rule=args.nms_rule)
+            spots += nms_spots(
+                probs,
+                info["class_names"],
+                half,
+                fps=fps,
+                window_sec=args.nms_window,
+                threshold=args.nms_threshold,
+                rule=args.nms_rule,
+            )
         write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
     write_json(out / CLASS_MAP_FILE, cmap.to_json())  # evaluate.py reads the classes from here
     return out, names, cmap
@@ -122,9 +139,12 @@ def _wanted(args: argparse.Namespace) -> dict:
     from archis.pooling import canonical_pooling
     from archis.registry import canonical_architecture
 
-    wanted = {"architecture": args.architecture and canonical_architecture(args.architecture),
-              "pooling": args.network and canonical_pooling(args.network), "vlad_k": args.VLAD_k,
-              "window_seconds": args.WindowSize and float(args.WindowSize)}
+    wanted = {
+        "architecture": args.architecture and canonical_architecture(args.architecture),
+        "pooling": args.network and canonical_pooling(args.network),
+        "vlad_k": args.VLAD_k,
+        "window_seconds": args.WindowSize and float(args.WindowSize),
+    }
     return {k: v for k, v in wanted.items() if v is not None}
 
 
@@ -140,12 +160,17 @@ def find_model(args: argparse.Namespace) -> Path:
     if args.outputPrefix:
         path = tflog / f"{args.outputPrefix}_best.keras"
         if not path.is_file():
-            raise UserError(f"{path}: no such model file (train with --tflog {tflog} --outputPrefix "
-                            f"{args.outputPrefix}, or give --model)")
+            raise UserError(
+                f"{path}: no such model file (train with --tflog {tflog} --outputPrefix "
+                f"{args.outputPrefix}, or give --model)"
+            )
         return path
     wanted = _wanted(args)
-    found = [p for p in tflog.glob("*_best.keras")
-             if (spec := _spec_of(p)) is not None and all(spec.get(k) == v for k, v in wanted.items())]
+    found = [
+        p
+        for p in tflog.glob("*_best.keras")
+        if (spec := _spec_of(p)) is not None and all(spec.get(k) == v for k, v in wanted.items())
+    ]
     if not found:
         asked = ", ".join(f"{k} {v}" for k, v in wanted.items()) or "any model"
         raise UserError(f"{tflog}: no trained model (*_best.keras) with {asked}; give --model or --tflog")
@@ -189,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for metric in ("loose", "tight"):
         scores = evaluate_games(base, out, names, cmap.classes, cmap.label_to_index, metric=metric)
         report[metric] = scores.to_json()
-        per_class = ", ".join(f"{c} {100 * v:.1f}" for c, v in zip(scores.class_names, scores.a_mAP_per_class,
-                                                                   strict=True))
+        per_class = ", ".join(
+            f"{c} {100 * v:.1f}" for c, v in zip(scores.class_names, scores.a_mAP_per_class, strict=True)
+        )
         print(f"average-mAP {metric:<5} {100 * scores.a_mAP:5.1f}   ({per_class})")
     write_json(out / "average_mAP.json", report)
     return 0

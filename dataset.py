@@ -32,9 +32,23 @@ from common.inputs import load_features, open_npy
 log = logging.getLogger(__name__)
 
 SOCCERNET_V2_LABELS = (
-    "Penalty", "Kick-off", "Goal", "Substitution", "Offside", "Shots on target", "Shots off target",
-    "Clearance", "Ball out of play", "Throw-in", "Foul", "Indirect free-kick", "Direct free-kick",
-    "Corner", "Yellow card", "Red card", "Yellow->red card",
+    "Penalty",
+    "Kick-off",
+    "Goal",
+    "Substitution",
+    "Offside",
+    "Shots on target",
+    "Shots off target",
+    "Clearance",
+    "Ball out of play",
+    "Throw-in",
+    "Foul",
+    "Indirect free-kick",
+    "Direct free-kick",
+    "Corner",
+    "Yellow card",
+    "Red card",
+    "Yellow->red card",
 )
 SOCCERNET_SPLITS = ("train", "valid", "test", "challenge")
 CACHE_FORMAT = 1
@@ -141,8 +155,9 @@ def read_game_list(list_path: str | Path, dataset_root: str | Path | None = None
     elif list_path.suffix == ".npy":
         arr = open_npy(list_path, mmap=False)
         if arr.ndim > 1 or arr.dtype.kind not in "US":
-            raise UserError(f"{list_path}: not a list of game paths (a 1-D array of strings), found "
-                            f"{arr.dtype} {list(arr.shape)}")
+            raise UserError(
+                f"{list_path}: not a list of game paths (a 1-D array of strings), found {arr.dtype} {list(arr.shape)}"
+            )
         names = [str(x) for x in np.atleast_1d(arr).tolist()]
     else:
         try:
@@ -200,12 +215,16 @@ def read_labels(game_dir: str | Path) -> list[Event]:
 
 # Every label name SoccerNet uses (v2 and v1): a label outside these and outside the class map is a typo or
 # foreign data, reported; a known label outside the class map is background by design, silently.
-KNOWN_LABELS = frozenset(SOCCERNET_V2_LABELS) | {label for labels in _BUILTIN_MAPS["v1"].values() for label in labels} \
+KNOWN_LABELS = (
+    frozenset(SOCCERNET_V2_LABELS)
+    | {label for labels in _BUILTIN_MAPS["v1"].values() for label in labels}
     | {"substitution-out"}
+)
 
 
-def usable_events(events: Sequence[Event], source: str | Path, class_map: ClassMap,
-                  durations: Mapping[int, float]) -> list[Event]:
+def usable_events(
+    events: Sequence[Event], source: str | Path, class_map: ClassMap, durations: Mapping[int, float]
+) -> list[Event]:
     """The events that can be used: of a half in `durations` (its seconds of features), at a position inside
     that half, of a label the class map or SoccerNet knows. Events of halves 1 and 2 not in `durations` are
     left out silently; the others are dropped with one warning line for `source` saying which and how often
@@ -221,8 +240,9 @@ def usable_events(events: Sequence[Event], source: str | Path, class_map: ClassM
         elif ev.label not in class_map.label_to_index and ev.label not in KNOWN_LABELS:
             ignored[f"unknown label {ev.label!r}"] += 1
         elif not 0 <= ev.position_ms <= durations[ev.half] * 1000:
-            outside.append(f"{ev.label} at {ev.half} - {_clock(ev.position_ms)} "
-                           f"(half {ev.half} has {durations[ev.half]:.0f} s)")
+            outside.append(
+                f"{ev.label} at {ev.half} - {_clock(ev.position_ms)} (half {ev.half} has {durations[ev.half]:.0f} s)"
+            )
         else:
             keep.append(ev)
     report_ignored(source, len(events), ignored, outside)
@@ -251,8 +271,12 @@ def warn_unseen_labels(class_map: ClassMap, seen: set[str], where: str) -> None:
     know either (most likely typos, e.g. 'Goall')."""
     unseen = sorted(label for label in class_map.label_to_index if label not in seen and label not in KNOWN_LABELS)
     if unseen:
-        log.warning("class map %s: label(s) %s appear in no game of %s and are no SoccerNet label: a typo?",
-                    class_map.name, ", ".join(map(repr, unseen)), where)
+        log.warning(
+            "class map %s: label(s) %s appear in no game of %s and are no SoccerNet label: a typo?",
+            class_map.name,
+            ", ".join(map(repr, unseen)),
+            where,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,8 +292,15 @@ def find_feature_file(game_dir: Path, half: int, name: str, pca: bool | None) ->
         names = sorted(p.name for p in game_dir.iterdir())
     except OSError as exc:
         raise UserError(f"{game_dir}: cannot list the game folder ({exc.strerror or exc})") from exc
-    found = [n for n in names if n.startswith(prefix) and n.endswith(".npy") and name in n and "float16" not in n
-             and (pca is None or ("PCA" in n) == pca)]
+    found = [
+        n
+        for n in names
+        if n.startswith(prefix)
+        and n.endswith(".npy")
+        and name in n
+        and "float16" not in n
+        and (pca is None or ("PCA" in n) == pca)
+    ]
     if not found:
         what = f"{prefix}*{name}*{'PCA' if pca else ''}*.npy"
         raise UserError(f"{game_dir}: no feature file {what}")
@@ -282,8 +313,14 @@ def find_feature_file(game_dir: Path, half: int, name: str, pca: bool | None) ->
     return game_dir / (tf2[0] if len(found) > 1 else found[0])
 
 
-def load_half(game_dir: str | Path, half: int, features_video: str = "ResNET", features_audio: str = "VGGish",
-              pca: bool = True, feature_dim: int = FEATURE_DIM) -> tuple[np.ndarray, np.ndarray]:
+def load_half(
+    game_dir: str | Path,
+    half: int,
+    features_video: str = "ResNET",
+    features_audio: str = "VGGish",
+    pca: bool = True,
+    feature_dim: int = FEATURE_DIM,
+) -> tuple[np.ndarray, np.ndarray]:
     """Memory-mapped (video [T, D], audio [T, D]) of one half, truncated to the shorter with one warning."""
     game_dir = Path(game_dir)
     vpath = find_feature_file(game_dir, half, features_video, pca)
@@ -291,8 +328,14 @@ def load_half(game_dir: str | Path, half: int, features_video: str = "ResNET", f
     video, audio = load_features(vpath, feature_dim), load_features(apath, feature_dim)
     if video.shape[0] != audio.shape[0]:
         t = min(video.shape[0], audio.shape[0])
-        log.warning("%s half %d: video has %d rows, audio %d: truncating both to %d",
-                    game_dir, half, video.shape[0], audio.shape[0], t)
+        log.warning(
+            "%s half %d: video has %d rows, audio %d: truncating both to %d",
+            game_dir,
+            half,
+            video.shape[0],
+            audio.shape[0],
+            t,
+        )
         video, audio = video[:t], audio[:t]
     return video, audio
 
@@ -301,8 +344,9 @@ def load_half(game_dir: str | Path, half: int, features_video: str = "ResNET", f
 # Windows and labels
 
 
-def window_labels(events: Sequence[Event], half: int, n_windows: int, window_seconds: float,
-                  class_map: ClassMap) -> np.ndarray:
+def window_labels(
+    events: Sequence[Event], half: int, n_windows: int, window_seconds: float, class_map: ClassMap
+) -> np.ndarray:
     """Multi-hot [n_windows, C]: class c is 1 where an event of c falls (floor(t / W), clamped to the
     last window); background is 1 only where no other class is."""
     labels = np.zeros((n_windows, len(class_map.classes)), dtype=np.uint8)
@@ -319,7 +363,9 @@ def window_labels(events: Sequence[Event], half: int, n_windows: int, window_sec
 def window_frames(window_seconds: float, frames_per_second: float) -> int:
     n = window_seconds * frames_per_second
     if n < 1 or abs(n - round(n)) > 1e-6:
-        raise UserError(f"WindowSize {window_seconds} x featurePerSec {frames_per_second} must be a whole number of frames")
+        raise UserError(
+            f"WindowSize {window_seconds} x featurePerSec {frames_per_second} must be a whole number of frames"
+        )
     return int(round(n))
 
 
@@ -402,7 +448,9 @@ def cache_dir_for(cache_root: str | Path, list_path: str | Path) -> Path:
     return Path(cache_root) / Path(str(list_path)).stem
 
 
-def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConfig, progress: bool = True) -> WindowCache:
+def prepare_cache(
+    list_path: str | Path, cache_dir: str | Path, config: DataConfig, progress: bool = True
+) -> WindowCache:
     """Cut every half of a game list into windows + labels and write them to `cache_dir` (`--formatdataset 1`)."""
     from tqdm import tqdm
 
@@ -418,9 +466,11 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
     recipe: dict[str, str] | None = None
     with contextlib.ExitStack() as stack:
         tmp = {k: stack.enter_context(atomic_path(cache_dir / f"{k}.npy")) for k in ("video", "audio", "labels")}
-        out = {"video": _NpyAppender(tmp["video"], (n, d), np.float32),
-               "audio": _NpyAppender(tmp["audio"], (n, d), np.float32),
-               "labels": _NpyAppender(tmp["labels"], (c,), np.uint8)}
+        out = {
+            "video": _NpyAppender(tmp["video"], (n, d), np.float32),
+            "audio": _NpyAppender(tmp["audio"], (n, d), np.float32),
+            "labels": _NpyAppender(tmp["labels"], (c,), np.uint8),
+        }
         for game in tqdm(games, desc=f"windows {Path(str(list_path)).name}", unit="game", disable=not progress):
             try:
                 blocks = _game_windows(game, config, seen)
@@ -431,8 +481,13 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
                 bad.append({"game": str(game), "error": str(exc)})
                 continue
             if not feature_files:  # record what the flags matched and how it was made, for the model's metadata
-                feature_files = {k: find_feature_file(game, 1, *spec).name[2:-4] for k, spec in
-                                 (("video", (config.features_video, config.pca)), ("audio", (config.features_audio, None)))}
+                feature_files = {
+                    k: find_feature_file(game, 1, *spec).name[2:-4]
+                    for k, spec in (
+                        ("video", (config.features_video, config.pca)),
+                        ("audio", (config.features_audio, None)),
+                    )
+                }
                 recipe = folder_recipe(game)
             for half, video, audio, labels in blocks:
                 halves.append({"game": str(game), "half": half, "start": out["labels"].rows, "count": len(labels)})
@@ -444,32 +499,56 @@ def prepare_cache(list_path: str | Path, cache_dir: str | Path, config: DataConf
         if not halves:
             raise UserError(f"{list_path}: no usable game (all {len(games)} failed)")
     warn_unseen_labels(config.class_map, seen, str(list_path))
-    write_json(cache_dir / "settings.json", {**config.settings(list_path, games), "feature_files": feature_files,
-                                               "feature_recipe": recipe, "halves": halves, "bad_games": bad})
+    write_json(
+        cache_dir / "settings.json",
+        {
+            **config.settings(list_path, games),
+            "feature_files": feature_files,
+            "feature_recipe": recipe,
+            "halves": halves,
+            "bad_games": bad,
+        },
+    )
     return WindowCache(cache_dir)
 
 
-def _game_windows(game: Path, config: DataConfig, seen: set[str]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+def _game_windows(
+    game: Path, config: DataConfig, seen: set[str]
+) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Windows of both halves of one game, read and validated before any of it is written; adds the game's
     label names to `seen`."""
     if not game.is_dir():
         raise UserError(f"{game}: game folder not found")
     events = read_labels(game)
     n = config.window_frames
-    features = {half: load_half(game, half, config.features_video, config.features_audio, config.pca,
-                                config.feature_dim) for half in (1, 2)}
-    events = usable_events(events, labels_path(game), config.class_map,
-                           {half: len(video) / config.frames_per_second for half, (video, _) in features.items()})
+    features = {
+        half: load_half(game, half, config.features_video, config.features_audio, config.pca, config.feature_dim)
+        for half in (1, 2)
+    }
+    events = usable_events(
+        events,
+        labels_path(game),
+        config.class_map,
+        {half: len(video) / config.frames_per_second for half, (video, _) in features.items()},
+    )
     seen.update(ev.label for ev in events)
     blocks = []
     for half, (video, audio) in features.items():
         count = video.shape[0] // n
         if count == 0:
-            raise UserError(f"{game}: half {half} has {video.shape[0]} frames, shorter than one window of "
-                            f"{config.window_seconds:g} s ({n} frames)")
+            raise UserError(
+                f"{game}: half {half} has {video.shape[0]} frames, shorter than one window of "
+                f"{config.window_seconds:g} s ({n} frames)"
+            )
         labels = window_labels(events, half, count, config.window_seconds, config.class_map)
-        blocks.append((half, np.asarray(video[:count * n], np.float32).reshape(count, n, -1),
-                       np.asarray(audio[:count * n], np.float32).reshape(count, n, -1), labels))
+        blocks.append(
+            (
+                half,
+                np.asarray(video[: count * n], np.float32).reshape(count, n, -1),
+                np.asarray(audio[: count * n], np.float32).reshape(count, n, -1),
+                labels,
+            )
+        )
     return blocks
 
 
@@ -496,7 +575,9 @@ class WindowCache:
         diff = [k for k in wanted if self.settings.get(k) != wanted[k]]
         if diff:
             shown = ", ".join(f"{k}: {_short(self.settings.get(k))} in cache vs {_short(wanted[k])}" for k in diff)
-            raise UserError(f"{self.dir}: window cache made with other settings ({shown}): rerun with --formatdataset 1")
+            raise UserError(
+                f"{self.dir}: window cache made with other settings ({shown}): rerun with --formatdataset 1"
+            )
         return self
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -532,8 +613,13 @@ class WindowCache:
         idx = np.sort(np.asarray(idx, dtype=np.int64))
         return (*self._copy_rows(idx), self.labels[idx])
 
-    def step_indices(self, rng: np.random.Generator, batch_halves: int | None = None,
-                     batch_windows: int | None = None, group_bytes: int = 64 << 20) -> Iterator[np.ndarray]:
+    def step_indices(
+        self,
+        rng: np.random.Generator,
+        batch_halves: int | None = None,
+        batch_windows: int | None = None,
+        group_bytes: int = 64 << 20,
+    ) -> Iterator[np.ndarray]:
         """Window indices of each optimiser step of one epoch, in a shuffled order. `batch_halves`: a step is
         every window of that many halves (the original `--batch_size`), in random order within the step.
         `batch_windows`: halves (in random order) are taken in groups of about `group_bytes` of features,
@@ -542,7 +628,7 @@ class WindowCache:
         ranges = [np.arange(self.halves[j]["start"], self.halves[j]["start"] + self.halves[j]["count"]) for j in order]
         if batch_halves:
             for i in range(0, len(ranges), batch_halves):
-                yield rng.permutation(np.concatenate(ranges[i:i + batch_halves]))
+                yield rng.permutation(np.concatenate(ranges[i : i + batch_halves]))
             return
         n, d = self.window_shape
         step = batch_windows or 256
@@ -552,7 +638,7 @@ class WindowCache:
             pending.append(r)
             if sum(map(len, pending)) >= group_windows or k == len(ranges) - 1:
                 perm = rng.permutation(np.concatenate(pending))
-                yield from (perm[s:s + step] for s in range(0, len(perm), step))
+                yield from (perm[s : s + step] for s in range(0, len(perm), step))
                 pending = []
 
 
@@ -561,8 +647,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def open_split(list_path: str | Path, cache_root: str | Path, config: DataConfig, prepare: bool,
-               progress: bool = True) -> WindowCache:
+def open_split(
+    list_path: str | Path, cache_root: str | Path, config: DataConfig, prepare: bool, progress: bool = True
+) -> WindowCache:
     """`prepare` (formatdataset 1): build the cache; else read it and check its settings."""
     cache_dir = cache_dir_for(cache_root, list_path)
     if prepare:

@@ -24,12 +24,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--labels", required=True, type=Path, help="SoccerNet root with the label files")
     ap.add_argument("--predictions", required=True, type=Path, help="root of the results_spotting.json tree")
     ap.add_argument("--list", required=True, type=Path, help="game list (listgame_*.npy or a text file)")
-    ap.add_argument("--metric", default="loose", choices=["loose", "tight"],
-                    help="loose: delta 5..60 s; tight: delta 1..5 s")
+    ap.add_argument(
+        "--metric", default="loose", choices=["loose", "tight"], help="loose: delta 5..60 s; tight: delta 1..5 s"
+    )
     ap.add_argument("--model", type=Path, help="a .keras model: its recorded class map is used")
-    ap.add_argument("--class_map", help="highlight | v1 | v2 | FILE.json (default: the map of --model, else the "
-                    "class_map.json that ClassificationSecondBased.py wrote into --predictions, else highlight; "
-                    "a flag must agree with those)")
+    ap.add_argument(
+        "--class_map",
+        help="highlight | v1 | v2 | FILE.json (default: the map of --model, else the "
+        "class_map.json that ClassificationSecondBased.py wrote into --predictions, else highlight; "
+        "a flag must agree with those)",
+    )
     ap.add_argument("--json", type=Path, help="write the scores here")
     ap.add_argument("--plot", type=Path, help="write a PNG of mAP against tolerance here")
     ap.add_argument("--framerate", type=float, default=2.0, help="frames per second of the binning (official: 2)")
@@ -40,14 +44,26 @@ def format_table(scores) -> str:
     """Per-class and overall average-mAP, in percent."""
     lo, hi = scores.deltas[0], scores.deltas[-1]
     width = max(12, *(len(n) for n in scores.class_names))
-    lines = [f"{scores.metric} average-mAP (tolerance {lo:g}-{hi:g} s) over {scores.n_games} games",
-             f"{'class':<{width}} {'events':>7} {'preds':>7} {'a-mAP':>7} {'visible':>8} {'unshown':>8}"]
-    rows = zip(scores.class_names, scores.n_events, scores.n_predictions, scores.a_mAP_per_class,
-               scores.a_mAP_per_class_visible, scores.a_mAP_per_class_unshown, strict=True)
-    lines += [f"{n:<{width}} {e:>7} {p:>7} {a * 100:>7.2f} {v * 100:>8.2f} {u * 100:>8.2f}"
-              for n, e, p, a, v, u in rows]
-    lines.append(f"{'mean':<{width}} {sum(scores.n_events):>7} {sum(scores.n_predictions):>7} "
-                 f"{scores.a_mAP * 100:>7.2f} {scores.a_mAP_visible * 100:>8.2f} {scores.a_mAP_unshown * 100:>8.2f}")
+    lines = [
+        f"{scores.metric} average-mAP (tolerance {lo:g}-{hi:g} s) over {scores.n_games} games",
+        f"{'class':<{width}} {'events':>7} {'preds':>7} {'a-mAP':>7} {'visible':>8} {'unshown':>8}",
+    ]
+    rows = zip(
+        scores.class_names,
+        scores.n_events,
+        scores.n_predictions,
+        scores.a_mAP_per_class,
+        scores.a_mAP_per_class_visible,
+        scores.a_mAP_per_class_unshown,
+        strict=True,
+    )
+    lines += [
+        f"{n:<{width}} {e:>7} {p:>7} {a * 100:>7.2f} {v * 100:>8.2f} {u * 100:>8.2f}" for n, e, p, a, v, u in rows
+    ]
+    lines.append(
+        f"{'mean':<{width}} {sum(scores.n_events):>7} {sum(scores.n_predictions):>7} "
+        f"{scores.a_mAP * 100:>7.2f} {scores.a_mAP_visible * 100:>8.2f} {scores.a_mAP_unshown * 100:>8.2f}"
+    )
     return "\n".join(lines)
 
 
@@ -76,8 +92,9 @@ def choose_class_map(args: argparse.Namespace):
 
         cmap = model_class_map(read_spec(args.model), args.class_map, str(args.model))
         if cmap is None:
-            raise UserError(f"{args.model}: records no class map and its classes match no built-in map; "
-                            "give --class_map")
+            raise UserError(
+                f"{args.model}: records no class map and its classes match no built-in map; give --class_map"
+            )
         return cmap
     recorded, source = None, None
     if (args.predictions / CLASS_MAP_FILE).is_file():
@@ -105,12 +122,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cmap = choose_class_map(args)
     games = game_names(args.list, args.labels)
-    scores = evaluate_games(args.labels, args.predictions, games, cmap.classes, cmap.label_to_index,
-                            metric=args.metric, framerate=args.framerate)
+    scores = evaluate_games(
+        args.labels,
+        args.predictions,
+        games,
+        cmap.classes,
+        cmap.label_to_index,
+        metric=args.metric,
+        framerate=args.framerate,
+    )
     print(format_table(scores))
     if args.json:
-        write_json(args.json, {**scores.to_json(), "class_map": cmap.name, "labels": str(args.labels),
-                               "predictions": str(args.predictions), "list": str(args.list)})
+        write_json(
+            args.json,
+            {
+                **scores.to_json(),
+                "class_map": cmap.name,
+                "labels": str(args.labels),
+                "predictions": str(args.predictions),
+                "list": str(args.list),
+            },
+        )
         print(f"scores -> {args.json}")
     if args.plot:
         from highlights.plots import plot_map_vs_tolerance

@@ -42,8 +42,14 @@ from common.inputs import load_features
 log = logging.getLogger("inference")
 
 # Every file a run may write into --out: written together, and those a run does not write are removed.
-OUTPUT_FILES = ("spans.json", "results_spotting.json", "timeline.png", "report.html", "highlights.mp4",
-                "highlights.srt")
+OUTPUT_FILES = (
+    "spans.json",
+    "results_spotting.json",
+    "timeline.png",
+    "report.html",
+    "highlights.mp4",
+    "highlights.srt",
+)
 # Video and audio features of one input may differ by a few tokens (truncated); more means other inputs.
 MAX_LENGTH_GAP_SEC = 5.0
 
@@ -105,12 +111,19 @@ class Result:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--model", required=True, help="a .keras model saved by training (or archis)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="video files, folders of videos, .txt lists of videos (one output folder each)")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="video files, folders of videos, .txt lists of videos (one output folder each)",
+    )
     src = p.add_argument_group("single input (instead of INPUTs; outputs go straight into --out)")
     src.add_argument("--video", help="match video (one half or a whole match)")
     src.add_argument("--features_video", help="video features [T, D] .npy (with --features_audio)")
@@ -121,26 +134,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     dec = p.add_argument_group("decoder")
     dec.add_argument("--decoder_config", help="JSON of decoder figures (seed defaults otherwise)")
     dec.add_argument("--max_total_sec", type=float, help="total reel length budget (best spans kept)")
-    dec.add_argument("--merge_classes", action="store_true",
-                     help="join clips of different classes at most --min_gap_sec apart (the seed never did)")
-    dec.add_argument("--merge_beyond_max", action="store_true",
-                     help="with --merge_classes: a joined clip may outgrow its classes' max_length")
+    dec.add_argument(
+        "--merge_classes",
+        action="store_true",
+        help="join clips of different classes at most --min_gap_sec apart (the seed never did)",
+    )
+    dec.add_argument(
+        "--merge_beyond_max",
+        action="store_true",
+        help="with --merge_classes: a joined clip may outgrow its classes' max_length",
+    )
     dec.add_argument("--min_gap_sec", type=float, help="with --merge_classes: join clips closer than this")
     dec.add_argument("--threshold", type=float, help="peak threshold for every class")
-    dec.add_argument("--score_placement", choices=("centre", "first"), default="centre",
-                     help="decode scores of windows centred on each token, or (the seed) starting at it")
+    dec.add_argument(
+        "--score_placement",
+        choices=("centre", "first"),
+        default="centre",
+        help="decode scores of windows centred on each token, or (the seed) starting at it",
+    )
     add_spotting_flags(p)
     ext = p.add_argument_group("feature extraction (--video without features)")
     ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
     ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
     reel = p.add_argument_group("reel")
     reel.add_argument("--fast", action="store_true", help="stream copy: cuts snap to keyframes")
-    reel.add_argument("--intro_sec", type=float, default=15.0, help="seconds of the start to open with, as the "
-                      "seed did (0: none)")
-    reel.add_argument("--outro_sec", type=float, default=15.0, help="seconds of the end to close with, as the "
-                      "seed did (0: none)")
-    reel.add_argument("--reel_repeat_overlaps", action="store_true",
-                      help="cut overlapping spans separately, footage repeated (the seed); default: join them")
+    reel.add_argument(
+        "--intro_sec", type=float, default=15.0, help="seconds of the start to open with, as the seed did (0: none)"
+    )
+    reel.add_argument(
+        "--outro_sec", type=float, default=15.0, help="seconds of the end to close with, as the seed did (0: none)"
+    )
+    reel.add_argument(
+        "--reel_repeat_overlaps",
+        action="store_true",
+        help="cut overlapping spans separately, footage repeated (the seed); default: join them",
+    )
     reel.add_argument("--no_reel", action="store_true", help="skip the MP4")
     p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
     add_progress_flags(p)
@@ -162,8 +190,13 @@ def build_config(args: argparse.Namespace) -> Config:
             raise UserError(f"{f}: no such feature file")
     if args.game_dir and not Path(args.game_dir).is_dir():
         raise UserError(f"{args.game_dir}: no such game folder")
-    config = dataclasses.replace(base, video=_path(args.video), features_video=_path(args.features_video),
-                                 features_audio=_path(args.features_audio), game_dir=_path(args.game_dir))
+    config = dataclasses.replace(
+        base,
+        video=_path(args.video),
+        features_video=_path(args.features_video),
+        features_audio=_path(args.features_audio),
+        game_dir=_path(args.game_dir),
+    )
     check_match(config)
     return config
 
@@ -225,13 +258,30 @@ def _shared_config(args: argparse.Namespace) -> Config:
         raise UserError(f"{args.ground_truth}: no such game folder")
     if args.pca and not Path(args.pca).is_file():
         raise UserError(f"{args.pca}: no such PCA file")
-    return Config(model=model, out=Path(args.out), ground_truth=_path(args.ground_truth), half=args.half,
-                  decoder=decoder, stride=args.stride, windows_per_call=args.windows_per_call,
-                  compute_dtype=args.compute_dtype, nms_window_sec=args.nms_window, nms_threshold=args.nms_threshold,
-                  weights=args.weights, nms_rule=args.nms_rule, score_placement=args.score_placement, pca=_path(args.pca), fast=args.fast,
-                  intro_sec=args.intro_sec, outro_sec=args.outro_sec, reel=not args.no_reel,
-                  reel_repeat_overlaps=args.reel_repeat_overlaps, progress=not args.quiet, class_map=args.class_map,
-                  verbose=args.verbose)
+    return Config(
+        model=model,
+        out=Path(args.out),
+        ground_truth=_path(args.ground_truth),
+        half=args.half,
+        decoder=decoder,
+        stride=args.stride,
+        windows_per_call=args.windows_per_call,
+        compute_dtype=args.compute_dtype,
+        nms_window_sec=args.nms_window,
+        nms_threshold=args.nms_threshold,
+        weights=args.weights,
+        nms_rule=args.nms_rule,
+        score_placement=args.score_placement,
+        pca=_path(args.pca),
+        fast=args.fast,
+        intro_sec=args.intro_sec,
+        outro_sec=args.outro_sec,
+        reel=not args.no_reel,
+        reel_repeat_overlaps=args.reel_repeat_overlaps,
+        progress=not args.quiet,
+        class_map=args.class_map,
+        verbose=args.verbose,
+    )
 
 
 def check_match(config: Config) -> None:
@@ -291,8 +341,11 @@ def _check_writable(out: Path) -> None:
     if not parent.is_dir():
         raise UserError(f"{out}: cannot create the output folder ({parent} is not a folder)")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{parent}: output folder is not writable" if parent == out.absolute()
-                        else f"{out}: cannot create the output folder ({parent} is not writable)")
+        raise UserError(
+            f"{parent}: output folder is not writable"
+            if parent == out.absolute()
+            else f"{out}: cannot create the output folder ({parent} is not writable)"
+        )
     for name in OUTPUT_FILES:
         check_output_file(out / name)
 
@@ -349,8 +402,9 @@ def run(config: Config, session: Session | None = None) -> Result:
 
     t0 = time.perf_counter()
     for h in halves:
-        h.probs = session.scorer.score_half(h.video, h.audio, stride=config.stride, progress=config.progress,
-                                            what=f"scoring half {h.number}")
+        h.probs = session.scorer.score_half(
+            h.video, h.audio, stride=config.stride, progress=config.progress, what=f"scoring half {h.number}"
+        )
     timings["scores"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -374,9 +428,14 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
         _check_record(session, record, str(config.game_dir))
         halves = []
         for number in (1, 2):
-            video, audio = dataset.load_half(config.game_dir, number, features_video=names["video"],
-                                             features_audio=names["audio"], pca=None,
-                                             feature_dim=info["feature_dim"])
+            video, audio = dataset.load_half(
+                config.game_dir,
+                number,
+                features_video=names["video"],
+                features_audio=names["audio"],
+                pca=None,
+                feature_dim=info["feature_dim"],
+            )
             halves.append(Half(number, video, audio))
         _check_width(halves[0], info, str(config.game_dir))
         return _with_truth(halves, config.game_dir, session.cmap, info["frames_per_second"]), made_randomly(record)
@@ -405,12 +464,20 @@ def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: fl
     """Refuse video and audio features of different inputs (lengths apart by more than MAX_LENGTH_GAP_SEC)."""
     gap = abs(len(video) - len(audio))
     if gap > MAX_LENGTH_GAP_SEC * fps:
-        raise UserError(f"{config.features_video} has {len(video)} rows ({len(video) / fps:.1f} s) but "
-                        f"{config.features_audio} has {len(audio)} ({len(audio) / fps:.1f} s): features of "
-                        f"different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)")
+        raise UserError(
+            f"{config.features_video} has {len(video)} rows ({len(video) / fps:.1f} s) but "
+            f"{config.features_audio} has {len(audio)} ({len(audio) / fps:.1f} s): features of "
+            f"different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)"
+        )
     if gap:
-        log.warning("%s has %d rows, %s %d: scoring the first %d", config.features_video, len(video),
-                    config.features_audio, len(audio), min(len(video), len(audio)))
+        log.warning(
+            "%s has %d rows, %s %d: scoring the first %d",
+            config.features_video,
+            len(video),
+            config.features_audio,
+            len(audio),
+            min(len(video), len(audio)),
+        )
 
 
 def _check_record(session: Session, record: dict | None, what: str) -> None:
@@ -429,16 +496,19 @@ def _check_duration(video: Path, covered_sec: float) -> float:
 
     duration = probe(video).duration
     if abs(covered_sec - duration) > max(5.0, 0.02 * duration):
-        log.warning("%s lasts %.0f s but the features cover %.0f s: are they from this video?", video, duration,
-                    covered_sec)
+        log.warning(
+            "%s lasts %.0f s but the features cover %.0f s: are they from this video?", video, duration, covered_sec
+        )
     return duration
 
 
 def _check_width(half: Half, info: dict, what: str) -> None:
     for name, arr in (("video", half.video), ("audio", half.audio)):
         if arr.shape[1] != info["feature_dim"]:
-            raise UserError(f"{what}: {name} features are {arr.shape[1]} wide but the model expects "
-                            f"{info['feature_dim']} ({info['feature_names'][name]})")
+            raise UserError(
+                f"{what}: {name} features are {arr.shape[1]} wide but the model expects "
+                f"{info['feature_dim']} ({info['feature_names'][name]})"
+            )
 
 
 def _with_truth(halves: list[Half], game_dir: Path | None, cmap: Any, fps: float) -> list[Half]:
@@ -447,11 +517,18 @@ def _with_truth(halves: list[Half], game_dir: Path | None, cmap: Any, fps: float
         return halves
     import dataset
 
-    events = dataset.usable_events(dataset.read_labels(game_dir), dataset.labels_path(game_dir), cmap,
-                                   {h.number: h.duration or min(len(h.video), len(h.audio)) / fps for h in halves})
+    events = dataset.usable_events(
+        dataset.read_labels(game_dir),
+        dataset.labels_path(game_dir),
+        cmap,
+        {h.number: h.duration or min(len(h.video), len(h.audio)) / fps for h in halves},
+    )
     for h in halves:
-        h.events = sorted((e.position_ms / 1000, cmap.classes[cmap.label_to_index[e.label]]) for e in events
-                          if e.half == h.number and cmap.label_to_index.get(e.label, 0) != 0)
+        h.events = sorted(
+            (e.position_ms / 1000, cmap.classes[cmap.label_to_index[e.label]])
+            for e in events
+            if e.half == h.number and cmap.label_to_index.get(e.label, 0) != 0
+        )
     return halves
 
 
@@ -462,11 +539,17 @@ def _decode(config: Config, info: dict, halves: list[Half]) -> None:
     fps = info["frames_per_second"]
     for h in halves:
         h.duration = h.duration or len(h.probs) / fps
-        probs = first_token_placement(h.probs, info["window_frames"]) if config.score_placement == "first" \
-            else h.probs
+        probs = first_token_placement(h.probs, info["window_frames"]) if config.score_placement == "first" else h.probs
         h.spans = decode(probs, info["class_names"], h.duration, config.decoder, fps=fps)
-        h.spots = nms_spots(h.probs, info["class_names"], h.number, fps=fps, window_sec=config.nms_window_sec,
-                            threshold=config.nms_threshold, rule=config.nms_rule)
+        h.spots = nms_spots(
+            h.probs,
+            info["class_names"],
+            h.number,
+            fps=fps,
+            window_sec=config.nms_window_sec,
+            threshold=config.nms_threshold,
+            rule=config.nms_rule,
+        )
 
 
 def spans_json(result: Result) -> dict:
@@ -477,19 +560,46 @@ def spans_json(result: Result) -> dict:
     labels = class_labels(result.cmap, info["class_names"])
     names = list(info["class_names"])
     return {
-        "source": {k: str(v) for k, v in (("video", cfg.video), ("features_video", cfg.features_video),
-                                          ("features_audio", cfg.features_audio), ("game_dir", cfg.game_dir))
-                   if v is not None},
-        "model": {"path": str(cfg.model), **{k: info[k] for k in ("architecture", "pooling", "window_seconds",
-                                                                  "frames_per_second", "class_names")}},
+        "source": {
+            k: str(v)
+            for k, v in (
+                ("video", cfg.video),
+                ("features_video", cfg.features_video),
+                ("features_audio", cfg.features_audio),
+                ("game_dir", cfg.game_dir),
+            )
+            if v is not None
+        },
+        "model": {
+            "path": str(cfg.model),
+            **{k: info[k] for k in ("architecture", "pooling", "window_seconds", "frames_per_second", "class_names")},
+        },
         "decoder": cfg.decoder.to_dict(),
-        "spans": [{"half": h.number, "start": round(s.start, 3), "end": round(s.end, 3), "class": s.label,
-                   "label": labels.get(names.index(s.label), s.label), "score": round(s.score, 6),
-                   "peak": round(s.peak, 3), "match_time": game_time(h.number, s.peak), "classes": list(s.labels),
-                   "events": [{"class": e.label, "label": labels.get(names.index(e.label), e.label),
-                               "peak": round(e.peak, 3), "score": round(e.score, 6),
-                               "match_time": game_time(h.number, e.peak)} for e in s.all_events()]}
-                  for h in result.halves for s in h.spans],
+        "spans": [
+            {
+                "half": h.number,
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "class": s.label,
+                "label": labels.get(names.index(s.label), s.label),
+                "score": round(s.score, 6),
+                "peak": round(s.peak, 3),
+                "match_time": game_time(h.number, s.peak),
+                "classes": list(s.labels),
+                "events": [
+                    {
+                        "class": e.label,
+                        "label": labels.get(names.index(e.label), e.label),
+                        "peak": round(e.peak, 3),
+                        "score": round(e.score, 6),
+                        "match_time": game_time(h.number, e.peak),
+                    }
+                    for e in s.all_events()
+                ],
+            }
+            for h in result.halves
+            for s in h.spans
+        ],
     }
 
 
@@ -509,15 +619,30 @@ def _write_outputs(result: Result) -> None:
         t0 = time.perf_counter()
         write_json(files.path("spans.json"), spans_json(result))
         game = str(cfg.game_dir or cfg.video or cfg.features_video)
-        write_results_spotting(files.path("results_spotting.json"), game, [s for h in result.halves for s in h.spots],
-                               class_labels(result.cmap, result.info["class_names"]))
+        write_results_spotting(
+            files.path("results_spotting.json"),
+            game,
+            [s for h in result.halves for s in h.spots],
+            class_labels(result.cmap, result.info["class_names"]),
+        )
         fps = result.info["frames_per_second"]
         probs, spans, truth = _joined_halves(result.halves, fps)
-        plot_timeline(files.path("timeline.png"), probs, result.info["class_names"], fps, spans, truth,
-                      title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
-                      + (" - halves end to end" if len(result.halves) > 1 else ""))
-        result.outputs.update(spans=out / "spans.json", spotting=out / "results_spotting.json",
-                              timeline=out / "timeline.png", report=out / "report.html")
+        plot_timeline(
+            files.path("timeline.png"),
+            probs,
+            result.info["class_names"],
+            fps,
+            spans,
+            truth,
+            title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
+            + (" - halves end to end" if len(result.halves) > 1 else ""),
+        )
+        result.outputs.update(
+            spans=out / "spans.json",
+            spotting=out / "results_spotting.json",
+            timeline=out / "timeline.png",
+            report=out / "report.html",
+        )
         write_report(files.path("report.html"), result, folder=out)
     result.timings["write"] = time.perf_counter() - t0
 
@@ -531,12 +656,22 @@ def _write_reel(result: Result, files: OutputSet) -> None:
     if not (cfg.video and cfg.reel and (any(h.spans for h in result.halves) or cfg.intro_sec or cfg.outro_sec)):
         return
     h = result.halves[0]
-    clips = plan_clips(h.spans, h.duration, intro_sec=cfg.intro_sec, outro_sec=cfg.outro_sec,
-                       title=lambda s: " + ".join(f"{e.label} {game_time(h.number, e.peak)} ({e.score:.2f})"
-                                                  for e in s.all_events()),
-                       join_overlaps=not cfg.reel_repeat_overlaps)
-    reel = make_reel(cfg.video, clips, files.path("highlights.mp4"), fast=cfg.fast, progress=cfg.progress,
-                     srt_out=files.path("highlights.srt"))
+    clips = plan_clips(
+        h.spans,
+        h.duration,
+        intro_sec=cfg.intro_sec,
+        outro_sec=cfg.outro_sec,
+        title=lambda s: " + ".join(f"{e.label} {game_time(h.number, e.peak)} ({e.score:.2f})" for e in s.all_events()),
+        join_overlaps=not cfg.reel_repeat_overlaps,
+    )
+    reel = make_reel(
+        cfg.video,
+        clips,
+        files.path("highlights.mp4"),
+        fast=cfg.fast,
+        progress=cfg.progress,
+        srt_out=files.path("highlights.srt"),
+    )
     result.outputs["reel"] = cfg.out / "highlights.mp4"
     result.outputs["subtitles"] = cfg.out / "highlights.srt"
     result.reel_seconds = reel.duration
@@ -565,11 +700,15 @@ def summary(result: Result) -> str:
     from common.timefmt import game_time
 
     cfg, info = result.config, result.info
-    lines = [f"model   {cfg.model} ({info['architecture']}, {info['pooling']}, {info['window_seconds']:g} s windows, "
-             f"classes {', '.join(info['class_names'][1:])})"]
+    lines = [
+        f"model   {cfg.model} ({info['architecture']}, {info['pooling']}, {info['window_seconds']:g} s windows, "
+        f"classes {', '.join(info['class_names'][1:])})"
+    ]
     for h in result.halves:
-        lines.append(f"half {h.number}  {h.duration / 60:.1f} min, {len(h.probs)} tokens, {len(h.spots)} spots, "
-                     f"{len(h.spans)} spans")
+        lines.append(
+            f"half {h.number}  {h.duration / 60:.1f} min, {len(h.probs)} tokens, {len(h.spots)} spots, "
+            f"{len(h.spans)} spans"
+        )
     spans = [(h.number, s) for h in result.halves for s in h.spans]
     for number, s in spans[:12]:
         lines.append(f"  {game_time(number, s.peak)}  {s.label:<10} {s.start:7.1f}-{s.end:7.1f} s  score {s.score:.2f}")
@@ -589,8 +728,11 @@ def summary(result: Result) -> str:
 
 def warn_random() -> None:
     bar = "!" * 78
-    print(f"{bar}\n!! WARNING: features were extracted with RANDOM network weights (test mode).\n"
-          f"!! Scores, spans and the reel below say nothing about the match.\n{bar}", file=sys.stderr)
+    print(
+        f"{bar}\n!! WARNING: features were extracted with RANDOM network weights (test mode).\n"
+        f"!! Scores, spans and the reel below say nothing about the match.\n{bar}",
+        file=sys.stderr,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -646,8 +788,10 @@ def run_many(configs: Sequence[Config]) -> int:
         from highlights.report import write_index
 
         write_index(root / "index.html", reports)
-    print(f"{len(reports)} of {len(configs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
-          file=sys.stderr)
+    print(
+        f"{len(reports)} of {len(configs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
+        file=sys.stderr,
+    )
     if failed:
         print("failed: " + ", ".join(failed), file=sys.stderr)
     return 1 if failed else 0

@@ -72,8 +72,15 @@ class SyntheticGame:
     def labels_json(self) -> dict:
         anns = []
         for ev in self.events:
-            anns.append({"gameTime": game_time(ev.half, ev.position_ms // 1000), "label": ev.label,
-                         "position": str(ev.position_ms), "team": _team(ev), "visibility": "visible"})
+            anns.append(
+                {
+                    "gameTime": game_time(ev.half, ev.position_ms // 1000),
+                    "label": ev.label,
+                    "position": str(ev.position_ms),
+                    "team": _team(ev),
+                    "visibility": "visible",
+                }
+            )
         return {"UrlLocal": self.name + "/", "UrlYoutube": "", "annotations": anns}
 
 
@@ -177,9 +184,15 @@ def split_counts(n_games: int, splits: Sequence[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-def generate_dataset(root: str | Path, n_games: int = 10, half_minutes: float = 45.0, seed: int = 0,
-                     splits: Sequence[float] = (0.6, 0.2, 0.2), event_rate: float = 1.0,
-                     progress: bool = True) -> SyntheticDataset:
+def generate_dataset(
+    root: str | Path,
+    n_games: int = 10,
+    half_minutes: float = 45.0,
+    seed: int = 0,
+    splits: Sequence[float] = (0.6, 0.2, 0.2),
+    event_rate: float = 1.0,
+    progress: bool = True,
+) -> SyntheticDataset:
     """Write `n_games` games under `root` in the SoccerNet layout, plus `listgame_<Split>_<n>.npy` lists."""
     from tqdm import tqdm
 
@@ -217,8 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--event_rate", type=float, default=1.0, help="multiplies every event rate")
     add_progress_flags(parser, verbose=False)  # no TensorFlow here
     args = parser.parse_args(argv)
-    data = generate_dataset(args.out, n_games=args.games, half_minutes=args.half_minutes, seed=args.seed,
-                            splits=args.splits, event_rate=args.event_rate, progress=not args.quiet)
+    data = generate_dataset(
+        args.out,
+        n_games=args.games,
+        half_minutes=args.half_minutes,
+        seed=args.seed,
+        splits=args.splits,
+        event_rate=args.event_rate,
+        progress=not args.quiet,
+    )
     for split, path in data.lists.items():
         print(f"{split}: {path}")
     return 0

@@ -35,9 +35,11 @@ def game_events(game_dir: str | os.PathLike, half: int) -> tuple[float, list[tup
 
     video, _ = dataset.load_half(Path(game_dir), half)
     cmap = dataset.load_class_map("highlight")
-    events = [(e.position_ms / 1000, cmap.classes[cmap.label_to_index[e.label]])
-              for e in dataset.read_labels(Path(game_dir))
-              if e.half == half and cmap.label_to_index.get(e.label, 0) != 0]
+    events = [
+        (e.position_ms / 1000, cmap.classes[cmap.label_to_index[e.label]])
+        for e in dataset.read_labels(Path(game_dir))
+        if e.half == half and cmap.label_to_index.get(e.label, 0) != 0
+    ]
     return len(video) / 2.0, sorted(events)
 
 
@@ -45,27 +47,64 @@ def _between(events: Sequence[tuple[float, str]]) -> str:
     return "+".join(f"between(t,{t:.2f},{t + FLASH_SEC:.2f})" for t, _ in events) or "0"
 
 
-def make_match_video(out: str | os.PathLike, duration: float, events: Sequence[tuple[float, str]] = (), *,
-                     size: str = "320x180", fps: int = 25, audio: bool = True, sample_rate: int = 16000) -> Path:
+def make_match_video(
+    out: str | os.PathLike,
+    duration: float,
+    events: Sequence[tuple[float, str]] = (),
+    *,
+    size: str = "320x180",
+    fps: int = 25,
+    audio: bool = True,
+    sample_rate: int = 16000,
+) -> Path:
     """Write the demo video: test pattern + coloured flash per event, hum + loud bursts per event."""
     if duration <= 0:
         raise UserError(f"{out}: duration must be > 0 seconds, got {duration}")
     w, h = size.split("x")
-    boxes = [f"drawbox=x=0:y=0:w={w}:h={int(h) // 4}:color={colour}@0.9:t=fill:enable='{_between(evs)}'"
-             for cls, colour in COLOURS.items() if (evs := [e for e in events if e[1] == cls])]
-    graph = [f"testsrc2=size={size}:rate={fps}:duration={duration:.3f},eq=brightness=-0.3:saturation=0.3" + "".join("," + b for b in boxes) + "[v]"]
+    boxes = [
+        f"drawbox=x=0:y=0:w={w}:h={int(h) // 4}:color={colour}@0.9:t=fill:enable='{_between(evs)}'"
+        for cls, colour in COLOURS.items()
+        if (evs := [e for e in events if e[1] == cls])
+    ]
+    graph = [
+        f"testsrc2=size={size}:rate={fps}:duration={duration:.3f},eq=brightness=-0.3:saturation=0.3"
+        + "".join("," + b for b in boxes)
+        + "[v]"
+    ]
     maps = ["-map", "[v]"]
     if audio:
-        graph.append(f"sine=frequency=110:sample_rate={sample_rate}:duration={duration:.3f}[hum];"
-                     f"anoisesrc=color=pink:amplitude=0.1:sample_rate={sample_rate}:duration={duration:.3f}[crowd];"
-                     f"[hum][crowd]amix=inputs=2:normalize=0,"
-                     f"volume=volume='0.3+2.5*({_between(events)})':eval=frame[a]")
+        graph.append(
+            f"sine=frequency=110:sample_rate={sample_rate}:duration={duration:.3f}[hum];"
+            f"anoisesrc=color=pink:amplitude=0.1:sample_rate={sample_rate}:duration={duration:.3f}[crowd];"
+            f"[hum][crowd]amix=inputs=2:normalize=0,"
+            f"volume=volume='0.3+2.5*({_between(events)})':eval=frame[a]"
+        )
         maps += ["-map", "[a]", "-c:a", "aac", "-b:a", "64k"]
     out = Path(out)
     with atomic_path(out, suffix=".mp4") as tmp:
-        run_ffmpeg(["-filter_complex", ";".join(graph), *maps, "-c:v", "libx264", "-preset", "ultrafast", "-crf", "32",
-                    "-g", str(2 * fps), "-pix_fmt", "yuv420p", "-t", f"{duration:.3f}", "-f", "mp4", media_arg(tmp)],
-                   f"{out}: making the demo video")
+        run_ffmpeg(
+            [
+                "-filter_complex",
+                ";".join(graph),
+                *maps,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-crf",
+                "32",
+                "-g",
+                str(2 * fps),
+                "-pix_fmt",
+                "yuv420p",
+                "-t",
+                f"{duration:.3f}",
+                "-f",
+                "mp4",
+                media_arg(tmp),
+            ],
+            f"{out}: making the demo video",
+        )
     return out
 
 
@@ -74,8 +113,9 @@ def make_demo(folder: str | os.PathLike) -> tuple[Path, Path]:
     import synthetic
 
     folder = Path(folder)
-    game_dir = synthetic.write_game(synthetic.make_game(DEMO_INDEX, seed=DEMO_SEED, half_minutes=DEMO_HALF_MINUTES),
-                                    folder / "game")
+    game_dir = synthetic.write_game(
+        synthetic.make_game(DEMO_INDEX, seed=DEMO_SEED, half_minutes=DEMO_HALF_MINUTES), folder / "game"
+    )
     duration, events = game_events(game_dir, 1)
     return game_dir, make_match_video(folder / "match.mp4", duration, events)
 

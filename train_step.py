@@ -58,10 +58,12 @@ class MemoryPlan:
 
     def describe(self) -> str:
         gib = 1 << 30
-        return (f"memory: budget {self.budget / gib:.1f} GiB, fixed {self.fixed / gib:.2f} GiB (weights, gradients, "
-                f"Adam slots, accumulator, saving, runtime), ~{self.per_window / (1 << 20):.1f} MiB per window in flight -> "
-                f"micro-batches of {self.micro_windows} windows ({self.chosen}), evaluation batches of "
-                f"{self.eval_windows}")
+        return (
+            f"memory: budget {self.budget / gib:.1f} GiB, fixed {self.fixed / gib:.2f} GiB (weights, gradients, "
+            f"Adam slots, accumulator, saving, runtime), ~{self.per_window / (1 << 20):.1f} MiB per window in flight -> "
+            f"micro-batches of {self.micro_windows} windows ({self.chosen}), evaluation batches of "
+            f"{self.eval_windows}"
+        )
 
 
 def _device_kind() -> str:
@@ -76,8 +78,13 @@ def _gpu_memory_bytes() -> int | None:
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.split()
+        out = subprocess.run(
+            [exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split()
         return int(float(out[0])) << 20
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
@@ -120,8 +127,14 @@ def activation_bytes_per_window(model: Any, n: int, d: int, training: bool = Tru
     return max(1, int(ACTIVATION_SHARE * grow))
 
 
-def plan_memory(model: Any, n: int, d: int, budget_gb: float | None = None, micro_windows: int | None = None,
-                step_windows: int | None = None) -> MemoryPlan:
+def plan_memory(
+    model: Any,
+    n: int,
+    d: int,
+    budget_gb: float | None = None,
+    micro_windows: int | None = None,
+    step_windows: int | None = None,
+) -> MemoryPlan:
     """Micro-batch and evaluation batch sizes that keep training within `budget_gb` (default: `default_budget`),
     unless `micro_windows` is given. `step_windows`: the largest step (no micro-batch is made larger).
 
@@ -141,10 +154,12 @@ def plan_memory(model: Any, n: int, d: int, budget_gb: float | None = None, micr
         micro, chosen = min(cap, room // per_window), "budget"
     elif budget_gb:
         need = (fixed + MIN_MICRO * per_window) / HEADROOM
-        raise UserError(f"--memory_budget_gb {budget_gb:g}: the model needs {need / (1 << 30):.2f} "
-                        f"GiB (weights, gradients, Adam slots, accumulator, saving, runtime, {MIN_MICRO} windows "
-                        f"in flight); "
-                        f"raise it or use a smaller --VLAD_k")
+        raise UserError(
+            f"--memory_budget_gb {budget_gb:g}: the model needs {need / (1 << 30):.2f} "
+            f"GiB (weights, gradients, Adam slots, accumulator, saving, runtime, {MIN_MICRO} windows "
+            f"in flight); "
+            f"raise it or use a smaller --VLAD_k"
+        )
     else:
         micro, chosen = MIN_MICRO, "minimum: the default budget is too small for this model"
     if step_windows:
@@ -174,9 +189,12 @@ def warn_few_steps(steps: int, windows: int, batch_halves: int | None, batch_win
     else:
         how = f"--batch_size {batch_halves} halves"
         hint = f"a smaller --batch_size or --batch_windows (e.g. {max(1, windows // 20)})"
-    warnings.warn(f"an epoch of {windows} training windows with {how} is {steps} optimiser step"
-                  f"{'s' if steps != 1 else ''} (fewer than {FEW_STEPS}): the model will barely learn; use {hint}",
-                  UserWarning, stacklevel=2)
+    warnings.warn(
+        f"an epoch of {windows} training windows with {how} is {steps} optimiser step"
+        f"{'s' if steps != 1 else ''} (fewer than {FEW_STEPS}): the model will barely learn; use {hint}",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def make_adam(learning_rate: float, **kwargs: Any) -> Any:
@@ -193,10 +211,18 @@ def make_adam(learning_rate: float, **kwargs: Any) -> Any:
             t = tf.cast(self.iterations + 1, tf.float32)
             b1, b2 = tf.constant(self.beta_1, tf.float32), tf.constant(self.beta_2, tf.float32)
             tf.raw_ops.ResourceApplyAdam(
-                var=variable.handle, m=self._momentums[index].value.handle, v=self._velocities[index].value.handle,
-                beta1_power=tf.pow(b1, t), beta2_power=tf.pow(b2, t), lr=tf.cast(learning_rate, tf.float32),
-                beta1=b1, beta2=b2, epsilon=tf.constant(self.epsilon, tf.float32),
-                grad=tf.cast(gradient, tf.float32), use_locking=False)
+                var=variable.handle,
+                m=self._momentums[index].value.handle,
+                v=self._velocities[index].value.handle,
+                beta1_power=tf.pow(b1, t),
+                beta2_power=tf.pow(b2, t),
+                lr=tf.cast(learning_rate, tf.float32),
+                beta1=b1,
+                beta2=b2,
+                epsilon=tf.constant(self.epsilon, tf.float32),
+                grad=tf.cast(gradient, tf.float32),
+                use_locking=False,
+            )
             return None
 
     return FusedAdam(learning_rate=learning_rate, **kwargs)
@@ -281,16 +307,26 @@ class AccumulatingStep:
     worker's replicas; returns the logits and labels gathered from every replica, in replica order.
     """
 
-    def __init__(self, model: Any, optimizer: Any, pos_weight: np.ndarray, strategy: Any,
-                 window_shape: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        optimizer: Any,
+        pos_weight: np.ndarray,
+        strategy: Any,
+        window_shape: tuple[int, int] | None = None,
+    ) -> None:
         """`window_shape` (N, D): with one replica, each kind of micro-step is traced once for any batch size, so
         a resumed run computes bit for bit what the uninterrupted run computed."""
         import tensorflow as tf
 
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.pos_weight = tf.constant(pos_weight, tf.float32)
-        self.local_ids = [int(r) for r in strategy.experimental_local_results(
-            strategy.experimental_distribute_values_from_function(lambda ctx: ctx.replica_id_in_sync_group))]
+        self.local_ids = [
+            int(r)
+            for r in strategy.experimental_local_results(
+                strategy.experimental_distribute_values_from_function(lambda ctx: ctx.replica_id_in_sync_group)
+            )
+        ]
         self.replicas = int(strategy.num_replicas_in_sync)
         self.accum: list[Any] | None = None
         self.window_shape = window_shape
@@ -300,10 +336,16 @@ class AccumulatingStep:
         import tensorflow as tf
 
         with self.strategy.scope():
-            self.accum = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False, name=f"accum_{i}",
-                                      synchronization=tf.VariableSynchronization.ON_READ,
-                                      aggregation=tf.VariableAggregation.SUM)
-                          for i, v in enumerate(self.model.trainable_variables)]
+            self.accum = [
+                tf.Variable(
+                    tf.zeros(v.shape, tf.float32),
+                    trainable=False,
+                    name=f"accum_{i}",
+                    synchronization=tf.VariableSynchronization.ON_READ,
+                    aggregation=tf.VariableAggregation.SUM,
+                )
+                for i, v in enumerate(self.model.trainable_variables)
+            ]
 
     def _make(self, kind: str):
         import tensorflow as tf
@@ -333,8 +375,12 @@ class AccumulatingStep:
         signature = None
         if self.window_shape is not None and self.replicas == 1:
             frames = tf.TensorSpec((None, *self.window_shape), tf.float32)
-            signature = [frames, frames, tf.TensorSpec((None, int(self.pos_weight.shape[0])), tf.float32),
-                         tf.TensorSpec((), tf.float32)]
+            signature = [
+                frames,
+                frames,
+                tf.TensorSpec((None, int(self.pos_weight.shape[0])), tf.float32),
+                tf.TensorSpec((), tf.float32),
+            ]
 
         @tf.function(input_signature=signature, reduce_retracing=True)
         def step(video, audio, labels, denom):
@@ -347,10 +393,12 @@ class AccumulatingStep:
         if self.replicas == 1:
             return arrays[self.local_ids[0]]
         return self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: arrays[int(ctx.replica_id_in_sync_group)])
+            lambda ctx: arrays[int(ctx.replica_id_in_sync_group)]
+        )
 
-    def micro(self, batch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], j: int, n_micro: int,
-              step_windows: int) -> tuple[np.ndarray, np.ndarray]:
+    def micro(
+        self, batch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], j: int, n_micro: int, step_windows: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Micro-batch `j` of `n_micro` of a step of `step_windows` windows ({global replica id: (video, audio,
         labels)} for this worker's replicas); the last one applies the step. Returns the gathered logits and labels."""
         import tensorflow as tf
@@ -363,8 +411,9 @@ class AccumulatingStep:
         return logits.numpy(), labels.numpy()
 
 
-def micro_batches(cache: Any, steps: list[np.ndarray], replicas: int, local_ids: list[int], micro_windows: int
-                  ) -> Iterator[tuple[int, int, int, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]]:
+def micro_batches(
+    cache: Any, steps: list[np.ndarray], replicas: int, local_ids: list[int], micro_windows: int
+) -> Iterator[tuple[int, int, int, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]]:
     """(micro-batch index, micro-batches in the step, step windows, {replica: arrays}) for every micro-batch of
     an epoch, reading only this worker's windows, one micro-batch at a time."""
     for idx in steps:
@@ -373,8 +422,13 @@ def micro_batches(cache: Any, steps: list[np.ndarray], replicas: int, local_ids:
             yield j, len(plan), len(idx), {r: cache.read_rows(parts[r]) for r in local_ids}
 
 
-def train_epoch(stepper: AccumulatingStep, cache: Any, steps: list[np.ndarray], micro_windows: int,
-                on_step: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def train_epoch(
+    stepper: AccumulatingStep,
+    cache: Any,
+    steps: list[np.ndarray],
+    micro_windows: int,
+    on_step: Callable[[], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """One epoch of optimiser steps; returns the gathered training logits, labels and the seconds spent
     waiting for input."""
     import time

@@ -161,8 +161,15 @@ def confusion_png(cm: list[list[int]], classes: list[str], title: str) -> bytes:
     if len(classes) <= 8:
         for i in range(len(classes)):
             for j in range(len(classes)):
-                ax.text(j, i, int(cm_arr[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(cm_arr[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -184,8 +191,9 @@ def write_summaries(writer, step: int, scalars: dict[str, float | None], images:
     with writer.as_default(step=step):
         for tag, value in scalars.items():
             if value is not None:
-                tf.summary.write(tag, tf.constant(float(value), tf.float32),
-                                 metadata=meta("scalars", summary_pb2.DATA_CLASS_SCALAR))
+                tf.summary.write(
+                    tag, tf.constant(float(value), tf.float32), metadata=meta("scalars", summary_pb2.DATA_CLASS_SCALAR)
+                )
         for tag, png in images.items():
             shape = tf.shape(tf.image.decode_png(png))
             tensor = tf.stack([tf.strings.as_string(shape[1]), tf.strings.as_string(shape[0]), tf.constant(png)])
@@ -208,8 +216,9 @@ def open_caches(cfg: TrainConfig, splits: tuple[str, ...]) -> dict[str, ds.Windo
         list_path = getattr(cfg, split)
         if list_path is None:
             raise UserError(f"--{split} is required in mode {cfg.mode}")
-        caches[split] = ds.open_split(list_path, cfg.cache_root, cfg.data, prepare=cfg.formatdataset == 1,
-                                      progress=cfg.progress)
+        caches[split] = ds.open_split(
+            list_path, cfg.cache_root, cfg.data, prepare=cfg.formatdataset == 1, progress=cfg.progress
+        )
     return caches
 
 
@@ -217,8 +226,11 @@ def _tf_dataset(make_iter, n: int, d: int, c: int):
     """A prefetching tf.data pipeline over a Python generator of (video, audio, labels) batches."""
     import tensorflow as tf
 
-    spec = (tf.TensorSpec((None, n, d), tf.float32), tf.TensorSpec((None, n, d), tf.float32),
-            tf.TensorSpec((None, c), tf.float32))
+    spec = (
+        tf.TensorSpec((None, n, d), tf.float32),
+        tf.TensorSpec((None, n, d), tf.float32),
+        tf.TensorSpec((None, c), tf.float32),
+    )
     return tf.data.Dataset.from_generator(make_iter, output_signature=spec).prefetch(1)
 
 
@@ -269,7 +281,13 @@ class Checkpointer:
             for key, src in (("best_weights", weights), ("best_optimizer", extra)):
                 state[key] = _link(src, self.dir / src.name.replace("epoch_", "best_", 1)).name
         write_json(self.state_path, state)
-        keep = {"state.json", state["weights"], state["optimizer"], state.get("best_weights"), state.get("best_optimizer")}
+        keep = {
+            "state.json",
+            state["weights"],
+            state["optimizer"],
+            state.get("best_weights"),
+            state.get("best_optimizer"),
+        }
         for p in self.dir.iterdir():
             if p.name not in keep and not p.name.startswith("."):
                 p.unlink(missing_ok=True)
@@ -340,10 +358,19 @@ class Snapshot:
 
 def _model_settings(cfg: TrainConfig) -> dict[str, Any]:
     """What a resumed run must share with the run it continues."""
-    return {"architecture": cfg.architecture, "network": cfg.network, "VLAD_k": cfg.vlad_k, "dropout": cfg.dropout,
-            "WindowSize": cfg.data.window_seconds, "featurePerSec": cfg.data.frames_per_second,
-            "classes": cfg.data.class_map.classes, "compute_dtype": cfg.compute_dtype,
-            "batch_size": cfg.batch_size, "batch_windows": cfg.batch_windows, "seed": cfg.seed}
+    return {
+        "architecture": cfg.architecture,
+        "network": cfg.network,
+        "VLAD_k": cfg.vlad_k,
+        "dropout": cfg.dropout,
+        "WindowSize": cfg.data.window_seconds,
+        "featurePerSec": cfg.data.frames_per_second,
+        "classes": cfg.data.class_map.classes,
+        "compute_dtype": cfg.compute_dtype,
+        "batch_size": cfg.batch_size,
+        "batch_windows": cfg.batch_windows,
+        "seed": cfg.seed,
+    }
 
 
 def _save_model(model, path: Path) -> None:
@@ -475,10 +502,14 @@ def claim_outputs(cfg: TrainConfig) -> None:
     if not existing:
         return
     if not cfg.overwrite:
-        hint = ("but left no resume state to continue; --overwrite replaces them" if cfg.resume else
-                "--resume continues it, --overwrite replaces it, or choose another --outputPrefix")
-        raise UserError(f"{existing[0]}: an earlier run wrote {', '.join(p.name for p in existing)} in {cfg.tflog}; "
-                        + hint)
+        hint = (
+            "but left no resume state to continue; --overwrite replaces them"
+            if cfg.resume
+            else "--resume continues it, --overwrite replaces it, or choose another --outputPrefix"
+        )
+        raise UserError(
+            f"{existing[0]}: an earlier run wrote {', '.join(p.name for p in existing)} in {cfg.tflog}; " + hint
+        )
     for p in existing:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
@@ -487,8 +518,12 @@ def claim_outputs(cfg: TrainConfig) -> None:
     print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in existing)}", flush=True)
 
 
-def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[str, str] | None,
-           feature_recipe: dict[str, str] | None = None):
+def _build(
+    cfg: TrainConfig,
+    window_shape: tuple[int, int],
+    feature_names: dict[str, str] | None,
+    feature_recipe: dict[str, str] | None = None,
+):
     """Strategy, model and Adam (epsilon 1e-8, TF1's default; the fused kernel) built in the strategy's scope. The
     model records the class map and the feature recipe of the training data."""
     import archis
@@ -497,10 +532,20 @@ def _build(cfg: TrainConfig, window_shape: tuple[int, int], feature_names: dict[
     strategy = make_strategy()
     with strategy.scope():
         model = archis.build_model(
-            cfg.architecture, class_names=cfg.data.class_map.classes, pooling=cfg.network, vlad_k=cfg.vlad_k,
-            window_seconds=cfg.data.window_seconds, frames_per_second=cfg.data.frames_per_second,
-            feature_dim=window_shape[1], feature_names=feature_names, compute_dtype=cfg.compute_dtype,
-            dropout=cfg.dropout, seed=cfg.seed, class_map=cfg.data.class_map.to_json(), feature_recipe=feature_recipe)
+            cfg.architecture,
+            class_names=cfg.data.class_map.classes,
+            pooling=cfg.network,
+            vlad_k=cfg.vlad_k,
+            window_seconds=cfg.data.window_seconds,
+            frames_per_second=cfg.data.frames_per_second,
+            feature_dim=window_shape[1],
+            feature_names=feature_names,
+            compute_dtype=cfg.compute_dtype,
+            dropout=cfg.dropout,
+            seed=cfg.seed,
+            class_map=cfg.data.class_map.to_json(),
+            feature_recipe=feature_recipe,
+        )
         optimizer = train_step.make_adam(cfg.lr, epsilon=ADAM_EPSILON)
         optimizer.build(model.trainable_variables)
     return strategy, model, optimizer
@@ -536,8 +581,10 @@ def _setup(cfg: TrainConfig) -> _Run:
     caches = open_caches(cfg, ("training", "validation", "testing"))
     train_cache, classes = caches["training"], cfg.data.class_map.classes
     weights = ds.class_weights(train_cache.labels, classes)
-    print("class weights (pos_weight): " + ", ".join(f"{c} {w:.4f}" for c, w in zip(classes, weights, strict=True)),
-          flush=True)
+    print(
+        "class weights (pos_weight): " + ", ".join(f"{c} {w:.4f}" for c, w in zip(classes, weights, strict=True)),
+        flush=True,
+    )
     ckpt = Checkpointer(cfg.out("_resume"))
     state = ckpt.load() if cfg.resume else None
     if cfg.resume and state is None:
@@ -551,30 +598,57 @@ def _setup(cfg: TrainConfig) -> _Run:
     import archis
     import train_step
 
-    strategy, model, optimizer = _build(cfg, train_cache.window_shape, train_cache.feature_files or None,
-                                        train_cache.feature_recipe)
+    strategy, model, optimizer = _build(
+        cfg, train_cache.window_shape, train_cache.feature_files or None, train_cache.feature_recipe
+    )
     stepper = train_step.AccumulatingStep(model, optimizer, weights, strategy, train_cache.window_shape)
-    plan = train_step.plan_memory(model, *train_cache.window_shape, cfg.memory_budget_gb, cfg.micro_batch_windows,
-                                  step_windows=cfg.batch_windows)
+    plan = train_step.plan_memory(
+        model, *train_cache.window_shape, cfg.memory_budget_gb, cfg.micro_batch_windows, step_windows=cfg.batch_windows
+    )
     print(plan.describe(), flush=True)
     writers = {s: tf.summary.create_file_writer(str(out.out(f"_{s}"))) for s in ("training", "validation", "testing")}
     if state is None:
-        state = {"schedule": asdict(ScheduleState(lr=cfg.lr)), "history": [], "finished_training": False,
-                 "stopped": None, "settings": _model_settings(cfg)}
+        state = {
+            "schedule": asdict(ScheduleState(lr=cfg.lr)),
+            "history": [],
+            "finished_training": False,
+            "stopped": None,
+            "settings": _model_settings(cfg),
+        }
         best = None
     else:
         best = ckpt.restore(model, optimizer, state)
         sched = ScheduleState(**state["schedule"])
         optimizer.learning_rate.assign(sched.lr)
-        print(f"resumed after epoch {sched.epoch} (best epoch {sched.best_epoch}, score {sched.best_score:.4f}, "
-              f"LR {sched.lr:g})", flush=True)
-    return _Run(cfg, caches, weights, model, optimizer, strategy, stepper, plan, archis.predict_function(model),
-                writers, ckpt if chief else Checkpointer(out.out("_resume")), state, best, out)
+        print(
+            f"resumed after epoch {sched.epoch} (best epoch {sched.best_epoch}, score {sched.best_score:.4f}, "
+            f"LR {sched.lr:g})",
+            flush=True,
+        )
+    return _Run(
+        cfg,
+        caches,
+        weights,
+        model,
+        optimizer,
+        strategy,
+        stepper,
+        plan,
+        archis.predict_function(model),
+        writers,
+        ckpt if chief else Checkpointer(out.out("_resume")),
+        state,
+        best,
+        out,
+    )
 
 
 def _evaluate(run: _Run, cache: ds.WindowCache) -> dict[str, Any]:
     logits = predict_cache(cache, run.predict, run.cfg.eval_batch or run.plan.eval_windows, len(run.classes))
-    return {**evaluate_scores(logits, cache.labels, run.classes), "loss": weighted_bce(logits, cache.labels, run.weights)}
+    return {
+        **evaluate_scores(logits, cache.labels, run.classes),
+        "loss": weighted_bce(logits, cache.labels, run.weights),
+    }
 
 
 def _log_metrics(run: _Run, split: str, epoch: int, metrics: dict[str, Any], lr: float) -> None:
@@ -602,9 +676,11 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, Any], float, float]:
     cfg, cache = run.cfg, run.caches["training"]
     rng = seed_epoch(cfg.seed, epoch)
     halves = None if cfg.batch_windows else cfg.batch_size
-    steps = list(train_step.merge_small_steps(cache.step_indices(rng, batch_halves=halves,
-                                                                 batch_windows=cfg.batch_windows),
-                                              run.stepper.replicas))
+    steps = list(
+        train_step.merge_small_steps(
+            cache.step_indices(rng, batch_halves=halves, batch_windows=cfg.batch_windows), run.stepper.replicas
+        )
+    )
     if not run.warned:
         train_step.warn_few_steps(len(steps), cache.n_windows, cfg.batch_size, cfg.batch_windows)
         run.warned = True
@@ -635,19 +711,33 @@ def _epoch(run: _Run) -> None:
             run.optimizer.learning_rate.assign(step.state.lr)
         else:
             run.best.restore(run.model, run.optimizer, with_optimizer=step.restore_optimizer, lr=step.state.lr)
-        note = (f"; plateau: LR -> {step.state.lr:g}, best weights{' and optimizer state' * step.restore_optimizer} "
-                f"of epoch {step.state.best_epoch} restored")
-    run.state["history"].append({
-        "epoch": epoch, "lr": before.lr, "train_loss": train_metrics["loss"], "train_mAP": train_metrics["mAP"],
-        "valid_loss": valid["loss"], "valid_mAP": valid["mAP"], "valid_mAP_tf1_pr_auc": valid["mAP_tf1_pr_auc"],
-        "train_seconds": round(seconds, 3), "input_wait_seconds": round(wait, 3)})
+        note = (
+            f"; plateau: LR -> {step.state.lr:g}, best weights{' and optimizer state' * step.restore_optimizer} "
+            f"of epoch {step.state.best_epoch} restored"
+        )
+    run.state["history"].append(
+        {
+            "epoch": epoch,
+            "lr": before.lr,
+            "train_loss": train_metrics["loss"],
+            "train_mAP": train_metrics["mAP"],
+            "valid_loss": valid["loss"],
+            "valid_mAP": valid["mAP"],
+            "valid_mAP_tf1_pr_auc": valid["mAP_tf1_pr_auc"],
+            "train_seconds": round(seconds, 3),
+            "input_wait_seconds": round(wait, 3),
+        }
+    )
     run.state.update(schedule=asdict(step.state), finished_training=step.stop is not None, stopped=step.stop)
     run.ckpt.save(run.model, run.optimizer, run.state, step.improved)
     if step.improved:  # the checkpoint's best_* files are the snapshot: no second copy of the same state
         run.best = Snapshot(run.ckpt.dir / run.state["best_weights"], run.ckpt.dir / run.state["best_optimizer"])
-    print(f"epoch {epoch}: train loss {train_metrics['loss']:.4f} mAP {_fmt(train_metrics['mAP'])} | "
-          f"valid loss {valid['loss']:.4f} mAP {_fmt(valid['mAP'])}{' (best)' if step.improved else ''} | "
-          f"{seconds:.1f}s (input wait {wait:.2f}s){note}", flush=True)
+    print(
+        f"epoch {epoch}: train loss {train_metrics['loss']:.4f} mAP {_fmt(train_metrics['mAP'])} | "
+        f"valid loss {valid['loss']:.4f} mAP {_fmt(valid['mAP'])}{' (best)' if step.improved else ''} | "
+        f"{seconds:.1f}s (input wait {wait:.2f}s){note}",
+        flush=True,
+    )
 
 
 def _finish(run: _Run) -> dict[str, Any]:
@@ -677,8 +767,11 @@ def _finish(run: _Run) -> dict[str, Any]:
         "history": run.state["history"],
     }
     write_json(run.out.out("_summary.json"), summary)
-    print(f"best epoch {sched.best_epoch}: valid mAP {_fmt(summary['valid']['mAP'])}, test mAP {_fmt(test['mAP'])} "
-          f"({', '.join(f'{k} {_fmt(v)}' for k, v in test['AP'].items())})", flush=True)
+    print(
+        f"best epoch {sched.best_epoch}: valid mAP {_fmt(summary['valid']['mAP'])}, test mAP {_fmt(test['mAP'])} "
+        f"({', '.join(f'{k} {_fmt(v)}' for k, v in test['AP'].items())})",
+        flush=True,
+    )
     if run.out is not cfg:
         shutil.rmtree(run.out.tflog, ignore_errors=True)
         return summary
@@ -723,8 +816,10 @@ def predict(cfg: TrainConfig) -> Path:
     info = archis.model_info(model)
     n, d = cache.window_shape
     if (info["window_frames"], info["feature_dim"]) != (n, d) or info["class_names"] != cfg.data.class_map.classes:
-        raise UserError(f"{model_path}: made for windows of {info['window_frames']} x {info['feature_dim']} and classes "
-                        f"{info['class_names']}, the data has {n} x {d} and {cfg.data.class_map.classes}")
+        raise UserError(
+            f"{model_path}: made for windows of {info['window_frames']} x {info['feature_dim']} and classes "
+            f"{info['class_names']}, the data has {n} x {d} and {cfg.data.class_map.classes}"
+        )
 
     import train_step
 
@@ -734,10 +829,17 @@ def predict(cfg: TrainConfig) -> Path:
     arrays = {"logits": logits, "probabilities": 1 / (1 + np.exp(-logits)), "labels": cache.labels}
     out = cfg.out(f"_predictions_{Path(str(cfg.testing)).stem}.npz")
     with atomic_path(out) as tmp:
-        np.savez(tmp, classes=np.array(info["class_names"]), halves=np.array(_halves_table(cache)),
-                 **{k: arrays[k] for k in cfg.outputs})
-    print(f"{cache.n_windows} windows, mAP {_fmt(metrics['mAP'])} "
-          f"({', '.join(f'{k} {_fmt(v)}' for k, v in metrics['AP'].items())})\npredictions: {out}", flush=True)
+        np.savez(
+            tmp,
+            classes=np.array(info["class_names"]),
+            halves=np.array(_halves_table(cache)),
+            **{k: arrays[k] for k in cfg.outputs},
+        )
+    print(
+        f"{cache.n_windows} windows, mAP {_fmt(metrics['mAP'])} "
+        f"({', '.join(f'{k} {_fmt(v)}' for k, v in metrics['AP'].items())})\npredictions: {out}",
+        flush=True,
+    )
     return out
 
 
@@ -768,8 +870,10 @@ def ensemble(cfg: TrainConfig) -> dict[str, Any]:
         scores = (a["logits"] + b["logits"]) / 2
     else:
         scores = 1 / (1 + np.exp(-a["logits"])) / (1 + np.exp(-b["logits"]))
-    result = {name: evaluate_scores(x, a["labels"], classes)
-              for name, x in (("A", a["logits"]), ("B", b["logits"]), ("ensemble", scores))}
+    result = {
+        name: evaluate_scores(x, a["labels"], classes)
+        for name, x in (("A", a["logits"]), ("B", b["logits"]), ("ensemble", scores))
+    }
     result["method"], result["inputs"] = cfg.ensemble_method, list(cfg.ensemble)
     out = cfg.out(f"_ensemble_{cfg.ensemble_method}")
     with atomic_path(out.with_suffix(".npz")) as tmp:
@@ -788,8 +892,10 @@ def run(cfg: TrainConfig) -> Any:
         raise UserError(f"unknown --mode {cfg.mode!r}; valid: {', '.join(modes)}")
     if not math.isfinite(cfg.lr) or cfg.lr <= 0:
         raise UserError(f"--LR must be positive, got {cfg.lr}")
-    for flag, value, valid in (("schedule", cfg.schedule, SCHEDULES),
-                               ("selection_metric", cfg.selection_metric, SELECTION_METRICS)):
+    for flag, value, valid in (
+        ("schedule", cfg.schedule, SCHEDULES),
+        ("selection_metric", cfg.selection_metric, SELECTION_METRICS),
+    ):
         if value not in valid:
             raise UserError(f"unknown --{flag} {value!r}; valid: {', '.join(valid)}")
     return modes[cfg.mode](cfg)

@@ -37,9 +37,14 @@ def _fused_qkv_init(dim: int) -> keras.initializers.Initializer:
 def _torch_linear(units: int, fan_in: int, name: str, policy, *, activation=None) -> keras.layers.Dense:
     """PyTorch's default `nn.Linear` init: weights and bias uniform in +-1/sqrt(fan_in)."""
     bound = 1.0 / math.sqrt(fan_in)
-    return keras.layers.Dense(units, activation=activation, dtype=policy, name=name,
-                              kernel_initializer=keras.initializers.RandomUniform(-bound, bound),
-                              bias_initializer=keras.initializers.RandomUniform(-bound, bound))
+    return keras.layers.Dense(
+        units,
+        activation=activation,
+        dtype=policy,
+        name=name,
+        kernel_initializer=keras.initializers.RandomUniform(-bound, bound),
+        bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+    )
 
 
 def _check_heads(dim: int, heads: int, what: str) -> None:
@@ -106,8 +111,9 @@ class CMGA(keras.layers.Layer):
         )
         # Xavier weights; the biases keep PyTorch's default init, as in the seed
         bias_init = keras.initializers.RandomUniform(-1 / math.sqrt(2 * dim), 1 / math.sqrt(2 * dim))
-        self.forget = keras.layers.Dense(dim, activation="sigmoid", bias_initializer=bias_init, dtype=policy,
-                                         name="forget")
+        self.forget = keras.layers.Dense(
+            dim, activation="sigmoid", bias_initializer=bias_init, dtype=policy, name="forget"
+        )
         bias_init = keras.initializers.RandomUniform(-1 / math.sqrt(dim), 1 / math.sqrt(dim))
         self.message = keras.layers.Dense(dim, bias_initializer=bias_init, dtype=policy, name="message")
         self.fusion = keras.layers.MultiHeadAttention(
@@ -212,10 +218,12 @@ class TransformerFusion(keras.layers.Layer):
     def build(self, input_shape):
         dim = int(input_shape[0][-1])
         # the seed: trunc_normal_(std=0.02) cut at +-2 (absolute, i.e. never) and nn.Embedding's N(0, 1)
-        self.cls_token = self.add_weight(name="cls_token", shape=(1, 1, dim),
-                                         initializer=keras.initializers.RandomNormal(stddev=0.02))
-        self.modality_embedding = self.add_weight(name="modality_embedding", shape=(2, dim),
-                                                  initializer=keras.initializers.RandomNormal(stddev=1.0))
+        self.cls_token = self.add_weight(
+            name="cls_token", shape=(1, 1, dim), initializer=keras.initializers.RandomNormal(stddev=0.02)
+        )
+        self.modality_embedding = self.add_weight(
+            name="modality_embedding", shape=(2, dim), initializer=keras.initializers.RandomNormal(stddev=1.0)
+        )
         for encoder in self.encoders:
             encoder.build((None, 3, dim))
 

@@ -101,9 +101,7 @@ def _early_concat(out_factor: int):
 
 
 def _gmu(b: Blocks, video, audio):
-    fused = b.layer(GMU, "gmu", b.dim)(
-        [b.pool(video, "video_pool"), b.pool(audio, "audio_pool")]
-    )
+    fused = b.layer(GMU, "gmu", b.dim)([b.pool(video, "video_pool"), b.pool(audio, "audio_pool")])
     return b.classify(b.dropout(fused, "dropout"))
 
 

@@ -98,13 +98,20 @@ def bench_metrics(games: int) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         labels, preds, names = make_tree(Path(tmp), list(EVENT_DICTIONARY_V2), n_games=games)
         for metric in ("loose", "tight"):
-            ours_ms, ours = timed(lambda m=metric: evaluate_games(labels, preds, names, v2.classes,
-                                                                  v2.label_to_index, metric=m), 3)
-            theirs_ms, theirs = timed(lambda m=metric: official(str(labels), str(preds), dataset=None, version=2,
-                                                                 metric=m, EVENT_DICTIONARY=EVENT_DICTIONARY_V2), 1)
+            ours_ms, ours = timed(
+                lambda m=metric: evaluate_games(labels, preds, names, v2.classes, v2.label_to_index, metric=m), 3
+            )
+            theirs_ms, theirs = timed(
+                lambda m=metric: official(
+                    str(labels), str(preds), dataset=None, version=2, metric=m, EVENT_DICTIONARY=EVENT_DICTIONARY_V2
+                ),
+                1,
+            )
             assert abs(ours.a_mAP - theirs["a_mAP"]) < 1e-12
-            rows.append(f"| {metric} | {games} | {ours.a_mAP * 100:.3f} | {ours_ms:.0f} | {theirs_ms:.0f} | "
-                        f"{theirs_ms / ours_ms:.0f}x |")
+            rows.append(
+                f"| {metric} | {games} | {ours.a_mAP * 100:.3f} | {ours_ms:.0f} | {theirs_ms:.0f} | "
+                f"{theirs_ms / ours_ms:.0f}x |"
+            )
     return rows
 
 

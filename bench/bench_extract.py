@@ -54,7 +54,7 @@ def opencv_frames(path: Path) -> int:
             h, w = frame.shape[:2]
             frame = cv2.resize(frame, (round(w * 224 / h), 224), interpolation=cv2.INTER_AREA)
             off = (frame.shape[1] - 224) // 2
-            _ = frame[:, off:off + 224, ::-1]
+            _ = frame[:, off : off + 224, ::-1]
             kept += 1
         i += 1
     return kept
@@ -62,8 +62,25 @@ def opencv_frames(path: Path) -> int:
 
 def old_downmix_samples(path: Path) -> int:
     """The audio decode before the channel-mean recipe: ffmpeg's own -ac 1 downmix, f32le to a pipe."""
-    pipe = decode._Pipe(["-i", media_arg(path), "-map", "0:a:0", "-vn", "-af", "aresample=async=1:first_pts=0",
-                         "-ac", "1", "-ar", str(decode.SAMPLE_RATE), "-f", "f32le", "pipe:1"], str(path))
+    pipe = decode._Pipe(
+        [
+            "-i",
+            media_arg(path),
+            "-map",
+            "0:a:0",
+            "-vn",
+            "-af",
+            "aresample=async=1:first_pts=0",
+            "-ac",
+            "1",
+            "-ar",
+            str(decode.SAMPLE_RATE),
+            "-f",
+            "f32le",
+            "pipe:1",
+        ],
+        str(path),
+    )
     try:
         return sum(len(b) // 4 for b in pipe.read_records(4, 60 * decode.SAMPLE_RATE))
     finally:
@@ -80,10 +97,16 @@ def slice_rows(rounds: int) -> list[tuple[str, str, str]]:
     times: dict[int, list[float]] = {32: [], 4: []}
     for _ in range(rounds):
         for step in times:
-            _, t = timed(lambda s=step: [net(frames[i:i + s]) for i in range(0, 32, s)])
+            _, t = timed(lambda s=step: [net(frames[i : i + s]) for i in range(0, 32, s)])
             times[step].append(t)
-    return [(f"ResNet-152 float32, calls of {step} frames, median of {rounds}", f"{32 / np.median(t):.2f} frames/s",
-             f"{np.median(t):.1f} s for 32 frames") for step, t in times.items()]
+    return [
+        (
+            f"ResNet-152 float32, calls of {step} frames, median of {rounds}",
+            f"{32 / np.median(t):.2f} frames/s",
+            f"{np.median(t):.1f} s for 32 frames",
+        )
+        for step, t in times.items()
+    ]
 
 
 def child_cpu() -> float:
@@ -104,33 +127,54 @@ def recipe_rows(video: Path, audio_file: Path, rounds: int) -> list[tuple[str, s
     from extract_features.pipeline import extract_file
 
     recipes = ("soccernet", "rgb")
-    audio_ways = {"channel mean (every channel decoded, mean in NumPy)":
-                  lambda: sum(len(b) for b in decode.AudioDecoder(audio_file).samples()),
-                  "ffmpeg -ac 1 (before)": lambda: old_downmix_samples(audio_file)}
-    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in (*recipes, *(f"e2e {r}" for r in recipes), *audio_ways)}
+    audio_ways = {
+        "channel mean (every channel decoded, mean in NumPy)": lambda: sum(
+            len(b) for b in decode.AudioDecoder(audio_file).samples()
+        ),
+        "ffmpeg -ac 1 (before)": lambda: old_downmix_samples(audio_file),
+    }
+    runs: dict[str, list[tuple[float, float]]] = {
+        k: [] for k in (*recipes, *(f"e2e {r}" for r in recipes), *audio_ways)
+    }
     count = {r: sum(len(c) for c in decode.VideoDecoder(video, threads=1, recipe=r).chunks(32)) for r in recipes}
     extract_file(video, weights="random", progress=False)  # build and trace the networks once
     for _ in range(rounds):
         for r in recipes:
-            runs[r].append(timed_cpu(lambda r=r: sum(1 for _ in decode.VideoDecoder(video, threads=1, recipe=r)
-                                                          .chunks(32))))
-            runs[f"e2e {r}"].append(timed_cpu(lambda r=r: extract_file(video, weights="random", recipe=r,
-                                                                         progress=False)))
+            runs[r].append(
+                timed_cpu(lambda r=r: sum(1 for _ in decode.VideoDecoder(video, threads=1, recipe=r).chunks(32)))
+            )
+            runs[f"e2e {r}"].append(
+                timed_cpu(lambda r=r: extract_file(video, weights="random", recipe=r, progress=False))
+            )
         for name, fn in audio_ways.items():
             runs[name].append(timed_cpu(fn))
     med = {k: np.median(np.array(v), axis=0) for k, v in runs.items()}
     rows = []
     for r in recipes:
         (wall, cpu), (e2e, _) = med[r], med[f"e2e {r}"]
-        rows.append((f"recipe {r}: decode alone (1 thread), median of {rounds}",
-                     f"{count[r] / wall:.1f} frames out/s", f"{wall:.2f} s wall, ffmpeg CPU {1000 * cpu / count[r]:.1f} ms "
-                     f"per token, {count[r]} tokens"))
-        rows.append((f"recipe {r}: end to end, median of {rounds}", f"{count[r] / e2e:.2f} tokens/s",
-                     f"{e2e:.1f} s; decode alone = {100 * wall / e2e:.1f} % of it"))
+        rows.append(
+            (
+                f"recipe {r}: decode alone (1 thread), median of {rounds}",
+                f"{count[r] / wall:.1f} frames out/s",
+                f"{wall:.2f} s wall, ffmpeg CPU {1000 * cpu / count[r]:.1f} ms per token, {count[r]} tokens",
+            )
+        )
+        rows.append(
+            (
+                f"recipe {r}: end to end, median of {rounds}",
+                f"{count[r] / e2e:.2f} tokens/s",
+                f"{e2e:.1f} s; decode alone = {100 * wall / e2e:.1f} % of it",
+            )
+        )
     for name in audio_ways:
         wall, cpu = med[name]
-        rows.append((f"audio to 16 kHz mono: {name}, median of {rounds}", f"{wall:.2f} s wall",
-                     f"ffmpeg CPU {cpu:.2f} s, {audio_file.name}"))
+        rows.append(
+            (
+                f"audio to 16 kHz mono: {name}, median of {rounds}",
+                f"{wall:.2f} s wall",
+                f"ffmpeg CPU {cpu:.2f} s, {audio_file.name}",
+            )
+        )
     return slice_rows(rounds) + rows
 
 
@@ -152,19 +196,30 @@ def main() -> None:
     rows = []
     video = generate(OUT / f"match_{args.minutes:g}min_720p25.mp4", args.minutes)
     if args.recipes:
-        audio_file = generate(OUT / f"audio_{args.audio_minutes:g}min_stereo.m4a", args.audio_minutes, video=False,
-                              stereo=True)
+        audio_file = generate(
+            OUT / f"audio_{args.audio_minutes:g}min_stereo.m4a", args.audio_minutes, video=False, stereo=True
+        )
         print_table(args.minutes, recipe_rows(video, audio_file, args.rounds))
         return
 
     frames, t_ff = timed(lambda: np.concatenate(list(decode.VideoDecoder(video, threads=1).chunks(32))))
-    rows.append(("decode: ffmpeg fps,scale,crop pipe (1 thread)", f"{len(frames) / t_ff:.1f} frames out/s",
-                 f"{t_ff:.1f} s for {len(frames)} frames"))
+    rows.append(
+        (
+            "decode: ffmpeg fps,scale,crop pipe (1 thread)",
+            f"{len(frames) / t_ff:.1f} frames out/s",
+            f"{t_ff:.1f} s for {len(frames)} frames",
+        )
+    )
     frames_all, t_ffall = timed(lambda: sum(len(c) for c in decode.VideoDecoder(video).chunks(32)))
     rows.append(("decode: ffmpeg pipe (auto threads)", f"{frames_all / t_ffall:.1f} frames out/s", f"{t_ffall:.1f} s"))
     kept, t_cv = timed(lambda: opencv_frames(video))
-    rows.append(("decode: OpenCV every frame, keep 1 in 12.5", f"{kept / t_cv:.1f} frames out/s",
-                 f"{t_cv:.1f} s for {kept} frames"))
+    rows.append(
+        (
+            "decode: OpenCV every frame, keep 1 in 12.5",
+            f"{kept / t_cv:.1f} frames out/s",
+            f"{t_cv:.1f} s for {kept} frames",
+        )
+    )
 
     from extract_features.pipeline import _resnet, extract_file
     from extract_features.video import FEATURE_DIM
@@ -174,22 +229,34 @@ def main() -> None:
         net = _resnet("random", None, dtype, 0)
         sample = frames[: args.bf16_frames]
         net(sample[:32])  # trace + warm up
-        out, t = timed(lambda net=net, sample=sample: np.concatenate([net(sample[i:i + 32])
-                                                                      for i in range(0, len(sample), 32)]))
+        out, t = timed(
+            lambda net=net, sample=sample: np.concatenate([net(sample[i : i + 32]) for i in range(0, len(sample), 32)])
+        )
         feats[dtype] = out
         rows.append((f"ResNet-152 {dtype}, batch 32", f"{len(sample) / t:.1f} frames/s", f"{t:.1f} s"))
     diff = np.linalg.norm(feats["bfloat16"] - feats["float32"], axis=1) / np.linalg.norm(feats["float32"], axis=1)
     cos = np.sum(feats["bfloat16"] * feats["float32"], 1) / (
-        np.linalg.norm(feats["bfloat16"], axis=1) * np.linalg.norm(feats["float32"], axis=1))
-    rows.append((f"bf16 vs fp32 {FEATURE_DIM}-d features (random weights)",
-                 f"rel. L2 median {np.median(diff):.3g}, max {diff.max():.3g}", f"cosine min {cos.min():.5f}"))
+        np.linalg.norm(feats["bfloat16"], axis=1) * np.linalg.norm(feats["float32"], axis=1)
+    )
+    rows.append(
+        (
+            f"bf16 vs fp32 {FEATURE_DIM}-d features (random weights)",
+            f"rel. L2 median {np.median(diff):.3g}, max {diff.max():.3g}",
+            f"cosine min {cos.min():.5f}",
+        )
+    )
 
     net = _resnet("random", None, "float32", 0)
-    _, t_resnet = timed(lambda: [net(frames[i:i + 32]) for i in range(0, len(frames), 32)])
+    _, t_resnet = timed(lambda: [net(frames[i : i + 32]) for i in range(0, len(frames), 32)])
     rows.append(("ResNet-152 alone on decoded frames", f"{len(frames) / t_resnet:.1f} frames/s", f"{t_resnet:.1f} s"))
     result, t_e2e = timed(lambda: extract_file(video, weights="random", progress=False))
-    rows.append(("end to end (decode + ResNet + PCA + audio)", f"{t_e2e / t_resnet:.3f} x ResNet alone",
-                 f"{t_e2e:.1f} s, T = {len(result.video)}"))
+    rows.append(
+        (
+            "end to end (decode + ResNet + PCA + audio)",
+            f"{t_e2e / t_resnet:.3f} x ResNet alone",
+            f"{t_e2e:.1f} s, T = {len(result.video)}",
+        )
+    )
 
     from extract_features.pipeline import _vggish
 
@@ -201,8 +268,13 @@ def main() -> None:
         return sum(len(vggish.features(decode.to_pieces(b))) for b in decode.AudioDecoder(audio_file).samples())
 
     pieces, t_audio = timed(audio_features)
-    rows.append((f"audio features, {args.audio_minutes:g}-min half (decode + log-mel + VGGish)",
-                 f"{t_audio:.1f} s", f"{pieces} pieces, {pieces / t_audio:.0f} pieces/s"))
+    rows.append(
+        (
+            f"audio features, {args.audio_minutes:g}-min half (decode + log-mel + VGGish)",
+            f"{t_audio:.1f} s",
+            f"{pieces} pieces, {pieces / t_audio:.0f} pieces/s",
+        )
+    )
 
     print_table(args.minutes, rows)
 

@@ -48,14 +48,26 @@ def child(arch: str, vlad_k: int, halves: int, how: str, budget: float, steps: i
         t0 = time.perf_counter()
         for j, parts in enumerate(plan):
             m = len(parts[0])
-            batch = {0: (rng.standard_normal((m, N, D), np.float32), rng.standard_normal((m, N, D), np.float32),
-                         (rng.random((m, C)) < 0.2).astype(np.float32))}
+            batch = {
+                0: (
+                    rng.standard_normal((m, N, D), np.float32),
+                    rng.standard_normal((m, N, D), np.float32),
+                    (rng.random((m, C)) < 0.2).astype(np.float32),
+                )
+            }
             stepper.micro(batch, j, len(plan), step_windows)
         times.append(time.perf_counter() - t0)
     timed = times[1:] or times
-    print(json.dumps({"micro": micro, "step_windows": step_windows,
-                      "windows_per_s": step_windows * len(timed) / sum(timed),
-                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "micro": micro,
+                "step_windows": step_windows,
+                "windows_per_s": step_windows * len(timed) / sum(timed),
+                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def available_gb() -> float:
@@ -70,13 +82,25 @@ def run(cell: str, budget: float, kill_gb: float) -> dict:
     arch, vlad_k, halves, how = cell.split(":")
     steps = 2 if int(halves) <= 2 else 1
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.Popen([sys.executable, __file__, "_child", arch, vlad_k, halves, how, str(budget), str(steps)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "_child", arch, vlad_k, halves, how, str(budget), str(steps)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak = 0.0
     while proc.poll() is None:
         try:
-            rss = int(next(ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-                           if ln.startswith("VmRSS")).split()[1]) / 1024
+            rss = (
+                int(
+                    next(
+                        ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if ln.startswith("VmRSS")
+                    ).split()[1]
+                )
+                / 1024
+            )
         except (OSError, StopIteration):
             rss = 0.0
         peak = max(peak, rss)
@@ -107,11 +131,16 @@ def main() -> None:
         arch, k, halves, how = cell.split(":")
         step = f"{halves} halves" if int(halves) else "256 windows"
         if "killed_mib" in r or "error" in r:
-            print(f"| {arch} VLAD-{k} | {step} | {how} | | {r.get('killed_mib', 'error')} | {r.get('error', 'killed')} |",
-                  flush=True)
+            print(
+                f"| {arch} VLAD-{k} | {step} | {how} | | {r.get('killed_mib', 'error')} | {r.get('error', 'killed')} |",
+                flush=True,
+            )
             continue
-        print(f"| {arch} VLAD-{k} | {step} ({r['step_windows']} windows) | {how} | {r['micro']} | {r['peak_mib']:.0f} | "
-              f"{r['windows_per_s']:.1f} |", flush=True)
+        print(
+            f"| {arch} VLAD-{k} | {step} ({r['step_windows']} windows) | {how} | {r['micro']} | {r['peak_mib']:.0f} | "
+            f"{r['windows_per_s']:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,11 +26,42 @@ def train(args: argparse.Namespace, lists: dict[str, str]) -> Path:
 
     model = Path(args.work) / "model" / "nms_best.keras"
     if not model.is_file():
-        cmb.main(["--architecture", "concat", "--training", lists["Train"], "--validation", lists["Valid"],
-                  "--testing", lists["Test"], "--PCA", "--network", "VLAD", "--VLAD_k", "64", "--WindowSize", "20",
-                  "--batch_windows", "64", "--LR", "0.001", "--max_epoch", str(args.epochs), "--seed", "0",
-                  "--tflog", str(model.parent), "--cache_dir", str(Path(args.work) / "cache"),
-                  "--outputPrefix", "nms", "--formatdataset", "1", "--quiet"])
+        cmb.main(
+            [
+                "--architecture",
+                "concat",
+                "--training",
+                lists["Train"],
+                "--validation",
+                lists["Valid"],
+                "--testing",
+                lists["Test"],
+                "--PCA",
+                "--network",
+                "VLAD",
+                "--VLAD_k",
+                "64",
+                "--WindowSize",
+                "20",
+                "--batch_windows",
+                "64",
+                "--LR",
+                "0.001",
+                "--max_epoch",
+                str(args.epochs),
+                "--seed",
+                "0",
+                "--tflog",
+                str(model.parent),
+                "--cache_dir",
+                str(Path(args.work) / "cache"),
+                "--outputPrefix",
+                "nms",
+                "--formatdataset",
+                "1",
+                "--quiet",
+            ]
+        )
     return model
 
 
@@ -71,17 +102,32 @@ def main() -> None:
     for rule in ("vd", "symmetric"):
         for threshold in args.thresholds.split(","):
             out = Path(args.work) / f"spots_{rule}_{threshold}"
-            csb.main(["--testing", lists["Test"], "--model", str(model), "--output", str(out), "--nms_rule", rule,
-                      "--nms_threshold", threshold, "--quiet"])
+            csb.main(
+                [
+                    "--testing",
+                    lists["Test"],
+                    "--model",
+                    str(model),
+                    "--output",
+                    str(out),
+                    "--nms_rule",
+                    rule,
+                    "--nms_threshold",
+                    threshold,
+                    "--quiet",
+                ]
+            )
             report = json.loads((out / "average_mAP.json").read_text())
             spots = sum(len(json.loads(f.read_text())["predictions"]) for f in out.rglob("results_spotting.json"))
             rows.append((rule, threshold, report["loose"]["a_mAP"], report["tight"]["a_mAP"], spots))
     import dataset
 
     games = [str(g.relative_to(data)) for g in dataset.read_game_list(lists["Test"])]
-    print(f"\n{len(games)} test games, {args.half_minutes:g}-minute halves; "
-          f"{100 * edge_share(data, games):.1f} % of their events lie in a half's first "
-          f"or last 30 s\n")
+    print(
+        f"\n{len(games)} test games, {args.half_minutes:g}-minute halves; "
+        f"{100 * edge_share(data, games):.1f} % of their events lie in a half's first "
+        f"or last 30 s\n"
+    )
     print("| NMS rule | threshold | loose average-mAP | tight average-mAP | spots |\n|---|---|---|---|---|")
     for rule, threshold, loose, tight, spots in rows:
         print(f"| {rule} | {threshold} | {100 * loose:.1f} | {100 * tight:.1f} | {spots} |")

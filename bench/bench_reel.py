@@ -25,9 +25,30 @@ def source_video(minutes: float, size: str) -> Path:
     if not path.exists():
         seconds = minutes * 60
         t0 = time.perf_counter()
-        run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}", "-f", "lavfi", "-i",
-                    f"sine=frequency=300:sample_rate=48000:duration={seconds}", "-c:v", "libx264", "-preset",
-                    "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac", media_arg(path)], "bench source")
+        run_ffmpeg(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size={size}:rate=25:duration={seconds}",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency=300:sample_rate=48000:duration={seconds}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "50",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                media_arg(path),
+            ],
+            "bench source",
+        )
         print(f"generated {path.name} in {time.perf_counter() - t0:.1f} s", flush=True)
     return path
 
@@ -46,16 +67,20 @@ def main() -> None:
     clips = [Clip(i * step + 7.3, i * step + 7.3 + args.clip_seconds, f"clip {i}") for i in range(args.clips)]
     wanted = sum(c.duration for c in clips)
     rows = []
-    for name, fast in (("re-encode (libx264 " + args.preset + " + aac, frame-accurate)", False),
-                       ("stream copy (--fast, keyframe cuts)", True)):
+    for name, fast in (
+        ("re-encode (libx264 " + args.preset + " + aac, frame-accurate)", False),
+        ("stream copy (--fast, keyframe cuts)", True),
+    ):
         out = OUT / ("reel_fast.mp4" if fast else "reel.mp4")
         t0 = time.perf_counter()
         make_reel(src, clips, out, fast=fast, preset=args.preset, progress=False)
         sec = time.perf_counter() - t0
         rows.append((name, sec, probe(out).duration))
         print(rows[-1], flush=True)
-    print(f"\n{args.clips} clips x {args.clip_seconds:g} s ({wanted:g} s) from a {args.minutes:g}-minute {args.size} "
-          f"25 fps source\n")
+    print(
+        f"\n{args.clips} clips x {args.clip_seconds:g} s ({wanted:g} s) from a {args.minutes:g}-minute {args.size} "
+        f"25 fps source\n"
+    )
     print("| mode | seconds | reel length (s) |\n|---|---|---|")
     for name, sec, length in rows:
         print(f"| {name} | {sec:.1f} | {length:.2f} |")

@@ -30,16 +30,20 @@ from highlights.spotting import nms_spots  # noqa: E402
 from tests.browser import Browser  # noqa: E402
 
 FPS, HALF_TOKENS = 2.0, 45 * 60 * 2
-MODELS = {"highlight (4 classes)": ["kick", "subs", "card", "goal"],
-          "SoccerNet-v2 (17 classes)": [f"class {i}" for i in range(17)]}
+MODELS = {
+    "highlight (4 classes)": ["kick", "subs", "card", "goal"],
+    "SoccerNet-v2 (17 classes)": [f"class {i}" for i in range(17)],
+}
 
 
 def fake_scores(classes: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, int]]]:
     """[T, 1 + classes] probabilities: background high except around ~30 events per half, and the events."""
     probs = rng.uniform(0, 0.08, (HALF_TOKENS, classes + 1)).astype(np.float32)
     probs[:, 0] = 0.9
-    events = [(float(t), int(c)) for t, c in zip(rng.integers(60, HALF_TOKENS - 60, 30), rng.integers(1, classes + 1, 30),
-                                                  strict=True)]
+    events = [
+        (float(t), int(c))
+        for t, c in zip(rng.integers(60, HALF_TOKENS - 60, 30), rng.integers(1, classes + 1, 30), strict=True)
+    ]
     t = np.arange(HALF_TOKENS)
     for token, c in events:
         bump = np.exp(-0.5 * ((t - token) / 6) ** 2)
@@ -54,13 +58,24 @@ def fake_result(names: list[str], out: Path) -> inference.Result:
     rng = np.random.default_rng(0)
     class_names = ["background", *names]
     config = inference.Config(model=Path("model.keras"), out=out, game_dir=out / "game", decoder=DecoderConfig())
-    info = {"frames_per_second": FPS, "class_names": class_names, "architecture": "concat", "pooling": "NetVLAD",
-            "window_seconds": 20}
+    info = {
+        "frames_per_second": FPS,
+        "class_names": class_names,
+        "architecture": "concat",
+        "pooling": "NetVLAD",
+        "window_seconds": 20,
+    }
     halves = []
     for number in (1, 2):
         probs, events = fake_scores(len(names), rng)
-        half = inference.Half(number, np.empty((0, 1)), np.empty((0, 1)), [(s, class_names[c]) for s, c in events],
-                              HALF_TOKENS / FPS, probs)
+        half = inference.Half(
+            number,
+            np.empty((0, 1)),
+            np.empty((0, 1)),
+            [(s, class_names[c]) for s, c in events],
+            HALF_TOKENS / FPS,
+            probs,
+        )
         half.spans = decode(probs, class_names, half.duration, config.decoder, fps=FPS)
         half.spots = nms_spots(probs, class_names, number, fps=FPS)
         halves.append(half)
@@ -87,8 +102,10 @@ def main() -> None:
             assert not browser.errors(), browser.errors()
             spans = sum(len(h.spans) for h in result.halves)
             spots = sum(len(h.spots) for h in result.halves)
-            print(f"| {label} | {spans} | {spots} | {page.stat().st_size / 1024:.0f} kB | {statistics.median(opens):.0f} ms "
-                  f"({min(opens):.0f}-{max(opens):.0f}) | {statistics.median(walls):.0f} ms |")
+            print(
+                f"| {label} | {spans} | {spots} | {page.stat().st_size / 1024:.0f} kB | {statistics.median(opens):.0f} ms "
+                f"({min(opens):.0f}-{max(opens):.0f}) | {statistics.median(walls):.0f} ms |"
+            )
 
 
 if __name__ == "__main__":

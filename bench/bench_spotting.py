@@ -26,7 +26,9 @@ def roofline(args: argparse.Namespace) -> None:
 
     windows = len(range(0, args.tokens, args.stride))
     rows = args.vlad_k * 512
-    print("| dtype | batch | ms per matmul | GFLOP/s | projection floor per half (2 branches), s |\n|---|---|---|---|---|")
+    print(
+        "| dtype | batch | ms per matmul | GFLOP/s | projection floor per half (2 branches), s |\n|---|---|---|---|---|"
+    )
     for dtype in args.dtypes.split(","):
         for bs in (int(b) for b in args.windows_per_call.split(",")):
             x = tf.cast(tf.random.normal((bs, rows)), dtype)
@@ -37,8 +39,11 @@ def roofline(args: argparse.Namespace) -> None:
             for _ in range(3):
                 f(x, w).numpy()
             sec = (time.perf_counter() - t0) / 3
-            print(f"| {dtype} | {bs} | {sec * 1000:.0f} | {2 * bs * rows * 512 / sec / 1e9:.0f} | "
-                  f"{2 * sec * windows / bs:.1f} |", flush=True)
+            print(
+                f"| {dtype} | {bs} | {sec * 1000:.0f} | {2 * bs * rows * 512 / sec / 1e9:.0f} | "
+                f"{2 * sec * windows / bs:.1f} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -52,8 +57,11 @@ def main() -> None:
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--single_windows", type=int, default=40, help="windows timed one per call (0: skip)")
     p.add_argument("--skip_predict", action="store_true")
-    p.add_argument("--roofline", action="store_true",
-                   help="only time the NetVLAD projection matmul [B, K*512] x [K*512, 512] and the floor it sets")
+    p.add_argument(
+        "--roofline",
+        action="store_true",
+        help="only time the NetVLAD projection matmul [B, K*512] x [K*512, 512] and the floor it sets",
+    )
     args = p.parse_args()
     if args.roofline:
         roofline(args)
@@ -83,8 +91,11 @@ def main() -> None:
             scorer = Scorer(twin, batch_size=bs)
             scorer.score_half(video[: 4 * n], audio[: 4 * n], stride=args.stride, progress=False)  # trace + warm up
             out = {}
-            sec = timed(lambda s=scorer, o=out: o.setdefault("p", s.score_half(video, audio, stride=args.stride,
-                                                                              progress=False)))
+            sec = timed(
+                lambda s=scorer, o=out: o.setdefault(
+                    "p", s.score_half(video, audio, stride=args.stride, progress=False)
+                )
+            )
             if reference is None:
                 reference = out["p"]
             err = float(np.abs(out["p"] - reference).max())
@@ -100,13 +111,25 @@ def main() -> None:
     if args.single_windows:
         vw, aw = window_view(video, n, args.stride), window_view(audio, n, args.stride)
         model({"video": vw[:1], "audio": aw[:1]}, training=False)
-        sec = timed(lambda: [model({"video": vw[i:i + 1], "audio": aw[i:i + 1]}, training=False)
-                             for i in range(args.single_windows)])
-        rows.append((f"one window per call (eager, {args.single_windows} timed, extrapolated)", "float32", 1,
-                     sec * windows / args.single_windows))
+        sec = timed(
+            lambda: [
+                model({"video": vw[i : i + 1], "audio": aw[i : i + 1]}, training=False)
+                for i in range(args.single_windows)
+            ]
+        )
+        rows.append(
+            (
+                f"one window per call (eager, {args.single_windows} timed, extrapolated)",
+                "float32",
+                1,
+                sec * windows / args.single_windows,
+            )
+        )
 
-    print(f"\n{args.tokens} tokens, {windows} windows of {n} tokens, {args.architecture} "
-          f"NetVLAD K={args.vlad_k}, {os.cpu_count()} CPUs\n")
+    print(
+        f"\n{args.tokens} tokens, {windows} windows of {n} tokens, {args.architecture} "
+        f"NetVLAD K={args.vlad_k}, {os.cpu_count()} CPUs\n"
+    )
     print("| path | dtype | batch | seconds per half | windows/s |\n|---|---|---|---|---|")
     for name, dtype, bs, sec in rows:
         print(f"| {name} | {dtype} | {bs} | {sec:.2f} | {windows / sec:.0f} |")

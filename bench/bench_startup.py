@@ -61,8 +61,10 @@ def half_error(name: str) -> float:
 
     rng = np.random.default_rng(0)
     x = [rng.normal(size=(256, 40, 512)).astype(np.float32) for _ in range(2)]
-    probs = [Scorer(archis.load_model(make_model(n)), batch_size=64).score_windows(*x, progress=False)
-             for n in (name[:-1], name)]
+    probs = [
+        Scorer(archis.load_model(make_model(n)), batch_size=64).score_windows(*x, progress=False)
+        for n in (name[:-1], name)
+    ]
     return float(np.abs(probs[0] - probs[1]).max())
 
 
@@ -71,8 +73,13 @@ def load_times(path: Path, ours: bool, repeats: int) -> tuple[float, float]:
     best = (float("inf"), float("inf"))
     for _ in range(repeats):
         code = LOAD.format(root=str(ROOT), path=str(path), ours=ours)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        ).stdout.split()
         best = min(best, (float(out[0]), float(out[1])), key=lambda t: t[1])
     return best
 
@@ -107,10 +114,24 @@ def run_script(checkout: Path, model: Path, videos: list[Path], venv: Path, befo
     out = OUT / "runs"
     shutil.rmtree(out, ignore_errors=True)
     feats = videos[0].parent / videos[0].stem
-    extra = ["--features_video", str(feats / "1_ResNET_TF2_PCA512.npy"), "--features_audio",
-             str(feats / "1_VGGish.npy")] if before else []
-    cmd = ["bash", str(checkout / "run_inference.sh"), "--model", str(model), "--out", str(out), *map(str, videos),
-           "--", *extra, "--no_reel", "--quiet"]
+    extra = (
+        ["--features_video", str(feats / "1_ResNET_TF2_PCA512.npy"), "--features_audio", str(feats / "1_VGGish.npy")]
+        if before
+        else []
+    )
+    cmd = [
+        "bash",
+        str(checkout / "run_inference.sh"),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        *map(str, videos),
+        "--",
+        *extra,
+        "--no_reel",
+        "--quiet",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "VENV": str(venv)})
     seconds = time.perf_counter() - t0
@@ -131,26 +152,35 @@ def main() -> None:
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.skip_load:
-        print("| model | file size (MB) | import TF + archis (s) | load, keras.models.load_model (s) | "
-              "load, archis.load_model (s) |\n|---|---|---|---|---|", flush=True)
+        print(
+            "| model | file size (MB) | import TF + archis (s) | load, keras.models.load_model (s) | "
+            "load, archis.load_model (s) |\n|---|---|---|---|---|",
+            flush=True,
+        )
         for name in args.models.split(","):
             path = make_model(name)
             imp, plain = load_times(path, False, args.repeats)
             _, ours = load_times(path, True, args.repeats)
             label = f"VLAD-{name[:-1]}, float16 projection" if name.endswith("h") else f"VLAD-{name}"
-            print(f"| {label} | {path.stat().st_size / 1e6:.0f} | {imp:.2f} | {plain:.2f} | {ours:.2f} |",
-                  flush=True)
+            print(f"| {label} | {path.stat().st_size / 1e6:.0f} | {imp:.2f} | {plain:.2f} | {ours:.2f} |", flush=True)
         for name in [n for n in args.models.split(",") if n.endswith("h")]:
-            print(f"\nVLAD-{name[:-1]} float16 projection: max |probability change| {half_error(name):.1e} "
-                  "(256 random windows)", flush=True)
+            print(
+                f"\nVLAD-{name[:-1]} float16 projection: max |probability change| {half_error(name):.1e} "
+                "(256 random windows)",
+                flush=True,
+            )
     if args.skip_script:
         return
     model = make_model("512")
-    cases = [("time to first score (one 30-s match)", make_matches(0.5, 1, "short")),
-             (f"1 match of {args.minutes:g} min", make_matches(args.minutes, 1, "one")),
-             (f"5 matches of {args.minutes:g} min", make_matches(args.minutes, 5, "five"))]
-    print("\nrun_inference.sh, VLAD-512, features given, --no_reel\n\n| case | before (s) | after (s) |\n|---|---|---|",
-          flush=True)
+    cases = [
+        ("time to first score (one 30-s match)", make_matches(0.5, 1, "short")),
+        (f"1 match of {args.minutes:g} min", make_matches(args.minutes, 1, "one")),
+        (f"5 matches of {args.minutes:g} min", make_matches(args.minutes, 5, "five")),
+    ]
+    print(
+        "\nrun_inference.sh, VLAD-512, features given, --no_reel\n\n| case | before (s) | after (s) |\n|---|---|---|",
+        flush=True,
+    )
     for name, videos in cases:
         before = run_script(args.before, model, videos, args.venv, before=True)
         after = run_script(ROOT, model, videos, args.venv, before=False)

@@ -36,7 +36,9 @@ def run_cli(argv: list[str]) -> tuple[float, float]:
     """(peak RSS MiB, wall seconds) of one CLI run in a fresh process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "_child", *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "_child", *argv], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - t0
     if proc.returncode:
         sys.exit(f"run failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -47,8 +49,15 @@ def make_data(root: Path, n_games: int, half_minutes: float, seed: int, event_ra
     import synthetic
 
     if not (root / "done").exists():
-        synthetic.generate_dataset(root, n_games=n_games, half_minutes=half_minutes, seed=seed,
-                                   splits=(1, 0, 0), event_rate=event_rate, progress=False)
+        synthetic.generate_dataset(
+            root,
+            n_games=n_games,
+            half_minutes=half_minutes,
+            seed=seed,
+            splits=(1, 0, 0),
+            event_rate=event_rate,
+            progress=False,
+        )
         (root / "done").touch()
     return root / f"listgame_Train_{n_games}.npy"
 
@@ -59,9 +68,26 @@ def sub_list(src: Path, n: int, dst: Path) -> Path:
 
 
 def common(train: Path, valid: Path, test: Path, tflog: Path, *extra: str) -> list[str]:
-    return ["--training", str(train), "--validation", str(valid), "--testing", str(test), "--PCA",
-            "--network", "VLAD", "--WindowSize", "20", "--tflog", str(tflog), "--cache_dir", str(tflog / "cache"),
-            "--quiet", "--overwrite", *extra]
+    return [
+        "--training",
+        str(train),
+        "--validation",
+        str(valid),
+        "--testing",
+        str(test),
+        "--PCA",
+        "--network",
+        "VLAD",
+        "--WindowSize",
+        "20",
+        "--tflog",
+        str(tflog),
+        "--cache_dir",
+        str(tflog / "cache"),
+        "--quiet",
+        "--overwrite",
+        *extra,
+    ]
 
 
 def bench_memory(out: Path) -> list[str]:
@@ -72,13 +98,31 @@ def bench_memory(out: Path) -> list[str]:
     for n in (10, 100):
         train = big if n == 100 else sub_list(big, n, out / "games15" / f"listgame_Train_{n}.npy")
         tflog = out / f"memory_{n}"
-        args = common(train, evalset, evalset, tflog, "--architecture", "concat", "--VLAD_k", "64",
-                      "--batch_windows", "256", "--LR", "0.001", "--max_epoch", "1")
+        args = common(
+            train,
+            evalset,
+            evalset,
+            tflog,
+            "--architecture",
+            "concat",
+            "--VLAD_k",
+            "64",
+            "--batch_windows",
+            "256",
+            "--LR",
+            "0.001",
+            "--max_epoch",
+            "1",
+        )
         peak, wall = run_cli([*args, "--formatdataset", "1"])
         summary = json.loads((tflog / "concat_summary.json").read_text())
-        windows = sum(h["count"] for h in json.loads((tflog / "cache" / train.stem / "settings.json").read_text())["halves"])
+        windows = sum(
+            h["count"] for h in json.loads((tflog / "cache" / train.stem / "settings.json").read_text())["halves"]
+        )
         peaks[n] = peak
-        rows.append(f"| {n} | {windows} | {peak:.0f} | {wall:.0f} (train {summary['history'][0]['train_seconds']:.0f}) |")
+        rows.append(
+            f"| {n} | {windows} | {peak:.0f} | {wall:.0f} (train {summary['history'][0]['train_seconds']:.0f}) |"
+        )
     rows.append(f"\nratio 100 / 10 games: **{peaks[100] / peaks[10]:.2f}** (target < 1.3)")
     return rows
 
@@ -87,21 +131,42 @@ def bench_speed(out: Path) -> list[str]:
     big = make_data(out / "games15", 100, 15.0, seed=0)
     train = sub_list(big, 20, out / "games15" / "listgame_Train_20.npy")
     evalset = sub_list(big, 2, out / "games15" / "listgame_Eval_2.npy")
-    rows = ["| model | batch | windows/epoch | epoch (s) | windows/s | input wait (s) | input share |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| model | batch | windows/epoch | epoch (s) | windows/s | input wait (s) | input share |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for dtype in ("float32", "bfloat16"):
         tflog = out / f"speed_{dtype}"
-        args = common(train, evalset, evalset, tflog, "--architecture", "concat", "--VLAD_k", "512",
-                      "--batch_windows", "256", "--LR", "0.001", "--max_epoch", "2", "--compute_dtype", dtype,
-                      "--formatdataset", "1")
+        args = common(
+            train,
+            evalset,
+            evalset,
+            tflog,
+            "--architecture",
+            "concat",
+            "--VLAD_k",
+            "512",
+            "--batch_windows",
+            "256",
+            "--LR",
+            "0.001",
+            "--max_epoch",
+            "2",
+            "--compute_dtype",
+            dtype,
+            "--formatdataset",
+            "1",
+        )
         run_cli(args)
         summary = json.loads((tflog / "concat_summary.json").read_text())
         settings = json.loads((tflog / "cache" / train.stem / "settings.json").read_text())
         windows = sum(h["count"] for h in settings["halves"])
         h = summary["history"][-1]  # the second epoch: no tracing
-        rows.append(f"| concat VLAD-512 {dtype} | 256 windows | {windows} | {h['train_seconds']:.1f} | "
-                    f"{windows / h['train_seconds']:.0f} | {h['input_wait_seconds']:.2f} | "
-                    f"{100 * h['input_wait_seconds'] / h['train_seconds']:.1f}% |")
+        rows.append(
+            f"| concat VLAD-512 {dtype} | 256 windows | {windows} | {h['train_seconds']:.1f} | "
+            f"{windows / h['train_seconds']:.0f} | {h['input_wait_seconds']:.2f} | "
+            f"{100 * h['input_wait_seconds'] / h['train_seconds']:.1f}% |"
+        )
     return rows
 
 
@@ -113,19 +178,38 @@ def bench_zoo(out: Path, epochs: int, vlad_k: int) -> list[str]:
         synthetic.generate_dataset(root, n_games=60, half_minutes=8.0, seed=7, splits=(40, 10, 10), progress=False)
         (root / "done").touch()
     lists = {k: next(root.glob(f"listgame_{k}_*.npy")) for k in ("Train", "Valid", "Test")}
-    rows = ["| architecture | valid mAP | test mAP | test AP kick / subs / card / goal | best epoch | wall (s) |",
-            "|---|---:|---:|---|---:|---:|"]
+    rows = [
+        "| architecture | valid mAP | test mAP | test AP kick / subs / card / goal | best epoch | wall (s) |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
     first = True
     for arch in ("video", "audio", "concat", "gmu", "cmga", "transformer", "bottleneck"):
         tflog = out / "zoo"
-        args = common(lists["Train"], lists["Valid"], lists["Test"], tflog, "--architecture", arch,
-                      "--VLAD_k", str(vlad_k), "--batch_windows", "64", "--LR", "0.001", "--max_epoch", str(epochs),
-                      "--formatdataset", "1" if first else "0")
+        args = common(
+            lists["Train"],
+            lists["Valid"],
+            lists["Test"],
+            tflog,
+            "--architecture",
+            arch,
+            "--VLAD_k",
+            str(vlad_k),
+            "--batch_windows",
+            "64",
+            "--LR",
+            "0.001",
+            "--max_epoch",
+            str(epochs),
+            "--formatdataset",
+            "1" if first else "0",
+        )
         first = False
         _, wall = run_cli(args)
         s = json.loads((tflog / f"{arch}_summary.json").read_text())
         ap = " / ".join(f"{s['test']['AP'][c]:.2f}" for c in ("kick", "subs", "card", "goal"))
-        rows.append(f"| {arch} | {s['valid']['mAP']:.3f} | {s['test']['mAP']:.3f} | {ap} | {s['best_epoch']} | {wall:.0f} |")
+        rows.append(
+            f"| {arch} | {s['valid']['mAP']:.3f} | {s['test']['mAP']:.3f} | {ap} | {s['best_epoch']} | {wall:.0f} |"
+        )
     return rows
 
 

@@ -52,8 +52,9 @@ def check_output_file(path: str | os.PathLike) -> Path:
 def _mkstemp(path: Path, suffix: str | None, directory: Path) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.",
-                                   suffix=suffix or "".join(path.suffixes) or ".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem}.{os.getpid()}.", suffix=suffix or "".join(path.suffixes) or ".tmp", dir=directory
+        )
     except OSError as exc:
         raise UserError(f"{directory}: cannot write here ({exc.strerror or exc})") from exc
     os.close(fd)
@@ -189,11 +190,14 @@ class OutputSet:
             try:
                 (self.folder / name).unlink()
             except OSError as exc:
-                raise UserError(f"{self.folder / name}: this run's outputs are in place, but this file of an "
-                                f"earlier run could not be removed ({exc.strerror or exc})") from exc
+                raise UserError(
+                    f"{self.folder / name}: this run's outputs are in place, but this file of an "
+                    f"earlier run could not be removed ({exc.strerror or exc})"
+                ) from exc
         if stale:
-            log.warning("%s: removed %s of an earlier run (this run does not write them)", self.folder,
-                        ", ".join(stale))
+            log.warning(
+                "%s: removed %s of an earlier run (this run does not write them)", self.folder, ", ".join(stale)
+            )
         self.discard()
         return stale
 
@@ -217,8 +221,9 @@ class OutputSet:
     def __enter__(self) -> OutputSet:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.commit()
         else:

@@ -35,11 +35,19 @@ def add_spotting_flags(parser: argparse.ArgumentParser, *, title: str = "scoring
     g.add_argument("--windows_per_call", type=int, default=256, help="windows per model call (memory vs speed)")
     g.add_argument("--compute_dtype", choices=("float32", "bfloat16"), help="default: the model's")
     g.add_argument("--nms_window", type=float, default=60.0, help="spotting NMS window, seconds (V&D: 60)")
-    g.add_argument("--nms_threshold", type=float, default=0.0,
-                   help="NMS threshold on the probability (V&D swept 0.05-0.95 inside its own metric)")
-    g.add_argument("--nms_rule", choices=NMS_RULES, default="vd",
-                   help="vd: > the previous 30 s, >= the next 29 s, no spot in a half's first or last 30 s; "
-                        "symmetric: the maximum within +-30 s, up to the edges")
+    g.add_argument(
+        "--nms_threshold",
+        type=float,
+        default=0.0,
+        help="NMS threshold on the probability (V&D swept 0.05-0.95 inside its own metric)",
+    )
+    g.add_argument(
+        "--nms_rule",
+        choices=NMS_RULES,
+        default="vd",
+        help="vd: > the previous 30 s, >= the next 29 s, no spot in a half's first or last 30 s; "
+        "symmetric: the maximum within +-30 s, up to the edges",
+    )
 
 
 def check_positive(value: int, flag: str) -> None:

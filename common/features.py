@@ -43,7 +43,7 @@ def recipe_of(record: Mapping | None) -> dict:
     if recipe is None:
         return dict(LEGACY_RECIPE)
     if not isinstance(recipe, Mapping) or not {"video", "audio"} <= recipe.keys():
-        raise UserError(f"extraction.json: 'recipe' must be {{\"video\": ..., \"audio\": ...}}, got {recipe!r}")
+        raise UserError(f'extraction.json: \'recipe\' must be {{"video": ..., "audio": ...}}, got {recipe!r}')
     return {"video": str(recipe["video"]), "audio": str(recipe["audio"])}
 
 
@@ -61,8 +61,11 @@ def recipe_mismatch(model_recipe: Mapping | None, data_recipe: Mapping) -> str |
     """A one-line description of how the data's recipe differs from the model's, or None (also for no model recipe)."""
     if not model_recipe:
         return None
-    diff = [f"{k} {data_recipe.get(k)!r} (model trained on {model_recipe.get(k)!r})"
-            for k in ("video", "audio") if model_recipe.get(k) and model_recipe.get(k) != data_recipe.get(k)]
+    diff = [
+        f"{k} {data_recipe.get(k)!r} (model trained on {model_recipe.get(k)!r})"
+        for k in ("video", "audio")
+        if model_recipe.get(k) and model_recipe.get(k) != data_recipe.get(k)
+    ]
     return ", ".join(diff) or None
 
 
@@ -78,8 +81,13 @@ class RecipeCheck:
         """Check one input; return True when it matches (or the model records no recipe)."""
         problem = recipe_mismatch(self.model_recipe, data_recipe)
         if problem and not self.warned:
-            log.warning("%s: features made with another recipe than %s was trained on: %s; scores may be "
-                        "meaningless (re-extract with the model's recipe)", what, self.model_name, problem)
+            log.warning(
+                "%s: features made with another recipe than %s was trained on: %s; scores may be "
+                "meaningless (re-extract with the model's recipe)",
+                what,
+                self.model_name,
+                problem,
+            )
             self.warned = True
         return problem is None
 

@@ -85,8 +85,11 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         raise UserError(f"{p}: no such file")
     if p.is_dir():
         raise UserError(f"{p}: is a folder, expected a video file")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", media_arg(p)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", media_arg(p)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     text = proc.stderr.decode("utf-8", "replace")
     if "Stream #" not in text:
         raise UserError(f"{p}: not a video or audio file ffmpeg can read ({last_error_line(text)})")
@@ -108,5 +111,4 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 fps = float(fm.group(1)) if fm else 0.0
                 break
     am = _AUDIO.search(text)
-    return MediaInfo(str(p), duration, has_video, am is not None, width, height, fps,
-                     int(am.group(1)) if am else 0)
+    return MediaInfo(str(p), duration, has_video, am is not None, width, height, fps, int(am.group(1)) if am else 0)

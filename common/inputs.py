@@ -41,8 +41,10 @@ def open_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise UserError(f"{path}: holds Python objects, not plain numbers or strings "
-                            "(save it with a fixed dtype, e.g. np.array(values, dtype=str))") from exc
+            raise UserError(
+                f"{path}: holds Python objects, not plain numbers or strings "
+                "(save it with a fixed dtype, e.g. np.array(values, dtype=str))"
+            ) from exc
         raise UserError(f"{path}: not a readable .npy array ({exc})") from exc
     except (OSError, EOFError) as exc:
         raise UserError(f"{path}: truncated or unreadable .npy array ({exc})") from exc
@@ -51,7 +53,7 @@ def open_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
 def check_finite(arr: np.ndarray, what: str, chunk: int = 8192) -> None:
     """UserError naming `what` and the first row holding NaN or infinity (read `chunk` rows at a time)."""
     for i in range(0, arr.shape[0], chunk):
-        bad = ~np.isfinite(arr[i:i + chunk])
+        bad = ~np.isfinite(arr[i : i + chunk])
         if bad.any():
             raise UserError(f"{what}: NaN or infinite value at row {i + int(np.argwhere(bad)[0][0])}")
 

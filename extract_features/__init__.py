@@ -16,5 +16,12 @@ from extract_features.pipeline import (
     recipe_of,
 )
 
-__all__ = ["LEGACY_RECIPE", "SOCCERNET_RECIPE", "ExtractConfig", "ExtractedFeatures", "extract_file", "read_recipe",
-           "recipe_of"]
+__all__ = [
+    "LEGACY_RECIPE",
+    "SOCCERNET_RECIPE",
+    "ExtractConfig",
+    "ExtractedFeatures",
+    "extract_file",
+    "read_recipe",
+    "recipe_of",
+]

@@ -1,10 +1,10 @@
 """CLI: `python -m extract_features` (one video, or a batch over a tree / list), `fit_pca`, `convert_pca`.
 
-    python -m extract_features --video match.mp4 --out DIR [--half 2] [--weights random] [--pca pca.npz]
-    python -m extract_features --tree SOCCERNET_ROOT [--out_root OUT] [--num_shards N --shard_index i] --pca pca.npz
-    python -m extract_features --list videos.txt --pca pca.npz
-    python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
-    python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
+python -m extract_features --video match.mp4 --out DIR [--half 2] [--weights random] [--pca pca.npz]
+python -m extract_features --tree SOCCERNET_ROOT [--out_root OUT] [--num_shards N --shard_index i] --pca pca.npz
+python -m extract_features --list videos.txt --pca pca.npz
+python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
+python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
 """
 
 from __future__ import annotations
@@ -26,23 +26,32 @@ from extract_features.pipeline import ExtractConfig
 
 
 def _network_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default="imagenet", choices=["imagenet", "random"],
-                   help="imagenet (downloaded once into $KERAS_HOME/models) or random (smoke tests only; recorded)")
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        choices=["imagenet", "random"],
+        help="imagenet (downloaded once into $KERAS_HOME/models) or random (smoke tests only; recorded)",
+    )
     p.add_argument("--resnet_weights", help="local ResNet-152 no-top weights file (.h5) instead of the download")
     p.add_argument("--transform", default="crop", choices=sorted(decode.TRANSFORMS))
-    p.add_argument("--recipe", default=decode.DEFAULT_RECIPE, choices=list(decode.RECIPES),
-                   help="soccernet: what SoccerNet's ResNET_TF2 features were made from (token i = frame at the end "
-                        "of the i-th half second, BGR input), for models trained on SoccerNet's features; rgb: "
-                        "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
-                        "it made")
+    p.add_argument(
+        "--recipe",
+        default=decode.DEFAULT_RECIPE,
+        choices=list(decode.RECIPES),
+        help="soccernet: what SoccerNet's ResNET_TF2 features were made from (token i = frame at the end "
+        "of the i-th half second, BGR input), for models trained on SoccerNet's features; rgb: "
+        "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
+        "it made",
+    )
     p.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--frames_per_call", type=int, default=32, help="frames per ResNet call (memory vs speed)")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
 
 
 def extract_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m extract_features", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m extract_features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="one video file")
     src.add_argument("--tree", help="a SoccerNet-layout folder of videos (1_224p.mkv, 2_720p.mkv, 1.mkv, ...)")
@@ -56,11 +65,17 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard_index", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="batch: redo halves already extracted")
     p.add_argument("--pca", help="PCA .npz (mean, components); required unless --weights random")
-    p.add_argument("--vggish", default="auto",
-                   help="vggish_model.ckpt, a TF-Hub handle / SavedModel folder, a Keras .h5, random, or auto "
-                        "($VGGISH_CHECKPOINT, else $KERAS_HOME/models/vggish_model.ckpt, downloaded once)")
-    p.add_argument("--silent_audio", action="store_true",
-                   help="accept videos without audio: digital silence stands in (recorded in extraction.json)")
+    p.add_argument(
+        "--vggish",
+        default="auto",
+        help="vggish_model.ckpt, a TF-Hub handle / SavedModel folder, a Keras .h5, random, or auto "
+        "($VGGISH_CHECKPOINT, else $KERAS_HOME/models/vggish_model.ckpt, downloaded once)",
+    )
+    p.add_argument(
+        "--silent_audio",
+        action="store_true",
+        help="accept videos without audio: digital silence stands in (recorded in extraction.json)",
+    )
     p.add_argument("--vggish128", action="store_true", help="also write the standard 128-d VGGish embedding")
     p.add_argument("--save_raw", action="store_true", help="also write the 2048-d features (<half>_ResNET_TF2.npy)")
     p.add_argument("--video_feature_name", default=VIDEO_FEATURES)
@@ -96,11 +111,21 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
     for name in (args.video_feature_name, args.audio_feature_name):
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise UserError(f"feature name {name!r}: use letters, digits, '_', '.', '-'")
-    return ExtractConfig(weights=args.weights, resnet_weights=args.resnet_weights, pca=args.pca,
-                         vggish=None if args.vggish == "auto" else args.vggish, transform=args.transform,
-                         recipe=args.recipe, compute_dtype=args.compute_dtype, silent_audio=args.silent_audio,
-                         vggish128=args.vggish128, save_raw=args.save_raw, seed=args.seed,
-                         video_name=args.video_feature_name, audio_name=args.audio_feature_name)
+    return ExtractConfig(
+        weights=args.weights,
+        resnet_weights=args.resnet_weights,
+        pca=args.pca,
+        vggish=None if args.vggish == "auto" else args.vggish,
+        transform=args.transform,
+        recipe=args.recipe,
+        compute_dtype=args.compute_dtype,
+        silent_audio=args.silent_audio,
+        vggish128=args.vggish128,
+        save_raw=args.save_raw,
+        seed=args.seed,
+        video_name=args.video_feature_name,
+        audio_name=args.audio_feature_name,
+    )
 
 
 def extract_main(argv: Sequence[str]) -> int:
@@ -120,8 +145,10 @@ def extract_main(argv: Sequence[str]) -> int:
         result = Extractor(config).run(args.video, batch_size=args.frames_per_call, progress=progress)
         info = write_outputs(Path(args.out), prefix, result, config)
         half = info["halves"][prefix]
-        print(f"{args.video}: {half['tokens']} tokens in {half['seconds']:.1f} s -> "
-              f"{', '.join(str(Path(args.out) / f) for f in half['files'].values())}")
+        print(
+            f"{args.video}: {half['tokens']} tokens in {half['seconds']:.1f} s -> "
+            f"{', '.join(str(Path(args.out) / f) for f in half['files'].values())}"
+        )
         if info["weights"] == "random":
             print("warning: random weights: these features are for smoke tests only", file=sys.stderr)
         return 0
@@ -134,8 +161,7 @@ def extract_main(argv: Sequence[str]) -> int:
         jobs = batch.list_jobs(args.list, out_root=args.out_root)
     jobs = batch.shard(jobs, args.num_shards, args.shard_index)
     import_tensorflow(args.verbose)
-    counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.frames_per_call,
-                             progress=progress)
+    counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.frames_per_call, progress=progress)
     print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {args.shard_index}/{args.num_shards})")
     return 0
 
@@ -144,8 +170,10 @@ def extract_main(argv: Sequence[str]) -> int:
 
 
 def fit_pca_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m extract_features fit_pca",
-                                description="Fit the 2048 -> 512 PCA on many halves' 2048-d features; save .npz.")
+    p = argparse.ArgumentParser(
+        prog="python -m extract_features fit_pca",
+        description="Fit the 2048 -> 512 PCA on many halves' 2048-d features; save .npz.",
+    )
     p.add_argument("inputs", nargs="+", help="2048-d .npy files, folders (their *_ResNET_TF2.npy), or videos")
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--dim", type=int, default=512)
@@ -178,8 +206,9 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
 
         if resnet is None:
             import_tensorflow(args.verbose)
-            resnet = FrameEmbedder(args.weights, resnet_weights=args.resnet_weights,
-                                   compute_dtype=args.compute_dtype, seed=args.seed)
+            resnet = FrameEmbedder(
+                args.weights, resnet_weights=args.resnet_weights, compute_dtype=args.compute_dtype, seed=args.seed
+            )
         for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
             yield resnet(chunk)
 
@@ -203,16 +232,20 @@ def fit_pca_main(argv: Sequence[str]) -> int:
     recipe = _input_recipe(inputs, args.recipe)
     pca = fit_pca(_raw_blocks(inputs, args), args.dim, recipe=recipe)
     save_pca(args.out, pca)
-    print(f"{args.out}: PCA {pca.mean.shape[0]} -> {pca.output_dim} fitted on {pca.source['rows']} rows "
-          f"from {len(inputs)} inputs ({recipe} recipe)")
+    print(
+        f"{args.out}: PCA {pca.mean.shape[0]} -> {pca.output_dim} fitted on {pca.source['rows']} rows "
+        f"from {len(inputs)} inputs ({recipe} recipe)"
+    )
     return 0
 
 
 def convert_pca_main(argv: Sequence[str]) -> int:
     from extract_features.pca import convert_soccernet, save_pca
 
-    p = argparse.ArgumentParser(prog="python -m extract_features convert_pca",
-                                description="Convert SoccerNet's average_512_TF2.pkl + pca_512_TF2.pkl to a .npz.")
+    p = argparse.ArgumentParser(
+        prog="python -m extract_features convert_pca",
+        description="Convert SoccerNet's average_512_TF2.pkl + pca_512_TF2.pkl to a .npz.",
+    )
     p.add_argument("--average", required=True, help="average_512_TF2.pkl")
     p.add_argument("--pca", required=True, help="pca_512_TF2.pkl")
     p.add_argument("--out", required=True, help="output .npz")

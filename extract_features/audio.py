@@ -31,10 +31,15 @@ from extract_features.weights import assign_random, download_or_fail, keras_home
 CONV_LAYERS = {"conv1": 64, "conv2": 128, "conv3_1": 256, "conv3_2": 256, "conv4_1": 512, "conv4_2": 512}
 FC_LAYERS = {"fc1_1": 4096, "fc1_2": 4096, "fc2": 128}
 GOOGLE_SCOPES = {
-    "conv1": "vggish/conv1", "conv2": "vggish/conv2",
-    "conv3_1": "vggish/conv3/conv3_1", "conv3_2": "vggish/conv3/conv3_2",
-    "conv4_1": "vggish/conv4/conv4_1", "conv4_2": "vggish/conv4/conv4_2",
-    "fc1_1": "vggish/fc1/fc1_1", "fc1_2": "vggish/fc1/fc1_2", "fc2": "vggish/fc2",
+    "conv1": "vggish/conv1",
+    "conv2": "vggish/conv2",
+    "conv3_1": "vggish/conv3/conv3_1",
+    "conv3_2": "vggish/conv3/conv3_2",
+    "conv4_1": "vggish/conv4/conv4_1",
+    "conv4_2": "vggish/conv4/conv4_2",
+    "fc1_1": "vggish/fc1/fc1_1",
+    "fc1_2": "vggish/fc1/fc1_2",
+    "fc2": "vggish/fc2",
 }
 CHECKPOINT_NAME = "vggish_model.ckpt"
 CHECKPOINT_URL = "https://storage.googleapis.com/audioset/vggish_model.ckpt"
@@ -44,10 +49,14 @@ EMBEDDING_DIM = 128
 
 def build_vggish() -> tuple[keras.Model, keras.Model]:
     """(features model [B,46,64,1] -> [B,512], embedding model [B,96,64,1] -> [B,128]) sharing layers."""
-    conv = {name: keras.layers.Conv2D(ch, 3, padding="same", activation="relu", name=name)
-            for name, ch in CONV_LAYERS.items()}
-    pools = {name: keras.layers.MaxPooling2D(2, 2, padding="same", name=name)
-             for name in ("pool1", "pool2", "pool3", "pool4")}
+    conv = {
+        name: keras.layers.Conv2D(ch, 3, padding="same", activation="relu", name=name)
+        for name, ch in CONV_LAYERS.items()
+    }
+    pools = {
+        name: keras.layers.MaxPooling2D(2, 2, padding="same", name=name)
+        for name in ("pool1", "pool2", "pool3", "pool4")
+    }
 
     def stack(x):
         x = pools["pool1"](conv["conv1"](x))
@@ -56,8 +65,9 @@ def build_vggish() -> tuple[keras.Model, keras.Model]:
         return conv["conv4_2"](conv["conv4_1"](x))
 
     patch = keras.Input((logmel.FEATURE_FRAMES, logmel.MEL_BANDS, 1), name="log_mel_46")
-    features = keras.Model(patch, keras.layers.GlobalAveragePooling2D(name="avg_pool")(stack(patch)),
-                           name="vggish_conv4_2_avg")
+    features = keras.Model(
+        patch, keras.layers.GlobalAveragePooling2D(name="avg_pool")(stack(patch)), name="vggish_conv4_2_avg"
+    )
     example = keras.Input((logmel.EMBEDDING_FRAMES, logmel.MEL_BANDS, 1), name="log_mel_96")
     x = keras.layers.Flatten(name="flatten")(pools["pool4"](stack(example)))
     x = keras.layers.Dense(FC_LAYERS["fc1_1"], activation="relu", name="fc1_1")(x)
@@ -111,8 +121,10 @@ def read_saved_model(handle: str) -> Tensors:
         try:
             path = hub.resolve(handle)
         except Exception as exc:  # network / cache errors come in many types
-            raise UserError(f"{handle}: cannot fetch the TF-Hub VGGish model ({exc}); download it once "
-                            f"and pass its folder, or pass --vggish {CHECKPOINT_NAME}") from exc
+            raise UserError(
+                f"{handle}: cannot fetch the TF-Hub VGGish model ({exc}); download it once "
+                f"and pass its folder, or pass --vggish {CHECKPOINT_NAME}"
+            ) from exc
     try:
         loaded = tf.saved_model.load(path)
     except (OSError, tf.errors.OpError, ValueError) as exc:
@@ -184,8 +196,10 @@ def resolve_weights(spec: str) -> VggishWeights:
         return VggishWeights(f"saved_model:{spec}", read_saved_model(spec))
     p = Path(spec)
     if not p.exists() and not Path(spec + ".index").exists():
-        raise UserError(f"{spec}: no such VGGish weights file (give {CHECKPOINT_NAME}, a TF-Hub handle/folder, "
-                        f"or a Keras .h5; it is looked for in {keras_home() / 'models'} when --vggish is auto)")
+        raise UserError(
+            f"{spec}: no such VGGish weights file (give {CHECKPOINT_NAME}, a TF-Hub handle/folder, "
+            f"or a Keras .h5; it is looked for in {keras_home() / 'models'} when --vggish is auto)"
+        )
     if p.name.endswith(".weights.h5"):
         return VggishWeights(f"keras:{p}", keras_file=p)
     if p.suffix in (".h5", ".hdf5"):
@@ -225,13 +239,16 @@ class AudioEmbedder:
             layer = self.embedding_model.get_layer(name)
             expected = tuple(layer.kernel.shape)
             if tuple(kernel.shape) != expected:
-                raise UserError(f"VGGish weights ({self.source}): {GOOGLE_SCOPES[name]}/weights has shape "
-                                f"{tuple(kernel.shape)}, expected {expected}")
+                raise UserError(
+                    f"VGGish weights ({self.source}): {GOOGLE_SCOPES[name]}/weights has shape "
+                    f"{tuple(kernel.shape)}, expected {expected}"
+                )
             layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
 
     def _run(self, fn, x: np.ndarray) -> np.ndarray:
-        outs = [fn(tf.constant(x[i:i + self.batch_size, ..., None])).numpy()
-                for i in range(0, len(x), self.batch_size)]
+        outs = [
+            fn(tf.constant(x[i : i + self.batch_size, ..., None])).numpy() for i in range(0, len(x), self.batch_size)
+        ]
         return np.concatenate(outs).astype(np.float32)
 
     def features(self, pieces: np.ndarray) -> np.ndarray:

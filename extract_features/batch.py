@@ -21,8 +21,9 @@ from extract_features.pipeline import ExtractConfig, Extractor, is_done, write_o
 
 # The one list of file extensions taken for videos (folders given to inference.py, SoccerNet trees).
 VIDEO_EXTENSIONS = ("mp4", "mkv", "avi", "mov", "webm", "ts", "m4v", "mpg", "mpeg")
-VIDEO_NAME = re.compile(rf"^(?P<half>[12])(?:_(?P<quality>224p|720p|HQ|LQ))?\.(?:{'|'.join(VIDEO_EXTENSIONS)})$",
-                        re.IGNORECASE)
+VIDEO_NAME = re.compile(
+    rf"^(?P<half>[12])(?:_(?P<quality>224p|720p|HQ|LQ))?\.(?:{'|'.join(VIDEO_EXTENSIONS)})$", re.IGNORECASE
+)
 QUALITY_ORDER = ("224p", "", "LQ", "720p", "HQ")
 
 
@@ -35,8 +36,10 @@ class Job:
 
 def _quality_rank(quality: str | None, preferred: str | None) -> tuple[int, int]:
     q = quality or ""
-    return (0 if preferred is not None and q.lower() == preferred.lower() else 1,
-            QUALITY_ORDER.index(q) if q in QUALITY_ORDER else len(QUALITY_ORDER))
+    return (
+        0 if preferred is not None and q.lower() == preferred.lower() else 1,
+        QUALITY_ORDER.index(q) if q in QUALITY_ORDER else len(QUALITY_ORDER),
+    )
 
 
 def tree_jobs(root: str | Path, *, out_root: str | Path | None = None, quality: str | None = None) -> list[Job]:
@@ -147,8 +150,9 @@ def remove_stale_temporaries(out_dir: Path, config: ExtractConfig, prefix: str) 
                 stale.unlink()
 
 
-def run_batch(jobs: list[Job], config: ExtractConfig, *, overwrite: bool = False, batch_size: int = 32,
-              progress: bool = True) -> dict[str, int]:
+def run_batch(
+    jobs: list[Job], config: ExtractConfig, *, overwrite: bool = False, batch_size: int = 32, progress: bool = True
+) -> dict[str, int]:
     """Extract every job not already done; returns counts {"done", "skipped", "failed"}."""
     from tqdm import tqdm
 

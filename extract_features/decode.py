@@ -101,11 +101,23 @@ class VideoRecipe:
 
 RECIPES = {
     "soccernet": VideoRecipe(
-        "soccernet", f"fps={FPS:g}:round=down:start_time=0", _SOCCERNET_TRANSFORMS, "gbrp", (1, 0, 2), math.floor,
-        "token i = last frame starting before (i+1)/2 s (BGR, as SoccerNet's FrameCV); T = floor(2 * video duration)"),
+        "soccernet",
+        f"fps={FPS:g}:round=down:start_time=0",
+        _SOCCERNET_TRANSFORMS,
+        "gbrp",
+        (1, 0, 2),
+        math.floor,
+        "token i = last frame starting before (i+1)/2 s (BGR, as SoccerNet's FrameCV); T = floor(2 * video duration)",
+    ),
     "rgb": VideoRecipe(
-        "rgb", f"fps={FPS:g}:round=up:eof_action=pass:start_time=0", _RGB_TRANSFORMS, "rgb24", None, math.ceil,
-        "token i = frame on screen at i/2 s (RGB); T = ceil(2 * video duration)"),
+        "rgb",
+        f"fps={FPS:g}:round=up:eof_action=pass:start_time=0",
+        _RGB_TRANSFORMS,
+        "rgb24",
+        None,
+        math.ceil,
+        "token i = frame on screen at i/2 s (RGB); T = ceil(2 * video duration)",
+    ),
 }
 
 
@@ -126,8 +138,10 @@ def check_video(path: str | os.PathLike, *, need_audio: bool) -> MediaInfo:
     if not info.has_video:
         raise UserError(f"{path}: no video stream (is it an audio file or an image?)")
     if need_audio and not info.has_audio:
-        raise UserError(f"{path}: no audio stream (the models need both modalities; pass --silent_audio "
-                        "to use digital silence, recorded in extraction.json)")
+        raise UserError(
+            f"{path}: no audio stream (the models need both modalities; pass --silent_audio "
+            "to use digital silence, recorded in extraction.json)"
+        )
     return info
 
 
@@ -196,9 +210,26 @@ class VideoDecoder:
         return f"{recipe.frame_filter},{recipe.transforms[self.transform]},setsar=1"
 
     def args(self) -> list[str]:
-        return ["-threads", str(self.threads), "-i", media_arg(self.path), "-map", "0:v:0", "-an", "-sn", "-dn",
-                "-vf", self.filters(), "-fps_mode", "passthrough", "-pix_fmt", get_recipe(self.recipe).pix_fmt,
-                "-f", "rawvideo", "pipe:1"]
+        return [
+            "-threads",
+            str(self.threads),
+            "-i",
+            media_arg(self.path),
+            "-map",
+            "0:v:0",
+            "-an",
+            "-sn",
+            "-dn",
+            "-vf",
+            self.filters(),
+            "-fps_mode",
+            "passthrough",
+            "-pix_fmt",
+            get_recipe(self.recipe).pix_fmt,
+            "-f",
+            "rawvideo",
+            "pipe:1",
+        ]
 
     def chunks(self, chunk: int = 32) -> Iterator[np.ndarray]:
         """Yield uint8 arrays [n <= chunk, 224, 224, 3], in time order."""
@@ -243,9 +274,24 @@ class AudioDecoder:
 
     def args(self) -> list[str]:
         # every channel is resampled as it is (no -ac: ffmpeg's downmix is not a mean); the mean is taken here
-        return ["-i", media_arg(self.path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-                "-af", "aresample=async=1:first_pts=0", "-ar", str(SAMPLE_RATE),
-                "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"]
+        return [
+            "-i",
+            media_arg(self.path),
+            "-map",
+            "0:a:0",
+            "-vn",
+            "-sn",
+            "-dn",
+            "-af",
+            "aresample=async=1:first_pts=0",
+            "-ar",
+            str(SAMPLE_RATE),
+            "-c:a",
+            "pcm_f32le",
+            "-f",
+            "wav",
+            "pipe:1",
+        ]
 
     def samples(self, chunk_seconds: float = 60.0) -> Iterator[np.ndarray]:
         """Yield consecutive float32 mono sample blocks of `chunk_seconds` (the last one shorter)."""

@@ -35,8 +35,13 @@ def periodic_hann(n: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def mel_matrix(num_bins: int = FFT // 2 + 1, bands: int = MEL_BANDS, rate: int = SAMPLE_RATE,
-               low: float = MEL_LOW_HZ, high: float = MEL_HIGH_HZ) -> np.ndarray:
+def mel_matrix(
+    num_bins: int = FFT // 2 + 1,
+    bands: int = MEL_BANDS,
+    rate: int = SAMPLE_RATE,
+    low: float = MEL_LOW_HZ,
+    high: float = MEL_HIGH_HZ,
+) -> np.ndarray:
     """[num_bins, bands] triangular weights: band i rises from edge i to centre i+1, falls to edge i+2."""
     bin_mel = hz_to_mel(np.linspace(0.0, rate / 2.0, num_bins))
     edges = np.linspace(hz_to_mel(low), hz_to_mel(high), bands + 2)
@@ -71,7 +76,7 @@ def split_examples(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A 1-D waveform -> ([K, 15600] windows of the complete 0.96 s examples, the samples not yet covered)."""
     count = 0 if len(samples) < EMBEDDING_SAMPLES else 1 + (len(samples) - EMBEDDING_SAMPLES) // EMBEDDING_HOP_SAMPLES
     starts = np.arange(count) * EMBEDDING_HOP_SAMPLES
-    return samples[starts[:, None] + np.arange(EMBEDDING_SAMPLES)], samples[count * EMBEDDING_HOP_SAMPLES:]
+    return samples[starts[:, None] + np.arange(EMBEDDING_SAMPLES)], samples[count * EMBEDDING_HOP_SAMPLES :]
 
 
 def pad_example(rest: np.ndarray) -> np.ndarray:

@@ -34,8 +34,10 @@ class Pca:
 
     def __post_init__(self) -> None:
         if self.mean.ndim != 1 or self.components.ndim != 2 or self.components.shape[1] != self.mean.shape[0]:
-            raise UserError(f"PCA {self.source.get('path', '')}: mean {self.mean.shape} and components "
-                            f"{self.components.shape} do not fit together")
+            raise UserError(
+                f"PCA {self.source.get('path', '')}: mean {self.mean.shape} and components "
+                f"{self.components.shape} do not fit together"
+            )
 
     @property
     def output_dim(self) -> int:
@@ -43,7 +45,6 @@ class Pca:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) @ self.components.T).astype(np.float32)
-
 
     @property
     def recipe(self) -> str | None:
@@ -66,8 +67,10 @@ def load_pca(path: str | os.PathLike, input_dim: int = INPUT_DIM) -> Pca:
     if not p.is_file():
         raise UserError(f"{p}: no such PCA file")
     if p.suffix == ".pkl":
-        raise UserError(f"{p}: a pickle; convert SoccerNet's pickles once with `python -m extract_features "
-                        "convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz`")
+        raise UserError(
+            f"{p}: a pickle; convert SoccerNet's pickles once with `python -m extract_features "
+            "convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz`"
+        )
     try:
         with np.load(p, allow_pickle=False) as data:
             mean, components = data["mean"], data["components"]
@@ -77,8 +80,10 @@ def load_pca(path: str | os.PathLike, input_dim: int = INPUT_DIM) -> Pca:
     source = {"kind": "npz", "path": str(p), **({"recipe": recipe} if recipe else {})}
     pca = Pca(mean.astype(np.float32), components.astype(np.float32), source)
     if pca.mean.shape != (input_dim,):
-        raise UserError(f"{p}: a PCA of {pca.mean.shape[0]}-d features (mean {pca.mean.shape}, components "
-                        f"{pca.components.shape}); the video backbone gives {input_dim}-d features")
+        raise UserError(
+            f"{p}: a PCA of {pca.mean.shape[0]}-d features (mean {pca.mean.shape}, components "
+            f"{pca.components.shape}); the video backbone gives {input_dim}-d features"
+        )
     return pca
 
 
@@ -106,15 +111,17 @@ class PcaFitter:
 
     def fit(self, output_dim: int = OUTPUT_DIM) -> Pca:
         if self.count <= output_dim:
-            raise UserError(f"PCA to {output_dim} dimensions needs more than {output_dim} feature rows "
-                            f"(got {self.count})")
+            raise UserError(
+                f"PCA to {output_dim} dimensions needs more than {output_dim} feature rows (got {self.count})"
+            )
         mean = self.total / self.count
         cov = (self.outer - self.count * np.outer(mean, mean)) / (self.count - 1)
         values, vectors = np.linalg.eigh(cov)
         top = vectors[:, np.argsort(values)[::-1][:output_dim]].T  # [K, D]
         signs = np.sign(top[np.arange(len(top)), np.abs(top).argmax(1)])
-        return Pca(mean.astype(np.float32), (top * signs[:, None]).astype(np.float32),
-                   {"kind": "fit", "rows": self.count})
+        return Pca(
+            mean.astype(np.float32), (top * signs[:, None]).astype(np.float32), {"kind": "fit", "rows": self.count}
+        )
 
 
 def fit_pca(blocks: Iterable[np.ndarray], output_dim: int = OUTPUT_DIM, *, recipe: str | None = None) -> Pca:
@@ -134,8 +141,9 @@ def fit_pca(blocks: Iterable[np.ndarray], output_dim: int = OUTPUT_DIM, *, recip
 def convert_soccernet(average_pkl: str | os.PathLike, pca_pkl: str | os.PathLike, *, allow_pickle: bool) -> Pca:
     """SoccerNet's `average_512_TF2.pkl` (NumPy array) + `pca_512_TF2.pkl` (scikit-learn PCA) -> Pca."""
     if not allow_pickle:
-        raise UserError("reading pickles runs code stored in them: pass --allow_pickle if you trust "
-                        f"{average_pkl} and {pca_pkl}")
+        raise UserError(
+            f"reading pickles runs code stored in them: pass --allow_pickle if you trust {average_pkl} and {pca_pkl}"
+        )
     import pickle
 
     def unpickle(path):
@@ -154,18 +162,29 @@ def convert_soccernet(average_pkl: str | os.PathLike, pca_pkl: str | os.PathLike
         raise UserError(f"{pca_pkl}: not a scikit-learn PCA (no components_; holds a {type(model).__name__})")
     components = _numbers(model.components_, pca_pkl, "components_")
     model_mean = _numbers(getattr(model, "mean_", 0.0), pca_pkl, "mean_").reshape(-1)
-    if average.shape != (INPUT_DIM,) or components.ndim != 2 or components.shape[1] != INPUT_DIM \
-            or model_mean.size not in (1, INPUT_DIM):
-        raise UserError(f"{average_pkl}, {pca_pkl}: not a PCA of {INPUT_DIM}-d features (average {average.shape}, "
-                        f"components {components.shape}, mean_ {model_mean.shape})")
+    if (
+        average.shape != (INPUT_DIM,)
+        or components.ndim != 2
+        or components.shape[1] != INPUT_DIM
+        or model_mean.size not in (1, INPUT_DIM)
+    ):
+        raise UserError(
+            f"{average_pkl}, {pca_pkl}: not a PCA of {INPUT_DIM}-d features (average {average.shape}, "
+            f"components {components.shape}, mean_ {model_mean.shape})"
+        )
     if getattr(model, "whiten", False):
         variance = _numbers(getattr(model, "explained_variance_", None), pca_pkl, "explained_variance_").reshape(-1)
         if variance.shape != (len(components),):
-            raise UserError(f"{pca_pkl}: explained_variance_ {variance.shape} does not fit {len(components)} components")
+            raise UserError(
+                f"{pca_pkl}: explained_variance_ {variance.shape} does not fit {len(components)} components"
+            )
         components = components / np.sqrt(variance)[:, None]
     mean = average + model_mean
-    return Pca(mean.astype(np.float32), components.astype(np.float32),
-               {"kind": "soccernet", "average": str(average_pkl), "pca": str(pca_pkl), "recipe": "soccernet"})
+    return Pca(
+        mean.astype(np.float32),
+        components.astype(np.float32),
+        {"kind": "soccernet", "average": str(average_pkl), "pca": str(pca_pkl), "recipe": "soccernet"},
+    )
 
 
 def _numbers(value, path: str | os.PathLike, what: str) -> np.ndarray:

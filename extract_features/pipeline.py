@@ -70,9 +70,11 @@ class ExtractConfig:
             raise UserError(f"unknown --transform {self.transform!r}; choose one of {', '.join(decode.TRANSFORMS)}")
         decode.get_recipe(self.recipe)
         if self.pca is None and self.weights != "random":
-            raise UserError("--pca FILE.npz is required with real weights (features must match the PCA the models "
-                            "were trained with): convert SoccerNet's pickles with `python -m extract_features "
-                            "convert_pca ...` or fit one with `python -m extract_features fit_pca ...`")
+            raise UserError(
+                "--pca FILE.npz is required with real weights (features must match the PCA the models "
+                "were trained with): convert SoccerNet's pickles with `python -m extract_features "
+                "convert_pca ...` or fit one with `python -m extract_features fit_pca ...`"
+            )
 
     @property
     def vggish_spec(self) -> str:
@@ -113,9 +115,11 @@ class Extractor:
         self.config = config
         self.pca = load_pca(config.pca) if config.pca else random_pca(config.seed)
         if self.pca.recipe and self.pca.recipe != config.recipe:
-            print(f"warning: {config.pca} was fitted on features of the {self.pca.recipe!r} video recipe, these "
-                  f"use {config.recipe!r}: the features will not match what models trained with it saw",
-                  file=sys.stderr)
+            print(
+                f"warning: {config.pca} was fitted on features of the {self.pca.recipe!r} video recipe, these "
+                f"use {config.recipe!r}: the features will not match what models trained with it saw",
+                file=sys.stderr,
+            )
         self.resnet = _resnet(config.weights, config.resnet_weights, config.compute_dtype, config.seed)
         self.vggish = _vggish(config.vggish_spec, config.vggish128, config.seed + 1)
 
@@ -133,7 +137,7 @@ class Extractor:
             "frames_per_second": decode.FPS,
             "token_rule": decode.get_recipe(c.recipe).token_rule,
             "audio": "mean of all channels, 16 kHz; piece i = [i/2, (i+1)/2) s -> 46x64 log-mel -> VGGish conv4_2 "
-                     "-> global average pool",
+            "-> global average pool",
             "settings": c.settings(),
         }
 
@@ -169,8 +173,9 @@ class Extractor:
         finally:
             _put(frames, None, stop)
 
-    def _network_worker(self, frames: queue.Queue, batch_size: int, video: list, raw: list, bar,
-                        stop: threading.Event) -> None:
+    def _network_worker(
+        self, frames: queue.Queue, batch_size: int, video: list, raw: list, bar, stop: threading.Event
+    ) -> None:
         step = batch_size if self.resnet.on_gpu else min(batch_size, CPU_NETWORK_SLICE)
         while not stop.is_set():
             try:
@@ -182,7 +187,7 @@ class Extractor:
             for start in range(0, len(chunk), step):
                 if stop.is_set():
                     return
-                feats = self.resnet(chunk[start:start + step])
+                feats = self.resnet(chunk[start : start + step])
                 if self.config.save_raw:
                     raw.append(feats)
                 video.append(self.pca.transform(feats))
@@ -214,13 +219,18 @@ class Extractor:
 
         tokens = sum(len(v) for v in video)
         if tokens == 0:
-            raise UserError(f"{path}: no video tokens (the video is empty, or shorter than the half second "
-                            f"one token needs under the {self.config.recipe!r} recipe)")
+            raise UserError(
+                f"{path}: no video tokens (the video is empty, or shorter than the half second "
+                f"one token needs under the {self.config.recipe!r} recipe)"
+            )
         video_feats = np.concatenate(video)
         silence = self.vggish.silence()
         audio_feats = align(audio.get("features", np.zeros((0, 512), np.float32)), tokens, silence)
-        audio_128 = (embeddings_to_tokens(audio.get("embeddings", np.zeros((0, 128), np.float32)), tokens)
-                     if self.config.vggish128 else None)
+        audio_128 = (
+            embeddings_to_tokens(audio.get("embeddings", np.zeros((0, 128), np.float32)), tokens)
+            if self.config.vggish128
+            else None
+        )
         half = {
             "video": str(path.absolute()),
             "duration": info.duration,
@@ -231,8 +241,14 @@ class Extractor:
             "silent_audio": self.config.silent_audio,
             "seconds": round(time.perf_counter() - started, 2),
         }
-        return ExtractedFeatures(video_feats, audio_feats, {**self.describe(), "halves": {}},
-                                 np.concatenate(raw) if raw else None, audio_128, half)
+        return ExtractedFeatures(
+            video_feats,
+            audio_feats,
+            {**self.describe(), "halves": {}},
+            np.concatenate(raw) if raw else None,
+            audio_128,
+            half,
+        )
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
@@ -339,16 +355,22 @@ def is_done(out_dir: Path, prefix: str, config: ExtractConfig) -> bool:
     if not record or prefix not in record.get("halves", {}):
         return False
     if record.get("settings") != config.settings():
-        raise UserError(f"{out_dir}: features there were extracted with other settings "
-                        f"({record.get('settings')}); pass --overwrite to replace them")
+        raise UserError(
+            f"{out_dir}: features there were extracted with other settings "
+            f"({record.get('settings')}); pass --overwrite to replace them"
+        )
     return all((out_dir / name).exists() for name in config.file_names(prefix).values())
 
 
 def write_outputs(out_dir: Path, prefix: str, result: ExtractedFeatures, config: ExtractConfig) -> dict:
     """Write the feature files atomically, then record them in extraction.json (last, so a kill re-does them)."""
     names = config.file_names(prefix)
-    arrays = {"video": result.video, "audio": result.audio, "video_raw": result.video_raw,
-              "audio_128": result.audio_128}
+    arrays = {
+        "video": result.video,
+        "audio": result.audio,
+        "video_raw": result.video_raw,
+        "audio_128": result.audio_128,
+    }
     for key, name in names.items():
         save_npy(out_dir / name, arrays[key])
     record = read_record(out_dir) or {}
@@ -361,17 +383,36 @@ def write_outputs(out_dir: Path, prefix: str, result: ExtractedFeatures, config:
     return info
 
 
-def extract_file(video_path: str | os.PathLike, *, weights: str = "imagenet", pca: str | os.PathLike | None = None,
-                 vggish: str = "auto", transform: str = "crop", recipe: str = decode.DEFAULT_RECIPE,
-                 batch_size: int = 32,
-                 compute_dtype: str = "float32", progress: bool = True, resnet_weights: str | None = None,
-                 silent_audio: bool = False, vggish128: bool = False, seed: int = 0,
-                 prefix: str = "1") -> ExtractedFeatures:
+def extract_file(
+    video_path: str | os.PathLike,
+    *,
+    weights: str = "imagenet",
+    pca: str | os.PathLike | None = None,
+    vggish: str = "auto",
+    transform: str = "crop",
+    recipe: str = decode.DEFAULT_RECIPE,
+    batch_size: int = 32,
+    compute_dtype: str = "float32",
+    progress: bool = True,
+    resnet_weights: str | None = None,
+    silent_audio: bool = False,
+    vggish128: bool = False,
+    seed: int = 0,
+    prefix: str = "1",
+) -> ExtractedFeatures:
     """Features of one match video (Python API used by inference): video/audio [T, 512] and the info dict."""
-    config = ExtractConfig(weights=weights, resnet_weights=str(resnet_weights) if resnet_weights else None,
-                           pca=str(pca) if pca else None,
-                           vggish=None if vggish == "auto" else str(vggish), transform=transform, recipe=recipe,
-                           compute_dtype=compute_dtype, silent_audio=silent_audio, vggish128=vggish128, seed=seed)
+    config = ExtractConfig(
+        weights=weights,
+        resnet_weights=str(resnet_weights) if resnet_weights else None,
+        pca=str(pca) if pca else None,
+        vggish=None if vggish == "auto" else str(vggish),
+        transform=transform,
+        recipe=recipe,
+        compute_dtype=compute_dtype,
+        silent_audio=silent_audio,
+        vggish128=vggish128,
+        seed=seed,
+    )
     decode.check_video(video_path, need_audio=not silent_audio)  # fail fast, before building networks
     result = Extractor(config).run(video_path, batch_size=batch_size, progress=progress)
     result.info["halves"] = {prefix: {**result.extra, "files": config.file_names(prefix)}}

@@ -43,14 +43,13 @@ class Backbone:
 
 RESNET152 = Backbone(
     name="ResNet-152",
-    build=lambda shape: keras.applications.ResNet152(include_top=False, weights=None, pooling="avg",
-                                                     input_shape=shape),
+    build=lambda shape: keras.applications.ResNet152(include_top=False, weights=None, pooling="avg", input_shape=shape),
     preprocess=keras.applications.resnet.preprocess_input,
     input_size=224,
     width=2048,
     weights_file="resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5",
     weights_url="https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-                "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5",
     weights_md5="ee4c566cf9a93f14d82f913c2dc6dd0c",
 )
 BACKBONE = RESNET152
@@ -73,15 +72,27 @@ def dtype_policy(compute_dtype: str):
 
 def imagenet_weights(backbone: Backbone = BACKBONE) -> Path:
     """The backbone's ImageNet no-top weights from the Keras cache (downloaded once, hash-checked)."""
-    return download_or_fail(backbone.weights_file, backbone.weights_url, what=f"{backbone.name} ImageNet weights",
-                            flag="--resnet_weights", file_hash=backbone.weights_md5)
+    return download_or_fail(
+        backbone.weights_file,
+        backbone.weights_url,
+        what=f"{backbone.name} ImageNet weights",
+        flag="--resnet_weights",
+        file_hash=backbone.weights_md5,
+    )
 
 
 class FrameEmbedder:
     """uint8 frames [B, 224, 224, 3] (in the recipe's channel order) -> float32 [B, backbone width]."""
 
-    def __init__(self, weights: str = "imagenet", *, resnet_weights: str | os.PathLike | None = None,
-                 compute_dtype: str = "float32", seed: int = 0, backbone: Backbone = BACKBONE):
+    def __init__(
+        self,
+        weights: str = "imagenet",
+        *,
+        resnet_weights: str | os.PathLike | None = None,
+        compute_dtype: str = "float32",
+        seed: int = 0,
+        backbone: Backbone = BACKBONE,
+    ):
         self.backbone = backbone
         path = self._weights_path(weights, resnet_weights)
         self.compute_dtype = compute_dtype
@@ -94,8 +105,9 @@ class FrameEmbedder:
             try:
                 self.model.load_weights(str(path))
             except (ValueError, OSError) as exc:
-                raise UserError(f"{path}: not {backbone.name} no-top weights "
-                                f"({str(exc).splitlines()[0][:200]})") from exc
+                raise UserError(
+                    f"{path}: not {backbone.name} no-top weights ({str(exc).splitlines()[0][:200]})"
+                ) from exc
         spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
         self._call = tf.function(self._forward, input_signature=[spec])
         self.on_gpu = bool(tf.config.list_logical_devices("GPU"))

@@ -23,11 +23,12 @@ def download_or_fail(fname: str, url: str, *, what: str, flag: str, file_hash: s
     import keras
 
     try:
-        got = keras.utils.get_file(fname, url, cache_subdir="models", cache_dir=str(keras_home()),
-                                   file_hash=file_hash)
+        got = keras.utils.get_file(fname, url, cache_subdir="models", cache_dir=str(keras_home()), file_hash=file_hash)
     except Exception as exc:  # keras wraps network errors in a bare Exception
-        raise UserError(f"{what} not available ({str(exc).splitlines()[0][:160]}): download {url} and place it "
-                        f"at {target}, or pass {flag} FILE") from exc
+        raise UserError(
+            f"{what} not available ({str(exc).splitlines()[0][:160]}): download {url} and place it "
+            f"at {target}, or pass {flag} FILE"
+        ) from exc
     return Path(got)
 
 

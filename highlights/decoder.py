@@ -99,14 +99,18 @@ class ClassRule:
 def _seed_rules() -> dict[str, ClassRule]:
     """The seed's figures (inference.py of the KUBIG project)."""
     return {
-        "goal": ClassRule(before=14, after=55, threshold=0.55, min_peak_distance=20, merge_gap=4, min_length=6,
-                          max_length=45),
-        "kick": ClassRule(before=60, after=11, threshold=0.50, min_peak_distance=10, merge_gap=3, min_length=4,
-                          max_length=25),
-        "card": ClassRule(before=20, after=60, threshold=0.50, min_peak_distance=15, merge_gap=4, min_length=4,
-                          max_length=25),
-        "subs": ClassRule(before=20, after=45, threshold=0.50, min_peak_distance=25, merge_gap=4, min_length=4,
-                          max_length=25),
+        "goal": ClassRule(
+            before=14, after=55, threshold=0.55, min_peak_distance=20, merge_gap=4, min_length=6, max_length=45
+        ),
+        "kick": ClassRule(
+            before=60, after=11, threshold=0.50, min_peak_distance=10, merge_gap=3, min_length=4, max_length=25
+        ),
+        "card": ClassRule(
+            before=20, after=60, threshold=0.50, min_peak_distance=15, merge_gap=4, min_length=4, max_length=25
+        ),
+        "subs": ClassRule(
+            before=20, after=45, threshold=0.50, min_peak_distance=25, merge_gap=4, min_length=4, max_length=25
+        ),
     }
 
 
@@ -158,11 +162,16 @@ class DecoderConfig:
         return self.rules.get(class_name, self.default)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rules": {k: dataclasses.asdict(v) for k, v in self.rules.items()},
-                "default": dataclasses.asdict(self.default), "background": self.background,
-                "min_gap_sec": self.min_gap_sec, "max_total_sec": self.max_total_sec,
-                "min_lead_sec": self.min_lead_sec, "merge_classes": self.merge_classes,
-                "merge_beyond_max": self.merge_beyond_max}
+        return {
+            "rules": {k: dataclasses.asdict(v) for k, v in self.rules.items()},
+            "default": dataclasses.asdict(self.default),
+            "background": self.background,
+            "min_gap_sec": self.min_gap_sec,
+            "max_total_sec": self.max_total_sec,
+            "min_lead_sec": self.min_lead_sec,
+            "merge_classes": self.merge_classes,
+            "merge_beyond_max": self.merge_beyond_max,
+        }
 
     def to_json(self, path: str | os.PathLike) -> None:
         write_json(path, self.to_dict())
@@ -187,8 +196,11 @@ class DecoderConfig:
             raise UserError(f"{source}: 'rules' must be an object of class name -> figures")
         for name, figures in overrides.items():
             rules[name] = _override(rules.get(name, default), figures, f"{source}: rules.{name}")
-        scalars = {k: data[k] for k in ("background", "min_gap_sec", "max_total_sec", "min_lead_sec", "merge_classes",
-                                         "merge_beyond_max") if k in data}
+        scalars = {
+            k: data[k]
+            for k in ("background", "min_gap_sec", "max_total_sec", "min_lead_sec", "merge_classes", "merge_beyond_max")
+            if k in data
+        }
         try:
             return cls(rules=rules, default=default, named=frozenset(overrides), **scalars)
         except TypeError as exc:
@@ -253,7 +265,7 @@ def _temporal_nms(spans: _Spans, iou: float) -> _Spans:
     dropped = np.zeros(len(order), bool)
     for i in range(len(order)):  # one pass per surviving span (a handful per class)
         if not dropped[i]:
-            dropped[i + 1:] |= overlap[i, i + 1:]
+            dropped[i + 1 :] |= overlap[i, i + 1 :]
     return spans.take(np.sort(order[~dropped]))
 
 
@@ -268,8 +280,13 @@ def _merge_close(spans: _Spans, gap: float) -> _Spans:
     group = np.cumsum(new_group) - 1
     firsts = np.flatnonzero(new_group)
     best = np.lexsort((-spans.score, group))[firsts]  # highest score of each group (first on ties)
-    return _Spans(spans.start[firsts], np.maximum.reduceat(spans.end, firsts), spans.score[best],
-                  spans.peak[best], spans.cls[best])
+    return _Spans(
+        spans.start[firsts],
+        np.maximum.reduceat(spans.end, firsts),
+        spans.score[best],
+        spans.peak[best],
+        spans.cls[best],
+    )
 
 
 def _clamp_length(spans: _Spans, rule: ClassRule, duration: float, min_lead: float) -> _Spans:
@@ -313,10 +330,20 @@ def _merge_classes(spans: _Spans, gap: float, max_len: np.ndarray | None) -> lis
 def _clip(spans: _Spans, members: np.ndarray, names: Sequence[str]) -> Span:
     """One output clip from the spans in `members`: their extent, their best event, every event if several."""
     best = members[np.lexsort((spans.start[members], -spans.score[members]))[0]]
-    events = tuple(sorted((Event(names[spans.cls[i]], float(spans.peak[i]), float(spans.score[i])) for i in members),
-                          key=lambda e: (e.peak, e.label)))
-    return Span(float(spans.start[members].min()), float(spans.end[members].max()), names[spans.cls[best]],
-                float(spans.score[best]), float(spans.peak[best]), events if len(members) > 1 else ())
+    events = tuple(
+        sorted(
+            (Event(names[spans.cls[i]], float(spans.peak[i]), float(spans.score[i])) for i in members),
+            key=lambda e: (e.peak, e.label),
+        )
+    )
+    return Span(
+        float(spans.start[members].min()),
+        float(spans.end[members].max()),
+        names[spans.cls[best]],
+        float(spans.score[best]),
+        float(spans.peak[best]),
+        events if len(members) > 1 else (),
+    )
 
 
 def _within_budget(clips: list[Span], budget: float | None) -> list[Span]:
@@ -344,20 +371,29 @@ def first_token_placement(probs: np.ndarray, window_frames: int) -> np.ndarray:
 def _check_inputs(probs: np.ndarray, class_names: Sequence[str], duration: float, fps: float) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(class_names):
-        raise UserError(f"decoder: probabilities have shape {probs.shape}, expected [T, {len(class_names)}] "
-                        f"for classes {list(class_names)}")
+        raise UserError(
+            f"decoder: probabilities have shape {probs.shape}, expected [T, {len(class_names)}] "
+            f"for classes {list(class_names)}"
+        )
     if not np.isfinite(probs).all():
         raise UserError("decoder: probabilities contain NaN or infinity")
     if probs.size and (probs.min() < 0 or probs.max() > 1):
-        raise UserError(f"decoder: expected probabilities in [0, 1] (sigmoid of the logits), got values in "
-                        f"[{probs.min():.3g}, {probs.max():.3g}]")
+        raise UserError(
+            f"decoder: expected probabilities in [0, 1] (sigmoid of the logits), got values in "
+            f"[{probs.min():.3g}, {probs.max():.3g}]"
+        )
     if not (fps > 0 and np.isfinite(duration) and duration >= 0):
         raise UserError(f"decoder: need fps > 0 and a duration >= 0, got fps={fps}, duration={duration}")
     return probs
 
 
-def decode(probs: np.ndarray, class_names: Sequence[str], duration: float, config: DecoderConfig | None = None,
-           fps: float = 2.0) -> list[Span]:
+def decode(
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    duration: float,
+    config: DecoderConfig | None = None,
+    fps: float = 2.0,
+) -> list[Span]:
     """Highlight spans, in time order, from per-token probabilities [T, C] at `fps` tokens per second."""
     config = config or DecoderConfig()
     probs = _check_inputs(probs, class_names, duration, fps)
@@ -373,8 +409,13 @@ def decode(probs: np.ndarray, class_names: Sequence[str], duration: float, confi
         rule = config.rule(name)
         tokens = _peaks(probs[:, c], rule, fps)
         peak = np.minimum(tokens / fps, duration)
-        spans = _Spans(np.clip(peak - rule.before, 0, duration), np.clip(peak + rule.after, 0, duration),
-                       probs[tokens, c], peak, np.full(len(tokens), c))
+        spans = _Spans(
+            np.clip(peak - rule.before, 0, duration),
+            np.clip(peak + rule.after, 0, duration),
+            probs[tokens, c],
+            peak,
+            np.full(len(tokens), c),
+        )
         spans = _merge_close(_temporal_nms(spans, rule.nms_iou), rule.merge_gap)
         per_class.append(_clamp_length(spans, rule, duration, config.min_lead_sec))
     spans = _Spans.concat(per_class)

@@ -69,8 +69,9 @@ def scored_classes(classes: Sequence[str], label_to_index: Mapping[str, int]) ->
     return list(classes[1:]), {label: idx - 1 for label, idx in label_to_index.items() if idx > 0}
 
 
-def _binned(half: list[int], frame: list[int], cls: list[int], value: list[float], framerate: float,
-            keep_negative: bool) -> tuple[HalfEvents, HalfEvents]:
+def _binned(
+    half: list[int], frame: list[int], cls: list[int], value: list[float], framerate: float, keep_negative: bool
+) -> tuple[HalfEvents, HalfEvents]:
     """Rows -> halves 1 and 2, frames capped, the last row of each (class, frame) kept."""
     h, f, c, v = (np.asarray(x) for x in (half, frame, cls, value))
     f = np.minimum(f.astype(np.int64), int(HALF_SECONDS * framerate) - 1)
@@ -99,8 +100,9 @@ def _annotations(data: Any, key: str, source: str) -> list:
     return items
 
 
-def label_events(labels: Mapping[str, Any], label_to_class: Mapping[str, int], framerate: float = 2,
-                 source: str = "labels") -> tuple[HalfEvents, HalfEvents]:
+def label_events(
+    labels: Mapping[str, Any], label_to_class: Mapping[str, int], framerate: float = 2, source: str = "labels"
+) -> tuple[HalfEvents, HalfEvents]:
     """Ground truth of both halves from a Labels(-v2).json object; events of unknown labels or of other
     halves are reported in one warning line."""
     import dataset
@@ -119,8 +121,11 @@ def label_events(labels: Mapping[str, Any], label_to_class: Mapping[str, int], f
             if time[0] not in "12":
                 ignored[f"half {time[0]}"] += 1
                 continue
-            frame = (_frame(ann["position"], framerate) if "position" in ann
-                     else int(framerate * (int(time[-2:]) + 60 * int(time[-5:-3]))))
+            frame = (
+                _frame(ann["position"], framerate)
+                if "position" in ann
+                else int(framerate * (int(time[-2:]) + 60 * int(time[-5:-3])))
+            )
             value = -1.0 if ann.get("visibility") == "not shown" else 1.0
             for col, x in zip(rows, (int(time[0]), frame, label_to_class[label], value), strict=True):
                 col.append(x)
@@ -130,8 +135,9 @@ def label_events(labels: Mapping[str, Any], label_to_class: Mapping[str, int], f
     return _binned(*rows, framerate=framerate, keep_negative=True)
 
 
-def prediction_events(predictions: Mapping[str, Any], label_to_class: Mapping[str, int], framerate: float = 2,
-                      source: str = "predictions") -> tuple[HalfEvents, HalfEvents]:
+def prediction_events(
+    predictions: Mapping[str, Any], label_to_class: Mapping[str, int], framerate: float = 2, source: str = "predictions"
+) -> tuple[HalfEvents, HalfEvents]:
     """Predictions of both halves from a results_spotting.json object."""
     import dataset
 
@@ -139,13 +145,23 @@ def prediction_events(predictions: Mapping[str, Any], label_to_class: Mapping[st
     for i, pred in enumerate(_annotations(predictions, "predictions", source)):
         try:
             label = pred["label"]
-            row = (int(pred["half"]), _frame(pred["position"], framerate), label_to_class.get(label),
-                   float(pred["confidence"]))
+            row = (
+                int(pred["half"]),
+                _frame(pred["position"], framerate),
+                label_to_class.get(label),
+                float(pred["confidence"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{source}: prediction {i} is malformed ({type(exc).__name__}: {exc})") from exc
-        problem = (f"half {pred['half']!r} (1 or 2)" if row[0] not in (1, 2)
-                   else f"confidence {pred['confidence']!r} (a probability in [0, 1])" if not 0 <= row[3] <= 1
-                   else f"unknown label {label!r}" if row[2] is None and label not in dataset.KNOWN_LABELS else None)
+        problem = (
+            f"half {pred['half']!r} (1 or 2)"
+            if row[0] not in (1, 2)
+            else f"confidence {pred['confidence']!r} (a probability in [0, 1])"
+            if not 0 <= row[3] <= 1
+            else f"unknown label {label!r}"
+            if row[2] is None and label not in dataset.KNOWN_LABELS
+            else None
+        )
         if problem:
             raise UserError(f"{source}: prediction {i} has {problem}")
         if row[2] is not None:
@@ -204,8 +220,9 @@ def _class_data(halves: Sequence[HalfEvents], c: int, stride: int) -> tuple[np.n
     return f[order].astype(np.int64), v[order].astype(np.float64), u[order].astype(np.int64)
 
 
-def _closest(gt: np.ndarray, gt_value: np.ndarray, gt_unit: np.ndarray, pred: np.ndarray, pred_unit: np.ndarray,
-             stride: int) -> np.ndarray:
+def _closest(
+    gt: np.ndarray, gt_value: np.ndarray, gt_unit: np.ndarray, pred: np.ndarray, pred_unit: np.ndarray, stride: int
+) -> np.ndarray:
     """Value of the ground truth owning each prediction's frame: event i owns the frames from the midpoint
     (floored) with its predecessor in the half (or the half's start) to the midpoint with its successor."""
     if len(gt) == 0:
@@ -217,8 +234,9 @@ def _closest(gt: np.ndarray, gt_value: np.ndarray, gt_unit: np.ndarray, pred: np
     return np.where(valid, gt_value[np.maximum(owner, 0)], -1.0)
 
 
-def _prepare(targets: Sequence[HalfEvents], detections: Sequence[HalfEvents], num_classes: int,
-             stride: int) -> list[_ClassData]:
+def _prepare(
+    targets: Sequence[HalfEvents], detections: Sequence[HalfEvents], num_classes: int, stride: int
+) -> list[_ClassData]:
     out = []
     for c in range(num_classes):
         gt, gt_value, gt_unit = _class_data(targets, c, stride)
@@ -235,7 +253,7 @@ def match(gt: np.ndarray, pred: np.ndarray, score: np.ndarray, half_width: float
     free = score.copy()
     tp = np.zeros(len(pred), bool)
     for g in np.flatnonzero(hi > lo):  # greedy and order-dependent: one step per event with candidates
-        j = lo[g] + int(np.argmax(free[lo[g]:hi[g]]))
+        j = lo[g] + int(np.argmax(free[lo[g] : hi[g]]))
         if free[j] >= 0:
             tp[j] = True
             free[j] = -np.inf
@@ -262,8 +280,14 @@ def _trapezoid(curve: np.ndarray) -> np.ndarray:
     return ((curve[:-1] + curve[1:]) / 2).sum(axis=0) / (len(curve) - 1)
 
 
-def average_mAP(targets: Sequence[HalfEvents], detections: Sequence[HalfEvents], class_names: Sequence[str],
-                metric: str = "loose", framerate: float = 2, deltas: Sequence[float] | None = None) -> SpottingScores:
+def average_mAP(
+    targets: Sequence[HalfEvents],
+    detections: Sequence[HalfEvents],
+    class_names: Sequence[str],
+    metric: str = "loose",
+    framerate: float = 2,
+    deltas: Sequence[float] | None = None,
+) -> SpottingScores:
     """average-mAP of detections against targets (same length: one entry per half, paired)."""
     if len(targets) != len(detections):
         raise ValueError("targets and detections must list the same halves")
@@ -288,13 +312,21 @@ def average_mAP(targets: Sequence[HalfEvents], detections: Sequence[HalfEvents],
     if len(deltas) > 1:
         overall[2] *= 17 / 13
     return SpottingScores(
-        metric=metric, deltas=deltas.tolist(), class_names=list(class_names),
-        a_mAP=overall[0], a_mAP_per_class=per_class[0].tolist(),
-        a_mAP_visible=overall[1], a_mAP_per_class_visible=per_class[1].tolist(),
-        a_mAP_unshown=overall[2], a_mAP_per_class_unshown=per_class[2].tolist(),
-        mAP_per_delta=ap[0].mean(axis=1).tolist(), mAP_per_class_per_delta=ap[0].tolist(),
-        n_events=[len(d.gt) for d in classes], n_predictions=[len(d.pred) for d in classes],
-        n_games=len(targets) // 2)
+        metric=metric,
+        deltas=deltas.tolist(),
+        class_names=list(class_names),
+        a_mAP=overall[0],
+        a_mAP_per_class=per_class[0].tolist(),
+        a_mAP_visible=overall[1],
+        a_mAP_per_class_visible=per_class[1].tolist(),
+        a_mAP_unshown=overall[2],
+        a_mAP_per_class_unshown=per_class[2].tolist(),
+        mAP_per_delta=ap[0].mean(axis=1).tolist(),
+        mAP_per_class_per_delta=ap[0].tolist(),
+        n_events=[len(d.gt) for d in classes],
+        n_predictions=[len(d.pred) for d in classes],
+        n_games=len(targets) // 2,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,9 +340,16 @@ def label_file(game_dir: Path) -> Path:
     return found
 
 
-def evaluate_games(labels_root: str | os.PathLike, predictions_root: str | os.PathLike, games: Sequence[str],
-                   classes: Sequence[str], label_to_index: Mapping[str, int], metric: str = "loose",
-                   framerate: float = 2, prediction_file: str = PREDICTION_FILE) -> SpottingScores:
+def evaluate_games(
+    labels_root: str | os.PathLike,
+    predictions_root: str | os.PathLike,
+    games: Sequence[str],
+    classes: Sequence[str],
+    label_to_index: Mapping[str, int],
+    metric: str = "loose",
+    framerate: float = 2,
+    prediction_file: str = PREDICTION_FILE,
+) -> SpottingScores:
     """Score `predictions_root/<game>/results_spotting.json` against `labels_root/<game>/Labels(-v2).json`.
 
     `classes` / `label_to_index` as in `dataset.ClassMap`. A game without a prediction file counts as a
@@ -334,6 +373,9 @@ def evaluate_games(labels_root: str | os.PathLike, predictions_root: str | os.Pa
             missing.append(str(pred_path))
             detections.extend((HalfEvents.empty(), HalfEvents.empty()))
     if missing:
-        print(f"warning: {len(missing)} of {len(games)} games have no {prediction_file} (scored as no predictions),"
-              f" e.g. {missing[0]}", file=sys.stderr)
+        print(
+            f"warning: {len(missing)} of {len(games)} games have no {prediction_file} (scored as no predictions),"
+            f" e.g. {missing[0]}",
+            file=sys.stderr,
+        )
     return average_mAP(targets, detections, names, metric=metric, framerate=framerate)

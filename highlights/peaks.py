@@ -16,8 +16,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 DENSE_FRACTION = 0.75  # above this share of candidates, one pass over all windows beats picking candidates
 
 
-def peak_mask(scores: np.ndarray, before: int, after: int, threshold: float, *,
-              at_threshold: bool = False) -> np.ndarray:
+def peak_mask(
+    scores: np.ndarray, before: int, after: int, threshold: float, *, at_threshold: bool = False
+) -> np.ndarray:
     """Boolean array shaped like `scores` ([T] or [T, C], time on axis 0): True at its peaks.
 
     A candidate needs score > threshold, or score >= threshold with `at_threshold`.
@@ -27,8 +28,9 @@ def peak_mask(scores: np.ndarray, before: int, after: int, threshold: float, *,
     above = x >= threshold if at_threshold else x > threshold
     if not above.any():  # no candidate (an empty curve included)
         return np.zeros(scores.shape, bool)
-    windows = sliding_window_view(np.pad(x, ((0, 0),) * (x.ndim - 1) + ((b, a),), constant_values=-np.inf),
-                                  b + a + 1, axis=-1)  # [..., T, b + a + 1], centre at b
+    windows = sliding_window_view(
+        np.pad(x, ((0, 0),) * (x.ndim - 1) + ((b, a),), constant_values=-np.inf), b + a + 1, axis=-1
+    )  # [..., T, b + a + 1], centre at b
     if np.count_nonzero(above) > DENSE_FRACTION * above.size:
         return np.moveaxis(above & _is_peak(x, windows, b), -1, 0)
     cand = np.nonzero(above)
@@ -37,12 +39,14 @@ def peak_mask(scores: np.ndarray, before: int, after: int, threshold: float, *,
     return np.moveaxis(mask, -1, 0)
 
 
-def peak_indices(scores: np.ndarray, before: int, after: int, threshold: float, *,
-                 at_threshold: bool = False) -> tuple[np.ndarray, ...]:
+def peak_indices(
+    scores: np.ndarray, before: int, after: int, threshold: float, *, at_threshold: bool = False
+) -> tuple[np.ndarray, ...]:
     """`np.nonzero` of `peak_mask`."""
     return np.nonzero(peak_mask(scores, before, after, threshold, at_threshold=at_threshold))
 
 
 def _is_peak(centre: np.ndarray, windows: np.ndarray, b: int) -> np.ndarray:
-    return (centre > windows[..., :b].max(axis=-1, initial=-np.inf)) & \
-        (centre >= windows[..., b + 1:].max(axis=-1, initial=-np.inf))
+    return (centre > windows[..., :b].max(axis=-1, initial=-np.inf)) & (
+        centre >= windows[..., b + 1 :].max(axis=-1, initial=-np.inf)
+    )

@@ -54,8 +54,15 @@ class Reel:
     duration: float
 
 
-def plan_clips(spans: Iterable[Any], duration: float, *, intro_sec: float = 0.0, outro_sec: float = 0.0,
-               title: Callable[[Any], str] | None = None, join_overlaps: bool = True) -> list[Clip]:
+def plan_clips(
+    spans: Iterable[Any],
+    duration: float,
+    *,
+    intro_sec: float = 0.0,
+    outro_sec: float = 0.0,
+    title: Callable[[Any], str] | None = None,
+    join_overlaps: bool = True,
+) -> list[Clip]:
     """Clips for the reel in time order: optional intro/outro, then spans clamped to [0, duration].
 
     `spans` are objects with `start`, `end` and `label` (e.g. decoder Spans; their `labels` when they have
@@ -79,9 +86,19 @@ def plan_clips(spans: Iterable[Any], duration: float, *, intro_sec: float = 0.0,
     return merged
 
 
-def make_reel(video: str | os.PathLike, clips: Sequence[Clip], out: str | os.PathLike, *, fast: bool = False,
-              srt: bool = True, chapters: bool = True, crf: int = 20, preset: str = "veryfast",
-              progress: bool = True, srt_out: str | os.PathLike | None = None) -> Reel:
+def make_reel(
+    video: str | os.PathLike,
+    clips: Sequence[Clip],
+    out: str | os.PathLike,
+    *,
+    fast: bool = False,
+    srt: bool = True,
+    chapters: bool = True,
+    crf: int = 20,
+    preset: str = "veryfast",
+    progress: bool = True,
+    srt_out: str | os.PathLike | None = None,
+) -> Reel:
     """Cut `clips` from `video` and write them joined to `out` (MP4), plus `srt_out` (default `out`.srt)
     when `srt`. The work files live in a `.reel.<pid>.<random>/` folder beside `out`, removed on any exit
     but a SIGKILL (then `common.atomic.sweep_leftovers` removes it later)."""
@@ -93,16 +110,14 @@ def make_reel(video: str | os.PathLike, clips: Sequence[Clip], out: str | os.Pat
         raise UserError(f"{video}: has no video stream to cut a reel from")
     for c in clips:
         if c.start < 0 or c.end <= c.start or (info.duration and c.start >= info.duration):
-            raise UserError(f"{video}: clip {c.start:.2f}-{c.end:.2f} s is outside the video "
-                            f"({info.duration:.2f} s)")
+            raise UserError(f"{video}: clip {c.start:.2f}-{c.end:.2f} s is outside the video ({info.duration:.2f} s)")
     with tempfile.TemporaryDirectory(prefix=f".reel.{os.getpid()}.", dir=_writable_dir(out.parent)) as tmpdir:
         work = Path(tmpdir)
         with atomic_path(out, suffix=".mp4") as tmp_out:
             if fast:
                 lengths = _cut_stream_copy(video, clips, tmp_out, work, info.has_audio, chapters, progress)
             else:
-                lengths = _cut_reencode(video, clips, tmp_out, work, info.has_audio, chapters, crf, preset,
-                                        progress)
+                lengths = _cut_reencode(video, clips, tmp_out, work, info.has_audio, chapters, crf, preset, progress)
     placed, t = [], 0.0
     for length in lengths:
         placed.append((t, t + length))
@@ -121,8 +136,10 @@ def srt_text(clips: Sequence[Clip], placed: Sequence[tuple[float, float]]) -> st
         ms = round(t * 1000)
         return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
-    return "\n".join(f"{i}\n{stamp(a)} --> {stamp(b)}\n{c.title}\n" for i, (c, (a, b)) in
-                     enumerate(zip(clips, placed, strict=True), 1))
+    return "\n".join(
+        f"{i}\n{stamp(a)} --> {stamp(b)}\n{c.title}\n"
+        for i, (c, (a, b)) in enumerate(zip(clips, placed, strict=True), 1)
+    )
 
 
 def chapters_text(clips: Sequence[Clip], lengths: Sequence[float]) -> str:
@@ -130,8 +147,13 @@ def chapters_text(clips: Sequence[Clip], lengths: Sequence[float]) -> str:
     lines, t = [";FFMETADATA1"], 0.0
     for c, length in zip(clips, lengths, strict=True):
         title = re.sub(r"([=;#\\\n])", r"\\\1", c.title)
-        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={round(t * 1000)}", f"END={round((t + length) * 1000)}",
-                  f"title={title}"]
+        lines += [
+            "[CHAPTER]",
+            "TIMEBASE=1/1000",
+            f"START={round(t * 1000)}",
+            f"END={round((t + length) * 1000)}",
+            f"title={title}",
+        ]
         t += length
     return "\n".join(lines) + "\n"
 
@@ -151,16 +173,33 @@ def _writable_dir(folder: Path) -> Path:
     return folder
 
 
-def _cut_reencode(video: Path, clips: Sequence[Clip], out: Path, work: Path, has_audio: bool, chapters: bool,
-                  crf: int, preset: str, progress: bool) -> list[float]:
+def _cut_reencode(
+    video: Path,
+    clips: Sequence[Clip],
+    out: Path,
+    work: Path,
+    has_audio: bool,
+    chapters: bool,
+    crf: int,
+    preset: str,
+    progress: bool,
+) -> list[float]:
     """Frame-accurate: one concat-filter encode per group of clips, groups joined by stream copy."""
-    groups = [list(clips[i:i + GROUP_SIZE]) for i in range(0, len(clips), GROUP_SIZE)]
+    groups = [list(clips[i : i + GROUP_SIZE]) for i in range(0, len(clips), GROUP_SIZE)]
     lengths = [c.duration for c in clips]
     bar = tqdm(total=round(sum(lengths), 1), unit="s", desc="reel (re-encode)", disable=not progress)
     with bar:
         if len(groups) == 1:
-            _encode_group(video, groups[0], out, has_audio, crf, preset, bar,
-                          _metadata(work, clips, lengths) if chapters else None)
+            _encode_group(
+                video,
+                groups[0],
+                out,
+                has_audio,
+                crf,
+                preset,
+                bar,
+                _metadata(work, clips, lengths) if chapters else None,
+            )
             return lengths
         parts = []
         for g, group in enumerate(groups):
@@ -170,29 +209,69 @@ def _cut_reencode(video: Path, clips: Sequence[Clip], out: Path, work: Path, has
     return lengths
 
 
-def _encode_group(video: Path, clips: Sequence[Clip], out: Path, has_audio: bool, crf: int, preset: str,
-                  bar: tqdm, metadata: Path | None) -> None:
+def _encode_group(
+    video: Path,
+    clips: Sequence[Clip],
+    out: Path,
+    has_audio: bool,
+    crf: int,
+    preset: str,
+    bar: tqdm,
+    metadata: Path | None,
+) -> None:
     inputs: list[str] = []
     for c in clips:
         inputs += ["-ss", f"{c.start:.3f}", "-t", f"{c.duration:.3f}", "-i", media_arg(video)]
     pads = "".join(f"[{i}:v:0]" + (f"[{i}:a:0]" if has_audio else "") for i in range(len(clips)))
     graph = f"{pads}concat=n={len(clips)}:v=1:a={int(has_audio)}[v]" + ("[a]" if has_audio else "")
-    args = [*inputs, *_metadata_args(metadata, len(clips)), "-filter_complex", graph, "-map", "[v]",
-            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    args = [
+        *inputs,
+        *_metadata_args(metadata, len(clips)),
+        "-filter_complex",
+        graph,
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+    ]
     if has_audio:
         args += ["-map", "[a]", "-c:a", "aac", "-b:a", "128k"]
     _run(args + ["-movflags", "+faststart", "-f", "mp4", media_arg(out)], f"{video}: cutting the reel", bar)
 
 
-def _cut_stream_copy(video: Path, clips: Sequence[Clip], out: Path, work: Path, has_audio: bool, chapters: bool,
-                     progress: bool) -> list[float]:
+def _cut_stream_copy(
+    video: Path, clips: Sequence[Clip], out: Path, work: Path, has_audio: bool, chapters: bool, progress: bool
+) -> list[float]:
     """Keyframe cuts: each clip stream-copied from the keyframe at or before its start, then joined."""
     parts, lengths = [], []
     for i, c in enumerate(tqdm(clips, desc="reel (stream copy)", unit="clip", disable=not progress)):
         parts.append(work / f"clip_{i:03d}.mp4")
         maps = ["-map", "0:v:0"] + (["-map", "0:a:0"] if has_audio else [])
-        _run(["-ss", f"{c.start:.3f}", "-t", f"{c.duration:.3f}", "-i", media_arg(video), *maps, "-c", "copy",
-              "-avoid_negative_ts", "make_zero", "-f", "mp4", media_arg(parts[-1])], f"{video}: cutting clip {i + 1}")
+        _run(
+            [
+                "-ss",
+                f"{c.start:.3f}",
+                "-t",
+                f"{c.duration:.3f}",
+                "-i",
+                media_arg(video),
+                *maps,
+                "-c",
+                "copy",
+                "-avoid_negative_ts",
+                "make_zero",
+                "-f",
+                "mp4",
+                media_arg(parts[-1]),
+            ],
+            f"{video}: cutting clip {i + 1}",
+        )
         lengths.append(probe(parts[-1]).duration)
     _concat_copy(parts, out, work, _metadata(work, clips, lengths) if chapters else None)
     return lengths
@@ -201,8 +280,27 @@ def _cut_stream_copy(video: Path, clips: Sequence[Clip], out: Path, work: Path, 
 def _concat_copy(parts: Sequence[Path], out: Path, work: Path, metadata: Path | None) -> None:
     listing = work / "concat.txt"
     listing.write_text(concat_list_text(parts))
-    _run(["-f", "concat", "-safe", "0", "-i", media_arg(listing), *_metadata_args(metadata, 1), "-map", "0",
-          "-c", "copy", "-movflags", "+faststart", "-f", "mp4", media_arg(out)], f"{out}: joining the clips")
+    _run(
+        [
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            media_arg(listing),
+            *_metadata_args(metadata, 1),
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            media_arg(out),
+        ],
+        f"{out}: joining the clips",
+    )
 
 
 def _metadata(work: Path, clips: Sequence[Clip], lengths: Sequence[float]) -> Path:

@@ -54,8 +54,11 @@ def url_from(folder: Path, target: str | os.PathLike) -> str:
 
 def half_video(game_dir: Path, number: int) -> Path | None:
     """The video file of one half in a SoccerNet game folder (`1_224p.mkv`, `1_720p.mkv`, `1.mp4` ...), if any."""
-    found = sorted(p for p in game_dir.glob(f"{number}*") if p.suffix.lower() in VIDEO_SUFFIXES
-                   and (p.stem == str(number) or p.stem.startswith(f"{number}_")))
+    found = sorted(
+        p
+        for p in game_dir.glob(f"{number}*")
+        if p.suffix.lower() in VIDEO_SUFFIXES and (p.stem == str(number) or p.stem.startswith(f"{number}_"))
+    )
     return found[0] if found else None
 
 
@@ -70,8 +73,17 @@ def _halves(result: Any, out: Path, fps: float) -> list[dict]:
         video = cfg.video if cfg.video else half_video(cfg.game_dir, h.number) if cfg.game_dir else None
         length = len(h.probs) / fps
         step, scores = encode_scores(h.probs)
-        rows.append({"number": h.number, "offset": offset, "length": length, "duration": h.duration or length,
-                     "video": url_from(out, video) if video else None, "step": step, "scores": scores})
+        rows.append(
+            {
+                "number": h.number,
+                "offset": offset,
+                "length": length,
+                "duration": h.duration or length,
+                "video": url_from(out, video) if video else None,
+                "step": step,
+                "scores": scores,
+            }
+        )
         offset += length
     return rows
 
@@ -84,8 +96,13 @@ def _reel(result: Any, out: Path) -> dict | None:
     if not reel:
         return None
     cfg, h = result.config, result.halves[0]
-    clips = plan_clips(h.spans, h.duration, intro_sec=cfg.intro_sec, outro_sec=cfg.outro_sec,
-                       join_overlaps=not cfg.reel_repeat_overlaps)
+    clips = plan_clips(
+        h.spans,
+        h.duration,
+        intro_sec=cfg.intro_sec,
+        outro_sec=cfg.outro_sec,
+        join_overlaps=not cfg.reel_repeat_overlaps,
+    )
     return {"video": url_from(out, reel), "clips": [[round(c.start, 3), round(c.end, 3)] for c in clips]}
 
 
@@ -99,25 +116,48 @@ def report_data(result: Any, out: Path) -> dict:
     return {
         "title": Path(str(source)).name,
         "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "classNames": names, "shown": shown, "fps": fps,
+        "classNames": names,
+        "shown": shown,
+        "fps": fps,
         "thresholds": {n: cfg.decoder.rule(n).threshold for n in shown},
         "halves": _halves(result, out, fps),
-        "spans": [{"half": h.number, "start": round(s.start, 3), "end": round(s.end, 3), "labels": _labels(s),
-                   "score": round(float(s.score), 4), "peak": round(float(s.peak), 3)}
-                  for h in result.halves for s in h.spans],
-        "spots": [[sp.half, round(sp.seconds, 2), sp.label, round(float(sp.confidence), 3)]
-                  for h in result.halves for sp in h.spots],
+        "spans": [
+            {
+                "half": h.number,
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "labels": _labels(s),
+                "score": round(float(s.score), 4),
+                "peak": round(float(s.peak), 3),
+            }
+            for h in result.halves
+            for s in h.spans
+        ],
+        "spots": [
+            [sp.half, round(sp.seconds, 2), sp.label, round(float(sp.confidence), 3)]
+            for h in result.halves
+            for sp in h.spots
+        ],
         "truth": [[h.number, round(t, 2), c] for h in result.halves for t, c in h.events],
         "reel": _reel(result, out),
         "randomWeights": bool(result.random_weights),
         "settings": {
-            "source": {k: str(v) for k, v in (("video", cfg.video), ("features_video", cfg.features_video),
-                                              ("features_audio", cfg.features_audio), ("game_dir", cfg.game_dir),
-                                              ("ground_truth", cfg.ground_truth)) if v is not None},
-            "model": {"path": str(cfg.model), **{k: info[k] for k in ("architecture", "pooling", "window_seconds",
-                                                                      "frames_per_second") if k in info}},
-            "scoring": {"stride": cfg.stride, "nms_window_sec": cfg.nms_window_sec,
-                        "nms_threshold": cfg.nms_threshold},
+            "source": {
+                k: str(v)
+                for k, v in (
+                    ("video", cfg.video),
+                    ("features_video", cfg.features_video),
+                    ("features_audio", cfg.features_audio),
+                    ("game_dir", cfg.game_dir),
+                    ("ground_truth", cfg.ground_truth),
+                )
+                if v is not None
+            },
+            "model": {
+                "path": str(cfg.model),
+                **{k: info[k] for k in ("architecture", "pooling", "window_seconds", "frames_per_second") if k in info},
+            },
+            "scoring": {"stride": cfg.stride, "nms_window_sec": cfg.nms_window_sec, "nms_threshold": cfg.nms_threshold},
             "decoder": cfg.decoder.to_dict(),
         },
     }
@@ -155,11 +195,13 @@ def write_index(path: str | os.PathLike, reports: Sequence[str | os.PathLike], t
     """Write an index page linking each match's report (with its span count and highlight length)."""
     path = Path(path)
     rows = "\n".join(_row(Path(r), path.parent) for r in reports) or "<tr><td colspan=3>no reports</td></tr>"
-    text = (f"<!doctype html>\n<html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
-            '<link rel=icon href="data:,"><style>body{font:15px system-ui,sans-serif;margin:2em}'
-            "table{border-collapse:collapse}td,th{padding:4px 14px;border-bottom:1px solid #ddd;text-align:left}"
-            f"</style>\n<h1>{html.escape(title)}</h1>\n<table><tr><th>match</th><th>spans</th>"
-            f"<th>highlights</th></tr>\n{rows}\n</table>\n")
+    text = (
+        f"<!doctype html>\n<html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
+        '<link rel=icon href="data:,"><style>body{font:15px system-ui,sans-serif;margin:2em}'
+        "table{border-collapse:collapse}td,th{padding:4px 14px;border-bottom:1px solid #ddd;text-align:left}"
+        f"</style>\n<h1>{html.escape(title)}</h1>\n<table><tr><th>match</th><th>spans</th>"
+        f"<th>highlights</th></tr>\n{rows}\n</table>\n"
+    )
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

@@ -57,8 +57,9 @@ def pad_edges(features: np.ndarray, window_frames: int) -> np.ndarray:
     last row behind, so the window centred on token t is padded[t : t + window_frames]."""
     left = window_frames // 2
     right = window_frames - 1 - left
-    return np.concatenate([np.repeat(features[:1], left, axis=0), features,
-                           np.repeat(features[-1:], right, axis=0)]).astype(np.float32, copy=False)
+    return np.concatenate(
+        [np.repeat(features[:1], left, axis=0), features, np.repeat(features[-1:], right, axis=0)]
+    ).astype(np.float32, copy=False)
 
 
 def window_view(features: np.ndarray, window_frames: int, stride: int = 2) -> np.ndarray:
@@ -97,34 +98,42 @@ class Scorer:
         """Both streams [T, D] with the model's D; truncated to the shorter T. UserError naming `what`."""
         for name, x in (("video", video), ("audio", audio)):
             if x.ndim != 2 or x.shape[1] != self.feature_dim:
-                raise UserError(f"{what}: {name} features have shape {tuple(x.shape)}, the model expects "
-                                f"[T, {self.feature_dim}]")
+                raise UserError(
+                    f"{what}: {name} features have shape {tuple(x.shape)}, the model expects [T, {self.feature_dim}]"
+                )
             if len(x) == 0:
                 raise UserError(f"{what}: {name} features are empty")
         t = min(len(video), len(audio))
         return video[:t], audio[:t]
 
-    def score_windows(self, video_windows: np.ndarray, audio_windows: np.ndarray, *, progress: bool = True,
-                      desc: str = "windows") -> np.ndarray:
+    def score_windows(
+        self, video_windows: np.ndarray, audio_windows: np.ndarray, *, progress: bool = True, desc: str = "windows"
+    ) -> np.ndarray:
         """Probabilities [M, C] for window views [M, N, D], `batch_size` windows per model call."""
         m = len(video_windows)
         out = np.empty((m, self.num_classes), np.float32)
         with tqdm(total=m, desc=desc, unit="win", disable=not progress, leave=False) as bar:
             for i in range(0, m, self.batch_size):
                 j = min(m, i + self.batch_size)
-                out[i:j] = self._fn(np.ascontiguousarray(video_windows[i:j]),
-                                    np.ascontiguousarray(audio_windows[i:j])).numpy()
+                out[i:j] = self._fn(
+                    np.ascontiguousarray(video_windows[i:j]), np.ascontiguousarray(audio_windows[i:j])
+                ).numpy()
                 bar.update(j - i)
         return out
 
-    def score_half(self, video: np.ndarray, audio: np.ndarray, *, stride: int = 2, progress: bool = True,
-                   what: str = "half") -> np.ndarray:
+    def score_half(
+        self, video: np.ndarray, audio: np.ndarray, *, stride: int = 2, progress: bool = True, what: str = "half"
+    ) -> np.ndarray:
         """Per-token probabilities [T, C] for one half (T = the shorter of the two streams)."""
         if stride < 1:
             raise UserError(f"--stride must be >= 1 token, got {stride}")
         video, audio = self.check_features(video, audio, what)
-        probs = self.score_windows(window_view(video, self.window_frames, stride),
-                                   window_view(audio, self.window_frames, stride), progress=progress, desc=what)
+        probs = self.score_windows(
+            window_view(video, self.window_frames, stride),
+            window_view(audio, self.window_frames, stride),
+            progress=progress,
+            desc=what,
+        )
         return np.repeat(probs, stride, axis=0)[: len(video)]
 
 
@@ -147,8 +156,9 @@ def local_maxima(scores: np.ndarray, before: int, threshold: float = 0.0, after:
     return peak_mask(scores, before, before if after is None else after, threshold)
 
 
-def nms_mask(scores: np.ndarray, *, fps: float = 2.0, window_sec: float = 60.0, threshold: float = 0.0,
-             rule: str = "vd") -> np.ndarray:
+def nms_mask(
+    scores: np.ndarray, *, fps: float = 2.0, window_sec: float = 60.0, threshold: float = 0.0, rule: str = "vd"
+) -> np.ndarray:
     """Boolean [T, C] of the tokens kept by the NMS `rule` (see the module docstring)."""
     if rule not in NMS_RULES:
         raise UserError(f"unknown NMS rule {rule!r}; valid: {', '.join(NMS_RULES)}")
@@ -162,16 +172,26 @@ def nms_mask(scores: np.ndarray, *, fps: float = 2.0, window_sec: float = 60.0, 
     return keep
 
 
-def nms_spots(scores: np.ndarray, class_names: Sequence[str], half: int, *, fps: float = 2.0,
-              window_sec: float = 60.0, threshold: float = 0.0, rule: str = "vd") -> list[Spot]:
+def nms_spots(
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    half: int,
+    *,
+    fps: float = 2.0,
+    window_sec: float = 60.0,
+    threshold: float = 0.0,
+    rule: str = "vd",
+) -> list[Spot]:
     """Spots of one half from probabilities [T, C]: per-class NMS (`rule`), background skipped, time order."""
     check_nms(window_sec, threshold)
     keep = nms_mask(scores, fps=fps, window_sec=window_sec, threshold=threshold, rule=rule)
     skip = [i for i, n in enumerate(class_names) if n == BACKGROUND]
     keep[:, skip] = False
     tokens, classes = np.nonzero(keep)
-    return [Spot(half, int(t), int(c), class_names[c], float(scores[t, c]), fps) for t, c in zip(tokens, classes,
-                                                                                                strict=True)]
+    return [
+        Spot(half, int(t), int(c), class_names[c], float(scores[t, c]), fps)
+        for t, c in zip(tokens, classes, strict=True)
+    ]
 
 
 def match_class_map(class_names: Sequence[str]) -> Any:
@@ -191,17 +211,24 @@ def model_class_map(info: Mapping, override: str | None = None, model: str = "th
     classes, and the same labels per class when the file records a map."""
     import dataset
 
-    recorded = (dataset.class_map_from_json(info["class_map"], f"{model}: recorded class map")
-                if info.get("class_map") else match_class_map(info["class_names"]))
+    recorded = (
+        dataset.class_map_from_json(info["class_map"], f"{model}: recorded class map")
+        if info.get("class_map")
+        else match_class_map(info["class_names"])
+    )
     if override is None:
         return recorded
     cmap = dataset.load_class_map(override)
     if list(cmap.classes) != list(info["class_names"]):
-        raise UserError(f"--class_map {override}: classes {cmap.classes[1:]} differ from those of {model} "
-                        f"{list(info['class_names'][1:])}")
+        raise UserError(
+            f"--class_map {override}: classes {cmap.classes[1:]} differ from those of {model} "
+            f"{list(info['class_names'][1:])}"
+        )
     if info.get("class_map") and cmap.label_to_index != recorded.label_to_index:
-        raise UserError(f"--class_map {override}: maps SoccerNet labels to classes otherwise than the map "
-                        f"{recorded.name!r} recorded in {model}")
+        raise UserError(
+            f"--class_map {override}: maps SoccerNet labels to classes otherwise than the map "
+            f"{recorded.name!r} recorded in {model}"
+        )
     return cmap
 
 
@@ -215,11 +242,22 @@ def class_labels(cmap: Any, class_names: Sequence[str]) -> dict[int, str]:
 def results_spotting(game: str, spots: Iterable[Spot], index_to_label: Mapping[int, str]) -> dict:
     """The SoccerNet `results_spotting.json` object for one game."""
     ordered = sorted(spots, key=lambda s: (s.half, s.token, s.class_index))
-    return {"UrlLocal": game, "predictions": [
-        {"gameTime": game_time(s.half, s.seconds), "label": index_to_label.get(s.class_index, s.label),
-         "position": str(s.position_ms), "half": str(s.half), "confidence": str(s.confidence)} for s in ordered]}
+    return {
+        "UrlLocal": game,
+        "predictions": [
+            {
+                "gameTime": game_time(s.half, s.seconds),
+                "label": index_to_label.get(s.class_index, s.label),
+                "position": str(s.position_ms),
+                "half": str(s.half),
+                "confidence": str(s.confidence),
+            }
+            for s in ordered
+        ],
+    }
 
 
-def write_results_spotting(path: str | os.PathLike, game: str, spots: Iterable[Spot],
-                           index_to_label: Mapping[int, str]) -> None:
+def write_results_spotting(
+    path: str | os.PathLike, game: str, spots: Iterable[Spot], index_to_label: Mapping[int, str]
+) -> None:
     write_json(path, results_spotting(game, spots, index_to_label))

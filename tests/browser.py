@@ -49,13 +49,28 @@ class Browser:
         to_child_r, self._to_child = map(_high, os.pipe())
         self._from_child, from_child_w = map(_high, os.pipe())
         devnull = os.open(os.devnull, os.O_RDWR)
-        args = [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
-                "--no-first-run", "--no-default-browser-check", "--mute-audio", "--hide-scrollbars",
-                "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={self.profile}",
-                f"--window-size={width},{height}", "about:blank"]
-        actions = [(os.POSIX_SPAWN_DUP2, to_child_r, 3), (os.POSIX_SPAWN_DUP2, from_child_w, 4),
-                   (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
-                   (os.POSIX_SPAWN_DUP2, devnull, 2)]
+        args = [
+            chromium_path(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--remote-debugging-pipe",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--mute-audio",
+            "--hide-scrollbars",
+            "--autoplay-policy=no-user-gesture-required",
+            f"--user-data-dir={self.profile}",
+            f"--window-size={width},{height}",
+            "about:blank",
+        ]
+        actions = [
+            (os.POSIX_SPAWN_DUP2, to_child_r, 3),
+            (os.POSIX_SPAWN_DUP2, from_child_w, 4),
+            (os.POSIX_SPAWN_DUP2, devnull, 0),
+            (os.POSIX_SPAWN_DUP2, devnull, 1),
+            (os.POSIX_SPAWN_DUP2, devnull, 2),
+        ]
         self.pid = os.posix_spawn(args[0], args, os.environ, file_actions=actions)
         for fd in (to_child_r, from_child_w, devnull):
             os.close(fd)
@@ -185,8 +200,11 @@ def main() -> None:
         if args.click:
             b.click(args.click)
             b.call("Runtime.evaluate", expression="window.scrollTo(0, 0)")
-        b.wait_for("[...document.querySelectorAll('video')].every(v => v.hidden || !v.src || "
-                   "(v.readyState >= 3 && !v.seeking))", timeout=10)
+        b.wait_for(
+            "[...document.querySelectorAll('video')].every(v => v.hidden || !v.src || "
+            "(v.readyState >= 3 && !v.seeking))",
+            timeout=10,
+        )
         time.sleep(1.0)  # the seeked frame on screen, the loading spinner gone
         b.screenshot(args.png)
         print("\n".join(b.errors()) or f"{args.png}: no console errors")

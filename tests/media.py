@@ -9,9 +9,18 @@ from pathlib import Path
 from common.ffmpeg import ffmpeg_exe, media_arg
 
 
-def make_video(path: Path, seconds: float, *, rate: str = "25", size: str = "320x180", audio: bool = True,
-               video_filter: str | None = None, audio_rate: int = 44100, channels: int = 2,
-               gop: int | None = None) -> Path:
+def make_video(
+    path: Path,
+    seconds: float,
+    *,
+    rate: str = "25",
+    size: str = "320x180",
+    audio: bool = True,
+    video_filter: str | None = None,
+    audio_rate: int = 44100,
+    channels: int = 2,
+    gop: int | None = None,
+) -> Path:
     """A short H.264 (+ AAC) test video; `gop` fixes the keyframe interval (stream-copy cuts depend on it)."""
     src = f"testsrc2=size={size}:rate={rate}" if video_filter is None else video_filter
     args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi", "-i", src]
@@ -27,6 +36,22 @@ def make_video(path: Path, seconds: float, *, rate: str = "25", size: str = "320
 
 def source_frames(path: Path) -> int:
     """Frames in the file's first video stream, counted by decoding it."""
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", media_arg(path), "-map", "0:v:0",
-                          "-fps_mode", "passthrough", "-f", "null", "-"], capture_output=True, text=True).stderr
+    out = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-i",
+            media_arg(path),
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+    ).stderr
     return int(re.findall(r"frame=\s*(\d+)", out)[-1])

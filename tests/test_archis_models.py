@@ -65,7 +65,9 @@ def test_can_overfit_16_windows(name):
     def step():
         with tf.GradientTape() as tape:
             loss = loss_fn(True)
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights, strict=True))
+        optimizer.apply_gradients(
+            zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights, strict=True)
+        )
 
     start = float(loss_fn(False))
     for _ in range(150):

@@ -37,8 +37,13 @@ from common.errors import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 D = 512
-CLIS = {"inference": inference.main, "evaluate": evaluate.main, "train": ClassificationMinuteBased.main,
-        "spot": ClassificationSecondBased.main, "extract": extract_cli.main}
+CLIS = {
+    "inference": inference.main,
+    "evaluate": evaluate.main,
+    "train": ClassificationMinuteBased.main,
+    "spot": ClassificationSecondBased.main,
+    "extract": extract_cli.main,
+}
 
 
 # ---- inputs ----------------------------------------------------------------------------------------------------
@@ -99,24 +104,64 @@ class Env:
     def train(self, labels: list[dict], *extra: str) -> list[str]:
         self.game(labels)
         lst = self.npy("data/listgame_Train_1.npy", np.array(["game"]))
-        return ["--architecture", "concat", "--training", str(lst), "--validation", str(lst), "--testing", str(lst),
-                "--PCA", "--network", "VLAD", "--VLAD_k", "4", "--WindowSize", "10", "--max_epoch", "1",
-                "--batch_size", "2", "--tflog", str(self.tmp / "Model"), "--cache_dir", str(self.tmp / "cache"),
-                "--formatdataset", "1", "--quiet", *extra]
+        return [
+            "--architecture",
+            "concat",
+            "--training",
+            str(lst),
+            "--validation",
+            str(lst),
+            "--testing",
+            str(lst),
+            "--PCA",
+            "--network",
+            "VLAD",
+            "--VLAD_k",
+            "4",
+            "--WindowSize",
+            "10",
+            "--max_epoch",
+            "1",
+            "--batch_size",
+            "2",
+            "--tflog",
+            str(self.tmp / "Model"),
+            "--cache_dir",
+            str(self.tmp / "cache"),
+            "--formatdataset",
+            "1",
+            "--quiet",
+            *extra,
+        ]
 
-    def evaluate(self, predictions: list[dict] | None = None, labels: list[dict] | None = None,
-                 game_list: Path | None = None, *extra: str) -> list[str]:
+    def evaluate(
+        self,
+        predictions: list[dict] | None = None,
+        labels: list[dict] | None = None,
+        game_list: Path | None = None,
+        *extra: str,
+    ) -> list[str]:
         self.game(labels or [ann("1 - 00:10", "Goal", 10_000)])
         pred = self.tmp / "preds" / "game"
         pred.mkdir(parents=True)
-        preds = [{"label": "Goal", "half": "1", "position": "10000", "confidence": "0.9"}] if predictions is None \
+        preds = (
+            [{"label": "Goal", "half": "1", "position": "10000", "confidence": "0.9"}]
+            if predictions is None
             else predictions
+        )
         (pred / "results_spotting.json").write_text(json.dumps({"predictions": preds}))
         lst = game_list or self.tmp / "list.txt"
         if game_list is None:
             lst.write_text("game\n")
-        return ["--labels", str(self.tmp / "data"), "--predictions", str(self.tmp / "preds"), "--list", str(lst),
-                *extra]
+        return [
+            "--labels",
+            str(self.tmp / "data"),
+            "--predictions",
+            str(self.tmp / "preds"),
+            "--list",
+            str(lst),
+            *extra,
+        ]
 
     def decoder(self, config: dict) -> list[str]:
         (self.tmp / "decoder.json").write_text(json.dumps(config))
@@ -209,8 +254,13 @@ def _reel_removed(env: Env, err: str) -> None:
 
 
 def _swept(env: Env, err: str) -> None:
-    assert sorted(p.name for p in env.out.iterdir()) == [".keep.me", "report.html", "results_spotting.json",
-                                                          "spans.json", "timeline.png"]
+    assert sorted(p.name for p in env.out.iterdir()) == [
+        ".keep.me",
+        "report.html",
+        "results_spotting.json",
+        "spans.json",
+        "timeline.png",
+    ]
 
 
 def _cache_has_no(cls: str) -> Callable[[Env, str], None]:
@@ -219,12 +269,14 @@ def _cache_has_no(cls: str) -> Callable[[Env, str], None]:
 
         labels = np.load(env.tmp / "cache" / "listgame_Train_1" / "labels.npy")
         assert labels[:, dataset.load_class_map("highlight").classes.index(cls)].sum() == 0
+
     return check
 
 
 def _covered(text: str) -> Callable[[Env, str], None]:
     def check(env: Env, err: str) -> None:
         assert text in err
+
     return check
 
 
@@ -238,9 +290,14 @@ class Case:
 
 
 INTERVAL_LABELS = [ann("1 - 00:10", "Goal", 10_000), ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)]
-ODD_LABELS = [ann("1 - 00:10", "Goal"), ann("1 - 00:20", "Alien invasion"), ann("1 - 00:30", "Alien invasion"),
-              ann("3 - 00:10", "Goal")]
+ODD_LABELS = [
+    ann("1 - 00:10", "Goal"),
+    ann("1 - 00:20", "Alien invasion"),
+    ann("1 - 00:30", "Alien invasion"),
+    ann("3 - 00:10", "Goal"),
+]
 GOALL_MAP = {"labels": {"goal": ["Goal", "Goall"], "card": ["Yellow card"]}}
+
 
 def _narrow_pca(e: Env) -> Path:
     np.savez(e.tmp / "narrow.npz", mean=np.zeros(100, np.float32), components=np.zeros((8, 100), np.float32))
@@ -255,135 +312,304 @@ def _pickle(e: Env, name: str, content) -> Path:
 
 CASES: dict[str, Case] = {
     # inference.py: flags and inputs that already failed cleanly
-    "inference missing model": Case("inference", lambda e: ["--model", str(e.tmp / "nope.keras"), "--out",
-                                                            str(e.out), *e.features()], 2, "no such model file"),
+    "inference missing model": Case(
+        "inference",
+        lambda e: ["--model", str(e.tmp / "nope.keras"), "--out", str(e.out), *e.features()],
+        2,
+        "no such model file",
+    ),
     "inference half of the features pair": Case("inference", lambda e: e.infer(*e.features()[:2]), 2, "go together"),
     "inference no input": Case("inference", lambda e: e.infer(), 2, "give one input"),
-    "inference list naming no videos": Case("inference", lambda e: e.infer(str(e.file("empty.txt", "# none\n"))), 2,
-                                            "the list names no videos"),
-    "inference narrow features": Case("inference", lambda e: e.infer(
-        "--features_video", str(e.npy("v.npy", np.zeros((40, 256), np.float32))),
-        "--features_audio", str(e.npy("a.npy", np.zeros((40, 256), np.float32)))), 2, "256 wide but the model expects 512"),
-    "inference integer features": Case("inference", lambda e: e.infer(
-        *e.features(), "--features_video", str(e.npy("int.npy", np.zeros((40, D), np.int32)))), 2,
-        "expected float features"),
-    "inference zero-length video": Case("inference", lambda e: e.infer("--video", str(e.file("z.mp4", ""))), 2,
-                                        "zero-length video"),
-    "inference stride 0": Case("inference", lambda e: e.infer(*e.features(), "--stride", "0"), 2, "--stride must be >= 1"),
-    "inference threshold flag 1.5": Case("inference", lambda e: e.infer(*e.features(), "--threshold", "1.5"), 2,
-                                         "--threshold must be in [0, 1]"),
-    "inference out is a file": Case("inference", lambda e: [*e.infer(*e.features()), "--out", str(e.file("o", "x"))],
-                                    2, "exists and is not a folder"),
-    "inference decoder config unknown key": Case("inference", lambda e: e.infer(*e.features(), *e.decoder(
-        {"max_total": 5})), 2, "unknown key"),
+    "inference list naming no videos": Case(
+        "inference", lambda e: e.infer(str(e.file("empty.txt", "# none\n"))), 2, "the list names no videos"
+    ),
+    "inference narrow features": Case(
+        "inference",
+        lambda e: e.infer(
+            "--features_video",
+            str(e.npy("v.npy", np.zeros((40, 256), np.float32))),
+            "--features_audio",
+            str(e.npy("a.npy", np.zeros((40, 256), np.float32))),
+        ),
+        2,
+        "256 wide but the model expects 512",
+    ),
+    "inference integer features": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), "--features_video", str(e.npy("int.npy", np.zeros((40, D), np.int32)))),
+        2,
+        "expected float features",
+    ),
+    "inference zero-length video": Case(
+        "inference", lambda e: e.infer("--video", str(e.file("z.mp4", ""))), 2, "zero-length video"
+    ),
+    "inference stride 0": Case(
+        "inference", lambda e: e.infer(*e.features(), "--stride", "0"), 2, "--stride must be >= 1"
+    ),
+    "inference threshold flag 1.5": Case(
+        "inference", lambda e: e.infer(*e.features(), "--threshold", "1.5"), 2, "--threshold must be in [0, 1]"
+    ),
+    "inference out is a file": Case(
+        "inference",
+        lambda e: [*e.infer(*e.features()), "--out", str(e.file("o", "x"))],
+        2,
+        "exists and is not a folder",
+    ),
+    "inference decoder config unknown key": Case(
+        "inference", lambda e: e.infer(*e.features(), *e.decoder({"max_total": 5})), 2, "unknown key"
+    ),
     # issue 11, case 1: a folder in the way, a full disk
-    "#1 inference spans.json is a folder": Case("inference", lambda e: e.infer(*e.features(), *e.folder(
-        "out/spans.json")), 2, "spans.json: is a folder"),
-    "#1 evaluate --json names a folder": Case("evaluate", lambda e: e.evaluate(
-        None, None, None, "--json", str(e.tmp), "--plot", str(e.tmp / "plot.png")), 2, "is a folder"),
+    "#1 inference spans.json is a folder": Case(
+        "inference", lambda e: e.infer(*e.features(), *e.folder("out/spans.json")), 2, "spans.json: is a folder"
+    ),
+    "#1 evaluate --json names a folder": Case(
+        "evaluate",
+        lambda e: e.evaluate(None, None, None, "--json", str(e.tmp), "--plot", str(e.tmp / "plot.png")),
+        2,
+        "is a folder",
+    ),
     # issue 11, case 2 and 4: stale files of an earlier run, leftovers of a killed one
-    "#2 no spans: earlier reel removed": Case("inference", lambda e: e.infer(*e.features(), "--threshold", "1", *e.earlier_run(
-        "highlights.mp4", "highlights.srt", "spans.json")), 0, "0 highlights", _reel_removed),
-    "#4 killed run's temp files swept": Case("inference", lambda e: e.infer(*_killed_run_leftovers(e)), 0,
-                                             "left by an interrupted run", _swept),
+    "#2 no spans: earlier reel removed": Case(
+        "inference",
+        lambda e: e.infer(
+            *e.features(), "--threshold", "1", *e.earlier_run("highlights.mp4", "highlights.srt", "spans.json")
+        ),
+        0,
+        "0 highlights",
+        _reel_removed,
+    ),
+    "#4 killed run's temp files swept": Case(
+        "inference", lambda e: e.infer(*_killed_run_leftovers(e)), 0, "left by an interrupted run", _swept
+    ),
     # issue 11, case 5: features of two different inputs
-    "#5 video 5 rows, audio 342": Case("inference", lambda e: e.infer(*e.features(5, 342)), 2,
-                                       "has 5 rows (2.5 s) but"),
-    "#5 a gap of 2 tokens is truncated": Case("inference", lambda e: e.infer(*e.features(40, 42)), 0,
-                                              "scoring the first 40"),
+    "#5 video 5 rows, audio 342": Case(
+        "inference", lambda e: e.infer(*e.features(5, 342)), 2, "has 5 rows (2.5 s) but"
+    ),
+    "#5 a gap of 2 tokens is truncated": Case(
+        "inference", lambda e: e.infer(*e.features(40, 42)), 0, "scoring the first 40"
+    ),
     # issue 11, case 6 and 8: labels outside their half, unknown labels, half 3, a class map label no game has
     "#6 inference: label past the half's end not a true event": Case(
-        "inference", lambda e: e.infer("--game_dir", str(e.game(INTERVAL_LABELS))), 0,
+        "inference",
+        lambda e: e.infer("--game_dir", str(e.game(INTERVAL_LABELS))),
+        0,
         "outside their half: Goal at 1 - 95:00 (half 1 has 65 s), Goal at 2 - -00:05",
-        _covered("of 1 true events covered")),
+        _covered("of 1 true events covered"),
+    ),
     "#6 training: label past the half's end is no event of the last window": Case(
-        "train", lambda e: e.train([ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)]), 0,
-        "Labels-v2.json: ignored 2 of 2 events: outside their half: Goal at 1 - 95:00", _cache_has_no("goal")),
+        "train",
+        lambda e: e.train([ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)]),
+        0,
+        "Labels-v2.json: ignored 2 of 2 events: outside their half: Goal at 1 - 95:00",
+        _cache_has_no("goal"),
+    ),
     "#8 training: unknown label and half 3 reported once": Case(
-        "train", lambda e: e.train(ODD_LABELS), 0,
-        "ignored 3 of 4 events: half 3 x1; unknown label 'Alien invasion' x2"),
+        "train", lambda e: e.train(ODD_LABELS), 0, "ignored 3 of 4 events: half 3 x1; unknown label 'Alien invasion' x2"
+    ),
     "#8 training: class map label no game has": Case(
-        "train", lambda e: e.train(ODD_LABELS[:1], "--class_map", str(e.file("m.json", json.dumps(GOALL_MAP)))), 0,
-        "label(s) 'Goall' appear in no game"),
+        "train",
+        lambda e: e.train(ODD_LABELS[:1], "--class_map", str(e.file("m.json", json.dumps(GOALL_MAP)))),
+        0,
+        "label(s) 'Goall' appear in no game",
+    ),
     "#8 evaluate: unknown label and half 3 in the ground truth": Case(
-        "evaluate", lambda e: e.evaluate(None, ODD_LABELS), 0, "ignored 3 of 4 events"),
+        "evaluate", lambda e: e.evaluate(None, ODD_LABELS), 0, "ignored 3 of 4 events"
+    ),
     # issue 11, case 7 and 11: decoder settings that named nothing or were out of range
-    "#7 decoder background names no class": Case("inference", lambda e: e.infer(*e.features(), *e.decoder(
-        {"background": "bg"})), 2, "background 'bg' is not a class of the model"),
-    "#11 decoder threshold 1.5": Case("inference", lambda e: e.infer(*e.features(), *e.decoder(
-        {"default": {"threshold": 1.5}})), 2, "threshold is a fraction in [0, 1], got 1.5"),
-    "#11 decoder rule for an unknown class": Case("inference", lambda e: e.infer(*e.features(), *e.decoder(
-        {"rules": {"Goall": {"threshold": 0.3}}})), 2, "rules for ['Goall'], which are not classes"),
-    "#11 inference --nms_window -5": Case("inference", lambda e: e.infer(*e.features(), "--nms_window", "-5"), 2,
-                                          "--nms_window must be a number of seconds >= 0"),
-    "#11 spotting --nms_window -5": Case("spot", lambda e: ["--testing", str(e.npy("l.npy", np.array(["game"]))),
-                                                            "--model", str(e.model), "--nms_window", "-5"], 2,
-                                         "--nms_window must be"),
+    "#7 decoder background names no class": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.decoder({"background": "bg"})),
+        2,
+        "background 'bg' is not a class of the model",
+    ),
+    "#11 decoder threshold 1.5": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.decoder({"default": {"threshold": 1.5}})),
+        2,
+        "threshold is a fraction in [0, 1], got 1.5",
+    ),
+    "#11 decoder rule for an unknown class": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.decoder({"rules": {"Goall": {"threshold": 0.3}}})),
+        2,
+        "rules for ['Goall'], which are not classes",
+    ),
+    "#11 inference --nms_window -5": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), "--nms_window", "-5"),
+        2,
+        "--nms_window must be a number of seconds >= 0",
+    ),
+    "#11 spotting --nms_window -5": Case(
+        "spot",
+        lambda e: ["--testing", str(e.npy("l.npy", np.array(["game"]))), "--model", str(e.model), "--nms_window", "-5"],
+        2,
+        "--nms_window must be",
+    ),
     # issue 11, case 12: NaN in the features
-    "#12 NaN in inference features": Case("inference", lambda e: e.infer(*e.features(), "--features_video", str(e.npy(
-        "nan.npy", np.where(np.arange(40)[:, None] == 7, np.nan, np.ones((40, D))).astype(np.float32)))), 2,
-        "nan.npy: NaN or infinite value at row 7"),
+    "#12 NaN in inference features": Case(
+        "inference",
+        lambda e: e.infer(
+            *e.features(),
+            "--features_video",
+            str(e.npy("nan.npy", np.where(np.arange(40)[:, None] == 7, np.nan, np.ones((40, D))).astype(np.float32))),
+        ),
+        2,
+        "nan.npy: NaN or infinite value at row 7",
+    ),
     # issue 11, case 13: a text file named .npy, a list that holds no paths
-    "#13 text file named .npy as features": Case("inference", lambda e: e.infer(
-        *e.features(), "--features_video", str(_text_npy(e))), 2, "not a .npy array file (it is text"),
-    "#13 game list of ints": Case("evaluate", lambda e: e.evaluate(None, None, e.npy("l.npy", np.arange(3))), 2,
-                                  "not a list of game paths"),
-    "#13 game list 2-D": Case("evaluate", lambda e: e.evaluate(None, None, e.npy("l.npy", np.array([["game"]]))), 2,
-                              "not a list of game paths"),
-    "#13 game list: text named .npy": Case("train", lambda e: ["--architecture", "concat", "--training",
-                                                               str(_text_npy(e)), "--validation", "v", "--testing", "t"],
-                                           2, "not a .npy array file (it is text"),
+    "#13 text file named .npy as features": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), "--features_video", str(_text_npy(e))),
+        2,
+        "not a .npy array file (it is text",
+    ),
+    "#13 game list of ints": Case(
+        "evaluate", lambda e: e.evaluate(None, None, e.npy("l.npy", np.arange(3))), 2, "not a list of game paths"
+    ),
+    "#13 game list 2-D": Case(
+        "evaluate",
+        lambda e: e.evaluate(None, None, e.npy("l.npy", np.array([["game"]]))),
+        2,
+        "not a list of game paths",
+    ),
+    "#13 game list: text named .npy": Case(
+        "train",
+        lambda e: ["--architecture", "concat", "--training", str(_text_npy(e)), "--validation", "v", "--testing", "t"],
+        2,
+        "not a .npy array file (it is text",
+    ),
     # issue 11, case 14: predictions evaluate.py used to score
-    "#14 prediction of half 9": Case("evaluate", lambda e: e.evaluate(
-        [{"label": "Goal", "half": "9", "position": "1000", "confidence": "0.5"}]), 2, "prediction 0 has half '9'"),
-    "#14 prediction confidence NaN": Case("evaluate", lambda e: e.evaluate(
-        [{"label": "Goal", "half": "1", "position": "1000", "confidence": "nan"}]), 2, "confidence 'nan'"),
-    "#14 prediction confidence 7.5": Case("evaluate", lambda e: e.evaluate(
-        [{"label": "Goal", "half": "1", "position": "1000", "confidence": 7.5}]), 2, "confidence 7.5"),
-    "#14 prediction of an unknown label": Case("evaluate", lambda e: e.evaluate(
-        [{"label": "Goall", "half": "1", "position": "1000", "confidence": 0.5}]), 2, "unknown label 'Goall'"),
+    "#14 prediction of half 9": Case(
+        "evaluate",
+        lambda e: e.evaluate([{"label": "Goal", "half": "9", "position": "1000", "confidence": "0.5"}]),
+        2,
+        "prediction 0 has half '9'",
+    ),
+    "#14 prediction confidence NaN": Case(
+        "evaluate",
+        lambda e: e.evaluate([{"label": "Goal", "half": "1", "position": "1000", "confidence": "nan"}]),
+        2,
+        "confidence 'nan'",
+    ),
+    "#14 prediction confidence 7.5": Case(
+        "evaluate",
+        lambda e: e.evaluate([{"label": "Goal", "half": "1", "position": "1000", "confidence": 7.5}]),
+        2,
+        "confidence 7.5",
+    ),
+    "#14 prediction of an unknown label": Case(
+        "evaluate",
+        lambda e: e.evaluate([{"label": "Goall", "half": "1", "position": "1000", "confidence": 0.5}]),
+        2,
+        "unknown label 'Goall'",
+    ),
     # issue 11, case 9 and 10: extraction inputs that failed only after the work (or with a traceback)
-    "#9 extract: a PCA of 100-d features": Case("extract", lambda e: [
-        "--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca", str(_narrow_pca(e))], 2,
-        "narrow.npz: a PCA of 100-d features"),
-    "#9 convert_pca: a pickle holding a dict": Case("extract", lambda e: [
-        "convert_pca", "--average", str(_pickle(e, "average.pkl", np.zeros(2048))), "--pca",
-        str(_pickle(e, "pca.pkl", {"components_": 1})), "--allow_pickle", "--out", str(e.out / "pca.npz")], 2,
-        "pca.pkl: not a scikit-learn PCA"),
-    "#9 convert_pca: an average of text": Case("extract", lambda e: [
-        "convert_pca", "--average", str(_pickle(e, "average.pkl", "text")), "--pca",
-        str(_pickle(e, "pca.pkl", {})), "--allow_pickle", "--out", str(e.out / "pca.npz")], 2,
-        "average.pkl: the average feature is not an array of numbers"),
-    "#10 extract --out naming a file": Case("extract", lambda e: [
-        "--video", str(e.video), "--out", str(e.file("taken", "")), "--weights", "random"], 2,
-        "taken: is a file, not a folder (--out names the output folder)"),
+    "#9 extract: a PCA of 100-d features": Case(
+        "extract",
+        lambda e: ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca", str(_narrow_pca(e))],
+        2,
+        "narrow.npz: a PCA of 100-d features",
+    ),
+    "#9 convert_pca: a pickle holding a dict": Case(
+        "extract",
+        lambda e: [
+            "convert_pca",
+            "--average",
+            str(_pickle(e, "average.pkl", np.zeros(2048))),
+            "--pca",
+            str(_pickle(e, "pca.pkl", {"components_": 1})),
+            "--allow_pickle",
+            "--out",
+            str(e.out / "pca.npz"),
+        ],
+        2,
+        "pca.pkl: not a scikit-learn PCA",
+    ),
+    "#9 convert_pca: an average of text": Case(
+        "extract",
+        lambda e: [
+            "convert_pca",
+            "--average",
+            str(_pickle(e, "average.pkl", "text")),
+            "--pca",
+            str(_pickle(e, "pca.pkl", {})),
+            "--allow_pickle",
+            "--out",
+            str(e.out / "pca.npz"),
+        ],
+        2,
+        "average.pkl: the average feature is not an array of numbers",
+    ),
+    "#10 extract --out naming a file": Case(
+        "extract",
+        lambda e: ["--video", str(e.video), "--out", str(e.file("taken", "")), "--weights", "random"],
+        2,
+        "taken: is a file, not a folder (--out names the output folder)",
+    ),
     # evaluate.py, training, spotting, extraction: errors that already worked
-    "evaluate malformed predictions": Case("evaluate", lambda e: e.evaluate(
-        [{"label": "Goal", "half": "1", "position": "abc", "confidence": 0.5}]), 2, "prediction 0 is malformed"),
-    "evaluate missing predictions folder": Case("evaluate", lambda e: ["--labels", str(e.tmp), "--predictions",
-                                                                       str(e.tmp / "nope"), "--list", "x"], 2,
-                                                "--predictions folder not found"),
-    "evaluate unknown class map": Case("evaluate", lambda e: e.evaluate(None, None, None, "--class_map", "v9"), 2,
-                                       "not a class map file"),
-    "train missing game list": Case("train", lambda e: ["--architecture", "concat", "--training",
-                                                        str(e.tmp / "nope.npy"), "--validation", "v", "--testing", "t"],
-                                    2, "nope.npy: game list not found"),
-    "train NaN features": Case("train", lambda e: [*e.train([]), *e.infinite("data/game/1_VGGish.npy")], 2,
-                               "1_VGGish.npy: NaN or infinite value at row 0"),
+    "evaluate malformed predictions": Case(
+        "evaluate",
+        lambda e: e.evaluate([{"label": "Goal", "half": "1", "position": "abc", "confidence": 0.5}]),
+        2,
+        "prediction 0 is malformed",
+    ),
+    "evaluate missing predictions folder": Case(
+        "evaluate",
+        lambda e: ["--labels", str(e.tmp), "--predictions", str(e.tmp / "nope"), "--list", "x"],
+        2,
+        "--predictions folder not found",
+    ),
+    "evaluate unknown class map": Case(
+        "evaluate", lambda e: e.evaluate(None, None, None, "--class_map", "v9"), 2, "not a class map file"
+    ),
+    "train missing game list": Case(
+        "train",
+        lambda e: [
+            "--architecture",
+            "concat",
+            "--training",
+            str(e.tmp / "nope.npy"),
+            "--validation",
+            "v",
+            "--testing",
+            "t",
+        ],
+        2,
+        "nope.npy: game list not found",
+    ),
+    "train NaN features": Case(
+        "train",
+        lambda e: [*e.train([]), *e.infinite("data/game/1_VGGish.npy")],
+        2,
+        "1_VGGish.npy: NaN or infinite value at row 0",
+    ),
     "train bad mode": Case("train", lambda e: ["--mode", "dance"], 2, "unknown --mode 'dance'"),
-    "spot missing model": Case("spot", lambda e: ["--testing", str(e.npy("l.npy", np.array(["game"]))), "--model",
-                                                  str(e.tmp / "m.keras")], 2, "m.keras: no such model file"),
-    "extract missing video": Case("extract", lambda e: ["--video", str(e.tmp / "x.mp4"), "--out", str(e.out),
-                                                        "--weights", "random"], 2, "x.mp4: no such file"),
-    "extract no videos in tree": Case("extract", lambda e: ["--tree", str(e.tmp), "--weights", "random"], 2,
-                                      "no SoccerNet videos found"),
+    "spot missing model": Case(
+        "spot",
+        lambda e: ["--testing", str(e.npy("l.npy", np.array(["game"]))), "--model", str(e.tmp / "m.keras")],
+        2,
+        "m.keras: no such model file",
+    ),
+    "extract missing video": Case(
+        "extract",
+        lambda e: ["--video", str(e.tmp / "x.mp4"), "--out", str(e.out), "--weights", "random"],
+        2,
+        "x.mp4: no such file",
+    ),
+    "extract no videos in tree": Case(
+        "extract", lambda e: ["--tree", str(e.tmp), "--weights", "random"], 2, "no SoccerNet videos found"
+    ),
 }
 
 
 def _snapshot(root: Path) -> dict[str, str]:
     """Every file under `root` with a digest of its content."""
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -418,8 +644,13 @@ def test_bad_input(name, model, video, tmp_path, capsys, caplog, sigterm_restore
 def test_the_bash_script_quick_errors(tmp_path):
     """run_inference.sh: bad options and inputs are one line, exit 2, before Python starts."""
     for args, message in ((["--bogus"], "unknown option --bogus"), ([str(tmp_path / "x.mp4")], "x.mp4: no such file")):
-        proc = subprocess.run(["bash", str(ROOT / "run_inference.sh"), *args], capture_output=True, text=True,
-                              env={**os.environ, "MODEL": "m.keras", "VENV": sys.prefix}, timeout=30)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "run_inference.sh"), *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MODEL": "m.keras", "VENV": sys.prefix},
+            timeout=30,
+        )
         assert proc.returncode == 2 and proc.stderr.strip() == f"error: {proc.stderr.strip()[7:]}"
         assert message in proc.stderr
     assert not list(tmp_path.iterdir())
@@ -451,7 +682,8 @@ def test_full_disk_during_training_is_one_line(model, video, tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert [ln for ln in err.splitlines() if ln.startswith("error: ")] == [
-        f"error: {tmp_path / 'Model' / 'concat_best.keras'}: cannot write (No space left on device)"]
+        f"error: {tmp_path / 'Model' / 'concat_best.keras'}: cannot write (No space left on device)"
+    ]
     assert not [p for p in tmp_path.rglob(".*")] and not (tmp_path / "Model" / "concat_best.keras").exists()
 
 
@@ -480,20 +712,38 @@ def test_sigterm_while_the_reel_is_cut_cleans_up(via, model, video, tmp_path):
 
     real = os.environ.get("FFMPEG_BINARY") or imageio_ffmpeg.get_ffmpeg_exe()
     fake = tmp_path / "ffmpeg"
-    fake.write_text(f'#!/bin/sh\ncase "$*" in *-progress*) echo $$ > "{tmp_path}/cutting"; exec sleep 60;; esac\n'
-                    f'exec "{real}" "$@"\n')
+    fake.write_text(
+        f'#!/bin/sh\ncase "$*" in *-progress*) echo $$ > "{tmp_path}/cutting"; exec sleep 60;; esac\n'
+        f'exec "{real}" "$@"\n'
+    )
     fake.chmod(0o755)
     env = Env(tmp_path, model, video)
     env.earlier_run("spans.json", "highlights.mp4")
     before = _snapshot(env.out)
     if via == "inference.py":
-        cmd = [sys.executable, str(ROOT / "inference.py"), *env.infer("--video", str(video), *env.features(16, 16),
-                                                                       "--threshold", "0.0")]
+        cmd = [
+            sys.executable,
+            str(ROOT / "inference.py"),
+            *env.infer("--video", str(video), *env.features(16, 16), "--threshold", "0.0"),
+        ]
     else:
         cmd = ["bash", str(ROOT / "run_inference.sh")]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={
-        **os.environ, "FFMPEG_BINARY": str(fake), "TF_CPP_MIN_LOG_LEVEL": "3", "VENV": sys.prefix,
-        "DEMO_DATA": str(_demo_data(env)), "OUT": str(env.out), "DEMO_THRESHOLD": "0.0"}, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={
+            **os.environ,
+            "FFMPEG_BINARY": str(fake),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "VENV": sys.prefix,
+            "DEMO_DATA": str(_demo_data(env)),
+            "OUT": str(env.out),
+            "DEMO_THRESHOLD": "0.0",
+        },
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while not (tmp_path / "cutting").exists() and proc.poll() is None and time.time() < deadline:

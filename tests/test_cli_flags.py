@@ -55,12 +55,15 @@ def test_extraction_batch_is_frames_per_call(help_of):
     assert "--frames_per_call" in text and "--batch_size" not in text
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--stride", "0"], "--stride must be >= 1, got 0"),
-    (["--windows_per_call", "0"], "--windows_per_call must be >= 1, got 0"),
-    (["--nms_window", "nan"], "--nms_window must be a number of seconds >= 0"),
-    (["--nms_threshold", "1.5"], "--nms_threshold must be in"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--stride", "0"], "--stride must be >= 1, got 0"),
+        (["--windows_per_call", "0"], "--windows_per_call must be >= 1, got 0"),
+        (["--nms_window", "nan"], "--nms_window must be a number of seconds >= 0"),
+        (["--nms_threshold", "1.5"], "--nms_threshold must be in"),
+    ],
+)
 def test_spotting_checks(argv, message):
     p = argparse.ArgumentParser()
     add_spotting_flags(p)

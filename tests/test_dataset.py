@@ -13,8 +13,16 @@ from common.errors import UserError
 D = 512
 
 
-def write_game(root, name, labels, frames=(130, 130), audio_frames=None, video_name="ResNET_TF2_PCA512",
-               labels_file="Labels-v2.json", seed=0):
+def write_game(
+    root,
+    name,
+    labels,
+    frames=(130, 130),
+    audio_frames=None,
+    video_name="ResNET_TF2_PCA512",
+    labels_file="Labels-v2.json",
+    seed=0,
+):
     game = root / name
     game.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -41,12 +49,16 @@ def ann(game_time, label, position=None):
 
 def test_v2_labels_position_wins_partial_window_and_ignored_classes(tmp_path):
     # 130 frames at 2 fps = 65 s -> six 10 s windows, the last 5 s dropped
-    game = write_game(tmp_path, "g", [
-        ann("1 - 00:05", "Goal", position=25_000),  # position (25 s) wins over gameTime (5 s)
-        ann("1 - 01:03", "Corner", position=63_000),  # in the dropped tail -> last window
-        ann("1 - 00:12", "Throw-in", position=12_000),  # not a highlight: background
-        ann("2 - 00:45", "Yellow card"),  # no position: gameTime, second half only
-    ])
+    game = write_game(
+        tmp_path,
+        "g",
+        [
+            ann("1 - 00:05", "Goal", position=25_000),  # position (25 s) wins over gameTime (5 s)
+            ann("1 - 01:03", "Corner", position=63_000),  # in the dropped tail -> last window
+            ann("1 - 00:12", "Throw-in", position=12_000),  # not a highlight: background
+            ann("2 - 00:45", "Yellow card"),  # no position: gameTime, second half only
+        ],
+    )
     events = ds.read_labels(game)
     assert ds.Event(1, 25_000, "Goal") in events and ds.Event(2, 45_000, "Yellow card") in events
     cmap = ds.load_class_map("highlight")
@@ -61,9 +73,13 @@ def test_v2_labels_position_wins_partial_window_and_ignored_classes(tmp_path):
 
 
 def test_v1_labels_json_and_v1_class_map(tmp_path):
-    game = write_game(tmp_path, "g", [ann("1 - 00:31", "soccer-ball"), ann("1 - 00:31", "y-card"),
-                                      ann("2 - 00:02", "substitution-in")],
-                      video_name="ResNET_PCA512", labels_file="Labels.json")
+    game = write_game(
+        tmp_path,
+        "g",
+        [ann("1 - 00:31", "soccer-ball"), ann("1 - 00:31", "y-card"), ann("2 - 00:02", "substitution-in")],
+        video_name="ResNET_PCA512",
+        labels_file="Labels.json",
+    )
     cmap = ds.load_class_map("v1")
     assert cmap.classes == ["background", "card", "subs", "goal"]
     assert cmap.index_to_label[3] == "soccer-ball"
@@ -166,20 +182,42 @@ def test_skip_bad_games_records_them(tmp_path):
 def bad_input_args(tmp_path):
     write_game(tmp_path, "g", [ann("1 - 00:15", "Goal")])
     lst = write_list(tmp_path, ["g"])
-    args = ["--architecture", "concat", "--training", str(lst), "--validation", str(lst), "--testing", str(lst),
-            "--PCA", "--WindowSize", "10", "--VLAD_k", "4", "--tflog", str(tmp_path / "m"),
-            "--cache_dir", str(tmp_path / "c"), "--formatdataset", "1", "--quiet"]
+    args = [
+        "--architecture",
+        "concat",
+        "--training",
+        str(lst),
+        "--validation",
+        str(lst),
+        "--testing",
+        str(lst),
+        "--PCA",
+        "--WindowSize",
+        "10",
+        "--VLAD_k",
+        "4",
+        "--tflog",
+        str(tmp_path / "m"),
+        "--cache_dir",
+        str(tmp_path / "c"),
+        "--formatdataset",
+        "1",
+        "--quiet",
+    ]
     return tmp_path / "g", lst, args
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("missing_list", "game list not found"),
-    ("missing_feature", "no feature file 1_"),
-    ("wrong_width", r"expected shape \[T, 512\], found \[130, 256\]"),
-    ("nan", "NaN or infinite value at row 7"),
-    ("malformed_json", "Labels-v2.json: malformed JSON"),
-    ("long_window", "shorter than one window of 100 s"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("missing_list", "game list not found"),
+        ("missing_feature", "no feature file 1_"),
+        ("wrong_width", r"expected shape \[T, 512\], found \[130, 256\]"),
+        ("nan", "NaN or infinite value at row 7"),
+        ("malformed_json", "Labels-v2.json: malformed JSON"),
+        ("long_window", "shorter than one window of 100 s"),
+    ],
+)
 def test_bad_inputs_are_one_line_user_errors(bad_input_args, breakage, message):
     game, lst, args = bad_input_args
     if breakage == "missing_list":

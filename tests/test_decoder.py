@@ -25,9 +25,12 @@ def probs(seconds: float, *peaks: tuple[str, float, float], background: float = 
 
 def config(rule: ClassRule | None = None, **top) -> DecoderConfig:
     """One rule for every class (no seed figures), no minimum gap unless given."""
-    return DecoderConfig(rules={}, default=rule or ClassRule(before=5, after=5, threshold=0.5, min_peak_distance=10,
-                                                             merge_gap=0, min_length=0, max_length=100),
-                         **{"min_gap_sec": 0.0, **top})
+    return DecoderConfig(
+        rules={},
+        default=rule
+        or ClassRule(before=5, after=5, threshold=0.5, min_peak_distance=10, merge_gap=0, min_length=0, max_length=100),
+        **{"min_gap_sec": 0.0, **top},
+    )
 
 
 def spans_of(p: np.ndarray, cfg: DecoderConfig, duration: float | None = None) -> list[tuple]:
@@ -130,24 +133,35 @@ def test_config_json_round_trip_and_overrides(tmp_path):
     cfg = DecoderConfig()
     cfg.to_json(tmp_path / "full.json")
     assert DecoderConfig.from_json(tmp_path / "full.json") == cfg
-    assert cfg.rule("goal") == ClassRule(before=14, after=55, threshold=0.55, min_peak_distance=20, merge_gap=4,
-                                         min_length=6, max_length=45)
-    (tmp_path / "part.json").write_text(json.dumps({"rules": {"goal": {"threshold": 0.7}, "Corner": {"after": 9}},
-                                                    "default": {"before": 3}, "max_total_sec": 300}))
+    assert cfg.rule("goal") == ClassRule(
+        before=14, after=55, threshold=0.55, min_peak_distance=20, merge_gap=4, min_length=6, max_length=45
+    )
+    (tmp_path / "part.json").write_text(
+        json.dumps(
+            {
+                "rules": {"goal": {"threshold": 0.7}, "Corner": {"after": 9}},
+                "default": {"before": 3},
+                "max_total_sec": 300,
+            }
+        )
+    )
     part = DecoderConfig.from_json(tmp_path / "part.json")
     assert part.rule("goal").threshold == 0.7 and part.rule("goal").before == 14
     assert part.rule("Corner") == ClassRule(**{**cfg.default.__dict__, "before": 3.0, "after": 9.0})
     assert part.max_total_sec == 300 and part.rule("kick") == cfg.rule("kick")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{oops", "not a readable JSON"),
-    ('{"rules": {"goal": {"treshold": 0.5}}}', "unknown figure"),
-    ('{"max_total": 10}', "unknown key"),
-    ('{"rules": {"goal": {"threshold": "high"}}}', "must be numbers"),
-    ('{"rules": {"goal": {"min_length": 50}}}', "min_length 50.0 > max_length"),
-    ('{"max_total_sec": 0}', "max_total_sec must be > 0"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{oops", "not a readable JSON"),
+        ('{"rules": {"goal": {"treshold": 0.5}}}', "unknown figure"),
+        ('{"max_total": 10}', "unknown key"),
+        ('{"rules": {"goal": {"threshold": "high"}}}', "must be numbers"),
+        ('{"rules": {"goal": {"min_length": 50}}}', "min_length 50.0 > max_length"),
+        ('{"max_total_sec": 0}', "max_total_sec must be > 0"),
+    ],
+)
 def test_bad_config_is_a_one_line_error_naming_the_file(tmp_path, text, message):
     path = tmp_path / "bad.json"
     path.write_text(text)

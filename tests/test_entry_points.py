@@ -12,8 +12,15 @@ import pytest
 from common import entry
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIS = {"inference", "ClassificationSecondBased", "ClassificationMinuteBased", "evaluate", "extract_features.__main__",
-        "synthetic", "synthetic_video"}
+CLIS = {
+    "inference",
+    "ClassificationSecondBased",
+    "ClassificationMinuteBased",
+    "evaluate",
+    "extract_features.__main__",
+    "synthetic",
+    "synthetic_video",
+}
 
 
 def test_each_cli_has_an_entry_point():

@@ -26,7 +26,7 @@ def reference_log_mel(wave: np.ndarray, frames: int) -> np.ndarray:
             weights[k, b] = max(0.0, min(up, down))
     out = np.zeros((frames, 64))
     for t in range(frames):
-        seg = wave[t * 160: t * 160 + 400] * window
+        seg = wave[t * 160 : t * 160 + 400] * window
         spec = np.abs(np.fft.fft(seg, 512))[:257]
         out[t] = np.log(spec @ weights + 0.01)
     return out
@@ -95,8 +95,14 @@ def test_keras2_h5_weights_like_vnd(source, tmp_path):
     import h5py
 
     path = tmp_path / "vggish_audioset_weights_without_fc2.h5"
-    names = {"conv1": "conv1", "conv2": "conv2", "conv3_1": "conv3/conv3_1", "conv3_2": "conv3/conv3_2",
-             "conv4_1": "conv4/conv4_1", "conv4_2": "conv4/conv4_2"}
+    names = {
+        "conv1": "conv1",
+        "conv2": "conv2",
+        "conv3_1": "conv3/conv3_1",
+        "conv3_2": "conv3/conv3_2",
+        "conv4_1": "conv4/conv4_1",
+        "conv4_2": "conv4/conv4_2",
+    }
     with h5py.File(path, "w") as h5:
         h5.attrs["layer_names"] = [n.encode() for n in ["input_1", *names.values(), "pool1"]]
         h5.create_group("input_1").attrs["weight_names"] = []
@@ -122,8 +128,11 @@ def test_missing_weights_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="nothing.ckpt: no such VGGish weights file"):
         audio.AudioEmbedder(str(tmp_path / "nothing.ckpt"))
     bad = tmp_path / "partial.ckpt"
-    tf.raw_ops.Save(filename=str(bad), tensor_names=["vggish/conv1/weights", "vggish/conv1/biases"],
-                    data=[tf.zeros([3, 3, 1, 64]), tf.zeros([64])])
+    tf.raw_ops.Save(
+        filename=str(bad),
+        tensor_names=["vggish/conv1/weights", "vggish/conv1/biases"],
+        data=[tf.zeros([3, 3, 1, 64]), tf.zeros([64])],
+    )
     with pytest.raises(UserError, match="vggish/conv2/weights"):
         audio.AudioEmbedder(str(bad))
 

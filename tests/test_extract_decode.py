@@ -25,17 +25,36 @@ def videos(tmp_path_factory) -> dict[str, Path]:
         "short": make_video(d / "short.mp4", 0.2),
         "noaudio": make_video(d / "noaudio.mp4", 1.0, audio=False),
         # luma = 2 * frame index + 10, so each token tells which source frame it is
-        "index": make_video(d / "index.mkv", 2.0, video_filter="nullsrc=size=64x48:rate=25,geq=lum='N*2+10':cb=128:cr=128",
-                            audio=False),
+        "index": make_video(
+            d / "index.mkv", 2.0, video_filter="nullsrc=size=64x48:rate=25,geq=lum='N*2+10':cb=128:cr=128", audio=False
+        ),
     }
 
 
 def every_frame(path: Path, recipe: str) -> np.ndarray:
     """The centre pixel's first channel of every source frame, scaled as `recipe`'s `resize` does."""
     r = decode.RECIPES[recipe]
-    every = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", media_arg(path),
-                            "-vf", r.transforms["resize"], "-fps_mode", "passthrough", "-pix_fmt", r.pix_fmt,
-                            "-f", "rawvideo", "pipe:1"], capture_output=True, check=True).stdout
+    every = subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            media_arg(path),
+            "-vf",
+            r.transforms["resize"],
+            "-fps_mode",
+            "passthrough",
+            "-pix_fmt",
+            r.pix_fmt,
+            "-f",
+            "rawvideo",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return r.frames(every)[:, 112, 112, 0].astype(int)
 
 
@@ -80,8 +99,12 @@ def test_rgb_token_i_is_the_frame_on_screen_at_half_i_seconds(videos):
 @pytest.mark.parametrize("rate, seconds", [("30000/1001", 2.1), ("30", 2.0), ("50", 1.98), ("24", 1.3)])
 def test_other_frame_rates(tmp_path, rate, seconds):
     """29.97, 30, 50, 24 fps: token i = the last frame starting before (i+1)/2 s, T = floor(2 N / fps)."""
-    path = make_video(tmp_path / "rate.mp4", seconds, audio=False,
-                      video_filter=f"nullsrc=size=64x48:rate={rate},geq=lum='N*2+10':cb=128:cr=128")
+    path = make_video(
+        tmp_path / "rate.mp4",
+        seconds,
+        audio=False,
+        video_filter=f"nullsrc=size=64x48:rate={rate},geq=lum='N*2+10':cb=128:cr=128",
+    )
     fps, n = Fraction(rate), source_frames(path)
     expected = [math.ceil(fps * (i + 1) / 2) - 1 for i in range(math.floor(2 * n / fps))]
     assert token_frames(path, "soccernet") == expected
@@ -91,10 +114,33 @@ def test_other_frame_rates(tmp_path, rate, seconds):
 def test_variable_frame_rate(tmp_path):
     """Frames every 40 ms, then every 120 ms: tokens follow the clock, not the frame count."""
     path = tmp_path / "vfr.mkv"
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i",
-                    "nullsrc=size=64x48:rate=25,geq=lum='N*8+10':cb=128:cr=128", "-frames:v", "20",
-                    "-vf", "setpts='if(lt(N,10),N*0.04,0.4+(N-10)*0.12)/TB'", "-fps_mode", "passthrough",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", media_arg(path)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-f",
+            "lavfi",
+            "-i",
+            "nullsrc=size=64x48:rate=25,geq=lum='N*8+10':cb=128:cr=128",
+            "-frames:v",
+            "20",
+            "-vf",
+            "setpts='if(lt(N,10),N*0.04,0.4+(N-10)*0.12)/TB'",
+            "-fps_mode",
+            "passthrough",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+            media_arg(path),
+        ],
+        check=True,
+    )
     assert len(every_frame(path, "soccernet")) == 20
     # frame 10 starts at 0.40 s, 11 at 0.52, 14 at 0.88, 15 at 1.00, 19 at 1.48 s and ends after 1.5 s
     assert token_frames(path, "soccernet") == [10, 14, 19]  # the last frames starting before 0.5, 1.0, 1.5 s

@@ -30,11 +30,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tone_after_one_second(path: Path, seconds: float = 2.0) -> Path:
     """Video with silence for 1 s, then a loud tone: the audio features must change exactly at token 2."""
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-                    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30000/1001",
-                    "-f", "lavfi", "-i", "aevalsrc='if(gte(t,1),0.5*sin(2*PI*440*t),0)':s=22050",
-                    "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                    "-c:a", "pcm_s16le", media_arg(path)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30000/1001",
+            "-f",
+            "lavfi",
+            "-i",
+            "aevalsrc='if(gte(t,1),0.5*sin(2*PI*440*t),0)':s=22050",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "pcm_s16le",
+            media_arg(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -94,8 +119,9 @@ def test_not_a_video_and_audio_only(tmp_path):
     with pytest.raises(UserError, match="clip.mp4"):
         run(text)
     wav = tmp_path / "sound.wav"
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine", "-t", "1", media_arg(wav)],
-                   check=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine", "-t", "1", media_arg(wav)], check=True
+    )
     with pytest.raises(UserError, match="no video stream"):
         run(wav)
 
@@ -111,8 +137,24 @@ def test_missing_resnet_weights_and_pca(tmp_path, videos):
 
 def test_cli_single_video_two_halves(videos, tmp_path):
     out = tmp_path / "game"
-    assert main(["--video", str(videos["wide"]), "--out", str(out), "--weights", "random", "--half", "2",
-                 "--frames_per_call", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--video",
+                str(videos["wide"]),
+                "--out",
+                str(out),
+                "--weights",
+                "random",
+                "--half",
+                "2",
+                "--frames_per_call",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["--video", str(videos["short"]), "--out", str(out), "--weights", "random", "--quiet"]) == 0
     v2, a2 = np.load(out / "2_ResNET_TF2_PCA512.npy"), np.load(out / "2_VGGish.npy")
     assert v2.shape == a2.shape == (2, 512)
@@ -140,10 +182,22 @@ def test_pca_save_load_fit_and_convert(tmp_path):
         pickle.dump(ref, fh)
     with pytest.raises(UserError, match="--allow_pickle"):
         pca.convert_soccernet(tmp_path / "average.pkl", tmp_path / "pca.pkl", allow_pickle=False)
-    assert main(["convert_pca", "--average", str(tmp_path / "average.pkl"), "--pca", str(tmp_path / "pca.pkl"),
-                 "--allow_pickle", "--out", str(tmp_path / "sn.npz")]) == 0
-    np.testing.assert_allclose(pca.load_pca(tmp_path / "sn.npz").transform(x), ref.transform(x - x.mean(0)),
-                               atol=1e-3)
+    assert (
+        main(
+            [
+                "convert_pca",
+                "--average",
+                str(tmp_path / "average.pkl"),
+                "--pca",
+                str(tmp_path / "pca.pkl"),
+                "--allow_pickle",
+                "--out",
+                str(tmp_path / "sn.npz"),
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(pca.load_pca(tmp_path / "sn.npz").transform(x), ref.transform(x - x.mean(0)), atol=1e-3)
     with pytest.raises(UserError, match="a pickle"):
         pca.load_pca(tmp_path / "pca.pkl")
     np.save(tmp_path / "1_ResNET_TF2.npy", x[:150].astype(np.float32))
@@ -168,8 +222,17 @@ def test_pca_recipe_provenance_and_mismatch_warning(tmp_path, capsys):
     (tmp_path / "theirs").mkdir()
     np.save(tmp_path / "theirs" / "1_ResNET_TF2.npy", rng.standard_normal((20, pca.INPUT_DIM)).astype(np.float32))
     with pytest.raises(UserError, match="mix video recipes"):
-        main(["fit_pca", str(tmp_path / "ours"), str(tmp_path / "theirs"), "--dim", "4", "--out",
-              str(tmp_path / "mixed.npz")])
+        main(
+            [
+                "fit_pca",
+                str(tmp_path / "ours"),
+                str(tmp_path / "theirs"),
+                "--dim",
+                "4",
+                "--out",
+                str(tmp_path / "mixed.npz"),
+            ]
+        )
     assert not (tmp_path / "mixed.npz").exists()
 
 
@@ -180,8 +243,18 @@ def test_convert_pca_refuses_other_pickles(tmp_path, content):
     with open(tmp_path / "pca.pkl", "wb") as fh:
         pickle.dump({"components_": 1}, fh)
     with pytest.raises(UserError, match="average.pkl|pca.pkl"):
-        main(["convert_pca", "--average", str(tmp_path / "average.pkl"), "--pca", str(tmp_path / "pca.pkl"),
-              "--allow_pickle", "--out", str(tmp_path / "out.npz")])
+        main(
+            [
+                "convert_pca",
+                "--average",
+                str(tmp_path / "average.pkl"),
+                "--pca",
+                str(tmp_path / "pca.pkl"),
+                "--allow_pickle",
+                "--out",
+                str(tmp_path / "out.npz"),
+            ]
+        )
     assert not (tmp_path / "out.npz").exists()
 
 
@@ -210,8 +283,13 @@ def test_resume_after_a_killed_batch_run(videos, tmp_path):
     folders = make_tree(tmp_path, videos["wide"], 3)
     args = ["--tree", str(tmp_path), "--weights", "random", "--frames_per_call", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "extract_features", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "extract_features", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (folders[0] / "extraction.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -226,8 +304,12 @@ def test_resume_after_a_killed_batch_run(videos, tmp_path):
         assert np.load(folder / "1_VGGish.npy").shape == np.load(folder / "1_ResNET_TF2_PCA512.npy").shape == (2, 512)
         assert not list(folder.glob(".*"))
     # the killed process and this one computed the same features (seeded random weights)
-    np.testing.assert_allclose(np.load(folders[0] / "1_ResNET_TF2_PCA512.npy"),
-                               np.load(folders[2] / "1_ResNET_TF2_PCA512.npy"), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.load(folders[0] / "1_ResNET_TF2_PCA512.npy"),
+        np.load(folders[2] / "1_ResNET_TF2_PCA512.npy"),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     # settings changed -> refuse to mix, unless --overwrite
     with pytest.raises(UserError, match="other settings"):
         main([*args, "--transform", "resize"])
@@ -238,16 +320,24 @@ def test_cli_exit_codes_without_tensorflow(tmp_path, videos):
     np.savez(tmp_path / "narrow.npz", mean=np.zeros(100, np.float32), components=np.zeros((8, 100), np.float32))
     (tmp_path / "a file").write_text("")
     wide = ["--video", str(videos["wide"]), "--weights", "random"]
-    for argv, message in ([["--video", str(tmp_path / "x.mp4"), "--out", str(tmp_path), "--weights", "random"],
-                           "x.mp4: no such file"],
-                          [["--tree", str(tmp_path), "--weights", "random"], "no SoccerNet videos found"],
-                          [[*wide, "--out", str(tmp_path / "o"), "--pca", str(tmp_path / "narrow.npz")],
-                           "narrow.npz: a PCA of 100-d features"],
-                          [[*wide, "--out", str(tmp_path / "a file")], "a file: is a file, not a folder (--out"],
-                          [[*wide, "--out", str(tmp_path / "a file" / "sub")], "a file: is a file, not a folder"]):
+    for argv, message in (
+        [["--video", str(tmp_path / "x.mp4"), "--out", str(tmp_path), "--weights", "random"], "x.mp4: no such file"],
+        [["--tree", str(tmp_path), "--weights", "random"], "no SoccerNet videos found"],
+        [
+            [*wide, "--out", str(tmp_path / "o"), "--pca", str(tmp_path / "narrow.npz")],
+            "narrow.npz: a PCA of 100-d features",
+        ],
+        [[*wide, "--out", str(tmp_path / "a file")], "a file: is a file, not a folder (--out"],
+        [[*wide, "--out", str(tmp_path / "a file" / "sub")], "a file: is a file, not a folder"],
+    ):
         started = time.time()
-        proc = subprocess.run([sys.executable, "-m", "extract_features", *argv], cwd=ROOT, capture_output=True,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.run(
+            [sys.executable, "-m", "extract_features", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.strip()[7:]}"]
         assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -260,9 +350,26 @@ def test_interrupt_stops_at_once_and_writes_nothing(tmp_path):
     video = make_video(tmp_path / "long.mp4", 120.0, size="160x90")
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "extract_features", "--video", str(video), "--out", str(out),
-                             "--weights", "random", "--frames_per_call", "200"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "extract_features",
+            "--video",
+            str(video),
+            "--out",
+            str(out),
+            "--weights",
+            "random",
+            "--frames_per_call",
+            "200",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = ""
     while not re.search(r" [1-9]\d*/240 ", seen) and proc.poll() is None:  # progress: networks built and running
         seen += proc.stderr.read(1)
@@ -274,4 +381,3 @@ def test_interrupt_stops_at_once_and_writes_nothing(tmp_path):
     assert "error: interrupted" in proc.stderr.read()
     assert stopped < 8, stopped  # the batch of 200 frames it was in takes far longer on a CPU (~12 s idle)
     assert not out.exists() or not list(out.iterdir())
-

@@ -53,8 +53,16 @@ def input_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([[np.abs(u - v).mean() for v in y] for u in x])
 
 
-@pytest.mark.parametrize("clip, transform", [("16x9_25fps", "crop"), ("16x9_29.97fps", "crop"), ("4x3_25fps", "crop"),
-                                             ("16x9_25fps", "resize"), ("16x9_25fps", "resize256crop224")])
+@pytest.mark.parametrize(
+    "clip, transform",
+    [
+        ("16x9_25fps", "crop"),
+        ("16x9_29.97fps", "crop"),
+        ("4x3_25fps", "crop"),
+        ("16x9_25fps", "resize"),
+        ("16x9_25fps", "resize256crop224"),
+    ],
+)
 def test_video_matches_framecv_token_for_token(clips, clip, transform):
     reference = framecv(clips[clip], transform)
     got = ours(clips[clip], transform, "soccernet")
@@ -113,9 +121,11 @@ def test_log_mel_of_48k_stereo_matches_resampy(tmp_path):
     left = 6000 * np.sin(2 * np.pi * 440 * t) + 1500 * rng.standard_normal(len(t))
     right = 4000 * np.sin(2 * np.pi * 1250 * t * (1 + t / 6)) + 800 * rng.standard_normal(len(t))
     source = write_wav(tmp_path / "stereo48k.wav", np.stack([left, right], 1).clip(-32768, 32767), 48000)
-    reference = logmel.log_mel(decode.to_pieces(resampy.resample(source.mean(axis=1), 48000, 16000)
-                                                .astype(np.float32)), logmel.FEATURE_FRAMES)
-    got = logmel.log_mel(np.concatenate(list(decode.AudioDecoder(tmp_path / "stereo48k.wav").pieces())),
-                         logmel.FEATURE_FRAMES)
+    reference = logmel.log_mel(
+        decode.to_pieces(resampy.resample(source.mean(axis=1), 48000, 16000).astype(np.float32)), logmel.FEATURE_FRAMES
+    )
+    got = logmel.log_mel(
+        np.concatenate(list(decode.AudioDecoder(tmp_path / "stereo48k.wav").pieces())), logmel.FEATURE_FRAMES
+    )
     assert got.shape == reference.shape == (6, 46, 64)
     assert np.abs(got - reference).mean() <= 0.01

@@ -41,16 +41,35 @@ def _run(*argv) -> None:
 def test_game_dir_gives_spans_spotting_and_timeline(tiny_model, game, tmp_path, capsys):
     out = tmp_path / "out"
     _run("--model", tiny_model, "--game_dir", game, "--out", out)
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results_spotting.json", "spans.json", "timeline.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.html",
+        "results_spotting.json",
+        "spans.json",
+        "timeline.png",
+    ]
     spotting = json.loads((out / "results_spotting.json").read_text())
     assert {p["half"] for p in spotting["predictions"]} == {"1", "2"}
     assert {p["label"] for p in spotting["predictions"]} <= {"Penalty", "Substitution", "Yellow card", "Goal"}
     spans = json.loads((out / "spans.json").read_text())
     assert spans["model"]["architecture"] == "concat" and spans["model"]["window_seconds"] == 4
     text = capsys.readouterr().out
-    events = sum(1 for e in json.loads((game / "Labels-v2.json").read_text())["annotations"]
-                 if e["label"] in ("Goal", "Shots on target", "Corner", "Penalty", "Substitution", "Yellow card",
-                                   "Red card", "Yellow->red card", "Direct free-kick", "Indirect free-kick"))
+    events = sum(
+        1
+        for e in json.loads((game / "Labels-v2.json").read_text())["annotations"]
+        if e["label"]
+        in (
+            "Goal",
+            "Shots on target",
+            "Corner",
+            "Penalty",
+            "Substitution",
+            "Yellow card",
+            "Red card",
+            "Yellow->red card",
+            "Direct free-kick",
+            "Indirect free-kick",
+        )
+    )
     assert f"highlights ({sum(s['end'] - s['start'] for s in spans['spans']):.0f} s), " in text
     assert f" of {events} true events covered" in text
 
@@ -62,9 +81,28 @@ def test_video_with_reused_features_makes_the_reel(tiny_model, game, video, tmp_
         (feats / name).write_bytes((game / name).read_bytes())
     (feats / "extraction.json").write_text(json.dumps({"weights": "random"}))
     out = tmp_path / "out"
-    _run("--model", tiny_model, "--video", video, "--features_video", feats / "1_ResNET_TF2_PCA512.npy",
-         "--features_audio", feats / "1_VGGish.npy", "--out", out, "--threshold", "0.05", "--max_total_sec", "90",
-         "--ground_truth", game, "--intro_sec", "0", "--outro_sec", "0")
+    _run(
+        "--model",
+        tiny_model,
+        "--video",
+        video,
+        "--features_video",
+        feats / "1_ResNET_TF2_PCA512.npy",
+        "--features_audio",
+        feats / "1_VGGish.npy",
+        "--out",
+        out,
+        "--threshold",
+        "0.05",
+        "--max_total_sec",
+        "90",
+        "--ground_truth",
+        game,
+        "--intro_sec",
+        "0",
+        "--outro_sec",
+        "0",
+    )
     spans = json.loads((out / "spans.json").read_text())["spans"]
     assert spans and all(s["match_time"].startswith("1 - ") and s["half"] == 1 for s in spans)
     assert sum(s["end"] - s["start"] for s in spans) <= 90
@@ -119,9 +157,21 @@ def test_unwritable_output_folder(tiny_model, game, tmp_path):
 
 
 def test_cli_exit_code_and_single_line(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "inference.py"), "--model", str(tmp_path / "m.keras"),
-                           "--out", str(tmp_path / "o"), "--features_video", "v.npy"], capture_output=True, text=True,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "inference.py"),
+            "--model",
+            str(tmp_path / "m.keras"),
+            "--out",
+            str(tmp_path / "o"),
+            "--features_video",
+            "v.npy",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
     assert not (tmp_path / "o").exists()
@@ -147,8 +197,9 @@ def test_folder_of_three_videos_in_one_process(tiny_model, tmp_path, monkeypatch
     monkeypatch.setattr(archis, "load_model", lambda path: loads.append(path) or load_model(path))
     monkeypatch.setattr(pipeline.Extractor, "__init__", lambda self, cfg: builds.append(cfg) or build(self, cfg))
     out = tmp_path / "out"
-    code = inference.main(["--model", str(tiny_model), "--out", str(out), str(folder), "--weights", "random",
-                           "--no_reel", "--quiet"])
+    code = inference.main(
+        ["--model", str(tiny_model), "--out", str(out), str(folder), "--weights", "random", "--no_reel", "--quiet"]
+    )
     assert code == 1 and len(loads) == 1 and len(builds) == 1
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c", "index.html"]
     for name in "abc":

@@ -14,8 +14,13 @@ SCRIPT = ROOT / "run_inference.sh"
 
 
 def _script(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+    )
 
 
 def test_folder_of_two_videos(tiny_model, tmp_path):
@@ -25,8 +30,14 @@ def test_folder_of_two_videos(tiny_model, tmp_path):
     make_match_video(videos / "-second.mp4", 6, size="64x36")
     (videos / "notes.txt").write_text("not a video")
     out = tmp_path / "out"
-    proc = _script(str(videos), "--", "--threshold", "0.05", "--quiet",
-                   env={"MODEL": str(tiny_model), "WEIGHTS": "random", "OUT": str(out)})
+    proc = _script(
+        str(videos),
+        "--",
+        "--threshold",
+        "0.05",
+        "--quiet",
+        env={"MODEL": str(tiny_model), "WEIGHTS": "random", "OUT": str(out)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 of 2 videos done" in proc.stderr and "RANDOM" in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["-second", "first match", "index.html"]
@@ -34,7 +45,9 @@ def test_folder_of_two_videos(tiny_model, tmp_path):
     assert 'href="first%20match/report.html"' in index and 'href="-second/report.html"' in index
     for name, seconds in (("first match", 8), ("-second", 6)):
         folder = out / name
-        assert {"spans.json", "results_spotting.json", "timeline.png", "report.html"} <= {p.name for p in folder.iterdir()}
+        assert {"spans.json", "results_spotting.json", "timeline.png", "report.html"} <= {
+            p.name for p in folder.iterdir()
+        }
         spans = json.loads((folder / "spans.json").read_text())["spans"]
         assert all(0 <= s["start"] < s["end"] <= seconds for s in spans)
         assert (folder / "highlights.mp4").exists() == bool(spans)
@@ -61,8 +74,9 @@ def test_list_file_resolves_relative_paths_and_reports_failures(tmp_path):
     lists.mkdir()
     (lists / "games.txt").write_text("# two matches\r\nmissing one.mp4\r\n\r\n/abs/missing two.mp4\n")
     (tmp_path / "m.keras").write_bytes(b"")
-    proc = _script(str(lists / "games.txt"), env={"MODEL": str(tmp_path / "m.keras"), "OUT": str(tmp_path / "o")},
-                   timeout=60)
+    proc = _script(
+        str(lists / "games.txt"), env={"MODEL": str(tmp_path / "m.keras"), "OUT": str(tmp_path / "o")}, timeout=60
+    )
     assert proc.returncode == 1
     assert f"error: {lists}/missing one.mp4: no such file" in proc.stderr
     assert "error: /abs/missing two.mp4: no such file" in proc.stderr

@@ -34,5 +34,14 @@ def test_classes_without_a_class_map_are_refused(tmp_path):
     model = tmp_path / "m.keras"
     archis.build_model("concat", vlad_k=4, window_seconds=4, class_names=("background", "a", "b")).save(model)
     with pytest.raises(UserError, match="records no class map"):
-        csb.main(["--testing", str(next((tmp_path / "data").glob("listgame_Test_*.npy"))), "--model", str(model),
-                  "--output", str(tmp_path / "o"), "--quiet"])
+        csb.main(
+            [
+                "--testing",
+                str(next((tmp_path / "data").glob("listgame_Test_*.npy"))),
+                "--model",
+                str(model),
+                "--output",
+                str(tmp_path / "o"),
+                "--quiet",
+            ]
+        )

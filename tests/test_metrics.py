@@ -15,8 +15,18 @@ from common.errors import UserError
 from highlights.metrics import HalfEvents, average_mAP, evaluate_games, match
 
 HIGHLIGHT_ONE_NAME = {"Corner": 0, "Substitution": 1, "Yellow card": 2, "Goal": 3}
-HIGHLIGHT_MANY = {"Penalty": 0, "Corner": 0, "Direct free-kick": 0, "Indirect free-kick": 0, "Substitution": 1,
-                  "Yellow card": 2, "Red card": 2, "Yellow->red card": 2, "Goal": 3, "Shots on target": 3}
+HIGHLIGHT_MANY = {
+    "Penalty": 0,
+    "Corner": 0,
+    "Direct free-kick": 0,
+    "Indirect free-kick": 0,
+    "Substitution": 1,
+    "Yellow card": 2,
+    "Red card": 2,
+    "Yellow->red card": 2,
+    "Goal": 3,
+    "Shots on target": 3,
+}
 
 
 def _game_time(half: int, ms: int) -> str:
@@ -24,8 +34,9 @@ def _game_time(half: int, ms: int) -> str:
     return f"{half} - {s // 60:02d}:{s % 60:02d}"
 
 
-def make_tree(tmp: Path, labels: list[str], *, n_games: int = 3, seed: int = 0, skip_label: str | None = None,
-              empty_game: int = 1) -> tuple[Path, Path, list[str]]:
+def make_tree(
+    tmp: Path, labels: list[str], *, n_games: int = 3, seed: int = 0, skip_label: str | None = None, empty_game: int = 1
+) -> tuple[Path, Path, list[str]]:
     """Labels and predictions for a few games: events in both halves, hidden events, events without
     `position`, two events in one frame, near and far predictions, duplicates in one bin, false alarms,
     string and number confidences, one class never annotated, one game with an empty prediction file."""
@@ -41,8 +52,12 @@ def make_tree(tmp: Path, labels: list[str], *, n_games: int = 3, seed: int = 0, 
             for _ in range(25):
                 label = str(rng.choice(annotated))
                 ms = int(rng.integers(0, 20 * 60_000))
-                ann = {"gameTime": _game_time(half, ms), "label": label, "team": "home",
-                       "visibility": "not shown" if rng.random() < 0.25 else "visible"}
+                ann = {
+                    "gameTime": _game_time(half, ms),
+                    "label": label,
+                    "team": "home",
+                    "visibility": "not shown" if rng.random() < 0.25 else "visible",
+                }
                 if rng.random() < 0.85:
                     ann["position"] = str(ms)
                 anns.append(ann)
@@ -60,16 +75,31 @@ def make_tree(tmp: Path, labels: list[str], *, n_games: int = 3, seed: int = 0, 
         (label_root / game).mkdir(parents=True)
         (label_root / game / "Labels-v2.json").write_text(json.dumps({"annotations": anns}))
         (pred_root / game).mkdir(parents=True)
-        rows = [{"gameTime": _game_time(h, ms), "label": lab, "position": str(ms), "half": str(h),
-                 "confidence": str(c) if i % 2 else c} for i, (h, ms, lab, c) in enumerate(preds)]
+        rows = [
+            {
+                "gameTime": _game_time(h, ms),
+                "label": lab,
+                "position": str(ms),
+                "half": str(h),
+                "confidence": str(c) if i % 2 else c,
+            }
+            for i, (h, ms, lab, c) in enumerate(preds)
+        ]
         (pred_root / game / "results_spotting.json").write_text(json.dumps({"UrlLocal": game, "predictions": rows}))
     return label_root, pred_root, games
 
 
 def _official(label_root: Path, pred_root: Path, event_dictionary: dict, metric: str) -> dict:
-    return official_evaluate(str(label_root), str(pred_root), prediction_file="results_spotting.json",
-                             label_files="Labels-v2.json", dataset=None, version=2, metric=metric,
-                             EVENT_DICTIONARY=event_dictionary)
+    return official_evaluate(
+        str(label_root),
+        str(pred_root),
+        prediction_file="results_spotting.json",
+        label_files="Labels-v2.json",
+        dataset=None,
+        version=2,
+        metric=metric,
+        EVENT_DICTIONARY=event_dictionary,
+    )
 
 
 def _assert_same(ours, theirs: dict, n_classes: int | None = None) -> None:
@@ -85,8 +115,9 @@ def _assert_same(ours, theirs: dict, n_classes: int | None = None) -> None:
 def test_v2_equals_official(tmp_path, metric):
     v2 = dataset.load_class_map("v2")
     assert [v2.label_to_index[k] - 1 for k in EVENT_DICTIONARY_V2] == list(EVENT_DICTIONARY_V2.values())
-    label_root, pred_root, games = make_tree(tmp_path, list(EVENT_DICTIONARY_V2), n_games=2,
-                                             skip_label="Yellow->red card")
+    label_root, pred_root, games = make_tree(
+        tmp_path, list(EVENT_DICTIONARY_V2), n_games=2, skip_label="Yellow->red card"
+    )
     ours = evaluate_games(label_root, pred_root, games, v2.classes, v2.label_to_index, metric=metric)
     theirs = _official(label_root, pred_root, EVENT_DICTIONARY_V2, metric)
     _assert_same(ours, theirs)
@@ -144,12 +175,15 @@ def test_missing_prediction_file_warns_and_scores_zero(tmp_path, capsys):
     assert missing == with_empty
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{not json", "malformed JSON"),
-    ('{"predictions": [{"label": "Goal", "half": "1", "position": "abc", "confidence": 0.5}]}', "prediction 0"),
-    ('{"predictions": [{"label": "Goal", "half": "1", "position": "-5000", "confidence": 0.5}]}', "negative"),
-    ('{"results": []}', "no 'predictions' list"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "malformed JSON"),
+        ('{"predictions": [{"label": "Goal", "half": "1", "position": "abc", "confidence": 0.5}]}', "prediction 0"),
+        ('{"predictions": [{"label": "Goal", "half": "1", "position": "-5000", "confidence": 0.5}]}', "negative"),
+        ('{"results": []}', "no 'predictions' list"),
+    ],
+)
 def test_bad_prediction_file_is_one_line_error(tmp_path, text, message):
     cmap = dataset.load_class_map("highlight")
     label_root, pred_root, games = make_tree(tmp_path, list(HIGHLIGHT_ONE_NAME), n_games=1)
@@ -164,16 +198,21 @@ def test_visibility_split_at_midpoints_equals_official(tmp_path):
     """A prediction exactly on the (floored) midpoint between a visible and a hidden event belongs to the later."""
     game = tmp_path / "labels" / "l" / "s" / "g"
     game.mkdir(parents=True)
-    anns = [{"gameTime": "1 - 00:05", "label": "Goal", "position": "5000", "visibility": "visible"},
-            {"gameTime": "1 - 00:06", "label": "Goal", "position": "6500", "visibility": "not shown"},
-            {"gameTime": "2 - 00:05", "label": "Goal", "position": "5000", "visibility": "visible"}]
+    anns = [
+        {"gameTime": "1 - 00:05", "label": "Goal", "position": "5000", "visibility": "visible"},
+        {"gameTime": "1 - 00:06", "label": "Goal", "position": "6500", "visibility": "not shown"},
+        {"gameTime": "2 - 00:05", "label": "Goal", "position": "5000", "visibility": "visible"},
+    ]
     (game / "Labels-v2.json").write_text(json.dumps({"annotations": anns}))
-    preds = [{"label": "Goal", "half": h, "position": p, "confidence": c}
-             for h, p, c in [(1, "5500", 0.8), (1, "9000", 0.6), (2, "5200", 0.7), (2, "99000", 0.3)]]
+    preds = [
+        {"label": "Goal", "half": h, "position": p, "confidence": c}
+        for h, p, c in [(1, "5500", 0.8), (1, "9000", 0.6), (2, "5200", 0.7), (2, "99000", 0.3)]
+    ]
     (tmp_path / "preds" / "l" / "s" / "g").mkdir(parents=True)
     (tmp_path / "preds" / "l" / "s" / "g" / "results_spotting.json").write_text(json.dumps({"predictions": preds}))
-    ours = evaluate_games(tmp_path / "labels", tmp_path / "preds", ["l/s/g"], ["background", "goal"], {"Goal": 1},
-                          metric="tight")
+    ours = evaluate_games(
+        tmp_path / "labels", tmp_path / "preds", ["l/s/g"], ["background", "goal"], {"Goal": 1}, metric="tight"
+    )
     _assert_same(ours, _official(tmp_path / "labels", tmp_path / "preds", {"Goal": 0}, "tight"))
     assert ours.a_mAP_visible != ours.a_mAP_unshown
 
@@ -184,9 +223,27 @@ def test_evaluate_cli_table_json_plot(tmp_path, capsys):
     label_root, pred_root, games = make_tree(tmp_path, list(EVENT_DICTIONARY_V2), n_games=2, seed=3)
     np.save(tmp_path / "listgame_Test_2.npy", np.array(games))
     out_json, out_png = tmp_path / "out" / "scores.json", tmp_path / "out" / "map.png"
-    assert evaluate.main(["--labels", str(label_root), "--predictions", str(pred_root), "--list",
-                          str(tmp_path / "listgame_Test_2.npy"), "--class_map", "v2", "--metric", "tight",
-                          "--json", str(out_json), "--plot", str(out_png)]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--labels",
+                str(label_root),
+                "--predictions",
+                str(pred_root),
+                "--list",
+                str(tmp_path / "listgame_Test_2.npy"),
+                "--class_map",
+                "v2",
+                "--metric",
+                "tight",
+                "--json",
+                str(out_json),
+                "--plot",
+                str(out_png),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     saved = json.loads(out_json.read_text())
     theirs = _official(label_root, pred_root, EVENT_DICTIONARY_V2, "tight")
@@ -206,8 +263,18 @@ def test_evaluate_cli_errors_exit_2_with_one_line(tmp_path):
     (tmp_path / "list.txt").write_text(games[0] + "\n")
     bad = pred_root / games[0] / "results_spotting.json"
     bad.write_text('{"predictions": [')
-    cmd = [sys.executable, "evaluate.py", "--labels", str(label_root), "--predictions", str(pred_root),
-           "--list", str(tmp_path / "list.txt"), "--json", str(tmp_path / "s.json")]
+    cmd = [
+        sys.executable,
+        "evaluate.py",
+        "--labels",
+        str(label_root),
+        "--predictions",
+        str(pred_root),
+        "--list",
+        str(tmp_path / "list.txt"),
+        "--json",
+        str(tmp_path / "s.json"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert str(bad) in proc.stderr and "malformed JSON" in proc.stderr

@@ -17,8 +17,13 @@ from archis.pooling import no_random_init
 def _projection_dtypes(path) -> set[str]:
     with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as f:
         found: set[str] = set()
-        f.visititems(lambda name, obj: found.add(str(obj.dtype)) if name.endswith("vars/2") and
-                     "net_vlad" in name and "cluster_bn" not in name and "gating" not in name else None)
+        f.visititems(
+            lambda name, obj: (
+                found.add(str(obj.dtype))
+                if name.endswith("vars/2") and "net_vlad" in name and "cluster_bn" not in name and "gating" not in name
+                else None
+            )
+        )
         return found
 
 

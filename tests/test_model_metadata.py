@@ -25,19 +25,48 @@ CUSTOM = {"name": "mine", "labels": {"score": ["Goal", "Shots on target"], "book
 def trained(tmp_path_factory):
     """A tiny model trained with a custom class map on games whose extraction.json records an "rgb" recipe."""
     root = tmp_path_factory.mktemp("syn")
-    data = synthetic.generate_dataset(root, n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=3.0,
-                                      progress=False)
+    data = synthetic.generate_dataset(
+        root, n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=3.0, progress=False
+    )
     for labels in root.rglob("Labels-v2.json"):
-        (labels.parent / "extraction.json").write_text(json.dumps(
-            {"frames_per_second": 2, "recipe": {"video": "rgb", "audio": "channel_mean"}}))
+        (labels.parent / "extraction.json").write_text(
+            json.dumps({"frames_per_second": 2, "recipe": {"video": "rgb", "audio": "channel_mean"}})
+        )
     cmap = root / "mine.json"
     cmap.write_text(json.dumps(CUSTOM))
     tflog = root / "Model"
-    argv = ["--architecture", "concat", "--training", str(data.lists["train"]), "--validation",
-            str(data.lists["valid"]), "--testing", str(data.lists["test"]), "--PCA", "--network", "VLAD",
-            "--VLAD_k", "4", "--WindowSize", "10", "--batch_size", "2", "--max_epoch", "1", "--formatdataset", "1",
-            "--tflog", str(tflog), "--cache_dir", str(tflog / "cache"), "--class_map", str(cmap), "--quiet",
-            "--outputPrefix", "m"]
+    argv = [
+        "--architecture",
+        "concat",
+        "--training",
+        str(data.lists["train"]),
+        "--validation",
+        str(data.lists["valid"]),
+        "--testing",
+        str(data.lists["test"]),
+        "--PCA",
+        "--network",
+        "VLAD",
+        "--VLAD_k",
+        "4",
+        "--WindowSize",
+        "10",
+        "--batch_size",
+        "2",
+        "--max_epoch",
+        "1",
+        "--formatdataset",
+        "1",
+        "--tflog",
+        str(tflog),
+        "--cache_dir",
+        str(tflog / "cache"),
+        "--class_map",
+        str(cmap),
+        "--quiet",
+        "--outputPrefix",
+        "m",
+    ]
     assert cmb.main(argv) == 0
     return data, tflog / "m_best.keras", cmap
 
@@ -61,18 +90,55 @@ def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, 
     assert evaluate.main(["--labels", str(test_list.parent), "--predictions", str(out), "--list", str(test_list)]) == 0
     table = capsys.readouterr().out
     assert "\nscore " in table and "\nbooking " in table and "kick" not in table
-    assert evaluate.main(["--labels", str(test_list.parent), "--predictions", str(out), "--list", str(test_list),
-                          "--model", str(model)]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--labels",
+                str(test_list.parent),
+                "--predictions",
+                str(out),
+                "--list",
+                str(test_list),
+                "--model",
+                str(model),
+            ]
+        )
+        == 0
+    )
     with pytest.raises(UserError, match="disagrees with the class map 'mine'"):
-        evaluate.main(["--labels", str(test_list.parent), "--predictions", str(out), "--list", str(test_list),
-                       "--class_map", "highlight"])
+        evaluate.main(
+            [
+                "--labels",
+                str(test_list.parent),
+                "--predictions",
+                str(out),
+                "--list",
+                str(test_list),
+                "--class_map",
+                "highlight",
+            ]
+        )
 
 
 def test_inference_keeps_ground_truth_for_a_custom_map(trained, tmp_path, capsys):
     data, model, _ = trained
     game = next(data.root.rglob("Labels-v2.json")).parent
-    assert inference.main(["--model", str(model), "--game_dir", str(game), "--out", str(tmp_path / "o"),
-                           "--threshold", "0.05", "--quiet"]) == 0
+    assert (
+        inference.main(
+            [
+                "--model",
+                str(model),
+                "--game_dir",
+                str(game),
+                "--out",
+                str(tmp_path / "o"),
+                "--threshold",
+                "0.05",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "true events covered" in capsys.readouterr().out
     labels = {p["label"] for p in json.loads((tmp_path / "o" / "results_spotting.json").read_text())["predictions"]}
     assert labels <= {"Goal", "Yellow card"}
@@ -109,8 +175,9 @@ def test_recipe_mismatch_warns_once_and_token_rate_mismatch_fails(trained, tmp_p
     data, model, _ = trained
     legacy = _copy_games(data, tmp_path / "legacy", {"frames_per_second": 2})  # old record: rgb + ffmpeg_downmix
     with caplog.at_level(logging.WARNING):
-        assert csb.main(["--testing", str(legacy), "--model", str(model), "--output", str(tmp_path / "o"),
-                         "--quiet"]) == 0
+        assert (
+            csb.main(["--testing", str(legacy), "--model", str(model), "--output", str(tmp_path / "o"), "--quiet"]) == 0
+        )
     warnings = [r.getMessage() for r in caplog.records if "another recipe" in r.getMessage()]
     assert len(warnings) == 1 and "audio 'ffmpeg_downmix' (model trained on 'channel_mean')" in warnings[0]
     fast = _copy_games(data, tmp_path / "fast", {"frames_per_second": 5})

@@ -17,7 +17,7 @@ def _vd_reference(per_second: np.ndarray, threshold: float) -> list[int]:
         if t <= 30 or t >= n - 30:
             continue
         v = per_second[t]
-        if v > threshold and v > per_second[t - 30:t].max() and v >= per_second[t + 1:t + 30].max():
+        if v > threshold and v > per_second[t - 30 : t].max() and v >= per_second[t + 1 : t + 30].max():
             kept.append(t)
     return kept
 
@@ -25,7 +25,7 @@ def _vd_reference(per_second: np.ndarray, threshold: float) -> list[int]:
 def test_vd_rule_spots_nothing_in_the_first_or_last_30_s():
     scores = np.full((600, 2), 0.1)  # 300 s at 2 tokens per second
     for second in (10, 150, 290):
-        scores[2 * second:2 * second + 2, 1] = 0.9
+        scores[2 * second : 2 * second + 2, 1] = 0.9
     vd = [s.seconds for s in nms_spots(scores, CLASSES, 1, threshold=0.0)]
     sym = [s.seconds for s in nms_spots(scores, CLASSES, 1, threshold=0.0, rule="symmetric")]
     assert vd == [150.0]

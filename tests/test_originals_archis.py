@@ -21,8 +21,11 @@ def _dropout_rates(model) -> set[float]:
     return {round(layer.rate, 6) for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
 
 
-@pytest.mark.parametrize(("names", "rate"), [(VD, 0.4), (SEED, 0.5), (("LateFusionArchi",), 0.6)],
-                         ids=["V&D keep_prob 0.6", "seed 0.5", "seed LateFusionArchi 0.6"])
+@pytest.mark.parametrize(
+    ("names", "rate"),
+    [(VD, 0.4), (SEED, 0.5), (("LateFusionArchi",), 0.6)],
+    ids=["V&D keep_prob 0.6", "seed 0.5", "seed LateFusionArchi 0.6"],
+)
 def test_default_dropout_is_the_originals(names, rate):
     for name in names:
         model = build_model(name, seed=0, **TINY)

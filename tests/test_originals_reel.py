@@ -53,8 +53,20 @@ def match(tmp_path_factory, tiny_model) -> tuple[Path, Path, Path]:
 
 def _infer(match, out: Path, *flags: str) -> dict:
     model, game, video = match
-    argv = ["--model", model, "--video", video, "--features_video", game / "1_ResNET_TF2_PCA512.npy",
-            "--features_audio", game / "1_VGGish.npy", "--out", out, "--quiet", *flags]
+    argv = [
+        "--model",
+        model,
+        "--video",
+        video,
+        "--features_video",
+        game / "1_ResNET_TF2_PCA512.npy",
+        "--features_audio",
+        game / "1_VGGish.npy",
+        "--out",
+        out,
+        "--quiet",
+        *flags,
+    ]
     assert inference.main([str(a) for a in argv]) == 0
     return json.loads((out / "spans.json").read_text())
 
@@ -68,8 +80,19 @@ def test_no_spans_still_gives_the_seeds_intro_and_outro_reel(match, tmp_path):
 
 
 def test_spans_json_and_subtitles_name_every_event_of_a_merged_clip(match, tmp_path):
-    data = _infer(match, tmp_path / "o", "--threshold", "0.0", "--merge_classes", "--min_gap_sec", "60",
-                  "--intro_sec", "0", "--outro_sec", "0")
+    data = _infer(
+        match,
+        tmp_path / "o",
+        "--threshold",
+        "0.0",
+        "--merge_classes",
+        "--min_gap_sec",
+        "60",
+        "--intro_sec",
+        "0",
+        "--outro_sec",
+        "0",
+    )
     assert data["decoder"]["merge_classes"] is True
     merged = [s for s in data["spans"] if len(s["events"]) > 1]
     assert merged, "with threshold 0 and a 60 s gap, clips of several classes join"

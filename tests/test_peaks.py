@@ -12,7 +12,7 @@ from highlights.peaks import peak_indices, peak_mask
 def loop_peaks(x: np.ndarray, before: int, after: int, threshold: float, at_threshold: bool) -> np.ndarray:
     mask = np.zeros(x.shape, bool)
     for t in range(len(x)):
-        prev, nxt = x[max(0, t - before):t], x[t + 1:t + 1 + after]
+        prev, nxt = x[max(0, t - before) : t], x[t + 1 : t + 1 + after]
         clears = x[t] >= threshold if at_threshold else x[t] > threshold
         mask[t] = clears and all(x[t] > prev) and all(x[t] >= nxt)
     return mask
@@ -27,8 +27,9 @@ def test_matches_a_per_token_loop(threshold, at_threshold, reach):
     got = peak_mask(curves, *reach, threshold, at_threshold=at_threshold)
     want = np.stack([loop_peaks(c, *reach, threshold, at_threshold) for c in curves.T], axis=1)
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(peak_indices(curves[:, 1], *reach, threshold, at_threshold=at_threshold)[0],
-                                  np.flatnonzero(want[:, 1]))
+    np.testing.assert_array_equal(
+        peak_indices(curves[:, 1], *reach, threshold, at_threshold=at_threshold)[0], np.flatnonzero(want[:, 1])
+    )
 
 
 def test_empty_and_flat_curves():

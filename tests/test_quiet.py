@@ -20,9 +20,24 @@ def _inference(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
         archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(model)
         synthetic.write_game(synthetic.make_game(0, half_minutes=0.5), game)
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run([sys.executable, str(ROOT / "inference.py"), "--model", str(model), "--game_dir", str(game),
-                           "--out", str(tmp_path / "out"), "--quiet", *extra], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "inference.py"),
+            "--model",
+            str(model),
+            "--game_dir",
+            str(game),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def test_startup_lines_hidden_by_default_shown_with_verbose(tmp_path):
@@ -34,10 +49,12 @@ def test_startup_lines_hidden_by_default_shown_with_verbose(tmp_path):
 
 
 def test_hidden_output_is_replayed_when_the_step_fails():
-    code = ("import os\nfrom common.quiet import stderr_hidden\n"
-            "with stderr_hidden():\n    os.write(2, b'hidden unless it fails\\n')\n"
-            "try:\n    with stderr_hidden():\n        os.write(2, b'the real cause\\n')\n"
-            "        raise RuntimeError('boom')\nexcept RuntimeError:\n    pass\n")
+    code = (
+        "import os\nfrom common.quiet import stderr_hidden\n"
+        "with stderr_hidden():\n    os.write(2, b'hidden unless it fails\\n')\n"
+        "try:\n    with stderr_hidden():\n        os.write(2, b'the real cause\\n')\n"
+        "        raise RuntimeError('boom')\nexcept RuntimeError:\n    pass\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0
     assert proc.stderr == "the real cause\n"

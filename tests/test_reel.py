@@ -26,8 +26,9 @@ def video60(tmp_path_factory) -> Path:
 
 
 def _decodes_cleanly(path: Path) -> None:
-    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", media_arg(path), "-f", "null", "-"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", media_arg(path), "-f", "null", "-"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
 
 
@@ -46,8 +47,9 @@ def test_reencode_reel_has_expected_duration_and_plays(video60, tmp_path):
     srt = out.with_suffix(".srt").read_text()
     assert "00:00:04,400 --> 00:00:12,000\ngoal 00:20" in srt
     # chapters made it into the container
-    meta = subprocess.run([ffmpeg_exe(), "-i", media_arg(out), "-f", "ffmetadata", "-"], capture_output=True,
-                          text=True).stdout
+    meta = subprocess.run(
+        [ffmpeg_exe(), "-i", media_arg(out), "-f", "ffmetadata", "-"], capture_output=True, text=True
+    ).stdout
     assert meta.count("[CHAPTER]") == 3 and "title=card 00:41" in meta
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reel.mp4", "reel.srt"]
 
@@ -62,7 +64,8 @@ def test_awkward_names_in_and_out(video60, tmp_path, name):
     make_reel(src, CLIPS[:1], out_dir / "re encoded.mp4", progress=False)
     assert probe(out).has_video and probe(out_dir / "re encoded.mp4").has_video
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(
-        ["-" + name, "-" + Path(name).stem + ".srt", "re encoded.mp4", "re encoded.srt"])
+        ["-" + name, "-" + Path(name).stem + ".srt", "re encoded.mp4", "re encoded.srt"]
+    )
 
 
 def test_stream_copy_starts_on_keyframes(video60, tmp_path):
@@ -101,8 +104,9 @@ def test_plan_clips_merges_overlaps_and_adds_intro_outro():
         def __init__(self, start, end, label):
             self.start, self.end, self.label = start, end, label
 
-    clips = plan_clips([S(50, 70, "goal"), S(-5, 10, "kick"), S(65, 80, "card"), S(95, 130, "subs")], 120,
-                       intro_sec=15, outro_sec=15)
+    clips = plan_clips(
+        [S(50, 70, "goal"), S(-5, 10, "kick"), S(65, 80, "card"), S(95, 130, "subs")], 120, intro_sec=15, outro_sec=15
+    )
     assert [(c.start, c.end) for c in clips] == [(0, 15), (50, 80), (95, 120)]
     assert clips[0].title == "kick 00:00 + Kick-off"
     assert clips[1].title == "goal 00:50 + card 01:05"

@@ -37,11 +37,24 @@ def runs(tmp_path_factory, tiny_model) -> dict[str, Path]:
         length = len(np.load(game / f"{number}_VGGish.npy", mmap_mode="r")) / 2
         make_match_video(halves / f"{number}_224p.mp4", length, size="64x36")
     bare = ["--intro_sec", "0", "--outro_sec", "0"]  # the reel holds the spans only, one clip each
-    args = {"video": ["--video", video, *feats, "--threshold", "0.05", "--max_total_sec", "120", "--ground_truth", game,
-                      *bare, "--reel_repeat_overlaps"],
-            "no spans": ["--video", video, *feats, "--threshold", "1", *bare],
-            "features only": ["--game_dir", game, "--threshold", "0.05"],
-            "halves": ["--game_dir", halves, "--threshold", "0.05"]}
+    args = {
+        "video": [
+            "--video",
+            video,
+            *feats,
+            "--threshold",
+            "0.05",
+            "--max_total_sec",
+            "120",
+            "--ground_truth",
+            game,
+            *bare,
+            "--reel_repeat_overlaps",
+        ],
+        "no spans": ["--video", video, *feats, "--threshold", "1", *bare],
+        "features only": ["--game_dir", game, "--threshold", "0.05"],
+        "halves": ["--game_dir", halves, "--threshold", "0.05"],
+    }
     outs = {}
     for name, extra in args.items():
         outs[name] = root / "out" / name.replace(" ", "_")
@@ -118,11 +131,15 @@ def test_zoomed_timeline_maps_clicks_and_follows_the_cursor(runs, browser):
 def test_cursor_follows_playback(runs, browser):
     _open(browser, runs["video"] / "report.html")
     browser.wait_for("document.getElementById('match').readyState >= 1", timeout=10)
-    browser.eval("(() => { const v = document.getElementById('match'); v.muted = true; v.currentTime = 10; return v.play(); })()")
+    browser.eval(
+        "(() => { const v = document.getElementById('match'); v.muted = true; v.currentTime = 10; return v.play(); })()"
+    )
     browser.wait_for(f"{CURRENT} > 11", timeout=10)
     browser.eval("document.getElementById('match').pause()")
-    now, cursor, row = browser.eval("""[document.getElementById('match').currentTime, document.getElementById('cursor').offsetLeft,
+    now, cursor, row = (
+        browser.eval("""[document.getElementById('match').currentTime, document.getElementById('cursor').offsetLeft,
         [document.querySelector('.row canvas').offsetLeft, document.querySelector('.row canvas').clientWidth]]""")
+    )
     assert abs(cursor - (row[0] + row[1] * now / browser.eval("total") - 1)) <= 2
     assert browser.errors() == []
 
@@ -137,8 +154,10 @@ def test_reel_view_plays_the_reel_and_class_toggles_hide_rows(runs, browser):
     assert browser.eval("document.getElementById('match').hidden") is True
     spans = _spans(out)  # the reel's second clip, 1 s in, is 1 s after the second span's start in the match
     at = spans[0]["end"] - spans[0]["start"] + 1
-    browser.eval(f"new Promise(ok => {{ const v = document.getElementById('reel'); v.addEventListener('seeked', ok, "
-                 f"{{once: true}}); v.currentTime = {at}; }})")
+    browser.eval(
+        f"new Promise(ok => {{ const v = document.getElementById('reel'); v.addEventListener('seeked', ok, "
+        f"{{once: true}}); v.currentTime = {at}; }})"
+    )
     assert abs(browser.eval("cursorAt") - (spans[1]["start"] + 1)) < 0.05
     assert browser.eval("document.querySelector('#spans tbody tr:nth-child(2)').classList.contains('playing')")
     name = browser.eval("D.shown[0]")
@@ -169,7 +188,9 @@ def test_features_only_game_opens_says_so_and_maps_both_halves(runs, browser):
     second = next(i for i, s in enumerate(spans) if s["half"] == 2)
     browser.click(f"#spans tbody tr:nth-child({second + 1})")
     start = round(spans[second]["start"])
-    assert browser.eval("document.getElementById('now').textContent").startswith(f"2 - {start // 60:02d}:{start % 60:02d}")
+    assert browser.eval("document.getElementById('now').textContent").startswith(
+        f"2 - {start // 60:02d}:{start % 60:02d}"
+    )
     cells = browser.eval("[...document.querySelectorAll('#spans tbody tr')].map(r => r.children[1].textContent)")
     assert cells == [s["match_time"] for s in spans]
     assert browser.errors() == []
@@ -184,9 +205,12 @@ def test_a_whole_match_seeks_into_the_video_of_the_right_half(runs, browser):
     for k in (next(i for i, s in enumerate(spans) if s["half"] == 2), 0):
         browser.click(f"#spans tbody tr:nth-child({k + 1})")
         name = f"{spans[k]['half']}_224p.mp4"
-        browser.wait_for(f"document.getElementById('match').src.endsWith({json.dumps(name)}) && "
-                         f"document.getElementById('match').readyState >= 1 && "
-                         f"Math.abs({CURRENT} - {spans[k]['start']}) < 0.05", timeout=10)
+        browser.wait_for(
+            f"document.getElementById('match').src.endsWith({json.dumps(name)}) && "
+            f"document.getElementById('match').readyState >= 1 && "
+            f"Math.abs({CURRENT} - {spans[k]['start']}) < 0.05",
+            timeout=10,
+        )
     assert browser.errors() == []
 
 

@@ -90,7 +90,9 @@ def test_tf1_pr_auc_equals_tensorflow_v1_metric():
     np.testing.assert_allclose(ours, expected, atol=2e-5)
     assert ours[2] == 0.0  # no positive: V&D counted the class as 0 in its mean
     logits = np.log(probs / (1 - probs + 1e-7) + 1e-7)
-    metrics = training.evaluate_scores(np.c_[np.zeros(300), logits], np.c_[np.zeros(300), labels], ["background", "a", "b", "c"])
+    metrics = training.evaluate_scores(
+        np.c_[np.zeros(300), logits], np.c_[np.zeros(300), labels], ["background", "a", "b", "c"]
+    )
     assert metrics["AP"]["c"] is None and metrics["mAP_tf1_pr_auc"] == pytest.approx(np.mean(ours), abs=1e-4)
 
 
@@ -107,15 +109,41 @@ def test_adam_epsilon_is_tf1s():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("syn")
-    return synthetic.generate_dataset(root, n_games=4, half_minutes=2.0, seed=1, splits=(2, 1, 1),
-                                      event_rate=3.0, progress=False)
+    return synthetic.generate_dataset(
+        root, n_games=4, half_minutes=2.0, seed=1, splits=(2, 1, 1), event_rate=3.0, progress=False
+    )
 
 
 def args_for(data, tflog, *extra):
-    return ["--architecture", "concat", "--training", str(data.lists["train"]), "--validation", str(data.lists["valid"]),
-            "--testing", str(data.lists["test"]), "--PCA", "--network", "VLAD", "--VLAD_k", "4", "--WindowSize", "10",
-            "--LR", "0.001", "--batch_size", "2", "--tflog", str(tflog), "--cache_dir", str(tflog.parent / "cache"),
-            "--formatdataset", "1", "--quiet", *extra]
+    return [
+        "--architecture",
+        "concat",
+        "--training",
+        str(data.lists["train"]),
+        "--validation",
+        str(data.lists["valid"]),
+        "--testing",
+        str(data.lists["test"]),
+        "--PCA",
+        "--network",
+        "VLAD",
+        "--VLAD_k",
+        "4",
+        "--WindowSize",
+        "10",
+        "--LR",
+        "0.001",
+        "--batch_size",
+        "2",
+        "--tflog",
+        str(tflog),
+        "--cache_dir",
+        str(tflog.parent / "cache"),
+        "--formatdataset",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _npz(path):
@@ -129,8 +157,14 @@ def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monke
     monkeypatch.setattr(training, "selection_score", lambda metrics, selection: next(scores))
     tflog = tmp_path / "Model"
     # original: the counter passes 1 at epoch 3; since_best: it reaches 1 at epoch 2
-    assert cmb.main(args_for(data, tflog, "--max_epoch", "3", "--patience_lr", "1", "--schedule", schedule,
-                             "--outputPrefix", "p")) == 0
+    assert (
+        cmb.main(
+            args_for(
+                data, tflog, "--max_epoch", "3", "--patience_lr", "1", "--schedule", schedule, "--outputPrefix", "p"
+            )
+        )
+        == 0
+    )
     state = json.loads((tflog / "p_resume" / "state.json").read_text())
     assert state["schedule"]["best_epoch"] == 1 and state["stopped"] == "max_epoch"
     resume = tflog / "p_resume"
@@ -161,8 +195,11 @@ def test_rerun_refused_unless_overwrite_which_clears_the_old_events(data, tmp_pa
     argv = args_for(data, tflog, "--max_epoch", "1", "--outputPrefix", "o")
     assert cmb.main(argv) == 0
     best = (tflog / "o_best.keras").read_bytes()
-    with pytest.raises(UserError, match=r"o_best.keras: an earlier run wrote o_best.keras, o_summary.json, "
-                                        r"o_resume, o_training, o_validation, o_testing in .*--overwrite") as info:
+    with pytest.raises(
+        UserError,
+        match=r"o_best.keras: an earlier run wrote o_best.keras, o_summary.json, "
+        r"o_resume, o_training, o_validation, o_testing in .*--overwrite",
+    ) as info:
         cmb.main(argv)
     assert "\n" not in str(info.value)
     assert (tflog / "o_best.keras").read_bytes() == best

@@ -18,8 +18,9 @@ def _probe_model() -> keras.Model:
     """Logits = video[first, 0], video[centre, 0], video[last, 0], audio[centre, 1]: shows what each window holds."""
     v = keras.Input((N, D), name="video")
     a = keras.Input((N, D), name="audio")
-    out = keras.layers.Lambda(lambda t: keras.ops.stack(
-        [t[0][:, 0, 0], t[0][:, N // 2, 0], t[0][:, -1, 0], t[1][:, N // 2, 1]], axis=-1))([v, a])
+    out = keras.layers.Lambda(
+        lambda t: keras.ops.stack([t[0][:, 0, 0], t[0][:, N // 2, 0], t[0][:, -1, 0], t[1][:, N // 2, 1]], axis=-1)
+    )([v, a])
     return keras.Model({"video": v, "audio": a}, out)
 
 
@@ -70,8 +71,12 @@ def test_batched_equals_one_window_at_a_time():
     batched = Scorer(model, batch_size=256).score_half(video, audio, progress=False)
     single = Scorer(model, batch_size=1).score_half(video, audio, progress=False)
     vw, aw = window_view(video, N), window_view(audio, N)
-    loop = np.stack([keras.ops.convert_to_numpy(keras.ops.sigmoid(model(
-        {"video": vw[i:i + 1], "audio": aw[i:i + 1]})))[0] for i in range(len(vw))])
+    loop = np.stack(
+        [
+            keras.ops.convert_to_numpy(keras.ops.sigmoid(model({"video": vw[i : i + 1], "audio": aw[i : i + 1]})))[0]
+            for i in range(len(vw))
+        ]
+    )
     np.testing.assert_allclose(batched, single, atol=1e-6)
     np.testing.assert_allclose(batched[::2], loop, atol=1e-6)
     np.testing.assert_array_equal(batched[0:36:2], batched[1:37:2])  # both tokens of a second share a window
@@ -101,7 +106,10 @@ def test_nms_spots_skip_background_and_use_seconds():
     scores[300, 2] = 0.4
     spots = nms_spots(scores, ["background", "kick", "goal"], half=2, window_sec=60, threshold=0.3)
     assert [(s.label, s.token, s.seconds, s.position_ms) for s in spots] == [
-        ("kick", 100, 50.0, 50000), ("kick", 250, 125.0, 125000), ("goal", 300, 150.0, 150000)]
+        ("kick", 100, 50.0, 50000),
+        ("kick", 250, 125.0, 125000),
+        ("goal", 300, 150.0, 150000),
+    ]
     assert all(s.half == 2 for s in spots)
 
 
@@ -110,6 +118,10 @@ def test_results_spotting_json_format(tmp_path):
     path = tmp_path / "g" / "results_spotting.json"
     write_results_spotting(path, "england_epl/2015-2016/a - b", spots, {1: "Corner", 4: "Goal"})
     data = json.loads(path.read_text())
-    assert data == {"UrlLocal": "england_epl/2015-2016/a - b", "predictions": [
-        {"gameTime": "1 - 05:12", "label": "Corner", "position": "312500", "half": "1", "confidence": "0.9375"},
-        {"gameTime": "2 - 25:00", "label": "Goal", "position": "1500500", "half": "2", "confidence": "0.25"}]}
+    assert data == {
+        "UrlLocal": "england_epl/2015-2016/a - b",
+        "predictions": [
+            {"gameTime": "1 - 05:12", "label": "Corner", "position": "312500", "half": "1", "confidence": "0.9375"},
+            {"gameTime": "2 - 25:00", "label": "Goal", "position": "1500500", "half": "2", "confidence": "0.25"},
+        ],
+    }

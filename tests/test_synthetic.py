@@ -11,13 +11,22 @@ from common.errors import UserError
 
 
 def test_layout_reads_back_and_is_deterministic(tmp_path):
-    data = synthetic.generate_dataset(tmp_path / "a", n_games=3, half_minutes=1.0, seed=3, splits=(1, 1, 1),
-                                      progress=False)
-    assert sorted(p.name for p in data.lists.values()) == ["listgame_Test_1.npy", "listgame_Train_1.npy",
-                                                            "listgame_Valid_1.npy"]
+    data = synthetic.generate_dataset(
+        tmp_path / "a", n_games=3, half_minutes=1.0, seed=3, splits=(1, 1, 1), progress=False
+    )
+    assert sorted(p.name for p in data.lists.values()) == [
+        "listgame_Test_1.npy",
+        "listgame_Train_1.npy",
+        "listgame_Valid_1.npy",
+    ]
     game = ds.read_game_list(data.lists["train"])[0]
-    assert sorted(p.name for p in game.iterdir()) == ["1_ResNET_TF2_PCA512.npy", "1_VGGish.npy",
-                                                       "2_ResNET_TF2_PCA512.npy", "2_VGGish.npy", "Labels-v2.json"]
+    assert sorted(p.name for p in game.iterdir()) == [
+        "1_ResNET_TF2_PCA512.npy",
+        "1_VGGish.npy",
+        "2_ResNET_TF2_PCA512.npy",
+        "2_VGGish.npy",
+        "Labels-v2.json",
+    ]
     video, audio = ds.load_half(game, 1, "ResNET", "VGGish", pca=True)
     assert video.dtype == np.float32 and video.shape == audio.shape and video.shape[1] == 512
     assert 120 <= video.shape[0] < 240  # one minute plus stoppage time, 2 per second
@@ -40,8 +49,10 @@ def test_traces_follow_the_modalities():
     for key, label in (("goal", "Goal"), ("card", "Yellow card")):
         rows = [(ev.half - 1, int(ev.position_ms / 500) + 2) for ev in game.events if ev.label == label]
         assert rows, f"no {label} drawn"
-        proj[key] = [np.mean([game.halves[h][m][min(r, len(game.halves[h][m]) - 1)] @ sig[key][m] for h, r in rows])
-                     for m in (0, 1)]
+        proj[key] = [
+            np.mean([game.halves[h][m][min(r, len(game.halves[h][m]) - 1)] @ sig[key][m] for h, r in rows])
+            for m in (0, 1)
+        ]
     assert proj["goal"][1] > 2 * abs(proj["goal"][0]) and proj["card"][0] > 2 * abs(proj["card"][1])
 
 

@@ -42,8 +42,9 @@ def one_step(pooling, micro, sgd=False):
     model, stepper = make(pooling, sgd=sgd)
     video, audio, labels = batch(23)
     plan = ts.split_step(np.arange(23), 1, micro)
-    logits = [stepper.micro({0: (video[p[0]], audio[p[0]], labels[p[0]])}, j, len(plan), 23)[0]
-              for j, p in enumerate(plan)]
+    logits = [
+        stepper.micro({0: (video[p[0]], audio[p[0]], labels[p[0]])}, j, len(plan), 23)[0] for j, p in enumerate(plan)
+    ]
     return model.get_weights(), np.concatenate(logits), labels, stepper
 
 
@@ -60,7 +61,9 @@ def test_accumulated_step_equals_whole_batch_step():
     # same forward logits, hence the same loss value with the same class weights
     np.testing.assert_allclose(logits_split, logits_whole, rtol=1e-5, atol=1e-6)
     w = stepper.pos_weight.numpy()
-    assert training.weighted_bce(logits_split, labels, w) == pytest.approx(training.weighted_bce(logits_whole, labels, w))
+    assert training.weighted_bce(logits_split, labels, w) == pytest.approx(
+        training.weighted_bce(logits_whole, labels, w)
+    )
     np.testing.assert_array_equal(stepper_split.pos_weight.numpy(), w)
 
 
@@ -140,7 +143,9 @@ def test_memory_plan_follows_the_budget():
 
 
 def test_few_steps_warning_names_the_flag():
-    with pytest.warns(UserWarning, match=r"1120 training windows with --batch_size 60 halves is 1 optimiser step.*--batch_windows"):
+    with pytest.warns(
+        UserWarning, match=r"1120 training windows with --batch_size 60 halves is 1 optimiser step.*--batch_windows"
+    ):
         ts.warn_few_steps(1, 1120, 60, None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -162,16 +167,44 @@ def test_peak_memory_follows_the_budget_not_the_step(tmp_path):
     """One step of 8 halves x 135 windows (45-minute halves) of a NetVLAD-64 model: computed whole, its
     activations alone take ~1.7 GiB (peak 2.7 GiB measured); a 2 GiB budget keeps the whole run (cache,
     training, evaluation) under it."""
-    data = synthetic.generate_dataset(tmp_path / "d", n_games=5, half_minutes=45.0, seed=4, splits=(4, 1, 0),
-                                      event_rate=1.0, progress=False)
+    data = synthetic.generate_dataset(
+        tmp_path / "d", n_games=5, half_minutes=45.0, seed=4, splits=(4, 1, 0), event_rate=1.0, progress=False
+    )
     valid = data.lists["valid"]
-    argv = ["--architecture", "concat", "--training", str(data.lists["train"]), "--validation", str(valid),
-            "--testing", str(valid), "--PCA", "--network", "VLAD", "--VLAD_k", "64", "--WindowSize", "20",
-            "--batch_size", "8", "--max_epoch", "1", "--tflog", str(tmp_path / "m"),
-            "--cache_dir", str(tmp_path / "cache"), "--formatdataset", "1", "--quiet", "--memory_budget_gb", "2"]
+    argv = [
+        "--architecture",
+        "concat",
+        "--training",
+        str(data.lists["train"]),
+        "--validation",
+        str(valid),
+        "--testing",
+        str(valid),
+        "--PCA",
+        "--network",
+        "VLAD",
+        "--VLAD_k",
+        "64",
+        "--WindowSize",
+        "20",
+        "--batch_size",
+        "8",
+        "--max_epoch",
+        "1",
+        "--tflog",
+        str(tmp_path / "m"),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--formatdataset",
+        "1",
+        "--quiet",
+        "--memory_budget_gb",
+        "2",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak = float(proc.stdout.strip().splitlines()[-1].split()[1])
     assert "micro-batches of" in proc.stdout, proc.stdout

@@ -22,15 +22,39 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("syn")
-    return synthetic.generate_dataset(root, n_games=4, half_minutes=2.0, seed=1, splits=(2, 1, 1),
-                                      event_rate=3.0, progress=False)
+    return synthetic.generate_dataset(
+        root, n_games=4, half_minutes=2.0, seed=1, splits=(2, 1, 1), event_rate=3.0, progress=False
+    )
 
 
 def args_for(data, tflog, *extra, architecture="concat"):
-    return ["--architecture", architecture, "--training", str(data.lists["train"]),
-            "--validation", str(data.lists["valid"]), "--testing", str(data.lists["test"]),
-            "--PCA", "--network", "VLAD", "--VLAD_k", "4", "--WindowSize", "10", "--LR", "0.001",
-            "--batch_size", "2", "--tflog", str(tflog), "--cache_dir", str(tflog / "cache"), "--quiet", *extra]
+    return [
+        "--architecture",
+        architecture,
+        "--training",
+        str(data.lists["train"]),
+        "--validation",
+        str(data.lists["valid"]),
+        "--testing",
+        str(data.lists["test"]),
+        "--PCA",
+        "--network",
+        "VLAD",
+        "--VLAD_k",
+        "4",
+        "--WindowSize",
+        "10",
+        "--LR",
+        "0.001",
+        "--batch_size",
+        "2",
+        "--tflog",
+        str(tflog),
+        "--cache_dir",
+        str(tflog / "cache"),
+        "--quiet",
+        *extra,
+    ]
 
 
 def read_events(folder):
@@ -65,8 +89,12 @@ def test_two_epochs_then_predict_and_ensemble(data, tmp_path):
     assert tuple(model(x).shape) == (3, 5)
     for split in ("training", "validation", "testing"):
         tags = read_events(tflog / f"t_{split}")
-        assert {("loss", "scalars"), ("AP/0_background", "scalars"), ("accuracy", "scalars"),
-                ("confusion_matrix", "images")} <= tags, split
+        assert {
+            ("loss", "scalars"),
+            ("AP/0_background", "scalars"),
+            ("accuracy", "scalars"),
+            ("confusion_matrix", "images"),
+        } <= tags, split
 
     # predict mode reuses the cache (formatdataset 0) and writes per-window logits
     assert cmb.main(args_for(data, tflog, "--mode", "predict", "--outputPrefix", "t")) == 0
@@ -75,8 +103,23 @@ def test_two_epochs_then_predict_and_ensemble(data, tmp_path):
         assert f["logits"].shape == f["labels"].shape and f["logits"].shape[1] == 5
         logits = f["logits"]
     # ensemble of the model with itself: mean of logits gives back its logits' mAP
-    assert cmb.main(["--mode", "ensemble", "--ensemble", str(pred), str(pred), "--tflog", str(tflog),
-                     "--outputPrefix", "t", "--quiet"]) == 0
+    assert (
+        cmb.main(
+            [
+                "--mode",
+                "ensemble",
+                "--ensemble",
+                str(pred),
+                str(pred),
+                "--tflog",
+                str(tflog),
+                "--outputPrefix",
+                "t",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     result = json.loads((tflog / "t_ensemble_mean_logits.json").read_text())
     assert result["ensemble"]["mAP"] == result["A"]["mAP"]
     with np.load(tflog / "t_ensemble_mean_logits.npz") as f:
@@ -87,8 +130,13 @@ def test_resume_after_sigkill(data, tmp_path):
     tflog = tmp_path / "Model"
     argv = args_for(data, tflog, "--max_epoch", "4", "--formatdataset", "1", "--outputPrefix", "r")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.Popen([sys.executable, "ClassificationMinuteBased.py", *argv], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "ClassificationMinuteBased.py", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state = tflog / "r_resume" / "state.json"
     deadline = time.time() + 120
     try:
@@ -110,7 +158,7 @@ def test_resume_after_sigkill(data, tmp_path):
 
     # the same run uninterrupted: bit-identical weights, optimizer and dropout-generator states, and history
     prefix = resumed.index("--outputPrefix") + 1
-    assert cmb.main([*resumed[:prefix], "u", *resumed[prefix + 1:]]) == 0
+    assert cmb.main([*resumed[:prefix], "u", *resumed[prefix + 1 :]]) == 0
     for name in ("epoch_0004.weights.h5", "epoch_0004.state.npz"):
         a, b = _arrays(tflog / "r_resume" / name), _arrays(tflog / "u_resume" / name)
         assert a.keys() == b.keys() and a, name
@@ -118,8 +166,9 @@ def test_resume_after_sigkill(data, tmp_path):
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key} (resumed after epoch {done})")
     timing = ("train_seconds", "input_wait_seconds")
     uninterrupted = json.loads((tflog / "u_summary.json").read_text())["history"]
-    assert [{k: v for k, v in h.items() if k not in timing} for h in summary["history"]] == \
-        [{k: v for k, v in h.items() if k not in timing} for h in uninterrupted]
+    assert [{k: v for k, v in h.items() if k not in timing} for h in summary["history"]] == [
+        {k: v for k, v in h.items() if k not in timing} for h in uninterrupted
+    ]
     with pytest.raises(UserError, match="other settings.*VLAD_k"):
         cmb.main([*resumed, "--resume", "--VLAD_k", "8"])
 
@@ -144,13 +193,26 @@ def test_unknown_architecture_in_process(data, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing_list", "unknown_architecture"])
 def test_cli_exit_code_and_one_line_error(data, tmp_path, case):
-    argv = args_for(data, tmp_path, "--formatdataset", "1", "--max_epoch", "1",
-                    architecture="Archi99" if case == "unknown_architecture" else "concat")
+    argv = args_for(
+        data,
+        tmp_path,
+        "--formatdataset",
+        "1",
+        "--max_epoch",
+        "1",
+        architecture="Archi99" if case == "unknown_architecture" else "concat",
+    )
     if case == "missing_list":
         argv[argv.index("--training") + 1] = str(tmp_path / "nope.npy")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "ClassificationMinuteBased.py", *argv], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "ClassificationMinuteBased.py", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr

@@ -24,16 +24,42 @@ cmb.main(sys.argv[1:])
 
 
 def test_mirrored_strategy_two_replicas(tmp_path):
-    data = synthetic.generate_dataset(tmp_path / "d", n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1),
-                                      event_rate=3.0, progress=False)
+    data = synthetic.generate_dataset(
+        tmp_path / "d", n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=3.0, progress=False
+    )
     tflog = tmp_path / "m"
-    argv = ["--architecture", "gmu", "--training", str(data.lists["train"]), "--validation", str(data.lists["valid"]),
-            "--testing", str(data.lists["test"]), "--PCA", "--VLAD_k", "4", "--WindowSize", "10", "--LR", "0.001",
-            "--tflog", str(tflog), "--cache_dir", str(tflog / "cache"), "--formatdataset", "1", "--max_epoch", "2",
-            "--batch_windows", "5", "--quiet"]  # odd batches: the replicas get unequal shares
+    argv = [
+        "--architecture",
+        "gmu",
+        "--training",
+        str(data.lists["train"]),
+        "--validation",
+        str(data.lists["valid"]),
+        "--testing",
+        str(data.lists["test"]),
+        "--PCA",
+        "--VLAD_k",
+        "4",
+        "--WindowSize",
+        "10",
+        "--LR",
+        "0.001",
+        "--tflog",
+        str(tflog),
+        "--cache_dir",
+        str(tflog / "cache"),
+        "--formatdataset",
+        "1",
+        "--max_epoch",
+        "2",
+        "--batch_windows",
+        "5",
+        "--quiet",
+    ]  # odd batches: the replicas get unequal shares
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "num_devices = 2" in proc.stderr
     summary = json.loads((tflog / "gmu_summary.json").read_text())

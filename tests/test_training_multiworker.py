@@ -42,16 +42,24 @@ def launch(argv, tf_config=None):
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def start_group(argv_per_worker):
     """One process per argv, started at once; several form a TF_CONFIG cluster on free localhost ports."""
     ports = free_ports(len(argv_per_worker))
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    return [launch(argv, {"cluster": cluster, "task": {"type": "worker", "index": i}} if len(ports) > 1 else None)
-            for i, argv in enumerate(argv_per_worker)]
+    return [
+        launch(argv, {"cluster": cluster, "task": {"type": "worker", "index": i}} if len(ports) > 1 else None)
+        for i, argv in enumerate(argv_per_worker)
+    ]
 
 
 def kill_group_after(procs, path):
@@ -92,16 +100,43 @@ def last_weights(tflog):
 
 
 def test_two_workers_resume_and_match_one_process(tmp_path):
-    data = synthetic.generate_dataset(tmp_path / "d", n_games=4, half_minutes=1.0, seed=3, splits=(2, 1, 1),
-                                      event_rate=4.0, progress=False)
+    data = synthetic.generate_dataset(
+        tmp_path / "d", n_games=4, half_minutes=1.0, seed=3, splits=(2, 1, 1), event_rate=4.0, progress=False
+    )
     cache = tmp_path / "cache"
 
     def argv(tflog, *extra):
-        return ["--architecture", "concat", "--training", str(data.lists["train"]),
-                "--validation", str(data.lists["valid"]), "--testing", str(data.lists["test"]), "--PCA",
-                "--network", "MAX", "--dropout", "0", "--WindowSize", "10", "--LR", "0.01", "--batch_size", "3",
-                "--micro_batch_windows", "4", "--tflog", str(tflog), "--cache_dir", str(cache),
-                "--outputPrefix", "mw", "--quiet", *extra]
+        return [
+            "--architecture",
+            "concat",
+            "--training",
+            str(data.lists["train"]),
+            "--validation",
+            str(data.lists["valid"]),
+            "--testing",
+            str(data.lists["test"]),
+            "--PCA",
+            "--network",
+            "MAX",
+            "--dropout",
+            "0",
+            "--WindowSize",
+            "10",
+            "--LR",
+            "0.01",
+            "--batch_size",
+            "3",
+            "--micro_batch_windows",
+            "4",
+            "--tflog",
+            str(tflog),
+            "--cache_dir",
+            str(cache),
+            "--outputPrefix",
+            "mw",
+            "--quiet",
+            *extra,
+        ]
 
     one, group = tmp_path / "one", tmp_path / "group"
     run_group([argv(one, "--formatdataset", "1", "--max_epoch", "3")])

@@ -25,17 +25,65 @@ def trained(tmp_path_factory):
     lists = _lists(work / "data")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)
-        assert cmb.main(["--architecture", "AudioVideoArchi5", "--training", lists["Train"], "--validation",
-                         lists["Valid"], "--testing", lists["Test"], "--featuresVideo", "ResNET", "--featuresAudio",
-                         "VGGish", "--PCA", "--network", "VLAD", "--tflog", "Model", "--VLAD_k", "4", "--WindowSize",
-                         "4", "--outputPrefix", "vlad-archi5-20sec", "--formatdataset", "1", "--max_epoch", "2"]) == 0
+        assert (
+            cmb.main(
+                [
+                    "--architecture",
+                    "AudioVideoArchi5",
+                    "--training",
+                    lists["Train"],
+                    "--validation",
+                    lists["Valid"],
+                    "--testing",
+                    lists["Test"],
+                    "--featuresVideo",
+                    "ResNET",
+                    "--featuresAudio",
+                    "VGGish",
+                    "--PCA",
+                    "--network",
+                    "VLAD",
+                    "--tflog",
+                    "Model",
+                    "--VLAD_k",
+                    "4",
+                    "--WindowSize",
+                    "4",
+                    "--outputPrefix",
+                    "vlad-archi5-20sec",
+                    "--formatdataset",
+                    "1",
+                    "--max_epoch",
+                    "2",
+                ]
+            )
+            == 0
+        )
     return work, lists
 
 
 def _spotting(lists, *extra):
-    return ["--testing", lists["Test"], "--featuresVideo", "ResNET", "--featuresAudio", "VGGish", "--architecture",
-            "AudioVideoArchi5", "--network", "VLAD", "--VLAD_k", "4", "--WindowSize", "4", "--PCA", "--output",
-            "VLAD-Archi5-20sec-Spotting", "--quiet", *extra]
+    return [
+        "--testing",
+        lists["Test"],
+        "--featuresVideo",
+        "ResNET",
+        "--featuresAudio",
+        "VGGish",
+        "--architecture",
+        "AudioVideoArchi5",
+        "--network",
+        "VLAD",
+        "--VLAD_k",
+        "4",
+        "--WindowSize",
+        "4",
+        "--PCA",
+        "--output",
+        "VLAD-Archi5-20sec-Spotting",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_vd_spotting_command_finds_the_model_and_writes_per_half_scores(trained, monkeypatch, capsys):
@@ -64,17 +112,29 @@ def test_vd_flags_must_agree_with_the_model_file(trained, monkeypatch):
         csb.main([*_spotting(lists), "--architecture", "GMU"])
 
 
-@pytest.mark.parametrize(("architecture", "method"), [("AudioVideoArchi3", "mean_logits"),
-                                                      ("AudioVideoArchi9", "product"), (None, "mean_logits")])
+@pytest.mark.parametrize(
+    ("architecture", "method"),
+    [("AudioVideoArchi3", "mean_logits"), ("AudioVideoArchi9", "product"), (None, "mean_logits")],
+)
 def test_mode_other_is_vds_ensemble(architecture, method):
-    argv = ["--mode", "other", "--ensemble", "a.npz", "b.npz"] + (["--architecture", architecture] if architecture
-                                                                  else [])
+    argv = ["--mode", "other", "--ensemble", "a.npz", "b.npz"] + (
+        ["--architecture", architecture] if architecture else []
+    )
     cfg = cmb._config(cmb.build_parser().parse_args(argv))
     assert (cfg.mode, cfg.ensemble_method) == ("ensemble", method)
 
 
 def test_an_explicit_ensemble_method_that_contradicts_the_architecture_is_refused():
-    argv = ["--mode", "other", "--ensemble", "a.npz", "b.npz", "--architecture", "AudioVideoArchi9",
-            "--ensemble_method", "mean_logits"]
+    argv = [
+        "--mode",
+        "other",
+        "--ensemble",
+        "a.npz",
+        "b.npz",
+        "--architecture",
+        "AudioVideoArchi9",
+        "--ensemble_method",
+        "mean_logits",
+    ]
     with pytest.raises(UserError, match="is the product ensemble, not --ensemble_method mean_logits"):
         cmb._config(cmb.build_parser().parse_args(argv))
