@@ -185,6 +185,7 @@ def _config(args: argparse.Namespace):
     """Check the flags and files that need no TensorFlow, then build the training config."""
     import dataset as ds
     import training
+    from training.windows import DataConfig
 
     for name in (
         "batch_size",
@@ -221,7 +222,7 @@ def _config(args: argparse.Namespace):
             raise UserError(
                 f"{path}: outputs must be among {', '.join(training.PREDICT_OUTPUTS)}, found {bad or 'none'}"
             )
-    data = ds.DataConfig(
+    data = DataConfig(
         features_video=args.featuresVideo,
         features_audio=args.featuresAudio,
         pca=args.PCA,

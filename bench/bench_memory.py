@@ -3,7 +3,7 @@
 
 Each cell is a fresh process that builds the model and the optimiser, then runs optimiser steps on random
 features of the step's size; "whole" computes the step in one call with Keras' Adam (the former training
-step), "micro" uses train_step.AccumulatingStep with the micro-batch the memory plan picks for
+step), "micro" uses training.step.AccumulatingStep with the micro-batch the memory plan picks for
 `--budget` (and the fused Adam). Peak RSS is the process's ru_maxrss; windows/s is measured on the steps
 after the first (tracing) for steps of up to 2 halves, else on the one step run (tracing included). The parent kills a child above `--kill_gb`.
 
@@ -33,14 +33,15 @@ def child(arch: str, vlad_k: int, halves: int, how: str, budget: float, steps: i
     import tensorflow as tf
 
     import archis
-    import train_step as ts
+    from training import memory
+    from training import step as ts
 
     model = archis.build_model(arch, pooling="NetVLAD", vlad_k=vlad_k, window_seconds=20, seed=0)
     step_windows = halves * WINDOWS_PER_HALF if halves else 256
     optimizer = keras.optimizers.Adam(1e-3) if how == "whole" else ts.make_adam(1e-3)
     optimizer.build(model.trainable_variables)
     stepper = ts.AccumulatingStep(model, optimizer, np.full(C, 1 / C, np.float32), tf.distribute.get_strategy())
-    micro = step_windows if how == "whole" else ts.plan_memory(model, N, D, budget).micro_windows
+    micro = step_windows if how == "whole" else memory.plan_memory(model, N, D, budget).micro_windows
     rng = np.random.default_rng(0)
     times = []
     for _ in range(steps):

@@ -9,6 +9,7 @@ import pytest
 import ClassificationMinuteBased as cmb
 import dataset as ds
 from common.errors import UserError
+from training import windows
 
 D = 512
 
@@ -62,8 +63,8 @@ def test_v2_labels_position_wins_partial_window_and_ignored_classes(tmp_path):
     events = ds.read_labels(game)
     assert ds.Event(1, 25_000, "Goal") in events and ds.Event(2, 45_000, "Yellow card") in events
     cmap = ds.load_class_map("highlight")
-    first = ds.window_labels(events, 1, 6, 10.0, cmap)
-    second = ds.window_labels(events, 2, 6, 10.0, cmap)
+    first = windows.window_labels(events, 1, 6, 10.0, cmap)
+    second = windows.window_labels(events, 2, 6, 10.0, cmap)
     goal, kick, card = (cmap.classes.index(c) for c in ("goal", "kick", "card"))
     assert first[2, goal] == 1 and first[0, goal] == 0
     assert first[5, kick] == 1
@@ -83,9 +84,9 @@ def test_v1_labels_json_and_v1_class_map(tmp_path):
     cmap = ds.load_class_map("v1")
     assert cmap.classes == ["background", "card", "subs", "goal"]
     assert cmap.index_to_label[3] == "soccer-ball"
-    labels = ds.window_labels(ds.read_labels(game), 1, 6, 10.0, cmap)
+    labels = windows.window_labels(ds.read_labels(game), 1, 6, 10.0, cmap)
     assert labels[3].tolist() == [0, 1, 0, 1]  # two classes in one window, no background
-    assert ds.window_labels(ds.read_labels(game), 2, 6, 10.0, cmap)[0].tolist() == [0, 0, 1, 0]
+    assert windows.window_labels(ds.read_labels(game), 2, 6, 10.0, cmap)[0].tolist() == [0, 0, 1, 0]
     # v1 feature naming is found by the same --featuresVideo ResNET --PCA
     assert ds.find_feature_file(game, 1, "ResNET", True).name == "1_ResNET_PCA512.npy"
 
@@ -130,8 +131,8 @@ def test_window_shapes_cache_round_trip_and_settings_check(tmp_path):
     for i, name in enumerate(names):
         write_game(tmp_path, name, [ann("1 - 00:15", "Goal", 15_000)], frames=(130, 90), seed=i)
     lst = write_list(tmp_path, names)
-    cfg = ds.DataConfig(pca=True, window_seconds=10.0)
-    cache = ds.open_split(lst, tmp_path / "cache", cfg, prepare=True, progress=False)
+    cfg = windows.DataConfig(pca=True, window_seconds=10.0)
+    cache = windows.open_split(lst, tmp_path / "cache", cfg, prepare=True, progress=False)
     assert cache.window_shape == (20, D)
     assert cache.n_windows == 2 * (6 + 4) and cache.labels.shape == (20, 5)
     assert cache.feature_files == {"video": "ResNET_TF2_PCA512", "audio": "VGGish"}
@@ -140,7 +141,7 @@ def test_window_shapes_cache_round_trip_and_settings_check(tmp_path):
     cv, ca = cache.read(b2["start"], b2["start"] + b2["count"])
     np.testing.assert_array_equal(cv, np.asarray(video[:80]).reshape(4, 20, D))
     np.testing.assert_array_equal(ca, np.asarray(audio[:80]).reshape(4, 20, D))
-    reopened = ds.open_split(lst, tmp_path / "cache", cfg, prepare=False)
+    reopened = windows.open_split(lst, tmp_path / "cache", cfg, prepare=False)
     np.testing.assert_array_equal(reopened.labels, cache.labels)
     rows = np.array([7, 2, 15, 0])
     v, a, lab = reopened.read_rows(rows)  # in window order, rows and labels aligned
@@ -154,14 +155,14 @@ def test_window_shapes_cache_round_trip_and_settings_check(tmp_path):
     steps = reopened.step_indices(np.random.default_rng(0), batch_halves=3)
     assert [len(reopened.read_rows(idx)[2]) for idx in steps] in ([16, 4], [14, 6], [18, 2], [12, 8])
     with pytest.raises(UserError, match="other settings.*WindowSize"):
-        ds.open_split(lst, tmp_path / "cache", ds.DataConfig(pca=True, window_seconds=5.0), prepare=False)
+        windows.open_split(lst, tmp_path / "cache", windows.DataConfig(pca=True, window_seconds=5.0), prepare=False)
     with pytest.raises(UserError, match="no window cache"):
-        ds.open_split(lst, tmp_path / "elsewhere", cfg, prepare=False)
+        windows.open_split(lst, tmp_path / "elsewhere", cfg, prepare=False)
 
 
 def test_class_weights_are_normalised_inverse_frequencies():
     labels = np.array([[1, 0, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 1]], np.float32)
-    w = ds.class_weights(labels)
+    w = windows.class_weights(labels)
     np.testing.assert_allclose(w, np.array([1 / 3, 1 / 2, 1]) / (1 / 3 + 1 / 2 + 1), rtol=1e-6)
 
 
@@ -170,11 +171,11 @@ def test_skip_bad_games_records_them(tmp_path):
     bad = write_game(tmp_path, "bad", [])
     (bad / "2_VGGish.npy").unlink()
     lst = write_list(tmp_path, ["good", "bad"])
-    cfg = ds.DataConfig(pca=True, window_seconds=10.0)
+    cfg = windows.DataConfig(pca=True, window_seconds=10.0)
     with pytest.raises(UserError, match="bad: no feature file 2_"):
-        ds.open_split(lst, tmp_path / "cache", cfg, prepare=True, progress=False)
-    cfg = ds.DataConfig(pca=True, window_seconds=10.0, skip_bad_games=True)
-    cache = ds.open_split(lst, tmp_path / "cache", cfg, prepare=True, progress=False)
+        windows.open_split(lst, tmp_path / "cache", cfg, prepare=True, progress=False)
+    cfg = windows.DataConfig(pca=True, window_seconds=10.0, skip_bad_games=True)
+    cache = windows.open_split(lst, tmp_path / "cache", cfg, prepare=True, progress=False)
     assert [g["game"].endswith("bad") for g in cache.bad_games] == [True] and cache.n_windows == 12
 
 

@@ -11,8 +11,10 @@ import pytest
 import ClassificationMinuteBased as cmb
 import synthetic
 import training
+import training.loop
+import training.metrics
 from common.errors import UserError
-from training import SchedulePolicy, ScheduleState, schedule_step
+from training.schedule import SchedulePolicy, ScheduleState, schedule_step
 
 
 def drive(scores, **policy):
@@ -86,11 +88,11 @@ def test_tf1_pr_auc_equals_tensorflow_v1_metric():
         sess.run(tf.compat.v1.local_variables_initializer())
         sess.run([update for _, update in aucs])
         expected = sess.run([value for value, _ in aucs])
-    ours = [training.tf1_pr_auc(probs[:, c], labels[:, c]) for c in range(3)]
+    ours = [training.metrics.tf1_pr_auc(probs[:, c], labels[:, c]) for c in range(3)]
     np.testing.assert_allclose(ours, expected, atol=2e-5)
     assert ours[2] == 0.0  # no positive: V&D counted the class as 0 in its mean
     logits = np.log(probs / (1 - probs + 1e-7) + 1e-7)
-    metrics = training.evaluate_scores(
+    metrics = training.metrics.evaluate_scores(
         np.c_[np.zeros(300), logits], np.c_[np.zeros(300), labels], ["background", "a", "b", "c"]
     )
     assert metrics["AP"]["c"] is None and metrics["mAP_tf1_pr_auc"] == pytest.approx(np.mean(ours), abs=1e-4)
@@ -98,7 +100,7 @@ def test_tf1_pr_auc_equals_tensorflow_v1_metric():
 
 def test_adam_epsilon_is_tf1s():
     cfg = training.TrainConfig(architecture="video", vlad_k=4)
-    _, _, optimizer = training._build(cfg, (20, 512), None)
+    _, _, optimizer = training.loop._build(cfg, (20, 512), None)
     assert optimizer.epsilon == 1e-8
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import synthetic
-import train_step as ts
 from common.errors import UserError
+from training import memory
+from training import step as ts
 
 ROOT = Path(__file__).resolve().parents[1]
 N, D, C = 8, 512, 5
@@ -49,7 +50,7 @@ def one_step(pooling, micro, sgd=False):
 
 
 def test_accumulated_step_equals_whole_batch_step():
-    import training
+    import training.metrics
 
     whole, logits_whole, labels, stepper = one_step("MAX", 23)
     split, logits_split, _, stepper_split = one_step("MAX", 5)
@@ -61,8 +62,8 @@ def test_accumulated_step_equals_whole_batch_step():
     # same forward logits, hence the same loss value with the same class weights
     np.testing.assert_allclose(logits_split, logits_whole, rtol=1e-5, atol=1e-6)
     w = stepper.pos_weight.numpy()
-    assert training.weighted_bce(logits_split, labels, w) == pytest.approx(
-        training.weighted_bce(logits_whole, labels, w)
+    assert training.metrics.weighted_bce(logits_split, labels, w) == pytest.approx(
+        training.metrics.weighted_bce(logits_whole, labels, w)
     )
     np.testing.assert_array_equal(stepper_split.pos_weight.numpy(), w)
 
@@ -133,13 +134,13 @@ def test_prefetch_consumer_leaving_early_does_not_hang(fail):
 
 def test_memory_plan_follows_the_budget():
     model, _ = make("NetVLAD")
-    small = ts.plan_memory(model, N, D, budget_gb=1.12)
-    large = ts.plan_memory(model, N, D, budget_gb=4.0)
+    small = memory.plan_memory(model, N, D, budget_gb=1.12)
+    large = memory.plan_memory(model, N, D, budget_gb=4.0)
     assert small.chosen == "budget" and 1 <= small.micro_windows < large.micro_windows
-    assert ts.plan_memory(model, N, D, micro_windows=7).micro_windows == 7
-    assert ts.plan_memory(model, N, D, budget_gb=4.0, step_windows=3).micro_windows == 3
+    assert memory.plan_memory(model, N, D, micro_windows=7).micro_windows == 7
+    assert memory.plan_memory(model, N, D, budget_gb=4.0, step_windows=3).micro_windows == 3
     with pytest.raises(UserError, match="memory_budget_gb"):
-        ts.plan_memory(model, N, D, budget_gb=0.5)
+        memory.plan_memory(model, N, D, budget_gb=0.5)
 
 
 def test_few_steps_warning_names_the_flag():

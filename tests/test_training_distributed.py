@@ -16,8 +16,8 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import training
-training.make_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+import training.loop
+training.loop.make_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 import ClassificationMinuteBased as cmb
 cmb.main(sys.argv[1:])
 """

@@ -1,0 +1,37 @@
+"""Training, prediction and ensembles over window caches (`ClassificationMinuteBased.py` is the command).
+
+Modules, in the order a run meets them: `config` (what the run is told), `windows` (windows, labels, the window
+cache), `cluster` (strategy and chief/worker role), `memory` (the memory plan), `step` (micro-batched optimiser
+steps), `schedule` (plateau schedule, pure), `checkpoints` (resume state, best epoch, outputs), `metrics`
+(window metrics, TensorBoard), `loop` (setup, one epoch, finish), `ensemble` (prediction mode, V&D's ensembles).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from common.errors import UserError
+from training.config import PREDICT_OUTPUTS, TrainConfig
+from training.schedule import SCHEDULES, SELECTION_METRICS
+
+__all__ = ["PREDICT_OUTPUTS", "TrainConfig", "run"]
+
+
+def run(cfg: TrainConfig) -> Any:
+    """Dispatch on `cfg.mode`."""
+    from training.ensemble import ensemble, predict
+    from training.loop import train
+
+    modes = {"train": train, "predict": predict, "ensemble": ensemble}
+    if cfg.mode not in modes:
+        raise UserError(f"unknown --mode {cfg.mode!r}; valid: {', '.join(modes)}")
+    if not math.isfinite(cfg.lr) or cfg.lr <= 0:
+        raise UserError(f"--LR must be positive, got {cfg.lr}")
+    for flag, value, valid in (
+        ("schedule", cfg.schedule, SCHEDULES),
+        ("selection_metric", cfg.selection_metric, SELECTION_METRICS),
+    ):
+        if value not in valid:
+            raise UserError(f"unknown --{flag} {value!r}; valid: {', '.join(valid)}")
+    return modes[cfg.mode](cfg)
