@@ -89,7 +89,7 @@ def make_matches(minutes: float, count: int, tag: str) -> list[Path]:
     them (`<stem>/1_*.npy`)."""
     import numpy as np
 
-    from synthetic_video import make_match_video
+    from synthetic.video import make_match_video
 
     folder = OUT / tag
     source = OUT / f"source_{minutes:g}.mp4"

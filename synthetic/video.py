@@ -6,9 +6,9 @@ pink noise that gets loud at the same moments. Paired with that game's features 
 events too), it lets `run_inference.sh` show the whole path from a video to a reel without any real
 football.
 
-    python synthetic_video.py --game_dir demo_data/league/season/game --half 1 --out demo_data/match.mp4
-    python synthetic_video.py --duration 60 --out clip.mp4          # no events, e.g. for tests
-    python synthetic_video.py --demo demo_data                       # the demo game + its first-half video
+    python -m synthetic.video --game_dir demo_data/league/season/game --half 1 --out demo_data/match.mp4
+    python -m synthetic.video --duration 60 --out clip.mp4          # no events, e.g. for tests
+    python -m synthetic.video --demo demo_data                       # the demo game + its first-half video
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def make_match_video(
 
 def make_demo(folder: str | os.PathLike) -> tuple[Path, Path]:
     """Write the demo game (`folder/game`, SoccerNet layout) and a video of its first half (`folder/match.mp4`)."""
-    import synthetic
+    import synthetic.games as synthetic
 
     folder = Path(folder)
     game_dir = synthetic.write_game(

@@ -56,7 +56,7 @@ def model(tiny_model) -> Path:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    from synthetic_video import make_match_video
+    from synthetic.video import make_match_video
 
     return make_match_video(tmp_path_factory.mktemp("video") / "match.mp4", 8, [(3.0, "goal")], size="64x36")
 

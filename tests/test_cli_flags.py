@@ -30,7 +30,7 @@ CLIS = {
     "spot": ClassificationSecondBased.parse_args,
     "extract": lambda argv: extract_parser().parse_args(argv),
     "fit_pca": lambda argv: fit_pca_parser().parse_args(argv),
-    "synthetic": synthetic.main,
+    "synthetic": synthetic.games.main,
 }
 SPOTTING = ("--stride", "--windows_per_call", "--compute_dtype", "--nms_window", "--nms_threshold", "--nms_rule")
 

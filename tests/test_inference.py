@@ -16,7 +16,7 @@ import synthetic
 from common.errors import UserError
 from common.ffmpeg import probe
 from highlights.reel import plan_clips
-from synthetic_video import make_match_video
+from synthetic.video import make_match_video
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from synthetic_video import make_match_video
+from synthetic.video import make_match_video
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "run_inference.sh"

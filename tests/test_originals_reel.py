@@ -14,7 +14,7 @@ import synthetic
 from common.ffmpeg import probe
 from highlights.decoder import ClassRule, DecoderConfig, Event, Span, decode, first_token_placement
 from highlights.reel import plan_clips
-from synthetic_video import make_match_video
+from synthetic.video import make_match_video
 
 
 def test_reel_opens_and_closes_with_the_seeds_15_s_by_default():

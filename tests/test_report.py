@@ -16,7 +16,7 @@ import pytest
 import inference
 import synthetic
 from highlights.report import encode_scores, half_video, render, write_index
-from synthetic_video import make_match_video
+from synthetic.video import make_match_video
 from tests.browser import Browser
 
 CURRENT = "document.getElementById('match').currentTime"
