@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import inference  # noqa: E402
+from highlights import pipeline  # noqa: E402
 from highlights.decoder import DecoderConfig, decode  # noqa: E402
 from highlights.report import write_report  # noqa: E402
 from highlights.spotting import nms_spots  # noqa: E402
@@ -52,12 +52,12 @@ def fake_scores(classes: int, rng: np.random.Generator) -> tuple[np.ndarray, lis
     return probs, [(token / FPS, c) for token, c in events]
 
 
-def fake_result(names: list[str], out: Path) -> inference.Result:
+def fake_result(names: list[str], out: Path) -> pipeline.Result:
     """A whole match scored from features (its game folder holds no video files: none to link)."""
     (out / "game").mkdir(parents=True)
     rng = np.random.default_rng(0)
     class_names = ["background", *names]
-    config = inference.Config(model=Path("model.keras"), out=out, game_dir=out / "game", decoder=DecoderConfig())
+    config = pipeline.Config(model=Path("model.keras"), out=out, game_dir=out / "game", decoder=DecoderConfig())
     info = {
         "frames_per_second": FPS,
         "class_names": class_names,
@@ -68,7 +68,7 @@ def fake_result(names: list[str], out: Path) -> inference.Result:
     halves = []
     for number in (1, 2):
         probs, events = fake_scores(len(names), rng)
-        half = inference.Half(
+        half = pipeline.Half(
             number,
             np.empty((0, 1)),
             np.empty((0, 1)),
@@ -79,7 +79,7 @@ def fake_result(names: list[str], out: Path) -> inference.Result:
         half.spans = decode(probs, class_names, half.duration, config.decoder, fps=FPS)
         half.spots = nms_spots(probs, class_names, number, fps=FPS)
         halves.append(half)
-    return inference.Result(config, info, halves, {}, {}, False)
+    return pipeline.Result(config, info, halves, {}, {}, False)
 
 
 def main() -> None:

@@ -1,0 +1,200 @@
+"""The files of one match's run, written together: `spans.json`, `results_spotting.json` (SoccerNet labels),
+`timeline.png`, `report.html`, and the reel `highlights.mp4` + `.srt`; and the one-screen summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from common.atomic import OutputSet, write_json
+
+if TYPE_CHECKING:
+    from highlights.pipeline import Half, Result
+
+# Every file a run may write into --out: written together, and those a run does not write are removed.
+OUTPUT_FILES = (
+    "spans.json",
+    "results_spotting.json",
+    "timeline.png",
+    "report.html",
+    "highlights.mp4",
+    "highlights.srt",
+)
+
+
+def spans_json(result: Result) -> dict:
+    from common.timefmt import game_time
+    from highlights.spotting import class_labels
+
+    cfg, info = result.config, result.info
+    labels = class_labels(result.cmap, info["class_names"])
+    names = list(info["class_names"])
+    return {
+        "source": {
+            k: str(v)
+            for k, v in (
+                ("video", cfg.video),
+                ("features_video", cfg.features_video),
+                ("features_audio", cfg.features_audio),
+                ("game_dir", cfg.game_dir),
+            )
+            if v is not None
+        },
+        "model": {
+            "path": str(cfg.model),
+            **{k: info[k] for k in ("architecture", "pooling", "window_seconds", "frames_per_second", "class_names")},
+        },
+        "decoder": cfg.decoder.to_dict(),
+        "spans": [
+            {
+                "half": h.number,
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "class": s.label,
+                "label": labels.get(names.index(s.label), s.label),
+                "score": round(s.score, 6),
+                "peak": round(s.peak, 3),
+                "match_time": game_time(h.number, s.peak),
+                "classes": list(s.labels),
+                "events": [
+                    {
+                        "class": e.label,
+                        "label": labels.get(names.index(e.label), e.label),
+                        "peak": round(e.peak, 3),
+                        "score": round(e.score, 6),
+                        "match_time": game_time(h.number, e.peak),
+                    }
+                    for e in s.all_events()
+                ],
+            }
+            for h in result.halves
+            for s in h.spans
+        ],
+    }
+
+
+def write_outputs(result: Result) -> None:
+    """Every output of the run, made visible together (the reel first: the step most likely to fail). Files
+    of an earlier run that this one does not write (a reel, when this run makes none) are removed."""
+    from highlights.plots import plot_timeline
+    from highlights.report import write_report
+    from highlights.spotting import class_labels, write_results_spotting
+
+    cfg, out = result.config, result.config.out
+    with OutputSet(out, OUTPUT_FILES) as files:
+        t0 = time.perf_counter()
+        _write_reel(result, files)
+        result.timings["reel"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        write_json(files.path("spans.json"), spans_json(result))
+        game = str(cfg.game_dir or cfg.video or cfg.features_video)
+        write_results_spotting(
+            files.path("results_spotting.json"),
+            game,
+            [s for h in result.halves for s in h.spots],
+            class_labels(result.cmap, result.info["class_names"]),
+        )
+        fps = result.info["frames_per_second"]
+        probs, spans, truth = _joined_halves(result.halves, fps)
+        plot_timeline(
+            files.path("timeline.png"),
+            probs,
+            result.info["class_names"],
+            fps,
+            spans,
+            truth,
+            title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
+            + (" - halves end to end" if len(result.halves) > 1 else ""),
+        )
+        result.outputs.update(
+            spans=out / "spans.json",
+            spotting=out / "results_spotting.json",
+            timeline=out / "timeline.png",
+            report=out / "report.html",
+        )
+        write_report(files.path("report.html"), result, folder=out)
+    result.timings["write"] = time.perf_counter() - t0
+
+
+def _write_reel(result: Result, files: OutputSet) -> None:
+    """The reel and its subtitles, when there is a video and something to show."""
+    from common.timefmt import game_time
+    from highlights.reel import make_reel, plan_clips
+
+    cfg = result.config
+    if not (cfg.video and cfg.reel and (any(h.spans for h in result.halves) or cfg.intro_sec or cfg.outro_sec)):
+        return
+    h = result.halves[0]
+    clips = plan_clips(
+        h.spans,
+        h.duration,
+        intro_sec=cfg.intro_sec,
+        outro_sec=cfg.outro_sec,
+        title=lambda s: " + ".join(f"{e.label} {game_time(h.number, e.peak)} ({e.score:.2f})" for e in s.all_events()),
+        join_overlaps=not cfg.reel_repeat_overlaps,
+    )
+    reel = make_reel(
+        cfg.video,
+        clips,
+        files.path("highlights.mp4"),
+        fast=cfg.fast,
+        progress=cfg.progress,
+        srt_out=files.path("highlights.srt"),
+    )
+    result.outputs["reel"] = cfg.out / "highlights.mp4"
+    result.outputs["subtitles"] = cfg.out / "highlights.srt"
+    result.reel_seconds = reel.duration
+
+
+def _joined_halves(halves: Sequence[Half], fps: float) -> tuple[np.ndarray, list, list]:
+    """(probs, spans, ground truth) of the halves laid end to end, for one timeline."""
+    from highlights.decoder import Span
+
+    offset, spans, truth = 0.0, [], []
+    for h in halves:
+        spans += [Span(s.start + offset, s.end + offset, s.label, s.score, s.peak + offset) for s in h.spans]
+        truth += [(t + offset, c) for t, c in h.events]
+        offset += len(h.probs) / fps
+    return np.concatenate([h.probs for h in halves]), spans, truth
+
+
+def covered(halves: Sequence[Half]) -> tuple[int, int]:
+    """(true events inside some span of their half, true events)."""
+    hits = sum(any(s.start <= t <= s.end for s in h.spans) for h in halves for t, _ in h.events)
+    return hits, sum(len(h.events) for h in halves)
+
+
+def summary(result: Result) -> str:
+    """One screen: input, model, spans, coverage, outputs, time per stage."""
+    from common.timefmt import game_time
+
+    cfg, info = result.config, result.info
+    lines = [
+        f"model   {cfg.model} ({info['architecture']}, {info['pooling']}, {info['window_seconds']:g} s windows, "
+        f"classes {', '.join(info['class_names'][1:])})"
+    ]
+    for h in result.halves:
+        lines.append(
+            f"half {h.number}  {h.duration / 60:.1f} min, {len(h.probs)} tokens, {len(h.spots)} spots, "
+            f"{len(h.spans)} spans"
+        )
+    spans = [(h.number, s) for h in result.halves for s in h.spans]
+    for number, s in spans[:12]:
+        lines.append(f"  {game_time(number, s.peak)}  {s.label:<10} {s.start:7.1f}-{s.end:7.1f} s  score {s.score:.2f}")
+    if len(spans) > 12:
+        lines.append(f"  ... {len(spans) - 12} more in spans.json")
+    lines += [f"{k:<9} {v}" for k, v in result.outputs.items()]
+    lines.append("time    " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    if result.random_weights:
+        lines.append("WARNING: features came from RANDOM extraction weights: these highlights mean nothing")
+    text = f"{len(spans)} highlights ({sum(s.duration for _, s in spans):.0f} s)"
+    hits, events = covered(result.halves)
+    if events:
+        text += f", {hits} of {events} true events covered"
+    lines.append(text)
+    return "\n".join(lines)

@@ -1,0 +1,389 @@
+"""One match through the pipeline: features (extracted or read), scores, spots, spans, then every output.
+
+`Session` loads the model once (and builds the feature extractor on first need); `run(config, session)` does one
+input; `run_many` does many inputs in one process, a failing input reported and the others going on. The
+commands `inference.py` (videos, folders, lists, features) and `ClassificationSecondBased.py` (game lists) parse
+flags into a `Config` and call these.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.atomic import check_output_file
+from common.constants import LABEL_FILES
+from common.errors import UserError
+from common.inputs import load_features
+from highlights.outputs import OUTPUT_FILES, summary, write_outputs
+
+log = logging.getLogger("inference")
+
+
+# Video and audio features of one input may differ by a few tokens (truncated); more means other inputs.
+MAX_LENGTH_GAP_SEC = 5.0
+
+
+@dataclass
+class Config:
+    model: Path
+    out: Path
+    video: Path | None = None
+    features_video: Path | None = None
+    features_audio: Path | None = None
+    game_dir: Path | None = None
+    ground_truth: Path | None = None  # a SoccerNet game folder whose labels of `half` go on the timeline
+    half: int = 1
+    decoder: Any = None  # highlights.decoder.DecoderConfig
+    stride: int = 2
+    windows_per_call: int = 256
+    compute_dtype: str | None = None
+    nms_window_sec: float = 60.0
+    nms_threshold: float = 0.0
+    nms_rule: str = "vd"
+    score_placement: str = "centre"
+    weights: str = "imagenet"
+    pca: Path | None = None
+    fast: bool = False
+    intro_sec: float = 15.0  # the seed's reel: the first and last 15 s of the match at its ends
+    outro_sec: float = 15.0
+    reel_repeat_overlaps: bool = False
+    reel: bool = True
+    progress: bool = True
+    class_map: str | None = None  # --class_map: an override that must agree with the model's map
+    verbose: bool = False
+
+
+@dataclass
+class Half:
+    """One stream of features to score: a half of a game, or a whole video."""
+
+    number: int
+    video: np.ndarray
+    audio: np.ndarray
+    events: list[tuple[float, str]] = field(default_factory=list)  # ground truth (seconds, class name)
+    duration: float = 0.0
+    probs: np.ndarray | None = None
+    spans: list = field(default_factory=list)
+    spots: list = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    config: Config
+    info: dict
+    halves: list[Half]
+    outputs: dict[str, Path]
+    timings: dict[str, float]
+    random_weights: bool
+    reel_seconds: float = 0.0
+    cmap: Any = None  # dataset.ClassMap of the model, or None when its classes have no SoccerNet labels
+
+
+def check_match(config: Config) -> None:
+    """The checks of one input that need no network: its video, the extraction settings when its features are to
+    be extracted, and that its output folder can be written."""
+    if config.video:
+        if not config.video.is_file():
+            raise UserError(f"{config.video}: no such file")
+        _check_video(config.video)
+    if config.video and not config.features_video:
+        from extract_features import ExtractConfig
+
+        ExtractConfig(weights=config.weights, pca=str(config.pca) if config.pca else None)  # checked before loading
+    _check_writable(config.out)
+
+
+def _check_video(video: Path) -> None:
+    from common.ffmpeg import probe
+
+    if video.is_file() and video.stat().st_size == 0:
+        raise UserError(f"{video}: empty file (zero-length video)")
+    info = probe(video)
+    if not info.has_video:
+        raise UserError(f"{video}: no video stream")
+    if not info.has_audio:
+        raise UserError(f"{video}: no audio stream (the model needs video and audio)")
+    if info.duration <= 0:
+        raise UserError(f"{video}: zero-length video")
+
+
+def _check_writable(out: Path) -> None:
+    """The output folder can be written, or made: checked without creating it, so a run stopped before its
+    outputs (an error, Ctrl-C) leaves no empty folder behind; the output set makes it when it writes."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{out}: cannot create the output folder ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{parent}: output folder is not writable"
+            if parent == out.absolute()
+            else f"{out}: cannot create the output folder ({parent} is not writable)"
+        )
+    for name in OUTPUT_FILES:
+        check_output_file(out / name)
+
+
+class Session:
+    """What every match shares, built once: the model and its scorer, class map, feature recipe check, and the
+    feature extractor (built on the first video that needs it)."""
+
+    def __init__(self, config: Config):
+        from common.quiet import import_tensorflow
+
+        import_tensorflow(config.verbose)
+        import archis
+        from common.features import RecipeCheck
+        from highlights.spotting import Scorer, model_class_map, with_compute_dtype
+
+        t0 = time.perf_counter()
+        model = archis.load_model(config.model)
+        self.info = archis.model_info(model)
+        self.cmap = model_class_map(self.info, config.class_map, str(config.model))
+        self.scorer = Scorer(with_compute_dtype(model, config.compute_dtype), batch_size=config.windows_per_call)
+        self.check_recipe = RecipeCheck(self.info["feature_recipe"], config.model.name)
+        self.load_seconds = time.perf_counter() - t0
+        self._extractor: Any = None
+        self._extract_settings: tuple | None = None
+
+    def extractor(self, config: Config) -> Any:
+        """The feature extractor for `config`'s extraction settings (built once)."""
+        settings = (config.weights, str(config.pca) if config.pca else None)
+        if self._extractor is None or settings != self._extract_settings:
+            from extract_features.pipeline import ExtractConfig, Extractor
+
+            self._extractor = Extractor(ExtractConfig(weights=settings[0], pca=settings[1]))
+            self._extract_settings = settings
+        return self._extractor
+
+
+def run(config: Config, session: Session | None = None) -> Result:
+    """Score, spot, decode and write every output of one input (the model loaded now unless a session is given)."""
+    timings: dict[str, float] = {}
+    if session is None:
+        session = Session(config)
+        timings["load model"] = session.load_seconds
+    info = session.info
+    config.decoder.check_classes(info["class_names"])
+
+    t0 = time.perf_counter()
+    halves, random_weights = _load_inputs(config, session)
+    timings["features"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for h in halves:
+        h.probs = session.scorer.score_half(
+            h.video, h.audio, stride=config.stride, progress=config.progress, what=f"scoring half {h.number}"
+        )
+    timings["scores"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _decode(config, info, halves)
+    timings["spans"] = time.perf_counter() - t0
+    result = Result(config, info, halves, {}, timings, random_weights, cmap=session.cmap)
+    write_outputs(result)
+    return result
+
+
+def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
+    """Feature streams to score (with ground truth when labels are known) and whether weights were random."""
+    import dataset
+    from common.features import random_weights as made_randomly
+    from common.features import read_record
+
+    info = session.info
+    names = info["feature_names"]
+    if config.game_dir:
+        record = read_record(config.game_dir)
+        _check_record(session, record, str(config.game_dir))
+        halves = []
+        for number in (1, 2):
+            video, audio = dataset.load_half(
+                config.game_dir,
+                number,
+                features_video=names["video"],
+                features_audio=names["audio"],
+                pca=None,
+                feature_dim=info["feature_dim"],
+            )
+            halves.append(Half(number, video, audio))
+        _check_width(halves[0], info, str(config.game_dir))
+        return _with_truth(halves, config.game_dir, session.cmap, info["frames_per_second"]), made_randomly(record)
+    if config.features_video:
+        video, audio = load_features(config.features_video), load_features(config.features_audio)
+        _check_lengths(video, audio, config, info["frames_per_second"])
+        records = [read_record(Path(f).parent) for f in (config.features_video, config.features_audio)]
+        for record, f in zip(records, (config.features_video, config.features_audio), strict=True):
+            _check_record(session, record, str(f))
+        random_weights = any(made_randomly(r) for r in records)
+    else:
+        extracted = session.extractor(config).run(config.video, progress=config.progress)
+        video, audio = extracted.video, extracted.audio
+        _check_record(session, extracted.info, str(config.video))
+        random_weights = made_randomly(extracted.info)
+    if random_weights:
+        warn_random()
+    half = Half(config.half, video, audio)
+    _check_width(half, info, str(config.features_video or config.video))
+    if config.video:
+        half.duration = _check_duration(config.video, min(len(video), len(audio)) / info["frames_per_second"])
+    return _with_truth([half], config.ground_truth, session.cmap, info["frames_per_second"]), random_weights
+
+
+def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: float) -> None:
+    """Refuse video and audio features of different inputs (lengths apart by more than MAX_LENGTH_GAP_SEC)."""
+    gap = abs(len(video) - len(audio))
+    if gap > MAX_LENGTH_GAP_SEC * fps:
+        raise UserError(
+            f"{config.features_video} has {len(video)} rows ({len(video) / fps:.1f} s) but "
+            f"{config.features_audio} has {len(audio)} ({len(audio) / fps:.1f} s): features of "
+            f"different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)"
+        )
+    if gap:
+        log.warning(
+            "%s has %d rows, %s %d: scoring the first %d",
+            config.features_video,
+            len(video),
+            config.features_audio,
+            len(audio),
+            min(len(video), len(audio)),
+        )
+
+
+def _check_record(session: Session, record: dict | None, what: str) -> None:
+    """Features at another token rate than the model's: error; made with another recipe: one warning per run."""
+    from common.features import frame_rate_problem, recipe_of
+
+    problem = frame_rate_problem(record, session.info["frames_per_second"])
+    if problem:
+        raise UserError(f"{what}: {problem}")
+    session.check_recipe(recipe_of(record), what)
+
+
+def _check_duration(video: Path, covered_sec: float) -> float:
+    """The video's duration; a warning when the features cover a clearly different length."""
+    from common.ffmpeg import probe
+
+    duration = probe(video).duration
+    if abs(covered_sec - duration) > max(5.0, 0.02 * duration):
+        log.warning(
+            "%s lasts %.0f s but the features cover %.0f s: are they from this video?", video, duration, covered_sec
+        )
+    return duration
+
+
+def _check_width(half: Half, info: dict, what: str) -> None:
+    for name, arr in (("video", half.video), ("audio", half.audio)):
+        if arr.shape[1] != info["feature_dim"]:
+            raise UserError(
+                f"{what}: {name} features are {arr.shape[1]} wide but the model expects "
+                f"{info['feature_dim']} ({info['feature_names'][name]})"
+            )
+
+
+def _with_truth(halves: list[Half], game_dir: Path | None, cmap: Any, fps: float) -> list[Half]:
+    """Attach the labelled events (mapped to the model's classes) of each half, when the folder has labels."""
+    if game_dir is None or cmap is None or not any((game_dir / n).is_file() for n in LABEL_FILES):
+        return halves
+    import dataset
+
+    events = dataset.usable_events(
+        dataset.read_labels(game_dir),
+        dataset.labels_path(game_dir),
+        cmap,
+        {h.number: h.duration or min(len(h.video), len(h.audio)) / fps for h in halves},
+    )
+    for h in halves:
+        h.events = sorted(
+            (e.position_ms / 1000, cmap.classes[cmap.label_to_index[e.label]])
+            for e in events
+            if e.half == h.number and cmap.label_to_index.get(e.label, 0) != 0
+        )
+    return halves
+
+
+def _decode(config: Config, info: dict, halves: list[Half]) -> None:
+    from highlights.decoder import decode, first_token_placement
+    from highlights.spotting import nms_spots
+
+    fps = info["frames_per_second"]
+    for h in halves:
+        h.duration = h.duration or len(h.probs) / fps
+        probs = first_token_placement(h.probs, info["window_frames"]) if config.score_placement == "first" else h.probs
+        h.spans = decode(probs, info["class_names"], h.duration, config.decoder, fps=fps)
+        h.spots = nms_spots(
+            h.probs,
+            info["class_names"],
+            h.number,
+            fps=fps,
+            window_sec=config.nms_window_sec,
+            threshold=config.nms_threshold,
+            rule=config.nms_rule,
+        )
+
+
+def warn_random() -> None:
+    bar = "!" * 78
+    print(
+        f"{bar}\n!! WARNING: features were extracted with RANDOM network weights (test mode).\n"
+        f"!! Scores, spans and the reel below say nothing about the match.\n{bar}",
+        file=sys.stderr,
+    )
+
+
+def run_many(configs: Sequence[Config]) -> int:
+    """Every video in one process, the model loaded and the extractor built once. All videos are checked first
+    (so a run of bad files never loads the model); a video that fails is reported on one line and the others
+    go on; a model that cannot be loaded stops the run (UserError). Returns 0 when all were done, else 1."""
+    failed: list[str] = []
+
+    def attempt(config: Config, step) -> bool:
+        existed = config.out.exists()
+        try:
+            step()
+            return True
+        except UserError as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+            failed.append(str(config.video))
+            if not existed and config.out.is_dir() and not any(config.out.iterdir()):
+                config.out.rmdir()  # nothing half-made is left for a failed video
+            return False
+
+    made = [c.out for c in configs if not c.out.exists()]
+    ready = [c for c in configs if attempt(c, lambda c=c: check_match(c))]
+    try:
+        session = Session(ready[0]) if ready else None
+    except BaseException:
+        for out in made:
+            if out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    reports: list[Path] = []
+    for config in ready:
+        print(f"== {config.video} -> {config.out}/", file=sys.stderr, flush=True)
+        if attempt(config, lambda c=config: print(summary(run(c, session)), flush=True)):
+            reports.append(config.out / "report.html")
+    root = configs[0].out.parent
+    if reports:  # one page linking every match's report.html
+        from highlights.report import write_index
+
+        write_index(root / "index.html", reports)
+    print(
+        f"{len(reports)} of {len(configs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
+        file=sys.stderr,
+    )
+    if failed:
+        print("failed: " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
