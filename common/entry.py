@@ -15,8 +15,8 @@ COMMANDS = {
     "soccer-train": "ClassificationMinuteBased",
     "soccer-evaluate": "evaluate",
     "soccer-extract": "extract_features.__main__",
-    "soccer-synthetic": "synthetic",
-    "soccer-synthetic-video": "synthetic_video",
+    "soccer-synthetic": "synthetic.games",
+    "soccer-synthetic-video": "synthetic.video",
 }
 
 

@@ -18,8 +18,8 @@ CLIS = {
     "ClassificationMinuteBased",
     "evaluate",
     "extract_features.__main__",
-    "synthetic",
-    "synthetic_video",
+    "synthetic.games",
+    "synthetic.video",
 }
 
 
