@@ -132,11 +132,6 @@ def expected_tokens(video_end_seconds: float, recipe: str = DEFAULT_RECIPE) -> i
     return get_recipe(recipe).tokens(video_end_seconds)
 
 
-def _input(path: Path, stdin_format: str | None) -> list[str]:
-    """ffmpeg's input arguments: the file, or (`stdin_format` given) a stream of that format on stdin."""
-    return ["-f", stdin_format, "-i", "pipe:0"] if stdin_format else ["-i", media_arg(path)]
-
-
 def check_video(path: str | os.PathLike, *, need_audio: bool) -> MediaInfo:
     """Probe `path`; UserError if it is missing, not a video, or has no audio when audio is needed."""
     info = probe(path)
@@ -153,17 +148,10 @@ def check_video(path: str | os.PathLike, *, need_audio: bool) -> MediaInfo:
 class _Pipe:
     """An ffmpeg process writing raw data to stdout, read in fixed-size records; always cleaned up."""
 
-    def __init__(self, args: list[str], what: str, stdin: int | None = None):
+    def __init__(self, args: list[str], what: str):
         self.what = what
-        quiet = ["-nostdin"] if stdin is None else []
-        cmd = [ffmpeg_exe(), "-hide_banner", *quiet, "-loglevel", "error", *args]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=stdin if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            bufsize=0,
-        )
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self._stderr: list[bytes] = []
         # Drain stderr in the background so a chatty ffmpeg never blocks on a full pipe.
         self._drain = threading.Thread(target=lambda: self._stderr.append(self.proc.stderr.read()), daemon=True)
@@ -211,7 +199,7 @@ class VideoDecoder:
     transform: str = "crop"
     threads: int = 0  # ffmpeg decoder threads (0 = ffmpeg's choice)
     recipe: str = DEFAULT_RECIPE
-    stdin_format: str | None = None  # read a stream of this format from the `stdin` of `chunks` (live input)
+    input_options: tuple[str, ...] = ()  # ffmpeg options for the input (a live playlist: -live_start_index 0)
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
@@ -226,7 +214,9 @@ class VideoDecoder:
         return [
             "-threads",
             str(self.threads),
-            *_input(self.path, self.stdin_format),
+            *self.input_options,
+            "-i",
+            media_arg(self.path),
             "-map",
             "0:v:0",
             "-an",
@@ -243,11 +233,11 @@ class VideoDecoder:
             "pipe:1",
         ]
 
-    def chunks(self, chunk: int = 32, stdin: int | None = None) -> Iterator[np.ndarray]:
-        """Yield uint8 arrays [n <= chunk, 224, 224, 3], in time order (`stdin`: a file descriptor to read)."""
+    def chunks(self, chunk: int = 32) -> Iterator[np.ndarray]:
+        """Yield uint8 arrays [n <= chunk, 224, 224, 3], in time order."""
         frame_bytes = SIZE * SIZE * 3
         recipe = get_recipe(self.recipe)
-        pipe = _Pipe(self.args(), f"{self.path}: decoding video", stdin)
+        pipe = _Pipe(self.args(), f"{self.path}: decoding video")
         try:
             for block in pipe.read_records(frame_bytes, chunk):
                 if len(block) % frame_bytes:
@@ -283,12 +273,14 @@ class AudioDecoder:
     """The audio of `path` as 16 kHz mono float32 (mean of all channels), cut into 0.5 s pieces (one per token)."""
 
     path: Path
-    stdin_format: str | None = None  # as VideoDecoder's
+    input_options: tuple[str, ...] = ()  # as VideoDecoder's
 
     def args(self) -> list[str]:
         # every channel is resampled as it is (no -ac: ffmpeg's downmix is not a mean); the mean is taken here
         return [
-            *_input(self.path, self.stdin_format),
+            *self.input_options,
+            "-i",
+            media_arg(self.path),
             "-map",
             "0:a:0",
             "-vn",
@@ -305,9 +297,9 @@ class AudioDecoder:
             "pipe:1",
         ]
 
-    def samples(self, chunk_seconds: float = 60.0, stdin: int | None = None) -> Iterator[np.ndarray]:
+    def samples(self, chunk_seconds: float = 60.0) -> Iterator[np.ndarray]:
         """Yield consecutive float32 mono sample blocks of `chunk_seconds` (the last one shorter)."""
-        pipe = _Pipe(self.args(), f"{self.path}: decoding audio", stdin)
+        pipe = _Pipe(self.args(), f"{self.path}: decoding audio")
         try:
             channels = _wav_channels(pipe)
             if channels < 1:

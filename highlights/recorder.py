@@ -99,6 +99,14 @@ class Recorder:
     gaps: list[Gap] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # "nothing for end_after_sec" counts from the later of this and the last data; None: not yet (starting up)
+        self.epoch: float | None = None
+
+    def reset_clock(self) -> None:
+        """Count the time without data from now (the run was busy starting up until now)."""
+        self.epoch = time.monotonic()
+
     @property
     def recorded(self) -> float:
         return self.segments[-1].end if self.segments else 0.0
@@ -118,7 +126,7 @@ class Recorder:
                     open_gap = None
                 last_data = last
             now = time.monotonic()
-            if stop.is_set() or kind != "network" or now - last_data >= self.end_after_sec:
+            if stop.is_set() or kind != "network" or self._quiet(last_data) >= self.end_after_sec:
                 break
             if open_gap is None:
                 open_gap = (Gap(self.recorded), last_data)
@@ -132,6 +140,10 @@ class Recorder:
                 backoff = 0.5
         if open_gap:  # the stream ended there: not a gap
             self.gaps.remove(open_gap[0])
+
+    def _quiet(self, last_data: float) -> float:
+        """Seconds without data since `last_data` (0 while the run is starting up)."""
+        return 0.0 if self.epoch is None else time.monotonic() - max(last_data, self.epoch)
 
     def _command(self, number: int, csv: Path) -> list[str]:
         codecs = ["-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac"] if self.reencode else ["-c", "copy"]
@@ -162,7 +174,7 @@ class Recorder:
         try:
             while proc.poll() is None:
                 self._collect(csv, first)
-                if stop.is_set() or time.monotonic() - (moved[1] or started) > self.end_after_sec:
+                if stop.is_set() or self._quiet(moved[1] or started) > self.end_after_sec:
                     break
                 stop.wait(0.2)
         finally:
