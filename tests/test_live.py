@@ -213,13 +213,13 @@ def _pause(sender: Sender, seconds: float) -> None:
 def test_sigterm_mid_match_leaves_complete_outputs(tiny_model, match, decoder_config, tmp_path):
     out, port = tmp_path / "live", _free_udp_port()
     handle_sigterm()
-    stop = threading.Timer(30 / RATE, os.kill, (os.getpid(), signal.SIGTERM))
     try:
-        with playing(match, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316", ready=out / "spans.jsonl"):
+        with playing(match, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316", ready=out / "spans.jsonl") as s:
+            stop = threading.Thread(target=_terminate_after, args=(s, 30 / RATE), daemon=True)
             stop.start()
             _live(tiny_model, out, _udp(port), decoder_config, "--live_stall", "2", "--live_end_after", "30")
+            stop.join()
     finally:
-        stop.cancel()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     recorded = probe(out / "recording.m3u8").duration
     assert 5 < recorded < SECONDS - 10
@@ -230,6 +230,14 @@ def test_sigterm_mid_match_leaves_complete_outputs(tiny_model, match, decoder_co
     _check_clips(out, lines)
     assert {"results_spotting.json", "report.html", "timeline.png", "highlights.mp4"} <= {p.name for p in out.iterdir()}
     assert json.loads((out / "live.json").read_text())["state"] == "finished"
+
+
+def _terminate_after(sender: Sender, seconds: float) -> None:
+    """SIGTERM to this process `seconds` after the stream started."""
+    while sender.proc is None and not sender.cancelled.wait(0.1):
+        pass
+    if not sender.cancelled.wait(seconds):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def test_a_second_live_run_into_the_same_folder_is_refused(tiny_model, tmp_path):
@@ -244,4 +252,15 @@ def test_a_second_live_run_into_the_same_folder_is_refused(tiny_model, tmp_path)
         held.close()
     (tmp_path / "out" / "spans.jsonl").write_text("")
     with pytest.raises(UserError, match="holds an earlier live run"):
-        inference.main(["--model", str(tiny_model), "--out", str(tmp_path / "out"), "--live", "udp://127.0.0.1:9"])
+        inference.main(
+            [
+                "--model",
+                str(tiny_model),
+                "--out",
+                str(tmp_path / "out"),
+                "--live",
+                "udp://127.0.0.1:9",
+                "--weights",
+                "random",
+            ]
+        )
