@@ -156,7 +156,7 @@ def _npz(path):
 @pytest.mark.parametrize("schedule", ["original", "since_best"])
 def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monkeypatch, schedule):
     scores = iter([0.5, 0.1, 0.1])
-    monkeypatch.setattr(training, "selection_score", lambda metrics, selection: next(scores))
+    monkeypatch.setattr(training.loop, "selection_score", lambda metrics, selection: next(scores))
     tflog = tmp_path / "Model"
     # original: the counter passes 1 at epoch 3; since_best: it reaches 1 at epoch 2
     assert (
