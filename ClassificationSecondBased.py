@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from common.cli import add_progress_flags, add_spotting_flags, check_spotting_fl
 from common.constants import CLASS_MAP_FILE, LABEL_FILES
 from common.errors import UserError, run_cli
 from common.modelfile import read_spec
+
+if TYPE_CHECKING:
+    from common.modelspec import ModelSpec
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -77,46 +81,45 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     import_tensorflow(args.verbose)  # before anything imports Keras (finding the model may)
     model_path = find_model(args)
     out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
+    check_agrees(args, read_spec(model_path), model_path)  # before the weights are read
 
-    import archis
-    from common.features import RecipeCheck, frame_rate_problem, read_record, recipe_of
-    from highlights.spotting import Scorer, model_class_map, nms_spots, with_compute_dtype, write_results_spotting
+    from common.features import read_record
+    from highlights.pipeline import Session
+    from highlights.spotting import nms_spots, write_results_spotting
 
-    model = archis.load_model(model_path)
-    info = archis.model_info(model)
-    check_agrees(args, info, model_path)
-    cmap = model_class_map(info, args.class_map, str(model_path))
+    session = Session(
+        model_path,
+        class_map=args.class_map,
+        compute_dtype=args.compute_dtype,
+        windows_per_call=args.windows_per_call,
+        verbose=args.verbose,
+    )
+    spec, cmap = session.spec, session.cmap
     if cmap is None:
         raise UserError(
-            f"{model_path}: records no class map and its classes {info['class_names']} match no "
+            f"{model_path}: records no class map and its classes {list(spec.class_names)} match no "
             "built-in one: give --class_map"
         )
-    check_recipe = RecipeCheck(info["feature_recipe"], model_path.name)
-    feature_video = args.featuresVideo or info["feature_names"]["video"]
-    feature_audio = args.featuresAudio or info["feature_names"]["audio"]
+    feature_video = args.featuresVideo or spec.feature_names["video"]
+    feature_audio = args.featuresAudio or spec.feature_names["audio"]
     pca = args.PCA if args.featuresVideo else None
-    scorer = Scorer(with_compute_dtype(model, args.compute_dtype), batch_size=args.windows_per_call)
-    fps = info["frames_per_second"]
+    tokens_per_second = spec.tokens_per_second
     for game, name in zip(tqdm(games, desc="games", unit="game", disable=args.quiet), names, strict=True):
-        record = read_record(game)
-        problem = frame_rate_problem(record, fps)
-        if problem:
-            raise UserError(f"{game}: {problem}")
-        check_recipe(recipe_of(record), str(game))
+        session.check_record(read_record(game), str(game))
         spots = []
         for half in (1, 2):
             video, audio = dataset.load_half(
-                game, half, feature_video, feature_audio, pca=pca, feature_dim=info["feature_dim"]
+                game, half, feature_video, feature_audio, pca=pca, feature_dim=spec.feature_dim
             )
-            probs = scorer.score_half(
+            probs = session.scorer.score_half(
                 video, audio, stride=args.stride, progress=not args.quiet, what=f"{name} half {half}"
             )
-            save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, fps))
+            save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, tokens_per_second))
             spots += nms_spots(
                 probs,
-                info["class_names"],
+                spec.class_names,
                 half,
-                fps=fps,
+                fps=tokens_per_second,
                 window_sec=args.nms_window,
                 threshold=args.nms_threshold,
                 rule=args.nms_rule,
@@ -126,7 +129,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     return out, names, cmap
 
 
-def _spec_of(path: Path) -> dict | None:
+def _spec_of(path: Path) -> ModelSpec | None:
     """The archis spec stored in a .keras file (no weights loaded), or None for a file that is not one."""
     try:
         return read_spec(path)
@@ -169,7 +172,7 @@ def find_model(args: argparse.Namespace) -> Path:
     found = [
         p
         for p in tflog.glob("*_best.keras")
-        if (spec := _spec_of(p)) is not None and all(spec.get(k) == v for k, v in wanted.items())
+        if (spec := _spec_of(p)) is not None and all(getattr(spec, k) == v for k, v in wanted.items())
     ]
     if not found:
         asked = ", ".join(f"{k} {v}" for k, v in wanted.items()) or "any model"
@@ -181,16 +184,17 @@ def find_model(args: argparse.Namespace) -> Path:
     return path
 
 
-def check_agrees(args: argparse.Namespace, info: dict, model_path: Path) -> None:
+def check_agrees(args: argparse.Namespace, spec: ModelSpec, model_path: Path) -> None:
     """V&D's model flags, when given, must describe the model file (they cannot change it)."""
-    diff = [f"{k} {v} (model: {info[k]})" for k, v in _wanted(args).items() if info[k] != v]
+    diff = [f"{k} {v} (model: {getattr(spec, k)})" for k, v in _wanted(args).items() if getattr(spec, k) != v]
     if diff:
         raise UserError(f"{model_path}: the flags ask for {', '.join(diff)}")
 
 
-def per_second(probs: np.ndarray, fps: float) -> np.ndarray:
+def per_second(probs: np.ndarray, tokens_per_second: float) -> np.ndarray:
     """One row per second of the half (its first token), as V&D saved its scores."""
-    return np.ascontiguousarray(probs[np.arange(0, len(probs), fps).astype(np.int64)], dtype=np.float32)
+    rows = np.arange(0, len(probs), tokens_per_second).astype(np.int64)
+    return np.ascontiguousarray(probs[rows], dtype=np.float32)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

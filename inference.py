@@ -138,8 +138,8 @@ def build_configs(args: argparse.Namespace) -> list[Config]:
     videos = expand_inputs(args.inputs)
     base = _shared_config(args)
     try:
-        names = read_spec(base.model)["feature_names"]
-    except (UserError, KeyError):  # a bad model file is reported when it is loaded, after the videos are checked
+        names = read_spec(base.model).feature_names
+    except UserError:  # a bad model file is reported when it is loaded, after the videos are checked
         names = FEATURE_NAMES
     configs, used = [], set()
     for video in videos:

@@ -21,19 +21,20 @@ from keras import ops
 from archis.fusion import CMGA, GMU, BottleneckFusion, TransformerFusion
 from archis.pooling import make_pooling
 from common.errors import UserError
+from common.modelspec import ModelSpec
 
 
 @dataclass
 class Blocks:
     """Layer factories bound to one model spec, so builders only say what connects to what."""
 
-    spec: dict
+    spec: ModelSpec
     policy: str
     _used: set = field(default_factory=set)
 
     @property
     def dim(self) -> int:
-        return int(self.spec["feature_dim"])
+        return self.spec.feature_dim
 
     def _name(self, name: str) -> str:
         if name in self._used:
@@ -45,10 +46,10 @@ class Blocks:
         """The spec's pooling over time; output size `output_dim` (default D) for the VLAD family, with context
         gating after it when the spec says so (V&D's architectures; not the seed's fusion models)."""
         layer = make_pooling(
-            self.spec["pooling"],
-            vlad_k=int(self.spec["vlad_k"]),
+            self.spec.pooling,
+            vlad_k=self.spec.vlad_k,
             output_dim=output_dim or self.dim,
-            context_gating=bool(self.spec["context_gating"]),
+            context_gating=bool(self.spec.context_gating),
             dtype=self.policy,
             layer_name=self._name(name),
         )
@@ -56,11 +57,11 @@ class Blocks:
 
     def dropout(self, x, name: str):
         """Dropout before the classifier at the spec's rate (the original's for this architecture by default)."""
-        return keras.layers.Dropout(float(self.spec["dropout"]), dtype=self.policy, name=self._name(name))(x)
+        return keras.layers.Dropout(float(self.spec.dropout or 0.0), dtype=self.policy, name=self._name(name))(x)
 
     def classify(self, x, name: str = "logits"):
         """Final dense layer, always float32 so logits stay float32 under mixed precision."""
-        return keras.layers.Dense(len(self.spec["class_names"]), dtype="float32", name=self._name(name))(x)
+        return keras.layers.Dense(len(self.spec.class_names), dtype="float32", name=self._name(name))(x)
 
     def layer(self, cls, name: str, *args, **kwargs):
         return cls(*args, dtype=self.policy, name=self._name(name), **kwargs)

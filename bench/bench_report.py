@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.modelspec import ModelSpec  # noqa: E402
 from highlights import pipeline  # noqa: E402
 from highlights.decoder import DecoderConfig, decode  # noqa: E402
 from highlights.report import write_report  # noqa: E402
@@ -58,13 +59,7 @@ def fake_result(names: list[str], out: Path) -> pipeline.Result:
     rng = np.random.default_rng(0)
     class_names = ["background", *names]
     config = pipeline.Config(model=Path("model.keras"), out=out, game_dir=out / "game", decoder=DecoderConfig())
-    info = {
-        "frames_per_second": FPS,
-        "class_names": class_names,
-        "architecture": "concat",
-        "pooling": "NetVLAD",
-        "window_seconds": 20,
-    }
+    spec = ModelSpec("concat", class_names=class_names, window_seconds=20, tokens_per_second=FPS)
     halves = []
     for number in (1, 2):
         probs, events = fake_scores(len(names), rng)
@@ -79,7 +74,7 @@ def fake_result(names: list[str], out: Path) -> pipeline.Result:
         half.spans = decode(probs, class_names, half.duration, config.decoder, fps=FPS)
         half.spots = nms_spots(probs, class_names, number, fps=FPS)
         halves.append(half)
-    return pipeline.Result(config, info, halves, {}, {}, False)
+    return pipeline.Result(config, spec, halves, {}, {}, False)
 
 
 def main() -> None:

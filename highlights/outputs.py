@@ -30,9 +30,9 @@ def spans_json(result: Result) -> dict:
     from common.timefmt import game_time
     from highlights.spotting import class_labels
 
-    cfg, info = result.config, result.info
-    labels = class_labels(result.cmap, info["class_names"])
-    names = list(info["class_names"])
+    cfg, spec = result.config, result.spec
+    labels = class_labels(result.cmap, spec.class_names)
+    names = list(spec.class_names)
     return {
         "source": {
             k: str(v)
@@ -46,7 +46,11 @@ def spans_json(result: Result) -> dict:
         },
         "model": {
             "path": str(cfg.model),
-            **{k: info[k] for k in ("architecture", "pooling", "window_seconds", "frames_per_second", "class_names")},
+            "architecture": spec.architecture,
+            "pooling": spec.pooling,
+            "window_seconds": spec.window_seconds,
+            "tokens_per_second": spec.tokens_per_second,
+            "class_names": names,
         },
         "decoder": cfg.decoder.to_dict(),
         "spans": [
@@ -97,14 +101,14 @@ def write_outputs(result: Result) -> None:
             files.path("results_spotting.json"),
             game,
             [s for h in result.halves for s in h.spots],
-            class_labels(result.cmap, result.info["class_names"]),
+            class_labels(result.cmap, result.spec.class_names),
         )
-        fps = result.info["frames_per_second"]
+        fps = result.spec.tokens_per_second
         probs, spans, truth = _joined_halves(result.halves, fps)
         plot_timeline(
             files.path("timeline.png"),
             probs,
-            result.info["class_names"],
+            result.spec.class_names,
             fps,
             spans,
             truth,
@@ -173,10 +177,10 @@ def summary(result: Result) -> str:
     """One screen: input, model, spans, coverage, outputs, time per stage."""
     from common.timefmt import game_time
 
-    cfg, info = result.config, result.info
+    cfg, spec = result.config, result.spec
     lines = [
-        f"model   {cfg.model} ({info['architecture']}, {info['pooling']}, {info['window_seconds']:g} s windows, "
-        f"classes {', '.join(info['class_names'][1:])})"
+        f"model   {cfg.model} ({spec.architecture}, {spec.pooling}, {spec.window_seconds:g} s windows, "
+        f"classes {', '.join(spec.class_names[1:])})"
     ]
     for h in result.halves:
         lines.append(

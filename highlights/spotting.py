@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -30,6 +30,12 @@ from common.constants import BACKGROUND
 from common.errors import UserError
 from common.timefmt import game_time
 from highlights.peaks import peak_mask
+
+if TYPE_CHECKING:
+    import keras
+
+    from common.modelspec import ModelSpec
+    from dataset import ClassMap
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ class Scorer:
     halves); probabilities are sigmoid(logits) in float32 whatever the compute dtype.
     """
 
-    def __init__(self, model: Any, *, batch_size: int = 256, jit_compile: bool = False):
+    def __init__(self, model: keras.Model, *, batch_size: int = 256, jit_compile: bool = False):
         from archis.predict import predict_function
 
         self.model = model
@@ -137,15 +143,14 @@ class Scorer:
         return np.repeat(probs, stride, axis=0)[: len(video)]
 
 
-def with_compute_dtype(model: Any, compute_dtype: str | None) -> Any:
+def with_compute_dtype(model: keras.Model, compute_dtype: str | None) -> keras.Model:
     """The same model computing in `compute_dtype` ("float32" / "bfloat16"): rebuilt by archis, weights copied."""
     import archis
 
-    info = archis.model_info(model)
-    if not compute_dtype or compute_dtype == info["compute_dtype"]:
+    spec = archis.model_info(model)
+    if not compute_dtype or compute_dtype == spec.compute_dtype:
         return model
-    spec = {k: v for k, v in info.items() if k not in ("architecture", "window_frames", "compute_dtype")}
-    twin = archis.build_model(info["architecture"], **spec, compute_dtype=compute_dtype)
+    twin = archis.build_model(spec, compute_dtype=compute_dtype)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -194,7 +199,7 @@ def nms_spots(
     ]
 
 
-def match_class_map(class_names: Sequence[str]) -> Any:
+def match_class_map(class_names: Sequence[str]) -> ClassMap | None:
     """The built-in `dataset.ClassMap` (highlight, v1, v2) whose classes are `class_names`, else None."""
     import dataset
 
@@ -205,26 +210,26 @@ def match_class_map(class_names: Sequence[str]) -> Any:
     return None
 
 
-def model_class_map(info: Mapping, override: str | None = None, model: str = "the model") -> Any:
+def model_class_map(spec: ModelSpec, override: str | None = None, model: str = "the model") -> ClassMap | None:
     """The class map a model was trained with: the one its file records, else (older files) the built-in map
     with its classes, else None. `override` (a `--class_map` value) replaces it only if it agrees: same
     classes, and the same labels per class when the file records a map."""
     import dataset
 
     recorded = (
-        dataset.class_map_from_json(info["class_map"], f"{model}: recorded class map")
-        if info.get("class_map")
-        else match_class_map(info["class_names"])
+        dataset.class_map_from_json(spec.class_map, f"{model}: recorded class map")
+        if spec.class_map
+        else match_class_map(spec.class_names)
     )
     if override is None:
         return recorded
     cmap = dataset.load_class_map(override)
-    if list(cmap.classes) != list(info["class_names"]):
+    if list(cmap.classes) != list(spec.class_names):
         raise UserError(
             f"--class_map {override}: classes {cmap.classes[1:]} differ from those of {model} "
-            f"{list(info['class_names'][1:])}"
+            f"{list(spec.class_names[1:])}"
         )
-    if info.get("class_map") and cmap.label_to_index != recorded.label_to_index:
+    if spec.class_map and cmap.label_to_index != recorded.label_to_index:
         raise UserError(
             f"--class_map {override}: maps SoccerNet labels to classes otherwise than the map "
             f"{recorded.name!r} recorded in {model}"
@@ -232,7 +237,7 @@ def model_class_map(info: Mapping, override: str | None = None, model: str = "th
     return cmap
 
 
-def class_labels(cmap: Any, class_names: Sequence[str]) -> dict[int, str]:
+def class_labels(cmap: ClassMap | None, class_names: Sequence[str]) -> dict[int, str]:
     """Class index -> the label written to results_spotting.json: the first SoccerNet label of the class in
     `cmap` (a class made of several labels is written as its first; `evaluate.py` maps it back to the class),
     the class name itself without a map."""

@@ -74,9 +74,9 @@ def trained(tmp_path_factory):
 def test_model_records_class_map_and_recipe(trained):
     _, model, _ = trained
     spec = read_spec(model)
-    assert spec["class_names"] == ["background", "score", "booking"]
-    assert spec["class_map"]["labels"] == CUSTOM["labels"]
-    assert spec["feature_recipe"] == {"video": "rgb", "audio": "channel_mean"}
+    assert spec.class_names == ("background", "score", "booking")
+    assert spec.class_map["labels"] == CUSTOM["labels"]
+    assert spec.feature_recipe == {"video": "rgb", "audio": "channel_mean"}
 
 
 def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, capsys):
@@ -199,6 +199,6 @@ def test_older_model_files_without_the_fields_still_load(trained, tmp_path):
                     del config["config"]["spec"][key]
                 data = json.dumps(config).encode()
             dst.writestr(item, data)
-    info = archis.model_info(archis.load_model(old))
-    assert info["class_map"] is None and info["feature_recipe"] is None
-    assert info["class_names"] == ["background", "score", "booking"]
+    spec = archis.model_info(archis.load_model(old))
+    assert spec.class_map is None and spec.feature_recipe is None
+    assert spec.class_names == ("background", "score", "booking")
