@@ -31,6 +31,7 @@ from common.modelfile import read_spec
 
 if TYPE_CHECKING:
     from common.modelspec import ModelSpec
+    from dataset import ClassMap
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -65,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
+def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     """Write results_spotting.json for every game of the list; return (output root, game names, class map)."""
     import dataset
 
@@ -119,7 +120,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
                 probs,
                 spec.class_names,
                 half,
-                fps=tokens_per_second,
+                tokens_per_second=tokens_per_second,
                 window_sec=args.nms_window,
                 threshold=args.nms_threshold,
                 rule=args.nms_rule,

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,10 +27,14 @@ from training import windows
 from training.checkpoints import Checkpointer, Snapshot, claim_outputs, model_settings, save_model
 from training.cluster import make_strategy, worker_role
 from training.config import TrainConfig
-from training.memory import plan_memory
+from training.memory import MemoryPlan, plan_memory
 from training.metrics import confusion_png, evaluate_scores, fmt, weighted_bce, write_summaries
-from training.schedule import SchedulePolicy, ScheduleState, schedule_step, selection_score
+from training.schedule import ScheduleState, schedule_step, selection_score
 from training.step import AccumulatingStep, make_adam, merge_small_steps, train_epoch, warn_few_steps
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 ADAM_EPSILON = 1e-8  # tf.compat.v1.train.AdamOptimizer's default (Keras': 1e-7)
 
@@ -66,12 +71,12 @@ class _Run:
     cfg: TrainConfig
     caches: dict[str, windows.WindowCache]
     weights: np.ndarray
-    model: Any
-    optimizer: Any
-    strategy: Any
-    stepper: Any  # training.step.AccumulatingStep
-    plan: Any  # training.memory.MemoryPlan
-    predict: Any
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    strategy: tf.distribute.Strategy
+    stepper: AccumulatingStep
+    plan: MemoryPlan
+    predict: Callable
     writers: dict[str, Any]
     ckpt: Checkpointer  # where this process writes its resume state (a non-chief worker: its temporary folder)
     state: dict[str, Any]
@@ -106,7 +111,7 @@ def _build(
             pooling=cfg.network,
             vlad_k=cfg.vlad_k,
             window_seconds=cfg.data.window_seconds,
-            tokens_per_second=cfg.data.frames_per_second,
+            tokens_per_second=cfg.data.tokens_per_second,
             feature_dim=window_shape[1],
             feature_names=feature_names,
             compute_dtype=cfg.compute_dtype,
@@ -250,8 +255,7 @@ def _epoch(run: _Run) -> None:
     valid = _evaluate(run, run.caches["validation"])
     _log_metrics(run, "training", epoch, train_metrics, before.lr)
     _log_metrics(run, "validation", epoch, valid, before.lr)
-    policy = SchedulePolicy(cfg.schedule, cfg.patience_lr, cfg.patience_stop, cfg.min_lr, cfg.max_epoch)
-    step = schedule_step(before, selection_score(valid, cfg.selection_metric), policy)
+    step = schedule_step(before, selection_score(valid, cfg.selection_metric), cfg.schedule_policy)
     note = ""
     if step.improved:
         run.state["best_valid"] = valid
