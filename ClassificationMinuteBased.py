@@ -116,7 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument(
         "--schedule",
         default="original",
-        choices=("original", "since_best"),
         help="original (V&D): LR / 10 with the best weights and optimizer state restored when the count of "
         "epochs without gain passes --patience_lr, the count restarting at each cut; stop when it passes "
         "--patience_stop. since_best: LR / 10 with the best weights restored after --patience_lr epochs "
@@ -185,6 +184,7 @@ def _config(args: argparse.Namespace):
     """Check the flags and files that need no TensorFlow, then build the training config."""
     import dataset as ds
     import training
+    from training.schedule import SchedulePolicy
     from training.windows import DataConfig
 
     for name in (
@@ -201,6 +201,7 @@ def _config(args: argparse.Namespace):
         _positive(name, getattr(args, name))
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
+    SchedulePolicy(args.schedule)  # checks --schedule (as argparse's choices did: before any list is read)
     required = {"train": ("architecture", "training", "validation", "testing"), "predict": ("testing",), "ensemble": ()}
     _vd_ensemble(args)
     if args.mode not in required:
@@ -227,7 +228,7 @@ def _config(args: argparse.Namespace):
         features_audio=args.featuresAudio,
         pca=args.PCA,
         window_seconds=args.WindowSize,
-        frames_per_second=args.featurePerSec,
+        tokens_per_second=args.featurePerSec,
         dataset_root=args.dataset_root,
         skip_bad_games=args.skip_bad_games,
         class_map=ds.load_class_map(args.class_map),

@@ -163,9 +163,12 @@ def read_game_list(list_path: str | Path, dataset_root: str | Path | None = None
 
 @dataclass(frozen=True)
 class Event:
+    """One annotation of a label file; `visible` False for SoccerNet's `"visibility": "not shown"`."""
+
     half: int
     position_ms: int
     label: str
+    visible: bool = True
 
 
 _GAMETIME = re.compile(r"^\s*(\d+)\s*-\s*(\d+):(\d+)\s*$")
@@ -184,22 +187,27 @@ def read_labels(game_dir: str | Path) -> list[Event]:
     path = labels_path(game_dir)
     if path is None:
         raise UserError(f"{game_dir}: no Labels-v2.json or Labels.json")
-    data = read_json(path)
+    return parse_labels(read_json(path), str(path))
+
+
+def parse_labels(data: Any, source: str) -> list[Event]:
+    """Events of a Labels(-v2).json object, one per annotation in file order (the one parser of the format, for
+    training, ground truth on timelines and evaluation). UserError naming `source` when malformed."""
     annotations = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(annotations, list):
-        raise UserError(f"{path}: no 'annotations' list")
+        raise UserError(f"{source}: no 'annotations' list")
     events = []
     for i, ann in enumerate(annotations):
         m = _GAMETIME.match(str(ann.get("gameTime", ""))) if isinstance(ann, dict) else None
         if m is None or "label" not in ann:
-            raise UserError(f"{path}: annotation {i} needs 'label' and 'gameTime' like '1 - 13:10'")
+            raise UserError(f"{source}: annotation {i} needs 'label' and 'gameTime' like '1 - 13:10'")
         half, minutes, seconds = (int(g) for g in m.groups())
         position = ann.get("position")
         try:
             ms = int(position) if position not in (None, "") else (minutes * 60 + seconds) * 1000
         except (TypeError, ValueError) as exc:
-            raise UserError(f"{path}: annotation {i} has a bad position {position!r}") from exc
-        events.append(Event(half, ms, str(ann["label"])))
+            raise UserError(f"{source}: annotation {i} has a bad position {position!r}") from exc
+        events.append(Event(half, ms, str(ann["label"]), ann.get("visibility") != "not shown"))
     return events
 
 

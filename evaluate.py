@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmap.classes,
         cmap.label_to_index,
         metric=args.metric,
-        framerate=args.framerate,
+        tokens_per_second=args.framerate,
     )
     print(format_table(scores))
     if args.json:

@@ -66,6 +66,7 @@ class ModelSpec:
             fix("dropout", float(self.dropout))
         if self.context_gating is not None:
             fix("context_gating", bool(self.context_gating))
+        fix("compute_dtype", COMPUTE_DTYPES.get(self.compute_dtype, self.compute_dtype))
         self._check()
 
     def _check(self) -> None:
@@ -79,9 +80,8 @@ class ModelSpec:
             raise UserError("at least one class name is needed")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.compute_dtype not in COMPUTE_DTYPES:
+        if self.compute_dtype not in COMPUTE_DTYPES.values():
             raise UserError(f"unknown compute_dtype {self.compute_dtype!r}; valid: float32, bfloat16")
-        object.__setattr__(self, "compute_dtype", COMPUTE_DTYPES[self.compute_dtype])
         if self.class_map is not None and list(self.class_map.get("classes", [])) != list(self.class_names):
             raise UserError(
                 f"class map classes {self.class_map.get('classes')} differ from the class names {list(self.class_names)}"

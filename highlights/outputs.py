@@ -103,13 +103,13 @@ def write_outputs(result: Result) -> None:
             [s for h in result.halves for s in h.spots],
             class_labels(result.cmap, result.spec.class_names),
         )
-        fps = result.spec.tokens_per_second
-        probs, spans, truth = _joined_halves(result.halves, fps)
+        tokens_per_second = result.spec.tokens_per_second
+        probs, spans, truth = _joined_halves(result.halves, tokens_per_second)
         plot_timeline(
             files.path("timeline.png"),
             probs,
             result.spec.class_names,
-            fps,
+            tokens_per_second,
             spans,
             truth,
             title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
@@ -155,7 +155,7 @@ def _write_reel(result: Result, files: OutputSet) -> None:
     result.reel_seconds = reel.duration
 
 
-def _joined_halves(halves: Sequence[Half], fps: float) -> tuple[np.ndarray, list, list]:
+def _joined_halves(halves: Sequence[Half], tokens_per_second: float) -> tuple[np.ndarray, list, list]:
     """(probs, spans, ground truth) of the halves laid end to end, for one timeline."""
     from highlights.decoder import Span
 
@@ -163,7 +163,7 @@ def _joined_halves(halves: Sequence[Half], fps: float) -> tuple[np.ndarray, list
     for h in halves:
         spans += [Span(s.start + offset, s.end + offset, s.label, s.score, s.peak + offset) for s in h.spans]
         truth += [(t + offset, c) for t, c in h.events]
-        offset += len(h.probs) / fps
+        offset += len(h.probs) / tokens_per_second
     return np.concatenate([h.probs for h in halves]), spans, truth
 
 

@@ -276,13 +276,13 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
     return _with_truth([half], config.ground_truth, session.cmap, spec.tokens_per_second), random_weights
 
 
-def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: float) -> None:
+def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, tokens_per_second: float) -> None:
     """Refuse video and audio features of different inputs (lengths apart by more than MAX_LENGTH_GAP_SEC)."""
     gap = abs(len(video) - len(audio))
-    if gap > MAX_LENGTH_GAP_SEC * fps:
+    if gap > MAX_LENGTH_GAP_SEC * tokens_per_second:
         raise UserError(
-            f"{config.features_video} has {len(video)} rows ({len(video) / fps:.1f} s) but "
-            f"{config.features_audio} has {len(audio)} ({len(audio) / fps:.1f} s): features of "
+            f"{config.features_video} has {len(video)} rows ({len(video) / tokens_per_second:.1f} s) but "
+            f"{config.features_audio} has {len(audio)} ({len(audio) / tokens_per_second:.1f} s): features of "
             f"different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)"
         )
     if gap:
@@ -317,7 +317,9 @@ def _check_width(half: Half, spec: ModelSpec, what: str) -> None:
             )
 
 
-def _with_truth(halves: list[Half], game_dir: Path | None, cmap: ClassMap | None, fps: float) -> list[Half]:
+def _with_truth(
+    halves: list[Half], game_dir: Path | None, cmap: ClassMap | None, tokens_per_second: float
+) -> list[Half]:
     """Attach the labelled events (mapped to the model's classes) of each half, when the folder has labels."""
     if game_dir is None or cmap is None or not any((game_dir / n).is_file() for n in LABEL_FILES):
         return halves
@@ -327,7 +329,7 @@ def _with_truth(halves: list[Half], game_dir: Path | None, cmap: ClassMap | None
         dataset.read_labels(game_dir),
         dataset.labels_path(game_dir),
         cmap,
-        {h.number: h.duration or min(len(h.video), len(h.audio)) / fps for h in halves},
+        {h.number: h.duration or min(len(h.video), len(h.audio)) / tokens_per_second for h in halves},
     )
     for h in halves:
         h.events = sorted(
@@ -342,16 +344,16 @@ def _decode(config: Config, spec: ModelSpec, halves: list[Half]) -> None:
     from highlights.decoder import decode, first_token_placement
     from highlights.spotting import nms_spots
 
-    fps = spec.tokens_per_second
+    tokens_per_second = spec.tokens_per_second
     for h in halves:
-        h.duration = h.duration or len(h.probs) / fps
+        h.duration = h.duration or len(h.probs) / tokens_per_second
         probs = first_token_placement(h.probs, spec.window_frames) if config.score_placement == "first" else h.probs
-        h.spans = decode(probs, spec.class_names, h.duration, config.decoder, fps=fps)
+        h.spans = decode(probs, spec.class_names, h.duration, config.decoder, tokens_per_second=tokens_per_second)
         h.spots = nms_spots(
             h.probs,
             spec.class_names,
             h.number,
-            fps=fps,
+            tokens_per_second=tokens_per_second,
             window_sec=config.nms_window_sec,
             threshold=config.nms_threshold,
             rule=config.nms_rule,

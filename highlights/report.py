@@ -71,11 +71,11 @@ def _labels(span: Span) -> list[str]:
     return list(getattr(span, "labels", None) or [span.label])
 
 
-def _halves(result: Result, out: Path, fps: float) -> list[dict]:
+def _halves(result: Result, out: Path, tokens_per_second: float) -> list[dict]:
     cfg, rows, offset = result.config, [], 0.0
     for h in result.halves:
         video = cfg.video if cfg.video else half_video(cfg.game_dir, h.number) if cfg.game_dir else None
-        length = len(h.probs) / fps
+        length = len(h.probs) / tokens_per_second
         step, scores = encode_scores(h.probs)
         rows.append(
             {
@@ -113,7 +113,7 @@ def _reel(result: Result, out: Path) -> dict | None:
 def report_data(result: Result, out: Path) -> dict:
     """Everything the page shows, from an inference result (config, model info, halves with scores/spans/spots)."""
     cfg, spec = result.config, result.spec
-    fps = spec.tokens_per_second
+    tokens_per_second = spec.tokens_per_second
     names = list(spec.class_names)
     shown = [n for n in names if n != BACKGROUND] or names
     source = cfg.game_dir or cfg.video or cfg.features_video
@@ -122,9 +122,9 @@ def report_data(result: Result, out: Path) -> dict:
         "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "classNames": names,
         "shown": shown,
-        "fps": fps,
+        "tokensPerSecond": tokens_per_second,
         "thresholds": {n: cfg.decoder.rule(n).threshold for n in shown},
-        "halves": _halves(result, out, fps),
+        "halves": _halves(result, out, tokens_per_second),
         "spans": [
             {
                 "half": h.number,

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from common.atomic import write_json
 from common.cli import NMS_RULES, check_nms
-from common.constants import BACKGROUND
+from common.constants import BACKGROUND, TOKENS_PER_SECOND
 from common.errors import UserError
 from common.timefmt import game_time
 from highlights.peaks import peak_mask
@@ -47,15 +47,15 @@ class Spot:
     class_index: int
     label: str
     confidence: float
-    fps: float = 2.0
+    tokens_per_second: float = TOKENS_PER_SECOND
 
     @property
     def seconds(self) -> float:
-        return self.token / self.fps
+        return self.token / self.tokens_per_second
 
     @property
     def position_ms(self) -> int:
-        return round(self.token * 1000 / self.fps)
+        return round(self.token * 1000 / self.tokens_per_second)
 
 
 def pad_edges(features: np.ndarray, window_frames: int) -> np.ndarray:
@@ -162,17 +162,22 @@ def local_maxima(scores: np.ndarray, before: int, threshold: float = 0.0, after:
 
 
 def nms_mask(
-    scores: np.ndarray, *, fps: float = 2.0, window_sec: float = 60.0, threshold: float = 0.0, rule: str = "vd"
+    scores: np.ndarray,
+    *,
+    tokens_per_second: float = TOKENS_PER_SECOND,
+    window_sec: float = 60.0,
+    threshold: float = 0.0,
+    rule: str = "vd",
 ) -> np.ndarray:
     """Boolean [T, C] of the tokens kept by the NMS `rule` (see the module docstring)."""
     if rule not in NMS_RULES:
         raise UserError(f"unknown NMS rule {rule!r}; valid: {', '.join(NMS_RULES)}")
-    h = round(window_sec * fps / 2)
+    h = round(window_sec * tokens_per_second / 2)
     if rule == "symmetric":
         return local_maxima(scores, h, threshold)
     keep = local_maxima(scores, h, threshold, after=h - 1)  # the next 29 s: through the end of second t + 29
-    seconds = np.arange(len(scores)) / fps
-    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) / fps - window_sec / 2)
+    seconds = np.arange(len(scores)) / tokens_per_second
+    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) / tokens_per_second - window_sec / 2)
     keep[edge] = False
     return keep
 
@@ -182,19 +187,19 @@ def nms_spots(
     class_names: Sequence[str],
     half: int,
     *,
-    fps: float = 2.0,
+    tokens_per_second: float = TOKENS_PER_SECOND,
     window_sec: float = 60.0,
     threshold: float = 0.0,
     rule: str = "vd",
 ) -> list[Spot]:
     """Spots of one half from probabilities [T, C]: per-class NMS (`rule`), background skipped, time order."""
     check_nms(window_sec, threshold)
-    keep = nms_mask(scores, fps=fps, window_sec=window_sec, threshold=threshold, rule=rule)
+    keep = nms_mask(scores, tokens_per_second=tokens_per_second, window_sec=window_sec, threshold=threshold, rule=rule)
     skip = [i for i, n in enumerate(class_names) if n == BACKGROUND]
     keep[:, skip] = False
     tokens, classes = np.nonzero(keep)
     return [
-        Spot(half, int(t), int(c), class_names[c], float(scores[t, c]), fps)
+        Spot(half, int(t), int(c), class_names[c], float(scores[t, c]), tokens_per_second)
         for t, c in zip(tokens, classes, strict=True)
     ]
 

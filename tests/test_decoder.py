@@ -34,7 +34,7 @@ def config(rule: ClassRule | None = None, **top) -> DecoderConfig:
 
 
 def spans_of(p: np.ndarray, cfg: DecoderConfig, duration: float | None = None) -> list[tuple]:
-    out = decode(p, NAMES, len(p) / FPS if duration is None else duration, cfg, fps=FPS)
+    out = decode(p, NAMES, len(p) / FPS if duration is None else duration, cfg, tokens_per_second=FPS)
     return [(s.start, s.end, s.label, round(s.score, 6), s.peak) for s in out]
 
 
@@ -124,7 +124,7 @@ def test_unlisted_classes_use_the_default_rule_and_spans_are_spans():
     names = ["background", "Corner", "Goal"]
     p = np.zeros((200, 3))
     p[100, 1] = 0.9
-    out = decode(p, names, 100.0, DecoderConfig(), fps=FPS)
+    out = decode(p, names, 100.0, DecoderConfig(), tokens_per_second=FPS)
     default = DecoderConfig().default
     assert out == [Span(50 - default.before, 50 + default.after, "Corner", 0.9, 50.0)]
 

@@ -75,3 +75,11 @@ def test_a_spec_with_fields_this_version_lacks_is_refused(tmp_path):
         ModelSpec.from_json({**OLD_SPEC, "batch_norm_momentum": 0.99}, "m.keras")
     with pytest.raises(UserError, match="not a model spec"):
         ModelSpec.from_json({"pooling": "NetVLAD"}, "m.keras")
+
+
+def test_the_token_rate_of_extraction_records_is_read_under_its_new_and_old_key():
+    from common.features import frame_rate_problem
+
+    for key in ("tokens_per_second", "frames_per_second"):
+        assert frame_rate_problem({key: 5}, 2.0) == "features are 5 tokens/s but the model expects 2"
+        assert frame_rate_problem({key: 2}, 2.0) is None

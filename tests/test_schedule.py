@@ -77,6 +77,16 @@ def test_unknown_schedule_is_a_user_error():
         schedule_step(ScheduleState(lr=0.1), 0.5, SchedulePolicy(kind="weekly"))
 
 
+def test_the_command_refuses_an_unknown_schedule_before_any_work(tmp_path):
+    import ClassificationMinuteBased as cmb
+
+    lists = [a for flag in ("--training", "--validation", "--testing") for a in (flag, str(tmp_path / "none.npy"))]
+    argv = [*lists, "--architecture", "concat", "--tflog", str(tmp_path / "Model"), "--schedule", "weekly"]
+    with pytest.raises(UserError, match="unknown --schedule 'weekly'; valid: original, since_best"):
+        cmb.main(argv)
+    assert not (tmp_path / "Model").exists()
+
+
 def test_tf1_pr_auc_equals_tensorflow_v1_metric():
     import tensorflow as tf
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.schedule import SchedulePolicy
 from training.windows import DataConfig
 
 PREDICT_OUTPUTS = ("logits", "probabilities", "labels")
@@ -51,6 +52,11 @@ class TrainConfig:
     selection_metric: str = "ap"
     overwrite: bool = False
     progress: bool = True
+
+    @property
+    def schedule_policy(self) -> SchedulePolicy:
+        """The schedule the flags describe (UserError for an unknown --schedule)."""
+        return SchedulePolicy(self.schedule, self.patience_lr, self.patience_stop, self.min_lr, self.max_epoch)
 
     @property
     def prefix(self) -> str:

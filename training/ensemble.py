@@ -13,7 +13,7 @@ from training import windows
 from training.config import ENSEMBLE_METHODS, TrainConfig
 from training.loop import open_caches, predict_cache
 from training.memory import inference_windows
-from training.metrics import evaluate_scores, fmt
+from training.metrics import evaluate_scores, fmt, sigmoid
 
 
 def predict(cfg: TrainConfig) -> Path:
@@ -37,7 +37,7 @@ def predict(cfg: TrainConfig) -> Path:
     batch = cfg.eval_batch or inference_windows(model, n, d, cfg.memory_budget_gb)
     logits = predict_cache(cache, archis.predict_function(model), batch, len(classes))
     metrics = evaluate_scores(logits, cache.labels, classes)
-    arrays = {"logits": logits, "probabilities": 1 / (1 + np.exp(-logits)), "labels": cache.labels}
+    arrays = {"logits": logits, "probabilities": sigmoid(logits), "labels": cache.labels}
     out = cfg.out(f"_predictions_{Path(str(cfg.testing)).stem}.npz")
     with atomic_path(out) as tmp:
         np.savez(
@@ -80,7 +80,7 @@ def ensemble(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.ensemble_method == "mean_logits":
         scores = (a["logits"] + b["logits"]) / 2
     else:
-        scores = 1 / (1 + np.exp(-a["logits"])) / (1 + np.exp(-b["logits"]))
+        scores = sigmoid(a["logits"]) * sigmoid(b["logits"])
     result = {
         name: evaluate_scores(x, a["labels"], classes)
         for name, x in (("A", a["logits"]), ("B", b["logits"]), ("ensemble", scores))

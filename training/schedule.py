@@ -27,6 +27,10 @@ class SchedulePolicy:
     min_lr: float = 1e-4
     max_epoch: int = 200
 
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:  # the one check of --schedule
+            raise UserError(f"unknown --schedule {self.kind!r}; valid: {', '.join(SCHEDULES)}")
+
 
 @dataclass(frozen=True)
 class ScheduleState:
@@ -54,8 +58,6 @@ class ScheduleStep:
 
 def schedule_step(state: ScheduleState, score: float, policy: SchedulePolicy) -> ScheduleStep:
     """The decision after one more epoch whose validation score is `score` (higher is better)."""
-    if policy.kind not in SCHEDULES:
-        raise UserError(f"unknown --schedule {policy.kind!r}; valid: {', '.join(SCHEDULES)}")
     epoch = state.epoch + 1
     improved = score > state.best_score
     if improved:

@@ -57,11 +57,11 @@ def window_labels(
     return labels
 
 
-def window_frames(window_seconds: float, frames_per_second: float) -> int:
-    n = window_seconds * frames_per_second
+def window_frames(window_seconds: float, tokens_per_second: float) -> int:
+    n = window_seconds * tokens_per_second
     if n < 1 or abs(n - round(n)) > 1e-6:
         raise UserError(
-            f"WindowSize {window_seconds} x featurePerSec {frames_per_second} must be a whole number of frames"
+            f"WindowSize {window_seconds} x featurePerSec {tokens_per_second} must be a whole number of frames"
         )
     return int(round(n))
 
@@ -83,7 +83,7 @@ class DataConfig:
     features_audio: str = "VGGish"
     pca: bool = False
     window_seconds: float = 60.0
-    frames_per_second: float = TOKENS_PER_SECOND
+    tokens_per_second: float = TOKENS_PER_SECOND
     feature_dim: int = FEATURE_DIM
     dataset_root: str | None = None
     skip_bad_games: bool = False
@@ -91,7 +91,7 @@ class DataConfig:
 
     @property
     def window_frames(self) -> int:
-        return window_frames(self.window_seconds, self.frames_per_second)
+        return window_frames(self.window_seconds, self.tokens_per_second)
 
     def settings(self, list_path: str | Path, games: Sequence[Path]) -> dict[str, Any]:
         return {
@@ -102,7 +102,7 @@ class DataConfig:
             "featuresAudio": self.features_audio,
             "PCA": self.pca,
             "WindowSize": self.window_seconds,
-            "featurePerSec": self.frames_per_second,
+            "featurePerSec": self.tokens_per_second,
             "feature_dim": self.feature_dim,
             "skip_bad_games": self.skip_bad_games,
             "class_map": self.class_map.to_json(),
@@ -222,7 +222,7 @@ def _game_windows(
         events,
         labels_path(game),
         config.class_map,
-        {half: len(video) / config.frames_per_second for half, (video, _) in features.items()},
+        {half: len(video) / config.tokens_per_second for half, (video, _) in features.items()},
     )
     seen.update(ev.label for ev in events)
     blocks = []
