@@ -25,13 +25,15 @@ import numpy as np
 
 from common.atomic import save_npy, write_json
 from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
-from common.constants import CLASS_MAP_FILE, LABEL_FILES
+from common.constants import CLASS_MAP_FILE
 from common.errors import UserError, run_cli
 from common.modelfile import read_spec
 
 if TYPE_CHECKING:
     from common.modelspec import ModelSpec
     from dataset import ClassMap
+    from highlights.pipeline import Session
+    from highlights.spotting import Spot
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -84,9 +86,8 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
     check_agrees(args, read_spec(model_path), model_path)  # before the weights are read
 
-    from common.features import read_record
     from highlights.pipeline import Session
-    from highlights.spotting import nms_spots, write_results_spotting
+    from highlights.spotting import write_results_spotting
 
     session = Session(
         model_path,
@@ -95,39 +96,47 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
         windows_per_call=args.windows_per_call,
         verbose=args.verbose,
     )
-    spec, cmap = session.spec, session.cmap
+    cmap = session.cmap
     if cmap is None:
         raise UserError(
-            f"{model_path}: records no class map and its classes {list(spec.class_names)} match no "
+            f"{model_path}: records no class map and its classes {list(session.spec.class_names)} match no "
             "built-in one: give --class_map"
         )
-    feature_video = args.featuresVideo or spec.feature_names["video"]
-    feature_audio = args.featuresAudio or spec.feature_names["audio"]
-    pca = args.PCA if args.featuresVideo else None
-    tokens_per_second = spec.tokens_per_second
     for game, name in zip(tqdm(games, desc="games", unit="game", disable=args.quiet), names, strict=True):
-        session.check_record(read_record(game), str(game))
-        spots = []
-        for half in (1, 2):
-            video, audio = dataset.load_half(
-                game, half, feature_video, feature_audio, pca=pca, feature_dim=spec.feature_dim
-            )
-            probs = session.scorer.score_half(
-                video, audio, stride=args.stride, progress=not args.quiet, what=f"{name} half {half}"
-            )
-            save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, tokens_per_second))
-            spots += nms_spots(
-                probs,
-                spec.class_names,
-                half,
-                tokens_per_second=tokens_per_second,
-                window_sec=args.nms_window,
-                threshold=args.nms_threshold,
-                rule=args.nms_rule,
-            )
+        spots = spot_game(args, session, game, name, out)
         write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
     write_json(out / CLASS_MAP_FILE, cmap.to_json())  # evaluate.py reads the classes from here
     return out, names, cmap
+
+
+def spot_game(args: argparse.Namespace, session: Session, game: Path, name: str, out: Path) -> list[Spot]:
+    """The spots of both halves of one game; V&D's per-second scores of each half saved under `out/name`."""
+    import dataset
+    from common.features import read_record
+    from highlights.spotting import nms_spots
+
+    spec = session.spec
+    session.check_record(read_record(game), str(game))
+    features = (args.featuresVideo or spec.feature_names["video"], args.featuresAudio or spec.feature_names["audio"])
+    spots = []
+    for half in (1, 2):
+        video, audio = dataset.load_half(
+            game, half, *features, pca=args.PCA if args.featuresVideo else None, feature_dim=spec.feature_dim
+        )
+        probs = session.scorer.score_half(
+            video, audio, stride=args.stride, progress=not args.quiet, what=f"{name} half {half}"
+        )
+        save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, spec.tokens_per_second))
+        spots += nms_spots(
+            probs,
+            spec.class_names,
+            half,
+            tokens_per_second=spec.tokens_per_second,
+            window_sec=args.nms_window,
+            threshold=args.nms_threshold,
+            rule=args.nms_rule,
+        )
+    return spots
 
 
 def _spec_of(path: Path) -> ModelSpec | None:
@@ -210,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, names, cmap = spot_games(args)
     print(f"{len(names)} games spotted: {out}/<game>/results_spotting.json")
     base = Path(args.dataset_root) if args.dataset_root else Path(args.testing).parent
-    if not all(any((base / n / f).is_file() for f in LABEL_FILES) for n in names):
+    import dataset
+
+    if not all(dataset.labels_path(base / n) for n in names):
         print("some games have no labels: average-mAP skipped")
         return 0
     from highlights.metrics import evaluate_games

@@ -333,7 +333,9 @@ def average_mAP(
 
 
 def label_file(game_dir: Path) -> Path:
-    found = next((game_dir / n for n in LABEL_FILES if (game_dir / n).is_file()), None)
+    import dataset
+
+    found = dataset.labels_path(game_dir)
     if found is None:
         raise UserError(f"{game_dir}: no {' or '.join(LABEL_FILES)}")
     return found

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common.atomic import check_output_file
-from common.constants import LABEL_FILES
 from common.errors import UserError
 from common.inputs import load_features
 from highlights.decoder import DecoderConfig
@@ -321,9 +320,10 @@ def _with_truth(
     halves: list[Half], game_dir: Path | None, cmap: ClassMap | None, tokens_per_second: float
 ) -> list[Half]:
     """Attach the labelled events (mapped to the model's classes) of each half, when the folder has labels."""
-    if game_dir is None or cmap is None or not any((game_dir / n).is_file() for n in LABEL_FILES):
-        return halves
     import dataset
+
+    if game_dir is None or cmap is None or dataset.labels_path(game_dir) is None:
+        return halves
 
     events = dataset.usable_events(
         dataset.read_labels(game_dir),
