@@ -27,10 +27,11 @@ DERIVED_KEYS = ("window_frames",)  # written for readers of config.json, recompu
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model's spec. Every field has the default that a file written before the field existed means, so
-    adding a field is one line here (`name: type = value_old_files_mean`): `from_json` fills absent keys from
-    these defaults and `to_json` writes the new key. (A field whose default for new models differs from what old
-    files mean is resolved in `archis.make_spec`, as `dropout` and `context_gating` are.)
+    """One model's spec. Adding a field is one line here, `name: type = value_old_files_mean`: `from_json` fills a
+    key that older files lack from that default, `to_json` writes the new key, `archis.make_spec` and
+    `build_model` accept it as a keyword, and the readers use `spec.name`. (Where new models need another default
+    than old files mean, default to None and resolve it in `archis.make_spec`, as `dropout` is; `context_gating`
+    also has an old-file rule in `from_json`.) A renamed key goes into RENAMED_KEYS.
 
     `dropout` / `context_gating` None: the original's for the architecture (`archis.make_spec` fills them in).
     `class_map` ({"name", "classes", "labels": {class: [SoccerNet labels]}}) and `feature_recipe` ({"video",
