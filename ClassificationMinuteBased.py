@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli import add_progress_flags
+from common.cli import SYSTEM_HELP, add_progress_flags, vd_none
 from common.errors import UserError, run_cli
 from common.quiet import import_tensorflow
 
@@ -61,14 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     orig.add_argument(
         "--config",
         default="None",
+        type=vd_none,
         help="predict mode: file listing the outputs to save (logits, probabilities, labels; one a line)",
     )
     orig.add_argument(
         "--formatdataset", type=int, default=0, choices=(0, 1), help="1: prepare the window cache, 0: reuse it"
     )
-    orig.add_argument(
-        "--system", default="linux", choices=("linux", "windows"), help="accepted for compatibility; paths are portable"
-    )
+    orig.add_argument("--system", default="linux", choices=("linux", "windows"), help=SYSTEM_HELP)
     ext = p.add_argument_group("extensions")
     ext.add_argument("--class_map", default="highlight", help="highlight, v1, v2 or a JSON class map")
     ext.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling")
@@ -212,7 +211,7 @@ def _config(args: argparse.Namespace):
         if getattr(args, name) is not None and args.mode != "ensemble":
             ds.read_game_list(getattr(args, name), args.dataset_root)  # fails fast on a missing or empty list
     outputs = training.PREDICT_OUTPUTS
-    if args.config != "None":
+    if args.config is not None:
         path = Path(args.config)
         if not path.is_file():
             raise UserError(f"{path}: --config file not found")

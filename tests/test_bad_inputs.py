@@ -158,7 +158,7 @@ class Env:
             str(self.tmp / "data"),
             "--predictions",
             str(self.tmp / "preds"),
-            "--list",
+            "--game_list",
             str(lst),
             *extra,
         ]
@@ -362,9 +362,9 @@ CASES: dict[str, Case] = {
     "#1 inference spans.json is a folder": Case(
         "inference", lambda e: e.infer(*e.features(), *e.folder("out/spans.json")), 2, "spans.json: is a folder"
     ),
-    "#1 evaluate --json names a folder": Case(
+    "#1 evaluate --out names a folder": Case(
         "evaluate",
-        lambda e: e.evaluate(None, None, None, "--json", str(e.tmp), "--plot", str(e.tmp / "plot.png")),
+        lambda e: e.evaluate(None, None, None, "--out", str(e.tmp), "--plot", str(e.tmp / "plot.png")),
         2,
         "is a folder",
     ),
@@ -556,7 +556,7 @@ CASES: dict[str, Case] = {
     ),
     "evaluate missing predictions folder": Case(
         "evaluate",
-        lambda e: ["--labels", str(e.tmp), "--predictions", str(e.tmp / "nope"), "--list", "x"],
+        lambda e: ["--labels", str(e.tmp), "--predictions", str(e.tmp / "nope"), "--game_list", "x"],
         2,
         "--predictions folder not found",
     ),
