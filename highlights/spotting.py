@@ -189,7 +189,7 @@ def nms_spots(
     keep[:, skip] = False
     tokens, classes = np.nonzero(keep)
     return [
-        Spot(half, int(t), int(c), class_names[c], float(scores[t, c]), fps)
+        Spot(half, int(t), int(c), class_names[int(c)], float(scores[t, c]), fps)
         for t, c in zip(tokens, classes, strict=True)
     ]
 
