@@ -80,17 +80,11 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
 
     import archis
     from common.features import RecipeCheck, frame_rate_problem, read_record, recipe_of
-    from highlights.spotting import Scorer, model_class_map, nms_spots, with_compute_dtype, write_results_spotting
+    from highlights.spotting import Scorer, nms_spots, with_compute_dtype, write_results_spotting
 
     model = archis.load_model(model_path)
     info = archis.model_info(model)
-    check_agrees(args, info, model_path)
-    cmap = model_class_map(info, args.class_map, str(model_path))
-    if cmap is None:
-        raise UserError(
-            f"{model_path}: records no class map and its classes {info['class_names']} match no "
-            "built-in one: give --class_map"
-        )
+    cmap = _checked_class_map(args, info, model_path)
     check_recipe = RecipeCheck(info["feature_recipe"], model_path.name)
     feature_video = args.featuresVideo or info["feature_names"]["video"]
     feature_audio = args.featuresAudio or info["feature_names"]["audio"]
@@ -124,6 +118,20 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
         write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
     write_json(out / CLASS_MAP_FILE, cmap.to_json())  # evaluate.py reads the classes from here
     return out, names, cmap
+
+
+def _checked_class_map(args: argparse.Namespace, info: dict, model_path: Path):
+    """The model's class map, after checking that V&D's flags and --class_map agree with the model file."""
+    from highlights.spotting import model_class_map
+
+    check_agrees(args, info, model_path)
+    cmap = model_class_map(info, args.class_map, str(model_path))
+    if cmap is None:
+        raise UserError(
+            f"{model_path}: records no class map and its classes {info['class_names']} match no "
+            "built-in one: give --class_map"
+        )
+    return cmap
 
 
 def _spec_of(path: Path) -> dict | None:

@@ -155,7 +155,7 @@ def main(argv: list[str]) -> int:
     problems = check(root)
     for line in problems:
         print(line)
-    print(f"house: {len(problems)} violation(s)" if problems else "house: clean", file=sys.stderr)
+    print(f"house: {len(problems)} violation(s)" if problems else "house: clean")
     return 1 if problems else 0
 
 
