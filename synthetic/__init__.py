@@ -24,4 +24,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in __all__:
         return getattr(importlib.import_module("synthetic.games"), name)
+    if name in ("games", "video"):
+        return importlib.import_module(f"synthetic.{name}")
     raise AttributeError(f"module 'synthetic' has no attribute {name!r}")
