@@ -16,7 +16,7 @@ step() { echo "check_wheel: $*" >&2; }
 
 step "building the wheel from the tracked files"
 mkdir "$WORK/src"
-git -C "$ROOT" ls-files -z | (cd "$ROOT" && xargs -0 tar -cf - --no-recursion) | tar -xf - -C "$WORK/src"
+git -C "$ROOT" ls-files -z | tar -C "$ROOT" --null --no-recursion -T - -cf - | tar -xf - -C "$WORK/src"
 "$PY" -m pip wheel -q --no-deps "$WORK/src" -w "$WORK/dist" >&2
 WHEEL="$(ls "$WORK"/dist/*.whl)"
 
