@@ -127,7 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     src.add_argument("--game_dir", help="synthetic SoccerNet game folder: events and duration of --half")
     src.add_argument("--duration", type=float, help="seconds of video without events")
     src.add_argument(
-        "--demo", nargs="?", const=True, help="write the demo game (OUT/game) and its video (OUT/match.mp4)"
+        "--demo",
+        nargs="?",
+        const=True,
+        metavar="DIR",
+        help="write the demo game (OUT/game) and its video (OUT/match.mp4); DIR instead of --out is deprecated",
     )
     p.add_argument("--half", type=int, default=1, choices=(1, 2))
     p.add_argument("--out", help="output .mp4 (with --game_dir / --duration); with --demo, the output folder")

@@ -381,9 +381,7 @@ CASES: dict[str, Case] = {
         "inference", lambda e: e.infer(*_killed_run_leftovers(e)), 0, "left by an interrupted run", _swept
     ),
     # features of two different inputs
-    "video 5 rows, audio 342": Case(
-        "inference", lambda e: e.infer(*e.features(5, 342)), 2, "has 5 rows (2.5 s) but"
-    ),
+    "video 5 rows, audio 342": Case("inference", lambda e: e.infer(*e.features(5, 342)), 2, "has 5 rows (2.5 s) but"),
     "a gap of 2 tokens is truncated": Case(
         "inference", lambda e: e.infer(*e.features(40, 42)), 0, "scoring the first 40"
     ),
@@ -618,7 +616,9 @@ def sigterm_restored():
     signal.signal(signal.SIGTERM, previous)
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if CASES[n].cli == "training" else n for n in CASES]
+)
 def test_bad_input(name, model, video, tmp_path, capsys, caplog, sigterm_restored):
     case = CASES[name]
     env = Env(tmp_path, model, video)
@@ -659,7 +659,7 @@ def test_the_bash_script_quick_errors(tmp_path):
 
 
 def test_full_disk_while_the_timeline_is_written_keeps_the_earlier_run(model, video, tmp_path, capsys):
-    """Issue 11 case 1: the earlier run's four files stay as they were, nothing of the new run appears."""
+    """A full disk while the outputs are written: the earlier run's four files stay as they were, nothing of the new run appears."""
     env = Env(tmp_path, model, video)
     argv = env.infer(*env.features())
     env.earlier_run("spans.json", "results_spotting.json", "timeline.png", "highlights.mp4")
@@ -673,7 +673,7 @@ def test_full_disk_while_the_timeline_is_written_keeps_the_earlier_run(model, vi
 
 
 def test_full_disk_during_training_is_one_line(model, video, tmp_path, capsys):
-    """Issue 11 case 1: the best model cannot be saved -> one line naming it, no temporary file left."""
+    """A full disk during training: the best model cannot be saved -> one line naming it, no temporary file left."""
     env = Env(tmp_path, model, video)
     argv = env.train([ann("1 - 00:10", "Goal", 10_000)])
     with full_disk(tmp_path / "Model", ".keras"), pytest.raises(SystemExit) as exit_info:
@@ -702,9 +702,10 @@ def _demo_data(env: Env) -> Path:
     return demo
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("via", ["inference.py", "run_inference.sh"])
 def test_sigterm_while_the_reel_is_cut_cleans_up(via, model, video, tmp_path):
-    """Issue 11 case 4: SIGTERM during the reel -> exit 143, one line, ffmpeg stopped, no temporary files, and
+    """SIGTERM during the reel -> exit 143, one line, ffmpeg stopped, no temporary files, and
     the earlier run's files untouched. ffmpeg is a wrapper that hangs when asked to cut the reel; the bash
     script is signalled alone (not its process group) and must pass the signal on."""
     import imageio_ffmpeg

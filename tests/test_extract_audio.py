@@ -74,6 +74,7 @@ def assert_same_outputs(loaded: audio.AudioEmbedder, source, embedding: bool = T
         np.testing.assert_allclose(loaded.embeddings(examples), embeddings, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_google_checkpoint_round_trip(source, tmp_path):
     variables = google_variables(source[0])
     path = tmp_path / "vggish_model.ckpt"

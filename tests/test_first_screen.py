@@ -57,7 +57,17 @@ def model(work) -> Path:
 
 
 def test_training_and_prediction_first_screens(work, model):
-    predict = ("--mode", "predict", "--testing", _list(work, "Test"), "--model", str(model), "--tflog", "model")
+    predict = (
+        "--mode",
+        "predict",
+        "--testing",
+        _list(work, "Test"),
+        "--PCA",
+        "--model",
+        str(model),
+        "--tflog",
+        "model",
+    )
     _clean(_run(work, "ClassificationMinuteBased.py", *predict, "--outputPrefix", "tiny", "--WindowSize", "4"))
 
 
