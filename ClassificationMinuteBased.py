@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli import add_progress_flags
+from common.cli import SYSTEM_HELP, add_progress_flags, vd_none
 from common.errors import UserError, run_cli
 from common.quiet import import_tensorflow
 
@@ -26,7 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    orig = p.add_argument_group("original flags")
+    _original_flags(p.add_argument_group("original flags"))
+    ext = p.add_argument_group("extensions")
+    _data_flags(ext)
+    _training_flags(ext)
+    _run_flags(ext)
+    add_progress_flags(ext)
+    return p
+
+
+def _original_flags(orig: argparse._ArgumentGroup) -> None:
+    """V&D's flags, with V&D's names and defaults."""
     orig.add_argument(
         "--architecture", default=None, help="architecture (canonical or original name); required to train"
     )
@@ -61,15 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     orig.add_argument(
         "--config",
         default="None",
+        type=vd_none,
         help="predict mode: file listing the outputs to save (logits, probabilities, labels; one a line)",
     )
     orig.add_argument(
         "--formatdataset", type=int, default=0, choices=(0, 1), help="1: prepare the window cache, 0: reuse it"
     )
-    orig.add_argument(
-        "--system", default="linux", choices=("linux", "windows"), help="accepted for compatibility; paths are portable"
-    )
-    ext = p.add_argument_group("extensions")
+    orig.add_argument("--system", default="linux", choices=("linux", "windows"), help=SYSTEM_HELP)
+
+
+def _data_flags(ext: argparse._ArgumentGroup) -> None:
+    """Extensions: class map, seed, resume, where the games are and their window cache."""
     ext.add_argument("--class_map", default="highlight", help="highlight, v1, v2 or a JSON class map")
     ext.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling")
     ext.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
@@ -85,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip unreadable games (reported in the summary) instead of failing",
     )
     ext.add_argument("--cache_dir", default=None, help="window cache folder (default: Windows_size_<WindowSize>_sec)")
+
+
+def _training_flags(ext: argparse._ArgumentGroup) -> None:
+    """Extensions: batches, memory, precision, schedule and model selection."""
     ext.add_argument(
         "--batch_windows",
         type=int,
@@ -131,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation number for model selection: ap (mean average precision over the classes with "
         "a positive window) or tf1_pr_auc (V&D's: TF1's 200-threshold PR-AUC, absent classes 0)",
     )
+
+
+def _run_flags(ext: argparse._ArgumentGroup) -> None:
+    """Extensions: outputs, prediction and ensembles."""
     ext.add_argument(
         "--overwrite",
         action="store_true",
@@ -147,8 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("mean_logits", "product"),
         help="mean of logits (V&D Archi3/12; the default) or product of sigmoids (Archi9/18)",
     )
-    add_progress_flags(ext)
-    return p
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -180,12 +198,10 @@ def _vd_ensemble(args: argparse.Namespace) -> None:
     args.ensemble_method = args.ensemble_method or "mean_logits"
 
 
-def _config(args: argparse.Namespace):
-    """Check the flags and files that need no TensorFlow, then build the training config."""
+def _check_flags(args: argparse.Namespace) -> None:
+    """The flag checks that need no TensorFlow: numbers, the mode and its flags, the game lists."""
     import dataset as ds
-    import training
     from training.schedule import SchedulePolicy
-    from training.windows import DataConfig
 
     for name in (
         "batch_size",
@@ -212,17 +228,32 @@ def _config(args: argparse.Namespace):
     for name in ("training", "validation", "testing"):
         if getattr(args, name) is not None and args.mode != "ensemble":
             ds.read_game_list(getattr(args, name), args.dataset_root)  # fails fast on a missing or empty list
-    outputs = training.PREDICT_OUTPUTS
-    if args.config != "None":
-        path = Path(args.config)
-        if not path.is_file():
-            raise UserError(f"{path}: --config file not found")
-        outputs = tuple(ln.strip() for ln in path.read_text().splitlines() if ln.strip())
-        bad = [o for o in outputs if o not in training.PREDICT_OUTPUTS]
-        if bad or not outputs:
-            raise UserError(
-                f"{path}: outputs must be among {', '.join(training.PREDICT_OUTPUTS)}, found {bad or 'none'}"
-            )
+
+
+def _predict_outputs(config: str | None) -> tuple[str, ...]:
+    """The outputs predict mode saves: those the --config file lists (one a line), else all of them."""
+    import training
+
+    if config is None:
+        return training.PREDICT_OUTPUTS
+    path = Path(config)
+    if not path.is_file():
+        raise UserError(f"{path}: --config file not found")
+    outputs = tuple(ln.strip() for ln in path.read_text().splitlines() if ln.strip())
+    bad = [o for o in outputs if o not in training.PREDICT_OUTPUTS]
+    if bad or not outputs:
+        raise UserError(f"{path}: outputs must be among {', '.join(training.PREDICT_OUTPUTS)}, found {bad or 'none'}")
+    return outputs
+
+
+def _config(args: argparse.Namespace):
+    """Check the flags and files that need no TensorFlow, then build the training config."""
+    import dataset as ds
+    import training
+    from training.windows import DataConfig
+
+    _check_flags(args)
+    outputs = _predict_outputs(args.config)
     data = DataConfig(
         features_video=args.featuresVideo,
         features_audio=args.featuresAudio,

@@ -53,7 +53,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     vd.add_argument("--outputPrefix", help="with --tflog: take <tflog>/<outputPrefix>_best.keras")
     vd.add_argument("--GPU", type=int, default=-1, help="ID of the GPU to use (-1: every visible GPU)")
     vd.add_argument("--loglevel", default="WARNING", help="logging level")
-    vd.add_argument("--system", default="linux", choices=("linux", "windows"), help="accepted; paths are portable")
+    vd.add_argument("--system", default="linux", choices=("linux", "windows"), help=SYSTEM_HELP)
     p.add_argument("--dataset_root", help="folder the list's game paths are relative to (default: the list's)")
     p.add_argument("--output", help="output tree (default: Outputs/<model name>)")
     p.add_argument("--featuresVideo", help="video feature name (default: the model's, e.g. ResNET_TF2_PCA512)")

@@ -9,7 +9,7 @@
 
 Inputs given without a flag (video files, folders of videos, .txt lists of videos) are scored in one process
 with the networks built once; each video gets its own folder DIR/<video name>/, a failing video is reported
-and the others go on. Features that `python -m extract_features --list` wrote for a video (`<stem>/1_*.npy`
+and the others go on. Features that `python -m extract_features --video_list` wrote for a video (`<stem>/1_*.npy`
 beside it) are reused instead of extracted again. Window length, feature rate, classes, class map and feature
 recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
@@ -152,7 +152,7 @@ def build_configs(args: argparse.Namespace) -> list[Config]:
 
 
 def _features_beside(video: Path, names: dict) -> dict[str, Path]:
-    """The features of `video` where `python -m extract_features --list` puts them (see `feature_home`), as
+    """The features of `video` where `python -m extract_features --video_list` puts them (see `feature_home`), as
     Config fields, when both files are there; else nothing (they are extracted)."""
     from extract_features.batch import feature_home
 

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from common.errors import run_cli  # noqa: E402
-from training.metrics import sigmoid  # noqa: E402
+from common.errors import run_cli
+from training.metrics import sigmoid
 
 
 def _naive_vlad_call(self, x, training=None):

@@ -20,10 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from highlights import decoder  # noqa: E402
-from highlights.decoder import decode  # noqa: E402
+from highlights import decoder
+from highlights.decoder import decode
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
 TOKENS = 10_800

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 WINDOWS_PER_HALF, N, D, C = 135, 40, 512, 5
 
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.modelspec import ModelSpec
+from highlights import pipeline
+from highlights.decoder import DecoderConfig, decode
+from highlights.report import write_report
+from highlights.spotting import nms_spots
 
-from common.modelspec import ModelSpec  # noqa: E402
-from highlights import pipeline  # noqa: E402
-from highlights.decoder import DecoderConfig, decode  # noqa: E402
-from highlights.report import write_report  # noqa: E402
-from highlights.spotting import nms_spots  # noqa: E402
-from tests.browser import Browser  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test helpers, not in the package
+from browser import Browser  # noqa: E402
 
 TOKENS_PER_SECOND, HALF_TOKENS = 2.0, 45 * 60 * 2
 MODELS = {

@@ -54,7 +54,7 @@ def folder_recipe(folder: str | Path) -> dict:
 
 def random_weights(record: Mapping | None) -> bool:
     """True when the record says the features came from random (test-only) network weights."""
-    return bool(record) and record.get("weights") == "random"
+    return record is not None and record.get("weights") == "random"
 
 
 def recipe_mismatch(model_recipe: Mapping | None, data_recipe: Mapping) -> str | None:

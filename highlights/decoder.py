@@ -241,13 +241,13 @@ class _Spans(NamedTuple):
     cls: np.ndarray
 
     def take(self, index: np.ndarray) -> _Spans:
-        return _Spans(*(a[index] for a in self))
+        return _Spans._make(a[index] for a in self)
 
     @staticmethod
     def concat(parts: Sequence[_Spans]) -> _Spans:
         if not parts:
-            return _Spans(*(np.zeros(0) for _ in range(4)), np.zeros(0, np.int64))
-        return _Spans(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
+            return _Spans._make([*(np.zeros(0) for _ in range(4)), np.zeros(0, np.int64)])
+        return _Spans._make(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
 
 
 def _peaks(p: np.ndarray, rule: ClassRule, tokens_per_second: float) -> np.ndarray:

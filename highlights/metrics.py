@@ -285,7 +285,7 @@ def average_mAP(
     class_names: Sequence[str],
     metric: str = "loose",
     tokens_per_second: float = TOKENS_PER_SECOND,
-    deltas: Sequence[float] | None = None,
+    deltas: Sequence[float] | np.ndarray | None = None,
 ) -> SpottingScores:
     """average-mAP of detections against targets (same length: one entry per half, paired)."""
     if len(targets) != len(detections):
@@ -294,25 +294,25 @@ def average_mAP(
         if metric not in DELTAS:
             raise UserError(f"unknown metric {metric!r}; valid: {', '.join(DELTAS)}")
         deltas = DELTAS[metric]
-    deltas = np.asarray(deltas, dtype=np.float64)
-    stride = int(HALF_SECONDS * tokens_per_second + deltas.max() * tokens_per_second) + 1
+    tolerances = np.asarray(deltas, dtype=np.float64)
+    stride = int(HALF_SECONDS * tokens_per_second + tolerances.max() * tokens_per_second) + 1
     classes = _prepare(targets, detections, len(class_names), stride)
-    ap = np.zeros((3, len(deltas), len(classes)))  # all / visible / unshown
+    ap = np.zeros((3, len(tolerances), len(classes)))  # all / visible / unshown
     for c, d in enumerate(classes):
         visible, unshown = d.closest > 0.5, d.closest < -0.5
         n_vis, n_uns = int((d.gt_value > 0).sum()), int((d.gt_value < 0).sum())
-        for k, delta in enumerate(deltas * tokens_per_second):
+        for k, delta in enumerate(tolerances * tokens_per_second):
             tp = match(d.gt, d.pred, d.score, np.floor(delta / 2))
             ap[0, k, c] = average_precision(d.score, tp, n_vis + n_uns)
             ap[1, k, c] = average_precision(d.score[visible], tp[visible], n_vis)
             ap[2, k, c] = average_precision(d.score[unshown], tp[unshown], n_uns)
     per_class = [_trapezoid(a) for a in ap]
     overall = [float(_trapezoid(a.mean(axis=1))) for a in ap]
-    if len(deltas) > 1:
+    if len(tolerances) > 1:
         overall[2] *= 17 / 13
     return SpottingScores(
         metric=metric,
-        deltas=deltas.tolist(),
+        deltas=tolerances.tolist(),
         class_names=list(class_names),
         a_mAP=overall[0],
         a_mAP_per_class=per_class[0].tolist(),

@@ -163,7 +163,7 @@ def _joined_halves(halves: Sequence[Half], tokens_per_second: float) -> tuple[np
     for h in halves:
         spans += [Span(s.start + offset, s.end + offset, s.label, s.score, s.peak + offset) for s in h.spans]
         truth += [(t + offset, c) for t, c in h.events]
-        offset += len(h.probs) / tokens_per_second
+        offset += len(h.probs) / tokens_per_second  # type: ignore[arg-type]  # a decoded half has its probs
     return np.concatenate([h.probs for h in halves]), spans, truth
 
 
@@ -183,9 +183,9 @@ def summary(result: Result) -> str:
         f"classes {', '.join(spec.class_names[1:])})"
     ]
     for h in result.halves:
+        tokens = len(h.probs)  # type: ignore[arg-type]  # a decoded half has its probs
         lines.append(
-            f"half {h.number}  {h.duration / 60:.1f} min, {len(h.probs)} tokens, {len(h.spots)} spots, "
-            f"{len(h.spans)} spans"
+            f"half {h.number}  {h.duration / 60:.1f} min, {tokens} tokens, {len(h.spots)} spots, {len(h.spans)} spans"
         )
     spans = [(h.number, s) for h in result.halves for s in h.spans]
     for number, s in spans[:12]:

@@ -199,7 +199,7 @@ def nms_spots(
     keep[:, skip] = False
     tokens, classes = np.nonzero(keep)
     return [
-        Spot(half, int(t), int(c), class_names[c], float(scores[t, c]), tokens_per_second)
+        Spot(half, int(t), int(c), class_names[int(c)], float(scores[t, c]), tokens_per_second)
         for t, c in zip(tokens, classes, strict=True)
     ]
 

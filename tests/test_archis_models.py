@@ -51,6 +51,7 @@ def test_forward_gradients_and_round_trip(name, tmp_path):
     assert json.loads(zipfile.ZipFile(path).read("config.json"))["config"]["spec"]["architecture"] == name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_architectures())
 def test_can_overfit_16_windows(name):
     """Loss on the 16 training windows (inference mode, so dropout does not blur it) falls below a tenth."""
@@ -145,6 +146,7 @@ def test_load_model_errors(tmp_path):
         load_model(empty_zip)
 
 
+@pytest.mark.slow
 def test_plain_keras_load_in_fresh_process(tmp_path):
     """A saved model loads in a new interpreter with nothing but `import archis` (registration on import)."""
     model = build_model("transformer", seed=0, **TINY)

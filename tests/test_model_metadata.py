@@ -87,7 +87,10 @@ def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, 
     predictions = [p for f in out.rglob("results_spotting.json") for p in json.loads(f.read_text())["predictions"]]
     assert predictions and {p["label"] for p in predictions} <= {"Goal", "Yellow card"}  # SoccerNet labels
     capsys.readouterr()
-    assert evaluate.main(["--labels", str(test_list.parent), "--predictions", str(out), "--list", str(test_list)]) == 0
+    assert (
+        evaluate.main(["--labels", str(test_list.parent), "--predictions", str(out), "--game_list", str(test_list)])
+        == 0
+    )
     table = capsys.readouterr().out
     assert "\nscore " in table and "\nbooking " in table and "kick" not in table
     assert (
@@ -97,7 +100,7 @@ def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, 
                 str(test_list.parent),
                 "--predictions",
                 str(out),
-                "--list",
+                "--game_list",
                 str(test_list),
                 "--model",
                 str(model),
@@ -112,7 +115,7 @@ def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, 
                 str(test_list.parent),
                 "--predictions",
                 str(out),
-                "--list",
+                "--game_list",
                 str(test_list),
                 "--class_map",
                 "highlight",

@@ -163,6 +163,7 @@ def _npz(path):
         return {k: f[k] for k in f.files if k.startswith("optimizer_")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["original", "since_best"])
 def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monkeypatch, schedule):
     scores = iter([0.5, 0.1, 0.1])
@@ -202,6 +203,7 @@ def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monke
         assert int(last["optimizer_0"]) > int(best["optimizer_0"]) and len(differ) > 1
 
 
+@pytest.mark.slow
 def test_rerun_refused_unless_overwrite_which_clears_the_old_events(data, tmp_path):
     tflog = tmp_path / "Model"
     argv = args_for(data, tflog, "--max_epoch", "1", "--outputPrefix", "o")

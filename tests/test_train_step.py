@@ -68,6 +68,7 @@ def test_accumulated_step_equals_whole_batch_step():
     np.testing.assert_array_equal(stepper_split.pos_weight.numpy(), w)
 
 
+@pytest.mark.slow
 def test_accumulated_step_with_batch_norm_is_close():
     """Batch-norm statistics per micro-batch: the gradient (SGD step) is close to the whole batch's, not equal."""
     start = make("NetVLAD", sgd=True)[0]
@@ -164,6 +165,7 @@ print("peak_mib", int(hwm.split()[1]) / 1024)
 """
 
 
+@pytest.mark.slow
 def test_peak_memory_follows_the_budget_not_the_step(tmp_path):
     """One step of 8 halves x 135 windows (45-minute halves) of a NetVLAD-64 model: computed whole, its
     activations alone take ~1.7 GiB (peak 2.7 GiB measured); a 2 GiB budget keeps the whole run (cache,

@@ -67,6 +67,7 @@ def read_events(folder):
     return tags
 
 
+@pytest.mark.slow
 def test_two_epochs_then_predict_and_ensemble(data, tmp_path):
     tflog = tmp_path / "Model"
     assert cmb.main(args_for(data, tflog, "--max_epoch", "2", "--formatdataset", "1", "--outputPrefix", "t")) == 0
@@ -126,6 +127,7 @@ def test_two_epochs_then_predict_and_ensemble(data, tmp_path):
         np.testing.assert_allclose(f["scores"], logits)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(data, tmp_path):
     tflog = tmp_path / "Model"
     argv = args_for(data, tflog, "--max_epoch", "4", "--formatdataset", "1", "--outputPrefix", "r")
