@@ -70,7 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--system", default="linux", choices=("linux", "windows"), help="accepted for compatibility; paths are portable"
     )
     ext = p.add_argument_group("extensions")
-    ext.add_argument("--class_map", default="highlight", help="highlight, v1, v2 or a JSON class map")
+    ext.add_argument(
+        "--class_map",
+        default=None,
+        help="highlight, v1, v2, vd_v2 or a JSON class map (default: the originals' for the label files found: "
+        "v1 on Labels.json; on Labels-v2.json vd_v2 for V&D's architectures, highlight for the seed's)",
+    )
+    ext.add_argument(
+        "--class_weights",
+        default=None,
+        choices=("unit", "inverse_frequency"),
+        help="pos_weight of the loss (default: the original's for the architecture: unit for V&D's, "
+        "inverse_frequency normalised to sum 1 for the seed's)",
+    )
+    ext.add_argument(
+        "--pooling_rule",
+        default="original",
+        choices=("original", "network"),
+        help="original: V&D's AudioVideoArchi4/6/7/8 pool with NetRVLAD whatever --network says and Archi10/11 "
+        "need RVLAD, as in V&D's code; network: every architecture pools with --network",
+    )
+    ext.add_argument(
+        "--label_index",
+        default="original",
+        choices=("original", "floor"),
+        help="window of an event: original (V&D's and the seed's int(60/W*minute + second//W)) or floor(t/W); "
+        "they differ only when WindowSize does not divide 60",
+    )
     ext.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling")
     ext.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
     ext.add_argument(
@@ -157,20 +183,14 @@ def _positive(name: str, value: float | None) -> None:
         raise UserError(f"--{name} must be positive, got {value}")
 
 
-# V&D's prediction-level ensembles, run by its `--mode other`: mean of logits or product of sigmoids.
-_ENSEMBLE_ARCHITECTURES = {
-    "audiovideoarchi3": "mean_logits",
-    "audiovideoarchi12": "mean_logits",
-    "audiovideoarchi9": "product",
-    "audiovideoarchi18": "product",
-}
-
-
 def _vd_ensemble(args: argparse.Namespace) -> None:
-    """`--mode other` is V&D's name for the ensemble mode; its ensemble architectures name the method."""
+    """`--mode other` is V&D's name for the ensemble mode; its ensemble architectures (Archi3Prediction...)
+    name the method."""
+    from archis.registry import ensemble_method
+
     if args.mode == "other":
         args.mode = "ensemble"
-    method = _ENSEMBLE_ARCHITECTURES.get(str(args.architecture).lower())
+    method = ensemble_method(args.architecture)
     if method and args.mode == "ensemble":
         if args.ensemble_method not in (None, method):
             raise UserError(
@@ -179,6 +199,59 @@ def _vd_ensemble(args: argparse.Namespace) -> None:
             )
         args.ensemble_method, args.architecture = method, None
     args.ensemble_method = args.ensemble_method or "mean_logits"
+
+
+# V&D's predict-mode properties (attributes of its networks) and the output each one is here.
+_VD_PROPERTIES = {"logits": "logits", "predictions": "probabilities"}
+
+
+def _predict_outputs(path: Path, allowed: Sequence[str]) -> tuple[str, ...]:
+    """Outputs named in a --config file: ours, or V&D's property names (logits_video, predictions_audio...)."""
+    if not path.is_file():
+        raise UserError(f"{path}: --config file not found")
+    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    outputs = [_VD_PROPERTIES.get(n.split("_")[0], n) if n not in allowed else n for n in names]
+    bad = [n for n, o in zip(names, outputs, strict=True) if o not in allowed]
+    if bad or not outputs:
+        raise UserError(
+            f"{path}: outputs must be among {', '.join(allowed)} (or V&D's logits_*, predictions_*), "
+            f"found {bad or 'none'}"
+        )
+    return tuple(dict.fromkeys(outputs))
+
+
+def _is_vd(args: argparse.Namespace) -> bool:
+    """Whether the architecture is one of V&D's (no architecture: V&D's, whose flags these are)."""
+    from archis.registry import origin
+
+    return not args.architecture or origin(args.architecture) == "vd"
+
+
+def _pooling(args: argparse.Namespace) -> str:
+    """The pooling the architecture gets for --network under --pooling_rule (V&D's rule by default)."""
+    from archis.pooling import canonical_pooling
+    from archis.registry import architecture_pooling
+
+    if not args.architecture:
+        return canonical_pooling(args.network)
+    return architecture_pooling(args.architecture, args.network, args.pooling_rule)
+
+
+def _class_map(args: argparse.Namespace):
+    """--class_map; by default the map a predicted model records, else the originals' for the label files found."""
+    import dataset as ds
+    from common.modelfile import read_spec
+
+    if args.class_map is not None:
+        return ds.load_class_map(args.class_map)
+    model = Path(args.model or Path(args.tflog) / f"{args.outputPrefix or args.architecture}_best.keras")
+    if args.mode == "predict" and model.is_file():
+        recorded = read_spec(model).get("class_map")
+        if recorded:
+            return ds.class_map_from_json(recorded, str(model))
+    split = args.training if args.mode == "train" else args.testing
+    games = ds.read_game_list(split, args.dataset_root) if split else []
+    return ds.default_class_map(games, _is_vd(args))
 
 
 def _config(args: argparse.Namespace):
@@ -213,15 +286,7 @@ def _config(args: argparse.Namespace):
             ds.read_game_list(getattr(args, name), args.dataset_root)  # fails fast on a missing or empty list
     outputs = training.PREDICT_OUTPUTS
     if args.config != "None":
-        path = Path(args.config)
-        if not path.is_file():
-            raise UserError(f"{path}: --config file not found")
-        outputs = tuple(ln.strip() for ln in path.read_text().splitlines() if ln.strip())
-        bad = [o for o in outputs if o not in training.PREDICT_OUTPUTS]
-        if bad or not outputs:
-            raise UserError(
-                f"{path}: outputs must be among {', '.join(training.PREDICT_OUTPUTS)}, found {bad or 'none'}"
-            )
+        outputs = _predict_outputs(Path(args.config), training.PREDICT_OUTPUTS)
     data = DataConfig(
         features_video=args.featuresVideo,
         features_audio=args.featuresAudio,
@@ -230,16 +295,19 @@ def _config(args: argparse.Namespace):
         frames_per_second=args.featurePerSec,
         dataset_root=args.dataset_root,
         skip_bad_games=args.skip_bad_games,
-        class_map=ds.load_class_map(args.class_map),
+        class_map=_class_map(args),
+        label_index=args.label_index,
     )
     data.window_frames  # noqa: B018 - validates WindowSize x featurePerSec
+    vd = _is_vd(args)
     return training.TrainConfig(
         architecture=args.architecture or "",
         training=args.training,
         validation=args.validation,
         testing=args.testing,
         data=data,
-        network=args.network,
+        network=_pooling(args),
+        class_weighting=args.class_weights or ("unit" if vd else "inverse_frequency"),
         vlad_k=args.VLAD_k,
         dropout=args.dropout,
         lr=args.LR,

@@ -39,6 +39,7 @@ SPEC_FIELDS = (
     "context_gating",
     "class_map",
     "feature_recipe",
+    "training",
 )
 
 
@@ -57,13 +58,16 @@ def make_spec(
     context_gating: bool | None = None,
     class_map: Mapping | None = None,
     feature_recipe: Mapping | None = None,
+    training: Mapping | None = None,
 ) -> dict:
     """Validate the arguments of `build_model` and return the canonical, JSON-serialisable spec.
 
     `dropout` / `context_gating` None: the original's for the architecture (V&D: 0.4 and gated poolings; the
     seed's fusion models: 0.5, 0.6 for the transformer, and no gating). `class_map` ({"name", "classes",
     "labels": {class: [SoccerNet labels]}}) and `feature_recipe` ({"video", "audio"}, see common/features.py)
-    record what the model was trained on; None when unknown (left out of the spec; older files load with None).
+    record what the model was trained on, `training` how (class weighting, batch size, schedule: the choices
+    that follow the original of the architecture); None when unknown (left out of the spec; older files load
+    with None).
     """
     if dropout is None:
         dropout = default_dropout(architecture)
@@ -82,7 +86,11 @@ def make_spec(
         raise UserError(f"unknown compute_dtype {compute_dtype!r}; valid: float32, bfloat16")
     if class_map is not None and list(class_map.get("classes", [])) != [str(c) for c in class_names]:
         raise UserError(f"class map classes {class_map.get('classes')} differ from the class names {list(class_names)}")
-    recorded = {k: _plain(v) for k, v in (("class_map", class_map), ("feature_recipe", feature_recipe)) if v}
+    recorded = {
+        k: _plain(v)
+        for k, v in (("class_map", class_map), ("feature_recipe", feature_recipe), ("training", training))
+        if v
+    }
     return {
         "architecture": canonical_architecture(architecture),
         "pooling": canonical_pooling(pooling),
@@ -144,6 +152,7 @@ def build_model(
     context_gating: bool | None = None,
     class_map: Mapping | None = None,
     feature_recipe: Mapping | None = None,
+    training: Mapping | None = None,
     seed: int | None = None,
 ) -> ArchiModel:
     """Build an architecture by canonical or original name. Inputs {"video", "audio"}: [B, N, D]; output logits [B, C].
@@ -164,6 +173,7 @@ def build_model(
         context_gating=context_gating,
         class_map=class_map,
         feature_recipe=feature_recipe,
+        training=training,
     )
     if seed is not None:
         keras.utils.set_random_seed(int(seed))

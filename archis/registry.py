@@ -186,6 +186,54 @@ ALIASES: dict[str, str] = {
     "LateFusionArchi": "transformer",
 }
 
+# V&D's prediction-level ensembles (classes of its networks.py), run by `--mode other`: the method each one uses.
+ENSEMBLES: dict[str, str] = {
+    "Archi3Prediction": "mean_logits",
+    "Archi12Prediction": "mean_logits",
+    "Archi9Prediction": "product",
+    "Archi18Prediction": "product",
+}
+# Spellings earlier versions of this port documented (V&D never had them): accepted, not advertised.
+ENSEMBLE_ALIASES = {f"AudioVideoArchi{n}": f"Archi{n}Prediction" for n in (3, 9, 12, 18)}
+
+
+def ensemble_method(name: str | None) -> str | None:
+    """The method of a V&D ensemble architecture (V&D's name, or the old alias), None for any other name."""
+    key = str(name or "").strip().lower()
+    names = {n.lower(): n for n in ENSEMBLES} | {a.lower(): c for a, c in ENSEMBLE_ALIASES.items()}
+    return ENSEMBLES[names[key]] if key in names else None
+
+
+# Pooling rule of V&D's networks.py: Archi 4, 6, 7 and 8 build NetRVLAD whatever `--network` says; Archi 10 and 11
+# pool only when the network name contains RVLAD (otherwise they have no pooling and cannot train).
+POOLING_RULES = ("original", "network")
+_RVLAD_ALWAYS = ("late_avg", "concat_drop_after", "early_concat", "early_concat_512")
+_RVLAD_ONLY = ("audiovideoarchi10", "audiovideoarchi11")
+
+
+def architecture_pooling(architecture: str, network: str, rule: str = "original") -> str:
+    """The pooling an architecture gets for `--network`: V&D's rule (`original`) or `network` for every one."""
+    from archis.pooling import canonical_pooling
+
+    if rule not in POOLING_RULES:
+        raise UserError(f"unknown pooling rule {rule!r}; valid: {', '.join(POOLING_RULES)}")
+    asked = canonical_pooling(network)
+    if rule == "network":
+        return asked
+    if canonical_architecture(architecture) in _RVLAD_ALWAYS:
+        return "NetRVLAD"
+    if str(architecture).strip().lower() in _RVLAD_ONLY and asked != "NetRVLAD":
+        raise UserError(
+            f"{architecture} pools only with --network RVLAD in V&D's code (with {network} it has no pooling and "
+            "cannot train); use --network RVLAD, VideoNetwork / AudioNetwork, or --pooling_rule network"
+        )
+    return asked
+
+
+def origin(architecture: str) -> str:
+    """`vd` for V&D's architectures (and its names), `seed` for the seed's fusion models."""
+    return "vd" if canonical_architecture(architecture) in VD_ARCHITECTURES else "seed"
+
 
 def list_architectures(include_aliases: bool = False) -> list[str]:
     """Canonical architecture names (plus the original aliases when asked)."""

@@ -167,7 +167,8 @@ def nms_mask(
         return local_maxima(scores, h, threshold)
     keep = local_maxima(scores, h, threshold, after=h - 1)  # the next 29 s: through the end of second t + 29
     seconds = np.arange(len(scores)) / fps
-    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) / fps - window_sec / 2)
+    # V&D's edges on its per-second rows: a half of T tokens has int(T / fps) of them
+    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) // fps - window_sec / 2)
     keep[edge] = False
     return keep
 

@@ -184,6 +184,8 @@ def test_peak_memory_follows_the_budget_not_the_step(tmp_path):
         "--PCA",
         "--network",
         "VLAD",
+        "--class_map",
+        "highlight",
         "--VLAD_k",
         "64",
         "--WindowSize",

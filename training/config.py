@@ -22,7 +22,8 @@ class TrainConfig:
     validation: str | None = None  # --validation
     testing: str | None = None  # --testing
     data: DataConfig = field(default_factory=DataConfig)
-    network: str = "RVLAD"  # --network
+    network: str = "RVLAD"  # --network, after --pooling_rule (the pooling the model gets)
+    class_weighting: str = "inverse_frequency"  # --class_weights: unit (V&D) or inverse_frequency (the seed)
     vlad_k: int = 64  # --VLAD_k
     dropout: float | None = None  # --dropout; None: the original's rate for the architecture
     lr: float = 0.01  # --LR

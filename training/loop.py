@@ -12,6 +12,7 @@ TensorFlow is imported inside the functions that need it: data preparation and f
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -114,6 +115,7 @@ def _build(
             seed=cfg.seed,
             class_map=cfg.data.class_map.to_json(),
             feature_recipe=feature_recipe,
+            training=training_record(cfg),
         )
         optimizer = make_adam(cfg.lr, epsilon=ADAM_EPSILON)
         optimizer.build(model.trainable_variables)
@@ -127,15 +129,25 @@ def _setup(cfg: TrainConfig) -> _Run:
     their copies into `<tflog>/workertemp_*`, removed at the end (TensorFlow's convention)."""
     chief, temp_name = worker_role()
     out = cfg if chief else replace(cfg, tflog=str(Path(cfg.tflog) / temp_name), resume=False, overwrite=True)
-    if chief:
-        claim_outputs(cfg)
-    elif cfg.formatdataset == 1:  # no two workers writing one cache
+    if not chief and cfg.formatdataset == 1:  # no two workers writing one cache
         cfg = replace(cfg, cache_dir=str(Path(out.tflog) / "cache"))
     caches = open_caches(cfg, ("training", "validation", "testing"))
     train_cache, classes = caches["training"], cfg.data.class_map.classes
-    weights = windows.class_weights(train_cache.labels, classes)
+    try:
+        windows.check_positives(train_cache.labels, str(cfg.training), cfg.data)  # before any output is written
+    except UserError:
+        if cfg.formatdataset == 1:  # the caches this run just prepared go too: the disk stays as it was
+            for cache in caches.values():
+                shutil.rmtree(cache.dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                cfg.cache_root.rmdir()  # only if empty
+        raise
+    if chief:
+        claim_outputs(cfg)
+    weights = windows.class_weights(train_cache.labels, cfg.class_weighting)
     print(
-        "class weights (pos_weight): " + ", ".join(f"{c} {w:.4f}" for c, w in zip(classes, weights, strict=True)),
+        f"class weights (pos_weight, {cfg.class_weighting}): "
+        + ", ".join(f"{c} {w:.4f}" for c, w in zip(classes, weights, strict=True)),
         flush=True,
     )
     ckpt = Checkpointer(cfg.out("_resume"))
@@ -342,6 +354,19 @@ def predict_cache(cache: windows.WindowCache, predict, batch: int, c: int) -> np
     data = _tf_dataset(lambda: cache.eval_batches(batch), *cache.window_shape, c)
     out = [predict(video, audio).numpy() for video, audio, _ in data]
     return np.concatenate(out) if out else np.zeros((0, c), np.float32)
+
+
+def training_record(cfg: TrainConfig) -> dict[str, Any]:
+    """How the model was trained, as its file records it: the choices that follow the original of the architecture."""
+    return {
+        "class_weights": cfg.class_weighting,
+        "batch_size": cfg.batch_size,
+        "batch_windows": cfg.batch_windows,
+        "label_index": cfg.data.label_index,
+        "schedule": cfg.schedule,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+    }
 
 
 def config_json(cfg: TrainConfig) -> dict[str, Any]:
