@@ -46,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     orig.add_argument("--tflog", default="Model", help="folder for TensorBoard logs, models and summaries")
     orig.add_argument("--loglevel", default="INFO", help="logging level")
-    orig.add_argument("--batch_size", type=int, default=60, help="batch size in halves of games")
+    orig.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="batch size in halves of games (default: the original's: 60 for V&D's architectures, 2 for the seed's)",
+    )
     orig.add_argument("--max_epoch", type=int, default=200, help="maximum number of epochs")
     orig.add_argument("--VLAD_k", type=int, default=64, help="number of clusters of the VLAD poolings")
     orig.add_argument("--LR", type=float, default=0.01, help="learning rate")
@@ -89,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("original", "network"),
         help="original: V&D's AudioVideoArchi4/6/7/8 pool with NetRVLAD whatever --network says and Archi10/11 "
         "need RVLAD, as in V&D's code; network: every architecture pools with --network",
+    )
+    ext.add_argument(
+        "--batch_norm",
+        default=None,
+        choices=("tf1_slim", "pytorch", "keras"),
+        help="batch-norm constants (default: the original's: tf1_slim momentum 0.999 eps 1e-3 for V&D's, "
+        "pytorch momentum 0.1 (Keras 0.9) eps 1e-5 for the seed's; keras 0.99 / 1e-3); saved in the model",
+    )
+    ext.add_argument(
+        "--head_init",
+        default=None,
+        choices=("glorot", "torch"),
+        help="classifier initialisation (default: the original's: glorot for V&D's, PyTorch's nn.Linear for the seed's)",
+    )
+    ext.add_argument(
+        "--plateau_restore",
+        default=None,
+        choices=("weights_and_optimizer", "weights"),
+        help="what an LR cut restores (default: the original's: V&D's weights and Adam state, the seed's weights)",
     )
     ext.add_argument(
         "--label_index",
@@ -312,7 +336,10 @@ def _config(args: argparse.Namespace):
         dropout=args.dropout,
         lr=args.LR,
         max_epoch=args.max_epoch,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or (60 if vd else 2),
+        batch_norm=args.batch_norm,
+        head_init=args.head_init,
+        plateau_restore=args.plateau_restore or ("weights_and_optimizer" if vd else "weights"),
         batch_windows=args.batch_windows,
         tflog=args.tflog,
         output_prefix=args.outputPrefix,

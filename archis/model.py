@@ -17,7 +17,17 @@ from pathlib import Path
 import keras
 
 from archis.pooling import canonical_pooling, no_random_init
-from archis.registry import ARCHITECTURES, Blocks, canonical_architecture, default_dropout, default_gating
+from archis.registry import (
+    ARCHITECTURES,
+    BATCH_NORMS,
+    HEAD_INITS,
+    Blocks,
+    canonical_architecture,
+    default_batch_norm,
+    default_dropout,
+    default_gating,
+    default_head_init,
+)
 from common.constants import BACKGROUND, FEATURE_DIM, FEATURE_NAMES, TOKENS_PER_SECOND
 from common.errors import UserError
 
@@ -40,6 +50,8 @@ SPEC_FIELDS = (
     "class_map",
     "feature_recipe",
     "training",
+    "batch_norm",
+    "head_init",
 )
 
 
@@ -59,6 +71,8 @@ def make_spec(
     class_map: Mapping | None = None,
     feature_recipe: Mapping | None = None,
     training: Mapping | None = None,
+    batch_norm: str | None = None,
+    head_init: str | None = None,
 ) -> dict:
     """Validate the arguments of `build_model` and return the canonical, JSON-serialisable spec.
 
@@ -73,6 +87,13 @@ def make_spec(
         dropout = default_dropout(architecture)
     if context_gating is None:
         context_gating = default_gating(architecture)
+    batch_norm = batch_norm or default_batch_norm(architecture)
+    head_init = head_init or default_head_init(architecture)
+    if batch_norm not in BATCH_NORMS or head_init not in HEAD_INITS:
+        raise UserError(
+            f"batch_norm must be one of {', '.join(BATCH_NORMS)} and head_init one of {', '.join(HEAD_INITS)}, "
+            f"got {batch_norm} and {head_init}"
+        )
     frames = round(float(window_seconds) * float(frames_per_second))
     if frames < 1:
         raise UserError(f"a window of {window_seconds} s at {frames_per_second} fps has no frames")
@@ -104,6 +125,8 @@ def make_spec(
         "compute_dtype": "bfloat16" if _DTYPES[compute_dtype] == "mixed_bfloat16" else "float32",
         "dropout": float(dropout),
         "context_gating": bool(context_gating),
+        "batch_norm": batch_norm,
+        "head_init": head_init,
         **recorded,  # left out when unknown, so such files stay readable by versions without them
     }
 
@@ -134,6 +157,8 @@ class ArchiModel(keras.Model):
         spec = dict(config["spec"])
         if "context_gating" not in spec:  # saved before the spec named it: every pooling gated but GMU's and CMGA's
             spec["context_gating"] = canonical_architecture(spec["architecture"]) not in ("gmu", "cmga")
+        spec.setdefault("batch_norm", "keras")  # saved before the spec named them: Keras' constants, Glorot heads
+        spec.setdefault("head_init", "glorot")
         return cls(spec=spec, name=config.get("name"))
 
 
@@ -153,6 +178,8 @@ def build_model(
     class_map: Mapping | None = None,
     feature_recipe: Mapping | None = None,
     training: Mapping | None = None,
+    batch_norm: str | None = None,
+    head_init: str | None = None,
     seed: int | None = None,
 ) -> ArchiModel:
     """Build an architecture by canonical or original name. Inputs {"video", "audio"}: [B, N, D]; output logits [B, C].
@@ -174,6 +201,8 @@ def build_model(
         class_map=class_map,
         feature_recipe=feature_recipe,
         training=training,
+        batch_norm=batch_norm,
+        head_init=head_init,
     )
     if seed is not None:
         keras.utils.set_random_seed(int(seed))

@@ -12,6 +12,7 @@ gives that figure (`--dropout` overrides it), `default_gating` the gating.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ class Blocks:
             vlad_k=int(self.spec["vlad_k"]),
             output_dim=output_dim or self.dim,
             context_gating=bool(self.spec["context_gating"]),
+            batch_norm=BATCH_NORMS[self.spec.get("batch_norm", "keras")],
             dtype=self.policy,
             layer_name=self._name(name),
         )
@@ -59,8 +61,14 @@ class Blocks:
         return keras.layers.Dropout(float(self.spec["dropout"]), dtype=self.policy, name=self._name(name))(x)
 
     def classify(self, x, name: str = "logits"):
-        """Final dense layer, always float32 so logits stay float32 under mixed precision."""
-        return keras.layers.Dense(len(self.spec["class_names"]), dtype="float32", name=self._name(name))(x)
+        """Final dense layer, always float32 so logits stay float32 under mixed precision. Initialised as the
+        original's: Glorot-uniform and zero bias (TF1's fully_connected) or PyTorch's nn.Linear (`head_init`)."""
+        init = {}
+        if self.spec.get("head_init", "glorot") == "torch":
+            bound = 1.0 / math.sqrt(int(x.shape[-1]))
+            uniform = keras.initializers.RandomUniform(-bound, bound)
+            init = {"kernel_initializer": uniform, "bias_initializer": uniform}
+        return keras.layers.Dense(len(self.spec["class_names"]), dtype="float32", name=self._name(name), **init)(x)
 
     def layer(self, cls, name: str, *args, **kwargs):
         return cls(*args, dtype=self.policy, name=self._name(name), **kwargs)
@@ -159,6 +167,22 @@ DEFAULT_DROPOUT: dict[str, float] = {
     **dict.fromkeys(("gmu", "cmga", "cmga_early", "cmga_mean", "bottleneck"), SEED_DROPOUT),
     "transformer": 0.6,
 }
+
+# Batch-norm constants (Keras momentum, epsilon): V&D's loupe used TF1 slim's batch_norm (decay 0.999, epsilon 1e-3),
+# the seed PyTorch's BatchNorm1d (momentum 0.1 = Keras 0.9, eps 1e-5); `keras` (0.99, 1e-3) is what files saved
+# before the spec named them were trained with. Classifier heads: TF1's fully_connected (Glorot) in V&D, PyTorch's
+# nn.Linear default in the seed.
+BATCH_NORMS: dict[str, tuple[float, float]] = {"tf1_slim": (0.999, 1e-3), "pytorch": (0.9, 1e-5), "keras": (0.99, 1e-3)}
+HEAD_INITS = ("glorot", "torch")
+
+
+def default_batch_norm(architecture: str) -> str:
+    return "tf1_slim" if canonical_architecture(architecture) in VD_ARCHITECTURES else "pytorch"
+
+
+def default_head_init(architecture: str) -> str:
+    return "glorot" if canonical_architecture(architecture) in VD_ARCHITECTURES else "torch"
+
 
 # Context gating after pooling: V&D's loupe default; the seed built its fusion models with VLAD_gating=False.
 

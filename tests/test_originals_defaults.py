@@ -152,3 +152,46 @@ def test_predict_config_accepts_vds_property_names(tmp_path):
 def test_v1_label_files_are_detected(v1_list, v2_list):
     assert ds.default_class_map(ds.read_game_list(v1_list), vd=False).name == "v1"
     assert ds.default_class_map(ds.read_game_list(v2_list), vd=True).name == "vd_v2"
+
+
+def test_seed_defaults_batch_size_batch_norm_plateau_and_heads(v2_list):
+    seed = _cfg(*_train_args(v2_list, "GMU"))
+    vd = _cfg(*_train_args(v2_list, "AudioVideoArchi5"))
+    assert (seed.batch_size, seed.plateau_restore) == (2, "weights")
+    assert (vd.batch_size, vd.plateau_restore) == (60, "weights_and_optimizer")
+    other = _cfg(*_train_args(v2_list, "GMU"), "--batch_size", "60", "--plateau_restore", "weights_and_optimizer")
+    assert (other.batch_size, other.plateau_restore) == (60, "weights_and_optimizer")
+
+
+def _batch_norms(model):
+    import keras
+
+    return {
+        (round(layer.momentum, 6), layer.epsilon)
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+
+
+def test_batch_norm_constants_and_head_init_follow_the_original_and_are_saved(tmp_path):
+    import archis
+
+    vd = archis.build_model("AudioVideoArchi5", vlad_k=2, window_seconds=2, seed=0)
+    seed = archis.build_model("GMU", vlad_k=2, window_seconds=2, seed=0)
+    assert _batch_norms(vd) == {(0.999, 1e-3)} and _batch_norms(seed) == {(0.9, 1e-5)}
+    bound = 1 / np.sqrt(512)  # PyTorch's nn.Linear: weights and bias uniform in +-1/sqrt(fan_in)
+    kernel, bias = seed.get_layer("logits").get_weights()
+    assert np.abs(kernel).max() <= bound and np.abs(bias).max() > 0
+    assert not vd.get_layer("logits").get_weights()[1].any()  # TF1's fully_connected: zero bias
+    seed.save(tmp_path / "m.keras")
+    loaded = archis.load_model(tmp_path / "m.keras")
+    assert archis.model_info(loaded)["batch_norm"] == "pytorch" and _batch_norms(loaded) == {(0.9, 1e-5)}
+
+
+def test_plateau_cut_restores_weights_only_when_asked():
+    from training.schedule import SchedulePolicy, ScheduleState, schedule_step
+
+    state = ScheduleState(lr=0.01, epoch=3, best_score=0.5, best_epoch=1, plateau=1)
+    for restore in (True, False):
+        step = schedule_step(state, 0.1, SchedulePolicy(patience_lr=1, restore_optimizer=restore))
+        assert step.cut_lr and step.restore_optimizer is restore

@@ -116,6 +116,8 @@ def _build(
             class_map=cfg.data.class_map.to_json(),
             feature_recipe=feature_recipe,
             training=training_record(cfg),
+            batch_norm=cfg.batch_norm,
+            head_init=cfg.head_init,
         )
         optimizer = make_adam(cfg.lr, epsilon=ADAM_EPSILON)
         optimizer.build(model.trainable_variables)
@@ -262,7 +264,14 @@ def _epoch(run: _Run) -> None:
     valid = _evaluate(run, run.caches["validation"])
     _log_metrics(run, "training", epoch, train_metrics, before.lr)
     _log_metrics(run, "validation", epoch, valid, before.lr)
-    policy = SchedulePolicy(cfg.schedule, cfg.patience_lr, cfg.patience_stop, cfg.min_lr, cfg.max_epoch)
+    policy = SchedulePolicy(
+        cfg.schedule,
+        cfg.patience_lr,
+        cfg.patience_stop,
+        cfg.min_lr,
+        cfg.max_epoch,
+        restore_optimizer=cfg.plateau_restore == "weights_and_optimizer",
+    )
     step = schedule_step(before, selection_score(valid, cfg.selection_metric), policy)
     note = ""
     if step.improved:
@@ -364,6 +373,7 @@ def training_record(cfg: TrainConfig) -> dict[str, Any]:
         "batch_windows": cfg.batch_windows,
         "label_index": cfg.data.label_index,
         "schedule": cfg.schedule,
+        "plateau_restore": cfg.plateau_restore,
         "lr": cfg.lr,
         "seed": cfg.seed,
     }
