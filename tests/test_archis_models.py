@@ -93,7 +93,7 @@ def test_aliases_and_spec():
     assert set(info) == {
         "architecture", "pooling", "vlad_k", "window_seconds", "frames_per_second", "window_frames",
         "feature_dim", "class_names", "feature_names", "compute_dtype", "dropout", "context_gating", "class_map",
-        "feature_recipe",
+        "feature_recipe", "training", "batch_norm", "head_init",
     }  # fmt: skip
     for alias, canonical in archis.ALIASES.items():
         assert archis.canonical_architecture(alias.upper()) == canonical
