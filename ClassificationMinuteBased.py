@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     orig.add_argument("--GPU", type=int, default=-1, help="ID of the GPU to use (-1: every visible GPU)")
     orig.add_argument("--PCA", action="store_true", help="use the PCA version of the video features")
     orig.add_argument(
-        "--network", default="RVLAD", help="pooling: NetVLAD (VLAD), NetRVLAD (RVLAD), NetVLAD++, MAX, AVERAGE"
+        "--network",
+        default="RVLAD",
+        help="pooling: NetVLAD (VLAD), NetRVLAD (RVLAD), MAX, AVERAGE, SoccerNet's NetVLAD++, NetRVLAD++, MAX++, AVG++, "
+        "or NetVLAD++vd (V&D's NetVLAD on each half)",
     )
     orig.add_argument("--tflog", default="Model", help="folder for TensorBoard logs, models and summaries")
     orig.add_argument("--loglevel", default="INFO", help="logging level")

@@ -9,6 +9,7 @@ from archis.model import ArchiModel, build_model, load_model, model_info
 from archis.pooling import POOLINGS, ContextGating, NetVLAD, NetVLADPlusPlus, TemporalPooling, canonical_pooling
 from archis.predict import predict_function
 from archis.registry import ALIASES, ARCHITECTURES, canonical_architecture, list_architectures
+from archis.soccernet_pooling import SoccerNetPooling
 
 __all__ = [
     "ALIASES",
@@ -22,6 +23,7 @@ __all__ = [
     "EncoderLayer",
     "NetVLAD",
     "NetVLADPlusPlus",
+    "SoccerNetPooling",
     "TemporalPooling",
     "TransformerFusion",
     "build_model",

@@ -157,8 +157,10 @@ class ArchiModel(keras.Model):
         spec = dict(config["spec"])
         if "context_gating" not in spec:  # saved before the spec named it: every pooling gated but GMU's and CMGA's
             spec["context_gating"] = canonical_architecture(spec["architecture"]) not in ("gmu", "cmga")
-        spec.setdefault("batch_norm", "keras")  # saved before the spec named them: Keras' constants, Glorot heads
-        spec.setdefault("head_init", "glorot")
+        if "batch_norm" not in spec:  # saved before the spec named them: Keras' constants, Glorot heads, and
+            spec.update(batch_norm="keras", head_init="glorot")  # NetVLAD++ meant V&D's NetVLAD on each half
+            if canonical_pooling(spec["pooling"]) == "NetVLAD++":
+                spec["pooling"] = "NetVLAD++vd"
         return cls(spec=spec, name=config.get("name"))
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import keras
 from keras import ops
 
+from archis.soccernet_pooling import SOCCERNET_POOLINGS, SoccerNetPooling
 from common.errors import UserError
 
 _EPS = 1e-12  # tf.nn.l2_normalize's epsilon on the squared norm
@@ -207,7 +208,8 @@ def spec_hidden_weights(layer: NetVLAD):
 
 @keras.saving.register_keras_serializable(package="archis")
 class NetVLADPlusPlus(keras.layers.Layer):
-    """NetVLAD++ (Giancola & Ghanem 2021): separate NetVLADs over the past and future halves, concatenated.
+    """`NetVLAD++vd`: V&D's NetVLAD (projection, gating) over the past and future halves apart, concatenated
+    (SoccerNet's NetVLAD++ is `archis.soccernet_pooling`).
 
     Each half gets max(1, K // 2) clusters (the original split the vocabulary in two) and `output_dim`
     outputs, so the result is [B, 2 * output_dim].
@@ -293,14 +295,18 @@ class TemporalPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-POOLINGS = ("NetVLAD", "NetRVLAD", "NetVLAD++", "MAX", "AVERAGE")
+# NetVLAD++ and its siblings are SoccerNet's (`archis.soccernet_pooling`); NetVLAD++vd is V&D's NetVLAD (projection
+# and gating) on each half, what this port called NetVLAD++ before.
+POOLINGS = ("NetVLAD", "NetRVLAD", "MAX", "AVERAGE", *SOCCERNET_POOLINGS, "NetVLAD++vd")
 _POOLING_ALIASES = {
     "vlad": "NetVLAD",
     "rvlad": "NetRVLAD",
     "vlad++": "NetVLAD++",
     "netvladpp": "NetVLAD++",
+    "rvlad++": "NetRVLAD++",
     "avg": "AVERAGE",
     "mean": "AVERAGE",
+    "average++": "AVG++",
 }
 
 
@@ -312,7 +318,7 @@ def canonical_pooling(name: str) -> str:
         return by_lower[key]
     if key in _POOLING_ALIASES:
         return _POOLING_ALIASES[key]
-    raise UserError(f"unknown pooling {name!r}; valid: {', '.join(POOLINGS)} (aliases: VLAD, RVLAD)")
+    raise UserError(f"unknown pooling {name!r}; valid: {', '.join(POOLINGS)} (aliases: VLAD, RVLAD, VLAD++, RVLAD++)")
 
 
 def make_pooling(
@@ -331,6 +337,8 @@ def make_pooling(
     common = {"dtype": dtype, "name": layer_name}
     if kind in ("MAX", "AVERAGE"):
         return TemporalPooling(kind.lower(), **common)
-    if kind == "NetVLAD++":
+    if kind in SOCCERNET_POOLINGS:
+        return SoccerNetPooling(kind, vlad_k, **common)
+    if kind == "NetVLAD++vd":
         return NetVLADPlusPlus(vlad_k, output_dim, use_batch_norm, context_gating, *batch_norm, **common)
     return NetVLAD(vlad_k, output_dim, kind == "NetVLAD", use_batch_norm, context_gating, *batch_norm, **common)
