@@ -4,7 +4,7 @@ Importing the package registers every custom class with Keras, so `keras.models.
 on saved models without custom-object flags.
 """
 
-from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, TransformerFusion
+from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, GatedBottleneck, TransformerFusion
 from archis.model import ArchiModel, build_model, load_model, model_info
 from archis.pooling import POOLINGS, ContextGating, NetVLAD, NetVLADPlusPlus, TemporalPooling, canonical_pooling
 from archis.predict import predict_function
@@ -21,6 +21,7 @@ __all__ = [
     "BottleneckFusion",
     "ContextGating",
     "EncoderLayer",
+    "GatedBottleneck",
     "NetVLAD",
     "NetVLADPlusPlus",
     "SoccerNetPooling",

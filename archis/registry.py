@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import keras
 from keras import ops
 
-from archis.fusion import CMGA, GMU, BottleneckFusion, TransformerFusion
+from archis.fusion import CMGA, GMU, BottleneckFusion, GatedBottleneck, TransformerFusion
 from archis.pooling import make_pooling
 from common.errors import UserError
 
@@ -113,9 +113,14 @@ def _gmu(b: Blocks, video, audio):
     return b.classify(b.dropout(fused, "dropout"))
 
 
-def _cmga(b: Blocks, video, audio):
-    tokens = [b.pool(x, f"{m}_pool")[:, None] for m, x in (("video", video), ("audio", audio))]
-    return b.classify(b.dropout(b.layer(CMGA, "cmga")(tokens)[:, 0], "dropout"))
+def _pooled_fusion(cls, name: str):
+    """Each stream pooled to one token, the two fused by `cls`, the fused token classified (the seed's CMGAArchi2/3)."""
+
+    def build(b: Blocks, video, audio):
+        tokens = [b.pool(x, f"{m}_pool")[:, None] for m, x in (("video", video), ("audio", audio))]
+        return b.classify(b.dropout(b.layer(cls, name)(tokens)[:, 0], "dropout"))
+
+    return build
 
 
 def _cmga_early(b: Blocks, video, audio):
@@ -149,7 +154,8 @@ ARCHITECTURES: dict[str, Builder] = {
     "early_concat": _early_concat(2),
     "early_concat_512": _early_concat(1),
     "gmu": _gmu,
-    "cmga": _cmga,
+    "cmga": _pooled_fusion(CMGA, "cmga"),
+    "cmga_bottleneck": _pooled_fusion(GatedBottleneck, "cmga_bottleneck"),
     "cmga_early": _cmga_early,
     "cmga_mean": _cmga_mean,
     "bottleneck": _bottleneck,
@@ -164,7 +170,7 @@ VD_ARCHITECTURES = ("video", "audio", "late_avg", "concat", "concat_drop_after",
 VD_DROPOUT, SEED_DROPOUT = 0.4, 0.5
 DEFAULT_DROPOUT: dict[str, float] = {
     **dict.fromkeys(VD_ARCHITECTURES, VD_DROPOUT),
-    **dict.fromkeys(("gmu", "cmga", "cmga_early", "cmga_mean", "bottleneck"), SEED_DROPOUT),
+    **dict.fromkeys(("gmu", "cmga", "cmga_bottleneck", "cmga_early", "cmga_mean", "bottleneck"), SEED_DROPOUT),
     "transformer": 0.6,
 }
 
@@ -206,7 +212,7 @@ ALIASES: dict[str, str] = {
     "CMGAArchi2": "cmga",
     "CMGAArchi1": "cmga_early",
     "CMGAArchi4": "cmga_mean",
-    "CMGAArchi3": "bottleneck",
+    "CMGAArchi3": "cmga_bottleneck",
     "LateFusionArchi": "transformer",
 }
 
