@@ -155,13 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory_budget_gb",
         type=float,
         default=None,
-        help="memory for training or prediction; sets the micro-batch size (default: 40%% of RAM, 80%% of a GPU)",
+        help="memory for training or prediction: checks the micro-batch, sizes evaluation batches (default: 40%% of RAM, 80%% of a GPU)",
     )
     ext.add_argument(
         "--micro_batch_windows",
         type=int,
         default=None,
-        help="windows per micro-batch (gradients accumulated over the --batch_size step) instead of the budget's choice",
+        help="windows per micro-batch (gradients accumulated over the --batch_size step); default 64 on every "
+        "machine, so the same command gives the same weights anywhere; 0: the most that fit --memory_budget_gb "
+        "(faster on large machines, but batch-norm statistics and dropout draws, so the weights, then depend on it)",
     )
     ext.add_argument(
         "--compute_dtype", default="float32", choices=("float32", "bfloat16"), help="bfloat16: mixed precision"
@@ -296,9 +298,12 @@ def _config(args: argparse.Namespace):
         "featurePerSec",
         "batch_windows",
         "memory_budget_gb",
-        "micro_batch_windows",
     ):
         _positive(name, getattr(args, name))
+    if args.micro_batch_windows is not None and args.micro_batch_windows < 0:
+        raise UserError(
+            f"--micro_batch_windows must be 0 (from the budget) or positive, got {args.micro_batch_windows}"
+        )
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
     required = {"train": ("architecture", "training", "validation", "testing"), "predict": ("testing",), "ensemble": ()}

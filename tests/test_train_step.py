@@ -134,12 +134,20 @@ def test_prefetch_consumer_leaving_early_does_not_hang(fail):
 
 def test_memory_plan_follows_the_budget():
     model, _ = make("NetVLAD")
-    small = memory.plan_memory(model, N, D, budget_gb=1.12)
-    large = memory.plan_memory(model, N, D, budget_gb=4.0)
+    small = memory.plan_memory(model, N, D, budget_gb=1.12, micro_windows=0)
+    large = memory.plan_memory(model, N, D, budget_gb=4.0, micro_windows=0)
     assert small.chosen == "budget" and 1 <= small.micro_windows < large.micro_windows
     assert memory.plan_memory(model, N, D, micro_windows=7).micro_windows == 7
-    assert memory.plan_memory(model, N, D, budget_gb=4.0, step_windows=3).micro_windows == 3
+    assert memory.plan_memory(model, N, D, budget_gb=4.0, micro_windows=0, step_windows=3).micro_windows == 3
     with pytest.raises(UserError, match="memory_budget_gb"):
+        memory.plan_memory(model, N, D, budget_gb=0.5, micro_windows=0)
+
+
+def test_default_micro_batch_is_the_same_whatever_the_memory_budget():
+    model, _ = make("NetVLAD")
+    plans = [memory.plan_memory(model, N, D, budget_gb=gb) for gb in (1.5, 4.0, 64.0)]
+    assert {p.micro_windows for p in plans} == {memory.FIXED_MICRO}
+    with pytest.raises(UserError, match="smaller --micro_batch_windows"):
         memory.plan_memory(model, N, D, budget_gb=0.5)
 
 

@@ -13,7 +13,8 @@ workers), so no window is seen twice in an epoch; each replica cuts its share in
 micro-batches and the optimiser all-reduces the accumulated gradients once per step. Logits and labels
 are gathered from every replica, so training metrics cover the whole step on every worker.
 
-Batch-norm statistics are those of the micro-batch (a departure documented in the README).
+Batch-norm statistics are those of the micro-batch (a departure documented in the README); the micro-batch is
+fixed by the command (`training.memory.FIXED_MICRO` unless a flag says otherwise), not by the machine.
 """
 
 from __future__ import annotations
