@@ -24,6 +24,7 @@ import keras
 from keras import ops
 
 from archis.soccernet_pooling import SOCCERNET_POOLINGS, SoccerNetPooling
+from archis.stepnorm import StepBatchNorm
 from common.errors import UserError
 
 _EPS = 1e-12  # tf.nn.l2_normalize's epsilon on the squared norm
@@ -70,8 +71,8 @@ class ContextGating(keras.layers.Layer):
         self.use_batch_norm = use_batch_norm
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
         self.batch_norm = (
-            keras.layers.BatchNormalization(
-                momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype_policy, name="gating_bn"
+            StepBatchNorm(
+                1, momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype_policy, name="gating_bn"
             )
             if use_batch_norm
             else None
@@ -125,9 +126,7 @@ class NetVLAD(keras.layers.Layer):
         self.context_gating = context_gating
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
         policy, bn = self.dtype_policy, {"momentum": self.bn_momentum, "epsilon": self.bn_epsilon}
-        self.cluster_bn = (
-            keras.layers.BatchNormalization(**bn, dtype=policy, name="cluster_bn") if use_batch_norm else None
-        )
+        self.cluster_bn = StepBatchNorm(0, **bn, dtype=policy, name="cluster_bn") if use_batch_norm else None
         self.gating = (
             ContextGating(use_batch_norm, *bn.values(), dtype=policy, name="context_gating") if context_gating else None
         )
