@@ -84,46 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="highlight, v1, v2, vd_v2 or a JSON class map (default: the originals' for the label files found: "
         "v1 on Labels.json; on Labels-v2.json vd_v2 for V&D's architectures, highlight for the seed's)",
     )
-    ext.add_argument(
-        "--class_weights",
-        default=None,
-        choices=("unit", "inverse_frequency"),
-        help="pos_weight of the loss (default: the original's for the architecture: unit for V&D's, "
-        "inverse_frequency normalised to sum 1 for the seed's)",
-    )
-    ext.add_argument(
-        "--pooling_rule",
-        default="original",
-        choices=("original", "network"),
-        help="original: V&D's AudioVideoArchi4/6/7/8 pool with NetRVLAD whatever --network says and Archi10/11 "
-        "need RVLAD, as in V&D's code; network: every architecture pools with --network",
-    )
-    ext.add_argument(
-        "--batch_norm",
-        default=None,
-        choices=("tf1_slim", "pytorch", "keras"),
-        help="batch-norm constants (default: the original's: tf1_slim momentum 0.999 eps 1e-3 for V&D's, "
-        "pytorch momentum 0.1 (Keras 0.9) eps 1e-5 for the seed's; keras 0.99 / 1e-3); saved in the model",
-    )
-    ext.add_argument(
-        "--head_init",
-        default=None,
-        choices=("glorot", "torch"),
-        help="classifier initialisation (default: the original's: glorot for V&D's, PyTorch's nn.Linear for the seed's)",
-    )
-    ext.add_argument(
-        "--plateau_restore",
-        default=None,
-        choices=("weights_and_optimizer", "weights"),
-        help="what an LR cut restores (default: the original's: V&D's weights and Adam state, the seed's weights)",
-    )
-    ext.add_argument(
-        "--label_index",
-        default="original",
-        choices=("original", "floor"),
-        help="window of an event: original (V&D's and the seed's int(60/W*minute + second//W)) or floor(t/W); "
-        "they differ only when WindowSize does not divide 60",
-    )
+    _add_original_choices(ext)
     ext.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling")
     ext.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
     ext.add_argument(
@@ -205,6 +166,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_progress_flags(ext)
     return p
+
+
+def _add_original_choices(ext: argparse._ArgumentGroup) -> None:
+    """The choices whose default is the original's for the architecture (V&D's or the seed's)."""
+    ext.add_argument(
+        "--class_weights",
+        default=None,
+        choices=("unit", "inverse_frequency"),
+        help="pos_weight of the loss (default: the original's for the architecture: unit for V&D's, "
+        "inverse_frequency normalised to sum 1 for the seed's)",
+    )
+    ext.add_argument(
+        "--pooling_rule",
+        default="original",
+        choices=("original", "network"),
+        help="original: V&D's AudioVideoArchi4/6/7/8 pool with NetRVLAD whatever --network says and Archi10/11 "
+        "need RVLAD, as in V&D's code; network: every architecture pools with --network",
+    )
+    ext.add_argument(
+        "--batch_norm",
+        default=None,
+        choices=("tf1_slim", "pytorch", "keras"),
+        help="batch-norm constants (default: the original's: tf1_slim momentum 0.999 eps 1e-3 for V&D's, "
+        "pytorch momentum 0.1 (Keras 0.9) eps 1e-5 for the seed's; keras 0.99 / 1e-3); saved in the model",
+    )
+    ext.add_argument(
+        "--head_init",
+        default=None,
+        choices=("glorot", "torch"),
+        help="classifier initialisation (default: the original's: glorot for V&D's, PyTorch's nn.Linear for the seed's)",
+    )
+    ext.add_argument(
+        "--plateau_restore",
+        default=None,
+        choices=("weights_and_optimizer", "weights"),
+        help="what an LR cut restores (default: the original's: V&D's weights and Adam state, the seed's weights)",
+    )
+    ext.add_argument(
+        "--label_index",
+        default="original",
+        choices=("original", "floor"),
+        help="window of an event: original (V&D's and the seed's int(60/W*minute + second//W)) or floor(t/W); "
+        "they differ only when WindowSize does not divide 60",
+    )
 
 
 def _positive(name: str, value: float | None) -> None:

@@ -87,13 +87,7 @@ def make_spec(
         dropout = default_dropout(architecture)
     if context_gating is None:
         context_gating = default_gating(architecture)
-    batch_norm = batch_norm or default_batch_norm(architecture)
-    head_init = head_init or default_head_init(architecture)
-    if batch_norm not in BATCH_NORMS or head_init not in HEAD_INITS:
-        raise UserError(
-            f"batch_norm must be one of {', '.join(BATCH_NORMS)} and head_init one of {', '.join(HEAD_INITS)}, "
-            f"got {batch_norm} and {head_init}"
-        )
+    batch_norm, head_init = _original_init(architecture, batch_norm, head_init)
     frames = round(float(window_seconds) * float(frames_per_second))
     if frames < 1:
         raise UserError(f"a window of {window_seconds} s at {frames_per_second} fps has no frames")
@@ -129,6 +123,18 @@ def make_spec(
         "head_init": head_init,
         **recorded,  # left out when unknown, so such files stay readable by versions without them
     }
+
+
+def _original_init(architecture: str, batch_norm: str | None, head_init: str | None) -> tuple[str, str]:
+    """Batch-norm constants and classifier init: the given ones, else the original's for the architecture."""
+    batch_norm = batch_norm or default_batch_norm(architecture)
+    head_init = head_init or default_head_init(architecture)
+    if batch_norm not in BATCH_NORMS or head_init not in HEAD_INITS:
+        raise UserError(
+            f"batch_norm must be one of {', '.join(BATCH_NORMS)} and head_init one of {', '.join(HEAD_INITS)}, "
+            f"got {batch_norm} and {head_init}"
+        )
+    return batch_norm, head_init
 
 
 def _plain(value: Mapping) -> dict:

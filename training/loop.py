@@ -124,6 +124,22 @@ def _build(
     return strategy, model, optimizer
 
 
+def _check_then_claim(cfg: TrainConfig, caches: dict[str, windows.WindowCache], chief: bool) -> None:
+    """Every class has a positive training window (else UserError, and the caches this run just prepared are
+    removed: the disk stays as it was); then the chief claims the output names."""
+    try:
+        windows.check_positives(caches["training"].labels, str(cfg.training), cfg.data)
+    except UserError:
+        if cfg.formatdataset == 1:
+            for cache in caches.values():
+                shutil.rmtree(cache.dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                cfg.cache_root.rmdir()  # only if empty
+        raise
+    if chief:
+        claim_outputs(cfg)
+
+
 def _setup(cfg: TrainConfig) -> _Run:
     """Outputs claimed, caches opened, class weights, model and optimizer built, memory planned, resume state loaded.
 
@@ -135,17 +151,7 @@ def _setup(cfg: TrainConfig) -> _Run:
         cfg = replace(cfg, cache_dir=str(Path(out.tflog) / "cache"))
     caches = open_caches(cfg, ("training", "validation", "testing"))
     train_cache, classes = caches["training"], cfg.data.class_map.classes
-    try:
-        windows.check_positives(train_cache.labels, str(cfg.training), cfg.data)  # before any output is written
-    except UserError:
-        if cfg.formatdataset == 1:  # the caches this run just prepared go too: the disk stays as it was
-            for cache in caches.values():
-                shutil.rmtree(cache.dir, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                cfg.cache_root.rmdir()  # only if empty
-        raise
-    if chief:
-        claim_outputs(cfg)
+    _check_then_claim(cfg, caches, chief)
     weights = windows.class_weights(train_cache.labels, cfg.class_weighting)
     print(
         f"class weights (pos_weight, {cfg.class_weighting}): "
