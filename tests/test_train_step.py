@@ -203,6 +203,8 @@ def test_peak_memory_follows_the_budget_not_the_step(tmp_path):
         "20",
         "--batch_size",
         "8",
+        "--micro_batch_windows",
+        "0",  # the micro-batch the budget allows
         "--max_epoch",
         "1",
         "--tflog",
