@@ -8,9 +8,13 @@ in micro-batches with whole-step statistics (extra passes), and in micro-batches
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 N, D, C, STEP = 40, 512, 5, 128
 
