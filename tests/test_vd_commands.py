@@ -1,4 +1,5 @@
-"""V&D's README commands (training, then spotting) run as printed there (only --VLAD_k and --max_epoch made\nsmall) on a generated tree in V&D's layout: Labels.json with v1 names, `<half>_ResNET_PCA512.npy`."""
+"""V&D's README commands (training, then spotting) run as printed there (only --VLAD_k and --max_epoch made
+small) on a generated tree in V&D's layout: Labels.json with v1 names, `<half>_ResNET_PCA512.npy`."""
 
 from __future__ import annotations
 
