@@ -344,6 +344,7 @@ def _config(args: argparse.Namespace):
         testing=args.testing,
         data=data,
         network=_pooling(args),
+        pooling_rule=args.pooling_rule,
         class_weighting=args.class_weights or ("unit" if vd else "inverse_frequency"),
         vlad_k=args.VLAD_k,
         dropout=args.dropout,

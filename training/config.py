@@ -23,6 +23,7 @@ class TrainConfig:
     testing: str | None = None  # --testing
     data: DataConfig = field(default_factory=DataConfig)
     network: str = "RVLAD"  # --network, after --pooling_rule (the pooling the model gets)
+    pooling_rule: str = "original"  # --pooling_rule (recorded in the model)
     batch_norm: str | None = None  # --batch_norm; None: the original's (archis.registry.default_batch_norm)
     head_init: str | None = None  # --head_init; None: the original's
     plateau_restore: str = "weights_and_optimizer"  # --plateau_restore: V&D's; the seed's restores weights only

@@ -380,6 +380,7 @@ def training_record(cfg: TrainConfig) -> dict[str, Any]:
         "label_index": cfg.data.label_index,
         "schedule": cfg.schedule,
         "plateau_restore": cfg.plateau_restore,
+        "pooling_rule": cfg.pooling_rule,
         "lr": cfg.lr,
         "seed": cfg.seed,
     }
