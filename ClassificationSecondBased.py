@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common.atomic import save_npy, write_json
-from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
+from common.cli import SYSTEM_HELP, add_progress_flags, add_spotting_flags, check_spotting_flags
 from common.constants import CLASS_MAP_FILE
 from common.errors import UserError, run_cli
 from common.modelfile import read_spec
@@ -54,6 +54,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     vd.add_argument("--GPU", type=int, default=-1, help="ID of the GPU to use (-1: every visible GPU)")
     vd.add_argument("--loglevel", default="WARNING", help="logging level")
     vd.add_argument("--system", default="linux", choices=("linux", "windows"), help=SYSTEM_HELP)
+    vd.add_argument(
+        "--FTP",
+        action="store_true",
+        help="accepted: V&D fetched the games from its FTP server first; here they are read where the list says",
+    )
+    vd.add_argument(
+        "--pooling_rule",
+        default="original",
+        choices=("original", "network"),
+        help="how --network maps to the model's pooling (as in training; see ClassificationMinuteBased.py)",
+    )
     p.add_argument("--dataset_root", help="folder the list's game paths are relative to (default: the list's)")
     p.add_argument("--output", help="output tree (default: Outputs/<model name>)")
     p.add_argument("--featuresVideo", help="video feature name (default: the model's, e.g. ResNET_TF2_PCA512)")
@@ -150,11 +161,16 @@ def _spec_of(path: Path) -> ModelSpec | None:
 def _wanted(args: argparse.Namespace) -> dict:
     """The model settings V&D's flags ask for (canonical names), only those given."""
     from archis.pooling import canonical_pooling
-    from archis.registry import canonical_architecture
+    from archis.registry import architecture_pooling, canonical_architecture
 
+    pooling = args.network and (
+        architecture_pooling(args.architecture, args.network, args.pooling_rule)
+        if args.architecture
+        else canonical_pooling(args.network)
+    )
     wanted = {
         "architecture": args.architecture and canonical_architecture(args.architecture),
-        "pooling": args.network and canonical_pooling(args.network),
+        "pooling": pooling,
         "vlad_k": args.VLAD_k,
         "window_seconds": args.WindowSize and float(args.WindowSize),
     }
@@ -202,9 +218,9 @@ def check_agrees(args: argparse.Namespace, spec: ModelSpec, model_path: Path) ->
 
 
 def per_second(probs: np.ndarray, tokens_per_second: float) -> np.ndarray:
-    """One row per second of the half (its first token), as V&D saved its scores."""
-    rows = np.arange(0, len(probs), tokens_per_second).astype(np.int64)
-    return np.ascontiguousarray(probs[rows], dtype=np.float32)
+    """One row per whole second of the half (its first token), as V&D saved its scores: int(T / rate) rows."""
+    seconds = int(len(probs) // tokens_per_second)
+    return np.ascontiguousarray(probs[(np.arange(seconds) * tokens_per_second).astype(np.int64)], dtype=np.float32)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

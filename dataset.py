@@ -58,6 +58,12 @@ _BUILTIN_MAPS: dict[str, dict[str, list[str]]] = {
         "goal": ["soccer-ball", "soccer-ball-own"],
     },
     "v2": {name: [name] for name in SOCCERNET_V2_LABELS},
+    # V&D's three classes (card, subs, goal) read from v2 label names
+    "vd_v2": {
+        "card": ["Yellow card", "Red card", "Yellow->red card"],
+        "subs": ["Substitution"],
+        "goal": ["Goal"],
+    },
 }
 
 
@@ -112,6 +118,16 @@ def load_class_map(spec: str) -> ClassMap:
     if isinstance(data, dict) and "name" not in data:
         data = {**data, "name": path.stem}
     return class_map_from_json(data, str(path))
+
+
+def default_class_map(games: Sequence[Path], vd: bool) -> ClassMap:
+    """The class map the originals used on these games' label files: `v1` (V&D's card, subs, goal) when they have
+    only `Labels.json`; otherwise (`Labels-v2.json`) `vd_v2` for V&D's architectures (`vd`), `highlight` (the
+    seed's four classes) for the seed's."""
+    files = {p.name for p in map(labels_path, games) if p is not None}
+    if files == {"Labels.json"}:
+        return load_class_map("v1")
+    return load_class_map("vd_v2" if vd else "highlight")
 
 
 def class_map_from_json(data: Any, where: str) -> ClassMap:

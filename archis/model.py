@@ -17,7 +17,17 @@ from typing import Any
 import keras
 
 from archis.pooling import canonical_pooling, no_random_init
-from archis.registry import ARCHITECTURES, Blocks, canonical_architecture, default_dropout, default_gating
+from archis.registry import (
+    ARCHITECTURES,
+    BATCH_NORMS,
+    HEAD_INITS,
+    Blocks,
+    canonical_architecture,
+    default_batch_norm,
+    default_dropout,
+    default_gating,
+    default_head_init,
+)
 from common.errors import UserError
 from common.modelspec import ModelSpec
 
@@ -26,16 +36,25 @@ _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 def make_spec(architecture: str | ModelSpec, **fields: Any) -> ModelSpec:
     """The canonical spec: `architecture` (a name, or a ModelSpec to copy), with `fields` of `ModelSpec` changed;
-    original names made canonical and dropout / context gating None made the original's for the architecture
-    (V&D: 0.4 and gated poolings; the seed's fusion models: 0.5, 0.6 for the transformer, and no gating)."""
+    original names made canonical, and dropout, context gating, batch-norm constants and classifier init None made
+    the original's for the architecture (V&D: 0.4, gated poolings, TF1 slim's batch-norm, Glorot; the seed's fusion
+    models: 0.5, 0.6 for the transformer, no gating, PyTorch's batch-norm and nn.Linear init)."""
     spec = architecture.replace(**fields) if isinstance(architecture, ModelSpec) else ModelSpec(architecture, **fields)
     name = canonical_architecture(spec.architecture)
-    return spec.replace(
+    spec = spec.replace(
         architecture=name,
         pooling=canonical_pooling(spec.pooling),
         dropout=default_dropout(name) if spec.dropout is None else spec.dropout,
         context_gating=default_gating(name) if spec.context_gating is None else spec.context_gating,
+        batch_norm=spec.batch_norm or default_batch_norm(name),
+        head_init=spec.head_init or default_head_init(name),
     )
+    if spec.batch_norm not in BATCH_NORMS or spec.head_init not in HEAD_INITS:
+        raise UserError(
+            f"batch_norm must be one of {', '.join(BATCH_NORMS)} and head_init one of {', '.join(HEAD_INITS)}, "
+            f"got {spec.batch_norm} and {spec.head_init}"
+        )
+    return spec
 
 
 @keras.saving.register_keras_serializable(package="archis")

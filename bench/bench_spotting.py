@@ -70,7 +70,7 @@ def main() -> None:
     from highlights.spotting import Scorer, window_view, with_compute_dtype
 
     model = archis.build_model(args.architecture, vlad_k=args.vlad_k, window_seconds=args.window_seconds, seed=0)
-    n = archis.model_info(model)["window_frames"]
+    n = archis.model_info(model).window_frames
     rng = np.random.default_rng(0)
     video, audio = rng.normal(size=(2, args.tokens, 512)).astype(np.float32)
     windows = len(range(0, args.tokens, args.stride))

@@ -35,7 +35,10 @@ class ModelSpec:
 
     `dropout` / `context_gating` None: the original's for the architecture (`archis.make_spec` fills them in).
     `class_map` ({"name", "classes", "labels": {class: [SoccerNet labels]}}) and `feature_recipe` ({"video",
-    "audio"}, see common/features.py) record what the model was trained on; None when unknown.
+    "audio"}, see common/features.py) record what the model was trained on, `training` how (class weighting,
+    batch size, schedule: the choices that follow the original of the architecture); None when unknown.
+    `batch_norm` / `head_init` None: the original's for the architecture (batch-norm constants and classifier
+    initialisation, filled in by `archis.make_spec`); files saved before they existed mean Keras' and Glorot.
     """
 
     architecture: str
@@ -51,6 +54,9 @@ class ModelSpec:
     context_gating: bool | None = None
     class_map: Mapping[str, Any] | None = None
     feature_recipe: Mapping[str, str] | None = None
+    training: Mapping[str, Any] | None = None
+    batch_norm: str | None = None
+    head_init: str | None = None
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen: normalise in place
@@ -60,7 +66,7 @@ class ModelSpec:
         fix("tokens_per_second", float(self.tokens_per_second))
         fix("feature_dim", int(self.feature_dim))
         fix("feature_names", dict(self.feature_names or FEATURE_NAMES))
-        for name in ("class_map", "feature_recipe"):  # plain JSON copies, as the saved config will hold
+        for name in ("class_map", "feature_recipe", "training"):  # plain JSON copies, as the saved config will hold
             value = getattr(self, name)
             fix(name, json.loads(json.dumps(dict(value))) if value else None)
         if self.dropout is not None:
@@ -113,6 +119,10 @@ class ModelSpec:
         values = {RENAMED_KEYS.get(k, k): v for k, v in data.items() if k not in DERIVED_KEYS}
         if "context_gating" not in values:  # saved before the spec named it: every pooling gated but GMU's and CMGA's
             values["context_gating"] = values["architecture"] not in ("gmu", "cmga")
+        if "batch_norm" not in values:  # saved before the spec named them: Keras' constants, Glorot heads, and
+            values.update(batch_norm="keras", head_init="glorot")  # NetVLAD++ meant V&D's NetVLAD on each half
+            if values.get("pooling") in ("NetVLAD++", "netvlad++"):
+                values["pooling"] = "NetVLAD++vd"
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise UserError(f"{where}: unknown spec fields {', '.join(unknown)} (written by a newer version?)")

@@ -75,6 +75,7 @@ def _halves(result: Result, out: Path, tokens_per_second: float) -> list[dict]:
     cfg, rows, offset = result.config, [], 0.0
     for h in result.halves:
         video = cfg.video if cfg.video else half_video(cfg.game_dir, h.number) if cfg.game_dir else None
+        assert h.probs is not None  # a decoded half has its probs
         length = len(h.probs) / tokens_per_second
         step, scores = encode_scores(h.probs)
         rows.append(

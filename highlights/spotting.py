@@ -177,7 +177,8 @@ def nms_mask(
         return local_maxima(scores, h, threshold)
     keep = local_maxima(scores, h, threshold, after=h - 1)  # the next 29 s: through the end of second t + 29
     seconds = np.arange(len(scores)) / tokens_per_second
-    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) / tokens_per_second - window_sec / 2)
+    # V&D's edges on its per-second rows: a half of T tokens has int(T / tokens_per_second) of them
+    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) // tokens_per_second - window_sec / 2)
     keep[edge] = False
     return keep
 
@@ -234,7 +235,7 @@ def model_class_map(spec: ModelSpec, override: str | None = None, model: str = "
             f"--class_map {override}: classes {cmap.classes[1:]} differ from those of {model} "
             f"{list(spec.class_names[1:])}"
         )
-    if spec.class_map and cmap.label_to_index != recorded.label_to_index:
+    if spec.class_map and recorded is not None and cmap.label_to_index != recorded.label_to_index:
         raise UserError(
             f"--class_map {override}: maps SoccerNet labels to classes otherwise than the map "
             f"{recorded.name!r} recorded in {model}"

@@ -92,7 +92,15 @@ def test_aliases_and_spec():
     assert spec.window_frames == 4 and spec.class_names == ("background", "goal")
     assert spec.feature_names == {"video": "ResNET_TF2_PCA512", "audio": "VGGish"}
     written = "architecture pooling vlad_k window_seconds tokens_per_second window_frames feature_dim class_names"
-    assert set(spec.to_json()) == {*written.split(), "feature_names", "compute_dtype", "dropout", "context_gating"}
+    assert set(spec.to_json()) == {
+        *written.split(),
+        "feature_names",
+        "compute_dtype",
+        "dropout",
+        "context_gating",
+        "batch_norm",
+        "head_init",
+    }
     for alias, canonical in archis.ALIASES.items():
         assert archis.canonical_architecture(alias.upper()) == canonical
 

@@ -262,14 +262,17 @@ def _swept(env: Env, err: str) -> None:
     ]
 
 
-def _cache_has_no(cls: str) -> Callable[[Env, str], None]:
+def _cache_positives(cls: str, count: int) -> Callable[[Env, str], None]:
     def check(env: Env, err: str) -> None:
-        import dataset
-
         labels = np.load(env.tmp / "cache" / "listgame_Train_1" / "labels.npy")
-        assert labels[:, dataset.load_class_map("highlight").classes.index(cls)].sum() == 0
+        assert labels[:, ["background", cls].index(cls)].sum() == count
 
     return check
+
+
+def _goal_map(e: Env) -> list[str]:
+    """A one-class map, so one game with a goal has a positive window of every class."""
+    return ["--class_map", str(e.file("goal.json", json.dumps({"labels": {"goal": ["Goal"]}})))]
 
 
 def _covered(text: str) -> Callable[[Env, str], None]:
@@ -395,17 +398,32 @@ CASES: dict[str, Case] = {
     ),
     "training: label past the half's end is no event of the last window": Case(
         "train",
-        lambda e: e.train([ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)]),
+        lambda e: e.train(
+            [ann("1 - 00:15", "Goal"), ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)], *_goal_map(e)
+        ),
         0,
-        "Labels-v2.json: ignored 2 of 2 events: outside their half: Goal at 1 - 95:00",
-        _cache_has_no("goal"),
+        "Labels-v2.json: ignored 2 of 3 events: outside their half: Goal at 1 - 95:00",
+        _cache_positives("goal", 1),
+    ),
+    "training: a class without positive window stops before the first epoch": Case(
+        "train",
+        lambda e: e.train([ann("1 - 00:15", "Goal")]),
+        2,
+        "classes card, subs have no positive training window (label files Labels-v2.json; class map vd_v2",
     ),
     "training: unknown label and half 3 reported once": Case(
-        "train", lambda e: e.train(ODD_LABELS), 0, "ignored 3 of 4 events: half 3 x1; unknown label 'Alien invasion' x2"
+        "train",
+        lambda e: e.train(ODD_LABELS, *_goal_map(e)),
+        0,
+        "ignored 3 of 4 events: half 3 x1; unknown label 'Alien invasion' x2",
     ),
     "training: class map label no game has": Case(
         "train",
-        lambda e: e.train(ODD_LABELS[:1], "--class_map", str(e.file("m.json", json.dumps(GOALL_MAP)))),
+        lambda e: e.train(
+            [*ODD_LABELS[:1], ann("1 - 00:40", "Yellow card")],
+            "--class_map",
+            str(e.file("m.json", json.dumps(GOALL_MAP))),
+        ),
         0,
         "label(s) 'Goall' appear in no game",
     ),
@@ -675,7 +693,7 @@ def test_full_disk_while_the_timeline_is_written_keeps_the_earlier_run(model, vi
 def test_full_disk_during_training_is_one_line(model, video, tmp_path, capsys):
     """A full disk during training: the best model cannot be saved -> one line naming it, no temporary file left."""
     env = Env(tmp_path, model, video)
-    argv = env.train([ann("1 - 00:10", "Goal", 10_000)])
+    argv = env.train([ann("1 - 00:10", "Goal", 10_000)], *_goal_map(env))
     with full_disk(tmp_path / "Model", ".keras"), pytest.raises(SystemExit) as exit_info:
         run_cli(ClassificationMinuteBased.main, argv)
     err = capsys.readouterr().err

@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
     """A tiny model trained with a custom class map on games whose extraction.json records an "rgb" recipe."""
     root = tmp_path_factory.mktemp("syn")
     data = synthetic.generate_dataset(
-        root, n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=3.0, progress=False
+        root, n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=8.0, progress=False
     )
     for labels in root.rglob("Labels-v2.json"):
         (labels.parent / "extraction.json").write_text(

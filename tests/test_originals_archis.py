@@ -125,3 +125,13 @@ def test_a_model_saved_before_the_spec_named_its_gating_keeps_it(tmp_path):
     assert all(_gating(old).values()) and old.spec.context_gating is True
     x = {m: np.ones((1, 4, 16), "float32") for m in ("video", "audio")}
     np.testing.assert_allclose(np.asarray(old(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_cmgaarchi3_is_the_seeds_pooled_bottleneck_and_the_paper_layout_keeps_its_name():
+    import archis
+
+    seed = archis.build_model("CMGAArchi3", vlad_k=2, window_seconds=3, seed=0)
+    assert seed.spec.architecture == "cmga_bottleneck"
+    assert seed.get_layer("logits").get_weights()[0].shape[0] == 512  # classifies the fused 512-d token
+    paper = archis.build_model("bottleneck", vlad_k=2, window_seconds=3, seed=0)
+    assert paper.get_layer("logits").get_weights()[0].shape[0] == 1024  # sequences fused, pooled, concatenated

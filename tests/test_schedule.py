@@ -139,6 +139,8 @@ def args_for(data, tflog, *extra):
         "--PCA",
         "--network",
         "VLAD",
+        "--class_map",
+        "highlight",
         "--VLAD_k",
         "4",
         "--WindowSize",

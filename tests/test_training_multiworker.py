@@ -120,6 +120,8 @@ def test_two_workers_resume_and_match_one_process(tmp_path):
             "--PCA",
             "--network",
             "MAX",
+            "--class_map",
+            "highlight",
             "--dropout",
             "0",
             "--WindowSize",

@@ -44,7 +44,7 @@ def predict(cfg: TrainConfig) -> Path:
             tmp,
             classes=np.array(classes),
             halves=np.array(_halves_table(cache)),
-            **{k: arrays[k] for k in cfg.outputs},
+            **{k: arrays[k] for k in ("logits", "labels", *cfg.outputs)},  # ensemble mode reads logits and labels
         )
     print(
         f"{cache.n_windows} windows, mAP {fmt(metrics['mAP'])} "

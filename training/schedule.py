@@ -26,6 +26,7 @@ class SchedulePolicy:
     patience_stop: int = 30
     min_lr: float = 1e-4
     max_epoch: int = 200
+    restore_optimizer: bool = True  # `original` cuts restore the Adam state too (V&D); False: weights only (seed)
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:  # the one check of --schedule
@@ -74,7 +75,7 @@ def schedule_step(state: ScheduleState, score: float, policy: SchedulePolicy) ->
     else:
         plateau_stop = new.since_best >= policy.patience_stop
     stop = "plateau" if plateau_stop else "max_epoch" if epoch >= policy.max_epoch else None
-    return ScheduleStep(new, improved, cut, cut and original, stop)
+    return ScheduleStep(new, improved, cut, cut and original and policy.restore_optimizer, stop)
 
 
 def selection_score(metrics: dict[str, Any], selection: str) -> float:
