@@ -81,10 +81,10 @@ class LiveRun:
         from highlights.spotting import class_labels
 
         self.config, self.live, self.session = config, live, session
-        self.info = session.info
-        self.fps = self.info["frames_per_second"]
-        self.names = list(self.info["class_names"])
-        self.window = int(self.info["window_frames"])
+        self.spec = session.spec
+        self.tps = self.spec.tokens_per_second
+        self.names = list(self.spec.class_names)
+        self.window = int(self.spec.window_frames)
         self.right = self.window - 1 - self.window // 2  # tokens a window needs after its centre
         self.extractor = session.extractor(config)
         self.tokens = LiveTokens(self.extractor, config.out / "recording.m3u8")
@@ -93,7 +93,7 @@ class LiveRun:
         self.outputs = LiveOutputs(
             config.out, self.recorder, class_labels(session.cmap, self.names), self.names, config.half
         )
-        self.online = OnlineDecoder(self.names, config.decoder, self.fps)
+        self.online = OnlineDecoder(self.names, config.decoder, self.tps)
         self.rows: list[np.ndarray] = []  # scored probabilities, [stride, C] per window
         self.pushed = 0  # rows given to the online decoder
         self.records: list[dict] = []
@@ -192,7 +192,7 @@ class LiveRun:
 
     def _give(self, spans: list, tokens: int) -> None:
         """Queue the clips of spans final once `tokens` scores were known (with when, in the stream, that was)."""
-        needed = (tokens + self.right) / self.fps  # the stream's second up to which tokens were needed
+        needed = (tokens + self.right) / self.tps  # the stream's second up to which tokens were needed
         for span in spans:
             rule = self.config.decoder.rule(span.label)
             self._clips.put(
@@ -209,9 +209,9 @@ class LiveRun:
     def _state(self, *, final: bool) -> None:
         """live.json, and report.html with the scores and spans so far; one warning when falling behind."""
         elapsed = max(1e-6, time.monotonic() - self.clock.started)
-        scored = len(self.rows) * self.config.stride / self.fps
+        scored = len(self.rows) * self.config.stride / self.tps
         received = self.recorder.recorded
-        lag = max(0.0, received - scored - self.window / 2 / self.fps)
+        lag = max(0.0, received - scored - self.window / 2 / self.tps)
         self.clock.worst_lag = max(self.clock.worst_lag, lag)
         state = {
             "state": "finished" if final else "live",
@@ -240,9 +240,9 @@ class LiveRun:
         from highlights.report import write_report
 
         probs = np.concatenate(self.rows) if self.rows else np.zeros((1, len(self.names)))
-        half = Half(self.config.half, probs, probs, duration=len(probs) / self.fps, probs=probs)
+        half = Half(self.config.half, probs, probs, duration=len(probs) / self.tps, probs=probs)
         half.spans = [g for given in self.online.given for g in given]
-        result = Result(self._final_config(), self.info, [half], {}, {}, self._random(), cmap=self.session.cmap)
+        result = Result(self._final_config(), self.spec, [half], {}, {}, self._random(), cmap=self.session.cmap)
         write_report(self.config.out / "report.html", result, folder=self.config.out)
 
     def _final_config(self) -> Config:
@@ -271,8 +271,8 @@ class LiveRun:
         probs = np.concatenate(self.rows)[: len(video)]
         half = Half(self.config.half, video, audio, duration=duration, probs=probs)
         config = self._final_config()
-        _decode(config, self.info, [half])
-        result = Result(config, self.info, [half], {}, {}, self._random(), cmap=self.session.cmap)
+        _decode(config, self.spec, [half])
+        result = Result(config, self.spec, [half], {}, {}, self._random(), cmap=self.session.cmap)
         if result.random_weights:
             warn_random()
         write_outputs(result)
@@ -317,8 +317,8 @@ def run_live(config: Config, live: LiveSettings) -> Result:
     )
     try:
         relay.start()  # recording starts now, while the networks are built
-        session = Session(config)
-        config.decoder.check_classes(session.info["class_names"])
+        session = Session.for_config(config)
+        config.decoder.check_classes(session.spec.class_names)
         live_run = LiveRun(config, live, session, relay)
         try:
             return live_run.run()
@@ -348,6 +348,7 @@ class Relay:
         self._waiting: list[Segment] = []
         self._target: Any = None
         self._ended: Any = None
+        self._over = False  # the recorder has returned (set under the lock, so `attach` cannot miss it)
         recorder.on_segment = self._segment
 
     def start(self) -> None:
@@ -362,7 +363,7 @@ class Relay:
                 target(seg)
             self._target, self._ended = target, ended
             self.recorder.reset_clock()
-            if not self.thread.is_alive():
+            if self._over:
                 ended()
 
     def _segment(self, seg: Segment) -> None:
@@ -376,5 +377,6 @@ class Relay:
             self.errors.append(exc)
         finally:
             with self._lock:
+                self._over = True
                 if self._ended is not None:
                     self._ended()

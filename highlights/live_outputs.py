@@ -63,7 +63,10 @@ class LiveOutputs:
         self.playlist()
 
     def playlist(self, *, final: bool = False) -> None:
-        self.recorder.playlist(self.out / "recording.m3u8", final=final)
+        """highlights.m3u8 (and, when `final`, the finished recording.m3u8; while the stream plays only the
+        recorder's thread writes that one, so a clip can never unfinish it)."""
+        if final:
+            self.recorder.playlist(self.out / "recording.m3u8", final=True)
         write_text(self.out / "highlights.m3u8", highlights_playlist(self.clips, self.out, final=final))
 
     def add(self, span: Any, info: dict[str, Any], since: float) -> dict:

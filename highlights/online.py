@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from common.constants import TOKENS_PER_SECOND
 from highlights.decoder import DecoderConfig, Span, _Spans, candidate_spans, finish_spans, suppressed
 
 EPS = 1e-6  # seconds: margin on "cannot reach" comparisons of float times
@@ -35,11 +36,16 @@ EPS = 1e-6  # seconds: margin on "cannot reach" comparisons of float times
 class OnlineDecoder:
     """Feed per-token probabilities [n, C] in time order; collect final spans as they come."""
 
-    def __init__(self, class_names: Sequence[str], config: DecoderConfig | None = None, fps: float = 2.0):
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        config: DecoderConfig | None = None,
+        tokens_per_second: float = TOKENS_PER_SECOND,
+    ):
         self.names = list(class_names)
         self.config = config or DecoderConfig()
         self.config.check_classes(self.names)
-        self.fps = float(fps)
+        self.tps = float(tokens_per_second)
         self._rows: list[np.ndarray] = []
         self._probs = np.zeros((0, len(self.names)))
         background = self.names.index(self.config.background)
@@ -47,7 +53,7 @@ class OnlineDecoder:
         self.groups = [classes] if self.config.merge_classes else [[c] for c in classes]
         self.given: list[list[Span]] = [[] for _ in self.groups]
         rules = [self.config.rule(n) for n in self.names]
-        self._h = [max(1, round(r.min_peak_distance * self.fps)) for r in rules]
+        self._h = [max(1, round(r.min_peak_distance * self.tps)) for r in rules]
         self._rules = rules
 
     @property
@@ -70,9 +76,10 @@ class OnlineDecoder:
         if len(probs) == 0:
             return []
         q = suppressed(probs, self.names, self.config)
-        known = len(q) / self.fps  # the match lasts at least this long
-        last = [len(q) - 1 - h for h in self._h]  # peaks up to here are settled
-        raw = candidate_spans(q, self.names, known, self.config, self.fps, last_token=last)
+        known = len(q) / self.tps  # the match lasts at least this long
+        last = np.array([len(q) - 1 - h for h in self._h])  # peaks up to here are settled
+        raw = candidate_spans(q, self.names, known, self.config, self.tps)
+        raw = raw.take(np.flatnonzero(np.round(raw.peak * self.tps) <= last[raw.cls]))
         out: list[Span] = []
         for g, classes in enumerate(self.groups):
             if any(self._rules[c].nms_iou <= 0 for c in classes):
@@ -91,7 +98,7 @@ class OnlineDecoder:
         if len(probs) == 0:
             return []
         q = suppressed(probs, self.names, self.config)
-        raw = candidate_spans(q, self.names, duration, self.config, self.fps)
+        raw = candidate_spans(q, self.names, duration, self.config, self.tps)
         rest: list[Span] = []
         for g, classes in enumerate(self.groups):
             clips = finish_spans(raw.take(np.flatnonzero(np.isin(raw.cls, classes))), self.names, duration, self.config)
@@ -114,7 +121,7 @@ class OnlineDecoder:
             ):
                 first = t
                 break
-        return max(0.0, first / self.fps - rule.before)
+        return max(0.0, first / self.tps - rule.before)
 
     def _final_part(self, spans: _Spans, classes: list[int], reach: float) -> _Spans:
         """The candidate spans of the groups (separated by more than the largest gap) that end, with the gap,

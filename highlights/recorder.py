@@ -124,15 +124,16 @@ class Recorder:
                 if open_gap:
                     open_gap[0].lost_sec = round(first - open_gap[1], 3)
                     open_gap = None
-                last_data = last
+                last_data = last if last is not None else first
             now = time.monotonic()
             if stop.is_set() or kind != "network" or self._quiet(last_data) >= self.end_after_sec:
                 break
-            if open_gap is None:
+            if open_gap is None and self.segments:  # waiting for the stream to start is no gap
                 open_gap = (Gap(self.recorded), last_data)
                 self.gaps.append(open_gap[0])
                 log.warning("%s: no data at %.1f s of the recording, reconnecting", self.source, self.recorded)
-            open_gap[0].reconnects += 1
+            if open_gap is not None:
+                open_gap[0].reconnects += 1
             if now - started < backoff:  # failed fast (refused, unreachable): wait before the next try
                 stop.wait(backoff)
                 backoff = min(8.0, backoff * 2)
@@ -168,7 +169,9 @@ class Recorder:
         progress = threading.Thread(target=_follow_progress, args=(proc, moved), daemon=True)
         progress.start()
         stderr: list[bytes] = []
-        drain = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+        err = proc.stderr
+        assert err is not None
+        drain = threading.Thread(target=lambda: stderr.append(err.read()), daemon=True)
         drain.start()
         started = time.monotonic()
         try:
@@ -217,9 +220,10 @@ def playlist_text(segments: list[Segment], base: Path, *, final: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _follow_progress(proc: subprocess.Popen, moved: list[float]) -> None:
+def _follow_progress(proc: subprocess.Popen, moved: list[float | None]) -> None:
     """Note when ffmpeg's output time first and last advanced (its `-progress` lines): when data came."""
     last = None
+    assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith(b"out_time_us="):
             value = line.split(b"=", 1)[1].strip()

@@ -183,13 +183,10 @@ def test_growing_hls_folder_live_spans_equal_offline_spans(tiny_model, match, de
 def test_a_stream_that_stops_for_10_s_goes_on_with_the_gap_recorded(tiny_model, match, decoder_config, tmp_path):
     out, port = tmp_path / "live", _free_udp_port()
     with playing(match, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316", ready=out / "spans.jsonl") as sender:
-        pause = threading.Timer(20 / RATE, _pause, (sender, 10.0))
+        pause = threading.Thread(target=_pause, args=(sender, 20 / RATE, 10.0), daemon=True)
         pause.start()
-        try:
-            _live(tiny_model, out, _udp(port), decoder_config, "--live_stall", "2", "--live_end_after", "15")
-        finally:
-            pause.cancel()
-            pause.join()
+        _live(tiny_model, out, _udp(port), decoder_config, "--live_stall", "2", "--live_end_after", "15")
+        pause.join()
     state = json.loads((out / "live.json").read_text())
     (gap,) = state["gaps"]
     assert 15 <= gap["at"] <= 25 and gap["lost_sec"] >= 8 and gap["reconnects"] >= 1
@@ -200,12 +197,15 @@ def test_a_stream_that_stops_for_10_s_goes_on_with_the_gap_recorded(tiny_model, 
     assert sorted(map(_key, lines)) == sorted(map(_key, _offline(tiny_model, out, decoder_config)["spans"]))
 
 
-def _pause(sender: Sender, seconds: float) -> None:
+def _pause(sender: Sender, after: float, seconds: float) -> None:
+    """Stop the sender for `seconds`, `after` seconds after it started."""
     while sender.proc is None and not sender.cancelled.wait(0.1):
         pass
-    with contextlib.suppress(ProcessLookupError, AttributeError):
+    if sender.proc is None or sender.cancelled.wait(after):
+        return
+    with contextlib.suppress(ProcessLookupError):
         os.kill(sender.proc.pid, signal.SIGSTOP)
-        time.sleep(seconds)
+        sender.cancelled.wait(seconds)
         os.kill(sender.proc.pid, signal.SIGCONT)
 
 

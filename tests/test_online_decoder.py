@@ -11,7 +11,7 @@ from highlights.decoder import ClassRule, DecoderConfig, decode
 from highlights.online import OnlineDecoder
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
-FPS = 2.0
+TPS = 2.0
 
 
 def _curve(rng: np.random.Generator, tokens: int) -> np.ndarray:
@@ -59,7 +59,7 @@ def _stream(decoder: OnlineDecoder, probs: np.ndarray, rng: np.random.Generator)
         n = int(rng.integers(1, 12))
         given += [(t + n, s) for s in decoder.push(probs[t : t + n])]
         t += n
-    return given + [(len(probs) + 1, s) for s in decoder.close(len(probs) / FPS)]
+    return given + [(len(probs) + 1, s) for s in decoder.close(len(probs) / TPS)]
 
 
 def _key(span) -> tuple:
@@ -71,8 +71,8 @@ def test_online_spans_equal_offline_spans_on_random_curves(seed):
     rng = np.random.default_rng(seed)
     probs = _curve(rng, int(rng.integers(20, 900)))
     cfg = _config(rng)
-    given = [s for _, s in _stream(OnlineDecoder(NAMES, cfg, FPS), probs, rng)]
-    offline = decode(probs, NAMES, len(probs) / FPS, cfg, fps=FPS)
+    given = [s for _, s in _stream(OnlineDecoder(NAMES, cfg, TPS), probs, rng)]
+    offline = decode(probs, NAMES, len(probs) / TPS, cfg, tokens_per_second=TPS)
     assert sorted(given, key=_key) == offline
     for label in NAMES[1:]:  # each class's spans come out in time order
         if not cfg.merge_classes:
@@ -80,8 +80,8 @@ def test_online_spans_equal_offline_spans_on_random_curves(seed):
 
 
 def _lone_peak(seconds: float, at: float, value: float = 0.9) -> np.ndarray:
-    p = np.zeros((int(seconds * FPS), len(NAMES)))
-    p[int(at * FPS), NAMES.index("goal")] = value
+    p = np.zeros((int(seconds * TPS), len(NAMES)))
+    p[int(at * TPS), NAMES.index("goal")] = value
     return p
 
 
@@ -90,29 +90,29 @@ RULE = ClassRule(before=10, after=20, threshold=0.5, min_peak_distance=5, merge_
 
 def test_a_lone_span_is_final_once_no_later_peak_could_reach_it():
     cfg = DecoderConfig(rules={}, default=RULE, min_gap_sec=0)
-    given = _stream(OnlineDecoder(NAMES, cfg, FPS), _lone_peak(600, 100), np.random.default_rng(0))
+    given = _stream(OnlineDecoder(NAMES, cfg, TPS), _lone_peak(600, 100), np.random.default_rng(0))
     ((tokens, span),) = given
     assert (span.start, span.end) == (90, 120)
     # a later goal peak's span starts `before` earlier: it cannot reach this one once it is past end + gap + before
-    assert (120 + 4 + 10) * FPS < tokens <= (120 + 4 + 10) * FPS + 12
+    assert (120 + 4 + 10) * TPS < tokens <= (120 + 4 + 10) * TPS + 12
 
 
 def test_a_later_peak_that_merges_with_a_span_holds_it_back():
     p = _lone_peak(600, 100)
-    p[int(130 * FPS), NAMES.index("goal")] = 0.8  # span [120, 150]: merged with [90, 120]
+    p[int(130 * TPS), NAMES.index("goal")] = 0.8  # span [120, 150]: merged with [90, 120]
     cfg = DecoderConfig(rules={}, default=RULE, min_gap_sec=0)
-    ((tokens, span),) = _stream(OnlineDecoder(NAMES, cfg, FPS), p, np.random.default_rng(1))
+    ((tokens, span),) = _stream(OnlineDecoder(NAMES, cfg, TPS), p, np.random.default_rng(1))
     assert (span.start, span.end, span.score) == (90, 150, 0.9)
-    assert tokens > (150 + 4 + 10) * FPS
+    assert tokens > (150 + 4 + 10) * TPS
 
 
 def test_the_budget_is_left_to_the_end_and_nms_iou_zero_classes_wait_for_it():
     p = _lone_peak(600, 100)
-    p[int(400 * FPS), NAMES.index("goal")] = 0.95
+    p[int(400 * TPS), NAMES.index("goal")] = 0.95
     budget = DecoderConfig(rules={}, default=RULE, min_gap_sec=0, max_total_sec=30)
-    given = _stream(OnlineDecoder(NAMES, budget, FPS), p, np.random.default_rng(2))
+    given = _stream(OnlineDecoder(NAMES, budget, TPS), p, np.random.default_rng(2))
     assert [(s.start, s.end) for _, s in given] == [(90, 120), (390, 420)]  # every span, the budget unapplied
     assert [(s.start, s.end) for s in decode(p, NAMES, 600, budget)] == [(390, 420)]
     global_nms = dataclasses.replace(budget, default=dataclasses.replace(RULE, nms_iou=0.0), max_total_sec=None)
-    given = _stream(OnlineDecoder(NAMES, global_nms, FPS), p, np.random.default_rng(3))
+    given = _stream(OnlineDecoder(NAMES, global_nms, TPS), p, np.random.default_rng(3))
     assert [(t, s.start) for t, s in given] == [(len(p) + 1, 390)]
