@@ -43,7 +43,20 @@ def _network_args(p: argparse.ArgumentParser) -> None:
         "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
         "it made",
     )
-    p.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument(
+        "--runtime",
+        choices=["openvino", "tensorflow"],
+        help="runtime of the feature networks (default: openvino on a CPU, tensorflow on a GPU); openvino "
+        "converts each network once (cached) and gives TensorFlow's float32 features",
+    )
+    p.add_argument(
+        "--compute_dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "int8"],
+        help="precision of the feature networks; int8 (OpenVINO) needs --int8_model from `calibrate`",
+    )
+    p.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate` (for int8)")
+    p.add_argument("--cache_dir", help="converted OpenVINO models (default: $KERAS_HOME/models/openvino)")
     p.add_argument("--frames_per_call", type=int, default=32, help="frames per ResNet call (memory vs speed)")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
 
@@ -125,6 +138,9 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
         seed=args.seed,
         video_name=args.video_feature_name,
         audio_name=args.audio_feature_name,
+        runtime=args.runtime,
+        cache_dir=args.cache_dir,
+        int8_model=args.int8_model,
     )
 
 
@@ -207,7 +223,13 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
         if resnet is None:
             import_tensorflow(args.verbose)
             resnet = FrameEmbedder(
-                args.weights, resnet_weights=args.resnet_weights, compute_dtype=args.compute_dtype, seed=args.seed
+                args.weights,
+                resnet_weights=args.resnet_weights,
+                compute_dtype=args.compute_dtype,
+                seed=args.seed,
+                runtime=args.runtime,
+                cache_dir=args.cache_dir,
+                int8_model=args.int8_model,
             )
         for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
             yield resnet(chunk)
