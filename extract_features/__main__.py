@@ -5,6 +5,8 @@ python -m extract_features --tree SOCCERNET_ROOT [--out_root OUT] [--num_shards 
 python -m extract_features --list videos.txt --pca pca.npz
 python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
 python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
+python -m extract_features calibrate --video match1.mkv match2.mkv --out int8/ [--pca pca.npz]
+python -m extract_features check_precision --video match.mkv --compute_dtype int8 --int8_model int8/ [--model M.keras]
 """
 
 from __future__ import annotations
@@ -279,7 +281,24 @@ def convert_pca_main(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"fit_pca": fit_pca_main, "convert_pca": convert_pca_main}
+def calibrate_main(argv: Sequence[str]) -> int:
+    from extract_features.calibrate import calibrate_main as run
+
+    return run(argv)
+
+
+def check_precision_main(argv: Sequence[str]) -> int:
+    from extract_features.check_precision import check_precision_main as run
+
+    return run(argv)
+
+
+COMMANDS = {
+    "fit_pca": fit_pca_main,
+    "convert_pca": convert_pca_main,
+    "calibrate": calibrate_main,
+    "check_precision": check_precision_main,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -251,6 +251,7 @@ class AudioEmbedder:
             xml = rt.load_int8(int8_model, "vggish", key)
         else:
             xml = rt.cached_model("vggish", key, lambda: rt.convert(self.keras_function("features")), cache_dir)
+        self.xml = xml
         self._features = rt.CompiledNetwork(xml, compute_dtype)
         if need_embedding:
             dtype = "float32" if compute_dtype == "int8" else compute_dtype

@@ -77,10 +77,10 @@ def score_change(reference: np.ndarray, other: np.ndarray) -> dict:
 
 
 def span_change(reference: list, other: list) -> dict:
-    """How many decoded spans (label, start, end) are kept, lost and new under the other precision."""
+    """How many decoded spans (same label, start and end to 0.1 s) are kept, lost and new under the other precision."""
 
     def keys(spans):
-        return {(s["label"], round(s["start"], 1), round(s["end"], 1)) for s in spans}
+        return {(s.label, round(s.start, 1), round(s.end, 1)) for s in spans}
 
     ref, oth = keys(reference), keys(other)
     return {"float32": len(ref), "same": len(ref & oth), "lost": len(ref - oth), "new": len(oth - ref)}

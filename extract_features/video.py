@@ -116,6 +116,7 @@ class FrameEmbedder:
             xml = rt.load_int8(int8_model, "resnet", self.cache_key())
         else:
             xml = rt.cached_model("resnet152", self.cache_key(), lambda: rt.convert(self.keras_function()), cache_dir)
+        self.xml = xml
         self._network = rt.CompiledNetwork(xml, compute_dtype)
 
     def cache_key(self) -> dict:
