@@ -102,7 +102,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
         problem = frame_rate_problem(record, fps)
         if problem:
             raise UserError(f"{game}: {problem}")
-        check_recipe(recipe_of(record), str(game))
+        check_recipe(recipe_of(record), str(game), record)
         spots = []
         for half in (1, 2):
             video, audio = dataset.load_half(

@@ -80,6 +80,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ext = p.add_argument_group("feature extraction (--video without features)")
     ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
     ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    ext.add_argument("--feature_runtime", choices=("openvino", "tensorflow"), help="default: openvino on a CPU")
+    ext.add_argument(
+        "--feature_dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "int8"),
+        help="feature networks' precision (int8: --int8_model from `python -m extract_features calibrate`)",
+    )
+    ext.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate`")
     reel = p.add_argument_group("reel")
     reel.add_argument("--fast", action="store_true", help="stream copy: cuts snap to keyframes")
     reel.add_argument(
@@ -197,6 +205,9 @@ def _shared_config(args: argparse.Namespace) -> Config:
         nms_rule=args.nms_rule,
         score_placement=args.score_placement,
         pca=_path(args.pca),
+        feature_runtime=args.feature_runtime,
+        feature_dtype=args.feature_dtype,
+        int8_model=args.int8_model,
         fast=args.fast,
         intro_sec=args.intro_sec,
         outro_sec=args.outro_sec,

@@ -52,6 +52,9 @@ class Config:
     score_placement: str = "centre"
     weights: str = "imagenet"
     pca: Path | None = None
+    feature_runtime: str | None = None  # the feature networks' runtime (None: OpenVINO on a CPU)
+    feature_dtype: str = "float32"
+    int8_model: str | None = None
     fast: bool = False
     intro_sec: float = 15.0  # the seed's reel: the first and last 15 s of the match at its ends
     outro_sec: float = 15.0
@@ -96,10 +99,21 @@ def check_match(config: Config) -> None:
             raise UserError(f"{config.video}: no such file")
         _check_video(config.video)
     if config.video and not config.features_video:
-        from extract_features import ExtractConfig
-
-        ExtractConfig(weights=config.weights, pca=str(config.pca) if config.pca else None)  # checked before loading
+        extract_config(config)  # checked before loading
     _check_writable(config.out)
+
+
+def extract_config(config: Config) -> Any:
+    """The feature extraction settings of `config` (an extract_features.ExtractConfig)."""
+    from extract_features import ExtractConfig
+
+    return ExtractConfig(
+        weights=config.weights,
+        pca=str(config.pca) if config.pca else None,
+        runtime=config.feature_runtime,
+        compute_dtype=config.feature_dtype,
+        int8_model=config.int8_model,
+    )
 
 
 def _check_video(video: Path) -> None:
@@ -156,15 +170,15 @@ class Session:
         self.check_recipe = RecipeCheck(self.info["feature_recipe"], config.model.name)
         self.load_seconds = time.perf_counter() - t0
         self._extractor: Any = None
-        self._extract_settings: tuple | None = None
+        self._extract_settings: Any = None
 
     def extractor(self, config: Config) -> Any:
         """The feature extractor for `config`'s extraction settings (built once)."""
-        settings = (config.weights, str(config.pca) if config.pca else None)
+        settings = extract_config(config)
         if self._extractor is None or settings != self._extract_settings:
-            from extract_features.pipeline import ExtractConfig, Extractor
+            from extract_features.pipeline import Extractor
 
-            self._extractor = Extractor(ExtractConfig(weights=settings[0], pca=settings[1]))
+            self._extractor = Extractor(settings)
             self._extract_settings = settings
         return self._extractor
 
@@ -269,7 +283,7 @@ def _check_record(session: Session, record: dict | None, what: str) -> None:
     problem = frame_rate_problem(record, session.info["frames_per_second"])
     if problem:
         raise UserError(f"{what}: {problem}")
-    session.check_recipe(recipe_of(record), what)
+    session.check_recipe(recipe_of(record), what, record)
 
 
 def _check_duration(video: Path, covered_sec: float) -> float:

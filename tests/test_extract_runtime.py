@@ -154,3 +154,17 @@ def test_drift_rule_warns_on_int8_features_for_a_float32_model(caplog):
         check(recipe_of(int8_record(2 * DRIFT_WARN)), "game 2", int8_record(2 * DRIFT_WARN))
     assert [r.getMessage() for r in caplog.records if "drift" in r.getMessage()][0].startswith("game: int8")
     assert sum("drift" in r.getMessage() for r in caplog.records) == 1  # once per run
+
+
+def test_inference_passes_its_feature_network_flags_to_the_extractor(tiny_model, clip, tmp_path):
+    import inference
+    from highlights.pipeline import extract_config
+
+    argv = ["--model", str(tiny_model), "--out", str(tmp_path / "o"), "--video", str(clip), "--weights", "random"]
+    config = inference.build_config(inference.parse_args([*argv, "--feature_runtime", "tensorflow"]))
+    extract = extract_config(config)
+    assert (extract.runtime, extract.compute_dtype) == ("tensorflow", "float32")
+    config = inference.build_config(inference.parse_args([*argv, "--feature_dtype", "int8", "--int8_model", "q"]))
+    assert extract_config(config).int8_model == "q"
+    with pytest.raises(UserError, match="--int8_model"):
+        extract_config(inference.build_config(inference.parse_args([*argv, "--feature_dtype", "int8"])))
