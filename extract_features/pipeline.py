@@ -2,8 +2,8 @@
 
 Three threads: ffmpeg frames are decoded into a small queue (never more than a few batches in memory),
 the audio side (ffmpeg -> log-mel -> VGGish) runs on its own, and a third runs ResNet-152 + PCA.
-TensorFlow releases the GIL, so the three overlap; on a CPU-bound machine the network sets the pace. The
-caller's thread only waits, so Ctrl-C (or SIGTERM, which `common.errors` turns into a KeyboardInterrupt)
+The networks' runtime (OpenVINO on a CPU, else TensorFlow) releases the GIL, so the three overlap; on a
+CPU-bound machine the network sets the pace. The caller's thread only waits, so Ctrl-C (or SIGTERM, which `common.errors` turns into a KeyboardInterrupt)
 is seen at once and the run stops after the network's current slice (4 frames on CPU) instead of its
 whole batch; nothing is written until a video is complete.
 
@@ -325,30 +325,16 @@ class _Stages:
 def _resnet(weights, resnet_weights, seed, runtime, compute_dtype, cache_dir, int8_model):
     from extract_features.video import FrameEmbedder
 
-    return FrameEmbedder(
-        weights,
-        resnet_weights=resnet_weights,
-        compute_dtype=compute_dtype,
-        seed=seed,
-        runtime=runtime,
-        cache_dir=cache_dir,
-        int8_model=int8_model,
-    )
+    net = {"runtime": runtime, "compute_dtype": compute_dtype, "cache_dir": cache_dir, "int8_model": int8_model}
+    return FrameEmbedder(weights, resnet_weights=resnet_weights, seed=seed, **net)
 
 
 @functools.lru_cache(maxsize=2)
 def _vggish(spec, need_embedding, seed, runtime, compute_dtype, cache_dir, int8_model):
     from extract_features.audio import AudioEmbedder
 
-    return AudioEmbedder(
-        spec,
-        need_embedding=need_embedding,
-        seed=seed,
-        runtime=runtime,
-        compute_dtype=compute_dtype,
-        cache_dir=cache_dir,
-        int8_model=int8_model,
-    )
+    net = {"runtime": runtime, "compute_dtype": compute_dtype, "cache_dir": cache_dir, "int8_model": int8_model}
+    return AudioEmbedder(spec, need_embedding=need_embedding, seed=seed, **net)
 
 
 class _NoBar:
