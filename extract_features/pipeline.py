@@ -3,9 +3,9 @@
 Three threads: ffmpeg frames are decoded into a small queue (never more than a few batches in memory),
 the audio side (ffmpeg -> log-mel -> VGGish) runs on its own, and a third runs ResNet-152 + PCA.
 The networks' runtime (OpenVINO on a CPU, else TensorFlow) releases the GIL, so the three overlap; on a
-CPU-bound machine the network sets the pace. The caller's thread only waits, so Ctrl-C (or SIGTERM, which `common.errors` turns into a KeyboardInterrupt)
-is seen at once and the run stops after the network's current slice (4 frames on CPU) instead of its
-whole batch; nothing is written until a video is complete.
+CPU-bound machine the network sets the pace. The caller's thread only waits, so Ctrl-C (or SIGTERM, which
+`common.errors` turns into a KeyboardInterrupt) is seen at once and the run stops after the network's
+current slice (4 frames on CPU) instead of its whole batch; nothing is written until a video is complete.
 
 The feature recipe is recorded in extraction.json as `"recipe": {"video": "soccernet" | "rgb", "audio":
 "channel_mean"}`; `read_recipe` / `recipe_of` read it back (records written before recipes were recorded
