@@ -55,6 +55,47 @@ print(json.dumps({"startup": startup, "backbone_fps": len(frames) / (time.perf_c
 """
 
 
+HINTS_CHILD = """
+import json, sys, time
+import numpy as np
+from common.quiet import import_tensorflow
+import_tensorflow(False)
+from extract_features.runtime import CompiledNetwork
+from extract_features.video import FrameEmbedder
+xml = FrameEmbedder("random", seed=0, runtime="openvino").xml
+frames = np.random.default_rng(0).integers(0, 256, (int(sys.argv[1]), 224, 224, 3), dtype=np.uint8)
+out = {}
+for _ in range(2):  # two alternating rounds; the better of the two
+    for hint in ("LATENCY", "THROUGHPUT"):
+        net = CompiledNetwork(xml, "float32", hint=hint)
+        for size in (1, 4, 8, 32):
+            net(frames[:size])
+            t = time.perf_counter()
+            for i in range(0, len(frames), size):
+                net(frames[i : i + size])
+            fps = len(frames) / (time.perf_counter() - t)
+            key = f"{hint} x{net.requests} requests, calls of {size}"
+            out[key] = max(out.get(key, 0), fps)
+print(json.dumps(out))
+"""
+
+
+def hints(frames: int) -> str:
+    """OpenVINO float32 ResNet-152 frames/s: latency vs throughput hint (requests in flight), per call size."""
+    done = subprocess.run(
+        [sys.executable, "-c", HINTS_CHILD, str(frames)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": "."},
+    )
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    return "| OpenVINO float32 ResNet-152 | frames/s |\n|---|---|\n" + "\n".join(
+        f"| {k} | {v:.2f} |" for k, v in rows.items()
+    )
+
+
 def peak_rss_run(args: list[str]) -> tuple[float, float]:
     """Run a command; (wall seconds, peak RSS in GB, polled every 50 ms)."""
     import psutil
@@ -125,7 +166,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--calibration_frames", type=int, default=200)
     p.add_argument("--backbone_frames", type=int, default=64)
+    p.add_argument("--hints", action="store_true", help="only: latency vs throughput hint, by call size")
     args = p.parse_args()
+    if args.hints:
+        print(hints(args.backbone_frames))
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     video = generate(OUT / f"match_{args.minutes:g}min_720p.mp4", args.minutes)
     int8 = OUT / "int8"
