@@ -190,7 +190,9 @@ class CompiledNetwork:
     """A converted network compiled for the CPU: numpy batch in, float32 numpy out (safe to call from one thread
     at a time per instance; calls are serialised by a lock)."""
 
-    def __init__(self, xml: Path, compute_dtype: str = "float32", *, hint: str = "LATENCY", threads: int = 0):
+    def __init__(
+        self, xml: Path, compute_dtype: str = "float32", *, hint: str = "LATENCY", threads: int = 0, requests: int = 0
+    ):
         import openvino as ov
 
         core = ov.Core()
@@ -201,7 +203,7 @@ class CompiledNetwork:
             self.compiled = core.compile_model(core.read_model(xml), "CPU", config)
         except RuntimeError as exc:
             raise UserError(f"{xml}: OpenVINO cannot load this model ({str(exc).splitlines()[0][:200]})") from exc
-        self.requests = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.requests = requests or max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._queue = ov.AsyncInferQueue(self.compiled, self.requests)
         self._lock = threading.Lock()
 

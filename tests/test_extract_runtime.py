@@ -168,3 +168,13 @@ def test_inference_passes_its_feature_network_flags_to_the_extractor(tiny_model,
     assert extract_config(config).int8_model == "q"
     with pytest.raises(UserError, match="--int8_model"):
         extract_config(inference.build_config(inference.parse_args([*argv, "--feature_dtype", "int8"])))
+
+
+def test_throughput_mode_splits_a_batch_over_requests_and_keeps_row_order(tmp_path):
+    vggish = AudioEmbedder("random", seed=5, runtime="openvino", cache_dir=tmp_path)
+    x = np.random.default_rng(2).standard_normal((5, 46, 64, 1)).astype(np.float32)
+    latency = runtime.CompiledNetwork(vggish.xml, "float32")(x)
+    net = runtime.CompiledNetwork(vggish.xml, "float32", hint="THROUGHPUT", requests=3)
+    assert net.requests == 3
+    np.testing.assert_allclose(net(x), latency, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net(x[:1]), latency[:1], rtol=1e-5, atol=1e-6)
