@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.constants import FEATURE_DIM
 from common.errors import UserError
 from extract_features import logmel
 from extract_features.weights import assign_random, download_or_fail, keras_home
@@ -43,7 +44,6 @@ GOOGLE_SCOPES = {
 }
 CHECKPOINT_NAME = "vggish_model.ckpt"
 CHECKPOINT_URL = "https://storage.googleapis.com/audioset/vggish_model.ckpt"
-FEATURE_DIM = 512
 EMBEDDING_DIM = 128
 
 
@@ -298,6 +298,7 @@ class AudioEmbedder:
         return tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     def _load(self, weights: VggishWeights, need_embedding: bool, seed: int) -> None:
+        assert self._models is not None
         embedding_model = self._models[1]
         if weights.keras_file is not None:
             try:

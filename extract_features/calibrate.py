@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,8 @@ def _every(total: int, wanted: int) -> int:
 def sample_frames(videos: Sequence[Path], count: int, transform: str, recipe: str) -> tuple[np.ndarray, np.ndarray]:
     """(calibration frames, held-out frames between them), evenly spaced over each video."""
     quota = math.ceil(count / len(videos))
-    calib, held = [], []
+    calib: list[np.ndarray] = []
+    held: list[np.ndarray] = []
     for path in videos:
         info = decode.check_video(path, need_audio=False)
         step = _every(decode.expected_tokens(info.duration, recipe), quota)
@@ -73,7 +75,8 @@ def sample_frames(videos: Sequence[Path], count: int, transform: str, recipe: st
 def sample_pieces(videos: Sequence[Path], count: int) -> tuple[np.ndarray, np.ndarray]:
     """(calibration log-mel pieces [N, 46, 64], held-out pieces), evenly spaced over each video's audio."""
     quota = math.ceil(count / len(videos))
-    calib, held = [], []
+    calib: list[np.ndarray] = []
+    held: list[np.ndarray] = []
     for path in videos:
         info = decode.check_video(path, need_audio=True)
         step = _every(int(info.duration * 2), quota)
@@ -130,7 +133,11 @@ def calibrate(args: argparse.Namespace, staging: Path) -> dict:
     resnet, vggish = _networks(args)
     frames, held_frames = sample_frames(videos, args.frames, args.transform, args.recipe)
     pieces, held_pieces = sample_pieces(videos, args.frames)
-    report = {"compute_dtype": "int8", "source": "calibrate", "videos": [str(v.absolute()) for v in videos]}
+    report: dict[str, Any] = {
+        "compute_dtype": "int8",
+        "source": "calibrate",
+        "videos": [str(v.absolute()) for v in videos],
+    }
     report["calibration"] = {"frames": len(frames), "pieces": len(pieces), "held_out": len(held_frames)}
     for name, net, samples, held, project in (
         ("resnet", resnet, frames, held_frames, _projection(args)),

@@ -76,11 +76,11 @@ def model_change(model_path: str, ref, other) -> dict:
     from highlights.spotting import Scorer
 
     model = archis.load_model(model_path)
-    info = archis.model_info(model)
+    spec = archis.model_info(model)
     scorer = Scorer(model)
-    fps = info["frames_per_second"]
+    rate = spec.tokens_per_second
     probs = [scorer.score_half(f.video, f.audio, progress=False) for f in (ref, other)]
-    spans = [decode_spans(p, info["class_names"], len(p) / fps, fps=fps) for p in probs]
+    spans = [decode_spans(p, spec.class_names, len(p) / rate, tokens_per_second=rate) for p in probs]
     return {"scores": fidelity.score_change(*probs), "spans": fidelity.span_change(*spans)}
 
 

@@ -196,7 +196,10 @@ class CompiledNetwork:
         import openvino as ov
 
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": _PRECISION_HINT[compute_dtype], "PERFORMANCE_HINT": hint}
+        config: dict[str, str | int] = {
+            "INFERENCE_PRECISION_HINT": _PRECISION_HINT[compute_dtype],
+            "PERFORMANCE_HINT": hint,
+        }
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
