@@ -30,6 +30,7 @@ from typing import Any
 from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
 from common.constants import FEATURE_NAMES
 from common.errors import UserError, run_cli
+from common.names import unique_names
 from highlights.outputs import summary
 from highlights.pipeline import Config, check_match, run, run_many
 
@@ -126,8 +127,8 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def build_configs(args: argparse.Namespace) -> list[Config]:
-    """One Config per video named by the INPUTs, each with its own folder under --out (a repeated name gets a
-    `_`); features already extracted beside a video are reused. The videos themselves are checked one by one
+    """One Config per video named by the INPUTs, each with its own folder under --out named after the video
+    (`common.names.unique_names`: safe, and the same whatever the order of the inputs); features already extracted beside a video are reused. The videos themselves are checked one by one
     (`check_match`), so one bad file costs only its own result."""
     from extract_features.batch import expand_inputs
 
@@ -141,14 +142,24 @@ def build_configs(args: argparse.Namespace) -> list[Config]:
         names = read_spec(base.model)["feature_names"]
     except (UserError, KeyError):  # a bad model file is reported when it is loaded, after the videos are checked
         names = FEATURE_NAMES
-    configs, used = [], set()
+    videos = _distinct(videos)
+    return [
+        dataclasses.replace(base, video=video, out=base.out / name, root=base.out, **_features_beside(video, names))
+        for video, name in zip(videos, unique_names(videos, reserved=("index.html",)), strict=True)
+    ]
+
+
+def _distinct(videos: list[Path]) -> list[Path]:
+    """The videos, each once (a video named twice, e.g. by a folder and a list, is done once, with a warning)."""
+    seen, out = set(), []
     for video in videos:
-        name = video.stem
-        while name in used:
-            name += "_"
-        used.add(name)
-        configs.append(dataclasses.replace(base, video=video, out=base.out / name, **_features_beside(video, names)))
-    return configs
+        key = video.resolve()
+        if key in seen:
+            logging.getLogger("inference").warning("%s: given more than once, done once", video)
+            continue
+        seen.add(key)
+        out.append(video)
+    return out
 
 
 def _features_beside(video: Path, names: dict) -> dict[str, Path]:

@@ -8,6 +8,7 @@ flags into a `Config` and call these.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from common.atomic import check_output_file
+from common.atomic import check_apart, check_output_file
 from common.constants import LABEL_FILES
 from common.errors import UserError
 from common.inputs import load_features
@@ -60,6 +61,11 @@ class Config:
     progress: bool = True
     class_map: str | None = None  # --class_map: an override that must agree with the model's map
     verbose: bool = False
+    root: Path | None = None  # --out of a run over many inputs (`out` is a folder in it); every output stays inside
+
+    def inputs(self) -> list[Path]:
+        """The files this run reads: none of them may be one of its outputs."""
+        return [p for p in (self.video, self.features_video, self.features_audio, self.model, self.pca) if p]
 
 
 @dataclass
@@ -92,6 +98,8 @@ def check_match(config: Config) -> None:
     """The checks of one input that need no network: its video, the extraction settings when its features are to
     be extracted, and that its output folder can be written."""
     if config.video:
+        if config.video.is_dir():
+            raise UserError(f"{config.video}: is a folder, expected a video file")
         if not config.video.is_file():
             raise UserError(f"{config.video}: no such file")
         _check_video(config.video)
@@ -100,6 +108,7 @@ def check_match(config: Config) -> None:
 
         ExtractConfig(weights=config.weights, pca=str(config.pca) if config.pca else None)  # checked before loading
     _check_writable(config.out)
+    check_apart(config.out, OUTPUT_FILES, config.inputs(), config.root or config.out)
 
 
 def _check_video(video: Path) -> None:
@@ -361,6 +370,8 @@ def run_many(configs: Sequence[Config]) -> int:
                 config.out.rmdir()  # nothing half-made is left for a failed video
             return False
 
+    if configs:
+        check_output_file(configs[0].out.parent / "index.html")
     made = [c.out for c in configs if not c.out.exists()]
     ready = [c for c in configs if attempt(c, lambda c=c: check_match(c))]
     try:
@@ -384,6 +395,22 @@ def run_many(configs: Sequence[Config]) -> int:
         f"{len(reports)} of {len(configs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
         file=sys.stderr,
     )
+    _earlier_folders(root, configs)
     if failed:
         print("failed: " + ", ".join(failed), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _earlier_folders(root: Path, configs: Sequence[Config]) -> None:
+    """One line naming the folders of `root` that earlier runs filled and this one did not (kept as they were)."""
+    from common.atomic import MANIFEST
+
+    ours = {c.out.name for c in configs}
+    with contextlib.suppress(OSError):
+        others = sorted(p.name for p in root.iterdir() if p.name not in ours and (p / MANIFEST).is_file())
+        if others:
+            log.warning(
+                "%s: %s hold results of an earlier run, not of this one (not in index.html; kept as they were)",
+                root,
+                ", ".join(others),
+            )

@@ -33,6 +33,7 @@ import ClassificationSecondBased
 import evaluate
 import extract_features.__main__ as extract_cli
 import inference
+from common.atomic import MANIFEST
 from common.errors import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,11 +169,35 @@ class Env:
         return ["--decoder_config", str(self.tmp / "decoder.json")]
 
     def earlier_run(self, *names: str) -> list[str]:
-        """The files of an earlier inference run in --out (no arguments to add)."""
+        """The files of an earlier inference run in --out, and its record of them (no arguments to add)."""
         self.out.mkdir(exist_ok=True)
         for name in names:
             (self.out / name).write_bytes(f"earlier {name}".encode())
+        (self.out / MANIFEST).write_text(json.dumps({"written": list(names)}))
         return []
+
+    def user_files(self, *names: str) -> list[str]:
+        """Files of the user in --out that happen to have the names of outputs (no arguments to add)."""
+        self.out.mkdir(exist_ok=True)
+        for name in names:
+            (self.out / name).write_bytes(f"the user's {name}".encode())
+        return []
+
+    def inside_out(self, name: str, source: Path | None = None, link: str = "") -> Path:
+        """An input placed in --out under an output's name: a copy of `source` (default: the match video), a
+        symbolic link to it (`link="sym"`) or a hard link (`link="hard"`)."""
+        self.out.mkdir(exist_ok=True)
+        source = source or self.tmp / "match_copy.mp4"
+        if not source.exists():
+            source.write_bytes(self.video.read_bytes())
+        target = self.out / name
+        if link == "sym":
+            target.symlink_to(source)
+        elif link == "hard":
+            os.link(source, target)
+        else:
+            target.write_bytes(source.read_bytes())
+        return target
 
     def file(self, name: str, text: str) -> Path:
         (self.tmp / name).write_text(text)
@@ -248,7 +273,7 @@ def full_disk(folder: Path, suffix: str = ""):
 
 def _reel_removed(env: Env, err: str) -> None:
     names = sorted(p.name for p in env.out.iterdir())
-    assert names == ["report.html", "results_spotting.json", "spans.json", "timeline.png"], names
+    assert names == [MANIFEST, "report.html", "results_spotting.json", "spans.json", "timeline.png"], names
     assert json.loads((env.out / "spans.json").read_text())["spans"] == []
     assert err.count("removed highlights.mp4, highlights.srt of an earlier run") == 1
 
@@ -256,6 +281,7 @@ def _reel_removed(env: Env, err: str) -> None:
 def _swept(env: Env, err: str) -> None:
     assert sorted(p.name for p in env.out.iterdir()) == [
         ".keep.me",
+        MANIFEST,
         "report.html",
         "results_spotting.json",
         "spans.json",
@@ -302,6 +328,13 @@ GOALL_MAP = {"labels": {"goal": ["Goal", "Goall"], "card": ["Yellow card"]}}
 def _narrow_pca(e: Env) -> Path:
     np.savez(e.tmp / "narrow.npz", mean=np.zeros(100, np.float32), components=np.zeros((8, 100), np.float32))
     return e.tmp / "narrow.npz"
+
+
+def _pca_in_out(e: Env) -> Path:
+    from extract_features.pca import random_pca, save_pca
+
+    save_pca(e.tmp / "pca.npz", random_pca())
+    return e.inside_out("timeline.png", e.tmp / "pca.npz")
 
 
 def _pickle(e: Env, name: str, content) -> Path:
@@ -597,6 +630,71 @@ CASES: dict[str, Case] = {
         2,
         "x.mp4: no such file",
     ),
+    # inputs are never outputs: an input in --out under an output's name is refused before any work
+    "input video is out/highlights.mp4, --no_reel": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.inside_out("highlights.mp4")), *e.features(16, 16), "--no_reel"),
+        2,
+        "highlights.mp4: an input of this run is also its output highlights.mp4",
+    ),
+    "input video is out/highlights.mp4, reel cut": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.inside_out("highlights.mp4")), *e.features(16, 16)),
+        2,
+        "is also its output highlights.mp4",
+    ),
+    "input video linked as out/highlights.mp4": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.inside_out("highlights.mp4", link="sym").resolve()), *e.features(16, 16)),
+        2,
+        "is also its output highlights.mp4",
+    ),
+    "input video hard-linked as out/highlights.srt": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.inside_out("highlights.srt", link="hard")), *e.features(16, 16)),
+        2,
+        "is also its output highlights.srt",
+    ),
+    "input features are out/spans.json": Case(
+        "inference",
+        lambda e: e.infer(
+            "--features_video",
+            str(e.inside_out("spans.json", e.npy("v.npy", np.zeros((16, D), np.float32)))),
+            "--features_audio",
+            str(e.npy("a.npy", np.zeros((16, D), np.float32))),
+        ),
+        2,
+        "spans.json: an input of this run is also its output spans.json",
+    ),
+    "model is out/report.html": Case(
+        "inference",
+        lambda e: ["--model", str(e.inside_out("report.html", e.model)), "--out", str(e.out), *e.features()],
+        2,
+        "report.html: an input of this run is also its output report.html",
+    ),
+    "pca is out/timeline.png": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.video), "--weights", "random", "--pca", str(_pca_in_out(e))),
+        2,
+        "timeline.png: an input of this run is also its output timeline.png",
+    ),
+    "--out is the features' folder: outputs beside them, inputs untouched": Case(
+        "inference",
+        lambda e: ["--model", str(e.model), "--out", str(e.tmp), "--quiet", *e.features()],
+        0,
+        "highlights",
+        lambda e, err: np.load(e.tmp / "v.npy").shape == (40, D) or pytest.fail("features changed"),
+    ),
+    "user's highlights.mp4 in --out, no manifest: kept": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.user_files("highlights.mp4", "highlights.srt")),
+        0,
+        "kept highlights.mp4, highlights.srt: not written by this run, nor recorded",
+        lambda e, err: (e.out / "highlights.mp4").read_bytes() == b"the user's highlights.mp4" or pytest.fail(),
+    ),
+    "--video names a folder": Case(
+        "inference", lambda e: e.infer("--video", str(e.tmp)), 2, "is a folder, expected a video file"
+    ),
     "extract no videos in tree": Case(
         "extract", lambda e: ["--tree", str(e.tmp), "--weights", "random"], 2, "no SoccerNet videos found"
     ),
@@ -637,7 +735,7 @@ def test_bad_input(name, model, video, tmp_path, capsys, caplog, sigterm_restore
         assert _snapshot(tmp_path) == before, "an error must leave the disk as it was"
     else:
         case.after and case.after(env, err + captured.out)
-    leftovers = [str(p) for p in tmp_path.rglob(".*") if p.name != ".keep.me"]
+    leftovers = [str(p) for p in tmp_path.rglob(".*") if p.name not in (".keep.me", MANIFEST)]
     assert not leftovers, leftovers
 
 
