@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,16 @@ def check_finite(arr: np.ndarray, what: str, chunk: int = 8192) -> None:
         bad = ~np.isfinite(arr[i : i + chunk])
         if bad.any():
             raise UserError(f"{what}: NaN or infinite value at row {i + int(np.argwhere(bad)[0][0])}")
+
+
+def check_finite_weights(model: Any, what: str) -> None:
+    """UserError naming `what` and the first weight tensor of a Keras model holding NaN or infinity (a broken
+    weights file would otherwise give NaN scores or features and exit 0)."""
+    for weight in model.weights:
+        values = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
+        if values.size and not np.isfinite(values).all():
+            name = getattr(weight, "path", None) or getattr(weight, "name", "?")
+            raise UserError(f"{what}: NaN or infinite value in weights {name}")
 
 
 def load_features(path: str | os.PathLike, width: int | None = None, finite: bool = True) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from common.cli import add_progress_flags, check_positive
 from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
+from common.inputs import check_finite, load_features
 from common.quiet import import_tensorflow
 from extract_features import decode
 from extract_features.pipeline import ExtractConfig
@@ -197,10 +198,7 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
     resnet = None
     for path in inputs:
         if path.suffix == ".npy":
-            try:
-                yield np.load(path, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise UserError(f"{path}: not a .npy array") from exc
+            yield load_features(path)  # shape, dtype and finite values checked (a NaN would make every component NaN)
             continue
         from extract_features.video import FrameEmbedder
 
@@ -209,8 +207,12 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
             resnet = FrameEmbedder(
                 args.weights, resnet_weights=args.resnet_weights, compute_dtype=args.compute_dtype, seed=args.seed
             )
+        row = 0
         for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
-            yield resnet(chunk)
+            block = resnet(chunk)
+            check_finite(np.asarray(block), f"{path}: ResNet features from row {row}")
+            row += len(block)
+            yield block
 
 
 def fit_pca_main(argv: Sequence[str]) -> int:

@@ -337,6 +337,39 @@ def _pca_in_out(e: Env) -> Path:
     return e.inside_out("timeline.png", e.tmp / "pca.npz")
 
 
+def _raw_with(e: Env, value: float, row: int) -> Path:
+    """2048-d raw features of 20 rows with `value` at `row`, in a game folder."""
+    raw = np.random.default_rng(0).standard_normal((20, 2048)).astype(np.float32)
+    raw[row, 5] = value
+    (e.tmp / "raw").mkdir()
+    return e.npy("raw/1_ResNET_TF2.npy", raw)
+
+
+def _nan_pca(e: Env, which: str = "components") -> Path:
+    arrays = {"mean": np.zeros(2048, np.float32), "components": np.eye(4, 2048, dtype=np.float32)}
+    arrays[which][0] = np.nan if which == "components" else np.inf
+    np.savez(e.tmp / "nan.npz", **arrays)
+    return e.tmp / "nan.npz"
+
+
+def _nan_model(e: Env) -> Path:
+    import archis
+
+    model = archis.load_model(e.model)
+    weight = model.weights[0]
+    weight.assign(np.full(weight.shape, np.nan, np.float32))
+    model.save(e.tmp / "nan.keras")
+    return e.tmp / "nan.keras"
+
+
+def _lambda_model(e: Env) -> Path:
+    import keras
+
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Lambda(lambda x: x * 2)(inp)).save(e.tmp / "lambda.keras")
+    return e.tmp / "lambda.keras"
+
+
 def _pickle(e: Env, name: str, content) -> Path:
     with open(e.tmp / name, "wb") as fh:
         pickle.dump(content, fh)
@@ -694,6 +727,43 @@ CASES: dict[str, Case] = {
     ),
     "--video names a folder": Case(
         "inference", lambda e: e.infer("--video", str(e.tmp)), 2, "is a folder, expected a video file"
+    ),
+    # numbers are finite where they enter: raw features, PCA files, model weights
+    "fit_pca: a NaN in the raw features": Case(
+        "extract",
+        lambda e: ["fit_pca", str(_raw_with(e, np.nan, 7)), "--out", str(e.out / "pca.npz"), "--dim", "4"],
+        2,
+        "1_ResNET_TF2.npy: NaN or infinite value at row 7",
+    ),
+    "fit_pca: an infinity in a folder's raw features": Case(
+        "extract",
+        lambda e: ["fit_pca", str(_raw_with(e, -np.inf, 3).parent), "--out", str(e.out / "pca.npz"), "--dim", "4"],
+        2,
+        "NaN or infinite value at row 3",
+    ),
+    "extract: a PCA whose components are NaN": Case(
+        "extract",
+        lambda e: ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca", str(_nan_pca(e))],
+        2,
+        "nan.npz: components: NaN or infinite value at row 0",
+    ),
+    "inference: a PCA whose mean is infinite": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.video), "--weights", "random", "--pca", str(_nan_pca(e, "mean"))),
+        2,
+        "nan.npz: mean: NaN or infinite value at row 0",
+    ),
+    "inference: a model with NaN weights": Case(
+        "inference",
+        lambda e: ["--model", str(_nan_model(e)), "--out", str(e.out), "--quiet", *e.features()],
+        2,
+        "nan.keras: NaN or infinite value in weights",
+    ),
+    "inference: a model with a Lambda layer": Case(
+        "inference",
+        lambda e: ["--model", str(_lambda_model(e)), "--out", str(e.out), "--quiet", *e.features()],
+        2,
+        "lambda.keras: a Keras model with a Lambda layer (Python code in the file), which is never loaded",
     ),
     "extract no videos in tree": Case(
         "extract", lambda e: ["--tree", str(e.tmp), "--weights", "random"], 2, "no SoccerNet videos found"
