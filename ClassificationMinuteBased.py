@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,6 +167,34 @@ _ENSEMBLE_ARCHITECTURES = {
 }
 
 
+def _check_lists(args: argparse.Namespace) -> None:
+    """Each game list read now (a missing or empty one fails fast); a game listed twice is refused (it would
+    count twice); games shared between the training list and the others are one warning line."""
+    import dataset as ds
+
+    if args.mode == "ensemble":
+        return
+    games = {}
+    for name in ("training", "validation", "testing"):
+        if getattr(args, name) is not None:
+            listed = ds.read_game_list(getattr(args, name), args.dataset_root)
+            seen: set[str] = set()
+            for game in map(os.path.normpath, listed):
+                if game in seen:
+                    raise UserError(f"{getattr(args, name)}: game {game} is listed twice (--{name})")
+                seen.add(game)
+            games[name] = seen
+    for name in ("validation", "testing"):
+        shared = games.get("training", set()) & games.get(name, set())
+        if args.mode == "train" and shared:
+            print(
+                f"warning: {len(shared)} of {len(games[name])} --{name} games are also --training games: their "
+                "scores say little about unseen games",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def _vd_ensemble(args: argparse.Namespace) -> None:
     """`--mode other` is V&D's name for the ensemble mode; its ensemble architectures name the method."""
     if args.mode == "other":
@@ -208,9 +237,7 @@ def _config(args: argparse.Namespace):
     missing = [f"--{k}" for k in required[args.mode] if getattr(args, k) is None]
     if missing:
         raise UserError(f"mode {args.mode} needs {', '.join(missing)}")
-    for name in ("training", "validation", "testing"):
-        if getattr(args, name) is not None and args.mode != "ensemble":
-            ds.read_game_list(getattr(args, name), args.dataset_root)  # fails fast on a missing or empty list
+    _check_lists(args)
     outputs = training.PREDICT_OUTPUTS
     if args.config != "None":
         path = Path(args.config)
@@ -281,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.GPU)
     cfg = _config(args)
     import_tensorflow(args.verbose)
+    if cfg.mode == "train":
+        from archis.registry import canonical_architecture
+
+        canonical_architecture(cfg.architecture)  # before any window cache is built
     import training
 
     start = time.time()

@@ -18,7 +18,7 @@ import numpy as np
 from common.atomic import read_json
 from common.constants import BACKGROUND, FEATURE_DIM, LABEL_FILES
 from common.errors import UserError
-from common.inputs import load_features, open_npy
+from common.inputs import check_length_gap, load_features, open_npy
 
 log = logging.getLogger(__name__)
 
@@ -310,12 +310,16 @@ def load_half(
     features_audio: str = "VGGish",
     pca: bool = True,
     feature_dim: int = FEATURE_DIM,
+    fps: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-mapped (video [T, D], audio [T, D]) of one half, truncated to the shorter with one warning."""
+    """Memory-mapped (video [T, D], audio [T, D]) of one half, truncated to the shorter with one warning; with
+    `fps`, lengths further apart than `common.inputs.MAX_LENGTH_GAP_SEC` are refused (features of other inputs)."""
     game_dir = Path(game_dir)
     vpath = find_feature_file(game_dir, half, features_video, pca)
     apath = find_feature_file(game_dir, half, features_audio, None)
     video, audio = load_features(vpath, feature_dim), load_features(apath, feature_dim)
+    if fps is not None:
+        check_length_gap(vpath, video.shape[0], apath, audio.shape[0], fps)
     if video.shape[0] != audio.shape[0]:
         t = min(video.shape[0], audio.shape[0])
         log.warning(

@@ -64,7 +64,11 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", help="batch: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
     p.add_argument("--num_shards", type=int, default=1)
     p.add_argument("--shard_index", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="batch: redo halves already extracted")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo halves already extracted (batch); replace features of another video in --out (--video)",
+    )
     p.add_argument("--pca", help="PCA .npz (mean, components); required unless --weights random")
     p.add_argument(
         "--vggish",
@@ -129,6 +133,21 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
     )
 
 
+def _check_not_another_video(out: Path, prefix: str, video: Path, overwrite: bool) -> None:
+    """Refuse (without --overwrite) to replace the `prefix` features another video left in `out`."""
+    from extract_features.pipeline import read_record
+
+    earlier = ((read_record(out) or {}).get("halves") or {}).get(prefix) or {}
+    source = earlier.get("video")
+    if overwrite or not source or Path(source) == video.absolute():
+        return
+    if any((out / str(f)).exists() for f in (earlier.get("files") or {}).values()):
+        raise UserError(
+            f"{out}: holds the features {prefix}_* of another video ({source}); --overwrite replaces them, "
+            "or choose another --out or --half"
+        )
+
+
 def extract_main(argv: Sequence[str]) -> int:
     args = extract_parser().parse_args(argv)
     config = _config(args)
@@ -142,6 +161,7 @@ def extract_main(argv: Sequence[str]) -> int:
             raise UserError("give --half or --prefix, not both")
         prefix = args.prefix or str(args.half or 1)
         decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
+        _check_not_another_video(Path(args.out), prefix, Path(args.video), args.overwrite)
         import_tensorflow(args.verbose)
         result = Extractor(config).run(args.video, batch_size=args.frames_per_call, progress=progress)
         info = write_outputs(Path(args.out), prefix, result, config)

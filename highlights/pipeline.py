@@ -23,14 +23,10 @@ import numpy as np
 from common.atomic import check_apart, check_output_file
 from common.constants import LABEL_FILES
 from common.errors import UserError
-from common.inputs import load_features
+from common.inputs import MAX_LENGTH_GAP_SEC, check_length_gap, load_features  # noqa: F401 - re-exported
 from highlights.outputs import OUTPUT_FILES, summary, write_outputs
 
 log = logging.getLogger("inference")
-
-
-# Video and audio features of one input may differ by a few tokens (truncated); more means other inputs.
-MAX_LENGTH_GAP_SEC = 5.0
 
 
 @dataclass
@@ -226,6 +222,7 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
                 features_audio=names["audio"],
                 pca=None,
                 feature_dim=info["feature_dim"],
+                fps=info["frames_per_second"],
             )
             halves.append(Half(number, video, audio))
         _check_width(halves[0], info, str(config.game_dir))
@@ -253,14 +250,8 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
 
 def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: float) -> None:
     """Refuse video and audio features of different inputs (lengths apart by more than MAX_LENGTH_GAP_SEC)."""
-    gap = abs(len(video) - len(audio))
-    if gap > MAX_LENGTH_GAP_SEC * fps:
-        raise UserError(
-            f"{config.features_video} has {len(video)} rows ({len(video) / fps:.1f} s) but "
-            f"{config.features_audio} has {len(audio)} ({len(audio) / fps:.1f} s): features of "
-            f"different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)"
-        )
-    if gap:
+    check_length_gap(config.features_video, len(video), config.features_audio, len(audio), fps)
+    if len(video) != len(audio):
         log.warning(
             "%s has %d rows, %s %d: scoring the first %d",
             config.features_video,

@@ -330,6 +330,31 @@ def _narrow_pca(e: Env) -> Path:
     return e.tmp / "narrow.npz"
 
 
+def _with(argv: list[str], flag: str, value: str) -> list[str]:
+    """`argv` with the value of `flag` replaced."""
+    argv = list(argv)
+    argv[argv.index(flag) + 1] = value
+    return argv
+
+
+def _short_audio(e: Env, rows: int) -> Path:
+    game = e.game([])
+    np.save(game / "2_VGGish.npy", np.zeros((rows, D), np.float32))
+    return game
+
+
+def _other_video_features(e: Env) -> Path:
+    """A folder where `extract_features --video` put the features of another video."""
+    folder = e.tmp / "features"
+    folder.mkdir()
+    files = {"video": "1_ResNET_TF2_PCA512.npy", "audio": "1_VGGish.npy"}
+    for name in files.values():
+        np.save(folder / name, np.zeros((4, D), np.float32))
+    record = {"halves": {"1": {"video": "/elsewhere/other.mp4", "files": files}}}
+    (folder / "extraction.json").write_text(json.dumps(record))
+    return folder
+
+
 def _pca_in_out(e: Env) -> Path:
     from extract_features.pca import random_pca, save_pca
 
@@ -765,6 +790,43 @@ CASES: dict[str, Case] = {
         2,
         "lambda.keras: a Keras model with a Lambda layer (Python code in the file), which is never loaded",
     ),
+    "evaluate: --predictions one level too high, allowed": Case(
+        "evaluate",
+        lambda e: [*_with(e.evaluate(), "--predictions", str(e.tmp)), "--allow_missing"],
+        0,
+        "1 of 1 games have no results_spotting.json",
+    ),
+    "evaluate: --predictions one level too high": Case(
+        "evaluate",
+        lambda e: _with(e.evaluate(), "--predictions", str(e.tmp)),
+        2,
+        "1 of 1 games of the list have no predictions",
+    ),
+    # weak cases: each now one line and the right exit code
+    "train: a game listed twice": Case(
+        "train",
+        lambda e: _with(e.train([]), "--training", str(e.npy("twice.npy", np.array(["game", "game"])))),
+        2,
+        "twice.npy: game",
+    ),
+    "train: an unknown architecture, before any cache": Case(
+        "train", lambda e: _with(e.train([]), "--architecture", "nope"), 2, "unknown architecture 'nope'"
+    ),
+    "train: the training list also validates and tests": Case(
+        "train", lambda e: e.train([]), 0, "1 of 1 --testing games are also --training games"
+    ),
+    "inference: game_dir half with 20 audio rows against 130 video rows": Case(
+        "inference",
+        lambda e: e.infer("--game_dir", str(_short_audio(e, 20))),
+        2,
+        "2_VGGish.npy has 20 (10.0 s): features of different videos?",
+    ),
+    "extract --video into a folder holding another video's features": Case(
+        "extract",
+        lambda e: ["--video", str(e.video), "--out", str(_other_video_features(e)), "--weights", "random"],
+        2,
+        "holds the features 1_* of another video (/elsewhere/other.mp4); --overwrite replaces them",
+    ),
     "extract no videos in tree": Case(
         "extract", lambda e: ["--tree", str(e.tmp), "--weights", "random"], 2, "no SoccerNet videos found"
     ),
@@ -811,7 +873,12 @@ def test_bad_input(name, model, video, tmp_path, capsys, caplog, sigterm_restore
 
 def test_the_bash_script_quick_errors(tmp_path):
     """run_inference.sh: bad options and inputs are one line, exit 2, before Python starts."""
-    for args, message in ((["--bogus"], "unknown option --bogus"), ([str(tmp_path / "x.mp4")], "x.mp4: no such file")):
+    for args, message in (
+        (["--bogus"], "unknown option --bogus"),
+        ([str(tmp_path / "x.mp4")], "x.mp4: no such file"),
+        (["--model"], "--model needs a value"),
+        (["--out", "--model", "m.keras"], "--out needs a value"),
+    ):
         proc = subprocess.run(
             ["bash", str(ROOT / "run_inference.sh"), *args],
             capture_output=True,
@@ -929,3 +996,36 @@ def test_sigterm_while_the_reel_is_cut_cleans_up(via, model, video, tmp_path):
     ffmpeg_pid = int((tmp_path / "cutting").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(ffmpeg_pid, 0)
+
+
+# ---- one writer per output ------------------------------------------------------------------------------------
+
+
+def test_a_second_training_into_the_same_outputs_is_refused_while_the_first_runs(model, video, tmp_path, capsys):
+    """Two trainings started at once into one --tflog both exited 0, their TensorBoard events mixed. The first
+    is stood in for by a process holding the lock the way a training does; once it ends, training goes ahead."""
+    env = Env(tmp_path, model, video)
+    argv = env.train([ann("1 - 00:10", "Goal", 10_000)])
+    lock = tmp_path / "Model" / ".concat.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from common.lock import Lock; Lock({str(lock)!r}, 'x'); print('held', flush=True); "
+         "import time; time.sleep(120)"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(ClassificationMinuteBased.main, argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, err[-2000:]
+        assert f"a training writes concat_* here (--tflog, --outputPrefix) by another process (id {holder.pid})" in err
+        assert not (tmp_path / "Model" / "concat_best.keras").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(ClassificationMinuteBased.main, argv)
+    assert exit_info.value.code == 0 and (tmp_path / "Model" / "concat_best.keras").is_file()
+    assert not lock.exists()
