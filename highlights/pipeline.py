@@ -244,7 +244,8 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
     half = Half(config.half, video, audio)
     _check_width(half, info, str(config.features_video or config.video))
     if config.video:
-        half.duration = _check_duration(config.video, min(len(video), len(audio)) / info["frames_per_second"])
+        covered = min(len(video), len(audio)) / info["frames_per_second"]
+        half.duration = _check_duration(config.video, covered, extracted=not config.features_video)
     return _with_truth([half], config.ground_truth, session.cmap, info["frames_per_second"]), random_weights
 
 
@@ -272,11 +273,22 @@ def _check_record(session: Session, record: dict | None, what: str) -> None:
     session.check_recipe(recipe_of(record), what)
 
 
-def _check_duration(video: Path, covered_sec: float) -> float:
-    """The video's duration; a warning when the features cover a clearly different length."""
+def _check_duration(video: Path, covered_sec: float, extracted: bool = False) -> float:
+    """The video's duration; a warning when the features cover a clearly different length. Features extracted
+    from the video just now that fall short mean the file decodes shorter than its container says (truncated or
+    damaged): then the decoded length is the duration (the reel and its subtitles never reach past it)."""
     from common.ffmpeg import probe
 
     duration = probe(video).duration
+    if extracted and duration - covered_sec > max(5.0, 0.02 * duration):
+        log.warning(
+            "%s: its container says %.1f s but only %.1f s decode (a truncated or damaged file?): using %.1f s",
+            video,
+            duration,
+            covered_sec,
+            covered_sec,
+        )
+        return covered_sec
     if abs(covered_sec - duration) > max(5.0, 0.02 * duration):
         log.warning(
             "%s lasts %.0f s but the features cover %.0f s: are they from this video?", video, duration, covered_sec

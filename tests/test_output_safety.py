@@ -135,3 +135,25 @@ def test_output_set_refuses_an_input_among_its_outputs(tmp_path):
     with pytest.raises(UserError, match="a.json: an input of this run is also its output a.json"):
         OutputSet(tmp_path, ["a.json"], inputs=[tmp_path / "." / "a.json"])
     assert (tmp_path / "a.json").read_text() == "input"
+
+
+@pytest.mark.slow
+def test_a_truncated_video_is_named_as_such_and_its_reel_stays_within_what_decodes(tiny_model, tmp_path, caplog):
+    """A faststart MP4 cut to a quarter of its bytes: its container still says 20 s, only ~5 s decode. The warning
+    says so (not "features of another video?"), and the subtitles stop where the reel does."""
+    from common.ffmpeg import media_arg, run_ffmpeg
+
+    whole = make_match_video(tmp_path / "whole.mp4", 20, size="64x36")
+    fast = tmp_path / "fast.mp4"
+    run_ffmpeg(["-i", media_arg(whole), "-c", "copy", "-movflags", "+faststart", media_arg(fast)], "remux")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 4])
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_model), "--out", str(out), "--video", str(cut), "--weights", "random", "--quiet"]
+    assert inference.main([*argv, "--intro_sec", "2", "--outro_sec", "2"]) == 0
+    assert "container says 20.0 s but only" in caplog.text and "from this video?" not in caplog.text
+    decoded = float(caplog.text.split("but only ")[1].split(" s")[0])
+    assert decoded < 10
+    ends = [line.split(" --> ")[1] for line in (out / "highlights.srt").read_text().splitlines() if " --> " in line]
+    h, m, s = ends[-1].replace(",", ".").split(":")
+    assert int(h) * 3600 + int(m) * 60 + float(s) <= decoded + 0.5
