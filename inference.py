@@ -13,9 +13,10 @@ and the others go on. Features that `python -m extract_features --list` wrote fo
 beside it) are reused instead of extracted again. Window length, feature rate, classes, class map and feature
 recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
-there is a video, all renamed into place together when complete (files of an earlier run that this run does
-not write are removed); a run over several videos adds `DIR/index.html` linking each report. Inputs are
-checked before anything is computed or written.
+there is a video, all renamed into place together when complete (files an earlier run recorded in
+`.outputs.json` that this run does not write are removed); a run over several videos adds `DIR/index.html`
+linking each report. Inputs are checked before anything is computed or written; an input that would be one
+of the outputs is refused.
 """
 
 from __future__ import annotations
