@@ -337,6 +337,13 @@ def _with(argv: list[str], flag: str, value: str) -> list[str]:
     return argv
 
 
+def _nested_list(e: Env, name: str) -> Path:
+    """A game list in data/lists/ naming `name`, with a game at data/game."""
+    e.game([])
+    (e.tmp / "data" / "lists").mkdir()
+    return e.npy("data/lists/l.npy", np.array([name]))
+
+
 def _short_audio(e: Env, rows: int) -> Path:
     game = e.game([])
     np.save(game / "2_VGGish.npy", np.zeros((rows, D), np.float32))
@@ -801,6 +808,26 @@ CASES: dict[str, Case] = {
         lambda e: _with(e.evaluate(), "--predictions", str(e.tmp)),
         2,
         "1 of 1 games of the list have no predictions",
+    ),
+    "spot: a game list naming ../game (its outputs would leave --output)": Case(
+        "spot",
+        lambda e: [
+            "--testing",
+            str(_nested_list(e, "../game")),
+            "--model",
+            str(e.model),
+            "--output",
+            str(e.out),
+            "--quiet",
+        ],
+        2,
+        "game '",
+    ),
+    "spot: a game list naming an absolute folder": Case(
+        "spot",
+        lambda e: ["--testing", str(_nested_list(e, str(e.tmp / "data" / "game"))), "--model", str(e.model)],
+        2,
+        "is not a folder below",
     ),
     # weak cases: each now one line and the right exit code
     "train: a game listed twice": Case(
