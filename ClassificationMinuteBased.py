@@ -20,6 +20,7 @@ from pathlib import Path
 
 from common.cli import add_progress_flags
 from common.errors import UserError, run_cli
+from common.names import check_prefix
 from common.quiet import import_tensorflow
 
 
@@ -238,6 +239,7 @@ def _config(args: argparse.Namespace):
     if missing:
         raise UserError(f"mode {args.mode} needs {', '.join(missing)}")
     _check_lists(args)
+    check_prefix(args.outputPrefix, "--outputPrefix")
     outputs = training.PREDICT_OUTPUTS
     if args.config != "None":
         path = Path(args.config)

@@ -25,6 +25,16 @@ def safe_name(name: str, reserved: Iterable[str] = ()) -> str:
     return cleaned
 
 
+def check_prefix(value: str, flag: str) -> str:
+    """A file name prefix given by a flag, refused (UserError) unless it is a safe name: no folder part, no
+    leading dot, nothing that would put an output outside its folder."""
+    from common.errors import UserError
+
+    if value and safe_name(value) != value:
+        raise UserError(f"{flag} {value!r}: not a plain name (no /, \\, leading dots or control characters)")
+    return value
+
+
 def _path_key(path: Path) -> str:
     return hashlib.sha1(os.fsencode(Path(path).absolute()), usedforsecurity=False).hexdigest()[:8]
 

@@ -21,6 +21,7 @@ from common.cli import add_progress_flags, check_positive
 from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
 from common.inputs import check_finite, load_features
+from common.names import check_prefix
 from common.quiet import import_tensorflow
 from extract_features import decode
 from extract_features.pipeline import ExtractConfig
@@ -159,7 +160,7 @@ def extract_main(argv: Sequence[str]) -> int:
             raise UserError("--out DIR is required with --video")
         if args.half and args.prefix:
             raise UserError("give --half or --prefix, not both")
-        prefix = args.prefix or str(args.half or 1)
+        prefix = check_prefix(args.prefix, "--prefix") or str(args.half or 1)
         decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
         _check_not_another_video(Path(args.out), prefix, Path(args.video), args.overwrite)
         import_tensorflow(args.verbose)

@@ -829,6 +829,15 @@ CASES: dict[str, Case] = {
         2,
         "is not a folder below",
     ),
+    "train: --outputPrefix ../x": Case(
+        "train", lambda e: [*e.train([]), "--outputPrefix", "../x"], 2, "--outputPrefix '../x': not a plain name"
+    ),
+    "extract: --prefix ../x": Case(
+        "extract",
+        lambda e: ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--prefix", "../x"],
+        2,
+        "--prefix '../x': not a plain name",
+    ),
     # weak cases: each now one line and the right exit code
     "train: a game listed twice": Case(
         "train",
