@@ -114,3 +114,37 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+@pytest.mark.slow
+def test_sigterm_while_training_exits_143_and_leaves_no_temporary_or_lock_file(tmp_path):
+    """SIGTERM once the training loop runs (TensorFlow busy in the main thread): 143, no abort, no temporary
+    files, the lock released."""
+    game = tmp_path / "data" / "game"
+    game.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for half in (1, 2):
+        for feature in ("ResNET_TF2_PCA512", "VGGish"):
+            np.save(game / f"{half}_{feature}.npy", rng.standard_normal((240, 512)).astype(np.float32))
+    (game / "Labels-v2.json").write_text('{"annotations": [{"gameTime": "1 - 00:10", "label": "Goal"}]}')
+    np.save(tmp_path / "data" / "list.npy", np.array(["game"]))
+    lst, model = str(tmp_path / "data" / "list.npy"), tmp_path / "Model"
+    cmd = [sys.executable, str(ROOT / "ClassificationMinuteBased.py"), "--architecture", "concat", "--PCA"]
+    cmd += ["--training", lst, "--validation", lst, "--testing", lst, "--network", "VLAD", "--VLAD_k", "4"]
+    cmd += ["--WindowSize", "10", "--max_epoch", "200", "--batch_size", "2", "--tflog", str(model)]
+    cmd += ["--cache_dir", str(tmp_path / "cache"), "--formatdataset", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        while "class weights" not in seen and proc.poll() is None:
+            seen += proc.stdout.readline()
+        time.sleep(3)  # into the epochs
+        assert proc.poll() is None, seen + proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    assert proc.returncode == 143 and "terminate called" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)", err[-3000:]
+    assert not [p for p in model.rglob(".*")], list(model.rglob(".*"))
