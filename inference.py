@@ -144,10 +144,12 @@ def build_configs(args: argparse.Namespace) -> list[Config]:
     except (UserError, KeyError):  # a bad model file is reported when it is loaded, after the videos are checked
         names = FEATURE_NAMES
     videos = _distinct(videos)
-    return [
+    configs = [
         dataclasses.replace(base, video=video, out=base.out / name, root=base.out, **_features_beside(video, names))
         for video, name in zip(videos, unique_names(videos, reserved=("index.html",)), strict=True)
     ]
+    read = tuple(p for c in configs for p in (c.video, c.features_video, c.features_audio) if p)
+    return [dataclasses.replace(c, other_inputs=read) for c in configs]
 
 
 def _distinct(videos: list[Path]) -> list[Path]:

@@ -58,10 +58,12 @@ class Config:
     class_map: str | None = None  # --class_map: an override that must agree with the model's map
     verbose: bool = False
     root: Path | None = None  # --out of a run over many inputs (`out` is a folder in it); every output stays inside
+    other_inputs: tuple[Path, ...] = ()  # the files the other inputs of the same run read
 
     def inputs(self) -> list[Path]:
-        """The files this run reads: none of them may be one of its outputs."""
-        return [p for p in (self.video, self.features_video, self.features_audio, self.model, self.pca) if p]
+        """The files this run (and the other inputs of the same run) read: none may be one of its outputs."""
+        own = (self.video, self.features_video, self.features_audio, self.model, self.pca)
+        return [p for p in (*own, *self.other_inputs) if p]
 
 
 @dataclass

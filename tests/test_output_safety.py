@@ -157,3 +157,16 @@ def test_a_truncated_video_is_named_as_such_and_its_reel_stays_within_what_decod
     ends = [line.split(" --> ")[1] for line in (out / "highlights.srt").read_text().splitlines() if " --> " in line]
     h, m, s = ends[-1].replace(",", ".").split(":")
     assert int(h) * 3600 + int(m) * 60 + float(s) <= decoded + 0.5
+
+
+def test_a_video_inside_another_videos_output_folder_is_not_replaced(tiny_model, match, tmp_path, capsys):
+    """out/a/highlights.mp4 is one of the inputs, and out/a/ is where a.mp4's outputs go: a.mp4 is refused, the
+    other video done, the input untouched."""
+    out = tmp_path / "out"
+    inside = _place(match, out / "a" / "highlights.mp4")
+    a = _place(match, tmp_path / "v" / "a.mp4")
+    before = inside.read_bytes()
+    code = inference.main(["--model", str(tiny_model), "--out", str(out), str(a), str(inside), "--quiet"])
+    assert code == 1
+    assert "an input of this run is also its output highlights.mp4" in capsys.readouterr().err
+    assert inside.read_bytes() == before
