@@ -49,7 +49,7 @@ def tied(cmd: list[str]) -> list[str]:
     """`cmd` started so that it dies with this process, even on SIGKILL (Linux; elsewhere `cmd` unchanged). The
     tie is to the starting thread: start children from threads that outlive them (the main thread, or a worker
     that waits for its child)."""
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or not sys.executable:
         return cmd
     return [sys.executable, "-I", "-S", "-c", _TIED, str(os.getpid()), *cmd]
 
