@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.constants import FEATURE_DIM
 from common.errors import UserError
 from common.inputs import check_finite_weights
 from extract_features import logmel
@@ -44,7 +45,6 @@ GOOGLE_SCOPES = {
 }
 CHECKPOINT_NAME = "vggish_model.ckpt"
 CHECKPOINT_URL = "https://storage.googleapis.com/audioset/vggish_model.ckpt"
-FEATURE_DIM = 512
 EMBEDDING_DIM = 128
 
 
