@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.errors import UserError
+from common.inputs import check_finite_weights
 from extract_features.decode import SIZE
 from extract_features.weights import assign_random, download_or_fail
 
@@ -139,6 +140,7 @@ class FrameEmbedder:
                 raise UserError(
                     f"{self.path}: not {self.backbone.name} no-top weights ({str(exc).splitlines()[0][:200]})"
                 ) from exc
+            check_finite_weights(model, str(self.path))
 
         def forward(frames):
             x = self.backbone.preprocess(tf.cast(frames, tf.float32))
