@@ -422,8 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.GPU >= 0:  # before TensorFlow is imported
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.GPU)
+    import_tensorflow(args.verbose)  # before _config: the architecture checks import archis (so Keras)
     cfg = _config(args)
-    import_tensorflow(args.verbose)
     if cfg.mode == "train":
         from archis.registry import canonical_architecture
 
