@@ -14,9 +14,10 @@ and the others go on. Features that `python -m extract_features --video_list` wr
 beside it) are reused instead of extracted again. Window length, feature rate, classes, class map and feature
 recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
-there is a video, all renamed into place together when complete (files of an earlier run that this run does
-not write are removed); a run over several videos adds `DIR/index.html` linking each report. Inputs are
-checked before anything is computed or written.
+there is a video, all renamed into place together when complete (files an earlier run recorded in
+`.outputs.json` that this run does not write are removed); a run over several videos adds `DIR/index.html`
+linking each report. Inputs are checked before anything is computed or written; an input that would be one
+of the outputs is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
 from common.constants import FEATURE_NAMES
 from common.errors import UserError, run_cli
+from common.names import unique_names
 from highlights.outputs import summary
 from highlights.pipeline import Config, check_match, run, run_many
 
@@ -59,9 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--half", type=int, default=1, choices=(1, 2), help="half number written for a video/features")
     _decoder_flags(p)
     add_spotting_flags(p)
-    ext = p.add_argument_group("feature extraction (--video without features)")
-    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
-    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    _extract_flags(p)
     _reel_flags(p)
     p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
     _live_flags(p)
@@ -92,6 +92,21 @@ def _decoder_flags(p: argparse.ArgumentParser) -> None:
         default="centre",
         help="decode scores of windows centred on each token, or (the seed) starting at it",
     )
+
+
+def _extract_flags(p: argparse.ArgumentParser) -> None:
+    """How a --video without features is turned into features."""
+    ext = p.add_argument_group("feature extraction (--video without features)")
+    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
+    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    ext.add_argument("--feature_runtime", choices=("openvino", "tensorflow"), help="default: openvino on a CPU")
+    ext.add_argument(
+        "--feature_dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "int8"),
+        help="feature networks' precision (int8: --int8_model from `python -m extract_features calibrate`)",
+    )
+    ext.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate`")
 
 
 def _reel_flags(p: argparse.ArgumentParser) -> None:
@@ -153,8 +168,8 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def build_configs(args: argparse.Namespace) -> list[Config]:
-    """One Config per video named by the INPUTs, each with its own folder under --out (a repeated name gets a
-    `_`); features already extracted beside a video are reused. The videos themselves are checked one by one
+    """One Config per video named by the INPUTs, each with its own folder under --out named after the video
+    (`common.names.unique_names`: safe, and the same whatever the order of the inputs); features already extracted beside a video are reused. The videos themselves are checked one by one
     (`check_match`), so one bad file costs only its own result."""
     from extract_features.batch import expand_inputs
 
@@ -168,14 +183,26 @@ def build_configs(args: argparse.Namespace) -> list[Config]:
         names = read_spec(base.model).feature_names
     except UserError:  # a bad model file is reported when it is loaded, after the videos are checked
         names = FEATURE_NAMES
-    configs, used = [], set()
+    videos = _distinct(videos)
+    configs = [
+        dataclasses.replace(base, video=video, out=base.out / name, root=base.out, **_features_beside(video, names))
+        for video, name in zip(videos, unique_names(videos, reserved=("index.html",)), strict=True)
+    ]
+    read = tuple(p for c in configs for p in (c.video, c.features_video, c.features_audio) if p)
+    return [dataclasses.replace(c, other_inputs=read) for c in configs]
+
+
+def _distinct(videos: list[Path]) -> list[Path]:
+    """The videos, each once (a video named twice, e.g. by a folder and a list, is done once, with a warning)."""
+    seen, out = set(), []
     for video in videos:
-        name = video.stem
-        while name in used:
-            name += "_"
-        used.add(name)
-        configs.append(dataclasses.replace(base, video=video, out=base.out / name, **_features_beside(video, names)))
-    return configs
+        key = video.resolve()
+        if key in seen:
+            logging.getLogger("inference").warning("%s: given more than once, done once", video)
+            continue
+        seen.add(key)
+        out.append(video)
+    return out
 
 
 def _features_beside(video: Path, names: dict) -> dict[str, Path]:
@@ -224,6 +251,9 @@ def _shared_config(args: argparse.Namespace) -> Config:
         nms_rule=args.nms_rule,
         score_placement=args.score_placement,
         pca=_path(args.pca),
+        feature_runtime=args.feature_runtime,
+        feature_dtype=args.feature_dtype,
+        int8_model=args.int8_model,
         fast=args.fast,
         intro_sec=args.intro_sec,
         outro_sec=args.outro_sec,

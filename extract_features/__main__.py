@@ -5,6 +5,8 @@ python -m extract_features --tree SOCCERNET_ROOT [--out OUT] [--num_shards N --s
 python -m extract_features --video_list videos.txt --pca pca.npz
 python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
 python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
+python -m extract_features calibrate --video match1.mkv match2.mkv --out int8/ [--pca pca.npz]
+python -m extract_features check_precision --video match.mkv --compute_dtype int8 --int8_model int8/ [--model M.keras]
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 from common.cli import add_progress_flags, check_positive, parse_args
 from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
+from common.inputs import check_finite, load_features
+from common.names import check_prefix
 from common.quiet import import_tensorflow
 from extract_features import decode
 from extract_features.pipeline import ExtractConfig
@@ -45,7 +49,20 @@ def _network_args(p: argparse.ArgumentParser) -> None:
         "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
         "it made",
     )
-    p.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument(
+        "--runtime",
+        choices=["openvino", "tensorflow"],
+        help="runtime of the feature networks (default: openvino on a CPU, tensorflow on a GPU); openvino "
+        "converts each network once (cached) and gives TensorFlow's float32 features",
+    )
+    p.add_argument(
+        "--compute_dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "int8"],
+        help="precision of the feature networks; int8 (OpenVINO) needs --int8_model from `calibrate`",
+    )
+    p.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate` (for int8)")
+    p.add_argument("--cache_dir", help="converted OpenVINO models (default: $KERAS_HOME/models/openvino)")
     p.add_argument("--frames_per_call", type=int, default=32, help="frames per ResNet call (memory vs speed)")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
 
@@ -68,7 +85,11 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", help="batch: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
     p.add_argument("--num_shards", type=int, default=1)
     p.add_argument("--shard_index", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="batch: redo halves already extracted")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo halves already extracted (batch); replace features of another video in --out (--video)",
+    )
     p.add_argument("--pca", help="PCA .npz (mean, components); required unless --weights random")
     p.add_argument(
         "--vggish",
@@ -129,7 +150,25 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
         seed=args.seed,
         video_name=args.video_feature_name,
         audio_name=args.audio_feature_name,
+        runtime=args.runtime,
+        cache_dir=args.cache_dir,
+        int8_model=args.int8_model,
     )
+
+
+def _check_not_another_video(out: Path, prefix: str, video: Path, overwrite: bool) -> None:
+    """Refuse (without --overwrite) to replace the `prefix` features another video left in `out`."""
+    from extract_features.pipeline import read_record
+
+    earlier = ((read_record(out) or {}).get("halves") or {}).get(prefix) or {}
+    source = earlier.get("video")
+    if overwrite or not source or Path(source) == video.absolute():
+        return
+    if any((out / str(f)).exists() for f in (earlier.get("files") or {}).values()):
+        raise UserError(
+            f"{out}: holds the features {prefix}_* of another video ({source}); --overwrite replaces them, "
+            "or choose another --out or --half"
+        )
 
 
 def extract_main(argv: Sequence[str]) -> int:
@@ -143,8 +182,9 @@ def extract_main(argv: Sequence[str]) -> int:
             raise UserError("--out DIR is required with --video")
         if args.half and args.prefix:
             raise UserError("give --half or --prefix, not both")
-        prefix = args.prefix or str(args.half or 1)
+        prefix = check_prefix(args.prefix, "--prefix") or str(args.half or 1)
         decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
+        _check_not_another_video(Path(args.out), prefix, Path(args.video), args.overwrite)
         import_tensorflow(args.verbose)
         result = Extractor(config).run(args.video, batch_size=args.frames_per_call, progress=progress)
         info = write_outputs(Path(args.out), prefix, result, config)
@@ -201,20 +241,27 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
     resnet = None
     for path in inputs:
         if path.suffix == ".npy":
-            try:
-                yield np.load(path, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise UserError(f"{path}: not a .npy array") from exc
+            yield load_features(path)  # shape, dtype and finite values checked (a NaN would make every component NaN)
             continue
         from extract_features.video import FrameEmbedder
 
         if resnet is None:
             import_tensorflow(args.verbose)
             resnet = FrameEmbedder(
-                args.weights, resnet_weights=args.resnet_weights, compute_dtype=args.compute_dtype, seed=args.seed
+                args.weights,
+                resnet_weights=args.resnet_weights,
+                compute_dtype=args.compute_dtype,
+                seed=args.seed,
+                runtime=args.runtime,
+                cache_dir=args.cache_dir,
+                int8_model=args.int8_model,
             )
+        row = 0
         for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
-            yield resnet(chunk)
+            block = resnet(chunk)
+            check_finite(np.asarray(block), f"{path}: ResNet features from row {row}")
+            row += len(block)
+            yield block
 
 
 def fit_pca_main(argv: Sequence[str]) -> int:
@@ -261,7 +308,24 @@ def convert_pca_main(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"fit_pca": fit_pca_main, "convert_pca": convert_pca_main}
+def calibrate_main(argv: Sequence[str]) -> int:
+    from extract_features.calibrate import calibrate_main as run
+
+    return run(argv)
+
+
+def check_precision_main(argv: Sequence[str]) -> int:
+    from extract_features.check_precision import check_precision_main as run
+
+    return run(argv)
+
+
+COMMANDS = {
+    "fit_pca": fit_pca_main,
+    "convert_pca": convert_pca_main,
+    "calibrate": calibrate_main,
+    "check_precision": check_precision_main,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
