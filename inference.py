@@ -302,13 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_live(args: argparse.Namespace) -> int:
-    from extract_features import ExtractConfig
     from highlights.live import LiveSettings, run_live
+    from highlights.pipeline import extract_config
 
     if args.inputs or args.video or args.features_video or args.features_audio or args.game_dir:
         raise UserError("--live is the one input: no INPUTs, --video, --features_* or --game_dir with it")
     config = _shared_config(args)
-    ExtractConfig(weights=config.weights, pca=str(config.pca) if config.pca else None)  # checked before loading
+    extract_config(config)  # checked before loading
     live = LiveSettings(
         args.live, args.live_segment, args.live_stall, args.live_end_after, args.live_format, args.live_reencode
     )

@@ -33,6 +33,7 @@ class FastFrames:
 
     source = "random"
     on_gpu = False
+    runtime = "tensorflow"
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         x = frames.reshape(len(frames), -1)[:, : 2048 * 73].reshape(len(frames), 2048, 73)
