@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import UserError
+from highlights.live_tokens import CATCH_UP_BATCH
 from highlights.pipeline import Config, Half, Result, Session, _decode, warn_random
 from highlights.recorder import Recorder, Segment
 
@@ -96,6 +97,7 @@ class LiveRun:
         self.online = OnlineDecoder(self.names, config.decoder, self.tps)
         self.rows: list[np.ndarray] = []  # scored probabilities, [stride, C] per window
         self.pushed = 0  # rows given to the online decoder
+        self.score_sec = 0.0  # seconds spent scoring windows
         self.records: list[dict] = []
         self._clips: queue.Queue = queue.Queue()
         self._threads: list[threading.Thread] = []
@@ -180,7 +182,9 @@ class LiveRun:
                 video, audio = self.tokens.arrays()
             centres = np.arange(done, total) * stride - self.window // 2
             index = np.clip(centres[:, None] + np.arange(self.window), 0, ready - 1)
+            t0 = time.perf_counter()
             probs = self.session.scorer.score_windows(video[index], audio[index], progress=False)
+            self.score_sec += time.perf_counter() - t0
             self.rows += list(np.repeat(probs[:, None], stride, axis=1))
         known = np.concatenate(self.rows)[:ready] if self.rows else np.zeros((0, len(self.names)))
         step = self.config.stride  # a window at a time: each span is dated by the first token that made it final
@@ -191,50 +195,43 @@ class LiveRun:
             self._give(spans, end)
 
     def _give(self, spans: list, tokens: int) -> None:
-        """Queue the clips of spans final once `tokens` scores were known (with when, in the stream, that was)."""
+        """Queue the clips of spans final once `tokens` scores were known (with when, in the stream, that was, and
+        when at the latest the online rule makes it final: `final_by`, see `highlights.online`)."""
         needed = (tokens + self.right) / self.tps  # the stream's second up to which tokens were needed
+        slack = self.window / 2 / self.tps + (self.config.stride + 1) / self.tps  # half a window, one push, a token
         for span in spans:
-            rule = self.config.decoder.rule(span.label)
-            self._clips.put(
-                (
-                    span,
-                    {
-                        "final_at": round(min(needed, self.recorder.recorded), 3),
-                        "wait_sec": round(min(needed, self.recorder.recorded) - span.peak, 3),
-                        "after": rule.after,
-                    },
-                )
-            )
+            final_at = min(needed, self.recorder.recorded)
+            final_by = self.online.final_after(span) + slack
+            info = {"final_at": round(final_at, 3), "wait_sec": round(final_at - span.peak, 3)}
+            self._clips.put((span, {**info, "final_by": round(final_by, 3)}))
 
-    def _state(self, *, final: bool) -> None:
+    def _state(self, *, final: bool) -> dict:
         """live.json, and report.html with the scores and spans so far; one warning when falling behind."""
         elapsed = max(1e-6, time.monotonic() - self.clock.started)
         scored = len(self.rows) * self.config.stride / self.tps
         received = self.recorder.recorded
         lag = max(0.0, received - scored - self.window / 2 / self.tps)
         self.clock.worst_lag = max(self.clock.worst_lag, lag)
+        rate, stream_rate = round(scored / elapsed, 3), round(received / elapsed, 3)
         state = {
             "state": "finished" if final else "live",
             "recorded_sec": round(received, 3),
             "scored_sec": round(scored, 3),
             "lag_sec": round(lag, 2),
-            "stream_rate": round(received / elapsed, 3),
-            "real_time_factor": round(scored / elapsed, 3),
+            "stream_rate": stream_rate,
+            "real_time_factor": rate,
+            "compute_per_stream_sec": round((self.tokens.busy + self.score_sec) / max(scored, 1e-6), 3),
             "spans": len(self.records),
             "gaps": [dataclasses.asdict(g) for g in self.recorder.gaps],
         }
-        if lag > BEHIND_SEC and not self.clock.warned:
+        message = behind_message(lag, received, scored, rate, stream_rate)
+        if message and not self.clock.warned:
             self.clock.warned = True
-            print(
-                f"warning: falling behind: the stream is at {received:.0f} s, scores at {scored:.0f} s "
-                f"({lag:.0f} s behind; {state['real_time_factor']:.2f}x real time scored, stream at "
-                f"{state['stream_rate']:.2f}x); catching up in larger batches, no token skipped",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(message, file=sys.stderr, flush=True)
         self.outputs.state(state)
         if not final:
             self._report()
+        return state
 
     def _report(self) -> None:
         from highlights.report import write_report
@@ -266,7 +263,7 @@ class LiveRun:
         self._threads[1].join()
         self._check()
         self.outputs.playlist(final=True)
-        self._state(final=True)
+        state = self._state(final=True)
         self.outputs.close()
         probs = np.concatenate(self.rows)[: len(video)]
         half = Half(self.config.half, video, audio, duration=duration, probs=probs)
@@ -276,21 +273,40 @@ class LiveRun:
         if result.random_weights:
             warn_random()
         write_outputs(result)
-        print(latency_table(self.records, self.clock, self.recorder), file=sys.stderr)
+        print(latency_table(self.records, self.clock, self.recorder, state), file=sys.stderr)
         if interrupted:
             print("stopped before the stream ended: the outputs cover the recording so far", file=sys.stderr)
         return result
 
 
-def latency_table(records: list[dict], clock: Clock, recorder: Recorder) -> str:
+def behind_message(lag: float, received: float, scored: float, rate: float, stream_rate: float) -> str | None:
+    """The one warning of a run whose scores are more than BEHIND_SEC behind the recording, with its numbers and
+    the catch-up rule; None while it keeps up."""
+    if lag <= BEHIND_SEC:
+        return None
+    return (
+        f"warning: falling behind: the stream is at {received:.0f} s, scores at {scored:.0f} s ({lag:.0f} s behind; "
+        f"{rate:.2f}x real time scored, the stream comes at {stream_rate:.2f}x). Catching up: the networks take the "
+        f"whole backlog in batches of up to {CATCH_UP_BATCH} frames (faster per frame), no token is skipped; clips "
+        "come late until the backlog is cleared"
+    )
+
+
+def latency_table(records: list[dict], clock: Clock, recorder: Recorder, state: dict) -> str:
     """The latency distribution of the run's clips and its pace, for the end of a run."""
-    lines = [f"recorded {recorder.recorded:.1f} s, {len(recorder.gaps)} gap(s), largest lag {clock.worst_lag:.1f} s"]
+    lines = [
+        f"recorded {recorder.recorded:.1f} s, {len(recorder.gaps)} gap(s), largest lag {clock.worst_lag:.1f} s; "
+        f"real-time factor {state['real_time_factor']:.2f} (stream at {state['stream_rate']:.2f}x), "
+        f"{state['compute_per_stream_sec']:.2f} s of network time per second of stream"
+    ]
     if records:
         latency = np.array([r["latency_sec"] for r in records])
         wait = np.array([r["wait_sec"] for r in records])
+        q = np.percentile(latency, [50, 90])
         lines.append(
-            f"{len(records)} clips: latency median {np.median(latency):.1f} s, max {latency.max():.1f} s "
-            f"(of which stream after the event: median {np.median(wait):.1f} s, max {wait.max():.1f} s)"
+            f"{len(records)} clips, seconds from the event's moment in the stream to its clip: median {q[0]:.1f}, "
+            f"90% {q[1]:.1f}, max {latency.max():.1f} (stream after the event until the span was final: median "
+            f"{np.median(wait):.1f}, max {wait.max():.1f})"
         )
     return "\n".join(lines)
 

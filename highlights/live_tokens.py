@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class LiveTokens:
         self.video: list[np.ndarray] = []
         self.audio: list[np.ndarray] = []
         self.counts = [0, 0]
+        self.busy = 0.0  # seconds spent in the networks (both threads together)
         self.changed = threading.Condition()
         self.stages = _Stages()
         self._frames: queue.Queue = queue.Queue(maxsize=4 * CATCH_UP_BATCH)
@@ -96,7 +98,9 @@ class LiveTokens:
                     break
             frames = [f for f in batch if f is not None]
             if frames:
+                t0 = time.perf_counter()
                 feats = self.extractor.resnet(np.concatenate(frames))
+                self.busy += time.perf_counter() - t0
                 self._append(0, self.extractor.pca.transform(feats))
             if batch[-1] is None:
                 return
@@ -107,4 +111,7 @@ class LiveTokens:
             for block in blocks:
                 if self.stages.stop.is_set():
                     return
-                self._append(1, self.extractor.vggish.features(decode.to_pieces(block)))
+                t0 = time.perf_counter()
+                feats = self.extractor.vggish.features(decode.to_pieces(block))
+                self.busy += time.perf_counter() - t0
+                self._append(1, feats)

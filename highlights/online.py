@@ -108,6 +108,17 @@ class OnlineDecoder:
             self.given[g] = clips
         return sorted(rest, key=lambda s: (s.start, s.end, s.label))
 
+    def final_after(self, span: Span) -> float:
+        """The stream second (counted in scored tokens) by which `span` is final at the latest, for a span not
+        shortened to its `max_length`: its end (or start + min_length), plus the largest gap it may still merge
+        across, plus how far before its event a later span starts and how long a later peak takes to settle."""
+        classes = self.groups[0] if self.config.merge_classes else [self.names.index(span.label)]
+        rules = [self._rules[c] for c in classes]
+        gap = max(r.merge_gap for r in rules)
+        gap = max(gap, self.config.min_gap_sec) if self.config.merge_classes else gap
+        end = max(span.end, span.start + max(self.config.rule(n).min_length for n in span.labels))
+        return end + gap + max(r.before + r.min_peak_distance for r in rules)
+
     def _first_start(self, q: np.ndarray, c: int) -> float:
         """The earliest start (s) of a span that a peak not yet settled could still give class `c`."""
         rule, h, k = self._rules[c], self._h[c], len(q)

@@ -25,7 +25,12 @@ from synthetic.video import make_match_video
 
 SECONDS = 60
 RATE = 4  # the stream plays at 4x real time
-RULE = {"before": 2, "after": 4, "min_peak_distance": 3, "merge_gap": 1, "min_length": 0, "max_length": 10}
+# Peaks of a class at least 7 s apart and spans of 5 s: no two spans of a class ever merge or get shortened, so
+# every clip has the documented bound on when it is final (`final_by`).
+RULE = {"before": 2, "after": 3, "min_peak_distance": 7, "merge_gap": 1, "min_length": 0, "max_length": 10}
+# Wall seconds of compute on top of the stream's wait (networks, scoring, cutting the clip): generous, as the
+# test shares two cores with the rest of the suite.
+COMPUTE_SEC = 20.0
 
 
 class FastFrames:
@@ -141,28 +146,72 @@ def _check_clips(out: Path, lines: list[dict]) -> None:
     assert [line["number"] for line in lines] == list(range(1, len(lines) + 1))
 
 
-def _window_sec(out: Path) -> float:
-    return json.loads((out / "spans.json").read_text())["model"]["window_seconds"]
-
-
 @pytest.mark.slow
-def test_udp_stream_live_spans_equal_offline_spans_on_the_recording(tiny_model, match, decoder_config, tmp_path):
+def test_udp_stream_live_spans_equal_offline_spans_on_the_recording(
+    tiny_model, match, decoder_config, tmp_path, capsys
+):
     out, port = tmp_path / "live", _free_udp_port()
-    with playing(match, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316", ready=out / "spans.jsonl"):
+    with (
+        Watch(out) as watch,
+        playing(match, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316", ready=out / "spans.jsonl"),
+    ):
         _live(tiny_model, out, _udp(port), decoder_config, "--live_stall", "2", "--live_end_after", "4")
+    printed = capsys.readouterr().err
     lines = _lines(out)
-    offline = _offline(tiny_model, out, decoder_config)["spans"]
+    offline_out = _offline(tiny_model, out, decoder_config)
     final = json.loads((out / "spans.json").read_text())["spans"]
-    assert lines and sorted(map(_key, lines)) == sorted(map(_key, offline)) == sorted(map(_key, final))
+    assert lines and sorted(map(_key, lines)) == sorted(map(_key, offline_out["spans"])) == sorted(map(_key, final))
+    _same_as_offline(out, out / "offline")
     assert abs(probe(out / "recording.m3u8").duration - SECONDS) < 1.5
     _check_clips(out, lines)
-    # final once the stream is before + merge gap + peak distance + half a window past the span's end (a span
-    # shortened to max_length may have lost some of its end)
-    bound = RULE["before"] + RULE["merge_gap"] + RULE["min_peak_distance"] + _window_sec(out) / 2 + 1
-    early = [x for x in lines if x["end"] < SECONDS - bound - 3 and x["end"] - x["start"] < RULE["max_length"]]
-    assert early and all(x["final_at"] - x["end"] <= bound for x in early), [(x["end"], x["final_at"]) for x in lines]
-    assert all(line["latency_sec"] >= 0 for line in lines)
+    _within_bounds(lines)
     assert (out / "highlights.m3u8").read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    # report.html was rewritten while the stream played, with spans in it
+    assert len(watch.reports) >= 2, watch.reports
+    assert "clips, seconds from the event's moment in the stream to its clip: median" in printed
+    assert "real-time factor" in printed
+
+
+def _within_bounds(lines: list[dict]) -> None:
+    """Every span final by the documented bound (stream seconds), every clip ready within that wait (played at
+    RATE x) plus COMPUTE_SEC."""
+    assert all(x["final_at"] <= x["final_by"] for x in lines), [(x["final_at"], x["final_by"]) for x in lines]
+    late = [x for x in lines if x["latency_sec"] > (x["final_by"] - x["peak"]) / RATE + COMPUTE_SEC]
+    assert not late and all(x["latency_sec"] >= 0 for x in lines), late
+
+
+def _same_as_offline(live: Path, offline: Path) -> None:
+    """results_spotting.json (scores to float noise: windows scored in other batches) and the reel's subtitles."""
+    a, b = (json.loads((d / "results_spotting.json").read_text())["predictions"] for d in (live, offline))
+    assert [(p["gameTime"], p["label"]) for p in a] == [(p["gameTime"], p["label"]) for p in b]
+    assert np.allclose([float(p["confidence"]) for p in a], [float(p["confidence"]) for p in b], atol=1e-5)
+    assert (live / "highlights.srt").read_text() == (offline / "highlights.srt").read_text()
+
+
+class Watch:
+    """Notes each version of report.html written while live.json says the run is live and spans.jsonl has a line."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.reports: set[tuple[int, int]] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _poll(self) -> None:
+        while not self.done.wait(0.2):
+            with contextlib.suppress(OSError, ValueError):
+                live = json.loads((self.out / "live.json").read_text())["state"] == "live"
+                if live and (self.out / "spans.jsonl").read_text().strip():
+                    stat = (self.out / "report.html").stat()
+                    self.reports.add((stat.st_mtime_ns, stat.st_size))
 
 
 @pytest.mark.slow
@@ -177,7 +226,9 @@ def test_growing_hls_folder_live_spans_equal_offline_spans(tiny_model, match, de
     lines = _lines(out)
     offline = _offline(tiny_model, out, decoder_config)["spans"]
     assert lines and sorted(map(_key, lines)) == sorted(map(_key, offline))
+    _same_as_offline(out, out / "offline")
     _check_clips(out, lines)
+    assert all(x["final_at"] <= x["final_by"] for x in lines)
 
 
 @pytest.mark.slow
@@ -196,6 +247,7 @@ def test_a_stream_that_stops_for_10_s_goes_on_with_the_gap_recorded(tiny_model, 
     lines = _lines(out)
     assert len({line["clip"] for line in lines}) == len(lines)
     assert sorted(map(_key, lines)) == sorted(map(_key, _offline(tiny_model, out, decoder_config)["spans"]))
+    assert all(x["final_at"] <= x["final_by"] for x in lines)  # the gap takes no stream time
 
 
 def _pause(sender: Sender, after: float, seconds: float) -> None:
@@ -265,3 +317,13 @@ def test_a_second_live_run_into_the_same_folder_is_refused(tiny_model, tmp_path)
                 "random",
             ]
         )
+
+
+def test_falling_behind_is_said_with_the_numbers_and_the_catch_up_rule():
+    from highlights.live import BEHIND_SEC, behind_message
+
+    assert behind_message(BEHIND_SEC, 100.0, 85.0, 0.9, 1.0) is None
+    message = behind_message(40.0, 300.0, 258.0, 0.85, 1.0)
+    assert message is not None and message.startswith("warning: falling behind")
+    assert "300 s" in message and "258 s" in message and "40 s behind" in message and "0.85x" in message
+    assert "no token is skipped" in message
