@@ -8,7 +8,7 @@ Random weights (no downloads, the same compute), an untrained concat model (20 s
 seed's decoder figures with a 0.05 threshold (an untrained model is not confident).
 
     flock /tmp/bench.lock .venv/bin/python bench/bench_live.py --minutes 10                 # real time, default runtime
-    flock /tmp/bench.lock .venv/bin/python bench/bench_live.py --minutes 10 --dtype bfloat16
+    flock /tmp/bench.lock .venv/bin/python bench/bench_live.py --minutes 10 --dtype int8 --int8_model INT8/
     flock /tmp/bench.lock .venv/bin/python bench/bench_live.py --minutes 2 --rates 2 3 4    # keeping up at N x
 
 Prints one Markdown row per run. A run "keeps up" when its scores never fell more than the live run's
@@ -62,13 +62,13 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def run(video: Path, rate: float, runtime: str, dtype: str, out: Path) -> dict:
+def run(video: Path, rate: float, runtime: str, dtype: str, out: Path, int8: str | None = None) -> dict:
     """One live run; its figures."""
     port = _port()
     cmd = [sys.executable, str(ROOT / "inference.py"), "--model", str(model()), "--out", str(out)]
     cmd += ["--live", f"udp://127.0.0.1:{port}?fifo_size=1000000&overrun_nonfatal=1", "--weights", "random"]
     cmd += ["--threshold", "0.05", "--fast", "--quiet", "--live_stall", "3", "--live_end_after", "6"]
-    cmd += ["--feature_runtime", runtime, "--feature_dtype", dtype]
+    cmd += ["--feature_runtime", runtime, "--feature_dtype", dtype, *(["--int8_model", int8] if int8 else [])]
     log = (out.parent / f"{out.name}.log").open("w")
     live = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     while not (out / "spans.jsonl").exists() and live.poll() is None:
@@ -123,7 +123,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="length of the generated match")
     p.add_argument("--rates", type=float, nargs="+", default=[1.0], help="stream rates (x real time)")
     p.add_argument("--runtime", default="openvino", choices=("openvino", "tensorflow"))
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "int8"))
+    p.add_argument("--int8_model", help="with --dtype int8: a folder from `python -m extract_features calibrate`")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     video = match_video(args.minutes)
@@ -134,7 +135,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for rate in args.rates:
         out = OUT / f"run_{args.minutes:g}min_{rate:g}x_{args.runtime}_{args.dtype}_{int(time.time())}"
-        print(row(run(video, rate, args.runtime, args.dtype, out)), flush=True)
+        print(row(run(video, rate, args.runtime, args.dtype, out, args.int8_model)), flush=True)
 
 
 if __name__ == "__main__":
