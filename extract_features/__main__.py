@@ -2,6 +2,8 @@
 
 python -m extract_features --video match.mp4 --out DIR [--half 2] [--weights random] [--pca pca.npz]
 python -m extract_features --tree SOCCERNET_ROOT [--out_root OUT] [--num_shards N --shard_index i] --pca pca.npz
+    (in a Slurm array task the shard is the task's place in the array: no shard flags needed)
+python -m extract_features --tree SOCCERNET_ROOT ... --summary   (done / failed / missing games of every shard)
 python -m extract_features --list videos.txt --pca pca.npz
 python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
 python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
@@ -21,6 +23,7 @@ from common.cli import add_progress_flags, check_positive
 from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
 from common.quiet import import_tensorflow
+from common.shards import add_shard_flags, resolve_shard
 from extract_features import decode
 from extract_features.pipeline import ExtractConfig
 
@@ -61,8 +64,13 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", help="output name prefix for --video (default 1)")
     p.add_argument("--out_root", help="batch: write under this folder, mirroring the tree (default: beside videos)")
     p.add_argument("--quality", help="batch: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
-    p.add_argument("--num_shards", type=int, default=1)
-    p.add_argument("--shard_index", type=int, default=0)
+    add_shard_flags(p, "game folders")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="batch: extract nothing; report which games of every shard are done, failed (why) or missing "
+        "(same flags as the extraction; exit 1 unless all are done)",
+    )
     p.add_argument("--overwrite", action="store_true", help="batch: redo halves already extracted")
     p.add_argument("--pca", help="PCA .npz (mean, components); required unless --weights random")
     p.add_argument(
@@ -159,10 +167,15 @@ def extract_main(argv: Sequence[str]) -> int:
         jobs = batch.tree_jobs(args.tree, out_root=args.out_root, quality=args.quality)
     else:
         jobs = batch.list_jobs(args.list, out_root=args.out_root)
-    jobs = batch.shard(jobs, args.num_shards, args.shard_index)
+    if args.summary:
+        report, complete = batch.summary(jobs, config, root=Path(args.out_root or args.tree or Path(args.list).parent))
+        print(report)
+        return 0 if complete else 1
+    num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+    jobs = batch.shard(jobs, num_shards, index)
     import_tensorflow(args.verbose)
     counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.frames_per_call, progress=progress)
-    print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {args.shard_index}/{args.num_shards})")
+    print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {index}/{num_shards})")
     return 0
 
 
