@@ -11,8 +11,11 @@ Example (the original README's command):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +23,7 @@ from pathlib import Path
 from common.cli import add_progress_flags
 from common.errors import UserError, run_cli
 from common.quiet import import_tensorflow
+from common.slurm import slurm_workers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,13 +284,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.GPU)
     cfg = _config(args)
-    import_tensorflow(args.verbose)
-    import training
+    workers = slurm_workers(cfg.tflog) if cfg.mode == "train" else contextlib.nullcontext()
+    with workers, stop_on_signals():
+        import_tensorflow(args.verbose)
+        import training
 
-    start = time.time()
-    training.run(cfg)
+        start = time.time()
+        training.run(cfg)
     logging.info("total execution time %.1f s", time.time() - start)
     return 0
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM or SIGUSR1 (a Slurm preemption or time-limit warning: slurm/train.sbatch sends USR1 to its workers,
+    as TensorFlow's multi-worker runtime takes SIGTERM over for itself) ends the run as an error would: the resume
+    state of the last finished epoch stays and `--resume` continues from it; exit status 128 + the signal."""
+
+    def stop(signum, frame):
+        name = signal.Signals(signum).name
+        print(f"{name}: stopping; --resume continues from the last finished epoch", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -32,7 +34,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={munge_socket}
+AuthInfo=socket={munge_socket},cred_expire=10
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool/%n
 SlurmctldPidFile={root}/run/slurmctld.pid
@@ -54,9 +56,10 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
 MinJobAge=300
-NodeName=n1 NodeHostname={host} NodeAddr=127.0.0.1 Port={port_n1} CPUs=2 RealMemory=4000 State=UNKNOWN
-NodeName=n2 NodeHostname={host} NodeAddr=127.0.0.1 Port={port_n2} CPUs=2 RealMemory=4000 State=UNKNOWN
-PartitionName=debug Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+GresTypes=gpu
+NodeName=n1 NodeHostname={host} NodeAddr=127.0.0.1 Port={port_n1} CPUs=8 RealMemory=64000 Gres=gpu:2 State=UNKNOWN
+NodeName=n2 NodeHostname={host} NodeAddr=127.0.0.1 Port={port_n2} CPUs=8 RealMemory=64000 Gres=gpu:2 State=UNKNOWN
+PartitionName=gpu Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 """
 
 
@@ -118,7 +121,7 @@ class SlurmCluster:
 
     def _write_config(self) -> None:
         root = self.root
-        for sub in ("state", "run", "log", "spool/n1", "spool/n2", "munge"):
+        for sub in ("state", "run", "log", "spool/n1", "spool/n2", "munge", "dev"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(root / "munge", 0o700)
         key = root / "munge" / "munge.key"
@@ -134,6 +137,9 @@ class SlurmCluster:
             munge_socket=self.munge_socket,
         )
         (root / "slurm.conf").write_text(conf)
+        for i in range(2):  # stand-in GPU devices (Slurm wants character devices): /dev/null's numbers
+            os.mknod(root / "dev" / f"nvidia{i}", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        (root / "gres.conf").write_text(f"AutoDetect=off\nNodeName=n[1-2] Name=gpu File={root}/dev/nvidia[0-1]\n")
 
     @property
     def munge_socket(self) -> Path:
@@ -179,14 +185,38 @@ class SlurmCluster:
 
         self._wait(idle, "the two slurmd nodes are not idle", "slurmd.n1")
 
-    def run(self, *cmd: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
-        """A Slurm command (sbatch, srun, scontrol, ...) against this cluster."""
+    def run(
+        self, *cmd: str, timeout: float = 60, check: bool = False, env: dict | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        """A Slurm command (sbatch, srun, scontrol, ...) against this cluster; `env` adds variables."""
         done = subprocess.run(
-            list(cmd), env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+            list(cmd),
+            env={**self.env, **(env or {})},
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done
+
+    def job_state(self, job_id: str) -> str:
+        """JobState of a job (PENDING, RUNNING, COMPLETED, FAILED, ...), '' when unknown."""
+        out = self.run("scontrol", "-o", "show", "job", job_id).stdout
+        m = re.search(r"\bJobState=(\S+)", out)
+        return m.group(1) if m else ""
+
+    def wait_job(self, job_id: str, timeout: float, until=("COMPLETED",)) -> str:
+        """Wait for the job to reach a state in `until` or to end; its final state (AssertionError on timeout)."""
+        ended = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED"}
+        deadline = time.monotonic() + timeout
+        while (state := self.job_state(job_id)) not in {*until, *ended}:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {state or 'unknown'} after {timeout:.0f} s\n{self.logs()}")
+            time.sleep(0.5)
+        return state
 
     def logs(self, tail: int = 3000) -> str:
         """The end of every daemon's log, for failure messages."""
