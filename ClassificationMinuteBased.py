@@ -23,7 +23,7 @@ from pathlib import Path
 from common.cli import add_progress_flags
 from common.errors import UserError, run_cli
 from common.quiet import import_tensorflow
-from common.slurm import slurm_workers
+from training.slurm import slurm_workers
 
 
 def build_parser() -> argparse.ArgumentParser:
