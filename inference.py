@@ -15,7 +15,8 @@ recipe come from the model file. Writes `spans.json`, `results_spotting.json` (S
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
 there is a video, all renamed into place together when complete (files of an earlier run that this run does
 not write are removed); a run over several videos adds `DIR/index.html` linking each report. Inputs are
-checked before anything is computed or written.
+checked before anything is computed or written. `--num_shards N --shard_index i` (or, in a Slurm array task,
+the task's place) does only shard i's videos; its index.html links every report already in DIR.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from typing import Any
 from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
 from common.constants import FEATURE_NAMES
 from common.errors import UserError, run_cli
+from common.shards import add_shard_flags, resolve_shard, take_shard
 from highlights.outputs import summary
 from highlights.pipeline import Config, check_match, run, run_many
 
@@ -95,6 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     reel.add_argument("--no_reel", action="store_true", help="skip the MP4")
     p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
+    add_shard_flags(p, "INPUT videos (one folder each under --out)")
     add_progress_flags(p)
     return p.parse_args(argv)
 
@@ -230,7 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = parse_args(argv)
     if args.inputs:
-        return run_many(build_configs(args))
+        configs = build_configs(args)
+        num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+        mine = take_shard(configs, num_shards, index, key=lambda c: c.out)
+        if not mine:
+            print(f"shard {index}/{num_shards}: no videos (fewer videos than shards)", file=sys.stderr)
+            return 0
+        return run_many(mine, index_of=configs if num_shards > 1 else None)
+    if args.num_shards is not None or args.shard_index is not None:
+        raise UserError("--num_shards / --shard_index split INPUTs (videos, folders, lists); give INPUTs")
     existed = Path(args.out).exists()
     try:
         result = run(build_config(args))
