@@ -1,5 +1,6 @@
-"""Extraction as a Slurm array job on a real two-node cluster (tests/slurm.py): four array tasks with no shard
-flags give the files of one process over the whole tree, and each half is extracted by exactly one task."""
+"""Extraction as a Slurm array job (slurm/extract.sbatch) on a real two-node cluster (tests/slurm.py): four
+array tasks with no shard flags give the files of one process over the whole tree, and each half is extracted by
+exactly one task."""
 
 import json
 import os
@@ -14,19 +15,6 @@ from tests.media import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def job_script(path: Path, log_dir: Path, command: str) -> Path:
-    """A batch script running `command` from the repository with this interpreter, TensorFlow on the CPU."""
-    path.write_text(
-        "#!/bin/bash\n"
-        f"#SBATCH --output={log_dir}/%x_%A_%a.out\n"
-        f"#SBATCH --chdir={ROOT}\n"
-        "export TF_CPP_MIN_LOG_LEVEL=3 CUDA_VISIBLE_DEVICES=''\n"
-        f"export PYTHONPATH={ROOT}\n"
-        f"exec {sys.executable} {command}\n"
-    )
-    return path
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -52,18 +40,21 @@ def test_array_job_extracts_each_half_once_and_matches_one_process(slurm_cluster
         folder.mkdir(parents=True)
         for half in (1, 2):
             os.link(clip, folder / f"{half}_224p.mkv")
-    flags = f"--tree {tree} --weights random --quiet"
+    env = {"REPO": str(ROOT), "PYTHON": sys.executable, "VIDEOS": str(tree), "OUT_ROOT": str(tmp_path / "array")}
+    env["EXTRACT_FLAGS"] = "--weights random"
     logs = tmp_path / "logs"
     logs.mkdir()
-    script = job_script(tmp_path / "extract.sh", logs, f"-m extract_features {flags} --out_root {tmp_path / 'array'}")
-    done = slurm_cluster.run("sbatch", "--wait", "--array=0-3", "--job-name=ex", str(script), timeout=900)
-    task_logs = {p.name: p.read_text() for p in logs.glob("ex_*.out")}
+    template = ROOT / "slurm" / "extract.sbatch"  # as a user submits it, the test cluster's sizes given
+    cmd = ["sbatch", "--wait", "--array=0-3", "--cpus-per-task=1", "--job-name=ex", str(template)]
+    done = slurm_cluster.run(*cmd, env=env, cwd=logs, timeout=900)
+    task_logs = {p.name: p.read_text() for p in logs.glob("slurm-ex-*.out")}
     assert done.returncode == 0, f"{done.stderr}\n{task_logs}\n{slurm_cluster.logs()}"
+    assert len(task_logs) == 4, task_logs
 
     lines = sorted(re.search(r"\d+ extracted.*", text).group(0) for text in task_logs.values())
     assert lines == [f"2 extracted, 0 already done (shard {i}/4)" for i in range(4)], task_logs
 
-    assert main([*flags.split(), "--out_root", str(tmp_path / "one")]) == 0
+    assert main(["--tree", str(tree), "--weights", "random", "--quiet", "--out_root", str(tmp_path / "one")]) == 0
     array, one = files(tmp_path / "array"), files(tmp_path / "one")
     assert len(one) == 4 * 5  # per game: two halves × (video, audio features), one extraction.json
     assert array.keys() == one.keys()
