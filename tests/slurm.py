@@ -10,6 +10,7 @@ tests did. Commands reach this cluster only through `cluster.env` (SLURM_CONF po
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -92,6 +93,12 @@ def install() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the daemon before exec: SIGTERM when the test process dies (even killed), so no daemon outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _program(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
 
@@ -148,7 +155,13 @@ class SlurmCluster:
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.out", "w")  # noqa: SIM115 (the daemon keeps it open)
         self.procs[name] = subprocess.Popen(
-            cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
 
