@@ -23,15 +23,22 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.atomic import save_npy, write_json
-from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
-from common.constants import CLASS_MAP_FILE, LABEL_FILES
+from common.cli import SYSTEM_HELP, add_progress_flags, add_spotting_flags, check_spotting_flags
+from common.constants import CLASS_MAP_FILE
 from common.errors import UserError, run_cli
 from common.modelfile import read_spec
 from common.shards import add_shard_flags, resolve_shard, take_shard
+
+if TYPE_CHECKING:
+    from common.modelspec import ModelSpec
+    from dataset import ClassMap
+    from highlights.pipeline import Session
+    from highlights.spotting import Spot
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,7 +58,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     vd.add_argument("--outputPrefix", help="with --tflog: take <tflog>/<outputPrefix>_best.keras")
     vd.add_argument("--GPU", type=int, default=-1, help="ID of the GPU to use (-1: every visible GPU)")
     vd.add_argument("--loglevel", default="WARNING", help="logging level")
-    vd.add_argument("--system", default="linux", choices=("linux", "windows"), help="accepted; paths are portable")
+    vd.add_argument("--system", default="linux", choices=("linux", "windows"), help=SYSTEM_HELP)
+    vd.add_argument(
+        "--FTP",
+        action="store_true",
+        help="accepted: V&D fetched the games from its FTP server first; here they are read where the list says",
+    )
+    vd.add_argument(
+        "--pooling_rule",
+        default="original",
+        choices=("original", "network"),
+        help="how --network maps to the model's pooling (as in training; see ClassificationMinuteBased.py)",
+    )
     p.add_argument("--dataset_root", help="folder the list's game paths are relative to (default: the list's)")
     p.add_argument("--output", help="output tree (default: Outputs/<model name>)")
     p.add_argument("--featuresVideo", help="video feature name (default: the model's, e.g. ResNET_TF2_PCA512)")
@@ -67,7 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
+def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     """Write results_spotting.json for every game of the list; return (output root, game names, class map)."""
     import dataset
 
@@ -86,56 +104,62 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], object]:
     import_tensorflow(args.verbose)  # before anything imports Keras (finding the model may)
     model_path = find_model(args)
     out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
+    check_agrees(args, read_spec(model_path), model_path)  # before the weights are read
 
-    import archis
-    from common.features import RecipeCheck, frame_rate_problem, read_record, recipe_of
-    from highlights.spotting import Scorer, model_class_map, nms_spots, with_compute_dtype, write_results_spotting
+    from highlights.pipeline import Session
+    from highlights.spotting import write_results_spotting
 
-    model = archis.load_model(model_path)
-    info = archis.model_info(model)
-    check_agrees(args, info, model_path)
-    cmap = model_class_map(info, args.class_map, str(model_path))
+    session = Session(
+        model_path,
+        class_map=args.class_map,
+        compute_dtype=args.compute_dtype,
+        windows_per_call=args.windows_per_call,
+        verbose=args.verbose,
+    )
+    cmap = session.cmap
     if cmap is None:
         raise UserError(
-            f"{model_path}: records no class map and its classes {info['class_names']} match no "
+            f"{model_path}: records no class map and its classes {list(session.spec.class_names)} match no "
             "built-in one: give --class_map"
         )
-    check_recipe = RecipeCheck(info["feature_recipe"], model_path.name)
-    feature_video = args.featuresVideo or info["feature_names"]["video"]
-    feature_audio = args.featuresAudio or info["feature_names"]["audio"]
-    pca = args.PCA if args.featuresVideo else None
-    scorer = Scorer(with_compute_dtype(model, args.compute_dtype), batch_size=args.windows_per_call)
-    fps = info["frames_per_second"]
     for game, name in zip(tqdm(games, desc="games", unit="game", disable=args.quiet), names, strict=True):
-        record = read_record(game)
-        problem = frame_rate_problem(record, fps)
-        if problem:
-            raise UserError(f"{game}: {problem}")
-        check_recipe(recipe_of(record), str(game))
-        spots = []
-        for half in (1, 2):
-            video, audio = dataset.load_half(
-                game, half, feature_video, feature_audio, pca=pca, feature_dim=info["feature_dim"]
-            )
-            probs = scorer.score_half(
-                video, audio, stride=args.stride, progress=not args.quiet, what=f"{name} half {half}"
-            )
-            save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, fps))
-            spots += nms_spots(
-                probs,
-                info["class_names"],
-                half,
-                fps=fps,
-                window_sec=args.nms_window,
-                threshold=args.nms_threshold,
-                rule=args.nms_rule,
-            )
+        spots = spot_game(args, session, game, name, out)
         write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
     write_json(out / CLASS_MAP_FILE, cmap.to_json())  # evaluate.py reads the classes from here
     return out, names, cmap
 
 
-def _spec_of(path: Path) -> dict | None:
+def spot_game(args: argparse.Namespace, session: Session, game: Path, name: str, out: Path) -> list[Spot]:
+    """The spots of both halves of one game; V&D's per-second scores of each half saved under `out/name`."""
+    import dataset
+    from common.features import read_record
+    from highlights.spotting import nms_spots
+
+    spec = session.spec
+    session.check_record(read_record(game), str(game))
+    features = (args.featuresVideo or spec.feature_names["video"], args.featuresAudio or spec.feature_names["audio"])
+    spots = []
+    for half in (1, 2):
+        video, audio = dataset.load_half(
+            game, half, *features, pca=args.PCA if args.featuresVideo else None, feature_dim=spec.feature_dim
+        )
+        probs = session.scorer.score_half(
+            video, audio, stride=args.stride, progress=not args.quiet, what=f"{name} half {half}"
+        )
+        save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, spec.tokens_per_second))
+        spots += nms_spots(
+            probs,
+            spec.class_names,
+            half,
+            tokens_per_second=spec.tokens_per_second,
+            window_sec=args.nms_window,
+            threshold=args.nms_threshold,
+            rule=args.nms_rule,
+        )
+    return spots
+
+
+def _spec_of(path: Path) -> ModelSpec | None:
     """The archis spec stored in a .keras file (no weights loaded), or None for a file that is not one."""
     try:
         return read_spec(path)
@@ -146,11 +170,16 @@ def _spec_of(path: Path) -> dict | None:
 def _wanted(args: argparse.Namespace) -> dict:
     """The model settings V&D's flags ask for (canonical names), only those given."""
     from archis.pooling import canonical_pooling
-    from archis.registry import canonical_architecture
+    from archis.registry import architecture_pooling, canonical_architecture
 
+    pooling = args.network and (
+        architecture_pooling(args.architecture, args.network, args.pooling_rule)
+        if args.architecture
+        else canonical_pooling(args.network)
+    )
     wanted = {
         "architecture": args.architecture and canonical_architecture(args.architecture),
-        "pooling": args.network and canonical_pooling(args.network),
+        "pooling": pooling,
         "vlad_k": args.VLAD_k,
         "window_seconds": args.WindowSize and float(args.WindowSize),
     }
@@ -178,7 +207,7 @@ def find_model(args: argparse.Namespace) -> Path:
     found = [
         p
         for p in tflog.glob("*_best.keras")
-        if (spec := _spec_of(p)) is not None and all(spec.get(k) == v for k, v in wanted.items())
+        if (spec := _spec_of(p)) is not None and all(getattr(spec, k) == v for k, v in wanted.items())
     ]
     if not found:
         asked = ", ".join(f"{k} {v}" for k, v in wanted.items()) or "any model"
@@ -190,16 +219,17 @@ def find_model(args: argparse.Namespace) -> Path:
     return path
 
 
-def check_agrees(args: argparse.Namespace, info: dict, model_path: Path) -> None:
+def check_agrees(args: argparse.Namespace, spec: ModelSpec, model_path: Path) -> None:
     """V&D's model flags, when given, must describe the model file (they cannot change it)."""
-    diff = [f"{k} {v} (model: {info[k]})" for k, v in _wanted(args).items() if info[k] != v]
+    diff = [f"{k} {v} (model: {getattr(spec, k)})" for k, v in _wanted(args).items() if getattr(spec, k) != v]
     if diff:
         raise UserError(f"{model_path}: the flags ask for {', '.join(diff)}")
 
 
-def per_second(probs: np.ndarray, fps: float) -> np.ndarray:
-    """One row per second of the half (its first token), as V&D saved its scores."""
-    return np.ascontiguousarray(probs[np.arange(0, len(probs), fps).astype(np.int64)], dtype=np.float32)
+def per_second(probs: np.ndarray, tokens_per_second: float) -> np.ndarray:
+    """One row per whole second of the half (its first token), as V&D saved its scores: int(T / rate) rows."""
+    seconds = int(len(probs) // tokens_per_second)
+    return np.ascontiguousarray(probs[(np.arange(seconds) * tokens_per_second).astype(np.int64)], dtype=np.float32)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,10 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if num_shards > 1:
         print(
             f"shard {index}/{num_shards}: average-mAP skipped (it needs every game); once all shards are done: "
-            f"python evaluate.py --labels {base} --predictions {out} --list {args.testing}"
+            f"python evaluate.py --labels {base} --predictions {out} --game_list {args.testing}"
         )
         return 0
-    if not all(any((base / n / f).is_file() for f in LABEL_FILES) for n in names):
+    import dataset
+
+    if not all(dataset.labels_path(base / n) for n in names):
         print("some games have no labels: average-mAP skipped")
         return 0
     from highlights.metrics import evaluate_games

@@ -58,6 +58,12 @@ _BUILTIN_MAPS: dict[str, dict[str, list[str]]] = {
         "goal": ["soccer-ball", "soccer-ball-own"],
     },
     "v2": {name: [name] for name in SOCCERNET_V2_LABELS},
+    # V&D's three classes (card, subs, goal) read from v2 label names
+    "vd_v2": {
+        "card": ["Yellow card", "Red card", "Yellow->red card"],
+        "subs": ["Substitution"],
+        "goal": ["Goal"],
+    },
 }
 
 
@@ -114,6 +120,16 @@ def load_class_map(spec: str) -> ClassMap:
     return class_map_from_json(data, str(path))
 
 
+def default_class_map(games: Sequence[Path], vd: bool) -> ClassMap:
+    """The class map the originals used on these games' label files: `v1` (V&D's card, subs, goal) when they have
+    only `Labels.json`; otherwise (`Labels-v2.json`) `vd_v2` for V&D's architectures (`vd`), `highlight` (the
+    seed's four classes) for the seed's."""
+    files = {p.name for p in map(labels_path, games) if p is not None}
+    if files == {"Labels.json"}:
+        return load_class_map("v1")
+    return load_class_map("vd_v2" if vd else "highlight")
+
+
 def class_map_from_json(data: Any, where: str) -> ClassMap:
     """A ClassMap from its `to_json()` form (as a model file records it); UserError naming `where` if malformed."""
     labels = data.get("labels") if isinstance(data, dict) else None
@@ -163,9 +179,12 @@ def read_game_list(list_path: str | Path, dataset_root: str | Path | None = None
 
 @dataclass(frozen=True)
 class Event:
+    """One annotation of a label file; `visible` False for SoccerNet's `"visibility": "not shown"`."""
+
     half: int
     position_ms: int
     label: str
+    visible: bool = True
 
 
 _GAMETIME = re.compile(r"^\s*(\d+)\s*-\s*(\d+):(\d+)\s*$")
@@ -184,22 +203,27 @@ def read_labels(game_dir: str | Path) -> list[Event]:
     path = labels_path(game_dir)
     if path is None:
         raise UserError(f"{game_dir}: no Labels-v2.json or Labels.json")
-    data = read_json(path)
+    return parse_labels(read_json(path), str(path))
+
+
+def parse_labels(data: Any, source: str) -> list[Event]:
+    """Events of a Labels(-v2).json object, one per annotation in file order (the one parser of the format, for
+    training, ground truth on timelines and evaluation). UserError naming `source` when malformed."""
     annotations = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(annotations, list):
-        raise UserError(f"{path}: no 'annotations' list")
+        raise UserError(f"{source}: no 'annotations' list")
     events = []
     for i, ann in enumerate(annotations):
         m = _GAMETIME.match(str(ann.get("gameTime", ""))) if isinstance(ann, dict) else None
         if m is None or "label" not in ann:
-            raise UserError(f"{path}: annotation {i} needs 'label' and 'gameTime' like '1 - 13:10'")
+            raise UserError(f"{source}: annotation {i} needs 'label' and 'gameTime' like '1 - 13:10'")
         half, minutes, seconds = (int(g) for g in m.groups())
         position = ann.get("position")
         try:
             ms = int(position) if position not in (None, "") else (minutes * 60 + seconds) * 1000
         except (TypeError, ValueError) as exc:
-            raise UserError(f"{path}: annotation {i} has a bad position {position!r}") from exc
-        events.append(Event(half, ms, str(ann["label"])))
+            raise UserError(f"{source}: annotation {i} has a bad position {position!r}") from exc
+        events.append(Event(half, ms, str(ann["label"]), ann.get("visibility") != "not shown"))
     return events
 
 

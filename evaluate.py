@@ -1,7 +1,7 @@
 """Score a folder tree of SoccerNet `results_spotting.json` files: average-mAP as the official evaluator.
 
-    python evaluate.py --labels ROOT --predictions DIR --list listgame_Test_100.npy \
-        [--metric loose|tight] [--model M.keras | --class_map highlight|v1|v2|FILE.json] [--json OUT.json] \
+    python evaluate.py --labels ROOT --predictions DIR --game_list listgame_Test_100.npy \
+        [--metric loose|tight] [--model M.keras | --class_map highlight|v1|v2|FILE.json] [--out OUT.json] \
         [--plot OUT.png]
 
 Labels: ROOT/<game>/Labels-v2.json (else Labels.json); predictions: DIR/<game>/results_spotting.json, for
@@ -16,14 +16,17 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from common import cli
 from common.errors import UserError, run_cli
+
+RENAMED = {"--list": "--game_list", "--json": "--out"}  # earlier spellings, accepted until the next release
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--labels", required=True, type=Path, help="SoccerNet root with the label files")
     ap.add_argument("--predictions", required=True, type=Path, help="root of the results_spotting.json tree")
-    ap.add_argument("--list", required=True, type=Path, help="game list (listgame_*.npy or a text file)")
+    ap.add_argument("--game_list", required=True, type=Path, help="game list file (listgame_*.npy or a text file)")
     ap.add_argument(
         "--metric", default="loose", choices=["loose", "tight"], help="loose: delta 5..60 s; tight: delta 1..5 s"
     )
@@ -34,10 +37,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "class_map.json that ClassificationSecondBased.py wrote into --predictions, else highlight; "
         "a flag must agree with those)",
     )
-    ap.add_argument("--json", type=Path, help="write the scores here")
+    ap.add_argument("--out", type=Path, help="write the scores here (.json)")
     ap.add_argument("--plot", type=Path, help="write a PNG of mAP against tolerance here")
     ap.add_argument("--framerate", type=float, default=2.0, help="frames per second of the binning (official: 2)")
-    return ap.parse_args(argv)
+    return cli.parse_args(ap, argv, RENAMED)
 
 
 def format_table(scores) -> str:
@@ -116,12 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from common.atomic import check_output_file, write_json
     from highlights.metrics import evaluate_games
 
-    for path in (args.json, args.plot):
+    for path in (args.out, args.plot):
         if path is not None:
             check_output_file(path)  # before the scoring, not after
 
     cmap = choose_class_map(args)
-    games = game_names(args.list, args.labels)
+    games = game_names(args.game_list, args.labels)
     scores = evaluate_games(
         args.labels,
         args.predictions,
@@ -129,21 +132,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmap.classes,
         cmap.label_to_index,
         metric=args.metric,
-        framerate=args.framerate,
+        tokens_per_second=args.framerate,
     )
     print(format_table(scores))
-    if args.json:
+    if args.out:
         write_json(
-            args.json,
+            args.out,
             {
                 **scores.to_json(),
                 "class_map": cmap.name,
                 "labels": str(args.labels),
                 "predictions": str(args.predictions),
-                "list": str(args.list),
+                "list": str(args.game_list),
             },
         )
-        print(f"scores -> {args.json}")
+        print(f"scores -> {args.out}")
     if args.plot:
         from highlights.plots import plot_map_vs_tolerance
 

@@ -9,7 +9,7 @@
 
 Inputs given without a flag (video files, folders of videos, .txt lists of videos) are scored in one process
 with the networks built once; each video gets its own folder DIR/<video name>/, a failing video is reported
-and the others go on. Features that `python -m extract_features --list` wrote for a video (`<stem>/1_*.npy`
+and the others go on. Features that `python -m extract_features --video_list` wrote for a video (`<stem>/1_*.npy`
 beside it) are reused instead of extracted again. Window length, feature rate, classes, class map and feature
 recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
@@ -58,6 +58,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     src.add_argument("--game_dir", help="SoccerNet game folder: both halves; its labels go on the timeline")
     p.add_argument("--ground_truth", help="game folder whose labels (of --half) are shown for a video/features input")
     p.add_argument("--half", type=int, default=1, choices=(1, 2), help="half number written for a video/features")
+    _decoder_flags(p)
+    add_spotting_flags(p)
+    ext = p.add_argument_group("feature extraction (--video without features)")
+    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
+    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    _reel_flags(p)
+    p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
+    add_shard_flags(p, "INPUT videos (one folder each under --out)")
+    add_progress_flags(p)
+    return p.parse_args(argv)
+
+
+def _decoder_flags(p: argparse.ArgumentParser) -> None:
+    """How class scores become spans (the seed's peak-picking decoder)."""
     dec = p.add_argument_group("decoder")
     dec.add_argument("--decoder_config", help="JSON of decoder figures (seed defaults otherwise)")
     dec.add_argument("--max_total_sec", type=float, help="total reel length budget (best spans kept)")
@@ -79,10 +93,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="centre",
         help="decode scores of windows centred on each token, or (the seed) starting at it",
     )
-    add_spotting_flags(p)
-    ext = p.add_argument_group("feature extraction (--video without features)")
-    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
-    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+
+
+def _reel_flags(p: argparse.ArgumentParser) -> None:
+    """How spans become the MP4 reel."""
     reel = p.add_argument_group("reel")
     reel.add_argument("--fast", action="store_true", help="stream copy: cuts snap to keyframes")
     reel.add_argument(
@@ -97,10 +111,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="cut overlapping spans separately, footage repeated (the seed); default: join them",
     )
     reel.add_argument("--no_reel", action="store_true", help="skip the MP4")
-    p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
-    add_shard_flags(p, "INPUT videos (one folder each under --out)")
-    add_progress_flags(p)
-    return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -142,8 +152,8 @@ def build_configs(args: argparse.Namespace) -> list[Config]:
     videos = expand_inputs(args.inputs)
     base = _shared_config(args)
     try:
-        names = read_spec(base.model)["feature_names"]
-    except (UserError, KeyError):  # a bad model file is reported when it is loaded, after the videos are checked
+        names = read_spec(base.model).feature_names
+    except UserError:  # a bad model file is reported when it is loaded, after the videos are checked
         names = FEATURE_NAMES
     configs, used = [], set()
     for video in videos:
@@ -156,7 +166,7 @@ def build_configs(args: argparse.Namespace) -> list[Config]:
 
 
 def _features_beside(video: Path, names: dict) -> dict[str, Path]:
-    """The features of `video` where `python -m extract_features --list` puts them (see `feature_home`), as
+    """The features of `video` where `python -m extract_features --video_list` puts them (see `feature_home`), as
     Config fields, when both files are there; else nothing (they are extracted)."""
     from extract_features.batch import feature_home
 

@@ -4,11 +4,13 @@ Importing the package registers every custom class with Keras, so `keras.models.
 on saved models without custom-object flags.
 """
 
-from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, TransformerFusion
-from archis.model import ArchiModel, build_model, load_model, model_info
+from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, GatedBottleneck, TransformerFusion
+from archis.model import ArchiModel, build_model, load_model, make_spec, model_info
 from archis.pooling import POOLINGS, ContextGating, NetVLAD, NetVLADPlusPlus, TemporalPooling, canonical_pooling
 from archis.predict import predict_function
 from archis.registry import ALIASES, ARCHITECTURES, canonical_architecture, list_architectures
+from archis.soccernet_pooling import SoccerNetPooling
+from common.modelspec import ModelSpec
 
 __all__ = [
     "ALIASES",
@@ -16,12 +18,15 @@ __all__ = [
     "POOLINGS",
     "CMGA",
     "GMU",
+    "ModelSpec",
     "ArchiModel",
     "BottleneckFusion",
     "ContextGating",
     "EncoderLayer",
+    "GatedBottleneck",
     "NetVLAD",
     "NetVLADPlusPlus",
+    "SoccerNetPooling",
     "TemporalPooling",
     "TransformerFusion",
     "build_model",
@@ -29,6 +34,7 @@ __all__ = [
     "canonical_pooling",
     "list_architectures",
     "load_model",
+    "make_spec",
     "model_info",
     "predict_function",
 ]

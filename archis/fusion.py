@@ -150,6 +150,53 @@ class CMGA(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="archis")
+class GatedBottleneck(CMGA):
+    """The seed's cross-modality gated bottleneck attention (its `CMGAArchi3` fusion), with its two bugs fixed:
+    the bottleneck tokens are learned weights (the seed drew fresh random ones, N(0, 0.2²), at every call) and the
+    forget gate sees [message; audio] along the features (the seed concatenated along the batch, which fails).
+
+    max(1, N // 3) bottleneck tokens attend over the video keys; audio queries attend over the tokens; each message
+    is brought back to the N video positions (the first through a softmax of the video against it) and the two
+    are averaged; then CMGA's forget gate, residual and fusion self-attention. Inputs and output [B, N, D].
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        v_shape = input_shape[0]
+        dim, n = int(v_shape[-1]), v_shape[1]
+        self.num_tokens = max(1, int(n or 1) // 3)
+        self.tokens = self.add_weight(
+            name="bottleneck_tokens", shape=(self.num_tokens, dim), initializer=keras.initializers.RandomNormal(0, 0.2)
+        )
+        policy = self.dtype_policy
+        self.bottleneck_qkv = [
+            keras.layers.Dense(dim, use_bias=False, kernel_initializer=_fused_qkv_init(dim), dtype=policy, name=n)
+            for n in ("bottleneck_query", "bottleneck_key", "bottleneck_value")
+        ]
+        for layer in self.bottleneck_qkv:
+            layer.build((None, self.num_tokens, dim))
+
+    def _attend(self, video, audio, training=None):
+        scale = 1.0 / math.sqrt(video.shape[-1])
+        tokens = ops.broadcast_to(
+            ops.cast(self.tokens, video.dtype)[None], (ops.shape(video)[0], self.num_tokens, video.shape[-1])
+        )
+        q_b, k_b, v_b = (layer(tokens) for layer in self.bottleneck_qkv)
+        k_v, v_v, q_a = self.key(video), self.value(video), self.query(audio)
+
+        def attend(q, k, v):
+            weights = ops.softmax(ops.einsum("bqd,bkd->bqk", q, k) * scale, axis=-1)
+            return ops.matmul(self.attention_dropout(weights, training=training), v)
+
+        from_video = attend(q_b, k_v, v_v)  # [B, tokens, D]
+        back = ops.softmax(ops.einsum("bnd,btd->bnt", video, from_video) * scale, axis=-1)
+        attended = 0.5 * (ops.matmul(back, from_video) + attend(q_a, k_b, v_b))  # [B, N, D]
+        f = self.forget(ops.concatenate([attended, audio], axis=-1))
+        h = ops.relu(video + self.message(attended) * f)
+        return self.output_dropout(self.fusion(h, h, training=training), training=training)
+
+
+@keras.saving.register_keras_serializable(package="archis")
 class EncoderLayer(keras.layers.Layer):
     """Post-norm transformer encoder layer (PyTorch `nn.TransformerEncoderLayer` defaults): GELU, LayerNorm eps 1e-5.
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 import keras
 from keras import ops
 
+from archis.soccernet_pooling import SOCCERNET_POOLINGS, SoccerNetPooling
+from archis.stepnorm import StepBatchNorm
 from common.errors import UserError
 
 _EPS = 1e-12  # tf.nn.l2_normalize's epsilon on the squared norm
@@ -64,11 +66,14 @@ def _normal(stddev: float) -> keras.initializers.Initializer:
 class ContextGating(keras.layers.Layer):
     """`y ⊙ sigmoid(BN(y W_g))` (or `+ bias` instead of BN), W_g ~ N(0, 1/sqrt(O))."""
 
-    def __init__(self, use_batch_norm: bool = True, **kwargs):
+    def __init__(self, use_batch_norm: bool = True, bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, **kwargs):
         super().__init__(**kwargs)
         self.use_batch_norm = use_batch_norm
+        self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
         self.batch_norm = (
-            keras.layers.BatchNormalization(epsilon=1e-3, dtype=self.dtype_policy, name="gating_bn")
+            StepBatchNorm(
+                1, momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype_policy, name="gating_bn"
+            )
             if use_batch_norm
             else None
         )
@@ -88,7 +93,12 @@ class ContextGating(keras.layers.Layer):
         return y * ops.sigmoid(gates)
 
     def get_config(self):
-        return {**super().get_config(), "use_batch_norm": self.use_batch_norm}
+        return {
+            **super().get_config(),
+            "use_batch_norm": self.use_batch_norm,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+        }
 
 
 @keras.saving.register_keras_serializable(package="archis")
@@ -102,6 +112,8 @@ class NetVLAD(keras.layers.Layer):
         residual: bool = True,
         use_batch_norm: bool = True,
         context_gating: bool = True,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -112,11 +124,12 @@ class NetVLAD(keras.layers.Layer):
         self.residual = residual
         self.use_batch_norm = use_batch_norm
         self.context_gating = context_gating
-        policy = self.dtype_policy
-        self.cluster_bn = (
-            keras.layers.BatchNormalization(epsilon=1e-3, dtype=policy, name="cluster_bn") if use_batch_norm else None
+        self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
+        policy, bn = self.dtype_policy, {"momentum": self.bn_momentum, "epsilon": self.bn_epsilon}
+        self.cluster_bn = StepBatchNorm(0, **bn, dtype=policy, name="cluster_bn") if use_batch_norm else None
+        self.gating = (
+            ContextGating(use_batch_norm, *bn.values(), dtype=policy, name="context_gating") if context_gating else None
         )
-        self.gating = ContextGating(use_batch_norm, dtype=policy, name="context_gating") if context_gating else None
 
     def build(self, input_shape):
         dim, k = int(input_shape[-1]), self.cluster_size
@@ -168,6 +181,8 @@ class NetVLAD(keras.layers.Layer):
             "residual": self.residual,
             "use_batch_norm": self.use_batch_norm,
             "context_gating": self.context_gating,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
         }
 
 
@@ -192,23 +207,42 @@ def spec_hidden_weights(layer: NetVLAD):
 
 @keras.saving.register_keras_serializable(package="archis")
 class NetVLADPlusPlus(keras.layers.Layer):
-    """NetVLAD++ (Giancola & Ghanem 2021): separate NetVLADs over the past and future halves, concatenated.
+    """`NetVLAD++vd`: V&D's NetVLAD (projection, gating) over the past and future halves apart, concatenated
+    (SoccerNet's NetVLAD++ is `archis.soccernet_pooling`).
 
     Each half gets max(1, K // 2) clusters (the original split the vocabulary in two) and `output_dim`
     outputs, so the result is [B, 2 * output_dim].
     """
 
     def __init__(
-        self, cluster_size: int, output_dim: int, use_batch_norm: bool = True, context_gating: bool = True, **kwargs
+        self,
+        cluster_size: int,
+        output_dim: int,
+        use_batch_norm: bool = True,
+        context_gating: bool = True,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.cluster_size = int(cluster_size)
         self.output_dim = int(output_dim)
         self.use_batch_norm = use_batch_norm
         self.context_gating = context_gating
+        self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
         half_k = max(1, self.cluster_size // 2)
         self.past, self.future = (
-            NetVLAD(half_k, output_dim, True, use_batch_norm, context_gating, dtype=self.dtype_policy, name=name)
+            NetVLAD(
+                half_k,
+                output_dim,
+                True,
+                use_batch_norm,
+                context_gating,
+                self.bn_momentum,
+                self.bn_epsilon,
+                dtype=self.dtype_policy,
+                name=name,
+            )
             for name in ("past", "future")
         )
 
@@ -235,6 +269,8 @@ class NetVLADPlusPlus(keras.layers.Layer):
             "output_dim": self.output_dim,
             "use_batch_norm": self.use_batch_norm,
             "context_gating": self.context_gating,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
         }
 
 
@@ -258,14 +294,18 @@ class TemporalPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-POOLINGS = ("NetVLAD", "NetRVLAD", "NetVLAD++", "MAX", "AVERAGE")
+# NetVLAD++ and its siblings are SoccerNet's (`archis.soccernet_pooling`); NetVLAD++vd is V&D's NetVLAD (projection
+# and gating) on each half, what this port called NetVLAD++ before.
+POOLINGS = ("NetVLAD", "NetRVLAD", "MAX", "AVERAGE", *SOCCERNET_POOLINGS, "NetVLAD++vd")
 _POOLING_ALIASES = {
     "vlad": "NetVLAD",
     "rvlad": "NetRVLAD",
     "vlad++": "NetVLAD++",
     "netvladpp": "NetVLAD++",
+    "rvlad++": "NetRVLAD++",
     "avg": "AVERAGE",
     "mean": "AVERAGE",
+    "average++": "AVG++",
 }
 
 
@@ -277,7 +317,7 @@ def canonical_pooling(name: str) -> str:
         return by_lower[key]
     if key in _POOLING_ALIASES:
         return _POOLING_ALIASES[key]
-    raise UserError(f"unknown pooling {name!r}; valid: {', '.join(POOLINGS)} (aliases: VLAD, RVLAD)")
+    raise UserError(f"unknown pooling {name!r}; valid: {', '.join(POOLINGS)} (aliases: VLAD, RVLAD, VLAD++, RVLAD++)")
 
 
 def make_pooling(
@@ -287,14 +327,17 @@ def make_pooling(
     output_dim: int,
     context_gating: bool = True,
     use_batch_norm: bool = True,
+    batch_norm: tuple[float, float] = (0.99, 1e-3),
     dtype=None,
     layer_name=None,
 ) -> keras.layers.Layer:
-    """One pooling layer by (canonical or alias) name."""
+    """One pooling layer by (canonical or alias) name; `batch_norm` = (Keras momentum, epsilon) of its batch-norms."""
     kind = canonical_pooling(name)
     common = {"dtype": dtype, "name": layer_name}
     if kind in ("MAX", "AVERAGE"):
         return TemporalPooling(kind.lower(), **common)
-    if kind == "NetVLAD++":
-        return NetVLADPlusPlus(vlad_k, output_dim, use_batch_norm, context_gating, **common)
-    return NetVLAD(vlad_k, output_dim, kind == "NetVLAD", use_batch_norm, context_gating, **common)
+    if kind in SOCCERNET_POOLINGS:
+        return SoccerNetPooling(kind, vlad_k, **common)
+    if kind == "NetVLAD++vd":
+        return NetVLADPlusPlus(vlad_k, output_dim, use_batch_norm, context_gating, *batch_norm, **common)
+    return NetVLAD(vlad_k, output_dim, kind == "NetVLAD", use_batch_norm, context_gating, *batch_norm, **common)

@@ -20,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from highlights import decoder  # noqa: E402
-from highlights.decoder import decode  # noqa: E402
+from highlights import decoder
+from highlights.decoder import decode
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
 TOKENS = 10_800
-FPS = 2.0
+TOKENS_PER_SECOND = 2.0
 
 
 def realistic(rng: np.random.Generator) -> np.ndarray:
@@ -46,9 +44,9 @@ def worst_case(rng: np.random.Generator) -> np.ndarray:
     return p
 
 
-def loop_peaks(p: np.ndarray, rule: decoder.ClassRule, fps: float) -> np.ndarray:
+def loop_peaks(p: np.ndarray, rule: decoder.ClassRule, tokens_per_second: float) -> np.ndarray:
     """Per-token loop: p[t] >= threshold and the maximum of its +-distance window (first of equal maxima)."""
-    d = max(1, round(rule.min_peak_distance * fps))
+    d = max(1, round(rule.min_peak_distance * tokens_per_second))
     out = []
     for t in range(len(p)):
         if p[t] < rule.threshold:
@@ -72,11 +70,11 @@ def bench_decoder(runs: int) -> list[str]:
     rng = np.random.default_rng(0)
     rows = []
     for name, probs in (("realistic", realistic(rng)), ("worst case", worst_case(rng))):
-        ms, spans = timed(lambda p=probs: decode(p, NAMES, TOKENS / FPS), runs)
+        ms, spans = timed(lambda p=probs: decode(p, NAMES, TOKENS / TOKENS_PER_SECOND), runs)
         vectorised = decoder._peaks
         decoder._peaks = loop_peaks
         try:
-            base_ms, base_spans = timed(lambda p=probs: decode(p, NAMES, TOKENS / FPS), max(3, runs // 5))
+            base_ms, base_spans = timed(lambda p=probs: decode(p, NAMES, TOKENS / TOKENS_PER_SECOND), max(3, runs // 5))
         finally:
             decoder._peaks = vectorised
         assert base_spans == spans, "the loop baseline must give the same spans"

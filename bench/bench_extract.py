@@ -222,7 +222,7 @@ def main() -> None:
     )
 
     from extract_features.pipeline import _resnet, extract_file
-    from extract_features.video import FEATURE_DIM
+    from extract_features.video import BACKBONE
 
     feats = {}
     for dtype in ("float32", "bfloat16"):
@@ -240,7 +240,7 @@ def main() -> None:
     )
     rows.append(
         (
-            f"bf16 vs fp32 {FEATURE_DIM}-d features (random weights)",
+            f"bf16 vs fp32 {BACKBONE.width}-d features (random weights)",
             f"rel. L2 median {np.median(diff):.3g}, max {diff.max():.3g}",
             f"cosine min {cos.min():.5f}",
         )

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 WINDOWS_PER_HALF, N, D, C = 135, 40, 512, 5
 
 
@@ -41,7 +40,7 @@ def child(arch: str, vlad_k: int, halves: int, how: str, budget: float, steps: i
     optimizer = keras.optimizers.Adam(1e-3) if how == "whole" else ts.make_adam(1e-3)
     optimizer.build(model.trainable_variables)
     stepper = ts.AccumulatingStep(model, optimizer, np.full(C, 1 / C, np.float32), tf.distribute.get_strategy())
-    micro = step_windows if how == "whole" else memory.plan_memory(model, N, D, budget).micro_windows
+    micro = step_windows if how == "whole" else memory.plan_memory(model, N, D, budget, micro_windows=0).micro_windows
     rng = np.random.default_rng(0)
     times = []
     for _ in range(steps):

@@ -8,14 +8,11 @@ The source (testsrc2 1280x720 25 fps, 2 s GOP, AAC) is generated once into bench
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.ffmpeg import media_arg, probe, run_ffmpeg  # noqa: E402
-from highlights.reel import Clip, make_reel  # noqa: E402
+from common.ffmpeg import media_arg, probe, run_ffmpeg
+from highlights.reel import Clip, make_reel
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -21,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.modelspec import ModelSpec
+from highlights import pipeline
+from highlights.decoder import DecoderConfig, decode
+from highlights.report import write_report
+from highlights.spotting import nms_spots
 
-from highlights import pipeline  # noqa: E402
-from highlights.decoder import DecoderConfig, decode  # noqa: E402
-from highlights.report import write_report  # noqa: E402
-from highlights.spotting import nms_spots  # noqa: E402
-from tests.browser import Browser  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test helpers, not in the package
+from browser import Browser  # noqa: E402
 
-FPS, HALF_TOKENS = 2.0, 45 * 60 * 2
+TOKENS_PER_SECOND, HALF_TOKENS = 2.0, 45 * 60 * 2
 MODELS = {
     "highlight (4 classes)": ["kick", "subs", "card", "goal"],
     "SoccerNet-v2 (17 classes)": [f"class {i}" for i in range(17)],
@@ -49,7 +50,7 @@ def fake_scores(classes: int, rng: np.random.Generator) -> tuple[np.ndarray, lis
         bump = np.exp(-0.5 * ((t - token) / 6) ** 2)
         probs[:, c] = np.maximum(probs[:, c], 0.9 * bump)
         probs[:, 0] = np.minimum(probs[:, 0], 1 - 0.9 * bump)
-    return probs, [(token / FPS, c) for token, c in events]
+    return probs, [(token / TOKENS_PER_SECOND, c) for token, c in events]
 
 
 def fake_result(names: list[str], out: Path) -> pipeline.Result:
@@ -58,13 +59,7 @@ def fake_result(names: list[str], out: Path) -> pipeline.Result:
     rng = np.random.default_rng(0)
     class_names = ["background", *names]
     config = pipeline.Config(model=Path("model.keras"), out=out, game_dir=out / "game", decoder=DecoderConfig())
-    info = {
-        "frames_per_second": FPS,
-        "class_names": class_names,
-        "architecture": "concat",
-        "pooling": "NetVLAD",
-        "window_seconds": 20,
-    }
+    spec = ModelSpec("concat", class_names=class_names, window_seconds=20, tokens_per_second=TOKENS_PER_SECOND)
     halves = []
     for number in (1, 2):
         probs, events = fake_scores(len(names), rng)
@@ -73,13 +68,13 @@ def fake_result(names: list[str], out: Path) -> pipeline.Result:
             np.empty((0, 1)),
             np.empty((0, 1)),
             [(s, class_names[c]) for s, c in events],
-            HALF_TOKENS / FPS,
+            HALF_TOKENS / TOKENS_PER_SECOND,
             probs,
         )
-        half.spans = decode(probs, class_names, half.duration, config.decoder, fps=FPS)
-        half.spots = nms_spots(probs, class_names, number, fps=FPS)
+        half.spans = decode(probs, class_names, half.duration, config.decoder, tokens_per_second=TOKENS_PER_SECOND)
+        half.spots = nms_spots(probs, class_names, number, tokens_per_second=TOKENS_PER_SECOND)
         halves.append(half)
-    return pipeline.Result(config, info, halves, {}, {}, False)
+    return pipeline.Result(config, spec, halves, {}, {}, False)
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ def extraction(cluster: SlurmCluster, work: Path, seconds: float) -> dict:
         for half in (1, 2):
             os.link(clip, folder / f"{half}_224p.mkv")
     one_cmd = [sys.executable, "-m", "extract_features", "--tree", str(tree), "--weights", "random", "--quiet"]
-    one, _ = timed(lambda: subprocess.run([*one_cmd, "--out_root", str(work / "one")], cwd=ROOT, check=True))
+    one, _ = timed(lambda: subprocess.run([*one_cmd, "--out", str(work / "one")], cwd=ROOT, check=True))
     env = {"REPO": str(ROOT), "PYTHON": sys.executable, "VIDEOS": str(tree), "OUT_ROOT": str(work / "array")}
     env["EXTRACT_FLAGS"] = "--weights random"
     logs = work / "logs"

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
@@ -73,7 +70,7 @@ def main() -> None:
     from highlights.spotting import Scorer, window_view, with_compute_dtype
 
     model = archis.build_model(args.architecture, vlad_k=args.vlad_k, window_seconds=args.window_seconds, seed=0)
-    n = archis.model_info(model)["window_frames"]
+    n = archis.model_info(model).window_frames
     rng = np.random.default_rng(0)
     video, audio = rng.normal(size=(2, args.tokens, 512)).astype(np.float32)
     windows = len(range(0, args.tokens, args.stride))

@@ -5,6 +5,10 @@
 - `add_spotting_flags` / `check_spotting_flags`: how a window model is run over a half and how its
   per-token probabilities become spots (inference.py and ClassificationSecondBased.py).
 
+Flag vocabulary of the project's own commands (V&D's two commands keep V&D's spellings): snake_case; a flag
+that takes a file or folder says so in its help, a flag that takes a name ends in `_name`; what a command writes
+goes to `--out`. `parse_args` keeps the previous spellings working for one release, with one deprecation line.
+
 Three tools batch three different things, so each batch flag has its own name: training's `--batch_size`
 (halves of games, V&D's flag) and `--batch_windows`, spotting's `--windows_per_call` (windows per model
 call) and extraction's `--frames_per_call` (frames per ResNet call).
@@ -14,10 +18,46 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from collections.abc import Mapping, Sequence
 
 from common.errors import UserError
 
 NMS_RULES = ("vd", "symmetric")
+SYSTEM_HELP = "accepted for compatibility with V&D's command; has no effect (paths are portable)"  # V&D's --system
+
+
+def vd_none(value: str) -> str | None:
+    """V&D spells "no value" as the string "None" (its --config default): that string, or "", is None."""
+    return None if value in ("None", "") else value
+
+
+def warn_deprecated(old: str, new: str) -> None:
+    """The one deprecation line of an earlier spelling, on stderr."""
+    print(f"warning: {old} is deprecated and goes in the next release; use {new}", file=sys.stderr)
+
+
+def renamed_flags(argv: Sequence[str] | None, renamed: Mapping[str, str]) -> list[str]:
+    """`argv` (default: the command line) with each old spelling of `renamed` replaced by its new one, and one
+    `warning:` line on stderr per old spelling used. Tokens after `--` are left alone."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out: list[str] = []
+    for i, token in enumerate(argv):
+        if token == "--":
+            return out + argv[i:]
+        flag, eq, value = token.partition("=")
+        if flag in renamed:
+            warn_deprecated(flag, renamed[flag])
+            token = renamed[flag] + eq + value
+        out.append(token)
+    return out
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, renamed: Mapping[str, str]
+) -> argparse.Namespace:
+    """`parser.parse_args` that also accepts the old spellings in `renamed` (old -> new), see `renamed_flags`."""
+    return parser.parse_args(renamed_flags(argv, renamed))
 
 
 def add_progress_flags(parser: argparse.ArgumentParser, *, quiet: bool = True, verbose: bool = True) -> None:

@@ -54,7 +54,7 @@ def folder_recipe(folder: str | Path) -> dict:
 
 def random_weights(record: Mapping | None) -> bool:
     """True when the record says the features came from random (test-only) network weights."""
-    return bool(record) and record.get("weights") == "random"
+    return record is not None and record.get("weights") == "random"
 
 
 def recipe_mismatch(model_recipe: Mapping | None, data_recipe: Mapping) -> str | None:
@@ -92,9 +92,17 @@ class RecipeCheck:
         return problem is None
 
 
-def frame_rate_problem(record: Mapping | None, model_fps: float) -> str | None:
-    """A description when the record's token rate differs from the model's, else None."""
-    fps = record.get("frames_per_second") if record else None
-    if fps is None or abs(float(fps) - float(model_fps)) < 1e-9:
+def tokens_per_second_of(record: Mapping | None) -> float | None:
+    """The token rate an extraction record states (`tokens_per_second`; `frames_per_second` in older records)."""
+    if not record:
         return None
-    return f"features are {float(fps):g} tokens/s but the model expects {float(model_fps):g}"
+    value = record.get("tokens_per_second", record.get("frames_per_second"))
+    return None if value is None else float(value)
+
+
+def frame_rate_problem(record: Mapping | None, model_tokens_per_second: float) -> str | None:
+    """A description when the record's token rate differs from the model's, else None."""
+    rate = tokens_per_second_of(record)
+    if rate is None or abs(rate - float(model_tokens_per_second)) < 1e-9:
+        return None
+    return f"features are {rate:g} tokens/s but the model expects {float(model_tokens_per_second):g}"

@@ -12,9 +12,10 @@ import zipfile
 from pathlib import Path
 
 from common.errors import UserError
+from common.modelspec import ModelSpec
 
 
-def read_spec(path: str | os.PathLike) -> dict:
+def read_spec(path: str | os.PathLike) -> ModelSpec:
     """The archis spec stored in a `.keras` file; UserError if it is missing or not an archis model."""
     path = Path(path)
     if not path.is_file():
@@ -27,4 +28,4 @@ def read_spec(path: str | os.PathLike) -> dict:
     spec = config.get("config", {}).get("spec") if isinstance(config, dict) else None
     if not isinstance(spec, dict):
         raise UserError(f"{path}: not a model built by archis (no spec in config.json)")
-    return spec
+    return ModelSpec.from_json(spec, str(path))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from common.errors import UserError
 
 T = TypeVar("T")
+K = TypeVar("K", str, Path)
 
 
 def add_shard_flags(p: argparse.ArgumentParser, what: str = "games") -> None:
@@ -70,7 +72,7 @@ def resolve_shard(
     return count, index
 
 
-def take_shard(items: Sequence[T], num_shards: int, shard_index: int, key: Callable[[T], Hashable]) -> list[T]:
+def take_shard(items: Sequence[T], num_shards: int, shard_index: int, key: Callable[[T], K]) -> list[T]:
     """The items whose key falls in shard `shard_index`: the sorted distinct keys dealt round-robin."""
     keys = sorted({key(item) for item in items})
     mine = set(keys[shard_index::num_shards])

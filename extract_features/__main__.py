@@ -1,10 +1,10 @@
 """CLI: `python -m extract_features` (one video, or a batch over a tree / list), `fit_pca`, `convert_pca`.
 
 python -m extract_features --video match.mp4 --out DIR [--half 2] [--weights random] [--pca pca.npz]
-python -m extract_features --tree SOCCERNET_ROOT [--out_root OUT] [--num_shards N --shard_index i] --pca pca.npz
+python -m extract_features --tree SOCCERNET_ROOT [--out OUT] [--num_shards N --shard_index i] --pca pca.npz
     (in a Slurm array task the shard is the task's place in the array: no shard flags needed)
 python -m extract_features --tree SOCCERNET_ROOT ... --summary   (done / failed / missing games of every shard)
-python -m extract_features --list videos.txt --pca pca.npz
+python -m extract_features --video_list videos.txt --pca pca.npz
 python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
 python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
 """
@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cli import add_progress_flags, check_positive
+from common.cli import add_progress_flags, check_positive, parse_args
 from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
 from common.quiet import import_tensorflow
 from common.shards import add_shard_flags, resolve_shard
 from extract_features import decode
 from extract_features.pipeline import ExtractConfig
+
+RENAMED = {"--list": "--video_list", "--out_root": "--out"}  # earlier spellings, accepted until the next release
 
 
 def _network_args(p: argparse.ArgumentParser) -> None:
@@ -58,11 +60,14 @@ def extract_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="one video file")
     src.add_argument("--tree", help="a SoccerNet-layout folder of videos (1_224p.mkv, 2_720p.mkv, 1.mkv, ...)")
-    src.add_argument("--list", help="a .txt with one video path per line")
-    p.add_argument("--out", help="output folder for --video")
+    src.add_argument("--video_list", help="a .txt file with one video path per line")
+    p.add_argument(
+        "--out",
+        help="output folder: the features of --video; for a batch, the root under which the tree is mirrored "
+        "(default: beside the videos)",
+    )
     p.add_argument("--half", type=int, choices=[1, 2], help="name outputs 1_... or 2_... (--video)")
     p.add_argument("--prefix", help="output name prefix for --video (default 1)")
-    p.add_argument("--out_root", help="batch: write under this folder, mirroring the tree (default: beside videos)")
     p.add_argument("--quality", help="batch: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
     add_shard_flags(p, "game folders")
     p.add_argument(
@@ -114,7 +119,6 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
 
         load_pca(args.pca)  # a PCA that does not fit the backbone fails now, before any work
     _check_out_dir(args.out, "--out")
-    _check_out_dir(args.out_root, "--out_root")
     check_positive(args.frames_per_call, "--frames_per_call")
     for name in (args.video_feature_name, args.audio_feature_name):
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -137,7 +141,7 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
 
 
 def extract_main(argv: Sequence[str]) -> int:
-    args = extract_parser().parse_args(argv)
+    args = parse_args(extract_parser(), argv, RENAMED)
     config = _config(args)
     progress = not args.quiet
     if args.video:
@@ -164,11 +168,12 @@ def extract_main(argv: Sequence[str]) -> int:
     from extract_features import batch
 
     if args.tree:
-        jobs = batch.tree_jobs(args.tree, out_root=args.out_root, quality=args.quality)
+        jobs = batch.tree_jobs(args.tree, out_root=args.out, quality=args.quality)
     else:
-        jobs = batch.list_jobs(args.list, out_root=args.out_root)
+        jobs = batch.list_jobs(args.video_list, out_root=args.out)
     if args.summary:
-        report, complete = batch.summary(jobs, config, root=Path(args.out_root or args.tree or Path(args.list).parent))
+        root = Path(args.out or args.tree or Path(args.video_list).parent)
+        report, complete = batch.summary(jobs, config, root=root)
         print(report)
         return 0 if complete else 1
     num_shards, index = resolve_shard(args.num_shards, args.shard_index)

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.constants import FEATURE_DIM
 from common.errors import UserError
 from extract_features import logmel
 from extract_features.weights import assign_random, download_or_fail, keras_home
@@ -43,7 +44,6 @@ GOOGLE_SCOPES = {
 }
 CHECKPOINT_NAME = "vggish_model.ckpt"
 CHECKPOINT_URL = "https://storage.googleapis.com/audioset/vggish_model.ckpt"
-FEATURE_DIM = 512
 EMBEDDING_DIM = 128
 
 

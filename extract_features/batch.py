@@ -181,7 +181,7 @@ def run_batch(
             continue
         record_error(job.out_dir, job.prefix, None)
         counts["done"] += 1
-        bar.set_postfix(fps=f"{result.extra['tokens'] / max(result.extra['seconds'], 1e-9):.1f}")
+        bar.set_postfix_str(f"{result.extra['tokens'] / max(result.extra['seconds'], 1e-9):.1f} tokens/s")
     if failures:
         raise UserError(f"{len(failures)} of {len(jobs)} videos failed (first: {failures[0]})")
     return counts

@@ -37,14 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common.constants import TOKENS_PER_SECOND
+from common.constants import SAMPLE_RATE, TOKENS_PER_SECOND
 from common.errors import UserError
 from common.ffmpeg import MediaInfo, ffmpeg_exe, last_error_line, media_arg, probe
 
-FPS = TOKENS_PER_SECOND
 SIZE = 224
-SAMPLE_RATE = 16000
-PIECE_SAMPLES = int(SAMPLE_RATE / FPS)  # one 0.5 s audio piece per video token
+PIECE_SAMPLES = int(SAMPLE_RATE / TOKENS_PER_SECOND)  # one 0.5 s audio piece per video token
 TRANSFORMS = ("crop", "resize", "resize256crop224")
 DEFAULT_RECIPE = "soccernet"
 AUDIO_RECIPE = "channel_mean"
@@ -96,13 +94,13 @@ class VideoRecipe:
 
     def tokens(self, video_end_seconds: float) -> int:
         """The token count of a video whose last frame ends at `video_end_seconds`."""
-        return max(0, int(self.count(round(video_end_seconds * FPS, 6))))
+        return max(0, int(self.count(round(video_end_seconds * TOKENS_PER_SECOND, 6))))
 
 
 RECIPES = {
     "soccernet": VideoRecipe(
         "soccernet",
-        f"fps={FPS:g}:round=down:start_time=0",
+        f"fps={TOKENS_PER_SECOND:g}:round=down:start_time=0",
         _SOCCERNET_TRANSFORMS,
         "gbrp",
         (1, 0, 2),
@@ -111,7 +109,7 @@ RECIPES = {
     ),
     "rgb": VideoRecipe(
         "rgb",
-        f"fps={FPS:g}:round=up:eof_action=pass:start_time=0",
+        f"fps={TOKENS_PER_SECOND:g}:round=up:eof_action=pass:start_time=0",
         _RGB_TRANSFORMS,
         "rgb24",
         None,

@@ -11,7 +11,8 @@ import functools
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from common.constants import SAMPLE_RATE
+
 WINDOW = 400  # 25 ms
 HOP = 160  # 10 ms
 FFT = 512  # next power of two >= WINDOW

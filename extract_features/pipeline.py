@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import save_npy, write_json
-from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
+from common.constants import AUDIO_FEATURES, TOKENS_PER_SECOND, VIDEO_FEATURES
 from common.errors import UserError
 from common.features import (  # noqa: F401 - LEGACY_RECIPE, SOCCERNET_RECIPE, recipe_of re-exported
     LEGACY_RECIPE,
@@ -134,7 +134,7 @@ class Extractor:
             "recipe": {"video": c.recipe, "audio": decode.AUDIO_RECIPE},
             "transform": c.transform,
             "compute_dtype": c.compute_dtype,
-            "frames_per_second": decode.FPS,
+            "tokens_per_second": TOKENS_PER_SECOND,
             "token_rule": decode.get_recipe(c.recipe).token_rule,
             "audio": "mean of all channels, 16 kHz; piece i = [i/2, (i+1)/2) s -> 46x64 log-mel -> VGGish conv4_2 "
             "-> global average pool",

@@ -53,7 +53,6 @@ RESNET152 = Backbone(
     weights_md5="ee4c566cf9a93f14d82f913c2dc6dd0c",
 )
 BACKBONE = RESNET152
-FEATURE_DIM = BACKBONE.width
 assert BACKBONE.input_size == SIZE, "the decoder's frame size must be the backbone's input size"
 
 

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from common.atomic import write_json
+from common.constants import TOKENS_PER_SECOND
 from common.errors import UserError
 from highlights.peaks import peak_indices
 
@@ -240,18 +241,18 @@ class _Spans(NamedTuple):
     cls: np.ndarray
 
     def take(self, index: np.ndarray) -> _Spans:
-        return _Spans(*(a[index] for a in self))
+        return _Spans._make(a[index] for a in self)
 
     @staticmethod
     def concat(parts: Sequence[_Spans]) -> _Spans:
         if not parts:
-            return _Spans(*(np.zeros(0) for _ in range(4)), np.zeros(0, np.int64))
-        return _Spans(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
+            return _Spans._make([*(np.zeros(0) for _ in range(4)), np.zeros(0, np.int64)])
+        return _Spans._make(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
 
 
-def _peaks(p: np.ndarray, rule: ClassRule, fps: float) -> np.ndarray:
+def _peaks(p: np.ndarray, rule: ClassRule, tokens_per_second: float) -> np.ndarray:
     """Token indices with p >= threshold that are the maximum within +-min_peak_distance (earliest on ties)."""
-    h = max(1, round(rule.min_peak_distance * fps))
+    h = max(1, round(rule.min_peak_distance * tokens_per_second))
     return peak_indices(p, h, h, rule.threshold, at_threshold=True)[0]
 
 
@@ -368,7 +369,9 @@ def first_token_placement(probs: np.ndarray, window_frames: int) -> np.ndarray:
     return np.concatenate([probs[shift:], np.repeat(probs[-1:], shift, axis=0)])
 
 
-def _check_inputs(probs: np.ndarray, class_names: Sequence[str], duration: float, fps: float) -> np.ndarray:
+def _check_inputs(
+    probs: np.ndarray, class_names: Sequence[str], duration: float, tokens_per_second: float
+) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(class_names):
         raise UserError(
@@ -382,8 +385,10 @@ def _check_inputs(probs: np.ndarray, class_names: Sequence[str], duration: float
             f"decoder: expected probabilities in [0, 1] (sigmoid of the logits), got values in "
             f"[{probs.min():.3g}, {probs.max():.3g}]"
         )
-    if not (fps > 0 and np.isfinite(duration) and duration >= 0):
-        raise UserError(f"decoder: need fps > 0 and a duration >= 0, got fps={fps}, duration={duration}")
+    if not (tokens_per_second > 0 and np.isfinite(duration) and duration >= 0):
+        raise UserError(
+            f"decoder: need a token rate > 0 and a duration >= 0, got {tokens_per_second} tokens/s, duration={duration}"
+        )
     return probs
 
 
@@ -392,11 +397,11 @@ def decode(
     class_names: Sequence[str],
     duration: float,
     config: DecoderConfig | None = None,
-    fps: float = 2.0,
+    tokens_per_second: float = TOKENS_PER_SECOND,
 ) -> list[Span]:
-    """Highlight spans, in time order, from per-token probabilities [T, C] at `fps` tokens per second."""
+    """Highlight spans, in time order, from per-token probabilities [T, C] at `tokens_per_second` tokens per second."""
     config = config or DecoderConfig()
-    probs = _check_inputs(probs, class_names, duration, fps)
+    probs = _check_inputs(probs, class_names, duration, tokens_per_second)
     if len(probs) == 0:
         return []
     names = list(class_names)
@@ -407,8 +412,8 @@ def decode(
         if name == config.background:
             continue
         rule = config.rule(name)
-        tokens = _peaks(probs[:, c], rule, fps)
-        peak = np.minimum(tokens / fps, duration)
+        tokens = _peaks(probs[:, c], rule, tokens_per_second)
+        peak = np.minimum(tokens / tokens_per_second, duration)
         spans = _Spans(
             np.clip(peak - rule.before, 0, duration),
             np.clip(peak + rule.after, 0, duration),

@@ -2,12 +2,12 @@
 `SoccerNet.Evaluation.ActionSpotting`), on sparse event arrays instead of dense [14400, C] vectors.
 
 Rules reproduced from the official package:
-- each half is binned at `framerate` frames per second (frame = int(framerate * position_ms / 1000), capped at
-  the last frame of a 2-hour half); ground truth falls back to the `gameTime` seconds without `position`, and
-  takes its half from the first character of `gameTime`; a later entry in the same half, class and frame
-  replaces an earlier one (predictions and ground truth alike); ground truth of halves other than 1 and 2
-  is ignored. Unlike the official code, a prediction of another half, with a confidence outside [0, 1]
-  (NaN included) or with a label neither the class map nor SoccerNet knows is an error naming it, not
+- each half is binned at `tokens_per_second` frames per second (the official `framerate`; frame =
+  int(tokens_per_second * position_ms / 1000), capped at the last frame of a 2-hour half); ground truth falls back to
+  the `gameTime` seconds without `position`, and takes its half from the first character of `gameTime`; a later entry
+  in the same half, class and frame replaces an earlier one (predictions and ground truth alike); ground truth of
+  halves other than 1 and 2 is ignored. Unlike the official code, a prediction of another half, with a confidence
+  outside [0, 1] (NaN included) or with a label neither the class map nor SoccerNet knows is an error naming it, not
   silently dropped or scored.
 - per class and tolerance delta (seconds; the full window, so +-delta/2): ground-truth events, in time order,
   each take the highest-scoring unused prediction within +-delta/2 frames (ties: the earlier frame).
@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from common.atomic import read_json
-from common.constants import LABEL_FILES
+from common.constants import LABEL_FILES, TOKENS_PER_SECOND
 from common.errors import UserError
 
 DELTAS: dict[str, np.ndarray] = {
@@ -70,11 +70,11 @@ def scored_classes(classes: Sequence[str], label_to_index: Mapping[str, int]) ->
 
 
 def _binned(
-    half: list[int], frame: list[int], cls: list[int], value: list[float], framerate: float, keep_negative: bool
+    half: list[int], frame: list[int], cls: list[int], value: list[float], tokens_per_second: float, keep_negative: bool
 ) -> tuple[HalfEvents, HalfEvents]:
     """Rows -> halves 1 and 2, frames capped, the last row of each (class, frame) kept."""
     h, f, c, v = (np.asarray(x) for x in (half, frame, cls, value))
-    f = np.minimum(f.astype(np.int64), int(HALF_SECONDS * framerate) - 1)
+    f = np.minimum(f.astype(np.int64), int(HALF_SECONDS * tokens_per_second) - 1)
     out = []
     for which in (1, 2):
         rows = np.flatnonzero(h == which)[::-1]  # reversed: np.unique keeps the first = the last written
@@ -86,8 +86,8 @@ def _binned(
     return out[0], out[1]
 
 
-def _frame(position: Any, framerate: float) -> int:
-    frame = int(framerate * (int(position) / 1000))
+def _frame(position: Any, tokens_per_second: float) -> int:
+    frame = int(tokens_per_second * (int(position) / 1000))
     if frame < 0:
         raise ValueError(f"negative position {position!r}")
     return frame
@@ -101,7 +101,10 @@ def _annotations(data: Any, key: str, source: str) -> list:
 
 
 def label_events(
-    labels: Mapping[str, Any], label_to_class: Mapping[str, int], framerate: float = 2, source: str = "labels"
+    labels: Mapping[str, Any],
+    label_to_class: Mapping[str, int],
+    tokens_per_second: float = TOKENS_PER_SECOND,
+    source: str = "labels",
 ) -> tuple[HalfEvents, HalfEvents]:
     """Ground truth of both halves from a Labels(-v2).json object; events of unknown labels or of other
     halves are reported in one warning line."""
@@ -109,34 +112,30 @@ def label_events(
 
     rows: tuple[list, list, list, list] = ([], [], [], [])
     ignored: Counter[str] = Counter()
-    annotations = _annotations(labels, "annotations", source)
-    for i, ann in enumerate(annotations):
+    events = dataset.parse_labels(labels, source)
+    for i, ev in enumerate(events):
+        if ev.label not in label_to_class:
+            if ev.label not in dataset.KNOWN_LABELS:
+                ignored[f"unknown label {ev.label!r}"] += 1
+            continue
+        if ev.half not in (1, 2):
+            ignored[f"half {ev.half}"] += 1
+            continue
         try:
-            label = ann["label"]
-            if label not in label_to_class:
-                if label not in dataset.KNOWN_LABELS:
-                    ignored[f"unknown label {label!r}"] += 1
-                continue
-            time = str(ann["gameTime"])
-            if time[0] not in "12":
-                ignored[f"half {time[0]}"] += 1
-                continue
-            frame = (
-                _frame(ann["position"], framerate)
-                if "position" in ann
-                else int(framerate * (int(time[-2:]) + 60 * int(time[-5:-3])))
-            )
-            value = -1.0 if ann.get("visibility") == "not shown" else 1.0
-            for col, x in zip(rows, (int(time[0]), frame, label_to_class[label], value), strict=True):
-                col.append(x)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise UserError(f"{source}: annotation {i} is malformed ({type(exc).__name__}: {exc})") from exc
-    dataset.report_ignored(source, len(annotations), ignored)
-    return _binned(*rows, framerate=framerate, keep_negative=True)
+            frame = _frame(ev.position_ms, tokens_per_second)
+        except ValueError as exc:
+            raise UserError(f"{source}: annotation {i} is malformed ({exc})") from exc
+        for col, x in zip(rows, (ev.half, frame, label_to_class[ev.label], 1.0 if ev.visible else -1.0), strict=True):
+            col.append(x)
+    dataset.report_ignored(source, len(events), ignored)
+    return _binned(*rows, tokens_per_second=tokens_per_second, keep_negative=True)
 
 
 def prediction_events(
-    predictions: Mapping[str, Any], label_to_class: Mapping[str, int], framerate: float = 2, source: str = "predictions"
+    predictions: Mapping[str, Any],
+    label_to_class: Mapping[str, int],
+    tokens_per_second: float = TOKENS_PER_SECOND,
+    source: str = "predictions",
 ) -> tuple[HalfEvents, HalfEvents]:
     """Predictions of both halves from a results_spotting.json object."""
     import dataset
@@ -147,7 +146,7 @@ def prediction_events(
             label = pred["label"]
             row = (
                 int(pred["half"]),
-                _frame(pred["position"], framerate),
+                _frame(pred["position"], tokens_per_second),
                 label_to_class.get(label),
                 float(pred["confidence"]),
             )
@@ -167,7 +166,7 @@ def prediction_events(
         if row[2] is not None:
             for col, x in zip(rows, row, strict=True):
                 col.append(x)
-    return _binned(*rows, framerate=framerate, keep_negative=False)
+    return _binned(*rows, tokens_per_second=tokens_per_second, keep_negative=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,8 +284,8 @@ def average_mAP(
     detections: Sequence[HalfEvents],
     class_names: Sequence[str],
     metric: str = "loose",
-    framerate: float = 2,
-    deltas: Sequence[float] | None = None,
+    tokens_per_second: float = TOKENS_PER_SECOND,
+    deltas: Sequence[float] | np.ndarray | None = None,
 ) -> SpottingScores:
     """average-mAP of detections against targets (same length: one entry per half, paired)."""
     if len(targets) != len(detections):
@@ -295,25 +294,25 @@ def average_mAP(
         if metric not in DELTAS:
             raise UserError(f"unknown metric {metric!r}; valid: {', '.join(DELTAS)}")
         deltas = DELTAS[metric]
-    deltas = np.asarray(deltas, dtype=np.float64)
-    stride = int(HALF_SECONDS * framerate + deltas.max() * framerate) + 1
+    tolerances = np.asarray(deltas, dtype=np.float64)
+    stride = int(HALF_SECONDS * tokens_per_second + tolerances.max() * tokens_per_second) + 1
     classes = _prepare(targets, detections, len(class_names), stride)
-    ap = np.zeros((3, len(deltas), len(classes)))  # all / visible / unshown
+    ap = np.zeros((3, len(tolerances), len(classes)))  # all / visible / unshown
     for c, d in enumerate(classes):
         visible, unshown = d.closest > 0.5, d.closest < -0.5
         n_vis, n_uns = int((d.gt_value > 0).sum()), int((d.gt_value < 0).sum())
-        for k, delta in enumerate(deltas * framerate):
+        for k, delta in enumerate(tolerances * tokens_per_second):
             tp = match(d.gt, d.pred, d.score, np.floor(delta / 2))
             ap[0, k, c] = average_precision(d.score, tp, n_vis + n_uns)
             ap[1, k, c] = average_precision(d.score[visible], tp[visible], n_vis)
             ap[2, k, c] = average_precision(d.score[unshown], tp[unshown], n_uns)
     per_class = [_trapezoid(a) for a in ap]
     overall = [float(_trapezoid(a.mean(axis=1))) for a in ap]
-    if len(deltas) > 1:
+    if len(tolerances) > 1:
         overall[2] *= 17 / 13
     return SpottingScores(
         metric=metric,
-        deltas=deltas.tolist(),
+        deltas=tolerances.tolist(),
         class_names=list(class_names),
         a_mAP=overall[0],
         a_mAP_per_class=per_class[0].tolist(),
@@ -334,7 +333,9 @@ def average_mAP(
 
 
 def label_file(game_dir: Path) -> Path:
-    found = next((game_dir / n for n in LABEL_FILES if (game_dir / n).is_file()), None)
+    import dataset
+
+    found = dataset.labels_path(game_dir)
     if found is None:
         raise UserError(f"{game_dir}: no {' or '.join(LABEL_FILES)}")
     return found
@@ -347,7 +348,7 @@ def evaluate_games(
     classes: Sequence[str],
     label_to_index: Mapping[str, int],
     metric: str = "loose",
-    framerate: float = 2,
+    tokens_per_second: float = TOKENS_PER_SECOND,
     prediction_file: str = PREDICTION_FILE,
 ) -> SpottingScores:
     """Score `predictions_root/<game>/results_spotting.json` against `labels_root/<game>/Labels(-v2).json`.
@@ -365,10 +366,12 @@ def evaluate_games(
     missing = []
     for game in games:
         path = label_file(Path(labels_root) / game)
-        targets.extend(label_events(read_json(path), label_to_class, framerate, str(path)))
+        targets.extend(label_events(read_json(path), label_to_class, tokens_per_second, str(path)))
         pred_path = Path(predictions_root) / game / prediction_file
         if pred_path.is_file():
-            detections.extend(prediction_events(read_json(pred_path), label_to_class, framerate, str(pred_path)))
+            detections.extend(
+                prediction_events(read_json(pred_path), label_to_class, tokens_per_second, str(pred_path))
+            )
         else:
             missing.append(str(pred_path))
             detections.extend((HalfEvents.empty(), HalfEvents.empty()))
@@ -378,4 +381,4 @@ def evaluate_games(
             f" e.g. {missing[0]}",
             file=sys.stderr,
         )
-    return average_mAP(targets, detections, names, metric=metric, framerate=framerate)
+    return average_mAP(targets, detections, names, metric=metric, tokens_per_second=tokens_per_second)

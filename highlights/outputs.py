@@ -30,9 +30,9 @@ def spans_json(result: Result) -> dict:
     from common.timefmt import game_time
     from highlights.spotting import class_labels
 
-    cfg, info = result.config, result.info
-    labels = class_labels(result.cmap, info["class_names"])
-    names = list(info["class_names"])
+    cfg, spec = result.config, result.spec
+    labels = class_labels(result.cmap, spec.class_names)
+    names = list(spec.class_names)
     return {
         "source": {
             k: str(v)
@@ -46,7 +46,11 @@ def spans_json(result: Result) -> dict:
         },
         "model": {
             "path": str(cfg.model),
-            **{k: info[k] for k in ("architecture", "pooling", "window_seconds", "frames_per_second", "class_names")},
+            "architecture": spec.architecture,
+            "pooling": spec.pooling,
+            "window_seconds": spec.window_seconds,
+            "tokens_per_second": spec.tokens_per_second,
+            "class_names": names,
         },
         "decoder": cfg.decoder.to_dict(),
         "spans": [
@@ -97,15 +101,15 @@ def write_outputs(result: Result) -> None:
             files.path("results_spotting.json"),
             game,
             [s for h in result.halves for s in h.spots],
-            class_labels(result.cmap, result.info["class_names"]),
+            class_labels(result.cmap, result.spec.class_names),
         )
-        fps = result.info["frames_per_second"]
-        probs, spans, truth = _joined_halves(result.halves, fps)
+        tokens_per_second = result.spec.tokens_per_second
+        probs, spans, truth = _joined_halves(result.halves, tokens_per_second)
         plot_timeline(
             files.path("timeline.png"),
             probs,
-            result.info["class_names"],
-            fps,
+            result.spec.class_names,
+            tokens_per_second,
             spans,
             truth,
             title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
@@ -151,7 +155,7 @@ def _write_reel(result: Result, files: OutputSet) -> None:
     result.reel_seconds = reel.duration
 
 
-def _joined_halves(halves: Sequence[Half], fps: float) -> tuple[np.ndarray, list, list]:
+def _joined_halves(halves: Sequence[Half], tokens_per_second: float) -> tuple[np.ndarray, list, list]:
     """(probs, spans, ground truth) of the halves laid end to end, for one timeline."""
     from highlights.decoder import Span
 
@@ -159,7 +163,7 @@ def _joined_halves(halves: Sequence[Half], fps: float) -> tuple[np.ndarray, list
     for h in halves:
         spans += [Span(s.start + offset, s.end + offset, s.label, s.score, s.peak + offset) for s in h.spans]
         truth += [(t + offset, c) for t, c in h.events]
-        offset += len(h.probs) / fps
+        offset += len(h.probs) / tokens_per_second  # type: ignore[arg-type]  # a decoded half has its probs
     return np.concatenate([h.probs for h in halves]), spans, truth
 
 
@@ -173,15 +177,15 @@ def summary(result: Result) -> str:
     """One screen: input, model, spans, coverage, outputs, time per stage."""
     from common.timefmt import game_time
 
-    cfg, info = result.config, result.info
+    cfg, spec = result.config, result.spec
     lines = [
-        f"model   {cfg.model} ({info['architecture']}, {info['pooling']}, {info['window_seconds']:g} s windows, "
-        f"classes {', '.join(info['class_names'][1:])})"
+        f"model   {cfg.model} ({spec.architecture}, {spec.pooling}, {spec.window_seconds:g} s windows, "
+        f"classes {', '.join(spec.class_names[1:])})"
     ]
     for h in result.halves:
+        tokens = len(h.probs)  # type: ignore[arg-type]  # a decoded half has its probs
         lines.append(
-            f"half {h.number}  {h.duration / 60:.1f} min, {len(h.probs)} tokens, {len(h.spots)} spots, "
-            f"{len(h.spans)} spans"
+            f"half {h.number}  {h.duration / 60:.1f} min, {tokens} tokens, {len(h.spots)} spots, {len(h.spans)} spans"
         )
     spans = [(h.number, s) for h in result.halves for s in h.spans]
     for number, s in spans[:12]:

@@ -15,15 +15,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from common.atomic import check_output_file
-from common.constants import LABEL_FILES
 from common.errors import UserError
 from common.inputs import load_features
+from highlights.decoder import DecoderConfig
 from highlights.outputs import OUTPUT_FILES, summary, write_outputs
+
+if TYPE_CHECKING:
+    from common.modelspec import ModelSpec
+    from dataset import ClassMap
+    from extract_features.pipeline import Extractor
 
 log = logging.getLogger("inference")
 
@@ -42,7 +47,7 @@ class Config:
     game_dir: Path | None = None
     ground_truth: Path | None = None  # a SoccerNet game folder whose labels of `half` go on the timeline
     half: int = 1
-    decoder: Any = None  # highlights.decoder.DecoderConfig
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
     stride: int = 2
     windows_per_call: int = 256
     compute_dtype: str | None = None
@@ -79,13 +84,13 @@ class Half:
 @dataclass
 class Result:
     config: Config
-    info: dict
+    spec: ModelSpec
     halves: list[Half]
     outputs: dict[str, Path]
     timings: dict[str, float]
     random_weights: bool
     reel_seconds: float = 0.0
-    cmap: Any = None  # dataset.ClassMap of the model, or None when its classes have no SoccerNet labels
+    cmap: ClassMap | None = None  # the model's, or None when its classes have no SoccerNet labels
 
 
 def check_match(config: Config) -> None:
@@ -137,28 +142,56 @@ def _check_writable(out: Path) -> None:
 
 
 class Session:
-    """What every match shares, built once: the model and its scorer, class map, feature recipe check, and the
-    feature extractor (built on the first video that needs it)."""
+    """What every match shares, built once: the model (its spec) and its scorer, class map, feature recipe check,
+    and the feature extractor (built on the first video that needs it). The one load sequence of every command
+    that scores matches (`inference.py`, `ClassificationSecondBased.py`)."""
 
-    def __init__(self, config: Config):
+    def __init__(
+        self,
+        model: Path,
+        *,
+        class_map: str | None = None,
+        compute_dtype: str | None = None,
+        windows_per_call: int = 256,
+        verbose: bool = False,
+    ):
         from common.quiet import import_tensorflow
 
-        import_tensorflow(config.verbose)
+        import_tensorflow(verbose)
         import archis
         from common.features import RecipeCheck
         from highlights.spotting import Scorer, model_class_map, with_compute_dtype
 
         t0 = time.perf_counter()
-        model = archis.load_model(config.model)
-        self.info = archis.model_info(model)
-        self.cmap = model_class_map(self.info, config.class_map, str(config.model))
-        self.scorer = Scorer(with_compute_dtype(model, config.compute_dtype), batch_size=config.windows_per_call)
-        self.check_recipe = RecipeCheck(self.info["feature_recipe"], config.model.name)
+        loaded = archis.load_model(model)
+        self.spec: ModelSpec = archis.model_info(loaded)
+        self.cmap: ClassMap | None = model_class_map(self.spec, class_map, str(model))
+        self.scorer = Scorer(with_compute_dtype(loaded, compute_dtype), batch_size=windows_per_call)
+        self.check_recipe = RecipeCheck(self.spec.feature_recipe, Path(model).name)
         self.load_seconds = time.perf_counter() - t0
-        self._extractor: Any = None
+        self._extractor: Extractor | None = None
         self._extract_settings: tuple | None = None
 
-    def extractor(self, config: Config) -> Any:
+    @classmethod
+    def for_config(cls, config: Config) -> Session:
+        return cls(
+            config.model,
+            class_map=config.class_map,
+            compute_dtype=config.compute_dtype,
+            windows_per_call=config.windows_per_call,
+            verbose=config.verbose,
+        )
+
+    def check_record(self, record: dict | None, what: str) -> None:
+        """Features at another token rate than the model's: error; made with another recipe: one warning per run."""
+        from common.features import frame_rate_problem, recipe_of
+
+        problem = frame_rate_problem(record, self.spec.tokens_per_second)
+        if problem:
+            raise UserError(f"{what}: {problem}")
+        self.check_recipe(recipe_of(record), what)
+
+    def extractor(self, config: Config) -> Extractor:
         """The feature extractor for `config`'s extraction settings (built once)."""
         settings = (config.weights, str(config.pca) if config.pca else None)
         if self._extractor is None or settings != self._extract_settings:
@@ -173,10 +206,10 @@ def run(config: Config, session: Session | None = None) -> Result:
     """Score, spot, decode and write every output of one input (the model loaded now unless a session is given)."""
     timings: dict[str, float] = {}
     if session is None:
-        session = Session(config)
+        session = Session.for_config(config)
         timings["load model"] = session.load_seconds
-    info = session.info
-    config.decoder.check_classes(info["class_names"])
+    spec = session.spec
+    config.decoder.check_classes(spec.class_names)
 
     t0 = time.perf_counter()
     halves, random_weights = _load_inputs(config, session)
@@ -190,9 +223,9 @@ def run(config: Config, session: Session | None = None) -> Result:
     timings["scores"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    _decode(config, info, halves)
+    _decode(config, spec, halves)
     timings["spans"] = time.perf_counter() - t0
-    result = Result(config, info, halves, {}, timings, random_weights, cmap=session.cmap)
+    result = Result(config, spec, halves, {}, timings, random_weights, cmap=session.cmap)
     write_outputs(result)
     return result
 
@@ -203,11 +236,11 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
     from common.features import random_weights as made_randomly
     from common.features import read_record
 
-    info = session.info
-    names = info["feature_names"]
+    spec = session.spec
+    names = spec.feature_names
     if config.game_dir:
         record = read_record(config.game_dir)
-        _check_record(session, record, str(config.game_dir))
+        session.check_record(record, str(config.game_dir))
         halves = []
         for number in (1, 2):
             video, audio = dataset.load_half(
@@ -216,39 +249,39 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
                 features_video=names["video"],
                 features_audio=names["audio"],
                 pca=None,
-                feature_dim=info["feature_dim"],
+                feature_dim=spec.feature_dim,
             )
             halves.append(Half(number, video, audio))
-        _check_width(halves[0], info, str(config.game_dir))
-        return _with_truth(halves, config.game_dir, session.cmap, info["frames_per_second"]), made_randomly(record)
+        _check_width(halves[0], spec, str(config.game_dir))
+        return _with_truth(halves, config.game_dir, session.cmap, spec.tokens_per_second), made_randomly(record)
     if config.features_video:
         video, audio = load_features(config.features_video), load_features(config.features_audio)
-        _check_lengths(video, audio, config, info["frames_per_second"])
+        _check_lengths(video, audio, config, spec.tokens_per_second)
         records = [read_record(Path(f).parent) for f in (config.features_video, config.features_audio)]
         for record, f in zip(records, (config.features_video, config.features_audio), strict=True):
-            _check_record(session, record, str(f))
+            session.check_record(record, str(f))
         random_weights = any(made_randomly(r) for r in records)
     else:
         extracted = session.extractor(config).run(config.video, progress=config.progress)
         video, audio = extracted.video, extracted.audio
-        _check_record(session, extracted.info, str(config.video))
+        session.check_record(extracted.info, str(config.video))
         random_weights = made_randomly(extracted.info)
     if random_weights:
         warn_random()
     half = Half(config.half, video, audio)
-    _check_width(half, info, str(config.features_video or config.video))
+    _check_width(half, spec, str(config.features_video or config.video))
     if config.video:
-        half.duration = _check_duration(config.video, min(len(video), len(audio)) / info["frames_per_second"])
-    return _with_truth([half], config.ground_truth, session.cmap, info["frames_per_second"]), random_weights
+        half.duration = _check_duration(config.video, min(len(video), len(audio)) / spec.tokens_per_second)
+    return _with_truth([half], config.ground_truth, session.cmap, spec.tokens_per_second), random_weights
 
 
-def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: float) -> None:
+def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, tokens_per_second: float) -> None:
     """Refuse video and audio features of different inputs (lengths apart by more than MAX_LENGTH_GAP_SEC)."""
     gap = abs(len(video) - len(audio))
-    if gap > MAX_LENGTH_GAP_SEC * fps:
+    if gap > MAX_LENGTH_GAP_SEC * tokens_per_second:
         raise UserError(
-            f"{config.features_video} has {len(video)} rows ({len(video) / fps:.1f} s) but "
-            f"{config.features_audio} has {len(audio)} ({len(audio) / fps:.1f} s): features of "
+            f"{config.features_video} has {len(video)} rows ({len(video) / tokens_per_second:.1f} s) but "
+            f"{config.features_audio} has {len(audio)} ({len(audio) / tokens_per_second:.1f} s): features of "
             f"different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)"
         )
     if gap:
@@ -260,16 +293,6 @@ def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, fps: fl
             len(audio),
             min(len(video), len(audio)),
         )
-
-
-def _check_record(session: Session, record: dict | None, what: str) -> None:
-    """Features at another token rate than the model's: error; made with another recipe: one warning per run."""
-    from common.features import frame_rate_problem, recipe_of
-
-    problem = frame_rate_problem(record, session.info["frames_per_second"])
-    if problem:
-        raise UserError(f"{what}: {problem}")
-    session.check_recipe(recipe_of(record), what)
 
 
 def _check_duration(video: Path, covered_sec: float) -> float:
@@ -284,26 +307,29 @@ def _check_duration(video: Path, covered_sec: float) -> float:
     return duration
 
 
-def _check_width(half: Half, info: dict, what: str) -> None:
+def _check_width(half: Half, spec: ModelSpec, what: str) -> None:
     for name, arr in (("video", half.video), ("audio", half.audio)):
-        if arr.shape[1] != info["feature_dim"]:
+        if arr.shape[1] != spec.feature_dim:
             raise UserError(
                 f"{what}: {name} features are {arr.shape[1]} wide but the model expects "
-                f"{info['feature_dim']} ({info['feature_names'][name]})"
+                f"{spec.feature_dim} ({spec.feature_names[name]})"
             )
 
 
-def _with_truth(halves: list[Half], game_dir: Path | None, cmap: Any, fps: float) -> list[Half]:
+def _with_truth(
+    halves: list[Half], game_dir: Path | None, cmap: ClassMap | None, tokens_per_second: float
+) -> list[Half]:
     """Attach the labelled events (mapped to the model's classes) of each half, when the folder has labels."""
-    if game_dir is None or cmap is None or not any((game_dir / n).is_file() for n in LABEL_FILES):
-        return halves
     import dataset
+
+    if game_dir is None or cmap is None or dataset.labels_path(game_dir) is None:
+        return halves
 
     events = dataset.usable_events(
         dataset.read_labels(game_dir),
         dataset.labels_path(game_dir),
         cmap,
-        {h.number: h.duration or min(len(h.video), len(h.audio)) / fps for h in halves},
+        {h.number: h.duration or min(len(h.video), len(h.audio)) / tokens_per_second for h in halves},
     )
     for h in halves:
         h.events = sorted(
@@ -314,20 +340,20 @@ def _with_truth(halves: list[Half], game_dir: Path | None, cmap: Any, fps: float
     return halves
 
 
-def _decode(config: Config, info: dict, halves: list[Half]) -> None:
+def _decode(config: Config, spec: ModelSpec, halves: list[Half]) -> None:
     from highlights.decoder import decode, first_token_placement
     from highlights.spotting import nms_spots
 
-    fps = info["frames_per_second"]
+    tokens_per_second = spec.tokens_per_second
     for h in halves:
-        h.duration = h.duration or len(h.probs) / fps
-        probs = first_token_placement(h.probs, info["window_frames"]) if config.score_placement == "first" else h.probs
-        h.spans = decode(probs, info["class_names"], h.duration, config.decoder, fps=fps)
+        h.duration = h.duration or len(h.probs) / tokens_per_second
+        probs = first_token_placement(h.probs, spec.window_frames) if config.score_placement == "first" else h.probs
+        h.spans = decode(probs, spec.class_names, h.duration, config.decoder, tokens_per_second=tokens_per_second)
         h.spots = nms_spots(
             h.probs,
-            info["class_names"],
+            spec.class_names,
             h.number,
-            fps=fps,
+            tokens_per_second=tokens_per_second,
             window_sec=config.nms_window_sec,
             threshold=config.nms_threshold,
             rule=config.nms_rule,
@@ -365,7 +391,7 @@ def run_many(configs: Sequence[Config], index_of: Sequence[Config] | None = None
     made = [c.out for c in configs if not c.out.exists()]
     ready = [c for c in configs if attempt(c, lambda c=c: check_match(c))]
     try:
-        session = Session(ready[0]) if ready else None
+        session = Session.for_config(ready[0]) if ready else None
     except BaseException:
         for out in made:
             if out.is_dir() and not any(out.iterdir()):

@@ -45,7 +45,7 @@ def plot_timeline(
     path: str | os.PathLike,
     probs: np.ndarray,
     class_names: Sequence[str],
-    fps: float,
+    tokens_per_second: float,
     spans: Iterable[Any],
     ground_truth: Iterable[tuple[float, str]] | None = None,
     title: str = "",
@@ -58,7 +58,7 @@ def plot_timeline(
     if probs.ndim != 2 or probs.shape[1] != len(class_names):
         raise ValueError(f"probabilities {probs.shape} do not match {len(class_names)} classes")
     names = [n for n in class_names if n != BACKGROUND] or list(class_names)
-    t = np.arange(len(probs)) / fps
+    t = np.arange(len(probs)) / tokens_per_second
     spans, truth = list(spans), list(ground_truth or [])
     fig = Figure(figsize=(14, 1.2 + 1.3 * len(names)), layout="constrained")
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]

@@ -20,13 +20,17 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
 
 from common.atomic import atomic_path, read_json
 from common.errors import UserError, run_cli
+
+if TYPE_CHECKING:
+    from highlights.decoder import Span
+    from highlights.pipeline import Result
 
 BACKGROUND = "background"
 MAX_SAMPLES = 16384  # per class and half; beyond this, scores are max-pooled (peaks kept)
@@ -62,16 +66,17 @@ def half_video(game_dir: Path, number: int) -> Path | None:
     return found[0] if found else None
 
 
-def _labels(span: Any) -> list[str]:
+def _labels(span: Span) -> list[str]:
     """A span's classes: several when the decoder keeps several labels on one span, else its one label."""
     return list(getattr(span, "labels", None) or [span.label])
 
 
-def _halves(result: Any, out: Path, fps: float) -> list[dict]:
+def _halves(result: Result, out: Path, tokens_per_second: float) -> list[dict]:
     cfg, rows, offset = result.config, [], 0.0
     for h in result.halves:
         video = cfg.video if cfg.video else half_video(cfg.game_dir, h.number) if cfg.game_dir else None
-        length = len(h.probs) / fps
+        assert h.probs is not None  # a decoded half has its probs
+        length = len(h.probs) / tokens_per_second
         step, scores = encode_scores(h.probs)
         rows.append(
             {
@@ -88,7 +93,7 @@ def _halves(result: Any, out: Path, fps: float) -> list[dict]:
     return rows
 
 
-def _reel(result: Any, out: Path) -> dict | None:
+def _reel(result: Result, out: Path) -> dict | None:
     """The reel's file and its clips in source time, so the page can follow the reel on the match timeline."""
     from highlights.reel import plan_clips
 
@@ -106,11 +111,11 @@ def _reel(result: Any, out: Path) -> dict | None:
     return {"video": url_from(out, reel), "clips": [[round(c.start, 3), round(c.end, 3)] for c in clips]}
 
 
-def report_data(result: Any, out: Path) -> dict:
+def report_data(result: Result, out: Path) -> dict:
     """Everything the page shows, from an inference result (config, model info, halves with scores/spans/spots)."""
-    cfg, info = result.config, result.info
-    fps = float(info["frames_per_second"])
-    names = list(info["class_names"])
+    cfg, spec = result.config, result.spec
+    tokens_per_second = spec.tokens_per_second
+    names = list(spec.class_names)
     shown = [n for n in names if n != BACKGROUND] or names
     source = cfg.game_dir or cfg.video or cfg.features_video
     return {
@@ -118,9 +123,9 @@ def report_data(result: Any, out: Path) -> dict:
         "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "classNames": names,
         "shown": shown,
-        "fps": fps,
+        "tokensPerSecond": tokens_per_second,
         "thresholds": {n: cfg.decoder.rule(n).threshold for n in shown},
-        "halves": _halves(result, out, fps),
+        "halves": _halves(result, out, tokens_per_second),
         "spans": [
             {
                 "half": h.number,
@@ -155,7 +160,10 @@ def report_data(result: Any, out: Path) -> dict:
             },
             "model": {
                 "path": str(cfg.model),
-                **{k: info[k] for k in ("architecture", "pooling", "window_seconds", "frames_per_second") if k in info},
+                "architecture": spec.architecture,
+                "pooling": spec.pooling,
+                "window_seconds": spec.window_seconds,
+                "tokens_per_second": spec.tokens_per_second,
             },
             "scoring": {"stride": cfg.stride, "nms_window_sec": cfg.nms_window_sec, "nms_threshold": cfg.nms_threshold},
             "decoder": cfg.decoder.to_dict(),
@@ -170,7 +178,7 @@ def render(data: dict, template: Path = PAGE) -> str:
     return page.replace("__TITLE__", html.escape(str(data.get("title", "")))).replace("__DATA__", payload)
 
 
-def write_report(path: str | os.PathLike, result: Any, folder: str | os.PathLike | None = None) -> Path:
+def write_report(path: str | os.PathLike, result: Result, folder: str | os.PathLike | None = None) -> Path:
     """Write the report page of an inference result to `path` (atomically). `folder`: where the page will be
     opened from, when it is written elsewhere first (links are relative to it; default: `path`'s folder)."""
     path = Path(path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -26,10 +26,16 @@ from tqdm import tqdm
 
 from common.atomic import write_json
 from common.cli import NMS_RULES, check_nms
-from common.constants import BACKGROUND
+from common.constants import BACKGROUND, TOKENS_PER_SECOND
 from common.errors import UserError
 from common.timefmt import game_time
 from highlights.peaks import peak_mask
+
+if TYPE_CHECKING:
+    import keras
+
+    from common.modelspec import ModelSpec
+    from dataset import ClassMap
 
 
 @dataclass(frozen=True)
@@ -41,15 +47,15 @@ class Spot:
     class_index: int
     label: str
     confidence: float
-    fps: float = 2.0
+    tokens_per_second: float = TOKENS_PER_SECOND
 
     @property
     def seconds(self) -> float:
-        return self.token / self.fps
+        return self.token / self.tokens_per_second
 
     @property
     def position_ms(self) -> int:
-        return round(self.token * 1000 / self.fps)
+        return round(self.token * 1000 / self.tokens_per_second)
 
 
 def pad_edges(features: np.ndarray, window_frames: int) -> np.ndarray:
@@ -82,7 +88,7 @@ class Scorer:
     halves); probabilities are sigmoid(logits) in float32 whatever the compute dtype.
     """
 
-    def __init__(self, model: Any, *, batch_size: int = 256, jit_compile: bool = False):
+    def __init__(self, model: keras.Model, *, batch_size: int = 256, jit_compile: bool = False):
         from archis.predict import predict_function
 
         self.model = model
@@ -137,15 +143,14 @@ class Scorer:
         return np.repeat(probs, stride, axis=0)[: len(video)]
 
 
-def with_compute_dtype(model: Any, compute_dtype: str | None) -> Any:
+def with_compute_dtype(model: keras.Model, compute_dtype: str | None) -> keras.Model:
     """The same model computing in `compute_dtype` ("float32" / "bfloat16"): rebuilt by archis, weights copied."""
     import archis
 
-    info = archis.model_info(model)
-    if not compute_dtype or compute_dtype == info["compute_dtype"]:
+    spec = archis.model_info(model)
+    if not compute_dtype or compute_dtype == spec.compute_dtype:
         return model
-    spec = {k: v for k, v in info.items() if k not in ("architecture", "window_frames", "compute_dtype")}
-    twin = archis.build_model(info["architecture"], **spec, compute_dtype=compute_dtype)
+    twin = archis.build_model(spec, compute_dtype=compute_dtype)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -157,17 +162,23 @@ def local_maxima(scores: np.ndarray, before: int, threshold: float = 0.0, after:
 
 
 def nms_mask(
-    scores: np.ndarray, *, fps: float = 2.0, window_sec: float = 60.0, threshold: float = 0.0, rule: str = "vd"
+    scores: np.ndarray,
+    *,
+    tokens_per_second: float = TOKENS_PER_SECOND,
+    window_sec: float = 60.0,
+    threshold: float = 0.0,
+    rule: str = "vd",
 ) -> np.ndarray:
     """Boolean [T, C] of the tokens kept by the NMS `rule` (see the module docstring)."""
     if rule not in NMS_RULES:
         raise UserError(f"unknown NMS rule {rule!r}; valid: {', '.join(NMS_RULES)}")
-    h = round(window_sec * fps / 2)
+    h = round(window_sec * tokens_per_second / 2)
     if rule == "symmetric":
         return local_maxima(scores, h, threshold)
     keep = local_maxima(scores, h, threshold, after=h - 1)  # the next 29 s: through the end of second t + 29
-    seconds = np.arange(len(scores)) / fps
-    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) / fps - window_sec / 2)
+    seconds = np.arange(len(scores)) / tokens_per_second
+    # V&D's edges on its per-second rows: a half of T tokens has int(T / tokens_per_second) of them
+    edge = (seconds <= window_sec / 2) | (seconds >= len(scores) // tokens_per_second - window_sec / 2)
     keep[edge] = False
     return keep
 
@@ -177,24 +188,24 @@ def nms_spots(
     class_names: Sequence[str],
     half: int,
     *,
-    fps: float = 2.0,
+    tokens_per_second: float = TOKENS_PER_SECOND,
     window_sec: float = 60.0,
     threshold: float = 0.0,
     rule: str = "vd",
 ) -> list[Spot]:
     """Spots of one half from probabilities [T, C]: per-class NMS (`rule`), background skipped, time order."""
     check_nms(window_sec, threshold)
-    keep = nms_mask(scores, fps=fps, window_sec=window_sec, threshold=threshold, rule=rule)
+    keep = nms_mask(scores, tokens_per_second=tokens_per_second, window_sec=window_sec, threshold=threshold, rule=rule)
     skip = [i for i, n in enumerate(class_names) if n == BACKGROUND]
     keep[:, skip] = False
     tokens, classes = np.nonzero(keep)
     return [
-        Spot(half, int(t), int(c), class_names[c], float(scores[t, c]), fps)
+        Spot(half, int(t), int(c), class_names[int(c)], float(scores[t, c]), tokens_per_second)
         for t, c in zip(tokens, classes, strict=True)
     ]
 
 
-def match_class_map(class_names: Sequence[str]) -> Any:
+def match_class_map(class_names: Sequence[str]) -> ClassMap | None:
     """The built-in `dataset.ClassMap` (highlight, v1, v2) whose classes are `class_names`, else None."""
     import dataset
 
@@ -205,26 +216,26 @@ def match_class_map(class_names: Sequence[str]) -> Any:
     return None
 
 
-def model_class_map(info: Mapping, override: str | None = None, model: str = "the model") -> Any:
+def model_class_map(spec: ModelSpec, override: str | None = None, model: str = "the model") -> ClassMap | None:
     """The class map a model was trained with: the one its file records, else (older files) the built-in map
     with its classes, else None. `override` (a `--class_map` value) replaces it only if it agrees: same
     classes, and the same labels per class when the file records a map."""
     import dataset
 
     recorded = (
-        dataset.class_map_from_json(info["class_map"], f"{model}: recorded class map")
-        if info.get("class_map")
-        else match_class_map(info["class_names"])
+        dataset.class_map_from_json(spec.class_map, f"{model}: recorded class map")
+        if spec.class_map
+        else match_class_map(spec.class_names)
     )
     if override is None:
         return recorded
     cmap = dataset.load_class_map(override)
-    if list(cmap.classes) != list(info["class_names"]):
+    if list(cmap.classes) != list(spec.class_names):
         raise UserError(
             f"--class_map {override}: classes {cmap.classes[1:]} differ from those of {model} "
-            f"{list(info['class_names'][1:])}"
+            f"{list(spec.class_names[1:])}"
         )
-    if info.get("class_map") and cmap.label_to_index != recorded.label_to_index:
+    if spec.class_map and recorded is not None and cmap.label_to_index != recorded.label_to_index:
         raise UserError(
             f"--class_map {override}: maps SoccerNet labels to classes otherwise than the map "
             f"{recorded.name!r} recorded in {model}"
@@ -232,7 +243,7 @@ def model_class_map(info: Mapping, override: str | None = None, model: str = "th
     return cmap
 
 
-def class_labels(cmap: Any, class_names: Sequence[str]) -> dict[int, str]:
+def class_labels(cmap: ClassMap | None, class_names: Sequence[str]) -> dict[int, str]:
     """Class index -> the label written to results_spotting.json: the first SoccerNet label of the class in
     `cmap` (a class made of several labels is written as its first; `evaluate.py` maps it back to the class),
     the class name itself without a map."""

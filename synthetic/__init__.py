@@ -1,16 +1,14 @@
 """Generated data for tests and the demo: SoccerNet-layout games whose events leave a learnable trace
 (`synthetic.games`, `python -m synthetic.games`) and a demo match video with events at the same times
-(`synthetic.video`, `python -m synthetic.video`)."""
+(`synthetic.video`, `python -m synthetic.video`).
 
-from synthetic.games import (
-    SyntheticDataset,
-    SyntheticGame,
-    generate_dataset,
-    make_game,
-    signatures,
-    split_counts,
-    write_game,
-)
+The names of `synthetic.games` are loaded on first use, not on import: `python -m synthetic.games` imports this
+package first, and a package that had already imported the module being run makes Python warn about it."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "SyntheticDataset",
@@ -21,3 +19,11 @@ __all__ = [
     "split_counts",
     "write_game",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("synthetic.games"), name)
+    if name in ("games", "video"):
+        return importlib.import_module(f"synthetic.{name}")
+    raise AttributeError(f"module 'synthetic' has no attribute {name!r}")

@@ -30,7 +30,6 @@ from common.errors import UserError, run_cli
 from common.timefmt import game_time
 from dataset import Event
 
-FPS = TOKENS_PER_SECOND
 SIGNATURE_SEED = 20200614
 VIDEO_FILE = VIDEO_FEATURES
 AUDIO_FILE = AUDIO_FEATURES
@@ -137,10 +136,10 @@ def make_game(index: int, seed: int = 0, half_minutes: float = 45.0, event_rate:
     halves, events = [], []
     for half in (1, 2):
         seconds = half_minutes * 60.0 + float(rng.integers(0, 60))  # stoppage time: halves differ in length
-        frames = int(seconds * FPS)
+        frames = int(seconds * TOKENS_PER_SECOND)
         video, audio = _noise(rng, frames), _noise(rng, frames)
         half_events = _draw_events(rng, half, seconds, event_rate)
-        t = (np.arange(frames) + 0.5) / FPS
+        t = (np.arange(frames) + 0.5) / TOKENS_PER_SECOND
         for ev in half_events:
             _, delay, traces = EVENT_TABLE[ev.label]
             centre = ev.position_ms / 1000.0 + delay + rng.normal(0.0, 0.5)

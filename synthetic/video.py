@@ -8,7 +8,7 @@ football.
 
     python -m synthetic.video --game_dir demo_data/league/season/game --half 1 --out demo_data/match.mp4
     python -m synthetic.video --duration 60 --out clip.mp4          # no events, e.g. for tests
-    python -m synthetic.video --demo demo_data                       # the demo game + its first-half video
+    python -m synthetic.video --demo --out demo_data                 # the demo game + its first-half video
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.atomic import atomic_path
+from common.cli import warn_deprecated
 from common.errors import UserError, run_cli
 from common.ffmpeg import media_arg, run_ffmpeg
 
@@ -125,15 +126,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--game_dir", help="synthetic SoccerNet game folder: events and duration of --half")
     src.add_argument("--duration", type=float, help="seconds of video without events")
-    src.add_argument("--demo", metavar="DIR", help="write the demo game (DIR/game) and its video (DIR/match.mp4)")
+    src.add_argument(
+        "--demo",
+        nargs="?",
+        const=True,
+        metavar="DIR",
+        help="write the demo game (OUT/game) and its video (OUT/match.mp4); DIR instead of --out is deprecated",
+    )
     p.add_argument("--half", type=int, default=1, choices=(1, 2))
-    p.add_argument("--out", help="output .mp4 (with --game_dir / --duration)")
+    p.add_argument("--out", help="output .mp4 (with --game_dir / --duration); with --demo, the output folder")
     p.add_argument("--size", default="320x180")
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--no_audio", action="store_true", help="video stream only")
     args = p.parse_args(argv)
+    if isinstance(args.demo, str):  # the earlier spelling, --demo DIR
+        warn_deprecated(f"--demo {args.demo}", f"--demo --out {args.demo}")
+        args.out = args.out or args.demo
     if args.demo:
-        game_dir, video = make_demo(args.demo)
+        if not args.out:
+            p.error("--out DIR is required with --demo")
+        game_dir, video = make_demo(args.out)
         print(f"demo game {game_dir}, video {video}")
         return 0
     if not args.out:

@@ -105,3 +105,29 @@ def test_bottleneck_fusion_matches_formula():
     np.testing.assert_allclose(got_v, v, atol=ATOL)
     np.testing.assert_allclose(got_a, a, atol=ATOL)
     assert any(w.path.endswith("bottleneck") for w in layer.trainable_weights), "bottleneck tokens are learnable"
+
+
+@pytest.mark.parametrize("n", [1, 6])
+def test_gated_bottleneck_is_the_seeds_with_learned_tokens(n):
+    """The seed's CrossModalGatedBottleneckAttention, written out (its concatenation fixed to the feature axis)."""
+    from archis.fusion import GatedBottleneck
+
+    rng = np.random.default_rng(3)
+    video, audio = (rng.standard_normal((B, n, D)).astype("float32") for _ in range(2))
+    layer = GatedBottleneck(num_heads=4)
+    out = np.asarray(layer([video, audio], training=False))
+    z_i, z_j, scale = video.astype("float64"), audio.astype("float64"), 1 / np.sqrt(D)
+    tokens = np.broadcast_to(_w(layer, "tokens"), (B, max(1, n // 3), D))
+    assert tokens.shape[1] == max(1, n // 3)
+    q_b, k_b, v_b = (_dense(tokens, d) for d in layer.bottleneck_qkv)
+    k_i, v_i, q_j = _dense(z_i, layer.key), _dense(z_i, layer.value), _dense(z_j, layer.query)
+    a_ib = _softmax(q_b @ k_i.transpose(0, 2, 1) * scale) @ v_i
+    a_ib = _softmax(z_i @ a_ib.transpose(0, 2, 1) * scale) @ a_ib
+    a_bj = _softmax(q_j @ k_b.transpose(0, 2, 1) * scale) @ v_b
+    a_ij = (a_ib + a_bj) / 2
+    f = _sigmoid(_dense(np.concatenate([a_ij, z_j], -1), layer.forget))
+    h = np.maximum(z_i + _dense(a_ij, layer.message) * f, 0)
+    np.testing.assert_allclose(out, _mha(h, layer.fusion), atol=ATOL)
+    again = np.asarray(layer([video, audio], training=False))
+    np.testing.assert_array_equal(out, again)  # learned tokens: no fresh draw per call
+    assert any(w.path.endswith("bottleneck_tokens") for w in layer.trainable_weights)

@@ -18,7 +18,7 @@ from archis import build_model, list_architectures, load_model, model_info
 from common.errors import UserError
 
 CLASSES = ("background", "kick", "subs", "card", "goal")
-TINY = {"vlad_k": 4, "window_seconds": 2.0, "frames_per_second": 2.0, "feature_dim": 16}  # N = 4, D = 16, K = 4
+TINY = {"vlad_k": 4, "window_seconds": 2.0, "tokens_per_second": 2.0, "feature_dim": 16}  # N = 4, D = 16, K = 4
 
 
 def _windows(n=16, seed=0, frames=4, dim=16):
@@ -51,6 +51,7 @@ def test_forward_gradients_and_round_trip(name, tmp_path):
     assert json.loads(zipfile.ZipFile(path).read("config.json"))["config"]["spec"]["architecture"] == name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_architectures())
 def test_can_overfit_16_windows(name):
     """Loss on the 16 training windows (inference mode, so dropout does not blur it) falls below a tenth."""
@@ -81,20 +82,25 @@ def test_every_pooling_builds_concat(pooling):
     model = build_model("concat", pooling=pooling, vlad_k=6, window_seconds=3.0, feature_dim=16, seed=0)
     x, _ = _windows(n=2, frames=6)
     assert tuple(model(x).shape) == (2, len(CLASSES))
-    assert model_info(model)["pooling"] == pooling
+    assert model_info(model).pooling == pooling
 
 
 def test_aliases_and_spec():
     model = build_model("audiovideoarchi5", pooling="rvlad", class_names=("background", "goal"), **TINY)
-    info = model_info(model)
-    assert info["architecture"] == "concat" and info["pooling"] == "NetRVLAD"
-    assert info["window_frames"] == 4 and info["class_names"] == ["background", "goal"]
-    assert info["feature_names"] == {"video": "ResNET_TF2_PCA512", "audio": "VGGish"}
-    assert set(info) == {
-        "architecture", "pooling", "vlad_k", "window_seconds", "frames_per_second", "window_frames",
-        "feature_dim", "class_names", "feature_names", "compute_dtype", "dropout", "context_gating", "class_map",
-        "feature_recipe",
-    }  # fmt: skip
+    spec = model_info(model)
+    assert spec.architecture == "concat" and spec.pooling == "NetRVLAD"
+    assert spec.window_frames == 4 and spec.class_names == ("background", "goal")
+    assert spec.feature_names == {"video": "ResNET_TF2_PCA512", "audio": "VGGish"}
+    written = "architecture pooling vlad_k window_seconds tokens_per_second window_frames feature_dim class_names"
+    assert set(spec.to_json()) == {
+        *written.split(),
+        "feature_names",
+        "compute_dtype",
+        "dropout",
+        "context_gating",
+        "batch_norm",
+        "head_init",
+    }
     for alias, canonical in archis.ALIASES.items():
         assert archis.canonical_architecture(alias.upper()) == canonical
 
@@ -112,7 +118,7 @@ def test_bfloat16_logits_stay_float32_and_close():
     bf16 = build_model("gmu", seed=3, compute_dtype="bfloat16", **TINY)
     bf16.set_weights(f32.get_weights())
     out = bf16(x)
-    assert out.dtype == "float32" and model_info(bf16)["compute_dtype"] == "bfloat16"
+    assert out.dtype == "float32" and model_info(bf16).compute_dtype == "bfloat16"
     np.testing.assert_allclose(np.asarray(out), np.asarray(f32(x)), atol=0.1)
 
 
@@ -148,6 +154,7 @@ def test_load_model_errors(tmp_path):
         load_model(empty_zip)
 
 
+@pytest.mark.slow
 def test_plain_keras_load_in_fresh_process(tmp_path):
     """A saved model loads in a new interpreter with nothing but `import archis` (registration on import)."""
     model = build_model("transformer", seed=0, **TINY)
@@ -160,7 +167,7 @@ def test_plain_keras_load_in_fresh_process(tmp_path):
         "import sys, numpy as np, keras, archis; d = sys.argv[1];"
         "m = keras.models.load_model(d + '/m.keras');"
         "x = {k: np.load(f'{d}/x_{k}.npy') for k in ('video', 'audio')};"
-        "assert np.array_equal(np.asarray(m(x)), np.load(d + '/want.npy')); print(m.spec['architecture'])"
+        "assert np.array_equal(np.asarray(m(x)), np.load(d + '/want.npy')); print(m.spec.architecture)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -104,7 +104,14 @@ def test_temporal_pooling(mode, fn):
 
 @pytest.mark.parametrize(
     "alias,canonical",
-    [("vlad", "NetVLAD"), ("RVLAD", "NetRVLAD"), ("netvlad++", "NetVLAD++"), ("max", "MAX"), ("Average", "AVERAGE")],
+    [
+        ("vlad", "NetVLAD"),
+        ("RVLAD", "NetRVLAD"),
+        ("netvlad++", "NetVLAD++"),
+        ("NETVLAD++VD", "NetVLAD++vd"),
+        ("max", "MAX"),
+        ("Average", "AVERAGE"),
+    ],
 )
 def test_pooling_aliases(alias, canonical):
     assert canonical_pooling(alias) == canonical

@@ -79,3 +79,49 @@ def test_spotting_defaults_pass():
     args = p.parse_args([])
     check_spotting_flags(args)
     assert (args.stride, args.windows_per_call, args.nms_window, args.nms_rule) == (2, 256, 60.0, "vd")
+
+
+def test_earlier_spellings_still_parse_with_one_deprecation_line_each(capsys):
+    import evaluate
+    from extract_features.__main__ import RENAMED, parse_args
+
+    args = evaluate.parse_args(["--labels", "L", "--predictions", "P", "--list", "g.npy", "--json=s.json"])
+    assert (str(args.game_list), str(args.out)) == ("g.npy", "s.json")
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "warning: --list is deprecated and goes in the next release; use --game_list",
+        "warning: --json is deprecated and goes in the next release; use --out",
+    ]
+    args = parse_args(extract_parser(), ["--video_list", "v.txt", "--out_root", "F"], RENAMED)
+    assert (args.video_list, args.out) == ("v.txt", "F")
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_renamed_flags_leave_new_spellings_and_what_follows_a_double_dash_alone(capsys):
+    from common.cli import renamed_flags
+
+    argv = ["--game_list", "--list", "--", "--list"]
+    assert renamed_flags(argv, {"--list": "--game_list"}) == ["--game_list", "--game_list", "--", "--list"]
+    assert capsys.readouterr().err.count("warning:") == 1
+
+
+def test_list_flags_name_what_they_list(help_of):
+    import evaluate
+
+    assert "--game_list" in help_of(evaluate.parse_args) and "--video_list" in help_of(extract_parser().parse_args)
+    for parse in (evaluate.parse_args, extract_parser().parse_args):
+        assert "--list " not in help_of(parse) and "--json" not in help_of(parse) and "--out_root" not in help_of(parse)
+
+
+@pytest.mark.parametrize("argv", [[], ["--config", "None"]])
+def test_vd_config_spelled_none_means_no_config_file(argv):
+    import ClassificationMinuteBased
+
+    assert ClassificationMinuteBased.build_parser().parse_args(argv).config is None
+
+
+def test_vd_system_flag_says_it_has_no_effect(help_of):
+    import ClassificationMinuteBased
+
+    for parse in (ClassificationSecondBased.parse_args, ClassificationMinuteBased.build_parser().parse_args):
+        assert "has no effect" in " ".join(help_of(parse).split())

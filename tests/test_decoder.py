@@ -7,19 +7,19 @@ import json
 import numpy as np
 import pytest
 
+from common.constants import TOKENS_PER_SECOND
 from common.errors import UserError
 from highlights.decoder import ClassRule, DecoderConfig, Span, decode
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
-FPS = 2.0
 
 
 def probs(seconds: float, *peaks: tuple[str, float, float], background: float = 0.0) -> np.ndarray:
     """[T, 5] zeros at 2 tokens/s with `(class, time s, value)` single-token peaks."""
-    p = np.zeros((int(seconds * FPS), len(NAMES)))
+    p = np.zeros((int(seconds * TOKENS_PER_SECOND), len(NAMES)))
     p[:, 0] = background
     for name, t, v in peaks:
-        p[int(t * FPS), NAMES.index(name)] = v
+        p[int(t * TOKENS_PER_SECOND), NAMES.index(name)] = v
     return p
 
 
@@ -34,7 +34,9 @@ def config(rule: ClassRule | None = None, **top) -> DecoderConfig:
 
 
 def spans_of(p: np.ndarray, cfg: DecoderConfig, duration: float | None = None) -> list[tuple]:
-    out = decode(p, NAMES, len(p) / FPS if duration is None else duration, cfg, fps=FPS)
+    out = decode(
+        p, NAMES, len(p) / TOKENS_PER_SECOND if duration is None else duration, cfg, tokens_per_second=TOKENS_PER_SECOND
+    )
     return [(s.start, s.end, s.label, round(s.score, 6), s.peak) for s in out]
 
 
@@ -124,7 +126,7 @@ def test_unlisted_classes_use_the_default_rule_and_spans_are_spans():
     names = ["background", "Corner", "Goal"]
     p = np.zeros((200, 3))
     p[100, 1] = 0.9
-    out = decode(p, names, 100.0, DecoderConfig(), fps=FPS)
+    out = decode(p, names, 100.0, DecoderConfig(), tokens_per_second=TOKENS_PER_SECOND)
     default = DecoderConfig().default
     assert out == [Span(50 - default.before, 50 + default.after, "Corner", 0.9, 50.0)]
 

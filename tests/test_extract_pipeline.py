@@ -79,6 +79,7 @@ def run(path, **kw):
     return extract_file(path, weights="random", batch_size=3, progress=False, **kw)
 
 
+@pytest.mark.slow
 def test_shapes_rule_alignment_and_determinism(videos):
     first = run(videos["tone"])
     tokens = math.floor(2 * source_frames(videos["tone"]) / (30000 / 1001) + 1e-9)
@@ -98,6 +99,7 @@ def test_shapes_rule_alignment_and_determinism(videos):
     assert not np.allclose(first.video[0], first.video[-1])  # different frames, different features
 
 
+@pytest.mark.slow
 def test_short_video_and_silent_audio(videos):
     short = run(videos["short"])
     assert short.video.shape == short.audio.shape == (1, 512)  # 0.7 s -> floor(1.4) = 1 token
@@ -135,6 +137,7 @@ def test_missing_resnet_weights_and_pca(tmp_path, videos):
         run(videos["wide"], pca=tmp_path / "pca.npz")
 
 
+@pytest.mark.slow
 def test_cli_single_video_two_halves(videos, tmp_path):
     out = tmp_path / "game"
     assert (
@@ -163,6 +166,7 @@ def test_cli_single_video_two_halves(videos, tmp_path):
     assert record["weights"] == "random" and sorted(record["halves"]) == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_pca_save_load_fit_and_convert(tmp_path):
     from sklearn.decomposition import PCA
 
@@ -209,6 +213,7 @@ def test_pca_save_load_fit_and_convert(tmp_path):
     assert pca.load_pca(tmp_path / "sn.npz").recipe == refit.recipe == "soccernet"
 
 
+@pytest.mark.slow
 def test_pca_recipe_provenance_and_mismatch_warning(tmp_path, capsys):
     rng = np.random.default_rng(1)
     (tmp_path / "ours").mkdir()
@@ -269,6 +274,7 @@ def make_tree(root: Path, source: Path, games: int) -> list[Path]:
     return folders
 
 
+@pytest.mark.slow
 def test_shards_split_by_game(videos, tmp_path):
     folders = make_tree(tmp_path, videos["short"], 3)
     args = ["--tree", str(tmp_path), "--weights", "random", "--quiet", "--num_shards", "2"]
@@ -279,6 +285,7 @@ def test_shards_split_by_game(videos, tmp_path):
         main([*args, "--shard_index", "2"])
 
 
+@pytest.mark.slow
 def test_resume_after_a_killed_batch_run(videos, tmp_path):
     folders = make_tree(tmp_path, videos["wide"], 3)
     args = ["--tree", str(tmp_path), "--weights", "random", "--frames_per_call", "1", "--quiet"]
@@ -315,6 +322,15 @@ def test_resume_after_a_killed_batch_run(videos, tmp_path):
         main([*args, "--transform", "resize"])
 
 
+# `python -m extract_features ARGS`, then whether TensorFlow had been imported when it exited (on stdout).
+_REPORT_TENSORFLOW = (
+    "import atexit, runpy, sys\n"
+    "atexit.register(lambda: print('tensorflow imported:', 'tensorflow' in sys.modules))\n"
+    "sys.argv[0] = 'extract_features'\n"
+    "runpy.run_module('extract_features', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def test_cli_exit_codes_without_tensorflow(tmp_path, videos):
     """Input errors exit 2 with one line, before TensorFlow is imported (fast)."""
     np.savez(tmp_path / "narrow.npz", mean=np.zeros(100, np.float32), components=np.zeros((8, 100), np.float32))
@@ -330,9 +346,8 @@ def test_cli_exit_codes_without_tensorflow(tmp_path, videos):
         [[*wide, "--out", str(tmp_path / "a file")], "a file: is a file, not a folder (--out"],
         [[*wide, "--out", str(tmp_path / "a file" / "sub")], "a file: is a file, not a folder"],
     ):
-        started = time.time()
         proc = subprocess.run(
-            [sys.executable, "-m", "extract_features", *argv],
+            [sys.executable, "-c", _REPORT_TENSORFLOW, *argv],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -341,11 +356,12 @@ def test_cli_exit_codes_without_tensorflow(tmp_path, videos):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.strip()[7:]}"]
         assert message in proc.stderr and "Traceback" not in proc.stderr
-        assert time.time() - started < 5
+        assert proc.stdout == "tensorflow imported: False\n"  # refused before the slow import
 
 
+@pytest.mark.slow
 def test_interrupt_stops_at_once_and_writes_nothing(tmp_path):
-    """Ctrl-C while ResNet-152 works on a batch: exit within a couple of seconds, no files. (SIGTERM raises a
+    """Ctrl-C while ResNet-152 works on a batch: it stops within the batch, no files. (SIGTERM raises a
     KeyboardInterrupt too, common.errors.Terminated: the same path, exit 143.)"""
     video = make_video(tmp_path / "long.mp4", 120.0, size="160x90")
     out = tmp_path / "out"
@@ -373,11 +389,13 @@ def test_interrupt_stops_at_once_and_writes_nothing(tmp_path):
     seen = ""
     while not re.search(r" [1-9]\d*/240 ", seen) and proc.poll() is None:  # progress: networks built and running
         seen += proc.stderr.read(1)
-    started = time.time()
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
-    stopped = time.time() - started
-    assert proc.returncode == 130, seen + proc.stderr.read()
-    assert "error: interrupted" in proc.stderr.read()
-    assert stopped < 8, stopped  # the batch of 200 frames it was in takes far longer on a CPU (~12 s idle)
+    proc.wait(timeout=120)
+    rest = proc.stderr.read()
+    assert proc.returncode == 130, seen + rest
+    assert "error: interrupted" in rest
+    # The bar is closed (its last count shown) once the network stops: after its current slice of a few frames,
+    # not after the whole batch of 200 frames it was working through.
+    embedded = max(int(n) for n in re.findall(r"(\d+)/240", seen + rest))
+    assert 0 < embedded < 200, seen + rest
     assert not out.exists() or not list(out.iterdir())

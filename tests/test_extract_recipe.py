@@ -77,6 +77,7 @@ def test_video_matches_framecv_token_for_token(clips, clip, transform):
     assert np.diag(input_difference(rgb, reference)).min() > RGB_INPUT_MINIMUM
 
 
+@pytest.mark.slow
 def test_resnet_output_matches_on_framecv_frames(clips):
     """ResNet-152 with one fixed set of (random) weights: relative L2 per token <= 2 % (two tokens: CPU time)."""
     from extract_features.video import FrameEmbedder

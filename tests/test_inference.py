@@ -177,6 +177,7 @@ def test_cli_exit_code_and_single_line(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_folder_of_three_videos_in_one_process(tiny_model, tmp_path, monkeypatch, capsys):
     """Three videos and a broken one from a folder: the model is loaded and the extractor built once, each video
     gets its own folder, the broken one is reported and the rest go on."""

@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from synthetic.video import make_match_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +25,7 @@ def _script(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
     )
 
 
+@pytest.mark.slow
 def test_folder_of_two_videos(tiny_model, tmp_path):
     videos = tmp_path / "my videos"
     videos.mkdir()

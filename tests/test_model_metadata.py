@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
     """A tiny model trained with a custom class map on games whose extraction.json records an "rgb" recipe."""
     root = tmp_path_factory.mktemp("syn")
     data = synthetic.generate_dataset(
-        root, n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=3.0, progress=False
+        root, n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=8.0, progress=False
     )
     for labels in root.rglob("Labels-v2.json"):
         (labels.parent / "extraction.json").write_text(
@@ -74,9 +74,9 @@ def trained(tmp_path_factory):
 def test_model_records_class_map_and_recipe(trained):
     _, model, _ = trained
     spec = read_spec(model)
-    assert spec["class_names"] == ["background", "score", "booking"]
-    assert spec["class_map"]["labels"] == CUSTOM["labels"]
-    assert spec["feature_recipe"] == {"video": "rgb", "audio": "channel_mean"}
+    assert spec.class_names == ("background", "score", "booking")
+    assert spec.class_map["labels"] == CUSTOM["labels"]
+    assert spec.feature_recipe == {"video": "rgb", "audio": "channel_mean"}
 
 
 def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, capsys):
@@ -87,7 +87,10 @@ def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, 
     predictions = [p for f in out.rglob("results_spotting.json") for p in json.loads(f.read_text())["predictions"]]
     assert predictions and {p["label"] for p in predictions} <= {"Goal", "Yellow card"}  # SoccerNet labels
     capsys.readouterr()
-    assert evaluate.main(["--labels", str(test_list.parent), "--predictions", str(out), "--list", str(test_list)]) == 0
+    assert (
+        evaluate.main(["--labels", str(test_list.parent), "--predictions", str(out), "--game_list", str(test_list)])
+        == 0
+    )
     table = capsys.readouterr().out
     assert "\nscore " in table and "\nbooking " in table and "kick" not in table
     assert (
@@ -97,7 +100,7 @@ def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, 
                 str(test_list.parent),
                 "--predictions",
                 str(out),
-                "--list",
+                "--game_list",
                 str(test_list),
                 "--model",
                 str(model),
@@ -112,7 +115,7 @@ def test_custom_map_spot_and_evaluate_without_class_map_flag(trained, tmp_path, 
                 str(test_list.parent),
                 "--predictions",
                 str(out),
-                "--list",
+                "--game_list",
                 str(test_list),
                 "--class_map",
                 "highlight",
@@ -199,6 +202,6 @@ def test_older_model_files_without_the_fields_still_load(trained, tmp_path):
                     del config["config"]["spec"][key]
                 data = json.dumps(config).encode()
             dst.writestr(item, data)
-    info = archis.model_info(archis.load_model(old))
-    assert info["class_map"] is None and info["feature_recipe"] is None
-    assert info["class_names"] == ["background", "score", "booking"]
+    spec = archis.model_info(archis.load_model(old))
+    assert spec.class_map is None and spec.feature_recipe is None
+    assert spec.class_names == ("background", "score", "booking")

@@ -42,16 +42,16 @@ def test_vd_rule_window_is_30_s_before_and_29_s_after():
     assert [s.seconds for s in nms_spots(scores, CLASSES, 1, threshold=0.2, rule="symmetric")] == [60.0, 130.0]
 
 
-@pytest.mark.parametrize("fps", [1, 2])
-def test_vd_rule_matches_the_per_second_statement_on_random_curves(fps):
-    rng = np.random.default_rng(fps)
+@pytest.mark.parametrize("tokens_per_second", [1, 2])
+def test_vd_rule_matches_the_per_second_statement_on_random_curves(tokens_per_second):
+    rng = np.random.default_rng(tokens_per_second)
     for _ in range(20):
         per_second = np.round(rng.random(int(rng.integers(40, 300))), 1)  # rounding makes ties common
         threshold = float(rng.choice([0.0, 0.3, 0.5]))
-        tokens = np.repeat(per_second, fps)[:, None]
-        kept = np.flatnonzero(nms_mask(tokens, fps=fps, threshold=threshold)[:, 0])
-        assert (kept // fps).tolist() == _vd_reference(per_second, threshold)
-        assert (kept % fps == 0).all(), "a second is spotted once, at its first token"
+        tokens = np.repeat(per_second, tokens_per_second)[:, None]
+        kept = np.flatnonzero(nms_mask(tokens, tokens_per_second=tokens_per_second, threshold=threshold)[:, 0])
+        assert (kept // tokens_per_second).tolist() == _vd_reference(per_second, threshold)
+        assert (kept % tokens_per_second == 0).all(), "a second is spotted once, at its first token"
 
 
 def test_unknown_rule_is_a_user_error():

@@ -12,7 +12,7 @@ from archis.fusion import CMGA, EncoderLayer, TransformerFusion
 from archis.pooling import NetVLAD
 from common.errors import UserError
 
-TINY = {"vlad_k": 4, "window_seconds": 2.0, "frames_per_second": 2.0, "feature_dim": 16}
+TINY = {"vlad_k": 4, "window_seconds": 2.0, "tokens_per_second": 2.0, "feature_dim": 16}
 VD = ("AudioVideoArchi5", "AudioVideoArchi4", "AudioVideoArchi6", "AudioVideoArchi7", "VideoNetwork", "AudioNetwork")
 SEED = ("GMU", "CMGAArchi1", "CMGAArchi2", "CMGAArchi3", "CMGAArchi4")
 
@@ -29,7 +29,7 @@ def _dropout_rates(model) -> set[float]:
 def test_default_dropout_is_the_originals(names, rate):
     for name in names:
         model = build_model(name, seed=0, **TINY)
-        assert model.spec["dropout"] == rate, name
+        assert model.spec.dropout == rate, name
         assert _dropout_rates(model) == {rate}, name
 
 
@@ -37,7 +37,7 @@ def test_dropout_flag_is_saved_in_the_model(tmp_path):
     model = build_model("concat", dropout=0.3, seed=0, **TINY)
     model.save(tmp_path / "m.keras")
     loaded = load_model(tmp_path / "m.keras")
-    assert loaded.spec["dropout"] == 0.3 and _dropout_rates(loaded) == {0.3}
+    assert loaded.spec.dropout == 0.3 and _dropout_rates(loaded) == {0.3}
     args = cmb.build_parser().parse_args(["--architecture", "GMU", "--dropout", "0.25"])
     assert args.dropout == 0.25
     with pytest.raises(UserError, match="--dropout"):
@@ -122,6 +122,16 @@ def test_a_model_saved_before_the_spec_named_its_gating_keeps_it(tmp_path):
                 data = json.dumps(config).encode()
             dst.writestr(item, data)
     old = load_model(tmp_path / "old.keras")
-    assert all(_gating(old).values()) and old.spec["context_gating"] is True
+    assert all(_gating(old).values()) and old.spec.context_gating is True
     x = {m: np.ones((1, 4, 16), "float32") for m in ("video", "audio")}
     np.testing.assert_allclose(np.asarray(old(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_cmgaarchi3_is_the_seeds_pooled_bottleneck_and_the_paper_layout_keeps_its_name():
+    import archis
+
+    seed = archis.build_model("CMGAArchi3", vlad_k=2, window_seconds=3, seed=0)
+    assert seed.spec.architecture == "cmga_bottleneck"
+    assert seed.get_layer("logits").get_weights()[0].shape[0] == 512  # classifies the fused 512-d token
+    paper = archis.build_model("bottleneck", vlad_k=2, window_seconds=3, seed=0)
+    assert paper.get_layer("logits").get_weights()[0].shape[0] == 1024  # sequences fused, pooled, concatenated

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_LINES = ("absl::InitializeLog", "oneDNN", "cuInit", "cpu_feature_guard")
 
@@ -40,6 +42,7 @@ def _inference(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_startup_lines_hidden_by_default_shown_with_verbose(tmp_path):
     quiet = _inference(tmp_path)
     assert quiet.returncode == 0, quiet.stderr

@@ -77,6 +77,7 @@ def _spans(out: Path) -> list[dict]:
     return json.loads((out / "spans.json").read_text())["spans"]
 
 
+@pytest.mark.slow
 def test_video_run_report_lists_every_span_and_seeks_the_player(runs, browser):
     out = runs["video"]
     spans = _spans(out)

@@ -77,6 +77,16 @@ def test_unknown_schedule_is_a_user_error():
         schedule_step(ScheduleState(lr=0.1), 0.5, SchedulePolicy(kind="weekly"))
 
 
+def test_the_command_refuses_an_unknown_schedule_before_any_work(tmp_path):
+    import ClassificationMinuteBased as cmb
+
+    lists = [a for flag in ("--training", "--validation", "--testing") for a in (flag, str(tmp_path / "none.npy"))]
+    argv = [*lists, "--architecture", "concat", "--tflog", str(tmp_path / "Model"), "--schedule", "weekly"]
+    with pytest.raises(UserError, match="unknown --schedule 'weekly'; valid: original, since_best"):
+        cmb.main(argv)
+    assert not (tmp_path / "Model").exists()
+
+
 def test_tf1_pr_auc_equals_tensorflow_v1_metric():
     import tensorflow as tf
 
@@ -129,6 +139,8 @@ def args_for(data, tflog, *extra):
         "--PCA",
         "--network",
         "VLAD",
+        "--class_map",
+        "highlight",
         "--VLAD_k",
         "4",
         "--WindowSize",
@@ -153,6 +165,7 @@ def _npz(path):
         return {k: f[k] for k in f.files if k.startswith("optimizer_")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["original", "since_best"])
 def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monkeypatch, schedule):
     scores = iter([0.5, 0.1, 0.1])
@@ -192,6 +205,7 @@ def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monke
         assert int(last["optimizer_0"]) > int(best["optimizer_0"]) and len(differ) > 1
 
 
+@pytest.mark.slow
 def test_rerun_refused_unless_overwrite_which_clears_the_old_events(data, tmp_path):
     tflog = tmp_path / "Model"
     argv = args_for(data, tflog, "--max_epoch", "1", "--outputPrefix", "o")

@@ -54,7 +54,7 @@ def test_array_job_extracts_each_half_once_and_matches_one_process(slurm_cluster
     lines = sorted(re.search(r"\d+ extracted.*", text).group(0) for text in task_logs.values())
     assert lines == [f"2 extracted, 0 already done (shard {i}/4)" for i in range(4)], task_logs
 
-    assert main(["--tree", str(tree), "--weights", "random", "--quiet", "--out_root", str(tmp_path / "one")]) == 0
+    assert main(["--tree", str(tree), "--weights", "random", "--quiet", "--out", str(tmp_path / "one")]) == 0
     array, one = files(tmp_path / "array"), files(tmp_path / "one")
     assert len(one) == 4 * 5  # per game: two halves × (video, audio features), one extraction.json
     assert array.keys() == one.keys()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,9 +25,10 @@ cmb.main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_two_replicas(tmp_path):
     data = synthetic.generate_dataset(
-        tmp_path / "d", n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=3.0, progress=False
+        tmp_path / "d", n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=8.0, progress=False
     )
     tflog = tmp_path / "m"
     argv = [

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 import synthetic
 
@@ -99,6 +100,7 @@ def last_weights(tflog):
     return state, weights(tflog / "mw_resume" / state["weights"])
 
 
+@pytest.mark.slow
 def test_two_workers_resume_and_match_one_process(tmp_path):
     data = synthetic.generate_dataset(
         tmp_path / "d", n_games=4, half_minutes=1.0, seed=3, splits=(2, 1, 1), event_rate=4.0, progress=False
@@ -118,6 +120,8 @@ def test_two_workers_resume_and_match_one_process(tmp_path):
             "--PCA",
             "--network",
             "MAX",
+            "--class_map",
+            "highlight",
             "--dropout",
             "0",
             "--WindowSize",

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-import ClassificationMinuteBased as cmb
 from common.errors import UserError
+from training import slurm
 from training.checkpoints import claim_outputs
 from training.config import TrainConfig
 from training.slurm import SlurmStep, gpu_share, rendezvous, slurm_step, slurm_workers, tasks_per_node
@@ -101,7 +101,7 @@ def test_a_given_tf_config_wins_over_slurm(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_sigterm_and_sigusr1_stop_the_run(sig, capsys):
-    with pytest.raises(SystemExit) as stopped, cmb.stop_on_signals():
+    with pytest.raises(SystemExit) as stopped, slurm.stop_on_signals():
         os.kill(os.getpid(), sig)
     assert stopped.value.code == 128 + sig
     assert "--resume continues from the last finished epoch" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from typing import Any
 
 from common.errors import UserError
 from training.config import PREDICT_OUTPUTS, TrainConfig
-from training.schedule import SCHEDULES, SELECTION_METRICS
+from training.schedule import SELECTION_METRICS
 
 __all__ = ["PREDICT_OUTPUTS", "TrainConfig", "run"]
 
@@ -29,10 +29,7 @@ def run(cfg: TrainConfig) -> Any:
         raise UserError(f"unknown --mode {cfg.mode!r}; valid: {', '.join(modes)}")
     if not math.isfinite(cfg.lr) or cfg.lr <= 0:
         raise UserError(f"--LR must be positive, got {cfg.lr}")
-    for flag, value, valid in (
-        ("schedule", cfg.schedule, SCHEDULES),
-        ("selection_metric", cfg.selection_metric, SELECTION_METRICS),
-    ):
-        if value not in valid:
-            raise UserError(f"unknown --{flag} {value!r}; valid: {', '.join(valid)}")
+    cfg.schedule_policy  # noqa: B018 - checks --schedule before any work
+    if cfg.selection_metric not in SELECTION_METRICS:
+        raise UserError(f"unknown --selection_metric {cfg.selection_metric!r}; valid: {', '.join(SELECTION_METRICS)}")
     return modes[cfg.mode](cfg)

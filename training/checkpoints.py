@@ -133,7 +133,7 @@ def model_settings(cfg: TrainConfig) -> dict[str, Any]:
         "VLAD_k": cfg.vlad_k,
         "dropout": cfg.dropout,
         "WindowSize": cfg.data.window_seconds,
-        "featurePerSec": cfg.data.frames_per_second,
+        "featurePerSec": cfg.data.tokens_per_second,
         "classes": cfg.data.class_map.classes,
         "compute_dtype": cfg.compute_dtype,
         "batch_size": cfg.batch_size,

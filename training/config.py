@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.schedule import SchedulePolicy
 from training.windows import DataConfig
 
 PREDICT_OUTPUTS = ("logits", "probabilities", "labels")
@@ -22,7 +23,12 @@ class TrainConfig:
     validation: str | None = None  # --validation
     testing: str | None = None  # --testing
     data: DataConfig = field(default_factory=DataConfig)
-    network: str = "RVLAD"  # --network
+    network: str = "RVLAD"  # --network, after --pooling_rule (the pooling the model gets)
+    pooling_rule: str = "original"  # --pooling_rule (recorded in the model)
+    batch_norm: str | None = None  # --batch_norm; None: the original's (archis.registry.default_batch_norm)
+    head_init: str | None = None  # --head_init; None: the original's
+    plateau_restore: str = "weights_and_optimizer"  # --plateau_restore: V&D's; the seed's restores weights only
+    class_weighting: str = "inverse_frequency"  # --class_weights: unit (V&D) or inverse_frequency (the seed)
     vlad_k: int = 64  # --VLAD_k
     dropout: float | None = None  # --dropout; None: the original's rate for the architecture
     lr: float = 0.01  # --LR
@@ -51,6 +57,18 @@ class TrainConfig:
     selection_metric: str = "ap"
     overwrite: bool = False
     progress: bool = True
+
+    @property
+    def schedule_policy(self) -> SchedulePolicy:
+        """The schedule the flags describe (UserError for an unknown --schedule)."""
+        return SchedulePolicy(
+            self.schedule,
+            self.patience_lr,
+            self.patience_stop,
+            self.min_lr,
+            self.max_epoch,
+            restore_optimizer=self.plateau_restore == "weights_and_optimizer",
+        )
 
     @property
     def prefix(self) -> str:

@@ -13,7 +13,7 @@ from training import windows
 from training.config import ENSEMBLE_METHODS, TrainConfig
 from training.loop import open_caches, predict_cache
 from training.memory import inference_windows
-from training.metrics import evaluate_scores, fmt
+from training.metrics import evaluate_scores, fmt, sigmoid
 
 
 def predict(cfg: TrainConfig) -> Path:
@@ -25,25 +25,26 @@ def predict(cfg: TrainConfig) -> Path:
     import archis
 
     model = archis.load_model(model_path)
-    info = archis.model_info(model)
+    spec = archis.model_info(model)
     n, d = cache.window_shape
-    if (info["window_frames"], info["feature_dim"]) != (n, d) or info["class_names"] != cfg.data.class_map.classes:
+    classes = list(spec.class_names)
+    if (spec.window_frames, spec.feature_dim) != (n, d) or classes != cfg.data.class_map.classes:
         raise UserError(
-            f"{model_path}: made for windows of {info['window_frames']} x {info['feature_dim']} and classes "
-            f"{info['class_names']}, the data has {n} x {d} and {cfg.data.class_map.classes}"
+            f"{model_path}: made for windows of {spec.window_frames} x {spec.feature_dim} and classes "
+            f"{classes}, the data has {n} x {d} and {cfg.data.class_map.classes}"
         )
 
     batch = cfg.eval_batch or inference_windows(model, n, d, cfg.memory_budget_gb)
-    logits = predict_cache(cache, archis.predict_function(model), batch, len(info["class_names"]))
-    metrics = evaluate_scores(logits, cache.labels, info["class_names"])
-    arrays = {"logits": logits, "probabilities": 1 / (1 + np.exp(-logits)), "labels": cache.labels}
+    logits = predict_cache(cache, archis.predict_function(model), batch, len(classes))
+    metrics = evaluate_scores(logits, cache.labels, classes)
+    arrays = {"logits": logits, "probabilities": sigmoid(logits), "labels": cache.labels}
     out = cfg.out(f"_predictions_{Path(str(cfg.testing)).stem}.npz")
     with atomic_path(out) as tmp:
         np.savez(
             tmp,
-            classes=np.array(info["class_names"]),
+            classes=np.array(classes),
             halves=np.array(_halves_table(cache)),
-            **{k: arrays[k] for k in cfg.outputs},
+            **{k: arrays[k] for k in ("logits", "labels", *cfg.outputs)},  # ensemble mode reads logits and labels
         )
     print(
         f"{cache.n_windows} windows, mAP {fmt(metrics['mAP'])} "
@@ -79,7 +80,7 @@ def ensemble(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.ensemble_method == "mean_logits":
         scores = (a["logits"] + b["logits"]) / 2
     else:
-        scores = 1 / (1 + np.exp(-a["logits"])) / (1 + np.exp(-b["logits"]))
+        scores = sigmoid(a["logits"]) * sigmoid(b["logits"])
     result = {
         name: evaluate_scores(x, a["labels"], classes)
         for name, x in (("A", a["logits"]), ("B", b["logits"]), ("ensemble", scores))

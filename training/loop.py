@@ -12,11 +12,13 @@ TensorFlow is imported inside the functions that need it: data preparation and f
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,10 +28,14 @@ from training import windows
 from training.checkpoints import Checkpointer, Snapshot, claim_outputs, model_settings, save_model
 from training.cluster import make_strategy, worker_role
 from training.config import TrainConfig
-from training.memory import plan_memory
+from training.memory import MemoryPlan, plan_memory
 from training.metrics import confusion_png, evaluate_scores, fmt, weighted_bce, write_summaries
-from training.schedule import SchedulePolicy, ScheduleState, schedule_step, selection_score
+from training.schedule import ScheduleState, schedule_step, selection_score
 from training.step import AccumulatingStep, make_adam, merge_small_steps, train_epoch, warn_few_steps
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 ADAM_EPSILON = 1e-8  # tf.compat.v1.train.AdamOptimizer's default (Keras': 1e-7)
 
@@ -66,12 +72,12 @@ class _Run:
     cfg: TrainConfig
     caches: dict[str, windows.WindowCache]
     weights: np.ndarray
-    model: Any
-    optimizer: Any
-    strategy: Any
-    stepper: Any  # training.step.AccumulatingStep
-    plan: Any  # training.memory.MemoryPlan
-    predict: Any
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    strategy: tf.distribute.Strategy
+    stepper: AccumulatingStep
+    plan: MemoryPlan
+    predict: Callable
     writers: dict[str, Any]
     ckpt: Checkpointer  # where this process writes its resume state (a non-chief worker: its temporary folder)
     state: dict[str, Any]
@@ -106,7 +112,7 @@ def _build(
             pooling=cfg.network,
             vlad_k=cfg.vlad_k,
             window_seconds=cfg.data.window_seconds,
-            frames_per_second=cfg.data.frames_per_second,
+            tokens_per_second=cfg.data.tokens_per_second,
             feature_dim=window_shape[1],
             feature_names=feature_names,
             compute_dtype=cfg.compute_dtype,
@@ -114,10 +120,29 @@ def _build(
             seed=cfg.seed,
             class_map=cfg.data.class_map.to_json(),
             feature_recipe=feature_recipe,
+            training=training_record(cfg),
+            batch_norm=cfg.batch_norm,
+            head_init=cfg.head_init,
         )
         optimizer = make_adam(cfg.lr, epsilon=ADAM_EPSILON)
         optimizer.build(model.trainable_variables)
     return strategy, model, optimizer
+
+
+def _check_then_claim(cfg: TrainConfig, caches: dict[str, windows.WindowCache], chief: bool) -> None:
+    """Every class has a positive training window (else UserError, and the caches this run just prepared are
+    removed: the disk stays as it was); then the chief claims the output names."""
+    try:
+        windows.check_positives(caches["training"].labels, str(cfg.training), cfg.data)
+    except UserError:
+        if cfg.formatdataset == 1:
+            for cache in caches.values():
+                shutil.rmtree(cache.dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                cfg.cache_root.rmdir()  # only if empty
+        raise
+    if chief:
+        claim_outputs(cfg)
 
 
 def _setup(cfg: TrainConfig) -> _Run:
@@ -127,24 +152,19 @@ def _setup(cfg: TrainConfig) -> _Run:
     their copies into `<tflog>/workertemp_*`, removed at the end (TensorFlow's convention)."""
     chief, temp_name = worker_role()
     out = cfg if chief else replace(cfg, tflog=str(Path(cfg.tflog) / temp_name), resume=False, overwrite=True)
-    if chief:
-        claim_outputs(cfg)
-    elif cfg.formatdataset == 1:  # no two workers writing one cache
+    if not chief and cfg.formatdataset == 1:  # no two workers writing one cache
         cfg = replace(cfg, cache_dir=str(Path(out.tflog) / "cache"))
     caches = open_caches(cfg, ("training", "validation", "testing"))
     train_cache, classes = caches["training"], cfg.data.class_map.classes
-    weights = windows.class_weights(train_cache.labels, classes)
+    _check_then_claim(cfg, caches, chief)
+    weights = windows.class_weights(train_cache.labels, cfg.class_weighting)
     print(
-        "class weights (pos_weight): " + ", ".join(f"{c} {w:.4f}" for c, w in zip(classes, weights, strict=True)),
+        f"class weights (pos_weight, {cfg.class_weighting}): "
+        + ", ".join(f"{c} {w:.4f}" for c, w in zip(classes, weights, strict=True)),
         flush=True,
     )
     ckpt = Checkpointer(cfg.out("_resume"))
-    state = ckpt.load() if cfg.resume else None
-    if cfg.resume and state is None:
-        print(f"--resume: no state in {ckpt.dir}, starting from epoch 1", flush=True)
-    if state is not None and state["settings"] != model_settings(cfg):
-        diff = [k for k, v in model_settings(cfg).items() if state["settings"].get(k) != v]
-        raise UserError(f"{ckpt.state_path}: the run to resume used other settings ({', '.join(diff)})")
+    state = _saved_state(cfg, ckpt)
 
     import tensorflow as tf
 
@@ -159,24 +179,7 @@ def _setup(cfg: TrainConfig) -> _Run:
     )
     print(plan.describe(), flush=True)
     writers = {s: tf.summary.create_file_writer(str(out.out(f"_{s}"))) for s in ("training", "validation", "testing")}
-    if state is None:
-        state = {
-            "schedule": asdict(ScheduleState(lr=cfg.lr)),
-            "history": [],
-            "finished_training": False,
-            "stopped": None,
-            "settings": model_settings(cfg),
-        }
-        best = None
-    else:
-        best = ckpt.restore(model, optimizer, state)
-        sched = ScheduleState(**state["schedule"])
-        optimizer.learning_rate.assign(sched.lr)
-        print(
-            f"resumed after epoch {sched.epoch} (best epoch {sched.best_epoch}, score {sched.best_score:.4f}, "
-            f"LR {sched.lr:g})",
-            flush=True,
-        )
+    state, best = _start_state(cfg, ckpt, state, model, optimizer)
     return _Run(
         cfg,
         caches,
@@ -193,6 +196,39 @@ def _setup(cfg: TrainConfig) -> _Run:
         best,
         out,
     )
+
+
+def _saved_state(cfg: TrainConfig, ckpt: Checkpointer) -> dict[str, Any] | None:
+    """The state of the run to resume (--resume), checked to share this run's settings; None to start afresh."""
+    state = ckpt.load() if cfg.resume else None
+    if cfg.resume and state is None:
+        print(f"--resume: no state in {ckpt.dir}, starting from epoch 1", flush=True)
+    if state is not None and state["settings"] != model_settings(cfg):
+        diff = [k for k, v in model_settings(cfg).items() if state["settings"].get(k) != v]
+        raise UserError(f"{ckpt.state_path}: the run to resume used other settings ({', '.join(diff)})")
+    return state
+
+
+def _start_state(cfg: TrainConfig, ckpt: Checkpointer, state: dict[str, Any] | None, model: Any, optimizer: Any):
+    """A fresh run's state (and no best model yet), or the resumed one with its weights, Adam state and LR."""
+    if state is None:
+        fresh = {
+            "schedule": asdict(ScheduleState(lr=cfg.lr)),
+            "history": [],
+            "finished_training": False,
+            "stopped": None,
+            "settings": model_settings(cfg),
+        }
+        return fresh, None
+    best = ckpt.restore(model, optimizer, state)
+    sched = ScheduleState(**state["schedule"])
+    optimizer.learning_rate.assign(sched.lr)
+    print(
+        f"resumed after epoch {sched.epoch} (best epoch {sched.best_epoch}, score {sched.best_score:.4f}, "
+        f"LR {sched.lr:g})",
+        flush=True,
+    )
+    return state, best
 
 
 def _evaluate(run: _Run, cache: windows.WindowCache) -> dict[str, Any]:
@@ -250,8 +286,7 @@ def _epoch(run: _Run) -> None:
     valid = _evaluate(run, run.caches["validation"])
     _log_metrics(run, "training", epoch, train_metrics, before.lr)
     _log_metrics(run, "validation", epoch, valid, before.lr)
-    policy = SchedulePolicy(cfg.schedule, cfg.patience_lr, cfg.patience_stop, cfg.min_lr, cfg.max_epoch)
-    step = schedule_step(before, selection_score(valid, cfg.selection_metric), policy)
+    step = schedule_step(before, selection_score(valid, cfg.selection_metric), cfg.schedule_policy)
     note = ""
     if step.improved:
         run.state["best_valid"] = valid
@@ -311,7 +346,7 @@ def _finish(run: _Run) -> dict[str, Any]:
         "valid": run.state.get("best_valid") or _evaluate(run, run.caches["validation"]),
         "test": test,
         "model": str(best_path),
-        "architecture": archis.model_info(run.model),
+        "architecture": archis.model_info(run.model).to_json(),
         "config": config_json(cfg),
         "skipped_games": {s: c.bad_games for s, c in run.caches.items() if c.bad_games},
         "history": run.state["history"],
@@ -342,6 +377,21 @@ def predict_cache(cache: windows.WindowCache, predict, batch: int, c: int) -> np
     data = _tf_dataset(lambda: cache.eval_batches(batch), *cache.window_shape, c)
     out = [predict(video, audio).numpy() for video, audio, _ in data]
     return np.concatenate(out) if out else np.zeros((0, c), np.float32)
+
+
+def training_record(cfg: TrainConfig) -> dict[str, Any]:
+    """How the model was trained, as its file records it: the choices that follow the original of the architecture."""
+    return {
+        "class_weights": cfg.class_weighting,
+        "batch_size": cfg.batch_size,
+        "batch_windows": cfg.batch_windows,
+        "label_index": cfg.data.label_index,
+        "schedule": cfg.schedule,
+        "plateau_restore": cfg.plateau_restore,
+        "pooling_rule": cfg.pooling_rule,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+    }
 
 
 def config_json(cfg: TrainConfig) -> dict[str, Any]:

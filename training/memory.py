@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,9 @@ HEADROOM = 0.85  # plan to this share of the budget: the runtime and the live ac
 
 # runs of the same step (allocator, thread pools): measured 1.80-2.16 GiB for one plan of 2.0 GiB
 MIN_MICRO = 8
+# Micro-batch of a training step unless the command says otherwise: fixed, so batch-norm statistics, dropout draws
+# and summation order (so the weights) are the same on every machine; `micro_windows=0` lets the budget choose.
+FIXED_MICRO = 64
 
 
 MAX_MICRO = {"CPU": 256, "GPU": 1024}  # beyond this, larger micro-batches gain no speed
@@ -124,8 +128,10 @@ def plan_memory(
     micro_windows: int | None = None,
     step_windows: int | None = None,
 ) -> MemoryPlan:
-    """Micro-batch and evaluation batch sizes that keep training within `budget_gb` (default: `default_budget`),
-    unless `micro_windows` is given. `step_windows`: the largest step (no micro-batch is made larger).
+    """Micro-batch and evaluation batch sizes. The micro-batch is `micro_windows`, else (None) `FIXED_MICRO`, the
+    same on every machine, checked against `budget_gb` (default: `default_budget`); `micro_windows=0`: what fits
+    the budget (faster on large machines, but then the weights depend on the machine). `step_windows`: the
+    largest step (no micro-batch is made larger).
 
     Fixed cost: five copies of the trainable weights (the weights, one micro-batch's gradients, the accumulator,
     Adam's two slots; the best epoch's copy is kept on disk), two copies of the largest variable (Keras
@@ -137,26 +143,39 @@ def plan_memory(
     per_window = activation_bytes_per_window(model, n, d)
     cap = MAX_MICRO[_device_kind()]
     room = int(HEADROOM * budget) - fixed
-    if micro_windows:
+    if micro_windows is None:
+        micro, chosen = FIXED_MICRO, "fixed: the same on every machine"
+        _check_fits(micro, room, per_window, fixed, budget_gb)
+    elif micro_windows:
         micro, chosen = micro_windows, "flag"
     elif room >= MIN_MICRO * per_window:
         micro, chosen = min(cap, room // per_window), "budget"
     elif budget_gb:
-        need = (fixed + MIN_MICRO * per_window) / HEADROOM
-        raise UserError(
-            f"--memory_budget_gb {budget_gb:g}: the model needs {need / (1 << 30):.2f} "
-            f"GiB (weights, gradients, Adam slots, accumulator, saving, runtime, {MIN_MICRO} windows "
-            f"in flight); "
-            f"raise it or use a smaller --VLAD_k"
-        )
+        _check_fits(MIN_MICRO, room, per_window, fixed, budget_gb)
     else:
         micro, chosen = MIN_MICRO, "minimum: the default budget is too small for this model"
     if step_windows:
         micro = min(micro, step_windows)
     # the inference graph is traced (twice) only when the budget picks the evaluation batch
-    evaluation = room // activation_bytes_per_window(model, n, d, training=False) if chosen == "budget" else micro
+    evaluation = room // activation_bytes_per_window(model, n, d, training=False) if room > 0 else micro
     eval_windows = int(max(1, min(cap, evaluation)))
     return MemoryPlan(budget, fixed, per_window, int(max(1, micro)), eval_windows, chosen)
+
+
+def _check_fits(micro: int, room: int, per_window: int, fixed: int, budget_gb: float | None) -> None:
+    """UserError when `micro` windows in flight do not fit a given budget; one warning under the default budget."""
+    if room >= micro * per_window:
+        return
+    need = (fixed + micro * per_window) / HEADROOM / (1 << 30)
+    what = f"micro-batches of {micro} windows need {need:.2f} GiB (weights, gradients, Adam slots, accumulator, saving, runtime)"
+    if budget_gb:
+        raise UserError(
+            f"--memory_budget_gb {budget_gb:g}: {what}; raise it, use a smaller --VLAD_k, or give a smaller "
+            "--micro_batch_windows (a different micro-batch gives other weights)"
+        )
+    warnings.warn(
+        f"{what}, more than the default budget: give --memory_budget_gb or --micro_batch_windows", stacklevel=3
+    )
 
 
 def inference_windows(model: Any, n: int, d: int, budget_gb: float | None = None) -> int:

@@ -8,6 +8,11 @@ from typing import Any
 import numpy as np
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The probabilities of logits, in their dtype (the model's own output head, applied after the fact)."""
+    return 1 / (1 + np.exp(-logits))
+
+
 def weighted_bce(logits: np.ndarray, labels: np.ndarray, pos_weight: np.ndarray) -> float:
     """Mean over windows of the class-summed `tf.nn.weighted_cross_entropy_with_logits`."""
     x, z = logits.astype(np.float64), labels.astype(np.float64)
@@ -45,7 +50,7 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, classes: list[str]) 
     true = labels.argmax(axis=1)
     cm = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(cm, (true, pred), 1)
-    probs = 1 / (1 + np.exp(-scores.astype(np.float64)))
+    probs = sigmoid(scores.astype(np.float64))
     pr_auc = [tf1_pr_auc(probs[:, c], labels[:, c]) for c in range(1, len(classes))]
     return {
         "mAP": float(np.mean(present)) if present else None,

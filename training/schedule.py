@@ -26,6 +26,11 @@ class SchedulePolicy:
     patience_stop: int = 30
     min_lr: float = 1e-4
     max_epoch: int = 200
+    restore_optimizer: bool = True  # `original` cuts restore the Adam state too (V&D); False: weights only (seed)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:  # the one check of --schedule
+            raise UserError(f"unknown --schedule {self.kind!r}; valid: {', '.join(SCHEDULES)}")
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,6 @@ class ScheduleStep:
 
 def schedule_step(state: ScheduleState, score: float, policy: SchedulePolicy) -> ScheduleStep:
     """The decision after one more epoch whose validation score is `score` (higher is better)."""
-    if policy.kind not in SCHEDULES:
-        raise UserError(f"unknown --schedule {policy.kind!r}; valid: {', '.join(SCHEDULES)}")
     epoch = state.epoch + 1
     improved = score > state.best_score
     if improved:
@@ -72,7 +75,7 @@ def schedule_step(state: ScheduleState, score: float, policy: SchedulePolicy) ->
     else:
         plateau_stop = new.since_best >= policy.patience_stop
     stop = "plateau" if plateau_stop else "max_epoch" if epoch >= policy.max_epoch else None
-    return ScheduleStep(new, improved, cut, cut and original, stop)
+    return ScheduleStep(new, improved, cut, cut and original and policy.restore_optimizer, stop)
 
 
 def selection_score(metrics: dict[str, Any], selection: str) -> float:

@@ -24,7 +24,9 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -147,3 +149,22 @@ def slurm_workers(tflog: str | os.PathLike):
         if step.rank == 0:  # this run's folder, and those a killed earlier run of the requeued job left
             for restart in range(step.restart + 1):
                 shutil.rmtree(Path(tflog) / replace(step, restart=restart).rendezvous_name, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM or SIGUSR1 (a Slurm preemption or time-limit warning: slurm/train.sbatch sends USR1 to its workers,
+    as TensorFlow's multi-worker runtime takes SIGTERM over for itself) ends the run as an error would: the resume
+    state of the last finished epoch stays and `--resume` continues from it; exit status 128 + the signal."""
+
+    def stop(signum, frame):
+        name = signal.Signals(signum).name
+        print(f"{name}: stopping; --resume continues from the last finished epoch", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -13,7 +13,9 @@ workers), so no window is seen twice in an epoch; each replica cuts its share in
 micro-batches and the optimiser all-reduces the accumulated gradients once per step. Logits and labels
 are gathered from every replica, so training metrics cover the whole step on every worker.
 
-Batch-norm statistics are those of the micro-batch (a departure documented in the README).
+With one replica, batch-norm statistics and gradients are the whole step's whatever the micro-batch (extra passes
+over the step's micro-batches: `training.wholestep`); across replicas they are each micro-batch's, whose size the
+command fixes (`training.memory.FIXED_MICRO` unless a flag says otherwise), not the machine.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from archis.stepnorm import step_statistics
 from common.errors import UserError
+from training.wholestep import WholeStepNorm
 
 FEW_STEPS = 10
 
@@ -176,6 +180,10 @@ class AccumulatingStep:
         self.accum: list[Any] | None = None
         self.window_shape = window_shape
         self._fns = {kind: self._make(kind) for kind in ("single", "first", "add", "last")}
+        # whole-step batch-norm statistics over several micro-batches (one replica; see training.wholestep)
+        norm = WholeStepNorm(model) if self.replicas == 1 else None
+        self.norm = norm if norm else None
+        self._exact_fns: dict[Any, Any] = {}
 
     def _make_accumulators(self) -> None:
         import tensorflow as tf
@@ -192,14 +200,21 @@ class AccumulatingStep:
                 for i, v in enumerate(self.model.trainable_variables)
             ]
 
-    def _make(self, kind: str):
+    def _make(self, kind: str, exact: bool = False):
         import tensorflow as tf
 
         model, optimizer = self.model, self.optimizer
 
+        def forward(video, audio):
+            if not exact:
+                return model({"video": video, "audio": audio}, training=True)
+            self.norm.phase = ("apply", -1)
+            with step_statistics(self.norm):
+                return model({"video": video, "audio": audio}, training=True)
+
         def replica_fn(video, audio, labels, denom):
             with tf.GradientTape() as tape:
-                logits = tf.cast(model({"video": video, "audio": audio}, training=True), tf.float32)
+                logits = tf.cast(forward(video, audio), tf.float32)
                 per_window = tf.reduce_sum(tf.nn.weighted_cross_entropy_with_logits(labels, logits, self.pos_weight), 1)
                 loss = tf.reduce_sum(per_window) / denom
             grads = tape.gradient(loss, model.trainable_variables)
@@ -217,22 +232,52 @@ class AccumulatingStep:
                 optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return logits
 
-        signature = None
-        if self.window_shape is not None and self.replicas == 1:
-            frames = tf.TensorSpec((None, *self.window_shape), tf.float32)
-            signature = [
-                frames,
-                frames,
-                tf.TensorSpec((None, int(self.pos_weight.shape[0])), tf.float32),
-                tf.TensorSpec((), tf.float32),
-            ]
-
-        @tf.function(input_signature=signature, reduce_retracing=True)
+        @tf.function(input_signature=self._signature(), reduce_retracing=True)
         def step(video, audio, labels, denom):
             logits = self.strategy.run(replica_fn, args=(video, audio, labels, denom))
             return self.strategy.gather(logits, axis=0), self.strategy.gather(labels, axis=0)
 
         return step
+
+    def _signature(self) -> list[Any] | None:
+        import tensorflow as tf
+
+        if self.window_shape is None or self.replicas != 1:
+            return None
+        frames = tf.TensorSpec((None, *self.window_shape), tf.float32)
+        return [
+            frames,
+            frames,
+            tf.TensorSpec((None, int(self.pos_weight.shape[0])), tf.float32),
+            tf.TensorSpec((), tf.float32),
+        ]
+
+    def passes(self, n_micro: int) -> int:
+        """Passes over the micro-batches of a step of `n_micro` (one, unless whole-step batch-norm needs more)."""
+        return len(self.norm.phases) if self.norm is not None and n_micro > 1 else 1
+
+    def _exact(self, args: list[Any], j: int, n_micro: int, p: int, denom: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Micro-batch `j` in pass `p` of a step with whole-step batch-norm; logits and labels in the last pass."""
+        norm = self.norm
+        assert norm is not None  # called only for whole-step batch-norm (passes() > 1)
+        kind, level = norm.phases[p]
+        if p == 0 and j == 0:
+            norm.start_step()
+        if kind != "apply":
+            key = (kind, level)
+            if key not in self._exact_fns:
+                self._exact_fns[key] = norm.make_pass(self.model, kind, level, self.pos_weight, self._signature())
+            self._exact_fns[key](*args, denom)
+            if j == n_micro - 1:
+                norm.end_pass(kind, level)
+            return None
+        step_kind = "first" if j == 0 else "last" if j == n_micro - 1 else "add"
+        if step_kind not in self._exact_fns:
+            self._exact_fns[step_kind] = self._make(step_kind, exact=True)
+        logits, labels = self._exact_fns[step_kind](*args, denom)
+        if j == n_micro - 1:
+            norm.update_moving()
+        return logits.numpy(), labels.numpy()
 
     def _distribute(self, arrays: dict[int, np.ndarray]):
         if self.replicas == 1:
@@ -242,29 +287,45 @@ class AccumulatingStep:
         )
 
     def micro(
-        self, batch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], j: int, n_micro: int, step_windows: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        batch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+        j: int,
+        n_micro: int,
+        step_windows: int,
+        p: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Micro-batch `j` of `n_micro` of a step of `step_windows` windows ({global replica id: (video, audio,
-        labels)} for this worker's replicas); the last one applies the step. Returns the gathered logits and labels."""
+        labels)} for this worker's replicas), in pass `p` of `passes(n_micro)`; the last micro-batch of the last
+        pass applies the step. Returns the gathered logits and labels (None in the passes before the last)."""
         import tensorflow as tf
 
         if n_micro > 1 and self.accum is None:
             self._make_accumulators()
-        kind = "single" if n_micro == 1 else "first" if j == 0 else "last" if j == n_micro - 1 else "add"
         args = [self._distribute({r: parts[k] for r, parts in batch.items()}) for k in range(3)]
-        logits, labels = self._fns[kind](*args, tf.constant(float(step_windows), tf.float32))
+        denom = tf.constant(float(step_windows), tf.float32)
+        if self.passes(n_micro) > 1:
+            return self._exact(args, j, n_micro, p, denom)
+        kind = "single" if n_micro == 1 else "first" if j == 0 else "last" if j == n_micro - 1 else "add"
+        logits, labels = self._fns[kind](*args, denom)
         return logits.numpy(), labels.numpy()
 
 
 def micro_batches(
-    cache: Any, steps: list[np.ndarray], replicas: int, local_ids: list[int], micro_windows: int
-) -> Iterator[tuple[int, int, int, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]]:
-    """(micro-batch index, micro-batches in the step, step windows, {replica: arrays}) for every micro-batch of
-    an epoch, reading only this worker's windows, one micro-batch at a time."""
+    cache: Any,
+    steps: list[np.ndarray],
+    replicas: int,
+    local_ids: list[int],
+    micro_windows: int,
+    passes: Callable[[int], int] = lambda n: 1,
+) -> Iterator[tuple[int, int, int, int, int, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]]:
+    """(pass, passes, micro-batch index, micro-batches in the step, step windows, {replica: arrays}) for every
+    micro-batch of every pass of an epoch, reading only this worker's windows, one micro-batch at a time."""
     for idx in steps:
         plan = split_step(idx, replicas, micro_windows)
-        for j, parts in enumerate(plan):
-            yield j, len(plan), len(idx), {r: cache.read_rows(parts[r]) for r in local_ids}
+        n_passes = passes(len(plan))
+        for p in range(n_passes):
+            for j, parts in enumerate(plan):
+                yield p, n_passes, j, len(plan), len(idx), {r: cache.read_rows(parts[r]) for r in local_ids}
 
 
 def train_epoch(
@@ -279,17 +340,19 @@ def train_epoch(
     import time
 
     logits, labels, wait = [], [], 0.0
-    it = prefetch(micro_batches(cache, steps, stepper.replicas, stepper.local_ids, micro_windows))
+    it = prefetch(micro_batches(cache, steps, stepper.replicas, stepper.local_ids, micro_windows, stepper.passes))
     while True:
         t0 = time.perf_counter()
         item = next(it, None)
         wait += time.perf_counter() - t0
         if item is None:
             break
-        j, n_micro, step_windows, batch = item
-        out_logits, out_labels = stepper.micro(batch, j, n_micro, step_windows)
-        logits.append(out_logits)
-        labels.append(out_labels)
+        p, n_passes, j, n_micro, step_windows, batch = item
+        out = stepper.micro(batch, j, n_micro, step_windows, p)
+        if out is None:
+            continue
+        logits.append(out[0])
+        labels.append(out[1])
         if on_step is not None and j == n_micro - 1:
             on_step()
     c = int(stepper.pos_weight.shape[0])

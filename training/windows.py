@@ -41,38 +41,85 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 
 
+LABEL_INDEX_RULES = ("original", "floor")
+
+
+def label_window(position_ms: int, window_seconds: float, rule: str = "original") -> int:
+    """Window of an event: `original` is V&D's and the seed's int(60/W * minute + int(second / W)) on the game
+    clock's whole minutes and seconds; `floor` is floor(t / W). They differ only when W does not divide 60."""
+    if rule == "floor":
+        return int(math.floor(position_ms / 1000.0 / window_seconds))
+    minute, second = divmod(int(position_ms) // 1000, 60)
+    return int(60 / window_seconds * minute + int(second / window_seconds))
+
+
 def window_labels(
-    events: Sequence[Event], half: int, n_windows: int, window_seconds: float, class_map: ClassMap
+    events: Sequence[Event],
+    half: int,
+    n_windows: int,
+    window_seconds: float,
+    class_map: ClassMap,
+    rule: str = "original",
 ) -> np.ndarray:
-    """Multi-hot [n_windows, C]: class c is 1 where an event of c falls (floor(t / W), clamped to the
+    """Multi-hot [n_windows, C]: class c is 1 in the window of each event of c (`label_window`, clamped to the
     last window); background is 1 only where no other class is."""
     labels = np.zeros((n_windows, len(class_map.classes)), dtype=np.uint8)
     for ev in events:
         cls = class_map.label_to_index.get(ev.label, 0)
         if ev.half != half or cls == 0 or n_windows == 0:
             continue
-        idx = min(max(int(math.floor(ev.position_ms / 1000.0 / window_seconds)), 0), n_windows - 1)
+        idx = min(max(label_window(ev.position_ms, window_seconds, rule), 0), n_windows - 1)
         labels[idx, cls] = 1
     labels[:, 0] = labels[:, 1:].max(axis=1, initial=0) == 0
     return labels
 
 
-def window_frames(window_seconds: float, frames_per_second: float) -> int:
-    n = window_seconds * frames_per_second
+def window_frames(window_seconds: float, tokens_per_second: float) -> int:
+    n = window_seconds * tokens_per_second
     if n < 1 or abs(n - round(n)) > 1e-6:
         raise UserError(
-            f"WindowSize {window_seconds} x featurePerSec {frames_per_second} must be a whole number of frames"
+            f"WindowSize {window_seconds} x featurePerSec {tokens_per_second} must be a whole number of frames"
         )
     return int(round(n))
 
 
-def class_weights(labels: np.ndarray, classes: Sequence[str] | None = None) -> np.ndarray:
-    """Inverse class frequency over windows, normalised to sum to 1 (a class never seen counts once)."""
-    counts = labels.sum(axis=0).astype(np.float64)
-    for c in np.flatnonzero(counts == 0):
-        log.warning("class %s has no training window: its weight assumes one", classes[c] if classes else c)
-    inv = 1.0 / np.maximum(counts, 1.0)
+CLASS_WEIGHTINGS = ("unit", "inverse_frequency")
+
+
+def class_weights(labels: np.ndarray, mode: str = "inverse_frequency") -> np.ndarray:
+    """Per-class `pos_weight`: `unit` is 1 for every class (V&D's datasets); `inverse_frequency` is the inverse
+    class frequency over windows normalised to sum 1 (the seed's dataset), a class never seen counting once."""
+    if mode == "unit":
+        return np.ones(labels.shape[1], np.float32)
+    if mode != "inverse_frequency":
+        raise UserError(f"unknown class weighting {mode!r}; valid: {', '.join(CLASS_WEIGHTINGS)}")
+    inv = 1.0 / np.maximum(labels.sum(axis=0).astype(np.float64), 1.0)
     return (inv / inv.sum()).astype(np.float32)
+
+
+FEW_POSITIVES = 5  # fewer positive training windows than this for a class: one warning with the counts
+
+
+def check_positives(labels: np.ndarray, list_path: str | Path, config: DataConfig) -> None:
+    """UserError (before any epoch) when a class has no positive training window, naming the class, the label
+    files of the list and the class map; one warning with the counts when some class has very few."""
+    class_map = config.class_map
+    classes, counts = class_map.classes, labels.sum(axis=0).astype(np.int64)
+    empty = [c for c, n in zip(classes[1:], counts[1:], strict=True) if n == 0]
+    if empty:
+        games: list[Path] = []
+        with contextlib.suppress(UserError, ImportError):
+            games = read_game_list(list_path, config.dataset_root)
+        files = sorted({p.name for p in map(labels_path, games) if p is not None}) or ["(none found)"]
+        maps = "; ".join(f"{c}: {', '.join(class_map.to_json()['labels'][c])}" for c in empty)
+        raise UserError(
+            f"{list_path}: {'class' if len(empty) == 1 else 'classes'} {', '.join(empty)} "
+            f"{'has' if len(empty) == 1 else 'have'} no positive training window (label files "
+            f"{', '.join(files)}; class map {class_map.name} looks for {maps}): choose the --class_map of this data"
+        )
+    few = [f"{c} {n}" for c, n in zip(classes[1:], counts[1:], strict=True) if n < FEW_POSITIVES]
+    if few:
+        log.warning("%s: few positive training windows: %s (of %d windows)", list_path, ", ".join(few), len(labels))
 
 
 @dataclass(frozen=True)
@@ -83,15 +130,16 @@ class DataConfig:
     features_audio: str = "VGGish"
     pca: bool = False
     window_seconds: float = 60.0
-    frames_per_second: float = TOKENS_PER_SECOND
+    tokens_per_second: float = TOKENS_PER_SECOND
     feature_dim: int = FEATURE_DIM
     dataset_root: str | None = None
     skip_bad_games: bool = False
     class_map: ClassMap = field(default_factory=lambda: load_class_map("highlight"))
+    label_index: str = "original"  # see `label_window`
 
     @property
     def window_frames(self) -> int:
-        return window_frames(self.window_seconds, self.frames_per_second)
+        return window_frames(self.window_seconds, self.tokens_per_second)
 
     def settings(self, list_path: str | Path, games: Sequence[Path]) -> dict[str, Any]:
         return {
@@ -102,10 +150,12 @@ class DataConfig:
             "featuresAudio": self.features_audio,
             "PCA": self.pca,
             "WindowSize": self.window_seconds,
-            "featurePerSec": self.frames_per_second,
+            "featurePerSec": self.tokens_per_second,
             "feature_dim": self.feature_dim,
             "skip_bad_games": self.skip_bad_games,
             "class_map": self.class_map.to_json(),
+            # recorded only where the rules differ, so caches made before the rule existed stay valid
+            **({"label_index": self.label_index} if 60 % self.window_seconds else {}),
         }
 
 
@@ -174,14 +224,7 @@ def prepare_cache(
                 bad.append({"game": str(game), "error": str(exc)})
                 continue
             if not feature_files:  # record what the flags matched and how it was made, for the model's metadata
-                feature_files = {
-                    k: find_feature_file(game, 1, *spec).name[2:-4]
-                    for k, spec in (
-                        ("video", (config.features_video, config.pca)),
-                        ("audio", (config.features_audio, None)),
-                    )
-                }
-                recipe = folder_recipe(game)
+                feature_files, recipe = _feature_files(game, config), folder_recipe(game)
             for half, video, audio, labels in blocks:
                 halves.append({"game": str(game), "half": half, "start": out["labels"].rows, "count": len(labels)})
                 out["video"].append(video)
@@ -205,6 +248,14 @@ def prepare_cache(
     return WindowCache(cache_dir)
 
 
+def _feature_files(game: Path, config: DataConfig) -> dict[str, str]:
+    """The feature names the flags matched in `game` (e.g. ResNET_TF2_PCA512), recorded in the model."""
+    return {
+        k: find_feature_file(game, 1, *spec).name[2:-4]
+        for k, spec in (("video", (config.features_video, config.pca)), ("audio", (config.features_audio, None)))
+    }
+
+
 def _game_windows(
     game: Path, config: DataConfig, seen: set[str]
 ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
@@ -222,7 +273,7 @@ def _game_windows(
         events,
         labels_path(game),
         config.class_map,
-        {half: len(video) / config.frames_per_second for half, (video, _) in features.items()},
+        {half: len(video) / config.tokens_per_second for half, (video, _) in features.items()},
     )
     seen.update(ev.label for ev in events)
     blocks = []
@@ -233,7 +284,7 @@ def _game_windows(
                 f"{game}: half {half} has {video.shape[0]} frames, shorter than one window of "
                 f"{config.window_seconds:g} s ({n} frames)"
             )
-        labels = window_labels(events, half, count, config.window_seconds, config.class_map)
+        labels = window_labels(events, half, count, config.window_seconds, config.class_map, config.label_index)
         blocks.append(
             (
                 half,

@@ -1,0 +1,85 @@
+"""The model spec: a typed record written into every .keras file, read back by the model and by the light
+reader, including files whose spec was the earlier dict (old key names, fields they did not have yet)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import archis
+from common.errors import UserError
+from common.modelfile import read_spec
+from common.modelspec import ModelSpec
+
+# The spec dict as files were written before ModelSpec: the token rate under its old key, window_frames
+# stored, and neither context_gating, class_map nor feature_recipe.
+OLD_SPEC = {
+    "architecture": "concat",
+    "pooling": "NetVLAD",
+    "vlad_k": 4,
+    "window_seconds": 4.0,
+    "frames_per_second": 2.0,
+    "window_frames": 8,
+    "feature_dim": 512,
+    "class_names": ["background", "kick", "subs", "card", "goal"],
+    "feature_names": {"video": "ResNET_TF2_PCA512", "audio": "VGGish"},
+    "compute_dtype": "float32",
+    "dropout": 0.4,
+}
+
+
+def _with_spec(src, dst, spec: dict) -> None:
+    """A copy of the model file `src` whose config.json carries `spec`."""
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
+        for item in a.infolist():
+            data = a.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["spec"] = spec
+                data = json.dumps(config).encode()
+            b.writestr(item, data)
+
+
+def test_a_file_with_the_old_spec_dict_reads_and_runs_as_before(tmp_path):
+    model = archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0)
+    model.save(tmp_path / "new.keras")
+    _with_spec(tmp_path / "new.keras", tmp_path / "old.keras", OLD_SPEC)
+    spec = read_spec(tmp_path / "old.keras")
+    assert spec == archis.model_info(model)
+    assert spec.tokens_per_second == 2.0 and spec.window_frames == 8 and spec.context_gating is True
+    assert spec.class_map is None and spec.feature_recipe is None
+    old = archis.load_model(tmp_path / "old.keras")
+    x = {m: np.ones((1, 8, 512), "float32") for m in ("video", "audio")}
+    np.testing.assert_array_equal(np.asarray(old(x)), np.asarray(model(x)))
+
+
+def test_the_spec_round_trips_through_its_json_and_the_file():
+    spec = archis.make_spec("AudioVideoArchi5", vlad_k=4, window_seconds=3, class_map=None, compute_dtype="bfloat16")
+    assert ModelSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    assert spec.architecture == "concat" and spec.dropout == 0.4 and spec.compute_dtype == "bfloat16"
+    assert "frames_per_second" not in spec.to_json() and spec.to_json()["tokens_per_second"] == 2.0
+
+
+def test_build_model_takes_a_spec_or_its_fields():
+    spec = archis.make_spec("video", vlad_k=4, window_seconds=2, feature_dim=16)
+    assert archis.model_info(archis.build_model(spec)) == spec
+    assert archis.model_info(archis.build_model("video", vlad_k=4, window_seconds=2, feature_dim=16)) == spec
+    assert archis.model_info(archis.build_model(spec, dropout=0.1)).dropout == 0.1
+
+
+def test_a_spec_with_fields_this_version_lacks_is_refused(tmp_path):
+    with pytest.raises(UserError, match="unknown spec fields batch_norm_momentum"):
+        ModelSpec.from_json({**OLD_SPEC, "batch_norm_momentum": 0.99}, "m.keras")
+    with pytest.raises(UserError, match="not a model spec"):
+        ModelSpec.from_json({"pooling": "NetVLAD"}, "m.keras")
+
+
+def test_the_token_rate_of_extraction_records_is_read_under_its_new_and_old_key():
+    from common.features import frame_rate_problem
+
+    for key in ("tokens_per_second", "frames_per_second"):
+        assert frame_rate_problem({key: 5}, 2.0) == "features are 5 tokens/s but the model expects 2"
+        assert frame_rate_problem({key: 2}, 2.0) is None
