@@ -20,6 +20,7 @@ from pathlib import Path
 
 from common.cli import SYSTEM_HELP, add_progress_flags, vd_none
 from common.errors import UserError, run_cli
+from common.names import check_prefix
 from common.quiet import import_tensorflow
 from training.slurm import slurm_workers, stop_on_signals
 
@@ -337,9 +338,10 @@ def _check_flags(args: argparse.Namespace) -> None:
     missing = [f"--{k}" for k in required[args.mode] if getattr(args, k) is None]
     if missing:
         raise UserError(f"mode {args.mode} needs {', '.join(missing)}")
-    for name in ("training", "validation", "testing"):
-        if getattr(args, name) is not None and args.mode != "ensemble":
-            ds.read_game_list(getattr(args, name), args.dataset_root)  # fails fast on a missing or empty list
+    if args.mode != "ensemble":
+        lists = {name: getattr(args, name) for name in ("training", "validation", "testing")}
+        ds.check_game_lists(lists, args.dataset_root, warn_shared=args.mode == "train")
+    check_prefix(args.outputPrefix, "--outputPrefix")
 
 
 def _data_config(args: argparse.Namespace):
@@ -426,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers = slurm_workers(cfg.tflog) if cfg.mode == "train" else contextlib.nullcontext()
     with workers, stop_on_signals():
         import_tensorflow(args.verbose)
+        if cfg.mode == "train":
+            from archis.registry import canonical_architecture
+
+            canonical_architecture(cfg.architecture)  # before any window cache is built
         import training
 
         start = time.time()

@@ -85,6 +85,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _output_name(list_path: Path, base: Path, game: Path) -> str:
+    """The game's path below `base`, which is also its folder below the output root: refused when it would
+    leave that root (`..`, an absolute path) or is empty."""
+    rel = Path(os.path.relpath(game, base)) if game.is_absolute() == base.is_absolute() else game
+    if rel.is_absolute() or ".." in rel.parts or str(rel) in ("", "."):
+        raise UserError(
+            f"{list_path}: game {str(game)!r} is not a folder below {base} (its outputs would go outside the output "
+            "folder)"
+        )
+    return str(rel)
+
+
 def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     """Write results_spotting.json for every game of the list; return (output root, game names, class map)."""
     import dataset
@@ -92,7 +104,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     list_path = Path(args.testing)
     games = dataset.read_game_list(list_path, args.dataset_root)
     base = Path(args.dataset_root) if args.dataset_root else list_path.parent
-    names = [str(g.relative_to(base)) for g in games]
+    names = [_output_name(list_path, base, g) for g in games]
     num_shards, index = resolve_shard(args.num_shards, args.shard_index)
     mine = take_shard(range(len(games)), num_shards, index, key=lambda i: names[i])
     games, names = [games[i] for i in mine], [names[i] for i in mine]

@@ -6,7 +6,9 @@ does not import TensorFlow.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import numpy as np
 from common.atomic import read_json
 from common.constants import BACKGROUND, FEATURE_DIM, LABEL_FILES
 from common.errors import UserError
-from common.inputs import load_features, open_npy
+from common.inputs import check_length_gap, load_features, open_npy
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +192,33 @@ class Event:
 _GAMETIME = re.compile(r"^\s*(\d+)\s*-\s*(\d+):(\d+)\s*$")
 
 
+def check_game_lists(
+    lists: Mapping[str, str | Path | None], dataset_root: str | Path | None, warn_shared: bool
+) -> None:
+    """Read each game list ({flag: path or None}) now, so that a missing or empty one fails fast; a game listed twice
+    is refused (it would count twice); with `warn_shared`, games of another list also in "training" are one
+    warning line (their scores say little about unseen games)."""
+    games: dict[str, set[str]] = {}
+    for name, path in lists.items():
+        if path is None:
+            continue
+        seen: set[str] = set()
+        for game in map(os.path.normpath, read_game_list(path, dataset_root)):
+            if game in seen:
+                raise UserError(f"{path}: game {game} is listed twice (--{name})")
+            seen.add(game)
+        games[name] = seen
+    for name, seen in games.items():
+        shared = games.get("training", set()) & seen if name != "training" else set()
+        if warn_shared and shared:
+            print(
+                f"warning: {len(shared)} of {len(seen)} --{name} games are also --training games: their scores "
+                "say little about unseen games",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def labels_path(game_dir: str | Path) -> Path | None:
     """The label file of a game folder: `Labels-v2.json` (preferred) or `Labels.json`; None without one."""
     game_dir = Path(game_dir)
@@ -334,12 +363,16 @@ def load_half(
     features_audio: str = "VGGish",
     pca: bool = True,
     feature_dim: int = FEATURE_DIM,
+    fps: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-mapped (video [T, D], audio [T, D]) of one half, truncated to the shorter with one warning."""
+    """Memory-mapped (video [T, D], audio [T, D]) of one half, truncated to the shorter with one warning; with
+    `fps`, lengths further apart than `common.inputs.MAX_LENGTH_GAP_SEC` are refused (features of other inputs)."""
     game_dir = Path(game_dir)
     vpath = find_feature_file(game_dir, half, features_video, pca)
     apath = find_feature_file(game_dir, half, features_audio, None)
     video, audio = load_features(vpath, feature_dim), load_features(apath, feature_dim)
+    if fps is not None:
+        check_length_gap(vpath, video.shape[0], apath, audio.shape[0], fps)
     if video.shape[0] != audio.shape[0]:
         t = min(video.shape[0], audio.shape[0])
         log.warning(

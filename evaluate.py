@@ -37,6 +37,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "class_map.json that ClassificationSecondBased.py wrote into --predictions, else highlight; "
         "a flag must agree with those)",
     )
+    ap.add_argument(
+        "--allow_missing",
+        action="store_true",
+        help="score a game of the list without predictions as a game with none (default: an error)",
+    )
     ap.add_argument("--out", type=Path, help="write the scores here (.json)")
     ap.add_argument("--plot", type=Path, help="write a PNG of mAP against tolerance here")
     ap.add_argument("--framerate", type=float, default=2.0, help="frames per second of the binning (official: 2)")
@@ -133,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmap.label_to_index,
         metric=args.metric,
         tokens_per_second=args.framerate,
+        allow_missing=args.allow_missing,
     )
     print(format_table(scores))
     if args.out:

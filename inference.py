@@ -13,10 +13,11 @@ and the others go on. Features that `python -m extract_features --video_list` wr
 beside it) are reused instead of extracted again. Window length, feature rate, classes, class map and feature
 recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
-there is a video, all renamed into place together when complete (files of an earlier run that this run does
-not write are removed); a run over several videos adds `DIR/index.html` linking each report. Inputs are
-checked before anything is computed or written. `--num_shards N --shard_index i` (or, in a Slurm array task,
-the task's place) does only shard i's videos; its index.html links every report already in DIR.
+there is a video, all renamed into place together when complete (files an earlier run recorded in
+`.outputs.json` that this run does not write are removed); a run over several videos adds `DIR/index.html`
+linking each report. Inputs are checked before anything is computed or written; an input that would be one
+of the outputs is refused. `--num_shards N --shard_index i` (or, in a Slurm array task, the task's place) does
+only shard i's videos; its index.html links every report already in DIR.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
 from common.constants import FEATURE_NAMES
 from common.errors import UserError, run_cli
+from common.names import unique_names
 from common.shards import add_shard_flags, resolve_shard, take_shard
 from highlights.outputs import summary
 from highlights.pipeline import Config, check_match, run, run_many
@@ -140,8 +142,8 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def build_configs(args: argparse.Namespace) -> list[Config]:
-    """One Config per video named by the INPUTs, each with its own folder under --out (a repeated name gets a
-    `_`); features already extracted beside a video are reused. The videos themselves are checked one by one
+    """One Config per video named by the INPUTs, each with its own folder under --out named after the video
+    (`common.names.unique_names`: safe, and the same whatever the order of the inputs); features already extracted beside a video are reused. The videos themselves are checked one by one
     (`check_match`), so one bad file costs only its own result."""
     from extract_features.batch import expand_inputs
 
@@ -155,14 +157,26 @@ def build_configs(args: argparse.Namespace) -> list[Config]:
         names = read_spec(base.model).feature_names
     except UserError:  # a bad model file is reported when it is loaded, after the videos are checked
         names = FEATURE_NAMES
-    configs, used = [], set()
+    videos = _distinct(videos)
+    configs = [
+        dataclasses.replace(base, video=video, out=base.out / name, root=base.out, **_features_beside(video, names))
+        for video, name in zip(videos, unique_names(videos, reserved=("index.html",)), strict=True)
+    ]
+    read = tuple(p for c in configs for p in (c.video, c.features_video, c.features_audio) if p)
+    return [dataclasses.replace(c, other_inputs=read) for c in configs]
+
+
+def _distinct(videos: list[Path]) -> list[Path]:
+    """The videos, each once (a video named twice, e.g. by a folder and a list, is done once, with a warning)."""
+    seen, out = set(), []
     for video in videos:
-        name = video.stem
-        while name in used:
-            name += "_"
-        used.add(name)
-        configs.append(dataclasses.replace(base, video=video, out=base.out / name, **_features_beside(video, names)))
-    return configs
+        key = video.resolve()
+        if key in seen:
+            logging.getLogger("inference").warning("%s: given more than once, done once", video)
+            continue
+        seen.add(key)
+        out.append(video)
+    return out
 
 
 def _features_beside(video: Path, names: dict) -> dict[str, Path]:

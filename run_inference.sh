@@ -40,21 +40,23 @@ DEMO_THRESHOLD="${DEMO_THRESHOLD:-0.2}"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "error: $*" >&2; exit 2; }
+# the value of option $1, given as $2: one `error:` line and exit 2 when it is missing (or is another option)
+value() { if (($# < 2)) || [[ -z "$2" || "$2" == --* ]]; then die "$1 needs a value"; fi; printf '%s' "$2"; }
 
 inputs=()
 passthrough=()
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --model) MODEL="${2:?--model needs a value}"; shift 2 ;;
-    --out) OUT="${2:?--out needs a value}"; shift 2 ;;
-    --weights) WEIGHTS="${2:?--weights needs a value}"; shift 2 ;;
-    --pca) PCA="${2:?--pca needs a value}"; shift 2 ;;
+    --model) MODEL="$(value "$@")" || exit 2; shift 2 ;;
+    --out) OUT="$(value "$@")" || exit 2; shift 2 ;;
+    --weights) WEIGHTS="$(value "$@")" || exit 2; shift 2 ;;
+    --pca) PCA="$(value "$@")" || exit 2; shift 2 ;;
     --fast) FAST=1; shift ;;
-    --max_total_sec) MAX_TOTAL_SEC="${2:?--max_total_sec needs a value}"; shift 2 ;;
-    --decoder_config) DECODER_CONFIG="${2:?--decoder_config needs a value}"; shift 2 ;;
-    --intro_sec) INTRO_SEC="${2:?--intro_sec needs a value}"; shift 2 ;;
-    --outro_sec) OUTRO_SEC="${2:?--outro_sec needs a value}"; shift 2 ;;
+    --max_total_sec) MAX_TOTAL_SEC="$(value "$@")" || exit 2; shift 2 ;;
+    --decoder_config) DECODER_CONFIG="$(value "$@")" || exit 2; shift 2 ;;
+    --intro_sec) INTRO_SEC="$(value "$@")" || exit 2; shift 2 ;;
+    --outro_sec) OUTRO_SEC="$(value "$@")" || exit 2; shift 2 ;;
     --) shift; passthrough=("$@"); break ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) inputs+=("$1"); shift ;;

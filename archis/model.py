@@ -29,6 +29,7 @@ from archis.registry import (
     default_head_init,
 )
 from common.errors import UserError
+from common.inputs import check_finite_weights
 from common.modelspec import ModelSpec
 
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -105,6 +106,15 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         raise UserError(f"{path}: not a Keras model (not a .keras zip archive)")
     try:
         with no_random_init():  # every weight is about to be read from the file
-            return keras.models.load_model(path)
+            model = keras.models.load_model(path)
     except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path}: not a Keras model ({' '.join(str(exc).split())[:200]})") from exc
+        text = " ".join(str(exc).split())
+        if "Lambda" in text and "safe_mode" in text:
+            raise UserError(
+                f"{path}: a Keras model with a Lambda layer (Python code in the file), which is never loaded: "
+                "code in a model file could do anything; rebuild the model with archis"
+            ) from exc
+        first = text.split(". ")[0]  # whole sentences only
+        raise UserError(f"{path}: not a Keras model ({first[:300]})") from exc
+    check_finite_weights(model, str(path))
+    return model

@@ -126,20 +126,74 @@ def sweep_leftovers(folder: str | os.PathLike) -> list[str]:
     return removed
 
 
+MANIFEST = ".outputs.json"  # the names an OutputSet wrote into its folder: the only files a later run removes
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def check_apart(
+    folder: str | os.PathLike,
+    names: Iterable[str],
+    inputs: Iterable[str | os.PathLike | None] = (),
+    root: str | os.PathLike | None = None,
+) -> None:
+    """UserError before any work when `folder` (after symlinks) leaves `root`, or when an input file is one of
+    the outputs `folder/<name>` (a run would replace or remove it)."""
+    folder = Path(folder)
+    if root is not None and not folder.resolve().is_relative_to(Path(root).resolve()):
+        raise UserError(f"{folder}: resolves to {folder.resolve()}, outside the output folder {root}")
+    outputs = [folder / n for n in (*names, MANIFEST)]
+    for given in inputs:
+        if given is None:
+            continue
+        for out in outputs:
+            if _same_file(Path(given), out):
+                raise UserError(
+                    f"{given}: an input of this run is also its output {out.name} (it would be replaced or "
+                    "removed); move it or choose another --out"
+                )
+
+
+def read_manifest(folder: str | os.PathLike) -> list[str]:
+    """The names the last OutputSet committed in `folder` (empty when none did, or the list is unreadable)."""
+    try:
+        names = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))["written"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
 class OutputSet:
     """The files one run writes into one folder, made visible together; the folder then describes that run.
 
     `names` are every file this kind of run may write. `path(name)` is where this run writes `name` (inside a
     hidden staging folder `.partial.<pid>.<random>/` of the output folder). `commit()` renames the written
-    files into place together (restoring the earlier ones if a rename fails), then removes the files of
-    `names` this run did not write, left by an earlier run, saying so in one line. Leaving the `with` block
+    files into place together (restoring the earlier ones if a rename fails), records them in `.outputs.json`,
+    then removes the files of `names` this run did not write that the earlier run's `.outputs.json` lists,
+    saying so in one line (a file no run of ours recorded is kept, with a warning). Leaving the `with` block
     by an exception, Ctrl-C or SIGTERM removes the staging folder, so the earlier run's files stay as they
-    were; a killed run's staging folder is swept by the next run in that folder.
+    were; a killed run's staging folder is swept by the next run in that folder. `inputs` (files the run
+    reads) and `root` (the folder every output must stay in, after symlinks) are checked by `check_apart`.
     """
 
-    def __init__(self, folder: str | os.PathLike, names: Iterable[str]) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        names: Iterable[str],
+        *,
+        inputs: Iterable[str | os.PathLike | None] = (),
+        root: str | os.PathLike | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.names = tuple(names)
+        check_apart(self.folder, self.names, inputs, root)
         for name in self.names:
             check_output_file(self.folder / name)
         sweep_leftovers(self.folder)
@@ -185,7 +239,16 @@ class OutputSet:
             self._restore(done)
             self.discard()
             raise
-        stale = [n for n in self.names if n not in self.written and (self.folder / n).is_file()]
+        earlier = read_manifest(self.folder)
+        self._record()
+        left = [n for n in self.names if n not in self.written and (self.folder / n).is_file()]
+        stale = [n for n in left if n in earlier]
+        if len(stale) < len(left):
+            log.warning(
+                "%s: kept %s: not written by this run, nor recorded as written by an earlier one",
+                self.folder,
+                ", ".join(n for n in left if n not in stale),
+            )
         for name in stale:
             try:
                 (self.folder / name).unlink()
@@ -200,6 +263,12 @@ class OutputSet:
             )
         self.discard()
         return stale
+
+    def _record(self) -> None:
+        try:
+            write_json(self.folder / MANIFEST, {"written": self.written})
+        except UserError as exc:
+            log.warning("%s", exc)
 
     def _restore(self, done: list[str]) -> None:
         """Put the earlier run's files back (and this run's back in staging) after a failed commit."""

@@ -2,11 +2,14 @@
 
 Signals take one path too: SIGTERM (what `timeout`, `kill` and job schedulers send) raises `Terminated`, a
 KeyboardInterrupt, so an interrupted run unwinds exactly as after Ctrl-C: temporary files and folders are
-removed by the `with` blocks that made them, and earlier outputs stay as they were.
+removed by the `with` blocks that made them, and earlier outputs stay as they were. With TensorFlow loaded the
+process then ends with `os._exit` (see `_exit_now`), never through the interpreter's teardown.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -45,8 +48,23 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         sys.exit(2)
     except Terminated:
         print("error: terminated (SIGTERM)", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)
+        _exit_now(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _exit_now(130)
     sys.exit(code or 0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit after an interrupt whose clean-up is done (the `with` blocks have run). Once TensorFlow is loaded the
+    process ends at once (`os._exit`, after flushing): the interpreter's teardown would destroy TensorFlow while
+    its runtime threads still run, which aborts the process (exit 134, "terminate called after throwing")."""
+    if "tensorflow" not in sys.modules:
+        sys.exit(code)
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

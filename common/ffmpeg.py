@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,26 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+# Run by a tiny exec wrapper in the child: the kernel sends the child SIGKILL when the thread that started it
+# dies (PR_SET_PDEATHSIG = 1, Linux), so ffmpeg never outlives a killed run (SIGKILL cannot be caught); then exec
+# ffmpeg in the same process. Not `preexec_fn`: running Python between fork and exec is unsafe with threads.
+_TIED = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None).prctl(1, 9)\n"
+    "os.getppid() == int(sys.argv[1]) or os._exit(137)\n"  # the parent died before prctl took effect
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
+
+
+def tied(cmd: list[str]) -> list[str]:
+    """`cmd` started so that it dies with this process, even on SIGKILL (Linux; elsewhere `cmd` unchanged). The
+    tie is to the starting thread: start children from threads that outlive them (the main thread, or a worker
+    that waits for its child)."""
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return cmd
+    return [sys.executable, "-I", "-S", "-c", _TIED, str(os.getpid()), *cmd]
+
+
 def media_arg(path: str | os.PathLike) -> str:
     """A path as an ffmpeg argument that is never read as an option or protocol (`-x.mp4`, `a:b.mp4`)."""
     return "file:" + str(Path(path).absolute())
@@ -41,7 +62,7 @@ def media_arg(path: str | os.PathLike) -> str:
 def run_ffmpeg(args: list[str], what: str, capture: bool = True) -> subprocess.CompletedProcess:
     """Run `ffmpeg -hide_banner -nostdin -y <args>`; a failure becomes a one-line UserError about `what`."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE)
+    proc = subprocess.run(tied(cmd), stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE)
     if proc.returncode != 0:
         raise UserError(f"{what}: ffmpeg failed ({last_error_line(proc.stderr)})")
     return proc
@@ -86,7 +107,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     if p.is_dir():
         raise UserError(f"{p}: is a folder, expected a video file")
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", media_arg(p)],
+        tied([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", media_arg(p)]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

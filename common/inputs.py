@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,32 @@ def check_finite(arr: np.ndarray, what: str, chunk: int = 8192) -> None:
         bad = ~np.isfinite(arr[i : i + chunk])
         if bad.any():
             raise UserError(f"{what}: NaN or infinite value at row {i + int(np.argwhere(bad)[0][0])}")
+
+
+# Video and audio features of one input may differ by a few tokens (truncated); more means other inputs.
+MAX_LENGTH_GAP_SEC = 5.0
+
+
+def check_length_gap(
+    video: str | os.PathLike, n_video: int, audio: str | os.PathLike, n_audio: int, fps: float
+) -> None:
+    """The one rule for a pair of feature files: lengths more than MAX_LENGTH_GAP_SEC apart are features of
+    different inputs (UserError naming both); a smaller gap is truncated by the caller."""
+    if abs(n_video - n_audio) > MAX_LENGTH_GAP_SEC * fps:
+        raise UserError(
+            f"{video} has {n_video} rows ({n_video / fps:.1f} s) but {audio} has {n_audio} ({n_audio / fps:.1f} s): "
+            f"features of different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)"
+        )
+
+
+def check_finite_weights(model: Any, what: str) -> None:
+    """UserError naming `what` and the first weight tensor of a Keras model holding NaN or infinity (a broken
+    weights file would otherwise give NaN scores or features and exit 0)."""
+    for weight in model.weights:
+        values = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
+        if values.size and not np.isfinite(values).all():
+            name = getattr(weight, "path", None) or getattr(weight, "name", "?")
+            raise UserError(f"{what}: NaN or infinite value in weights {name}")
 
 
 def load_features(path: str | os.PathLike, width: int | None = None, finite: bool = True) -> np.ndarray:

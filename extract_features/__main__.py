@@ -22,6 +22,8 @@ import numpy as np
 from common.cli import add_progress_flags, check_positive, parse_args
 from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
+from common.inputs import check_finite, load_features
+from common.names import check_prefix
 from common.quiet import import_tensorflow
 from common.shards import add_shard_flags, resolve_shard
 from extract_features import decode
@@ -76,7 +78,11 @@ def extract_parser() -> argparse.ArgumentParser:
         help="batch: extract nothing; report which games of every shard are done, failed (why) or missing "
         "(same flags as the extraction; exit 1 unless all are done)",
     )
-    p.add_argument("--overwrite", action="store_true", help="batch: redo halves already extracted")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo halves already extracted (batch); replace features of another video in --out (--video)",
+    )
     p.add_argument("--pca", help="PCA .npz (mean, components); required unless --weights random")
     p.add_argument(
         "--vggish",
@@ -140,6 +146,21 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
     )
 
 
+def _check_not_another_video(out: Path, prefix: str, video: Path, overwrite: bool) -> None:
+    """Refuse (without --overwrite) to replace the `prefix` features another video left in `out`."""
+    from extract_features.pipeline import read_record
+
+    earlier = ((read_record(out) or {}).get("halves") or {}).get(prefix) or {}
+    source = earlier.get("video")
+    if overwrite or not source or Path(source) == video.absolute():
+        return
+    if any((out / str(f)).exists() for f in (earlier.get("files") or {}).values()):
+        raise UserError(
+            f"{out}: holds the features {prefix}_* of another video ({source}); --overwrite replaces them, "
+            "or choose another --out or --half"
+        )
+
+
 def extract_main(argv: Sequence[str]) -> int:
     args = parse_args(extract_parser(), argv, RENAMED)
     config = _config(args)
@@ -151,8 +172,9 @@ def extract_main(argv: Sequence[str]) -> int:
             raise UserError("--out DIR is required with --video")
         if args.half and args.prefix:
             raise UserError("give --half or --prefix, not both")
-        prefix = args.prefix or str(args.half or 1)
+        prefix = check_prefix(args.prefix, "--prefix") or str(args.half or 1)
         decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
+        _check_not_another_video(Path(args.out), prefix, Path(args.video), args.overwrite)
         import_tensorflow(args.verbose)
         result = Extractor(config).run(args.video, batch_size=args.frames_per_call, progress=progress)
         info = write_outputs(Path(args.out), prefix, result, config)
@@ -215,10 +237,7 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
     resnet = None
     for path in inputs:
         if path.suffix == ".npy":
-            try:
-                yield np.load(path, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise UserError(f"{path}: not a .npy array") from exc
+            yield load_features(path)  # shape, dtype and finite values checked (a NaN would make every component NaN)
             continue
         from extract_features.video import FrameEmbedder
 
@@ -227,8 +246,12 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
             resnet = FrameEmbedder(
                 args.weights, resnet_weights=args.resnet_weights, compute_dtype=args.compute_dtype, seed=args.seed
             )
+        row = 0
         for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
-            yield resnet(chunk)
+            block = resnet(chunk)
+            check_finite(np.asarray(block), f"{path}: ResNet features from row {row}")
+            row += len(block)
+            yield block
 
 
 def fit_pca_main(argv: Sequence[str]) -> int:

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from common.constants import FEATURE_DIM
 from common.errors import UserError
+from common.inputs import check_finite_weights
 from extract_features import logmel
 from extract_features.weights import assign_random, download_or_fail, keras_home
 
@@ -226,6 +227,7 @@ class AudioEmbedder:
                 self.embedding_model.load_weights(weights.keras_file)
             except ValueError as exc:
                 raise UserError(f"{weights.keras_file}: does not fit this VGGish model ({exc})") from exc
+            check_finite_weights(self.embedding_model, str(weights.keras_file))
             return
         tensors = weights.tensors
         if tensors is None:

@@ -113,9 +113,12 @@ def expand_inputs(items: list[str]) -> list[Path]:
 
 def feature_home(video: Path) -> tuple[Path, str]:
     """(folder, file prefix) where a listed video's features go: a SoccerNet name (`1_224p.mkv`) writes into its
-    own folder with its half as prefix, any other name into `<folder>/<stem>/` with prefix 1."""
+    own folder with its half as prefix, any other name into `<folder>/<stem>/` with prefix 1 (the stem made a
+    safe folder name: `...mp4` writes into `<folder>/video/`, never beside its folder)."""
+    from common.names import safe_name
+
     m = VIDEO_NAME.match(video.name)
-    return (video.parent, m.group("half")) if m else (video.parent / video.stem, "1")
+    return (video.parent, m.group("half")) if m else (video.parent / safe_name(video.stem), "1")
 
 
 def list_jobs(list_path: str | Path, *, out_root: str | Path | None = None) -> list[Job]:

@@ -39,7 +39,7 @@ import numpy as np
 
 from common.constants import SAMPLE_RATE, TOKENS_PER_SECOND
 from common.errors import UserError
-from common.ffmpeg import MediaInfo, ffmpeg_exe, last_error_line, media_arg, probe
+from common.ffmpeg import MediaInfo, ffmpeg_exe, last_error_line, media_arg, probe, tied
 
 SIZE = 224
 PIECE_SAMPLES = int(SAMPLE_RATE / TOKENS_PER_SECOND)  # one 0.5 s audio piece per video token
@@ -149,7 +149,7 @@ class _Pipe:
     def __init__(self, args: list[str], what: str):
         self.what = what
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        self.proc = subprocess.Popen(tied(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self._stderr: list[bytes] = []
         # Drain stderr in the background so a chatty ffmpeg never blocks on a full pipe.
         self._drain = threading.Thread(target=lambda: self._stderr.append(self.proc.stderr.read()), daemon=True)

@@ -21,6 +21,7 @@ import numpy as np
 
 from common.atomic import atomic_path
 from common.errors import UserError
+from common.inputs import check_finite
 
 INPUT_DIM = 2048
 OUTPUT_DIM = 512
@@ -77,6 +78,8 @@ def load_pca(path: str | os.PathLike, input_dim: int = INPUT_DIM) -> Pca:
             recipe = str(data["recipe"]) if "recipe" in data.files else None
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{p}: not a PCA .npz with arrays 'mean' and 'components'") from exc
+    check_finite(np.atleast_2d(mean), f"{p}: mean")
+    check_finite(np.atleast_2d(components), f"{p}: components")
     source = {"kind": "npz", "path": str(p), **({"recipe": recipe} if recipe else {})}
     pca = Pca(mean.astype(np.float32), components.astype(np.float32), source)
     if pca.mean.shape != (input_dim,):

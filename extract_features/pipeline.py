@@ -35,6 +35,7 @@ from common.features import (  # noqa: F401 - LEGACY_RECIPE, SOCCERNET_RECIPE, r
     read_record,  # a damaged record reads as None: "redo", never a crash
     recipe_of,
 )
+from common.inputs import check_finite
 from extract_features import decode
 
 FORMAT_VERSION = 1
@@ -224,8 +225,10 @@ class Extractor:
                 f"one token needs under the {self.config.recipe!r} recipe)"
             )
         video_feats = np.concatenate(video)
+        check_finite(video_feats, f"{path}: extracted video features")
         silence = self.vggish.silence()
         audio_feats = align(audio.get("features", np.zeros((0, 512), np.float32)), tokens, silence)
+        check_finite(audio_feats, f"{path}: extracted audio features")
         audio_128 = (
             embeddings_to_tokens(audio.get("embeddings", np.zeros((0, 128), np.float32)), tokens)
             if self.config.vggish128

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.errors import UserError
+from common.inputs import check_finite_weights
 from extract_features.decode import SIZE
 from extract_features.weights import assign_random, download_or_fail
 
@@ -107,6 +108,7 @@ class FrameEmbedder:
                 raise UserError(
                     f"{path}: not {backbone.name} no-top weights ({str(exc).splitlines()[0][:200]})"
                 ) from exc
+            check_finite_weights(self.model, str(path))
         spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
         self._call = tf.function(self._forward, input_signature=[spec])
         self.on_gpu = bool(tf.config.list_logical_devices("GPU"))

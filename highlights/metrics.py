@@ -350,16 +350,25 @@ def evaluate_games(
     metric: str = "loose",
     tokens_per_second: float = TOKENS_PER_SECOND,
     prediction_file: str = PREDICTION_FILE,
+    allow_missing: bool = False,
 ) -> SpottingScores:
     """Score `predictions_root/<game>/results_spotting.json` against `labels_root/<game>/Labels(-v2).json`.
 
-    `classes` / `label_to_index` as in `dataset.ClassMap`. A game without a prediction file counts as a
-    game with no predictions (its events are all misses) and is reported on stderr.
+    `classes` / `label_to_index` as in `dataset.ClassMap`. A game without a prediction file is a UserError
+    (before any scoring: a wrong --predictions root would score 0.00); with `allow_missing` it counts as a game
+    with no predictions (its events are all misses) and is reported on stderr.
     """
     if metric not in DELTAS:
         raise UserError(f"unknown metric {metric!r}; valid: {', '.join(DELTAS)}")
     if not games:
         raise UserError("no games to evaluate")
+    absent = [str(Path(predictions_root) / g / prediction_file) for g in games]
+    absent = [p for p in absent if not Path(p).is_file()]
+    if absent and not allow_missing:
+        raise UserError(
+            f"{absent[0]}: no such file; {len(absent)} of {len(games)} games of the list have no predictions "
+            "(is --predictions the root the games' folders are in? --allow_missing scores them as no predictions)"
+        )
     names, label_to_class = scored_classes(classes, label_to_index)
     targets: list[HalfEvents] = []
     detections: list[HalfEvents] = []

@@ -89,7 +89,7 @@ def write_outputs(result: Result) -> None:
     from highlights.spotting import class_labels, write_results_spotting
 
     cfg, out = result.config, result.config.out
-    with OutputSet(out, OUTPUT_FILES) as files:
+    with OutputSet(out, OUTPUT_FILES, inputs=cfg.inputs(), root=cfg.root or out) as files:
         t0 = time.perf_counter()
         _write_reel(result, files)
         result.timings["reel"] = time.perf_counter() - t0

@@ -8,6 +8,7 @@ flags into a `Config` and call these.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -19,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from common.atomic import check_output_file
+from common.atomic import check_apart, check_output_file
 from common.errors import UserError
-from common.inputs import load_features
+from common.inputs import MAX_LENGTH_GAP_SEC, check_length_gap, load_features  # noqa: F401 - re-exported
 from highlights.decoder import DecoderConfig
 from highlights.outputs import OUTPUT_FILES, summary, write_outputs
 
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from extract_features.pipeline import Extractor
 
 log = logging.getLogger("inference")
-
-
-# Video and audio features of one input may differ by a few tokens (truncated); more means other inputs.
-MAX_LENGTH_GAP_SEC = 5.0
 
 
 @dataclass
@@ -65,6 +62,13 @@ class Config:
     progress: bool = True
     class_map: str | None = None  # --class_map: an override that must agree with the model's map
     verbose: bool = False
+    root: Path | None = None  # --out of a run over many inputs (`out` is a folder in it); every output stays inside
+    other_inputs: tuple[Path, ...] = ()  # the files the other inputs of the same run read
+
+    def inputs(self) -> list[Path]:
+        """The files this run (and the other inputs of the same run) read: none may be one of its outputs."""
+        own = (self.video, self.features_video, self.features_audio, self.model, self.pca)
+        return [p for p in (*own, *self.other_inputs) if p]
 
 
 @dataclass
@@ -97,6 +101,8 @@ def check_match(config: Config) -> None:
     """The checks of one input that need no network: its video, the extraction settings when its features are to
     be extracted, and that its output folder can be written."""
     if config.video:
+        if config.video.is_dir():
+            raise UserError(f"{config.video}: is a folder, expected a video file")
         if not config.video.is_file():
             raise UserError(f"{config.video}: no such file")
         _check_video(config.video)
@@ -105,6 +111,7 @@ def check_match(config: Config) -> None:
 
         ExtractConfig(weights=config.weights, pca=str(config.pca) if config.pca else None)  # checked before loading
     _check_writable(config.out)
+    check_apart(config.out, OUTPUT_FILES, config.inputs(), config.root or config.out)
 
 
 def _check_video(video: Path) -> None:
@@ -250,6 +257,7 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
                 features_audio=names["audio"],
                 pca=None,
                 feature_dim=spec.feature_dim,
+                fps=spec.tokens_per_second,
             )
             halves.append(Half(number, video, audio))
         _check_width(halves[0], spec, str(config.game_dir))
@@ -271,20 +279,15 @@ def _load_inputs(config: Config, session: Session) -> tuple[list[Half], bool]:
     half = Half(config.half, video, audio)
     _check_width(half, spec, str(config.features_video or config.video))
     if config.video:
-        half.duration = _check_duration(config.video, min(len(video), len(audio)) / spec.tokens_per_second)
+        covered = min(len(video), len(audio)) / spec.tokens_per_second
+        half.duration = _check_duration(config.video, covered, extracted=not config.features_video)
     return _with_truth([half], config.ground_truth, session.cmap, spec.tokens_per_second), random_weights
 
 
 def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, tokens_per_second: float) -> None:
     """Refuse video and audio features of different inputs (lengths apart by more than MAX_LENGTH_GAP_SEC)."""
-    gap = abs(len(video) - len(audio))
-    if gap > MAX_LENGTH_GAP_SEC * tokens_per_second:
-        raise UserError(
-            f"{config.features_video} has {len(video)} rows ({len(video) / tokens_per_second:.1f} s) but "
-            f"{config.features_audio} has {len(audio)} ({len(audio) / tokens_per_second:.1f} s): features of "
-            f"different videos? (at most {MAX_LENGTH_GAP_SEC:g} s apart)"
-        )
-    if gap:
+    check_length_gap(config.features_video, len(video), config.features_audio, len(audio), tokens_per_second)
+    if len(video) != len(audio):
         log.warning(
             "%s has %d rows, %s %d: scoring the first %d",
             config.features_video,
@@ -295,11 +298,22 @@ def _check_lengths(video: np.ndarray, audio: np.ndarray, config: Config, tokens_
         )
 
 
-def _check_duration(video: Path, covered_sec: float) -> float:
-    """The video's duration; a warning when the features cover a clearly different length."""
+def _check_duration(video: Path, covered_sec: float, extracted: bool = False) -> float:
+    """The video's duration; a warning when the features cover a clearly different length. Features extracted
+    from the video just now that fall short mean the file decodes shorter than its container says (truncated or
+    damaged): then the decoded length is the duration (the reel and its subtitles never reach past it)."""
     from common.ffmpeg import probe
 
     duration = probe(video).duration
+    if extracted and duration - covered_sec > max(5.0, 0.02 * duration):
+        log.warning(
+            "%s: its container says %.1f s but only %.1f s decode (a truncated or damaged file?): using %.1f s",
+            video,
+            duration,
+            covered_sec,
+            covered_sec,
+        )
+        return covered_sec
     if abs(covered_sec - duration) > max(5.0, 0.02 * duration):
         log.warning(
             "%s lasts %.0f s but the features cover %.0f s: are they from this video?", video, duration, covered_sec
@@ -388,6 +402,8 @@ def run_many(configs: Sequence[Config], index_of: Sequence[Config] | None = None
                 config.out.rmdir()  # nothing half-made is left for a failed video
             return False
 
+    if configs:
+        check_output_file(configs[0].out.parent / "index.html")
     made = [c.out for c in configs if not c.out.exists()]
     ready = [c for c in configs if attempt(c, lambda c=c: check_match(c))]
     try:
@@ -412,6 +428,22 @@ def run_many(configs: Sequence[Config], index_of: Sequence[Config] | None = None
         f"{len(reports)} of {len(configs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
         file=sys.stderr,
     )
+    _earlier_folders(root, configs)
     if failed:
         print("failed: " + ", ".join(failed), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _earlier_folders(root: Path, configs: Sequence[Config]) -> None:
+    """One line naming the folders of `root` that earlier runs filled and this one did not (kept as they were)."""
+    from common.atomic import MANIFEST
+
+    ours = {c.out.name for c in configs}
+    with contextlib.suppress(OSError):
+        others = sorted(p.name for p in root.iterdir() if p.name not in ours and (p / MANIFEST).is_file())
+        if others:
+            log.warning(
+                "%s: %s hold results of an earlier run, not of this one (not in index.html; kept as they were)",
+                root,
+                ", ".join(others),
+            )

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_path, write_text
 from common.errors import UserError
-from common.ffmpeg import ffmpeg_exe, last_error_line, media_arg, probe
+from common.ffmpeg import ffmpeg_exe, last_error_line, media_arg, probe, tied
 from common.timefmt import clock
 
 # Clips joined by one concat-filter encode; more clips are encoded in groups and the groups stream-copied
@@ -320,7 +320,7 @@ def _run(args: list[str], what: str, bar: tqdm | None = None) -> None:
     """Run ffmpeg; with `bar`, advance it by the output time ffmpeg reports. Failure -> one-line UserError."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-nostats", "-progress", "pipe:1", *args]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(tied(cmd), stdout=subprocess.PIPE, stderr=err, text=True)
         try:
             _follow(proc, bar)
         except BaseException:  # Ctrl-C, SIGTERM: ffmpeg must not go on writing into a folder being removed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.atomic import OutputSet, atomic_path, sweep_leftovers, write_json
+from common.atomic import MANIFEST, OutputSet, atomic_path, sweep_leftovers, write_json
 from common.errors import UserError
 
 
@@ -34,12 +34,13 @@ def test_a_folder_in_the_way_is_one_line_before_writing(tmp_path):
 def test_output_set_replaces_the_earlier_run_and_removes_what_it_does_not_write(tmp_path, caplog):
     for name in ("a.json", "reel.mp4"):
         (tmp_path / name).write_text("old")
+    (tmp_path / MANIFEST).write_text('{"written": ["a.json", "reel.mp4"]}')  # the earlier run's record
     with OutputSet(tmp_path, ["a.json", "b.json", "reel.mp4"]) as files:
         files.path("a.json").write_text("new a")
         files.path("b.json").write_text("new b")
-        assert _names(tmp_path)[0].startswith(f".partial.{os.getpid()}.")
+        assert any(n.startswith(f".partial.{os.getpid()}.") for n in _names(tmp_path))
         assert (tmp_path / "a.json").read_text() == "old"  # nothing visible before the end
-    assert _names(tmp_path) == ["a.json", "b.json"]
+    assert _names(tmp_path) == [MANIFEST, "a.json", "b.json"]
     assert (tmp_path / "a.json").read_text() == "new a"
     assert "removed reel.mp4 of an earlier run" in caplog.text
 

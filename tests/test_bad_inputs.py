@@ -32,6 +32,7 @@ import ClassificationSecondBased
 import evaluate
 import extract_features.__main__ as extract_cli
 import inference
+from common.atomic import MANIFEST
 from common.errors import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,11 +168,35 @@ class Env:
         return ["--decoder_config", str(self.tmp / "decoder.json")]
 
     def earlier_run(self, *names: str) -> list[str]:
-        """The files of an earlier inference run in --out (no arguments to add)."""
+        """The files of an earlier inference run in --out, and its record of them (no arguments to add)."""
         self.out.mkdir(exist_ok=True)
         for name in names:
             (self.out / name).write_bytes(f"earlier {name}".encode())
+        (self.out / MANIFEST).write_text(json.dumps({"written": list(names)}))
         return []
+
+    def user_files(self, *names: str) -> list[str]:
+        """Files of the user in --out that happen to have the names of outputs (no arguments to add)."""
+        self.out.mkdir(exist_ok=True)
+        for name in names:
+            (self.out / name).write_bytes(f"the user's {name}".encode())
+        return []
+
+    def inside_out(self, name: str, source: Path | None = None, link: str = "") -> Path:
+        """An input placed in --out under an output's name: a copy of `source` (default: the match video), a
+        symbolic link to it (`link="sym"`) or a hard link (`link="hard"`)."""
+        self.out.mkdir(exist_ok=True)
+        source = source or self.tmp / "match_copy.mp4"
+        if not source.exists():
+            source.write_bytes(self.video.read_bytes())
+        target = self.out / name
+        if link == "sym":
+            target.symlink_to(source)
+        elif link == "hard":
+            os.link(source, target)
+        else:
+            target.write_bytes(source.read_bytes())
+        return target
 
     def file(self, name: str, text: str) -> Path:
         (self.tmp / name).write_text(text)
@@ -247,7 +272,7 @@ def full_disk(folder: Path, suffix: str = ""):
 
 def _reel_removed(env: Env, err: str) -> None:
     names = sorted(p.name for p in env.out.iterdir())
-    assert names == ["report.html", "results_spotting.json", "spans.json", "timeline.png"], names
+    assert names == [MANIFEST, "report.html", "results_spotting.json", "spans.json", "timeline.png"], names
     assert json.loads((env.out / "spans.json").read_text())["spans"] == []
     assert err.count("removed highlights.mp4, highlights.srt of an earlier run") == 1
 
@@ -255,6 +280,7 @@ def _reel_removed(env: Env, err: str) -> None:
 def _swept(env: Env, err: str) -> None:
     assert sorted(p.name for p in env.out.iterdir()) == [
         ".keep.me",
+        MANIFEST,
         "report.html",
         "results_spotting.json",
         "spans.json",
@@ -304,6 +330,78 @@ GOALL_MAP = {"labels": {"goal": ["Goal", "Goall"], "card": ["Yellow card"]}}
 def _narrow_pca(e: Env) -> Path:
     np.savez(e.tmp / "narrow.npz", mean=np.zeros(100, np.float32), components=np.zeros((8, 100), np.float32))
     return e.tmp / "narrow.npz"
+
+
+def _with(argv: list[str], flag: str, value: str) -> list[str]:
+    """`argv` with the value of `flag` replaced."""
+    argv = list(argv)
+    argv[argv.index(flag) + 1] = value
+    return argv
+
+
+def _nested_list(e: Env, name: str) -> Path:
+    """A game list in data/lists/ naming `name`, with a game at data/game."""
+    e.game([])
+    (e.tmp / "data" / "lists").mkdir()
+    return e.npy("data/lists/l.npy", np.array([name]))
+
+
+def _short_audio(e: Env, rows: int) -> Path:
+    game = e.game([])
+    np.save(game / "2_VGGish.npy", np.zeros((rows, D), np.float32))
+    return game
+
+
+def _other_video_features(e: Env) -> Path:
+    """A folder where `extract_features --video` put the features of another video."""
+    folder = e.tmp / "features"
+    folder.mkdir()
+    files = {"video": "1_ResNET_TF2_PCA512.npy", "audio": "1_VGGish.npy"}
+    for name in files.values():
+        np.save(folder / name, np.zeros((4, D), np.float32))
+    record = {"halves": {"1": {"video": "/elsewhere/other.mp4", "files": files}}}
+    (folder / "extraction.json").write_text(json.dumps(record))
+    return folder
+
+
+def _pca_in_out(e: Env) -> Path:
+    from extract_features.pca import random_pca, save_pca
+
+    save_pca(e.tmp / "pca.npz", random_pca())
+    return e.inside_out("timeline.png", e.tmp / "pca.npz")
+
+
+def _raw_with(e: Env, value: float, row: int) -> Path:
+    """2048-d raw features of 20 rows with `value` at `row`, in a game folder."""
+    raw = np.random.default_rng(0).standard_normal((20, 2048)).astype(np.float32)
+    raw[row, 5] = value
+    (e.tmp / "raw").mkdir()
+    return e.npy("raw/1_ResNET_TF2.npy", raw)
+
+
+def _nan_pca(e: Env, which: str = "components") -> Path:
+    arrays = {"mean": np.zeros(2048, np.float32), "components": np.eye(4, 2048, dtype=np.float32)}
+    arrays[which][0] = np.nan if which == "components" else np.inf
+    np.savez(e.tmp / "nan.npz", **arrays)
+    return e.tmp / "nan.npz"
+
+
+def _nan_model(e: Env) -> Path:
+    import archis
+
+    model = archis.load_model(e.model)
+    weight = model.weights[0]
+    weight.assign(np.full(weight.shape, np.nan, np.float32))
+    model.save(e.tmp / "nan.keras")
+    return e.tmp / "nan.keras"
+
+
+def _lambda_model(e: Env) -> Path:
+    import keras
+
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Lambda(lambda x: x * 2)(inp)).save(e.tmp / "lambda.keras")
+    return e.tmp / "lambda.keras"
 
 
 def _pickle(e: Env, name: str, content) -> Path:
@@ -612,6 +710,177 @@ CASES: dict[str, Case] = {
         2,
         "x.mp4: no such file",
     ),
+    # inputs are never outputs: an input in --out under an output's name is refused before any work
+    "input video is out/highlights.mp4, --no_reel": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.inside_out("highlights.mp4")), *e.features(16, 16), "--no_reel"),
+        2,
+        "highlights.mp4: an input of this run is also its output highlights.mp4",
+    ),
+    "input video is out/highlights.mp4, reel cut": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.inside_out("highlights.mp4")), *e.features(16, 16)),
+        2,
+        "is also its output highlights.mp4",
+    ),
+    "input video linked as out/highlights.mp4": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.inside_out("highlights.mp4", link="sym").resolve()), *e.features(16, 16)),
+        2,
+        "is also its output highlights.mp4",
+    ),
+    "input video hard-linked as out/highlights.srt": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.inside_out("highlights.srt", link="hard")), *e.features(16, 16)),
+        2,
+        "is also its output highlights.srt",
+    ),
+    "input features are out/spans.json": Case(
+        "inference",
+        lambda e: e.infer(
+            "--features_video",
+            str(e.inside_out("spans.json", e.npy("v.npy", np.zeros((16, D), np.float32)))),
+            "--features_audio",
+            str(e.npy("a.npy", np.zeros((16, D), np.float32))),
+        ),
+        2,
+        "spans.json: an input of this run is also its output spans.json",
+    ),
+    "model is out/report.html": Case(
+        "inference",
+        lambda e: ["--model", str(e.inside_out("report.html", e.model)), "--out", str(e.out), *e.features()],
+        2,
+        "report.html: an input of this run is also its output report.html",
+    ),
+    "pca is out/timeline.png": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.video), "--weights", "random", "--pca", str(_pca_in_out(e))),
+        2,
+        "timeline.png: an input of this run is also its output timeline.png",
+    ),
+    "--out is the features' folder: outputs beside them, inputs untouched": Case(
+        "inference",
+        lambda e: ["--model", str(e.model), "--out", str(e.tmp), "--quiet", *e.features()],
+        0,
+        "highlights",
+        lambda e, err: np.load(e.tmp / "v.npy").shape == (40, D) or pytest.fail("features changed"),
+    ),
+    "user's highlights.mp4 in --out, no manifest: kept": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.user_files("highlights.mp4", "highlights.srt")),
+        0,
+        "kept highlights.mp4, highlights.srt: not written by this run, nor recorded",
+        lambda e, err: (e.out / "highlights.mp4").read_bytes() == b"the user's highlights.mp4" or pytest.fail(),
+    ),
+    "--video names a folder": Case(
+        "inference", lambda e: e.infer("--video", str(e.tmp)), 2, "is a folder, expected a video file"
+    ),
+    # numbers are finite where they enter: raw features, PCA files, model weights
+    "fit_pca: a NaN in the raw features": Case(
+        "extract",
+        lambda e: ["fit_pca", str(_raw_with(e, np.nan, 7)), "--out", str(e.out / "pca.npz"), "--dim", "4"],
+        2,
+        "1_ResNET_TF2.npy: NaN or infinite value at row 7",
+    ),
+    "fit_pca: an infinity in a folder's raw features": Case(
+        "extract",
+        lambda e: ["fit_pca", str(_raw_with(e, -np.inf, 3).parent), "--out", str(e.out / "pca.npz"), "--dim", "4"],
+        2,
+        "NaN or infinite value at row 3",
+    ),
+    "extract: a PCA whose components are NaN": Case(
+        "extract",
+        lambda e: ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca", str(_nan_pca(e))],
+        2,
+        "nan.npz: components: NaN or infinite value at row 0",
+    ),
+    "inference: a PCA whose mean is infinite": Case(
+        "inference",
+        lambda e: e.infer("--video", str(e.video), "--weights", "random", "--pca", str(_nan_pca(e, "mean"))),
+        2,
+        "nan.npz: mean: NaN or infinite value at row 0",
+    ),
+    "inference: a model with NaN weights": Case(
+        "inference",
+        lambda e: ["--model", str(_nan_model(e)), "--out", str(e.out), "--quiet", *e.features()],
+        2,
+        "nan.keras: NaN or infinite value in weights",
+    ),
+    "inference: a model with a Lambda layer": Case(
+        "inference",
+        lambda e: ["--model", str(_lambda_model(e)), "--out", str(e.out), "--quiet", *e.features()],
+        2,
+        "lambda.keras: a Keras model with a Lambda layer (Python code in the file), which is never loaded",
+    ),
+    "evaluate: --predictions one level too high, allowed": Case(
+        "evaluate",
+        lambda e: [*_with(e.evaluate(), "--predictions", str(e.tmp)), "--allow_missing"],
+        0,
+        "1 of 1 games have no results_spotting.json",
+    ),
+    "evaluate: --predictions one level too high": Case(
+        "evaluate",
+        lambda e: _with(e.evaluate(), "--predictions", str(e.tmp)),
+        2,
+        "1 of 1 games of the list have no predictions",
+    ),
+    "spot: a game list naming ../game (its outputs would leave --output)": Case(
+        "spot",
+        lambda e: [
+            "--testing",
+            str(_nested_list(e, "../game")),
+            "--model",
+            str(e.model),
+            "--output",
+            str(e.out),
+            "--quiet",
+        ],
+        2,
+        "game '",
+    ),
+    "spot: a game list naming an absolute folder": Case(
+        "spot",
+        lambda e: ["--testing", str(_nested_list(e, str(e.tmp / "data" / "game"))), "--model", str(e.model)],
+        2,
+        "is not a folder below",
+    ),
+    "train: --outputPrefix ../x": Case(
+        "train", lambda e: [*e.train([]), "--outputPrefix", "../x"], 2, "--outputPrefix '../x': not a plain name"
+    ),
+    "extract: --prefix ../x": Case(
+        "extract",
+        lambda e: ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--prefix", "../x"],
+        2,
+        "--prefix '../x': not a plain name",
+    ),
+    # weak cases: each now one line and the right exit code
+    "train: a game listed twice": Case(
+        "train",
+        lambda e: _with(e.train([]), "--training", str(e.npy("twice.npy", np.array(["game", "game"])))),
+        2,
+        "twice.npy: game",
+    ),
+    "train: an unknown architecture, before any cache": Case(
+        "train", lambda e: _with(e.train([]), "--architecture", "nope"), 2, "unknown architecture 'nope'"
+    ),
+    "train: the training list also validates and tests": Case(
+        "train",
+        lambda e: e.train([ann("1 - 00:15", "Goal")], *_goal_map(e)),
+        0,
+        "1 of 1 --testing games are also --training games",
+    ),
+    "inference: game_dir half with 20 audio rows against 130 video rows": Case(
+        "inference",
+        lambda e: e.infer("--game_dir", str(_short_audio(e, 20))),
+        2,
+        "2_VGGish.npy has 20 (10.0 s): features of different videos?",
+    ),
+    "extract --video into a folder holding another video's features": Case(
+        "extract",
+        lambda e: ["--video", str(e.video), "--out", str(_other_video_features(e)), "--weights", "random"],
+        2,
+        "holds the features 1_* of another video (/elsewhere/other.mp4); --overwrite replaces them",
+    ),
     "extract no videos in tree": Case(
         "extract", lambda e: ["--tree", str(e.tmp), "--weights", "random"], 2, "no SoccerNet videos found"
     ),
@@ -654,13 +923,18 @@ def test_bad_input(name, model, video, tmp_path, capsys, caplog, sigterm_restore
         assert _snapshot(tmp_path) == before, "an error must leave the disk as it was"
     else:
         case.after and case.after(env, err + captured.out)
-    leftovers = [str(p) for p in tmp_path.rglob(".*") if p.name != ".keep.me"]
+    leftovers = [str(p) for p in tmp_path.rglob(".*") if p.name not in (".keep.me", MANIFEST)]
     assert not leftovers, leftovers
 
 
 def test_the_bash_script_quick_errors(tmp_path):
     """run_inference.sh: bad options and inputs are one line, exit 2, before Python starts."""
-    for args, message in ((["--bogus"], "unknown option --bogus"), ([str(tmp_path / "x.mp4")], "x.mp4: no such file")):
+    for args, message in (
+        (["--bogus"], "unknown option --bogus"),
+        ([str(tmp_path / "x.mp4")], "x.mp4: no such file"),
+        (["--model"], "--model needs a value"),
+        (["--out", "--model", "m.keras"], "--out needs a value"),
+    ):
         proc = subprocess.run(
             ["bash", str(ROOT / "run_inference.sh"), *args],
             capture_output=True,
@@ -779,3 +1053,36 @@ def test_sigterm_while_the_reel_is_cut_cleans_up(via, model, video, tmp_path):
     ffmpeg_pid = int((tmp_path / "cutting").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(ffmpeg_pid, 0)
+
+
+# ---- one writer per output ------------------------------------------------------------------------------------
+
+
+def test_a_second_training_into_the_same_outputs_is_refused_while_the_first_runs(model, video, tmp_path, capsys):
+    """Two trainings started at once into one --tflog both exited 0, their TensorBoard events mixed. The first
+    is stood in for by a process holding the lock the way a training does; once it ends, training goes ahead."""
+    env = Env(tmp_path, model, video)
+    argv = env.train([ann("1 - 00:10", "Goal", 10_000)], *_goal_map(env))
+    lock = tmp_path / "Model" / ".concat.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from common.lock import Lock; Lock({str(lock)!r}, 'x'); print('held', flush=True); "
+         "import time; time.sleep(120)"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(ClassificationMinuteBased.main, argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, err[-2000:]
+        assert f"a training writes concat_* here (--tflog, --outputPrefix) by another process (id {holder.pid})" in err
+        assert not (tmp_path / "Model" / "concat_best.keras").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(ClassificationMinuteBased.main, argv)
+    assert exit_info.value.code == 0 and (tmp_path / "Model" / "concat_best.keras").is_file()
+    assert not lock.exists()

@@ -42,6 +42,7 @@ def test_game_dir_gives_spans_spotting_and_timeline(tiny_model, game, tmp_path, 
     out = tmp_path / "out"
     _run("--model", tiny_model, "--game_dir", game, "--out", out)
     assert sorted(p.name for p in out.iterdir()) == [
+        ".outputs.json",
         "report.html",
         "results_spotting.json",
         "spans.json",

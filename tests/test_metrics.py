@@ -165,12 +165,14 @@ def test_match_takes_best_unused_prediction_earliest_on_ties():
     assert match(np.array([10]), pred, score, 1).tolist() == [False, True, False, False]
 
 
-def test_missing_prediction_file_warns_and_scores_zero(tmp_path, capsys):
+def test_missing_prediction_file_is_an_error_unless_allowed_then_warns_and_scores_zero(tmp_path, capsys):
     cmap = dataset.load_class_map("highlight")
     label_root, pred_root, games = make_tree(tmp_path, list(HIGHLIGHT_ONE_NAME), n_games=2, empty_game=0)
     with_empty = evaluate_games(label_root, pred_root, games, cmap.classes, cmap.label_to_index)
     (pred_root / games[0] / "results_spotting.json").unlink()
-    missing = evaluate_games(label_root, pred_root, games, cmap.classes, cmap.label_to_index)
+    with pytest.raises(UserError, match="1 of 2 games of the list have no predictions"):
+        evaluate_games(label_root, pred_root, games, cmap.classes, cmap.label_to_index)
+    missing = evaluate_games(label_root, pred_root, games, cmap.classes, cmap.label_to_index, allow_missing=True)
     assert "1 of 2 games have no results_spotting.json" in capsys.readouterr().err
     assert missing == with_empty
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from common.atomic import atomic_path, read_json, write_json
 from common.errors import UserError
+from common.lock import Lock
 from training.config import TrainConfig
 
 STATE_VERSION = 2
@@ -155,11 +156,19 @@ def run_outputs(cfg: TrainConfig) -> list[Path]:
     return [cfg.out(s) for s in ("_best.keras", "_summary.json", "_resume", "_training", "_validation", "_testing")]
 
 
+_LOCKS: dict[Path, Lock] = {}
+
+
 def claim_outputs(cfg: TrainConfig) -> None:
     """Refuse to write over an earlier run's outputs unless `--resume` (continue it) or `--overwrite`
-    (remove them first, TensorBoard events included, so no two runs mix)."""
+    (remove them first, TensorBoard events included, so no two runs mix), and while another training writes the
+    same outputs: `<tflog>/.<prefix>.lock` is held until `release_outputs` (called by the chief only: the other
+    workers of a multi-worker run write into their own folders)."""
     if cfg.resume and cfg.overwrite:
         raise UserError("--resume continues the earlier run and --overwrite replaces it: give one of them")
+    path = Path(cfg.tflog) / f".{cfg.prefix}.lock"
+    if path not in _LOCKS:
+        _LOCKS[path] = Lock(path, f"a training writes {cfg.prefix}_* here (--tflog, --outputPrefix)")
     if cfg.resume and Checkpointer(cfg.out("_resume")).state_path.is_file():
         return
     existing = [p for p in run_outputs(cfg) if p.exists()]
@@ -193,3 +202,10 @@ def _remove(paths: list[Path]) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def release_outputs(cfg: TrainConfig) -> None:
+    """Drop the lock `claim_outputs` took (nothing when it took none)."""
+    lock = _LOCKS.pop(Path(cfg.tflog) / f".{cfg.prefix}.lock", None)
+    if lock is not None:
+        lock.release()

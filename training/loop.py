@@ -25,7 +25,14 @@ import numpy as np
 from common.atomic import write_json
 from common.errors import UserError
 from training import windows
-from training.checkpoints import Checkpointer, Snapshot, claim_outputs, model_settings, save_model
+from training.checkpoints import (
+    Checkpointer,
+    Snapshot,
+    claim_outputs,
+    model_settings,
+    release_outputs,
+    save_model,
+)
 from training.cluster import make_strategy, worker_role
 from training.config import TrainConfig
 from training.memory import MemoryPlan, plan_memory
@@ -366,10 +373,13 @@ def _finish(run: _Run) -> dict[str, Any]:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, select by validation score, test the best model; returns (and writes) the summary."""
-    run = _setup(cfg)
-    while not run.state["finished_training"]:
-        _epoch(run)
-    return _finish(run)
+    try:
+        run = _setup(cfg)
+        while not run.state["finished_training"]:
+            _epoch(run)
+        return _finish(run)
+    finally:
+        release_outputs(cfg)
 
 
 def predict_cache(cache: windows.WindowCache, predict, batch: int, c: int) -> np.ndarray:

@@ -1,0 +1,172 @@
+"""Outputs stay ours: folder names made from video names are safe, unique and independent of input order; a run
+never writes beside `--out`; only files an earlier run recorded are removed; a re-run says which folders it left.
+Videos come with their features already beside them (as `python -m extract_features --list` writes them), so
+nothing is extracted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import inference
+from common.atomic import MANIFEST, OutputSet
+from common.errors import UserError
+from common.names import safe_name, unique_names
+from synthetic.video import make_match_video
+
+D = 512
+
+
+@pytest.fixture(scope="module")
+def match(tmp_path_factory) -> Path:
+    return make_match_video(tmp_path_factory.mktemp("match") / "match.mp4", 6, size="64x36")
+
+
+def _place(match: Path, path: Path, homes: list[Path] | None = None) -> Path:
+    """`match` copied to `path`, with features where inference looks for them (`homes`: extra folders)."""
+    from extract_features.batch import feature_home
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(match.read_bytes())
+    for folder in [feature_home(path)[0], *(homes or [])]:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("1_ResNET_TF2_PCA512.npy", "1_VGGish.npy"):
+            np.save(folder / name, np.random.default_rng(0).normal(size=(12, D)).astype(np.float32))
+    return path
+
+
+def _infer(model: Path, out: Path, *inputs: Path | str) -> int:
+    return inference.main(["--model", str(model), "--out", str(out), *map(str, inputs), "--no_reel", "--quiet"])
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("hostile", ["...mp4", "..mp4", ".mp4.mp4", " .. .mp4", ".partial.1.abcdefgh.mp4"])
+def test_a_video_named_like_a_parent_folder_writes_inside_out_only(hostile, tiny_model, match, tmp_path):
+    """`...mp4` has stem `..`: its folder was OUT/.. (the parent of --out), whose files were overwritten or
+    removed. Features are put both where they are looked for now and where they were (`vids/..`)."""
+    parent = tmp_path / "parent"
+    (parent / "highlights.mp4").parent.mkdir(parents=True)
+    (parent / "highlights.mp4").write_bytes(b"the user's own reel")
+    video = _place(match, tmp_path / "vids" / hostile, homes=[tmp_path])
+    before = _tree(tmp_path)
+    assert _infer(tiny_model, parent / "OUT", video) == 0
+    assert (parent / "highlights.mp4").read_bytes() == b"the user's own reel"
+    written = _tree(tmp_path) - before
+    assert written and all(w == "parent/OUT" or w.startswith("parent/OUT/") for w in written), written
+    folders = [p for p in (parent / "OUT").iterdir() if p.is_dir()]
+    assert len(folders) == 1 and not folders[0].name.startswith(".")
+    assert (folders[0] / "report.html").is_file()
+
+
+def test_a_video_named_index_html_gets_its_own_folder_and_the_index_is_written(tiny_model, match, tmp_path):
+    vids = tmp_path / "vids"
+    for name in ("index.html.mp4", "INDEX.HTML.mkv", "a.mp4"):
+        _place(match, vids / name)
+    out = tmp_path / "out"
+    assert _infer(tiny_model, out, vids) == 0
+    assert (out / "index.html").is_file()
+    names = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert len(names) == 3 and "a" in names and all(n.lower() != "index.html" for n in names)
+
+
+def test_folder_names_do_not_depend_on_input_order(tiny_model, match, tmp_path, caplog):
+    """Two videos named match.mp4 in two folders: each gets the same folder whatever the order; a re-run with
+    one of them says which folders hold an earlier run's results."""
+    a, b = _place(match, tmp_path / "x" / "match.mp4"), _place(match, tmp_path / "y" / "match.mp4")
+    out1, out2 = tmp_path / "out1", tmp_path / "out2"
+    assert _infer(tiny_model, out1, a, b) == 0 and _infer(tiny_model, out2, b, a) == 0
+    assert _tree(out1) == _tree(out2)
+    assert unique_names([a, b]) == unique_names([b, a])[::-1]
+    caplog.clear()
+    assert _infer(tiny_model, out1, a) == 0
+    earlier = sorted(unique_names([a, b]))
+    assert f"{', '.join(earlier)} hold results of an earlier run, not of this one" in caplog.text
+
+
+def test_the_same_video_twice_is_done_once(tiny_model, match, tmp_path, caplog):
+    video = _place(match, tmp_path / "v" / "m.mp4")
+    out = tmp_path / "out"
+    assert _infer(tiny_model, out, video, tmp_path / "v") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "m"]
+    assert "given more than once, done once" in caplog.text
+
+
+def test_an_output_folder_linked_elsewhere_is_refused(tiny_model, match, tmp_path, capsys):
+    video = _place(match, tmp_path / "v" / "m.mp4")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "m").symlink_to(tmp_path / "elsewhere")
+    assert _infer(tiny_model, tmp_path / "out", video) == 1
+    assert "outside the output folder" in capsys.readouterr().err
+    assert not any((tmp_path / "elsewhere").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [("..", "video"), (".", "video"), ("", "video"), (" ", "video"), ("a/b", "a_b"), ("a\x00b", "a_b"),
+     (".hidden", "hidden"), ("index.html", "index.html_"), ("first match", "first match"), ("-x", "-x")],
+)  # fmt: skip
+def test_safe_name(name, safe):
+    assert safe_name(name, reserved=("index.html",)) == safe
+
+
+def test_output_set_removes_only_what_an_earlier_run_recorded(tmp_path, caplog):
+    with OutputSet(tmp_path, ["a.json", "b.json"]) as files:
+        files.path("a.json").write_text("1")
+        files.path("b.json").write_text("1")
+    assert json.loads((tmp_path / MANIFEST).read_text()) == {"written": ["a.json", "b.json"]}
+    with OutputSet(tmp_path, ["a.json", "b.json", "c.json"]) as files:
+        files.path("a.json").write_text("2")
+    (tmp_path / "c.json").write_text("the user's")
+    with OutputSet(tmp_path, ["a.json", "b.json", "c.json"]) as files:
+        files.path("a.json").write_text("3")
+    assert not (tmp_path / "b.json").exists() and (tmp_path / "c.json").read_text() == "the user's"
+    assert "kept c.json: not written by this run" in caplog.text
+
+
+def test_output_set_refuses_an_input_among_its_outputs(tmp_path):
+    (tmp_path / "a.json").write_text("input")
+    with pytest.raises(UserError, match="a.json: an input of this run is also its output a.json"):
+        OutputSet(tmp_path, ["a.json"], inputs=[tmp_path / "." / "a.json"])
+    assert (tmp_path / "a.json").read_text() == "input"
+
+
+@pytest.mark.slow
+def test_a_truncated_video_is_named_as_such_and_its_reel_stays_within_what_decodes(tiny_model, tmp_path, caplog):
+    """A faststart MP4 cut to a quarter of its bytes: its container still says 20 s, only ~5 s decode. The warning
+    says so (not "features of another video?"), and the subtitles stop where the reel does."""
+    from common.ffmpeg import media_arg, run_ffmpeg
+
+    whole = make_match_video(tmp_path / "whole.mp4", 20, size="64x36")
+    fast = tmp_path / "fast.mp4"
+    run_ffmpeg(["-i", media_arg(whole), "-c", "copy", "-movflags", "+faststart", media_arg(fast)], "remux")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 4])
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_model), "--out", str(out), "--video", str(cut), "--weights", "random", "--quiet"]
+    assert inference.main([*argv, "--intro_sec", "2", "--outro_sec", "2"]) == 0
+    assert "container says 20.0 s but only" in caplog.text and "from this video?" not in caplog.text
+    decoded = float(caplog.text.split("but only ")[1].split(" s")[0])
+    assert decoded < 10
+    ends = [line.split(" --> ")[1] for line in (out / "highlights.srt").read_text().splitlines() if " --> " in line]
+    h, m, s = ends[-1].replace(",", ".").split(":")
+    assert int(h) * 3600 + int(m) * 60 + float(s) <= decoded + 0.5
+
+
+def test_a_video_inside_another_videos_output_folder_is_not_replaced(tiny_model, match, tmp_path, capsys):
+    """out/a/highlights.mp4 is one of the inputs, and out/a/ is where a.mp4's outputs go: a.mp4 is refused, the
+    other video done, the input untouched."""
+    out = tmp_path / "out"
+    inside = _place(match, out / "a" / "highlights.mp4")
+    a = _place(match, tmp_path / "v" / "a.mp4")
+    before = inside.read_bytes()
+    code = inference.main(["--model", str(tiny_model), "--out", str(out), str(a), str(inside), "--quiet"])
+    assert code == 1
+    assert "an input of this run is also its output highlights.mp4" in capsys.readouterr().err
+    assert inside.read_bytes() == before

@@ -1,0 +1,150 @@
+"""Signals at the worst moments: SIGTERM while ResNet-152 runs (in a thread, with TensorFlow busy) exits 143
+with nothing written and never aborts in TensorFlow's teardown; SIGKILL of a run never leaves its ffmpeg running.
+Each test starts the real command in a child process (a signal to pytest itself would stop the suite)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthetic.video import make_match_video
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+TRIES = 10  # the abort was seen in 4 of 9 tries
+
+
+def _wait_for(proc: subprocess.Popen, pattern: str, limit: float = 180) -> str:
+    """stderr up to the first match of `pattern` (read one character at a time: tqdm writes no newlines)."""
+    seen, deadline = "", time.monotonic() + limit
+    while not re.search(pattern, seen) and proc.poll() is None and time.monotonic() < deadline:
+        seen += proc.stderr.read(1)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    return make_match_video(tmp_path_factory.mktemp("v") / "long.mp4", 60, size="96x54")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["extract --video", "inference.py --video"])
+def test_sigterm_while_resnet_runs_exits_143_every_time(command, long_video, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    if command == "extract --video":
+        cmd = [sys.executable, "-m", "extract_features", "--video", str(long_video), "--out", str(out)]
+    else:
+        cmd = [sys.executable, str(ROOT / "inference.py"), "--model", str(tiny_model), "--out", str(out)]
+        cmd += ["--video", str(long_video)]
+    cmd += (
+        ["--weights", "random", "--frames_per_call", "8"] if command.startswith("extract") else ["--weights", "random"]
+    )
+    codes = []
+    for _ in range(TRIES):
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            seen = _wait_for(proc, r" [1-9]\d*/\d+ ")  # a progress count above 0: the networks are running
+            assert proc.poll() is None, seen + proc.stderr.read()
+            proc.send_signal(signal.SIGTERM)
+            err = seen + proc.communicate(timeout=120)[1]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        codes.append(proc.returncode)
+        assert "terminate called" not in err and "FATAL" not in err and "Traceback" not in err, err[-3000:]
+        assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)", err[-3000:]
+        assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    assert codes == [143] * TRIES
+
+
+def test_sigkill_during_the_reel_leaves_no_ffmpeg(tiny_model, tmp_path):
+    """ffmpeg (a wrapper that records its id and hangs when asked to cut) must die with the run it belongs to."""
+    import imageio_ffmpeg
+
+    real = os.environ.get("FFMPEG_BINARY") or imageio_ffmpeg.get_ffmpeg_exe()
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        f'#!/bin/sh\ncase "$*" in *-progress*) echo $$ > "{tmp_path}/cutting"; exec sleep 120;; esac\n'
+        f'exec "{real}" "$@"\n'
+    )
+    fake.chmod(0o755)
+    video = make_match_video(tmp_path / "m.mp4", 8, size="64x36")
+    for name in ("v", "a"):
+        np.save(tmp_path / f"{name}.npy", np.random.default_rng(0).standard_normal((16, 512)).astype(np.float32))
+    cmd = [sys.executable, str(ROOT / "inference.py"), "--model", str(tiny_model), "--out", str(tmp_path / "out")]
+    cmd += ["--video", str(video), "--features_video", str(tmp_path / "v.npy")]
+    cmd += ["--features_audio", str(tmp_path / "a.npy"), "--quiet"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**ENV, "FFMPEG_BINARY": str(fake)}, stderr=subprocess.PIPE, start_new_session=True
+    )
+    ffmpeg = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "cutting").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "cutting").exists(), proc.stderr.read().decode()[-2000:]
+        ffmpeg = int((tmp_path / "cutting").read_text())
+        proc.kill()  # SIGKILL: no handler, no clean-up of its own
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while _running(ffmpeg) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(ffmpeg), "ffmpeg outlived the run that started it"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if ffmpeg is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(ffmpeg, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for its parent to reap it counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_sigterm_while_training_exits_143_and_leaves_no_temporary_or_lock_file(tmp_path):
+    """SIGTERM once the training loop runs (TensorFlow busy in the main thread): 143, no abort, no temporary
+    files, the lock released."""
+    game = tmp_path / "data" / "game"
+    game.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for half in (1, 2):
+        for feature in ("ResNET_TF2_PCA512", "VGGish"):
+            np.save(game / f"{half}_{feature}.npy", rng.standard_normal((240, 512)).astype(np.float32))
+    (game / "Labels-v2.json").write_text('{"annotations": [{"gameTime": "1 - 00:10", "label": "Goal"}]}')
+    np.save(tmp_path / "data" / "list.npy", np.array(["game"]))
+    lst, model = str(tmp_path / "data" / "list.npy"), tmp_path / "Model"
+    cmd = [sys.executable, str(ROOT / "ClassificationMinuteBased.py"), "--architecture", "concat", "--PCA"]
+    cmd += ["--training", lst, "--validation", lst, "--testing", lst, "--network", "VLAD", "--VLAD_k", "4"]
+    cmd += ["--WindowSize", "10", "--max_epoch", "200", "--batch_size", "2", "--tflog", str(model)]
+    cmd += ["--cache_dir", str(tmp_path / "cache"), "--formatdataset", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        while "class weights" not in seen and proc.poll() is None:
+            seen += proc.stdout.readline()
+        time.sleep(3)  # into the epochs
+        assert proc.poll() is None, seen + proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    assert proc.returncode == 143 and "terminate called" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)", err[-3000:]
+    assert not [p for p in model.rglob(".*")], list(model.rglob(".*"))
