@@ -10,7 +10,7 @@ import pytest
 
 from common.errors import UserError
 from training import slurm
-from training.checkpoints import claim_outputs
+from training.checkpoints import claim_outputs, release_outputs
 from training.config import TrainConfig
 from training.slurm import SlurmStep, gpu_share, rendezvous, slurm_step, slurm_workers, tasks_per_node
 
@@ -112,10 +112,13 @@ def test_resume_with_nothing_to_resume_starts_again(tmp_path, capsys):
     cfg = TrainConfig(architecture="video", tflog=str(tmp_path), output_prefix="r", resume=True)
     (tmp_path / "r_training").mkdir()  # what a run killed in its first epoch leaves
     (tmp_path / "r_resume").mkdir()
-    claim_outputs(cfg)
-    assert not list(tmp_path.iterdir())
-    assert "stopped before its first epoch ended" in capsys.readouterr().out
-    claim_outputs(cfg)  # nothing at all: nothing to say
-    (tmp_path / "r_summary.json").write_text("{}")  # a finished run without resume state is not replaced
-    with pytest.raises(UserError, match="left no resume state"):
+    try:
         claim_outputs(cfg)
+        assert [p.name for p in tmp_path.iterdir()] == [".r.lock"]  # the run's lock only
+        assert "stopped before its first epoch ended" in capsys.readouterr().out
+        claim_outputs(cfg)  # nothing at all: nothing to say
+        (tmp_path / "r_summary.json").write_text("{}")  # a finished run without resume state is not replaced
+        with pytest.raises(UserError, match="left no resume state"):
+            claim_outputs(cfg)
+    finally:
+        release_outputs(cfg)
