@@ -424,10 +424,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.GPU >= 0:  # before TensorFlow is imported
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.GPU)
-    cfg = _config(args)
-    workers = slurm_workers(cfg.tflog) if cfg.mode == "train" else contextlib.nullcontext()
-    with workers, stop_on_signals():
-        import_tensorflow(args.verbose)
+    workers = slurm_workers(args.tflog) if args.mode == "train" else contextlib.nullcontext()
+    with workers, stop_on_signals():  # an srun task's GPU slice and TF_CONFIG are set before TensorFlow starts
+        import_tensorflow(args.verbose)  # before _config: the architecture checks import archis (so Keras)
+        cfg = _config(args)
         if cfg.mode == "train":
             from archis.registry import canonical_architecture
 

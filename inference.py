@@ -62,9 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--half", type=int, default=1, choices=(1, 2), help="half number written for a video/features")
     _decoder_flags(p)
     add_spotting_flags(p)
-    ext = p.add_argument_group("feature extraction (--video without features)")
-    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
-    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    _extract_flags(p)
     _reel_flags(p)
     p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
     add_shard_flags(p, "INPUT videos (one folder each under --out)")
@@ -95,6 +93,21 @@ def _decoder_flags(p: argparse.ArgumentParser) -> None:
         default="centre",
         help="decode scores of windows centred on each token, or (the seed) starting at it",
     )
+
+
+def _extract_flags(p: argparse.ArgumentParser) -> None:
+    """How a --video without features is turned into features."""
+    ext = p.add_argument_group("feature extraction (--video without features)")
+    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
+    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    ext.add_argument("--feature_runtime", choices=("openvino", "tensorflow"), help="default: openvino on a CPU")
+    ext.add_argument(
+        "--feature_dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "int8"),
+        help="feature networks' precision (int8: --int8_model from `python -m extract_features calibrate`)",
+    )
+    ext.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate`")
 
 
 def _reel_flags(p: argparse.ArgumentParser) -> None:
@@ -225,6 +238,9 @@ def _shared_config(args: argparse.Namespace) -> Config:
         nms_rule=args.nms_rule,
         score_placement=args.score_placement,
         pca=_path(args.pca),
+        feature_runtime=args.feature_runtime,
+        feature_dtype=args.feature_dtype,
+        int8_model=args.int8_model,
         fast=args.fast,
         intro_sec=args.intro_sec,
         outro_sec=args.outro_sec,

@@ -7,6 +7,8 @@ python -m extract_features --tree SOCCERNET_ROOT ... --summary   (done / failed 
 python -m extract_features --video_list videos.txt --pca pca.npz
 python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
 python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
+python -m extract_features calibrate --video match1.mkv match2.mkv --out int8/ [--pca pca.npz]
+python -m extract_features check_precision --video match.mkv --compute_dtype int8 --int8_model int8/ [--model M.keras]
 """
 
 from __future__ import annotations
@@ -50,7 +52,20 @@ def _network_args(p: argparse.ArgumentParser) -> None:
         "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
         "it made",
     )
-    p.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument(
+        "--runtime",
+        choices=["openvino", "tensorflow"],
+        help="runtime of the feature networks (default: openvino on a CPU, tensorflow on a GPU); openvino "
+        "converts each network once (cached) and gives TensorFlow's float32 features",
+    )
+    p.add_argument(
+        "--compute_dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "int8"],
+        help="precision of the feature networks; int8 (OpenVINO) needs --int8_model from `calibrate`",
+    )
+    p.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate` (for int8)")
+    p.add_argument("--cache_dir", help="converted OpenVINO models (default: $KERAS_HOME/models/openvino)")
     p.add_argument("--frames_per_call", type=int, default=32, help="frames per ResNet call (memory vs speed)")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
 
@@ -143,6 +158,9 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
         seed=args.seed,
         video_name=args.video_feature_name,
         audio_name=args.audio_feature_name,
+        runtime=args.runtime,
+        cache_dir=args.cache_dir,
+        int8_model=args.int8_model,
     )
 
 
@@ -244,7 +262,13 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
         if resnet is None:
             import_tensorflow(args.verbose)
             resnet = FrameEmbedder(
-                args.weights, resnet_weights=args.resnet_weights, compute_dtype=args.compute_dtype, seed=args.seed
+                args.weights,
+                resnet_weights=args.resnet_weights,
+                compute_dtype=args.compute_dtype,
+                seed=args.seed,
+                runtime=args.runtime,
+                cache_dir=args.cache_dir,
+                int8_model=args.int8_model,
             )
         row = 0
         for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
@@ -298,7 +322,24 @@ def convert_pca_main(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"fit_pca": fit_pca_main, "convert_pca": convert_pca_main}
+def calibrate_main(argv: Sequence[str]) -> int:
+    from extract_features.calibrate import calibrate_main as run
+
+    return run(argv)
+
+
+def check_precision_main(argv: Sequence[str]) -> int:
+    from extract_features.check_precision import check_precision_main as run
+
+    return run(argv)
+
+
+COMMANDS = {
+    "fit_pca": fit_pca_main,
+    "convert_pca": convert_pca_main,
+    "calibrate": calibrate_main,
+    "check_precision": check_precision_main,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
