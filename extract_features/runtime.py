@@ -112,7 +112,8 @@ def load_stored(folder: Path, key: dict) -> Path | None:
 
 
 def store(model, folder: Path, key: dict, extra: dict | None = None) -> Path:
-    """Save an OpenVINO model with its manifest into `folder`, atomically (temporary folder, then rename)."""
+    """Save an OpenVINO model with its manifest into `folder`, atomically (temporary folder, then rename); when
+    another process (the tasks of an array job share one cache) stored the same model first, keep that one."""
     import openvino as ov
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -122,9 +123,14 @@ def store(model, folder: Path, key: dict, extra: dict | None = None) -> Path:
         files = {name: file_digest(tmp / name) for name in MODEL_FILES}
         (tmp / "manifest.json").write_text(json.dumps({"key": key, "files": files, **(extra or {})}, indent=2))
         os.chmod(tmp, 0o777 & ~_umask())
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        if load_stored(folder, key):  # another process (an array task beside this one) stored it meanwhile
+            return folder / "model.xml"
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not load_stored(folder, key):  # not one that another process stored just now
+                raise
     except OSError as exc:
         raise UserError(f"{folder}: cannot write the converted model ({exc.strerror or exc})") from exc
     finally:

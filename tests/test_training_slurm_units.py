@@ -28,6 +28,19 @@ def step_env(rank, tasks=2, per_node="2", node=0, local=None, **extra):
     return {**env, **extra}
 
 
+@pytest.fixture(autouse=True)
+def _keep_environment():
+    """slurm_workers sets TF_CONFIG and CUDA_VISIBLE_DEVICES in os.environ: restore both after each test (a
+    TF_CONFIG left behind would make every later training subprocess wait for workers that never come)."""
+    saved = {k: os.environ.get(k) for k in ("TF_CONFIG", "CUDA_VISIBLE_DEVICES")}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def test_tasks_per_node_expands_slurms_list():
     assert tasks_per_node("2(x3),1") == [2, 2, 2, 1]
     assert tasks_per_node("4") == [4]
