@@ -192,6 +192,19 @@ def convert(fn):
 # ---- running -----------------------------------------------------------------------------------------------------
 
 
+_BRIDGE_LOCK = threading.Lock()
+
+
+def _numpy_bridge_ready() -> None:
+    """Make OpenVINO's numpy bridge once, in one thread at a time. Its first use (pybind11's once-only numpy API
+    lookup) deadlocks when two threads reach it together (the ResNet and the VGGish calls of one extraction run
+    in two threads), so every network makes it here, before its first call."""
+    import openvino as ov
+
+    with _BRIDGE_LOCK:
+        ov.Tensor(np.zeros(1, np.float32)).data  # noqa: B018 (the attribute's first read is the point)
+
+
 class CompiledNetwork:
     """A converted network compiled for the CPU: numpy batch in, float32 numpy out (safe to call from one thread
     at a time per instance; calls are serialised by a lock)."""
@@ -215,6 +228,7 @@ class CompiledNetwork:
         self.requests = requests or max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._queue = ov.AsyncInferQueue(self.compiled, self.requests)
         self._lock = threading.Lock()
+        _numpy_bridge_ready()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """One batch; in throughput mode it is split over the requests in flight."""
