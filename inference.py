@@ -17,7 +17,8 @@ recipe come from the model file. Writes `spans.json`, `results_spotting.json` (S
 there is a video, all renamed into place together when complete (files an earlier run recorded in
 `.outputs.json` that this run does not write are removed); a run over several videos adds `DIR/index.html`
 linking each report. Inputs are checked before anything is computed or written; an input that would be one
-of the outputs is refused.
+of the outputs is refused. `--num_shards N --shard_index i` (or, in a Slurm array task, the task's place) does
+only shard i's videos; its index.html links every report already in DIR.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from common.cli import add_progress_flags, add_spotting_flags, check_spotting_fl
 from common.constants import FEATURE_NAMES
 from common.errors import UserError, run_cli
 from common.names import unique_names
+from common.shards import add_shard_flags, resolve_shard, take_shard
 from highlights.outputs import summary
 from highlights.pipeline import Config, check_match, run, run_many
 
@@ -64,6 +67,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     _extract_flags(p)
     _reel_flags(p)
     p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
+    add_shard_flags(p, "INPUT videos (one folder each under --out)")
     _live_flags(p)
     add_progress_flags(p)
     return p.parse_args(argv)
@@ -289,7 +293,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.live:
         return _run_live(args)
     if args.inputs:
-        return run_many(build_configs(args))
+        configs = build_configs(args)
+        num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+        mine = take_shard(configs, num_shards, index, key=lambda c: c.out)
+        if not mine:
+            print(f"shard {index}/{num_shards}: no videos (fewer videos than shards)", file=sys.stderr)
+            return 0
+        return run_many(mine, index_of=configs if num_shards > 1 else None)
+    if args.num_shards is not None or args.shard_index is not None:
+        raise UserError("--num_shards / --shard_index split INPUTs (videos, folders, lists); give INPUTs")
     existed = Path(args.out).exists()
     try:
         result = run(build_config(args))
