@@ -319,6 +319,8 @@ def _run_live(args: argparse.Namespace) -> int:
 
     if args.inputs or args.video or args.features_video or args.features_audio or args.game_dir:
         raise UserError("--live is the one input: no INPUTs, --video, --features_* or --game_dir with it")
+    if args.num_shards is not None or args.shard_index is not None:
+        raise UserError("--num_shards / --shard_index split INPUTs; a --live stream is one input")
     config = _shared_config(args)
     extract_config(config)  # checked before loading
     live = LiveSettings(

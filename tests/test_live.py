@@ -327,3 +327,14 @@ def test_falling_behind_is_said_with_the_numbers_and_the_catch_up_rule():
     assert message is not None and message.startswith("warning: falling behind")
     assert "300 s" in message and "258 s" in message and "40 s behind" in message and "0.85x" in message
     assert "no token is skipped" in message
+
+
+def test_live_is_one_input(tiny_model, tmp_path):
+    from common.errors import UserError
+
+    base = ["--model", str(tiny_model), "--out", str(tmp_path / "out"), "--live", "udp://127.0.0.1:9"]
+    with pytest.raises(UserError, match="a --live stream is one input"):
+        inference.main([*base, "--num_shards", "2", "--shard_index", "0"])
+    with pytest.raises(UserError, match="--live is the one input"):
+        inference.main([*base, "--video", str(tmp_path / "match.mp4")])
+    assert not (tmp_path / "out").exists()
