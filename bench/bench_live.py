@@ -4,8 +4,11 @@ For each run: ffmpeg plays the match (`-readrate RATE`) to `udp://127.0.0.1:PORT
 is listening (its networks built); the live run records, scores and cuts clips; the figures come from its
 `spans.jsonl` (per clip: seconds from the event's moment in the stream to its clip, and the stream seconds the
 decoder's online rule waited) and `live.json` (real-time factor, lag, network seconds per stream second).
-Random weights (no downloads, the same compute), an untrained concat model (20 s windows, NetVLAD-64), the
-seed's decoder figures with a 0.05 threshold (an untrained model is not confident).
+Random weights (no downloads, the same compute), an untrained concat model (20 s windows, NetVLAD-64) and a
+0.05 threshold. An untrained model scores above any low threshold all along, and with the seed's figures
+(goal: 14 s before, 55 after, peaks 20 s apart) every class's spans then chain into one that is final only at
+the end; so the bench decodes with spans of 5 s before and 10 s after, peaks at least 18 s apart and a 2 s
+merge gap (no two spans of a class can merge: each is final 35 s + half a window after its event).
 
     flock /tmp/bench.lock .venv/bin/python bench/bench_live.py --minutes 10                 # real time, default runtime
     flock /tmp/bench.lock .venv/bin/python bench/bench_live.py --minutes 10 --dtype int8 --int8_model INT8/
@@ -56,6 +59,13 @@ def model() -> Path:
     return path
 
 
+def decoder_config() -> Path:
+    path = OUT / "decoder.json"
+    rule = {"before": 5, "after": 10, "min_peak_distance": 18, "merge_gap": 2, "min_length": 4, "max_length": 25}
+    path.write_text(json.dumps({"default": rule, "rules": {c: rule for c in CLASSES}}))
+    return path
+
+
 def _port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -67,7 +77,18 @@ def run(video: Path, rate: float, runtime: str, dtype: str, out: Path, int8: str
     port = _port()
     cmd = [sys.executable, str(ROOT / "inference.py"), "--model", str(model()), "--out", str(out)]
     cmd += ["--live", f"udp://127.0.0.1:{port}?fifo_size=1000000&overrun_nonfatal=1", "--weights", "random"]
-    cmd += ["--threshold", "0.05", "--fast", "--quiet", "--live_stall", "3", "--live_end_after", "6"]
+    cmd += [
+        "--decoder_config",
+        str(decoder_config()),
+        "--threshold",
+        "0.05",
+        "--fast",
+        "--quiet",
+        "--live_stall",
+        "3",
+        "--live_end_after",
+        "6",
+    ]
     cmd += ["--feature_runtime", runtime, "--feature_dtype", dtype, *(["--int8_model", int8] if int8 else [])]
     log = (out.parent / f"{out.name}.log").open("w")
     live = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
