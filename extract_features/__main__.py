@@ -2,6 +2,8 @@
 
 python -m extract_features --video match.mp4 --out DIR [--half 2] [--weights random] [--pca pca.npz]
 python -m extract_features --tree SOCCERNET_ROOT [--out OUT] [--num_shards N --shard_index i] --pca pca.npz
+    (in a Slurm array task the shard is the task's place in the array: no shard flags needed)
+python -m extract_features --tree SOCCERNET_ROOT ... --summary   (done / failed / missing games of every shard)
 python -m extract_features --video_list videos.txt --pca pca.npz
 python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
 python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
@@ -25,6 +27,7 @@ from common.errors import UserError, run_cli
 from common.inputs import check_finite, load_features
 from common.names import check_prefix
 from common.quiet import import_tensorflow
+from common.shards import add_shard_flags, resolve_shard
 from extract_features import decode
 from extract_features.pipeline import ExtractConfig
 
@@ -83,8 +86,13 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", type=int, choices=[1, 2], help="name outputs 1_... or 2_... (--video)")
     p.add_argument("--prefix", help="output name prefix for --video (default 1)")
     p.add_argument("--quality", help="batch: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
-    p.add_argument("--num_shards", type=int, default=1)
-    p.add_argument("--shard_index", type=int, default=0)
+    add_shard_flags(p, "game folders")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="batch: extract nothing; report which games of every shard are done, failed (why) or missing "
+        "(same flags as the extraction; exit 1 unless all are done)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -203,10 +211,16 @@ def extract_main(argv: Sequence[str]) -> int:
         jobs = batch.tree_jobs(args.tree, out_root=args.out, quality=args.quality)
     else:
         jobs = batch.list_jobs(args.video_list, out_root=args.out)
-    jobs = batch.shard(jobs, args.num_shards, args.shard_index)
+    if args.summary:
+        root = Path(args.out or args.tree or Path(args.video_list).parent)
+        report, complete = batch.summary(jobs, config, root=root)
+        print(report)
+        return 0 if complete else 1
+    num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+    jobs = batch.shard(jobs, num_shards, index)
     import_tensorflow(args.verbose)
     counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.frames_per_call, progress=progress)
-    print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {args.shard_index}/{args.num_shards})")
+    print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {index}/{num_shards})")
     return 0
 
 

@@ -112,7 +112,8 @@ def load_stored(folder: Path, key: dict) -> Path | None:
 
 
 def store(model, folder: Path, key: dict, extra: dict | None = None) -> Path:
-    """Save an OpenVINO model with its manifest into `folder`, atomically (temporary folder, then rename)."""
+    """Save an OpenVINO model with its manifest into `folder`, atomically (temporary folder, then rename); when
+    another process (the tasks of an array job share one cache) stored the same model first, keep that one."""
     import openvino as ov
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -122,9 +123,14 @@ def store(model, folder: Path, key: dict, extra: dict | None = None) -> Path:
         files = {name: file_digest(tmp / name) for name in MODEL_FILES}
         (tmp / "manifest.json").write_text(json.dumps({"key": key, "files": files, **(extra or {})}, indent=2))
         os.chmod(tmp, 0o777 & ~_umask())
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        if load_stored(folder, key):  # another process (an array task beside this one) stored it meanwhile
+            return folder / "model.xml"
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not load_stored(folder, key):  # not one that another process stored just now
+                raise
     except OSError as exc:
         raise UserError(f"{folder}: cannot write the converted model ({exc.strerror or exc})") from exc
     finally:
@@ -186,6 +192,19 @@ def convert(fn):
 # ---- running -----------------------------------------------------------------------------------------------------
 
 
+_BRIDGE_LOCK = threading.Lock()
+
+
+def _numpy_bridge_ready() -> None:
+    """Make OpenVINO's numpy bridge once, in one thread at a time. Its first use (pybind11's once-only numpy API
+    lookup) deadlocks when two threads reach it together (the ResNet and the VGGish calls of one extraction run
+    in two threads), so every network makes it here, before its first call."""
+    import openvino as ov
+
+    with _BRIDGE_LOCK:
+        ov.Tensor(np.zeros(1, np.float32)).data  # noqa: B018 (the attribute's first read is the point)
+
+
 class CompiledNetwork:
     """A converted network compiled for the CPU: numpy batch in, float32 numpy out (safe to call from one thread
     at a time per instance; calls are serialised by a lock)."""
@@ -209,6 +228,7 @@ class CompiledNetwork:
         self.requests = requests or max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._queue = ov.AsyncInferQueue(self.compiled, self.requests)
         self._lock = threading.Lock()
+        _numpy_bridge_ready()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """One batch; in throughput mode it is split over the requests in flight."""

@@ -376,10 +376,11 @@ def warn_random() -> None:
     )
 
 
-def run_many(configs: Sequence[Config]) -> int:
+def run_many(configs: Sequence[Config], index_of: Sequence[Config] | None = None) -> int:
     """Every video in one process, the model loaded and the extractor built once. All videos are checked first
     (so a run of bad files never loads the model); a video that fails is reported on one line and the others
-    go on; a model that cannot be loaded stops the run (UserError). Returns 0 when all were done, else 1."""
+    go on; a model that cannot be loaded stops the run (UserError). Returns 0 when all were done, else 1.
+    `index_of` (a shard's whole batch): index.html links every report of it that exists, other shards' too."""
     failed: list[str] = []
 
     def attempt(config: Config, step) -> bool:
@@ -414,7 +415,8 @@ def run_many(configs: Sequence[Config]) -> int:
     if reports:  # one page linking every match's report.html
         from highlights.report import write_index
 
-        write_index(root / "index.html", reports)
+        listed = [c.out / "report.html" for c in index_of or ()]
+        write_index(root / "index.html", [p for p in listed if p.is_file()] or reports)
     print(
         f"{len(reports)} of {len(configs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
         file=sys.stderr,

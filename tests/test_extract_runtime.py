@@ -77,6 +77,21 @@ def test_stale_manifest_is_not_trusted(tmp_path, monkeypatch):
     assert runtime.load_stored(folder, {**manifest["key"], "weights": "random:5"}) is None
 
 
+def test_a_model_another_process_stored_first_is_kept(tmp_path):
+    """Array tasks share one cache: a task that converted the same network second keeps the first one's folder
+    (never removed under a task reading it) and leaves no temporary folder."""
+    import openvino as ov
+
+    AudioEmbedder("random", seed=5, runtime="openvino", cache_dir=tmp_path)
+    (folder,) = tmp_path.glob("vggish-*")
+    key = json.loads((folder / "manifest.json").read_text())["key"]
+    inode = folder.stat().st_ino
+    model = ov.Core().read_model(folder / "model.xml")
+    assert runtime.store(model, folder, key) == folder / "model.xml"
+    assert folder.stat().st_ino == inode and runtime.load_stored(folder, key)
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+
+
 def test_resnet_cache_hit_builds_no_keras_network(monkeypatch):
     from extract_features.video import FrameEmbedder
 

@@ -133,6 +133,8 @@ def test_sigterm_while_training_exits_143_and_leaves_no_temporary_or_lock_file(t
     cmd += ["--training", lst, "--validation", lst, "--testing", lst, "--network", "VLAD", "--VLAD_k", "4"]
     cmd += ["--WindowSize", "10", "--max_epoch", "200", "--batch_size", "2", "--tflog", str(model)]
     cmd += ["--cache_dir", str(tmp_path / "cache"), "--formatdataset", "1", "--quiet"]
+    (tmp_path / "goal.json").write_text('{"labels": {"goal": ["Goal"]}}')  # one class: the one goal is positive
+    cmd += ["--class_map", str(tmp_path / "goal.json")]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = ""
