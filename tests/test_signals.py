@@ -128,11 +128,13 @@ def test_sigterm_while_training_exits_143_and_leaves_no_temporary_or_lock_file(t
             np.save(game / f"{half}_{feature}.npy", rng.standard_normal((240, 512)).astype(np.float32))
     (game / "Labels-v2.json").write_text('{"annotations": [{"gameTime": "1 - 00:10", "label": "Goal"}]}')
     np.save(tmp_path / "data" / "list.npy", np.array(["game"]))
+    (tmp_path / "goal.json").write_text('{"labels": {"goal": ["Goal"]}}')  # a positive window of every class
     lst, model = str(tmp_path / "data" / "list.npy"), tmp_path / "Model"
     cmd = [sys.executable, str(ROOT / "ClassificationMinuteBased.py"), "--architecture", "concat", "--PCA"]
     cmd += ["--training", lst, "--validation", lst, "--testing", lst, "--network", "VLAD", "--VLAD_k", "4"]
     cmd += ["--WindowSize", "10", "--max_epoch", "200", "--batch_size", "2", "--tflog", str(model)]
     cmd += ["--cache_dir", str(tmp_path / "cache"), "--formatdataset", "1", "--quiet"]
+    cmd += ["--class_map", str(tmp_path / "goal.json")]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = ""
