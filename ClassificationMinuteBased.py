@@ -11,6 +11,7 @@ Example (the original README's command):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from common.cli import SYSTEM_HELP, add_progress_flags, vd_none
 from common.errors import UserError, run_cli
 from common.names import check_prefix
 from common.quiet import import_tensorflow
+from training.slurm import slurm_workers, stop_on_signals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -422,16 +424,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.GPU >= 0:  # before TensorFlow is imported
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.GPU)
-    cfg = _config(args)
-    import_tensorflow(args.verbose)
-    if cfg.mode == "train":
-        from archis.registry import canonical_architecture
+    workers = slurm_workers(args.tflog) if args.mode == "train" else contextlib.nullcontext()
+    with workers, stop_on_signals():  # an srun task's GPU slice and TF_CONFIG are set before TensorFlow starts
+        import_tensorflow(args.verbose)  # before _config: the architecture checks import archis (so Keras)
+        cfg = _config(args)
+        if cfg.mode == "train":
+            from archis.registry import canonical_architecture
 
-        canonical_architecture(cfg.architecture)  # before any window cache is built
-    import training
+            canonical_architecture(cfg.architecture)  # before any window cache is built
+        import training
 
-    start = time.time()
-    training.run(cfg)
+        start = time.time()
+        training.run(cfg)
     logging.info("total execution time %.1f s", time.time() - start)
     return 0
 

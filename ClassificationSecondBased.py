@@ -6,6 +6,10 @@ then average-mAP (loose and tight, official rules) when the games have labels.
     python ClassificationSecondBased.py --testing listgame_Test_100.npy --featuresVideo ResNET --featuresAudio VGGish \
         --architecture AudioVideoArchi5 --network VLAD --VLAD_k 512 --WindowSize 20 --PCA \
         --output VLAD-Archi5-20sec-Spotting      # V&D's command: the model is found in --tflog (default Model)
+    python ClassificationSecondBased.py --testing listgame_Test_100.npy --model M.keras --output OUT \
+        --num_shards 4 --shard_index 0   # or, in a Slurm array task, no shard flags: the task's place
+A shard spots only its games (round-robin over the sorted game names) and leaves the average-mAP to
+`evaluate.py` once every shard is done.
 Writes `OUTPUT/<league>/<season>/<game>/results_spotting.json` (the SoccerNet layout, as `evaluate.py` and the
 official evaluator expect), V&D's per-second scores `OUTPUT/<game>/<name>_Half_N.npy` ([seconds, classes]
 probabilities; name = OUTPUT's last part), `OUTPUT/class_map.json` (the model's class map, which `evaluate.py`
@@ -28,6 +32,7 @@ from common.cli import SYSTEM_HELP, add_progress_flags, add_spotting_flags, chec
 from common.constants import CLASS_MAP_FILE
 from common.errors import UserError, run_cli
 from common.modelfile import read_spec
+from common.shards import add_shard_flags, resolve_shard, take_shard
 
 if TYPE_CHECKING:
     from common.modelspec import ModelSpec
@@ -75,6 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="highlight | v1 | v2 | JSON (default: the map recorded in the model; a flag must agree with it)",
     )
     add_spotting_flags(p)
+    add_shard_flags(p)
     add_progress_flags(p)
     return p.parse_args(argv)
 
@@ -99,6 +105,9 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     games = dataset.read_game_list(list_path, args.dataset_root)
     base = Path(args.dataset_root) if args.dataset_root else list_path.parent
     names = [_output_name(list_path, base, g) for g in games]
+    num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+    mine = take_shard(range(len(games)), num_shards, index, key=lambda i: names[i])
+    games, names = [games[i] for i in mine], [names[i] for i in mine]
     check_spotting_flags(args)
     from tqdm import tqdm
 
@@ -247,6 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, names, cmap = spot_games(args)
     print(f"{len(names)} games spotted: {out}/<game>/results_spotting.json")
     base = Path(args.dataset_root) if args.dataset_root else Path(args.testing).parent
+    num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+    if num_shards > 1:
+        print(
+            f"shard {index}/{num_shards}: average-mAP skipped (it needs every game); once all shards are done: "
+            f"python evaluate.py --labels {base} --predictions {out} --game_list {args.testing}"
+        )
+        return 0
     import dataset
 
     if not all(dataset.labels_path(base / n) for n in names):

@@ -6,6 +6,7 @@
         --features_audio 1_VGGish.npy          # reuse features already extracted from that video
     python inference.py --model M.keras --out DIR --features_video F.npy --features_audio F.npy
     python inference.py --model M.keras --out DIR --game_dir ROOT/league/season/game   # both halves + labels
+    python inference.py --model M.keras --out DIR --live udp://127.0.0.1:5000   # a live stream (highlights.live)
 
 Inputs given without a flag (video files, folders of videos, .txt lists of videos) are scored in one process
 with the networks built once; each video gets its own folder DIR/<video name>/, a failing video is reported
@@ -16,7 +17,8 @@ recipe come from the model file. Writes `spans.json`, `results_spotting.json` (S
 there is a video, all renamed into place together when complete (files an earlier run recorded in
 `.outputs.json` that this run does not write are removed); a run over several videos adds `DIR/index.html`
 linking each report. Inputs are checked before anything is computed or written; an input that would be one
-of the outputs is refused.
+of the outputs is refused. `--num_shards N --shard_index i` (or, in a Slurm array task, the task's place) does
+only shard i's videos; its index.html links every report already in DIR.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from common.cli import add_progress_flags, add_spotting_flags, check_spotting_fl
 from common.constants import FEATURE_NAMES
 from common.errors import UserError, run_cli
 from common.names import unique_names
+from common.shards import add_shard_flags, resolve_shard, take_shard
 from highlights.outputs import summary
 from highlights.pipeline import Config, check_match, run, run_many
 
@@ -55,15 +59,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     src.add_argument("--features_video", help="video features [T, D] .npy (with --features_audio)")
     src.add_argument("--features_audio", help="audio features [T, D] .npy (with --features_video)")
     src.add_argument("--game_dir", help="SoccerNet game folder: both halves; its labels go on the timeline")
+    src.add_argument("--live", metavar="SOURCE", help="a live stream (udp://, srt://, rtmp://, .m3u8, a growing file)")
     p.add_argument("--ground_truth", help="game folder whose labels (of --half) are shown for a video/features input")
     p.add_argument("--half", type=int, default=1, choices=(1, 2), help="half number written for a video/features")
     _decoder_flags(p)
     add_spotting_flags(p)
-    ext = p.add_argument_group("feature extraction (--video without features)")
-    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
-    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    _extract_flags(p)
     _reel_flags(p)
     p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
+    add_shard_flags(p, "INPUT videos (one folder each under --out)")
+    _live_flags(p)
     add_progress_flags(p)
     return p.parse_args(argv)
 
@@ -93,6 +98,21 @@ def _decoder_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _extract_flags(p: argparse.ArgumentParser) -> None:
+    """How a --video without features is turned into features."""
+    ext = p.add_argument_group("feature extraction (--video without features)")
+    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
+    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    ext.add_argument("--feature_runtime", choices=("openvino", "tensorflow"), help="default: openvino on a CPU")
+    ext.add_argument(
+        "--feature_dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "int8"),
+        help="feature networks' precision (int8: --int8_model from `python -m extract_features calibrate`)",
+    )
+    ext.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate`")
+
+
 def _reel_flags(p: argparse.ArgumentParser) -> None:
     """How spans become the MP4 reel."""
     reel = p.add_argument_group("reel")
@@ -109,6 +129,20 @@ def _reel_flags(p: argparse.ArgumentParser) -> None:
         help="cut overlapping spans separately, footage repeated (the seed); default: join them",
     )
     reel.add_argument("--no_reel", action="store_true", help="skip the MP4")
+
+
+def _live_flags(p: argparse.ArgumentParser) -> None:
+    """How a live stream (--live) is recorded."""
+    live = p.add_argument_group("live (--live)")
+    live.add_argument("--live_segment", type=float, default=1.0, help="seconds per recorded segment (at keyframes)")
+    live.add_argument("--live_stall", type=float, default=3.0, help="seconds without data before reconnecting")
+    live.add_argument("--live_end_after", type=float, default=30.0, help="seconds without data that end the stream")
+    live.add_argument("--live_format", help="ffmpeg input format of SOURCE (a capture device: v4l2, alsa, ...)")
+    live.add_argument(
+        "--live_reencode",
+        action="store_true",
+        help="record H.264 + AAC (sources that MPEG-TS cannot carry as they are)",
+    )
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -221,6 +255,9 @@ def _shared_config(args: argparse.Namespace) -> Config:
         nms_rule=args.nms_rule,
         score_placement=args.score_placement,
         pca=_path(args.pca),
+        feature_runtime=args.feature_runtime,
+        feature_dtype=args.feature_dtype,
+        int8_model=args.int8_model,
         fast=args.fast,
         intro_sec=args.intro_sec,
         outro_sec=args.outro_sec,
@@ -253,8 +290,18 @@ def _override_decoder(decoder: Any, args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = parse_args(argv)
+    if args.live:
+        return _run_live(args)
     if args.inputs:
-        return run_many(build_configs(args))
+        configs = build_configs(args)
+        num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+        mine = take_shard(configs, num_shards, index, key=lambda c: c.out)
+        if not mine:
+            print(f"shard {index}/{num_shards}: no videos (fewer videos than shards)", file=sys.stderr)
+            return 0
+        return run_many(mine, index_of=configs if num_shards > 1 else None)
+    if args.num_shards is not None or args.shard_index is not None:
+        raise UserError("--num_shards / --shard_index split INPUTs (videos, folders, lists); give INPUTs")
     existed = Path(args.out).exists()
     try:
         result = run(build_config(args))
@@ -263,6 +310,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(args.out).rmdir()  # leave nothing behind, not even the folder we made
         raise
     print(summary(result))
+    return 0
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    from highlights.live import LiveSettings, run_live
+    from highlights.pipeline import extract_config
+
+    if args.inputs or args.video or args.features_video or args.features_audio or args.game_dir:
+        raise UserError("--live is the one input: no INPUTs, --video, --features_* or --game_dir with it")
+    config = _shared_config(args)
+    extract_config(config)  # checked before loading
+    live = LiveSettings(
+        args.live, args.live_segment, args.live_stall, args.live_end_after, args.live_format, args.live_reencode
+    )
+    print(summary(run_live(config, live)))
     return 0
 
 

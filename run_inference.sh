@@ -6,10 +6,14 @@
 #   bash run_inference.sh --model M.keras videos/          # every video in a folder (.mp4 .mkv .avi .mov .webm .ts
 #                                                          #   .m4v .mpg .mpeg), all in one process
 #   bash run_inference.sh --model M.keras list.txt         # one video per line (relative to the list; # comments)
+#   bash run_inference.sh --model M.keras --live SOURCE    # a live stream (udp://, srt://, rtmp://, .m3u8, a file
+#                                                          #   still being written): clips/, highlights.m3u8 and
+#                                                          #   spans.jsonl grow while it plays (default out: live_output)
 #
 # Settings, as flags or environment variables (flags win):
 #   --model M            MODEL           .keras model (for your own videos: one trained on SoccerNet features)
 #   --out DIR            OUT             output root, one folder per video (default inference_output; demo: demo_output)
+#   --live SOURCE        LIVE            a live stream instead of videos (see python inference.py --help: --live_*)
 #   --weights W          WEIGHTS         extraction weights: imagenet (default; needs --pca) | random (smoke tests only)
 #   --pca F              PCA             PCA .npz fitted on the training features (see extract_features --help)
 #   --fast               FAST=1          stream-copy reel: cuts snap to keyframes
@@ -33,6 +37,7 @@ PCA="${PCA:-}"
 FAST="${FAST:-0}"
 MAX_TOTAL_SEC="${MAX_TOTAL_SEC:-}"
 DECODER_CONFIG="${DECODER_CONFIG:-}"
+LIVE="${LIVE:-}"
 INTRO_SEC="${INTRO_SEC:-15}"
 OUTRO_SEC="${OUTRO_SEC:-15}"
 DEMO_DATA="${DEMO_DATA:-$ROOT/demo_data}"
@@ -50,6 +55,7 @@ while (($#)); do
     -h|--help) usage; exit 0 ;;
     --model) MODEL="$(value "$@")" || exit 2; shift 2 ;;
     --out) OUT="$(value "$@")" || exit 2; shift 2 ;;
+    --live) LIVE="$(value "$@")" || exit 2; shift 2 ;;
     --weights) WEIGHTS="$(value "$@")" || exit 2; shift 2 ;;
     --pca) PCA="$(value "$@")" || exit 2; shift 2 ;;
     --fast) FAST=1; shift ;;
@@ -103,6 +109,17 @@ run_videos() {
   exit "$code"
 }
 
+# A live stream: one inference.py --live process; SIGTERM or Ctrl-C finishes its outputs like an offline run.
+run_live() {
+  [[ -n "$MODEL" ]] || die "give a model: --model M.keras or MODEL=..."
+  ((${#inputs[@]} == 0)) || die "--live takes no video inputs (the stream is the input): ${inputs[0]}"
+  local extract=(--weights "$WEIGHTS")
+  [[ -n "$PCA" ]] && extract+=(--pca "$PCA")
+  local code=0
+  infer --model "$MODEL" --out "${OUT:-live_output}" --live "$LIVE" "${extract[@]}" "${settings[@]}" || code=$?
+  exit "$code"
+}
+
 demo() {
   local out="${OUT:-$ROOT/demo_output}" game="$DEMO_DATA/game" model="$MODEL"
   if [[ ! -f "$DEMO_DATA/match.mp4" || ! -f "$game/Labels-v2.json" ]]; then
@@ -124,7 +141,9 @@ demo() {
     --ground_truth "$game" --half 1 --threshold "$DEMO_THRESHOLD" --out "$out" "${settings[@]}"
 }
 
-if ((${#inputs[@]} == 0)); then
+if [[ -n "$LIVE" ]]; then
+  run_live
+elif ((${#inputs[@]} == 0)); then
   demo
 else
   run_videos

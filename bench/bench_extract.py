@@ -91,7 +91,7 @@ def slice_rows(rounds: int) -> list[tuple[str, str, str]]:
     """ResNet-152 on CPU: one call of 32 frames vs 8 calls of 4 (the slices extraction uses so Ctrl-C is quick)."""
     from extract_features.pipeline import _resnet
 
-    net = _resnet("random", None, "float32", 0)
+    net = _resnet("random", None, 0, None, "float32", None, None)
     frames = np.random.default_rng(0).integers(0, 256, (32, 224, 224, 3), dtype=np.uint8)
     net(frames[:4])
     times: dict[int, list[float]] = {32: [], 4: []}
@@ -226,7 +226,7 @@ def main() -> None:
 
     feats = {}
     for dtype in ("float32", "bfloat16"):
-        net = _resnet("random", None, dtype, 0)
+        net = _resnet("random", None, 0, None, dtype, None, None)
         sample = frames[: args.bf16_frames]
         net(sample[:32])  # trace + warm up
         out, t = timed(
@@ -246,7 +246,7 @@ def main() -> None:
         )
     )
 
-    net = _resnet("random", None, "float32", 0)
+    net = _resnet("random", None, 0, None, "float32", None, None)
     _, t_resnet = timed(lambda: [net(frames[i : i + 32]) for i in range(0, len(frames), 32)])
     rows.append(("ResNet-152 alone on decoded frames", f"{len(frames) / t_resnet:.1f} frames/s", f"{t_resnet:.1f} s"))
     result, t_e2e = timed(lambda: extract_file(video, weights="random", progress=False))

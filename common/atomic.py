@@ -138,6 +138,27 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def check_writable_folder(out: Path, names: Iterable[str] = ()) -> None:
+    """The output folder can be written, or made: checked without creating it, so a run stopped before its
+    outputs (an error, Ctrl-C) leaves no empty folder behind; the output set makes it when it writes. Each of
+    `names` in it must be a file that can be replaced."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{out}: cannot create the output folder ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{parent}: output folder is not writable"
+            if parent == out.absolute()
+            else f"{out}: cannot create the output folder ({parent} is not writable)"
+        )
+    for name in names:
+        check_output_file(out / name)
+
+
 def check_apart(
     folder: str | os.PathLike,
     names: Iterable[str],

@@ -23,6 +23,11 @@ LEGACY_RECIPE = {"video": "rgb", "audio": "ffmpeg_downmix"}
 # Folders without extraction.json hold features made elsewhere: SoccerNet's release (video) and V&D's
 # (audio), which is what the "soccernet" / "channel_mean" recipe reproduces.
 SOCCERNET_RECIPE = {"video": "soccernet", "audio": "channel_mean"}
+# Beside an int8 feature model (and copied into extraction.json): how far its features are from float32's.
+FIDELITY_NAME = "fidelity.json"
+# Int8 features feeding a model trained on float32 features: warn above this drift (the worst median per-token
+# relative L2 of the features the model sees, measured by `calibrate` / `check_precision`).
+DRIFT_WARN = 0.05
 
 
 def read_record(folder: str | Path) -> dict | None:
@@ -36,7 +41,8 @@ def read_record(folder: str | Path) -> dict | None:
 
 
 def recipe_of(record: Mapping | None) -> dict:
-    """{"video", "audio"} recipe of a record: its own, the legacy one for old records, the release's for none."""
+    """{"video", "audio"} recipe of a record: its own, the legacy one for old records, the release's for none;
+    plus "precision": "int8" for int8 features."""
     if record is None:
         return dict(SOCCERNET_RECIPE)
     recipe = record.get("recipe")
@@ -44,7 +50,10 @@ def recipe_of(record: Mapping | None) -> dict:
         return dict(LEGACY_RECIPE)
     if not isinstance(recipe, Mapping) or not {"video", "audio"} <= recipe.keys():
         raise UserError(f'extraction.json: \'recipe\' must be {{"video": ..., "audio": ...}}, got {recipe!r}')
-    return {"video": str(recipe["video"]), "audio": str(recipe["audio"])}
+    out = {"video": str(recipe["video"]), "audio": str(recipe["audio"])}
+    if record.get("compute_dtype") == "int8":  # recorded so a model trained on int8 features knows it
+        out["precision"] = "int8"
+    return out
 
 
 def folder_recipe(folder: str | Path) -> dict:
@@ -69,6 +78,20 @@ def recipe_mismatch(model_recipe: Mapping | None, data_recipe: Mapping) -> str |
     return ", ".join(diff) or None
 
 
+def drift_problem(model_recipe: Mapping | None, record: Mapping | None) -> str | None:
+    """A description when int8 features feed a model trained on float32 features and their recorded drift is
+    above DRIFT_WARN (or was never measured), else None."""
+    if not record or record.get("compute_dtype") != "int8" or (model_recipe or {}).get("precision") == "int8":
+        return None
+    fidelity = record.get("fidelity")
+    value = fidelity.get("drift") if isinstance(fidelity, Mapping) else None
+    if not isinstance(value, (int, float)):
+        return "int8 features with no recorded fidelity check (run `python -m extract_features check_precision`)"
+    if value > DRIFT_WARN:
+        return f"int8 features drift {value:.3f} from float32 (above {DRIFT_WARN}; see check_precision)"
+    return None
+
+
 class RecipeCheck:
     """Warns once per process run (not once per game) when features were made with another recipe than the model's."""
 
@@ -76,9 +99,15 @@ class RecipeCheck:
         self.model_recipe = model_recipe
         self.model_name = model_name
         self.warned = False
+        self.warned_drift = False
 
-    def __call__(self, data_recipe: Mapping, what: str) -> bool:
-        """Check one input; return True when it matches (or the model records no recipe)."""
+    def __call__(self, data_recipe: Mapping, what: str, record: Mapping | None = None) -> bool:
+        """Check one input; return True when it matches (or the model records no recipe). With the input's
+        extraction record, int8 features are also checked against the drift rule (`drift_problem`)."""
+        drift = drift_problem(self.model_recipe, record)
+        if drift and not self.warned_drift:
+            log.warning("%s: %s; %s was trained on float32 features", what, drift, self.model_name)
+            self.warned_drift = True
         problem = recipe_mismatch(self.model_recipe, data_recipe)
         if problem and not self.warned:
             log.warning(

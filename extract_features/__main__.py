@@ -2,9 +2,13 @@
 
 python -m extract_features --video match.mp4 --out DIR [--half 2] [--weights random] [--pca pca.npz]
 python -m extract_features --tree SOCCERNET_ROOT [--out OUT] [--num_shards N --shard_index i] --pca pca.npz
+    (in a Slurm array task the shard is the task's place in the array: no shard flags needed)
+python -m extract_features --tree SOCCERNET_ROOT ... --summary   (done / failed / missing games of every shard)
 python -m extract_features --video_list videos.txt --pca pca.npz
 python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
 python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
+python -m extract_features calibrate --video match1.mkv match2.mkv --out int8/ [--pca pca.npz]
+python -m extract_features check_precision --video match.mkv --compute_dtype int8 --int8_model int8/ [--model M.keras]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from common.errors import UserError, run_cli
 from common.inputs import check_finite, load_features
 from common.names import check_prefix
 from common.quiet import import_tensorflow
+from common.shards import add_shard_flags, resolve_shard
 from extract_features import decode
 from extract_features.batch import Job, check_outputs_apart
 from extract_features.pipeline import ExtractConfig
@@ -49,7 +54,20 @@ def _network_args(p: argparse.ArgumentParser) -> None:
         "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
         "it made",
     )
-    p.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument(
+        "--runtime",
+        choices=["openvino", "tensorflow"],
+        help="runtime of the feature networks (default: openvino on a CPU, tensorflow on a GPU); openvino "
+        "converts each network once (cached) and gives TensorFlow's float32 features",
+    )
+    p.add_argument(
+        "--compute_dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "int8"],
+        help="precision of the feature networks; int8 (OpenVINO) needs --int8_model from `calibrate`",
+    )
+    p.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate` (for int8)")
+    p.add_argument("--cache_dir", help="converted OpenVINO models (default: $KERAS_HOME/models/openvino)")
     p.add_argument("--frames_per_call", type=int, default=32, help="frames per ResNet call (memory vs speed)")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
 
@@ -70,8 +88,13 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", type=int, choices=[1, 2], help="name outputs 1_... or 2_... (--video)")
     p.add_argument("--prefix", help="output name prefix for --video (default 1)")
     p.add_argument("--quality", help="batch: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
-    p.add_argument("--num_shards", type=int, default=1)
-    p.add_argument("--shard_index", type=int, default=0)
+    add_shard_flags(p, "game folders")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="batch: extract nothing; report which games of every shard are done, failed (why) or missing "
+        "(same flags as the extraction; exit 1 unless all are done)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -137,6 +160,9 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
         seed=args.seed,
         video_name=args.video_feature_name,
         audio_name=args.audio_feature_name,
+        runtime=args.runtime,
+        cache_dir=args.cache_dir,
+        int8_model=args.int8_model,
     )
 
 
@@ -188,12 +214,18 @@ def extract_main(argv: Sequence[str]) -> int:
         jobs = batch.tree_jobs(args.tree, out_root=args.out, quality=args.quality)
     else:
         jobs = batch.list_jobs(args.video_list, out_root=args.out)
-    jobs = batch.shard(jobs, args.num_shards, args.shard_index)
+    if args.summary:
+        root = Path(args.out or args.tree or Path(args.video_list).parent)
+        report, complete = batch.summary(jobs, config, root=root)
+        print(report)
+        return 0 if complete else 1
+    num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+    jobs = batch.shard(jobs, num_shards, index)
     for job in jobs:
         check_outputs_apart(job, config)  # before any work: a bad one would only fail at its turn
     import_tensorflow(args.verbose)
     counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.frames_per_call, progress=progress)
-    print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {args.shard_index}/{args.num_shards})")
+    print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {index}/{num_shards})")
     return 0
 
 
@@ -235,7 +267,13 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
         if resnet is None:
             import_tensorflow(args.verbose)
             resnet = FrameEmbedder(
-                args.weights, resnet_weights=args.resnet_weights, compute_dtype=args.compute_dtype, seed=args.seed
+                args.weights,
+                resnet_weights=args.resnet_weights,
+                compute_dtype=args.compute_dtype,
+                seed=args.seed,
+                runtime=args.runtime,
+                cache_dir=args.cache_dir,
+                int8_model=args.int8_model,
             )
         row = 0
         for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
@@ -291,7 +329,24 @@ def convert_pca_main(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"fit_pca": fit_pca_main, "convert_pca": convert_pca_main}
+def calibrate_main(argv: Sequence[str]) -> int:
+    from extract_features.calibrate import calibrate_main as run
+
+    return run(argv)
+
+
+def check_precision_main(argv: Sequence[str]) -> int:
+    from extract_features.check_precision import check_precision_main as run
+
+    return run(argv)
+
+
+COMMANDS = {
+    "fit_pca": fit_pca_main,
+    "convert_pca": convert_pca_main,
+    "calibrate": calibrate_main,
+    "check_precision": check_precision_main,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

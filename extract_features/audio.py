@@ -209,36 +209,111 @@ def resolve_weights(spec: str) -> VggishWeights:
 
 
 class AudioEmbedder:
-    """0.5 s pieces -> 512-d VGGish conv4_2 features (and 0.96 s examples -> 128-d embeddings)."""
+    """0.5 s pieces -> 512-d VGGish conv4_2 features (and 0.96 s examples -> 128-d embeddings).
 
-    def __init__(self, spec: str = "auto", *, need_embedding: bool = False, seed: int = 0, batch_size: int = 256):
-        weights = resolve_weights(spec)
-        self.source = weights.source
-        self.features_model, self.embedding_model = build_vggish()
+    `runtime` "openvino" runs the networks converted once and cached (extract_features/runtime.py), in
+    `compute_dtype`; "tensorflow" runs the Keras networks in float32; None picks OpenVINO on a CPU.
+    """
+
+    def __init__(
+        self,
+        spec: str = "auto",
+        *,
+        need_embedding: bool = False,
+        seed: int = 0,
+        batch_size: int = 256,
+        runtime: str | None = None,
+        compute_dtype: str = "float32",
+        cache_dir: str | os.PathLike | None = None,
+        int8_model: str | os.PathLike | None = None,
+    ):
+        from extract_features import runtime as rt
+
+        self.weights = resolve_weights(spec)
+        self.source = self.weights.source
+        self.need_embedding = need_embedding
+        self.seed = seed
         self.batch_size = batch_size
-        self._load(weights, need_embedding, seed)
-        self._features = tf.function(lambda x: self.features_model(x, training=False), reduce_retracing=True)
-        self._embed = tf.function(lambda x: self.embedding_model(x, training=False), reduce_retracing=True)
+        self.runtime = rt.resolve_runtime(runtime, compute_dtype)
+        if self.weights.tensors is not None:
+            wanted = list(CONV_LAYERS) + (list(FC_LAYERS) if need_embedding else [])
+            missing = [GOOGLE_SCOPES[n] + "/weights" for n in wanted if n not in self.weights.tensors]
+            if missing:
+                raise UserError(f"VGGish weights ({self.source}) lack {', '.join(missing)}")
         self._silence: np.ndarray | None = None
+        self._models: tuple[keras.Model, keras.Model] | None = None
+        if self.runtime == "tensorflow":
+            features, embedding = self.keras_models()
+            self._features = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
+            self._embed = tf.function(lambda x: embedding(x, training=False), reduce_retracing=True)
+            return
+        key = self.cache_key()
+        if compute_dtype == "int8":
+            xml = rt.load_int8(int8_model, "vggish", key)
+        else:
+            xml = rt.cached_model("vggish", key, lambda: rt.convert(self.keras_function("features")), cache_dir)
+        self.xml = xml
+        self._features = rt.CompiledNetwork(xml, compute_dtype)
+        if need_embedding:
+            dtype = "float32" if compute_dtype == "int8" else compute_dtype
+            emb_key = {**key, "output": "embedding 128"}
+            xml = rt.cached_model("vggish128", emb_key, lambda: rt.convert(self.keras_function("embedding")), cache_dir)
+            self._embed = rt.CompiledNetwork(xml, dtype)
+
+    def cache_key(self) -> dict:
+        """What the converted network depends on: the weights actually loaded (hash) or the random seed."""
+        from extract_features.runtime import arrays_digest, file_digest
+
+        w = self.weights
+        if w.keras_file is not None:
+            digest = f"file:{file_digest(w.keras_file)}"
+        elif w.tensors is not None:
+            names = sorted(n for n in w.tensors if self.need_embedding or n in CONV_LAYERS)
+            digest = "tensors:" + arrays_digest([a for n in names for a in w.tensors[n]] + [np.array(names)])
+        else:
+            digest = f"random:{self.seed}"
+        return {"network": "VGGish conv4_2 avg", "weights": digest, "input": "log-mel [B,46,64,1] float32"}
+
+    def keras_models(self) -> tuple[keras.Model, keras.Model]:
+        """(features model, embedding model) with the weights loaded (built on first use)."""
+        if self._models is None:
+            self._models = build_vggish()
+            self._load(self.weights, self.need_embedding, self.seed)
+        return self._models
+
+    @property
+    def features_model(self) -> keras.Model:
+        return self.keras_models()[0]
+
+    @property
+    def embedding_model(self) -> keras.Model:
+        return self.keras_models()[1]
+
+    def keras_function(self, which: str):
+        """The features (or embedding) network as a function with a fixed input signature, for conversion."""
+        features, embedding = self.keras_models()
+        model, frames = (
+            (features, logmel.FEATURE_FRAMES) if which == "features" else (embedding, logmel.EMBEDDING_FRAMES)
+        )
+        spec = tf.TensorSpec([None, frames, logmel.MEL_BANDS, 1], tf.float32)
+        return tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     def _load(self, weights: VggishWeights, need_embedding: bool, seed: int) -> None:
+        assert self._models is not None
+        embedding_model = self._models[1]
         if weights.keras_file is not None:
             try:
-                self.embedding_model.load_weights(weights.keras_file)
+                embedding_model.load_weights(weights.keras_file)
             except ValueError as exc:
                 raise UserError(f"{weights.keras_file}: does not fit this VGGish model ({exc})") from exc
-            check_finite_weights(self.embedding_model, str(weights.keras_file))
+            check_finite_weights(embedding_model, str(weights.keras_file))
             return
         tensors = weights.tensors
         if tensors is None:
-            assign_random(self.embedding_model, seed)
+            assign_random(embedding_model, seed)
             return
-        wanted = list(CONV_LAYERS) + (list(FC_LAYERS) if need_embedding else [])
-        missing = [GOOGLE_SCOPES[n] + "/weights" for n in wanted if n not in tensors]
-        if missing:
-            raise UserError(f"VGGish weights ({self.source}) lack {', '.join(missing)}")
         for name, (kernel, bias) in tensors.items():
-            layer = self.embedding_model.get_layer(name)
+            layer = embedding_model.get_layer(name)
             expected = tuple(layer.kernel.shape)
             if tuple(kernel.shape) != expected:
                 raise UserError(
@@ -248,9 +323,11 @@ class AudioEmbedder:
             layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
 
     def _run(self, fn, x: np.ndarray) -> np.ndarray:
-        outs = [
-            fn(tf.constant(x[i : i + self.batch_size, ..., None])).numpy() for i in range(0, len(x), self.batch_size)
-        ]
+        x = x[..., None].astype(np.float32)
+        if self.runtime == "openvino":
+            outs = [fn(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+        else:
+            outs = [fn(tf.constant(x[i : i + self.batch_size])).numpy() for i in range(0, len(x), self.batch_size)]
         return np.concatenate(outs).astype(np.float32)
 
     def features(self, pieces: np.ndarray) -> np.ndarray:

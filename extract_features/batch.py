@@ -6,6 +6,8 @@ several, `quality` picks (default: 224p first). Features go next to each half (o
 mirroring the tree). A half is skipped when extraction.json records it with the same settings and its
 files exist; files are written atomically and the record last, so a killed run redoes only the half it was
 on. Shards split by game folder (both halves of a game in one shard: no two machines touch one folder).
+A half that fails is recorded in its folder's `extraction_errors.json` (removed once it succeeds), so
+`summary` can say, across every shard, which games are done, failed (and why) or not yet extracted.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.atomic import write_json
 from common.errors import UserError
 from extract_features.pipeline import ExtractConfig, Extractor, is_done, write_outputs
+
+ERRORS_FILE = "extraction_errors.json"
 
 # The one list of file extensions taken for videos (folders given to inference.py, SoccerNet trees).
 VIDEO_EXTENSIONS = ("mp4", "mkv", "avi", "mov", "webm", "ts", "m4v", "mpg", "mpeg")
@@ -136,12 +141,11 @@ def list_jobs(list_path: str | Path, *, out_root: str | Path | None = None) -> l
 
 
 def shard(jobs: list[Job], num_shards: int, shard_index: int) -> list[Job]:
-    """The jobs of shard `shard_index` of `num_shards`, split by output folder."""
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise UserError(f"--shard_index must be in [0, {num_shards}) and --num_shards >= 1")
-    folders = sorted({j.out_dir for j in jobs})
-    mine = set(folders[shard_index::num_shards])
-    return [j for j in jobs if j.out_dir in mine]
+    """The jobs of shard `shard_index` of `num_shards`, split by output folder (see common.shards)."""
+    from common.shards import resolve_shard, take_shard
+
+    num_shards, shard_index = resolve_shard(num_shards, shard_index, env={})
+    return take_shard(jobs, num_shards, shard_index, key=lambda j: j.out_dir)
 
 
 def check_outputs_apart(job: Job, config: ExtractConfig) -> None:
@@ -155,7 +159,7 @@ def check_outputs_apart(job: Job, config: ExtractConfig) -> None:
 
 def remove_stale_temporaries(out_dir: Path, config: ExtractConfig, prefix: str) -> None:
     """Temporary files a killed run left (`.<name>.<random><ext>`, see common.atomic)."""
-    for name in [*config.file_names(prefix).values(), "extraction.json"]:
+    for name in [*config.file_names(prefix).values(), "extraction.json", ERRORS_FILE]:
         stem = Path(name).stem
         for stale in out_dir.glob(f".{stem}.*"):
             with contextlib.suppress(OSError):
@@ -185,9 +189,69 @@ def run_batch(
             counts["failed"] += 1
             failures.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)
+            record_error(job.out_dir, job.prefix, str(exc))
             continue
+        record_error(job.out_dir, job.prefix, None)
         counts["done"] += 1
         bar.set_postfix_str(f"{result.extra['tokens'] / max(result.extra['seconds'], 1e-9):.1f} tokens/s")
     if failures:
         raise UserError(f"{len(failures)} of {len(jobs)} videos failed (first: {failures[0]})")
     return counts
+
+
+def read_errors(out_dir: Path) -> dict[str, str]:
+    """{half prefix: error line} of the halves that failed in `out_dir` (empty when none or unreadable)."""
+    import json
+
+    try:
+        errors = json.loads((out_dir / ERRORS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return errors if isinstance(errors, dict) else {}
+
+
+def record_error(out_dir: Path, prefix: str, error: str | None) -> None:
+    """Record (or, with None, clear) the failure of one half; the file goes once no half has failed."""
+    errors = read_errors(out_dir)
+    if error is None and prefix not in errors:
+        return
+    errors.pop(prefix, None)
+    if error is not None:
+        errors[prefix] = error.splitlines()[0] if error else "failed"
+    if errors:
+        write_json(out_dir / ERRORS_FILE, errors)
+    else:
+        with contextlib.suppress(OSError):
+            (out_dir / ERRORS_FILE).unlink()
+
+
+def _half_state(job: Job, config: ExtractConfig) -> str:
+    try:
+        if is_done(job.out_dir, job.prefix, config):
+            return "done"
+    except UserError:
+        return "other settings"
+    return "failed" if job.prefix in read_errors(job.out_dir) else "missing"
+
+
+def summary(jobs: list[Job], config: ExtractConfig, *, root: Path | None = None) -> tuple[str, bool]:
+    """(report, every half done) over all `jobs` (every shard): a count line, then one line per game that is
+    not done saying which halves failed (with their error line) or are missing."""
+    games: dict[Path, list[tuple[Job, str]]] = {}
+    for job in jobs:
+        games.setdefault(job.out_dir, []).append((job, _half_state(job, config)))
+    counts = {"done": 0, "failed": 0, "missing": 0}
+    lines = []
+    for folder, halves in games.items():
+        name = folder.relative_to(root) if root and folder.is_relative_to(root) else folder
+        states = {state for _, state in halves}
+        state = "done" if states == {"done"} else "failed" if "failed" in states else "missing"
+        counts[state] += 1
+        errors = read_errors(folder)
+        for job, half_state in halves:
+            if half_state == "failed":
+                lines.append(f"failed   {name}  half {job.prefix}: {errors[job.prefix]}")
+            elif half_state != "done":
+                lines.append(f"{half_state:<8} {name}  half {job.prefix} ({job.video.name})")
+    head = f"{len(games)} games: {counts['done']} done, {counts['failed']} failed, {counts['missing']} missing"
+    return "\n".join([head, *lines]), counts["done"] == len(games)

@@ -31,7 +31,7 @@ import math
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +197,7 @@ class VideoDecoder:
     transform: str = "crop"
     threads: int = 0  # ffmpeg decoder threads (0 = ffmpeg's choice)
     recipe: str = DEFAULT_RECIPE
+    input_options: tuple[str, ...] = ()  # ffmpeg options for the input (a live playlist: -live_start_index 0)
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
@@ -211,6 +212,7 @@ class VideoDecoder:
         return [
             "-threads",
             str(self.threads),
+            *self.input_options,
             "-i",
             media_arg(self.path),
             "-map",
@@ -229,7 +231,7 @@ class VideoDecoder:
             "pipe:1",
         ]
 
-    def chunks(self, chunk: int = 32) -> Iterator[np.ndarray]:
+    def chunks(self, chunk: int = 32) -> Generator[np.ndarray, None, None]:
         """Yield uint8 arrays [n <= chunk, 224, 224, 3], in time order."""
         frame_bytes = SIZE * SIZE * 3
         recipe = get_recipe(self.recipe)
@@ -269,10 +271,12 @@ class AudioDecoder:
     """The audio of `path` as 16 kHz mono float32 (mean of all channels), cut into 0.5 s pieces (one per token)."""
 
     path: Path
+    input_options: tuple[str, ...] = ()  # as VideoDecoder's
 
     def args(self) -> list[str]:
         # every channel is resampled as it is (no -ac: ffmpeg's downmix is not a mean); the mean is taken here
         return [
+            *self.input_options,
             "-i",
             media_arg(self.path),
             "-map",
@@ -291,7 +295,7 @@ class AudioDecoder:
             "pipe:1",
         ]
 
-    def samples(self, chunk_seconds: float = 60.0) -> Iterator[np.ndarray]:
+    def samples(self, chunk_seconds: float = 60.0) -> Generator[np.ndarray, None, None]:
         """Yield consecutive float32 mono sample blocks of `chunk_seconds` (the last one shorter)."""
         pipe = _Pipe(self.args(), f"{self.path}: decoding audio")
         try:

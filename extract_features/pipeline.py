@@ -2,10 +2,10 @@
 
 Three threads: ffmpeg frames are decoded into a small queue (never more than a few batches in memory),
 the audio side (ffmpeg -> log-mel -> VGGish) runs on its own, and a third runs ResNet-152 + PCA.
-TensorFlow releases the GIL, so the three overlap; on a CPU-bound machine the network sets the pace. The
-caller's thread only waits, so Ctrl-C (or SIGTERM, which `common.errors` turns into a KeyboardInterrupt)
-is seen at once and the run stops after the network's current slice (4 frames on CPU) instead of its
-whole batch; nothing is written until a video is complete.
+The networks' runtime (OpenVINO on a CPU, else TensorFlow) releases the GIL, so the three overlap; on a
+CPU-bound machine the network sets the pace. The caller's thread only waits, so Ctrl-C (or SIGTERM, which
+`common.errors` turns into a KeyboardInterrupt) is seen at once and the run stops after the network's
+current slice (4 frames on CPU) instead of its whole batch; nothing is written until a video is complete.
 
 The feature recipe is recorded in extraction.json as `"recipe": {"video": "soccernet" | "rgb", "audio":
 "channel_mean"}`; `read_recipe` / `recipe_of` read it back (records written before recipes were recorded
@@ -63,6 +63,9 @@ class ExtractConfig:
     seed: int = 0
     video_name: str = VIDEO_FEATURES
     audio_name: str = AUDIO_FEATURES
+    runtime: str | None = None  # "openvino" | "tensorflow"; None: OpenVINO on a CPU, TensorFlow on a GPU
+    cache_dir: str | None = None  # converted OpenVINO models (default: the Keras cache folder)
+    int8_model: str | None = None  # the folder `calibrate` wrote (compute_dtype "int8")
 
     def __post_init__(self) -> None:
         if self.weights not in ("imagenet", "random"):
@@ -70,6 +73,15 @@ class ExtractConfig:
         if self.transform not in decode.TRANSFORMS:
             raise UserError(f"unknown --transform {self.transform!r}; choose one of {', '.join(decode.TRANSFORMS)}")
         decode.get_recipe(self.recipe)
+        if self.runtime not in (None, "openvino", "tensorflow"):
+            raise UserError(f"unknown --runtime {self.runtime!r}; choose openvino or tensorflow")
+        if self.compute_dtype not in ("float32", "bfloat16", "int8"):
+            raise UserError(f"unknown --compute_dtype {self.compute_dtype!r}; choose float32, bfloat16 or int8")
+        if self.compute_dtype == "int8" and (self.runtime == "tensorflow" or not self.int8_model):
+            raise UserError(
+                "--compute_dtype int8 runs on OpenVINO with the model `python -m extract_features calibrate` "
+                "made: pass --int8_model DIR (and not --runtime tensorflow)"
+            )
         if self.pca is None and self.weights != "random":
             raise UserError(
                 "--pca FILE.npz is required with real weights (features must match the PCA the models "
@@ -92,8 +104,11 @@ class ExtractConfig:
     def settings(self) -> dict:
         """The settings part of extraction.json (file names and seeds excluded from the resume comparison)."""
         d = asdict(self)
-        for key in ("save_raw", "video_name", "audio_name"):
+        # OpenVINO float32 gives TensorFlow's features: the runtime and its cache do not change them
+        for key in ("save_raw", "video_name", "audio_name", "runtime", "cache_dir"):
             d.pop(key)
+        if d["int8_model"] is None:
+            d.pop("int8_model")
         return d
 
 
@@ -121,10 +136,13 @@ class Extractor:
                 f"use {config.recipe!r}: the features will not match what models trained with it saw",
                 file=sys.stderr,
             )
-        self.resnet = _resnet(config.weights, config.resnet_weights, config.compute_dtype, config.seed)
-        self.vggish = _vggish(config.vggish_spec, config.vggish128, config.seed + 1)
+        net = (config.runtime, config.compute_dtype, config.cache_dir, config.int8_model)
+        self.resnet = _resnet(config.weights, config.resnet_weights, config.seed, *net)
+        self.vggish = _vggish(config.vggish_spec, config.vggish128, config.seed + 1, *net)
 
     def describe(self) -> dict:
+        from extract_features.fidelity import read_report
+
         c = self.config
         return {
             "format": FORMAT_VERSION,
@@ -135,6 +153,8 @@ class Extractor:
             "recipe": {"video": c.recipe, "audio": decode.AUDIO_RECIPE},
             "transform": c.transform,
             "compute_dtype": c.compute_dtype,
+            "runtime": self.resnet.runtime,
+            **({"fidelity": read_report(c.int8_model)} if c.int8_model else {}),
             "tokens_per_second": TOKENS_PER_SECOND,
             "token_rule": decode.get_recipe(c.recipe).token_rule,
             "audio": "mean of all channels, 16 kHz; piece i = [i/2, (i+1)/2) s -> 46x64 log-mel -> VGGish conv4_2 "
@@ -305,17 +325,19 @@ class _Stages:
 # Networks are slow to build (ResNet-152: seconds): each is built once per process and settings, and shared by
 # every video and every ExtractConfig that needs it.
 @functools.lru_cache(maxsize=2)
-def _resnet(weights: str, resnet_weights: str | None, compute_dtype: str, seed: int):
+def _resnet(weights, resnet_weights, seed, runtime, compute_dtype, cache_dir, int8_model):
     from extract_features.video import FrameEmbedder
 
-    return FrameEmbedder(weights, resnet_weights=resnet_weights, compute_dtype=compute_dtype, seed=seed)
+    net = {"runtime": runtime, "compute_dtype": compute_dtype, "cache_dir": cache_dir, "int8_model": int8_model}
+    return FrameEmbedder(weights, resnet_weights=resnet_weights, seed=seed, **net)
 
 
 @functools.lru_cache(maxsize=2)
-def _vggish(spec: str, need_embedding: bool, seed: int):
+def _vggish(spec, need_embedding, seed, runtime, compute_dtype, cache_dir, int8_model):
     from extract_features.audio import AudioEmbedder
 
-    return AudioEmbedder(spec, need_embedding=need_embedding, seed=seed)
+    net = {"runtime": runtime, "compute_dtype": compute_dtype, "cache_dir": cache_dir, "int8_model": int8_model}
+    return AudioEmbedder(spec, need_embedding=need_embedding, seed=seed, **net)
 
 
 class _NoBar:
@@ -402,6 +424,9 @@ def extract_file(
     vggish128: bool = False,
     seed: int = 0,
     prefix: str = "1",
+    runtime: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    int8_model: str | os.PathLike | None = None,
 ) -> ExtractedFeatures:
     """Features of one match video (Python API used by inference): video/audio [T, 512] and the info dict."""
     config = ExtractConfig(
@@ -415,6 +440,9 @@ def extract_file(
         silent_audio=silent_audio,
         vggish128=vggish128,
         seed=seed,
+        runtime=runtime,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        int8_model=str(int8_model) if int8_model else None,
     )
     decode.check_video(video_path, need_audio=not silent_audio)  # fail fast, before building networks
     result = Extractor(config).run(video_path, batch_size=batch_size, progress=progress)

@@ -25,7 +25,7 @@ from common.inputs import check_finite_weights
 from extract_features.decode import SIZE
 from extract_features.weights import assign_random, download_or_fail
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+TF_COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ assert BACKBONE.input_size == SIZE, "the decoder's frame size must be the backbo
 @contextlib.contextmanager
 def dtype_policy(compute_dtype: str):
     """Build layers under `mixed_bfloat16` (float32 variables, bfloat16 maths) without leaking the global policy."""
-    if compute_dtype not in COMPUTE_DTYPES:
-        raise UserError(f"unknown compute dtype {compute_dtype!r}; choose one of {', '.join(COMPUTE_DTYPES)}")
+    if compute_dtype not in TF_COMPUTE_DTYPES:
+        raise UserError(f"unknown compute dtype {compute_dtype!r}; choose one of {', '.join(TF_COMPUTE_DTYPES)}")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16" if compute_dtype == "bfloat16" else "float32")
     try:
@@ -82,7 +82,12 @@ def imagenet_weights(backbone: Backbone = BACKBONE) -> Path:
 
 
 class FrameEmbedder:
-    """uint8 frames [B, 224, 224, 3] (in the recipe's channel order) -> float32 [B, backbone width]."""
+    """uint8 frames [B, 224, 224, 3] (in the recipe's channel order) -> float32 [B, backbone width].
+
+    `runtime` "openvino" runs the network converted once and cached (see extract_features/runtime.py; on a
+    cache hit the Keras network is never built), "tensorflow" runs the Keras network; None picks OpenVINO on
+    a CPU and TensorFlow on a GPU. `int8_model` is the folder `calibrate` wrote (needed for int8).
+    """
 
     def __init__(
         self,
@@ -92,26 +97,57 @@ class FrameEmbedder:
         compute_dtype: str = "float32",
         seed: int = 0,
         backbone: Backbone = BACKBONE,
+        runtime: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        int8_model: str | os.PathLike | None = None,
     ):
+        from extract_features import runtime as rt
+
         self.backbone = backbone
-        path = self._weights_path(weights, resnet_weights)
+        self.path = self._weights_path(weights, resnet_weights)
+        self.seed = seed
         self.compute_dtype = compute_dtype
-        size = backbone.input_size
+        self.runtime = rt.resolve_runtime(runtime, compute_dtype)
+        self.on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        if self.runtime == "tensorflow":
+            self._call = self.keras_function(compute_dtype)
+            return
+        if compute_dtype == "int8":
+            xml = rt.load_int8(int8_model, "resnet", self.cache_key())
+        else:
+            xml = rt.cached_model("resnet152", self.cache_key(), lambda: rt.convert(self.keras_function()), cache_dir)
+        self.xml = xml
+        self._network = rt.CompiledNetwork(xml, compute_dtype)
+
+    def cache_key(self) -> dict:
+        """What the converted network depends on: the backbone, its weights (hash, or the random seed), the input."""
+        from extract_features.runtime import file_digest
+
+        weights = f"random:{self.seed}" if self.path is None else f"sha256:{file_digest(self.path)}"
+        return {"network": self.backbone.name, "weights": weights, "input": "uint8 frames, preprocess in graph"}
+
+    def keras_function(self, compute_dtype: str = "float32"):
+        """The Keras network with its weights, as a traced-on-first-call function of uint8 frames."""
+        size = self.backbone.input_size
         with dtype_policy(compute_dtype):
-            self.model = backbone.build((size, size, 3))
-        if path is None:
-            assign_random(self.model, seed)
+            model = self.backbone.build((size, size, 3))
+        if self.path is None:
+            assign_random(model, self.seed)
         else:
             try:
-                self.model.load_weights(str(path))
+                model.load_weights(str(self.path))
             except (ValueError, OSError) as exc:
                 raise UserError(
-                    f"{path}: not {backbone.name} no-top weights ({str(exc).splitlines()[0][:200]})"
+                    f"{self.path}: not {self.backbone.name} no-top weights ({str(exc).splitlines()[0][:200]})"
                 ) from exc
-            check_finite_weights(self.model, str(path))
+            check_finite_weights(model, str(self.path))
+
+        def forward(frames):
+            x = self.backbone.preprocess(tf.cast(frames, tf.float32))
+            return tf.cast(model(x, training=False), tf.float32)
+
         spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
-        self._call = tf.function(self._forward, input_signature=[spec])
-        self.on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        return tf.function(forward, input_signature=[spec])
 
     def _weights_path(self, weights: str, resnet_weights: str | os.PathLike | None) -> Path | None:
         """Where the weights come from (None = seeded random); sets `source`, recorded in extraction.json."""
@@ -129,11 +165,9 @@ class FrameEmbedder:
             return None
         raise UserError(f"unknown --weights {weights!r}; choose imagenet or random (or give --resnet_weights)")
 
-    def _forward(self, frames):
-        x = self.backbone.preprocess(tf.cast(frames, tf.float32))
-        return tf.cast(self.model(x, training=False), tf.float32)
-
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         if len(frames) == 0:
             return np.zeros((0, self.backbone.width), np.float32)
+        if self.runtime == "openvino":
+            return self._network(np.ascontiguousarray(frames, np.uint8))
         return self._call(tf.constant(frames)).numpy()

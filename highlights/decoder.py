@@ -404,23 +404,40 @@ def decode(
     probs = _check_inputs(probs, class_names, duration, tokens_per_second)
     if len(probs) == 0:
         return []
-    names = list(class_names)
-    config.check_classes(names)
-    probs = probs * (1.0 - probs[:, [names.index(config.background)]])
-    per_class = []
-    for c, name in enumerate(names):
+    config.check_classes(list(class_names))
+    raw = candidate_spans(suppressed(probs, class_names, config), class_names, duration, config, tokens_per_second)
+    return _within_budget(finish_spans(raw, class_names, duration, config), config.max_total_sec)
+
+
+def suppressed(probs: np.ndarray, class_names: Sequence[str], config: DecoderConfig) -> np.ndarray:
+    """Every class's probability times (1 - background): the curves peaks are picked on."""
+    return probs * (1.0 - probs[:, [list(class_names).index(config.background)]])
+
+
+def candidate_spans(
+    probs: np.ndarray, class_names: Sequence[str], duration: float, config: DecoderConfig, tokens_per_second: float
+) -> _Spans:
+    """One span [peak - before, peak + after] per peak of every class of the suppressed curves, in [0, duration]."""
+    parts = []
+    for c, name in enumerate(class_names):
         if name == config.background:
             continue
         rule = config.rule(name)
         tokens = _peaks(probs[:, c], rule, tokens_per_second)
         peak = np.minimum(tokens / tokens_per_second, duration)
-        spans = _Spans(
-            np.clip(peak - rule.before, 0, duration),
-            np.clip(peak + rule.after, 0, duration),
-            probs[tokens, c],
-            peak,
-            np.full(len(tokens), c),
-        )
+        lo, hi = np.clip(peak - rule.before, 0, duration), np.clip(peak + rule.after, 0, duration)
+        parts.append(_Spans(lo, hi, probs[tokens, c], peak, np.full(len(tokens), c)))
+    return _Spans.concat(parts)
+
+
+def finish_spans(raw: _Spans, class_names: Sequence[str], duration: float, config: DecoderConfig) -> list[Span]:
+    """Candidate spans -> clips in time order: per class NMS, merging, length clamps; then (with
+    `merge_classes`) clips of several classes joined. Everything but the total length budget."""
+    names = list(class_names)
+    per_class = []
+    for c in np.unique(raw.cls):
+        rule = config.rule(names[c])
+        spans = raw.take(np.flatnonzero(raw.cls == c))
         spans = _merge_close(_temporal_nms(spans, rule.nms_iou), rule.merge_gap)
         per_class.append(_clamp_length(spans, rule, duration, config.min_lead_sec))
     spans = _Spans.concat(per_class)
@@ -430,4 +447,4 @@ def decode(
         groups = _merge_classes(spans, config.min_gap_sec, max_len)
     else:
         groups = [np.array([i]) for i in np.lexsort((spans.cls, spans.end, spans.start))]
-    return _within_budget([_clip(spans, g, names) for g in groups], config.max_total_sec)
+    return [_clip(spans, g, names) for g in groups]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +27,6 @@ OUTPUT_FILES = (
 
 
 def spans_json(result: Result) -> dict:
-    from common.timefmt import game_time
     from highlights.spotting import class_labels
 
     cfg, spec = result.config, result.spec
@@ -53,30 +52,34 @@ def spans_json(result: Result) -> dict:
             "class_names": names,
         },
         "decoder": cfg.decoder.to_dict(),
-        "spans": [
+        "spans": [span_record(s, h.number, labels, names) for h in result.halves for s in h.spans],
+    }
+
+
+def span_record(s: Any, number: int, labels: dict, names: Sequence[str]) -> dict:
+    """One span of `spans.json` (`s` a decoder Span of half `number`; `labels`: class index -> SoccerNet label)."""
+    from common.timefmt import game_time
+
+    names = list(names)
+    return {
+        "half": number,
+        "start": round(s.start, 3),
+        "end": round(s.end, 3),
+        "class": s.label,
+        "label": labels.get(names.index(s.label), s.label),
+        "score": round(s.score, 6),
+        "peak": round(s.peak, 3),
+        "match_time": game_time(number, s.peak),
+        "classes": list(s.labels),
+        "events": [
             {
-                "half": h.number,
-                "start": round(s.start, 3),
-                "end": round(s.end, 3),
-                "class": s.label,
-                "label": labels.get(names.index(s.label), s.label),
-                "score": round(s.score, 6),
-                "peak": round(s.peak, 3),
-                "match_time": game_time(h.number, s.peak),
-                "classes": list(s.labels),
-                "events": [
-                    {
-                        "class": e.label,
-                        "label": labels.get(names.index(e.label), e.label),
-                        "peak": round(e.peak, 3),
-                        "score": round(e.score, 6),
-                        "match_time": game_time(h.number, e.peak),
-                    }
-                    for e in s.all_events()
-                ],
+                "class": e.label,
+                "label": labels.get(names.index(e.label), e.label),
+                "peak": round(e.peak, 3),
+                "score": round(e.score, 6),
+                "match_time": game_time(number, e.peak),
             }
-            for h in result.halves
-            for s in h.spans
+            for e in s.all_events()
         ],
     }
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from common.atomic import check_apart, check_output_file
+from common.atomic import check_apart, check_output_file, check_writable_folder
 from common.errors import UserError
 from common.inputs import MAX_LENGTH_GAP_SEC, check_length_gap, load_features  # noqa: F401 - re-exported
 from highlights.decoder import DecoderConfig
@@ -29,7 +28,7 @@ from highlights.outputs import OUTPUT_FILES, summary, write_outputs
 if TYPE_CHECKING:
     from common.modelspec import ModelSpec
     from dataset import ClassMap
-    from extract_features.pipeline import Extractor
+    from extract_features.pipeline import ExtractConfig, Extractor
 
 log = logging.getLogger("inference")
 
@@ -54,6 +53,9 @@ class Config:
     score_placement: str = "centre"
     weights: str = "imagenet"
     pca: Path | None = None
+    feature_runtime: str | None = None  # the feature networks' runtime (None: OpenVINO on a CPU)
+    feature_dtype: str = "float32"
+    int8_model: str | None = None
     fast: bool = False
     intro_sec: float = 15.0  # the seed's reel: the first and last 15 s of the match at its ends
     outro_sec: float = 15.0
@@ -107,11 +109,22 @@ def check_match(config: Config) -> None:
             raise UserError(f"{config.video}: no such file")
         _check_video(config.video)
     if config.video and not config.features_video:
-        from extract_features import ExtractConfig
-
-        ExtractConfig(weights=config.weights, pca=str(config.pca) if config.pca else None)  # checked before loading
-    _check_writable(config.out)
+        extract_config(config)  # checked before loading
+    check_writable_folder(config.out, OUTPUT_FILES)
     check_apart(config.out, OUTPUT_FILES, config.inputs(), config.root or config.out)
+
+
+def extract_config(config: Config) -> ExtractConfig:
+    """The feature extraction settings of `config`."""
+    from extract_features import ExtractConfig
+
+    return ExtractConfig(
+        weights=config.weights,
+        pca=str(config.pca) if config.pca else None,
+        runtime=config.feature_runtime,
+        compute_dtype=config.feature_dtype,
+        int8_model=config.int8_model,
+    )
 
 
 def _check_video(video: Path) -> None:
@@ -126,26 +139,6 @@ def _check_video(video: Path) -> None:
         raise UserError(f"{video}: no audio stream (the model needs video and audio)")
     if info.duration <= 0:
         raise UserError(f"{video}: zero-length video")
-
-
-def _check_writable(out: Path) -> None:
-    """The output folder can be written, or made: checked without creating it, so a run stopped before its
-    outputs (an error, Ctrl-C) leaves no empty folder behind; the output set makes it when it writes."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    parent = out.absolute()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"{out}: cannot create the output folder ({parent} is not a folder)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(
-            f"{parent}: output folder is not writable"
-            if parent == out.absolute()
-            else f"{out}: cannot create the output folder ({parent} is not writable)"
-        )
-    for name in OUTPUT_FILES:
-        check_output_file(out / name)
 
 
 class Session:
@@ -177,7 +170,7 @@ class Session:
         self.check_recipe = RecipeCheck(self.spec.feature_recipe, Path(model).name)
         self.load_seconds = time.perf_counter() - t0
         self._extractor: Extractor | None = None
-        self._extract_settings: tuple | None = None
+        self._extract_settings: ExtractConfig | None = None
 
     @classmethod
     def for_config(cls, config: Config) -> Session:
@@ -196,15 +189,15 @@ class Session:
         problem = frame_rate_problem(record, self.spec.tokens_per_second)
         if problem:
             raise UserError(f"{what}: {problem}")
-        self.check_recipe(recipe_of(record), what)
+        self.check_recipe(recipe_of(record), what, record)
 
     def extractor(self, config: Config) -> Extractor:
         """The feature extractor for `config`'s extraction settings (built once)."""
-        settings = (config.weights, str(config.pca) if config.pca else None)
+        settings = extract_config(config)
         if self._extractor is None or settings != self._extract_settings:
-            from extract_features.pipeline import ExtractConfig, Extractor
+            from extract_features.pipeline import Extractor
 
-            self._extractor = Extractor(ExtractConfig(weights=settings[0], pca=settings[1]))
+            self._extractor = Extractor(settings)
             self._extract_settings = settings
         return self._extractor
 
@@ -383,10 +376,11 @@ def warn_random() -> None:
     )
 
 
-def run_many(configs: Sequence[Config]) -> int:
+def run_many(configs: Sequence[Config], index_of: Sequence[Config] | None = None) -> int:
     """Every video in one process, the model loaded and the extractor built once. All videos are checked first
     (so a run of bad files never loads the model); a video that fails is reported on one line and the others
-    go on; a model that cannot be loaded stops the run (UserError). Returns 0 when all were done, else 1."""
+    go on; a model that cannot be loaded stops the run (UserError). Returns 0 when all were done, else 1.
+    `index_of` (a shard's whole batch): index.html links every report of it that exists, other shards' too."""
     failed: list[str] = []
 
     def attempt(config: Config, step) -> bool:
@@ -421,7 +415,8 @@ def run_many(configs: Sequence[Config]) -> int:
     if reports:  # one page linking every match's report.html
         from highlights.report import write_index
 
-        write_index(root / "index.html", reports)
+        listed = [c.out / "report.html" for c in index_of or ()]
+        write_index(root / "index.html", [p for p in listed if p.is_file()] or reports)
     print(
         f"{len(reports)} of {len(configs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
         file=sys.stderr,

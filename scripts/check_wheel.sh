@@ -58,7 +58,7 @@ step "soccer-synthetic: a tiny dataset"
 list() { ls data/listgame_"$1"_*.npy; }
 step "soccer-train: two epochs (NetVLAD-4, 4 s windows)"
 "$BIN/soccer-train" --architecture concat --training "$(list Train)" --validation "$(list Valid)" \
-  --testing "$(list Test)" --PCA --network VLAD --VLAD_k 4 --WindowSize 4 --max_epoch 2 --formatdataset 1 \
+  --testing "$(list Test)" --PCA --network VLAD --VLAD_k 4 --WindowSize 4 --max_epoch 2 --formatdataset 1 --class_map highlight \
   --batch_windows 16 --tflog model --outputPrefix tiny --cache_dir cache --quiet
 MODEL=model/tiny_best.keras
 step "soccer-spot + soccer-evaluate"

@@ -21,7 +21,7 @@ list() { compgen -G "$DATA/listgame_$1_*.npy" | head -n1; }
 "$PY" ClassificationMinuteBased.py --architecture concat \
   --training "$(list Train)" --validation "$(list Valid)" --testing "$(list Test)" \
   --featuresVideo ResNET --featuresAudio VGGish --PCA --network VLAD --VLAD_k 64 --WindowSize 20 \
-  --batch_windows 64 --LR 0.001 --max_epoch "${DEMO_EPOCHS:-10}" --seed 0 \
+  --class_map highlight --batch_windows 64 --LR 0.001 --max_epoch "${DEMO_EPOCHS:-10}" --seed 0 \
   --tflog "$DATA/model" --cache_dir "$DATA/cache" --outputPrefix demo --formatdataset 1 --overwrite >&2
 
 "$PY" - "$DATA/model/demo_summary.json" <<'PYEOF'

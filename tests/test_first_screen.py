@@ -50,7 +50,17 @@ def model(work) -> Path:
     """Two epochs of ClassificationMinuteBased.py (NetVLAD-4, 4 s windows), its first screen checked."""
     splits = ("--training", "Train", "--validation", "Valid", "--testing", "Test")
     lists = [_list(work, s) if i % 2 else s for i, s in enumerate(splits)]
-    train = ("ClassificationMinuteBased.py", "--architecture", "concat", *lists, "--PCA", "--network", "VLAD")
+    train = (
+        "ClassificationMinuteBased.py",
+        "--architecture",
+        "concat",
+        *lists,
+        "--PCA",
+        "--network",
+        "VLAD",
+        "--class_map",
+        "highlight",
+    )
     size = ("--VLAD_k", "4", "--WindowSize", "4", "--max_epoch", "2", "--formatdataset", "1", "--quiet")
     _clean(_run(work, *train, *size, "--tflog", "model", "--outputPrefix", "tiny"))
     return work / "model" / "tiny_best.keras"

@@ -66,6 +66,8 @@ def test_quick_errors(tmp_path):
     ]
     (tmp_path / "v.mp4").write_bytes(b"")
     cases.append(((str(tmp_path / "v.mp4"),), {"MODEL": ""}, "give a model"))
+    cases.append((("--live", "udp://127.0.0.1:9", str(tmp_path / "v.mp4")), {"MODEL": "m.keras"}, "no video inputs"))
+    cases.append((("--live", "udp://127.0.0.1:9"), {"MODEL": str(tmp_path / "m.keras")}, "no such model file"))
     for args, env, message in cases:
         proc = _script(*args, env=env, timeout=30)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)

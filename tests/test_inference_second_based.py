@@ -45,3 +45,31 @@ def test_classes_without_a_class_map_are_refused(tmp_path):
                 "--quiet",
             ]
         )
+
+
+def test_shards_spot_disjoint_games_and_evaluate_as_one_run(tmp_path, capsys, monkeypatch, tiny_model):
+    import evaluate
+
+    data = synthetic.generate_dataset(tmp_path / "data", n_games=3, half_minutes=1, splits=(1, 0, 2), progress=False)
+    test_list = str(data.lists["test"])
+    args = ["--testing", test_list, "--model", str(tiny_model), "--quiet"]
+    assert csb.main([*args, "--output", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "average_mAP.json").read_text())["loose"]["a_mAP"]
+
+    shards = tmp_path / "shards"
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")  # an array task of --array=0-1: shard 1 of 2
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    assert csb.main([*args, "--output", str(shards)]) == 0
+    assert len(list(shards.rglob("results_spotting.json"))) == 1
+    assert not (shards / "average_mAP.json").exists()
+    assert "shard 1/2: average-mAP skipped" in capsys.readouterr().out
+    assert csb.main([*args, "--output", str(shards), "--shard_index", "0"]) == 0  # the flag wins
+    assert len(list(shards.rglob("results_spotting.json"))) == 2
+
+    report = tmp_path / "eval.json"
+    labels = str(data.lists["test"].parent)
+    assert (
+        evaluate.main(["--labels", labels, "--predictions", str(shards), "--list", test_list, "--json", str(report)])
+        == 0
+    )
+    assert json.loads(report.read_text())["a_mAP"] == pytest.approx(one)

@@ -133,7 +133,7 @@ def test_nms_end_edge_uses_the_whole_seconds_of_the_half():
     # 241 tokens = 120 whole seconds (V&D's rows); the edge starts at second 120 - 30 = 90, not 120.5 - 30
     scores = np.zeros((241, 2), np.float32)
     scores[180, 1] = 0.9  # second 90.0: on V&D's edge
-    assert not nms_mask(scores, fps=2.0, window_sec=60, threshold=0.5).any()
+    assert not nms_mask(scores, tokens_per_second=2.0, window_sec=60, threshold=0.5).any()
 
 
 def test_ftp_flag_is_accepted():

@@ -59,7 +59,7 @@ def test_max_and_avg_plus_plus_pool_each_half():
 def test_vd_style_halves_keep_their_own_name_and_old_files_keep_their_meaning():
     assert isinstance(make_pooling("NetVLAD++vd", vlad_k=4, output_dim=8), NetVLADPlusPlus)
     spec = archis.build_model("concat", pooling="NetVLAD++", vlad_k=4, window_seconds=2).spec
-    old = {k: v for k, v in spec.items() if k not in ("batch_norm", "head_init")}  # as files saved before them
+    old = {k: v for k, v in spec.to_json().items() if k not in ("batch_norm", "head_init")}  # files saved before them
     model = archis.ArchiModel.from_config({"spec": old})
     assert model.spec.pooling == "NetVLAD++vd"
     assert any(isinstance(layer, NetVLADPlusPlus) for layer in model.layers)

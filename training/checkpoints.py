@@ -174,6 +174,11 @@ def claim_outputs(cfg: TrainConfig) -> None:
     existing = [p for p in run_outputs(cfg) if p.exists()]
     if not existing:
         return
+    finished = [p for p in existing if p.suffix in (".keras", ".json")]
+    if cfg.resume and not finished:  # a run stopped before its first epoch ended (a requeued job): start it again
+        _remove(existing)
+        print(f"--resume: the earlier run stopped before its first epoch ended; removed its {_names(existing)}")
+        return
     if not cfg.overwrite:
         hint = (
             "but left no resume state to continue; --overwrite replaces them"
@@ -183,12 +188,20 @@ def claim_outputs(cfg: TrainConfig) -> None:
         raise UserError(
             f"{existing[0]}: an earlier run wrote {', '.join(p.name for p in existing)} in {cfg.tflog}; " + hint
         )
-    for p in existing:
+    _remove(existing)
+    print(f"--overwrite: removed the earlier run's {_names(existing)}", flush=True)
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(p.name for p in paths)
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
-    print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in existing)}", flush=True)
 
 
 def release_outputs(cfg: TrainConfig) -> None:

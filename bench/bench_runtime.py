@@ -1,0 +1,197 @@
+"""Feature networks on TensorFlow vs OpenVINO, float32 / bfloat16 / int8; prints a Markdown table.
+
+For each runtime and precision, alternating in rounds within one run (so load on the shared cores hits all
+alike), each in its own process:
+- end to end: `python -m extract_features` on a generated 720p video (decode, ResNet-152, VGGish, PCA,
+  written files): tokens/s inside the pipeline, peak RSS of the process, its wall time;
+- start-up of the feature networks (TensorFlow already imported): build/load both, first call on one input;
+- the backbone alone: ResNet-152 on already-decoded frames, in the pipeline's CPU slices;
+- the features against TensorFlow float32's (relative L2 per token, raw 2048-d and after the PCA).
+The int8 models are calibrated first (`calibrate`, random weights). Projected time for a 90-minute match:
+10,800 tokens at the end-to-end rate plus start-up.
+Usage: flock /tmp/bench.lock env PYTHONPATH=. .venv/bin/python bench/bench_runtime.py [--minutes 10] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_extract import generate  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out" / "runtime"
+MODES = [("tensorflow", "float32"), ("tensorflow", "bfloat16"), ("openvino", "float32")]
+MODES += [("openvino", "bfloat16"), ("openvino", "int8")]
+MATCH_TOKENS = 90 * 60 * 2
+
+CHILD = """
+import json, sys, time
+import numpy as np
+from common.quiet import import_tensorflow
+import_tensorflow(False)
+from extract_features.audio import AudioEmbedder
+from extract_features.video import FrameEmbedder
+runtime, dtype, int8 = sys.argv[1], sys.argv[2], sys.argv[3] or None
+t = time.perf_counter()
+kw = dict(runtime=runtime, compute_dtype=dtype, int8_model=int8)
+resnet = FrameEmbedder("random", seed=0, **kw)
+vggish = AudioEmbedder("random", seed=1, **kw)
+resnet(np.zeros((1, 224, 224, 3), np.uint8)); vggish.silence()
+startup = time.perf_counter() - t
+frames = np.random.default_rng(0).integers(0, 256, (int(sys.argv[4]), 224, 224, 3), dtype=np.uint8)
+resnet(frames[:4])
+t = time.perf_counter()
+for i in range(0, len(frames), 4):
+    resnet(frames[i : i + 4])
+print(json.dumps({"startup": startup, "backbone_fps": len(frames) / (time.perf_counter() - t)}))
+"""
+
+
+HINTS_CHILD = """
+import json, sys, time
+import numpy as np
+from common.quiet import import_tensorflow
+import_tensorflow(False)
+from extract_features.runtime import CompiledNetwork
+from extract_features.video import FrameEmbedder
+xml = FrameEmbedder("random", seed=0, runtime="openvino").xml
+frames = np.random.default_rng(0).integers(0, 256, (int(sys.argv[1]), 224, 224, 3), dtype=np.uint8)
+out = {}
+for _ in range(2):  # two alternating rounds; the better of the two
+    for hint in ("LATENCY", "THROUGHPUT"):
+        net = CompiledNetwork(xml, "float32", hint=hint)
+        for size in (1, 4, 8, 32):
+            net(frames[:size])
+            t = time.perf_counter()
+            for i in range(0, len(frames), size):
+                net(frames[i : i + size])
+            fps = len(frames) / (time.perf_counter() - t)
+            key = f"{hint} x{net.requests} requests, calls of {size}"
+            out[key] = max(out.get(key, 0), fps)
+print(json.dumps(out))
+"""
+
+
+def hints(frames: int) -> str:
+    """OpenVINO float32 ResNet-152 frames/s: latency vs throughput hint (requests in flight), per call size."""
+    done = subprocess.run(
+        [sys.executable, "-c", HINTS_CHILD, str(frames)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": "."},
+    )
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    return "| OpenVINO float32 ResNet-152 | frames/s |\n|---|---|\n" + "\n".join(
+        f"| {k} | {v:.2f} |" for k, v in rows.items()
+    )
+
+
+def peak_rss_run(args: list[str]) -> tuple[float, float]:
+    """Run a command; (wall seconds, peak RSS in GB, polled every 50 ms)."""
+    import psutil
+
+    t = time.perf_counter()
+    proc = psutil.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": "."})
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, proc.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr.read().decode()[-2000:])
+    return time.perf_counter() - t, peak / 1e9
+
+
+def end_to_end(video: Path, runtime: str, dtype: str, int8: Path) -> dict:
+    out = OUT / f"{runtime}_{dtype}"
+    args = [sys.executable, "-m", "extract_features", "--video", str(video), "--out", str(out), "--weights", "random"]
+    args += ["--runtime", runtime, "--compute_dtype", dtype, "--quiet", "--save_raw"]
+    args += ["--int8_model", str(int8)] if dtype == "int8" else []
+    wall, rss = peak_rss_run(args)
+    half = json.loads((out / "extraction.json").read_text())["halves"]["1"]
+    return {"wall": wall, "rss": rss, "pipeline_s": half["seconds"], "tokens": half["tokens"], "out": out}
+
+
+def child(runtime: str, dtype: str, int8: Path, frames: int) -> dict:
+    args = [sys.executable, "-c", CHILD, runtime, dtype, str(int8) if dtype == "int8" else "", str(frames)]
+    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "."})
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rel_l2(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(other - ref, axis=1) / np.linalg.norm(ref, axis=1)
+
+
+def table(results: dict, minutes: float, rounds: int) -> str:
+    base = results[("tensorflow", "float32")]
+    ref_raw = np.load(base["out"] / "1_ResNET_TF2.npy")
+    ref_pca = np.load(base["out"] / "1_ResNET_TF2_PCA512.npy")
+    base_fps = base["tokens"] / base["pipeline_s"]
+    lines = [
+        "| runtime / precision | end to end tokens/s | vs TF fp32 | backbone alone frames/s | end to end / backbone "
+        "| start-up s | peak RSS GB | 90-min match, min | features vs TF fp32 (rel. L2 median / max; after PCA) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, r in results.items():
+        fps = r["tokens"] / r["pipeline_s"]
+        raw = rel_l2(ref_raw, np.load(r["out"] / "1_ResNET_TF2.npy"))
+        pca = rel_l2(ref_pca, np.load(r["out"] / "1_ResNET_TF2_PCA512.npy"))
+        match_min = (MATCH_TOKENS / fps + r["startup"]) / 60
+        lines.append(
+            f"| {mode[0]} {mode[1]} | {fps:.2f} | {fps / base_fps:.2f}x | {r['backbone_fps']:.2f} | "
+            f"{r['backbone_fps'] / fps:.2f}x | {r['startup']:.2f} | {r['rss']:.2f} | {match_min:.1f} | "
+            f"{np.median(raw):.1e} / {raw.max():.1e}; {np.median(pca):.1e} |"
+        )
+    head = f"{minutes:g}-minute generated 720p 25 fps video ({base['tokens']} tokens), {rounds} round(s), medians"
+    return head + "\n\n" + "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--minutes", type=float, default=10)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--calibration_frames", type=int, default=200)
+    p.add_argument("--backbone_frames", type=int, default=64)
+    p.add_argument("--hints", action="store_true", help="only: latency vs throughput hint, by call size")
+    args = p.parse_args()
+    if args.hints:
+        print(hints(args.backbone_frames))
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    video = generate(OUT / f"match_{args.minutes:g}min_720p.mp4", args.minutes)
+    int8 = OUT / "int8"
+    t = time.perf_counter()
+    cal = [sys.executable, "-m", "extract_features", "calibrate", "--video", str(video), "--out", str(int8)]
+    subprocess.run([*cal, "--weights", "random", "--frames", str(args.calibration_frames)], check=True)
+    print(f"calibration: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    runs: dict = {m: [] for m in MODES}
+    for _ in range(args.rounds):
+        for mode in MODES:
+            r = end_to_end(video, *mode, int8)
+            r.update(child(*mode, int8, args.backbone_frames))
+            runs[mode].append(r)
+            print(mode, {k: v for k, v in r.items() if k != "out"}, file=sys.stderr, flush=True)
+    results = {}
+    for mode, rs in runs.items():
+        merged = {k: float(np.median([r[k] for r in rs])) for k in ("wall", "rss", "pipeline_s", "startup")}
+        merged["backbone_fps"] = float(np.median([r["backbone_fps"] for r in rs]))
+        results[mode] = {**merged, "tokens": rs[0]["tokens"], "out": rs[0]["out"]}
+    print(table(results, args.minutes, args.rounds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""What a live run grows in --out, every file consistent whenever it is read.
+
+- `recording.m3u8` + `recording/seg_*.ts`: the stream as recorded (an HLS playlist, finished at the end).
+- `clips/NNNN_<class>.mp4`: one clip per final span, cut by stream copy from the recording (the cut snaps
+  to the keyframe at or before the span's start), and `clips/NNNN_<class>.ts`, the same clip in MPEG-TS.
+- `highlights.m3u8`: an HLS playlist of the `.ts` clips so far (VLC, Safari, hls.js play it while it grows).
+- `spans.jsonl`: one line per final span (the fields of `spans.json`, plus its clip, when it became final and
+  its latency), each line written whole by one `write` after its clip is in place.
+- `live.json`: the run's state (tokens, real-time factor, gaps of the stream), replaced atomically.
+
+A lock (`.live.lock`) keeps a second live run out of a folder a live run is writing; a folder that holds an
+earlier live run's recording is refused, so a recording is never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common.atomic import write_json, write_text
+from common.errors import UserError
+from common.ffmpeg import media_arg, run_ffmpeg
+from highlights.recorder import Recorder
+from highlights.reel import Clip, make_reel
+
+LIVE_FILES = ("spans.jsonl", "recording.m3u8", "highlights.m3u8", "live.json")
+
+
+def lock_folder(out: Path) -> Any:
+    """Hold `out` for this run (released when the process ends); UserError when another run holds it or it
+    holds an earlier live run's outputs."""
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / ".live.lock", "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        raise UserError(f"{out}: another live run is writing into this folder") from exc
+    earlier = [n for n in (*LIVE_FILES, "clips", "recording") if (out / n).exists()]
+    if earlier:
+        handle.close()
+        raise UserError(f"{out}: holds an earlier live run ({', '.join(earlier)}); give another --out")
+    return handle
+
+
+class LiveOutputs:
+    """The growing outputs of one live run in `out` (the folder locked by `lock_folder`)."""
+
+    def __init__(self, out: Path, recorder: Recorder, labels: dict, names: list[str], half: int = 1):
+        self.out = out
+        self.recorder = recorder
+        self.labels, self.names, self.half = labels, names, half
+        self.clips: list[tuple[Path, float]] = []  # (.ts clip, duration)
+        (out / "clips").mkdir(exist_ok=True)
+        self._jsonl = os.open(out / "spans.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        self.playlist()
+
+    def playlist(self, *, final: bool = False) -> None:
+        """highlights.m3u8 (and, when `final`, the finished recording.m3u8; while the stream plays only the
+        recorder's thread writes that one, so a clip can never unfinish it)."""
+        if final:
+            self.recorder.playlist(self.out / "recording.m3u8", final=True)
+        write_text(self.out / "highlights.m3u8", highlights_playlist(self.clips, self.out, final=final))
+
+    def add(self, span: Any, info: dict[str, Any], since: float) -> dict:
+        """Cut `span`'s clip, then append its line to spans.jsonl (with `latency_sec`, the clip's time ready less
+        `since`, a `time.monotonic()`) and the clip to highlights.m3u8."""
+        from highlights.outputs import span_record
+
+        number = len(self.clips) + 1
+        name = f"{number:04d}_{_safe(span.label)}"
+        mp4, ts = self.out / "clips" / f"{name}.mp4", self.out / "clips" / f"{name}.ts"
+        reel = self._cut(span, mp4)
+        with tempfile.TemporaryDirectory(prefix=f".clip.{os.getpid()}.", dir=self.out) as work:
+            tmp = Path(work) / "clip.ts"
+            run_ffmpeg(["-i", media_arg(mp4), "-map", "0", "-c", "copy", "-f", "mpegts", media_arg(tmp)], f"{ts}")
+            os.replace(tmp, ts)
+        self.clips.append((ts, reel.duration))
+        record = {
+            "number": number,
+            "clip": f"clips/{mp4.name}",
+            **span_record(span, self.half, self.labels, self.names),
+            **info,
+            "latency_sec": round(time.monotonic() - since, 2),
+        }
+        self._append(json.dumps(record) + "\n")
+        self.playlist()
+        return record
+
+    def _cut(self, span: Any, mp4: Path) -> Any:
+        """The clip by stream copy from a finished snapshot of the recording so far (ffmpeg seeks in it)."""
+        snapshot = self.out / "recording" / f".cut.{os.getpid()}.m3u8"
+        self.recorder.playlist(snapshot, final=True)
+        try:
+            end = min(span.end, self.recorder.recorded)
+            return make_reel(snapshot, [Clip(span.start, end, span.label)], mp4, fast=True, srt=False, progress=False)
+        finally:
+            snapshot.unlink(missing_ok=True)
+
+    def _append(self, line: str) -> None:
+        """One whole line or nothing: a failed or short write is cut back off."""
+        size = os.fstat(self._jsonl).st_size
+        data = line.encode()
+        try:
+            if os.write(self._jsonl, data) != len(data):
+                raise OSError(28, "short write")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._jsonl, size)
+            raise UserError(f"{self.out / 'spans.jsonl'}: cannot write ({exc.strerror or exc})") from exc
+
+    def state(self, data: dict) -> None:
+        write_json(self.out / "live.json", data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._jsonl)
+
+
+def highlights_playlist(clips: list[tuple[Path, float]], base: Path, *, final: bool) -> str:
+    """An HLS playlist of the clips (each its own timeline, hence a discontinuity before each)."""
+    longest = max((d for _, d in clips), default=1.0)
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{int(longest) + 1}", "#EXT-X-MEDIA-SEQUENCE:0"]
+    lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
+    for i, (path, duration) in enumerate(clips):
+        lines += (["#EXT-X-DISCONTINUITY"] if i else []) + [f"#EXTINF:{duration:.3f},", os.path.relpath(path, base)]
+    if final:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name) or "span"
