@@ -207,7 +207,8 @@ class LiveRun:
 
     def _state(self, *, final: bool) -> dict:
         """live.json, and report.html with the scores and spans so far; one warning when falling behind."""
-        elapsed = max(1e-6, time.monotonic() - self.clock.started)
+        stream_start = self.clock.arrival(0.0) if self.clock.arrivals else time.monotonic()  # wall clock
+        elapsed = max(1e-6, time.monotonic() - stream_start)
         scored = len(self.rows) * self.config.stride / self.tps
         received = self.recorder.recorded
         lag = max(0.0, received - scored - self.window / 2 / self.tps)
