@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,6 +137,49 @@ def test_sigkill_during_the_reel_leaves_no_ffmpeg(cut, tiny_model, tmp_path):
         while _running(ffmpeg) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _running(ffmpeg), f"{_command(ffmpeg)} outlived the run that started it"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if ffmpeg is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(ffmpeg, signal.SIGKILL)
+
+
+def test_sigkill_of_a_live_run_leaves_no_recorder(tiny_model, tmp_path):
+    """SIGKILL of a live run waiting for its stream: the recording ffmpeg (started by a worker thread) ends with
+    it instead of listening on the port for ever."""
+    import imageio_ffmpeg
+
+    real = os.environ.get("FFMPEG_BINARY") or imageio_ffmpeg.get_ffmpeg_exe()
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f'#!/bin/sh\ncase "$*" in *-segment_list*) echo $$ > "{tmp_path}/recording";; esac\n'
+                    f'exec "{real}" "$@"\n')  # fmt: skip
+    fake.chmod(0o755)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # free now; nothing will ever be sent to it
+    cmd = [sys.executable, str(ROOT / "inference.py"), "--model", str(tiny_model), "--out", str(tmp_path / "out")]
+    cmd += ["--live", f"udp://127.0.0.1:{port}", "--live_stall", "60", "--weights", "random", "--quiet"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**ENV, "FFMPEG_BINARY": str(fake)}, stderr=subprocess.PIPE, start_new_session=True
+    )
+    ffmpeg = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "recording").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "recording").exists(), proc.stderr.read().decode()[-2000:]
+        ffmpeg = int((tmp_path / "recording").read_text())
+        deadline = time.monotonic() + 10
+        while not _command(ffmpeg).startswith("ffmpeg") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _command(ffmpeg).startswith("ffmpeg"), _command(ffmpeg)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while _running(ffmpeg) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(ffmpeg), "the recorder outlived the live run that started it"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
