@@ -45,6 +45,7 @@ def test_openvino_float32_features_equal_tensorflow_float32(clip, tmp_path):
     assert records["openvino"]["settings"] == records["tensorflow"]["settings"]  # same features: same settings
 
 
+@pytest.mark.slow
 def test_converted_vggish_is_cached_reused_and_rebuilt_when_damaged(tmp_path, monkeypatch, capsys):
     pieces = 0.2 * np.random.default_rng(0).standard_normal((3, 8000)).astype(np.float32)
     first = AudioEmbedder("random", seed=5, runtime="openvino", cache_dir=tmp_path).features(pieces)
@@ -141,6 +142,7 @@ def test_calibrate_then_extract_int8_then_check_precision(clip, tmp_path, capsys
         main([*args, "--compute_dtype", "int8", "--int8_model", str(out), "--seed", "1", "--overwrite"])
 
 
+@pytest.mark.slow
 def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tmp_path):
     out = tmp_path / "r.json"
     args = ["check_precision", "--video", str(clip), "--weights", "random", "--quiet", "--compute_dtype", "bfloat16"]
