@@ -116,6 +116,21 @@ def choose_class_map(args: argparse.Namespace):
     return cmap
 
 
+def _check_outputs_apart(args: argparse.Namespace, games: Sequence[str]) -> None:
+    """--out and --plot must not be a file this run reads (the list, a label or prediction file, the class map
+    of the predictions, the model): writing them would replace it."""
+    from common.atomic import check_apart
+    from common.constants import CLASS_MAP_FILE, LABEL_FILES
+
+    read = [args.game_list, args.model, args.predictions / CLASS_MAP_FILE]
+    for game in games:
+        read += [args.labels / game / name for name in LABEL_FILES]
+        read.append(args.predictions / game / "results_spotting.json")
+    for path in (args.out, args.plot):
+        if path is not None:
+            check_apart(path.parent, [path.name], read)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for flag, folder in (("--labels", args.labels), ("--predictions", args.predictions)):
@@ -130,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cmap = choose_class_map(args)
     games = game_names(args.game_list, args.labels)
+    _check_outputs_apart(args, games)
     scores = evaluate_games(
         args.labels,
         args.predictions,

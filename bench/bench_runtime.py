@@ -167,6 +167,7 @@ def main() -> None:
     p.add_argument("--calibration_frames", type=int, default=200)
     p.add_argument("--backbone_frames", type=int, default=64)
     p.add_argument("--hints", action="store_true", help="only: latency vs throughput hint, by call size")
+    p.add_argument("--reuse_int8", action="store_true", help="keep the int8 models of an earlier run (same video)")
     args = p.parse_args()
     if args.hints:
         print(hints(args.backbone_frames))
@@ -174,10 +175,11 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     video = generate(OUT / f"match_{args.minutes:g}min_720p.mp4", args.minutes)
     int8 = OUT / "int8"
-    t = time.perf_counter()
-    cal = [sys.executable, "-m", "extract_features", "calibrate", "--video", str(video), "--out", str(int8)]
-    subprocess.run([*cal, "--weights", "random", "--frames", str(args.calibration_frames)], check=True)
-    print(f"calibration: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    if not (args.reuse_int8 and (int8 / "fidelity.json").is_file()):
+        t = time.perf_counter()
+        cal = [sys.executable, "-m", "extract_features", "calibrate", "--video", str(video), "--out", str(int8)]
+        subprocess.run([*cal, "--weights", "random", "--frames", str(args.calibration_frames)], check=True)
+        print(f"calibration: {time.perf_counter() - t:.0f} s", file=sys.stderr)
     runs: dict = {m: [] for m in MODES}
     for _ in range(args.rounds):
         for mode in MODES:

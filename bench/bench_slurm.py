@@ -134,7 +134,9 @@ def report(ext: dict, tr: dict, seconds: float) -> str:
 Where an array task's time goes: queue (submit to first start) {ext["queue"]:.0f} s; a task runs
 {ext["task_mean"]:.1f} s on average (longest {ext["task_max"]:.1f} s), of which its two halves take
 {ext["halves_array"] / 4:.1f} s and the rest, {startup:.1f} s, is Python, TensorFlow and the networks starting
-in each of the four processes at once on two cores (one second resolution from scontrol).
+in each of the four processes at once on two cores (one second resolution from scontrol). The array's wall
+time runs to `sbatch --wait` returning, which polls the job 2 s, then 8 s apart on the test cluster (MinJobAge
+16 s; with Slurm's default 300 s the polls go 32 s apart and the same tasks cost up to half a minute more).
 
 ## Training: 2 workers, 3 epochs on tiny data
 
@@ -144,6 +146,10 @@ in each of the four processes at once on two cores (one second resolution from s
 | `srun --nodes=1 --ntasks=2` (rendezvous under --tflog) | {tr["srun_1x2"]:.1f} |
 | `srun --nodes=2 --ntasks-per-node=1` | {tr["srun_2x1"]:.1f} |
 | an empty 2-task step (`srun -n2 true`, best of 3) | {tr["empty_step"]:.2f} |
+
+A Slurm step adds no measurable time to training: the step itself starts in a fraction of a second and the
+rendezvous under --tflog (each task writes host:port, waits for the others) costs a few file polls; the
+differences between the rows are those of the shared cores.
 """
 
 

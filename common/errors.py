@@ -22,7 +22,12 @@ class UserError(Exception):
 
 
 class Terminated(KeyboardInterrupt):
-    """Raised in the main thread on SIGTERM; handled wherever Ctrl-C's KeyboardInterrupt is."""
+    """Raised in the main thread on SIGTERM (or another stopping signal, `signum`); handled wherever Ctrl-C's
+    KeyboardInterrupt is; `run_cli` exits 128 + `signum`."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -46,9 +51,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         message = " ".join(str(exc).split())  # always one line
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    except Terminated:
-        print("error: terminated (SIGTERM)", file=sys.stderr)
-        _exit_now(128 + signal.SIGTERM)
+    except Terminated as exc:
+        print(f"error: terminated ({signal.Signals(exc.signum).name})", file=sys.stderr)
+        _exit_now(128 + exc.signum)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         _exit_now(130)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.atomic import check_apart
 from common.cli import add_progress_flags, check_positive, parse_args
 from common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from common.errors import UserError, run_cli
@@ -29,6 +30,7 @@ from common.names import check_prefix
 from common.quiet import import_tensorflow
 from common.shards import add_shard_flags, resolve_shard
 from extract_features import decode
+from extract_features.batch import Job, check_outputs_apart
 from extract_features.pipeline import ExtractConfig
 
 RENAMED = {"--list": "--video_list", "--out_root": "--out"}  # earlier spellings, accepted until the next release
@@ -193,6 +195,7 @@ def extract_main(argv: Sequence[str]) -> int:
         prefix = check_prefix(args.prefix, "--prefix") or str(args.half or 1)
         decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
         _check_not_another_video(Path(args.out), prefix, Path(args.video), args.overwrite)
+        check_outputs_apart(Job(Path(args.video), Path(args.out), prefix), config)
         import_tensorflow(args.verbose)
         result = Extractor(config).run(args.video, batch_size=args.frames_per_call, progress=progress)
         info = write_outputs(Path(args.out), prefix, result, config)
@@ -218,6 +221,8 @@ def extract_main(argv: Sequence[str]) -> int:
         return 0 if complete else 1
     num_shards, index = resolve_shard(args.num_shards, args.shard_index)
     jobs = batch.shard(jobs, num_shards, index)
+    for job in jobs:
+        check_outputs_apart(job, config)  # before any work: a bad one would only fail at its turn
     import_tensorflow(args.verbose)
     counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.frames_per_call, progress=progress)
     print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {index}/{num_shards})")
@@ -294,6 +299,7 @@ def fit_pca_main(argv: Sequence[str]) -> int:
             raise UserError(f"{item}: no such file or folder")
     if not inputs:
         raise UserError("fit_pca: no 2048-d feature files (*_ResNET_TF2.npy) or videos found")
+    check_apart(Path(args.out).parent, [Path(args.out).name], inputs)
     recipe = _input_recipe(inputs, args.recipe)
     pca = fit_pca(_raw_blocks(inputs, args), args.dim, recipe=recipe)
     save_pca(args.out, pca)
@@ -316,6 +322,7 @@ def convert_pca_main(argv: Sequence[str]) -> int:
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--allow_pickle", action="store_true", help="required: unpickling runs code from the files")
     args = p.parse_args(argv)
+    check_apart(Path(args.out).parent, [Path(args.out).name], [args.average, args.pca])
     pca = convert_soccernet(args.average, args.pca, allow_pickle=args.allow_pickle)
     save_pca(args.out, pca)
     print(f"{args.out}: PCA {pca.mean.shape[0]} -> {pca.output_dim}")

@@ -208,11 +208,17 @@ def resolve_weights(spec: str) -> VggishWeights:
     return VggishWeights(f"checkpoint:{p}", read_checkpoint(p))
 
 
+# On OpenVINO, VGGish beside ResNet-152 (extraction) runs on one thread: each compiled network has its own
+# thread pool, and two pools of all the cores oversubscribe them (2-minute video, 2 cores: 124 s -> 93 s).
+BESIDE_RESNET_THREADS = 1
+
+
 class AudioEmbedder:
     """0.5 s pieces -> 512-d VGGish conv4_2 features (and 0.96 s examples -> 128-d embeddings).
 
     `runtime` "openvino" runs the networks converted once and cached (extract_features/runtime.py), in
-    `compute_dtype`; "tensorflow" runs the Keras networks in float32; None picks OpenVINO on a CPU.
+    `compute_dtype`; "tensorflow" runs the Keras networks in float32; None picks OpenVINO on a CPU. `threads`:
+    OpenVINO's threads (0: all cores).
     """
 
     def __init__(
@@ -226,6 +232,7 @@ class AudioEmbedder:
         compute_dtype: str = "float32",
         cache_dir: str | os.PathLike | None = None,
         int8_model: str | os.PathLike | None = None,
+        threads: int = 0,
     ):
         from extract_features import runtime as rt
 
@@ -253,12 +260,12 @@ class AudioEmbedder:
         else:
             xml = rt.cached_model("vggish", key, lambda: rt.convert(self.keras_function("features")), cache_dir)
         self.xml = xml
-        self._features = rt.CompiledNetwork(xml, compute_dtype)
+        self._features = rt.CompiledNetwork(xml, compute_dtype, threads=threads)
         if need_embedding:
             dtype = "float32" if compute_dtype == "int8" else compute_dtype
             emb_key = {**key, "output": "embedding 128"}
             xml = rt.cached_model("vggish128", emb_key, lambda: rt.convert(self.keras_function("embedding")), cache_dir)
-            self._embed = rt.CompiledNetwork(xml, dtype)
+            self._embed = rt.CompiledNetwork(xml, dtype, threads=threads)
 
     def cache_key(self) -> dict:
         """What the converted network depends on: the weights actually loaded (hash) or the random seed."""

@@ -148,6 +148,15 @@ def shard(jobs: list[Job], num_shards: int, shard_index: int) -> list[Job]:
     return take_shard(jobs, num_shards, shard_index, key=lambda j: j.out_dir)
 
 
+def check_outputs_apart(job: Job, config: ExtractConfig) -> None:
+    """UserError before any work when an input of the job (its video, the PCA, the weights files) is one of the
+    files it writes (a video named `1_VGGish.npy` in --out was replaced by its own features)."""
+    from common.atomic import check_apart
+
+    names = [*config.file_names(job.prefix).values(), "extraction.json"]
+    check_apart(job.out_dir, names, [job.video, config.pca, config.resnet_weights, config.vggish])
+
+
 def remove_stale_temporaries(out_dir: Path, config: ExtractConfig, prefix: str) -> None:
     """Temporary files a killed run left (`.<name>.<random><ext>`, see common.atomic)."""
     for name in [*config.file_names(prefix).values(), "extraction.json", ERRORS_FILE]:

@@ -334,10 +334,10 @@ def _resnet(weights, resnet_weights, seed, runtime, compute_dtype, cache_dir, in
 
 @functools.lru_cache(maxsize=2)
 def _vggish(spec, need_embedding, seed, runtime, compute_dtype, cache_dir, int8_model):
-    from extract_features.audio import AudioEmbedder
+    from extract_features.audio import BESIDE_RESNET_THREADS, AudioEmbedder
 
     net = {"runtime": runtime, "compute_dtype": compute_dtype, "cache_dir": cache_dir, "int8_model": int8_model}
-    return AudioEmbedder(spec, need_embedding=need_embedding, seed=seed, **net)
+    return AudioEmbedder(spec, need_embedding=need_embedding, seed=seed, threads=BESIDE_RESNET_THREADS, **net)
 
 
 class _NoBar:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.atomic import write_text
-from common.ffmpeg import ffmpeg_exe, last_error_line, media_arg
+from common.ffmpeg import ffmpeg_exe, last_error_line, media_arg, tied
 
 log = logging.getLogger("live")
 
@@ -162,8 +162,8 @@ class Recorder:
         """Run one recorder process to its end: when data first and last came (None, None: no data)."""
         csv = self.folder / f".list_{attempt:04d}.csv"
         first = len(self.segments)
-        proc = subprocess.Popen(
-            self._command(first, csv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        proc = subprocess.Popen(  # tied: this thread waits for it, and a killed run never leaves it recording
+            tied(self._command(first, csv)), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         moved: list[float | None] = [None, None]
         progress = threading.Thread(target=_follow_progress, args=(proc, moved), daemon=True)

@@ -364,11 +364,29 @@ def _other_video_features(e: Env) -> Path:
     return folder
 
 
-def _pca_in_out(e: Env) -> Path:
+def _pca_in_out(e: Env, name: str = "timeline.png") -> Path:
     from extract_features.pca import random_pca, save_pca
 
     save_pca(e.tmp / "pca.npz", random_pca())
-    return e.inside_out("timeline.png", e.tmp / "pca.npz")
+    return e.inside_out(name, e.tmp / "pca.npz")
+
+
+def _tree_with_pca(e: Env, name: str) -> Path:
+    """A SoccerNet tree of one game whose first half is the match video, a PCA saved in the game under `name`."""
+    game = e.tmp / "tree" / "game"
+    game.mkdir(parents=True)
+    (game / "1_224p.mp4").write_bytes(e.video.read_bytes())
+    from extract_features.pca import random_pca, save_pca
+
+    save_pca(game / name, random_pca())
+    return e.tmp / "tree"
+
+
+def _unchanged_game(e: Env) -> bool:
+    """The game folder's features and labels are those Env.game wrote."""
+    game = e.tmp / "data" / "game"
+    labels = json.loads((game / "Labels-v2.json").read_text())["annotations"]
+    return labels == [ann("1 - 00:10", "Goal")] and np.load(game / "1_VGGish.npy").shape == (130, D)
 
 
 def _raw_with(e: Env, value: float, row: int) -> Path:
@@ -771,6 +789,84 @@ CASES: dict[str, Case] = {
         0,
         "kept highlights.mp4, highlights.srt: not written by this run, nor recorded",
         lambda e, err: (e.out / "highlights.mp4").read_bytes() == b"the user's highlights.mp4" or pytest.fail(),
+    ),
+    "extract: the video is out/1_VGGish.npy": Case(
+        "extract",
+        lambda e: ["--video", str(e.inside_out("1_VGGish.npy")), "--out", str(e.out), "--weights", "random"],
+        2,
+        "1_VGGish.npy: an input of this run is also its output 1_VGGish.npy",
+    ),
+    "extract: the video is out/extraction.json, --overwrite": Case(
+        "extract",
+        lambda e: (
+            ["--video", str(e.inside_out("extraction.json")), "--out", str(e.out), "--weights", "random"]
+            + ["--overwrite"]
+        ),
+        2,
+        "extraction.json: an input of this run is also its output extraction.json",
+    ),
+    "extract: the PCA is out/1_ResNET_TF2_PCA512.npy": Case(
+        "extract",
+        lambda e: (
+            ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca"]
+            + [str(_pca_in_out(e, "1_ResNET_TF2_PCA512.npy"))]
+        ),
+        2,
+        "1_ResNET_TF2_PCA512.npy: an input of this run is also its output 1_ResNET_TF2_PCA512.npy",
+    ),
+    "extract --tree: the PCA is a game's extraction.json": Case(
+        "extract",
+        lambda e: (
+            ["--tree", str(_tree_with_pca(e, "extraction.json")), "--weights", "random"]
+            + ["--pca", str(e.tmp / "tree" / "game" / "extraction.json")]
+        ),
+        2,
+        "extraction.json: an input of this run is also its output extraction.json",
+    ),
+    "fit_pca: --out is its input": Case(
+        "extract",
+        lambda e: (
+            ["fit_pca", str(_raw_with(e, 0.0, 0)), "--out", str(e.tmp / "raw" / "1_ResNET_TF2.npy")] + ["--dim", "4"]
+        ),
+        2,
+        "1_ResNET_TF2.npy: an input of this run is also its output 1_ResNET_TF2.npy",
+    ),
+    "convert_pca: --out is its --average": Case(
+        "extract",
+        lambda e: (
+            ["convert_pca", "--average", str(_pickle(e, "avg.pkl", np.zeros(2048))), "--pca"]
+            + [str(_pickle(e, "pca.pkl", {})), "--out", str(e.tmp / "avg.pkl"), "--allow_pickle"]
+        ),
+        2,
+        "avg.pkl: an input of this run is also its output avg.pkl",
+    ),
+    "evaluate: --out is a game's results_spotting.json": Case(
+        "evaluate",
+        lambda e: [*e.evaluate(), "--out", str(e.tmp / "preds" / "game" / "results_spotting.json")],
+        2,
+        "results_spotting.json: an input of this run is also its output results_spotting.json",
+    ),
+    "evaluate: --out is a game's Labels-v2.json": Case(
+        "evaluate",
+        lambda e: [*e.evaluate(), "--out", str(e.tmp / "data" / "game" / "Labels-v2.json")],
+        2,
+        "Labels-v2.json: an input of this run is also its output Labels-v2.json",
+    ),
+    "evaluate: --plot is the game list": Case(
+        "evaluate",
+        lambda e: [*e.evaluate(), "--plot", str(e.tmp / "list.txt")],
+        2,
+        "list.txt: an input of this run is also its output list.txt",
+    ),
+    "--out is the game folder: outputs beside its features and labels, inputs untouched": Case(
+        "inference",
+        lambda e: (
+            ["--model", str(e.model), "--out", str(e.game([ann("1 - 00:10", "Goal")])), "--quiet"]
+            + ["--game_dir", str(e.tmp / "data" / "game")]
+        ),
+        0,
+        "highlights",
+        lambda e, err: _unchanged_game(e) or pytest.fail("the game's files changed"),
     ),
     "--video names a folder": Case(
         "inference", lambda e: e.infer("--video", str(e.tmp)), 2, "is a folder, expected a video file"

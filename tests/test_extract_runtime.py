@@ -45,6 +45,7 @@ def test_openvino_float32_features_equal_tensorflow_float32(clip, tmp_path):
     assert records["openvino"]["settings"] == records["tensorflow"]["settings"]  # same features: same settings
 
 
+@pytest.mark.slow
 def test_converted_vggish_is_cached_reused_and_rebuilt_when_damaged(tmp_path, monkeypatch, capsys):
     pieces = 0.2 * np.random.default_rng(0).standard_normal((3, 8000)).astype(np.float32)
     first = AudioEmbedder("random", seed=5, runtime="openvino", cache_dir=tmp_path).features(pieces)
@@ -141,6 +142,7 @@ def test_calibrate_then_extract_int8_then_check_precision(clip, tmp_path, capsys
         main([*args, "--compute_dtype", "int8", "--int8_model", str(out), "--seed", "1", "--overwrite"])
 
 
+@pytest.mark.slow
 def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tmp_path):
     out = tmp_path / "r.json"
     args = ["check_precision", "--video", str(clip), "--weights", "random", "--quiet", "--compute_dtype", "bfloat16"]
@@ -193,3 +195,47 @@ def test_throughput_mode_splits_a_batch_over_requests_and_keeps_row_order(tmp_pa
     assert net.requests == 3
     np.testing.assert_allclose(net(x), latency, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(net(x[:1]), latency[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_inference_warns_once_when_int8_features_drift_for_a_float32_model(tiny_model, tmp_path, caplog):
+    import inference
+    import synthetic
+
+    game = synthetic.write_game(synthetic.make_game(0, half_minutes=1), tmp_path / "game")
+    record = {**int8_record(2 * DRIFT_WARN), "tokens_per_second": 2.0}
+    (game / "extraction.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING):
+        assert inference.main(["--model", str(tiny_model), "--game_dir", str(game), "--out", str(tmp_path / "o")]) == 0
+    drift = [r.getMessage() for r in caplog.records if "drift" in r.getMessage()]
+    assert len(drift) == 1 and "int8 features drift 0.100" in drift[0] and "trained on float32" in drift[0]
+
+
+@pytest.mark.slow
+def test_video_to_reel_on_tensorflow_and_openvino_give_the_same_spans(tiny_model, clip, tmp_path):
+    import inference
+
+    spans = {}
+    for name in ("tensorflow", "openvino"):
+        out = tmp_path / name
+        argv = ["--model", str(tiny_model), "--video", str(clip), "--out", str(out), "--weights", "random"]
+        assert inference.main([*argv, "--feature_runtime", name, "--threshold", "0", "--no_reel", "--quiet"]) == 0
+        spans[name] = json.loads((out / "spans.json").read_text())["spans"]
+    assert spans["tensorflow"] and spans["openvino"] == spans["tensorflow"]  # scored spans, one per class
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+@pytest.mark.skipif(not _has_gpu(), reason="the prepared GPU check needs a GPU")
+def test_on_a_gpu_the_default_runtime_is_tensorflow_and_agrees_with_openvino(clip, tmp_path):
+    folders = {}
+    for name in ("default", "openvino"):
+        folders[name] = tmp_path / name
+        args = ["--video", str(clip), "--out", str(folders[name]), "--weights", "random", "--quiet", "--save_raw"]
+        assert main([*args, *(["--runtime", name] if name != "default" else [])]) == 0
+    assert json.loads((folders["default"] / "extraction.json").read_text())["runtime"] == "tensorflow"
+    gpu, cpu = (np.load(folders[n] / "1_ResNET_TF2.npy") for n in folders)
+    assert relative_l2(cpu, gpu).max() <= 1e-2  # TensorFloat-32 convolutions on the GPU: close, not equal

@@ -46,7 +46,11 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-@pytest.mark.parametrize("hostile", ["...mp4", "..mp4", ".mp4.mp4", " .. .mp4", ".partial.1.abcdefgh.mp4"])
+@pytest.mark.parametrize(
+    "hostile",
+    ["...mp4", "..mp4", ".mp4", ".mp4.mp4", " .. .mp4", ".partial.1.abcdefgh.mp4", ".outputs.json.mp4",
+     "index.html.mp4", "two\nlines.mp4", "tab\there\r.mp4", "-y.mp4"],
+)  # fmt: skip
 def test_a_video_named_like_a_parent_folder_writes_inside_out_only(hostile, tiny_model, match, tmp_path):
     """`...mp4` has stem `..`: its folder was OUT/.. (the parent of --out), whose files were overwritten or
     removed. Features are put both where they are looked for now and where they were (`vids/..`)."""
@@ -60,7 +64,7 @@ def test_a_video_named_like_a_parent_folder_writes_inside_out_only(hostile, tiny
     written = _tree(tmp_path) - before
     assert written and all(w == "parent/OUT" or w.startswith("parent/OUT/") for w in written), written
     folders = [p for p in (parent / "OUT").iterdir() if p.is_dir()]
-    assert len(folders) == 1 and not folders[0].name.startswith(".")
+    assert len(folders) == 1 and not folders[0].name.startswith(".") and folders[0].name.isprintable()
     assert (folders[0] / "report.html").is_file()
 
 

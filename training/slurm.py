@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import Terminated, UserError
 
 RENDEZVOUS_TIMEOUT = 600.0
 
@@ -155,12 +155,14 @@ def slurm_workers(tflog: str | os.PathLike):
 def stop_on_signals():
     """SIGTERM or SIGUSR1 (a Slurm preemption or time-limit warning: slurm/train.sbatch sends USR1 to its workers,
     as TensorFlow's multi-worker runtime takes SIGTERM over for itself) ends the run as an error would: the resume
-    state of the last finished epoch stays and `--resume` continues from it; exit status 128 + the signal."""
+    state of the last finished epoch stays and `--resume` continues from it; exit status 128 + the signal. It
+    raises `Terminated`, so `run_cli` ends the process without the interpreter's teardown under TensorFlow's
+    threads (which can abort, exit 134)."""
 
     def stop(signum, frame):
         name = signal.Signals(signum).name
         print(f"{name}: stopping; --resume continues from the last finished epoch", file=sys.stderr, flush=True)
-        raise SystemExit(128 + signum)
+        raise Terminated(signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
     try:
