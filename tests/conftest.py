@@ -1,6 +1,7 @@
 """Shared test settings (quiet TensorFlow, no GPU) and the one tiny model most CLI tests score with."""
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +9,31 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# Measured slow tests (tests/slow.txt, written by scripts/slow_tests.py) join those marked in their files.
+SLOW = {
+    line.strip()
+    for line in (Path(__file__).parent / "slow.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.nodeid in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """A command run in-process installs its own SIGTERM / SIGINT / SIGUSR1 handlers: put back the earlier ones,
+    so that no test depends on which tests ran before it."""
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+    before = {sig: signal.getsignal(sig) for sig in sigs}
+    yield
+    for sig, handler in before.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")
