@@ -27,30 +27,15 @@ OUTPUT_FILES = (
 
 
 def spans_json(result: Result) -> dict:
+    from highlights.report import model_record, source_paths
     from highlights.spotting import class_labels
 
     cfg, spec = result.config, result.spec
     labels = class_labels(result.cmap, spec.class_names)
     names = list(spec.class_names)
     return {
-        "source": {
-            k: str(v)
-            for k, v in (
-                ("video", cfg.video),
-                ("features_video", cfg.features_video),
-                ("features_audio", cfg.features_audio),
-                ("game_dir", cfg.game_dir),
-            )
-            if v is not None
-        },
-        "model": {
-            "path": str(cfg.model),
-            "architecture": spec.architecture,
-            "pooling": spec.pooling,
-            "window_seconds": spec.window_seconds,
-            "tokens_per_second": spec.tokens_per_second,
-            "class_names": names,
-        },
+        "source": source_paths(cfg),
+        "model": {**model_record(cfg, spec), "class_names": names},
         "decoder": cfg.decoder.to_dict(),
         "spans": [span_record(s, h.number, labels, names) for h in result.halves for s in h.spans],
     }

@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
@@ -29,8 +29,9 @@ from common.atomic import atomic_path, read_json
 from common.errors import UserError, run_cli
 
 if TYPE_CHECKING:
+    from common.modelspec import ModelSpec
     from highlights.decoder import Span
-    from highlights.pipeline import Result
+    from highlights.pipeline import Config, Result
 
 BACKGROUND = "background"
 MAX_SAMPLES = 16384  # per class and half; beyond this, scores are max-pooled (peaks kept)
@@ -111,6 +112,25 @@ def _reel(result: Result, out: Path) -> dict | None:
     return {"video": url_from(out, reel), "clips": [[round(c.start, 3), round(c.end, 3)] for c in clips]}
 
 
+SOURCES = ("video", "features_video", "features_audio", "game_dir")
+
+
+def source_paths(cfg: Config, names: Sequence[str] = SOURCES) -> dict[str, str]:
+    """The run's inputs among `names` (Config fields) that were given, as strings (spans.json, report.html)."""
+    return {k: str(getattr(cfg, k)) for k in names if getattr(cfg, k) is not None}
+
+
+def model_record(cfg: Config, spec: ModelSpec) -> dict[str, Any]:
+    """The model file and the facts of its spec a reader of the outputs needs (spans.json, report.html)."""
+    return {
+        "path": str(cfg.model),
+        "architecture": spec.architecture,
+        "pooling": spec.pooling,
+        "window_seconds": spec.window_seconds,
+        "tokens_per_second": spec.tokens_per_second,
+    }
+
+
 def report_data(result: Result, out: Path) -> dict:
     """Everything the page shows, from an inference result (config, model info, halves with scores/spans/spots)."""
     cfg, spec = result.config, result.spec
@@ -147,24 +167,8 @@ def report_data(result: Result, out: Path) -> dict:
         "reel": _reel(result, out),
         "randomWeights": bool(result.random_weights),
         "settings": {
-            "source": {
-                k: str(v)
-                for k, v in (
-                    ("video", cfg.video),
-                    ("features_video", cfg.features_video),
-                    ("features_audio", cfg.features_audio),
-                    ("game_dir", cfg.game_dir),
-                    ("ground_truth", cfg.ground_truth),
-                )
-                if v is not None
-            },
-            "model": {
-                "path": str(cfg.model),
-                "architecture": spec.architecture,
-                "pooling": spec.pooling,
-                "window_seconds": spec.window_seconds,
-                "tokens_per_second": spec.tokens_per_second,
-            },
+            "source": source_paths(cfg, (*SOURCES, "ground_truth")),
+            "model": model_record(cfg, spec),
             "scoring": {"stride": cfg.stride, "nms_window_sec": cfg.nms_window_sec, "nms_threshold": cfg.nms_threshold},
             "decoder": cfg.decoder.to_dict(),
         },
