@@ -75,6 +75,9 @@ def last_error_line(stderr: bytes | str | None) -> str:
     text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
     noise = ("at least one output file must be specified", "use -h to get full help")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().lower().startswith(noise)]
+    full = [ln for ln in lines if "No space left on device" in ln or "Disk quota exceeded" in ln]
+    if full:  # a full disk, whatever ffmpeg said after it
+        return full[-1]
     for ln in reversed(lines):
         if any(k in ln.lower() for k in ("error", "invalid", "no such file", "does not contain", "not found")):
             return ln

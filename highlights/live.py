@@ -9,10 +9,14 @@ span it gives out is cut into a clip at once (`highlights.live_outputs`). When t
 SIGTERM / Ctrl-C (the recorder stops, what was recorded is still scored), the run writes what an offline
 run on `recording.m3u8` writes: spans.json, results_spotting.json, the timeline, report and reel, from the
 same scores. A second Ctrl-C stops at once; every file already written stays whole.
+
+A full disk stops the run (`_stop_on_full_disk`): recording and cutting end, the playlists are finished, one
+line says what is safe; the end-of-run outputs are left to `inference.py --video DIR/recording.m3u8`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from common.errors import UserError
+from highlights.disk_full import DiskFull, stopped_message, writing
 from highlights.live_tokens import CATCH_UP_BATCH
 from highlights.pipeline import Config, Half, Result, Session, _decode, warn_random
 from highlights.recorder import Recorder, Segment
@@ -102,6 +107,7 @@ class LiveRun:
         self._clips: queue.Queue = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
+        self._halted = threading.Event()  # a full disk: no more clips
 
     # ---- threads ----------------------------------------------------------------------------------------------
 
@@ -112,6 +118,8 @@ class LiveRun:
 
     def _ended(self) -> None:
         """The stream is over: the playlist is finished, so the decoders end after its last segment."""
+        if self.relay.errors:  # a full disk stopped the recorder: room for the finished playlist
+            self.outputs.release()
         self.recorder.playlist(self.config.out / "recording.m3u8", final=True)
 
     def _thread(self, fn: Any) -> None:
@@ -126,7 +134,7 @@ class LiveRun:
         self._threads.append(thread)
 
     def _cut_clips(self) -> None:
-        while (item := self._clips.get()) is not None:
+        while (item := self._clips.get()) is not None and not self._halted.is_set():
             span, info = item
             record = self.outputs.add(span, info, self.clock.arrival(span.peak))
             self.records.append(record)
@@ -137,16 +145,44 @@ class LiveRun:
             )
 
     def _check(self) -> None:
+        errors = self._errors + self.relay.errors + self.tokens.stages.errors
+        if errors:  # a full disk first: a decoder may fail on the segment it cut short
+            raise next((e for e in errors if isinstance(e, DiskFull)), errors[0])
         if not self.relay.thread.is_alive() and not self.recorder.segments:
             problem = "; ".join(dict.fromkeys(self.recorder.errors)) or "no data"
             raise UserError(f"{self.live.source}: nothing was received ({problem})")
-        errors = self._errors + self.relay.errors + self.tokens.stages.errors
-        if errors:
-            raise errors[0]
 
     # ---- the main loop ----------------------------------------------------------------------------------------
 
     def run(self) -> Result:
+        """The run to its end; a full disk stops it with one UserError (`_stop_on_full_disk`)."""
+        try:
+            return self._run()
+        except DiskFull as exc:
+            raise UserError(self._stop_on_full_disk(exc)) from exc
+
+    def _stop_on_full_disk(self, exc: DiskFull) -> str:
+        """Stop recording and cutting (the clip being cut is finished or removed), finish the playlists and
+        live.json (in the space held for them), and say what happened. The end-of-run outputs are not tried:
+        the reel alone needs about as much room again as the clips, and the finished recording gives them all
+        (`inference.py --video DIR/recording.m3u8`) once there is room."""
+        self._halted.set()
+        self.outputs.release()
+        self.relay.stop.set()
+        self._clips.put(None)
+        self.relay.thread.join()  # its end finishes recording.m3u8 (in place if need be)
+        for thread in self._threads[1:]:
+            thread.join()
+        out = self.config.out
+        message = stopped_message(out, exc, self.outputs.lines, self.recorder.recorded, self.outputs.finished())
+        with contextlib.suppress(UserError):
+            self.outputs.playlist(final=True, recording=False)
+        with contextlib.suppress(UserError):
+            self._state(final=True, name="stopped: disk full", error=message)
+        self.outputs.close()
+        return message
+
+    def _run(self) -> Result:
         self._threads.append(self.relay.thread)
         self.relay.attach(self._segment, self._ended)
         self._thread(self._cut_clips)
@@ -205,8 +241,9 @@ class LiveRun:
             info = {"final_at": round(final_at, 3), "wait_sec": round(final_at - span.peak, 3)}
             self._clips.put((span, {**info, "final_by": round(final_by, 3)}))
 
-    def _state(self, *, final: bool) -> dict:
-        """live.json, and report.html with the scores and spans so far; one warning when falling behind."""
+    def _state(self, *, final: bool, **extra: str) -> dict:
+        """live.json, and report.html with the scores and spans so far; one warning when falling behind. `extra`:
+        other fields of live.json (`name`, the state: finished or live by default)."""
         stream_start = self.clock.arrival(0.0) if self.clock.arrivals else time.monotonic()  # wall clock
         elapsed = max(1e-6, time.monotonic() - stream_start)
         scored = len(self.rows) * self.config.stride / self.tps
@@ -215,15 +252,16 @@ class LiveRun:
         self.clock.worst_lag = max(self.clock.worst_lag, lag)
         rate, stream_rate = round(scored / elapsed, 3), round(received / elapsed, 3)
         state = {
-            "state": "finished" if final else "live",
+            "state": extra.pop("name", "finished" if final else "live"),
             "recorded_sec": round(received, 3),
             "scored_sec": round(scored, 3),
             "lag_sec": round(lag, 2),
             "stream_rate": stream_rate,
             "real_time_factor": rate,
             "compute_per_stream_sec": round((self.tokens.busy + self.score_sec) / max(scored, 1e-6), 3),
-            "spans": len(self.records),
+            "spans": self.outputs.lines,
             "gaps": [dataclasses.asdict(g) for g in self.recorder.gaps],
+            **extra,
         }
         message = behind_message(lag, received, scored, rate, stream_rate)
         if message and not self.clock.warned:
@@ -241,7 +279,8 @@ class LiveRun:
         half = Half(self.config.half, probs, probs, duration=len(probs) / self.tps, probs=probs)
         half.spans = [g for given in self.online.given for g in given]
         result = Result(self._final_config(), self.spec, [half], {}, {}, self._random(), cmap=self.session.cmap)
-        write_report(self.config.out / "report.html", result, folder=self.config.out)
+        with writing(self.config.out / "report.html"):
+            write_report(self.config.out / "report.html", result, folder=self.config.out)
 
     def _final_config(self) -> Config:
         return dataclasses.replace(self.config, video=self.config.out / "recording.m3u8")
@@ -273,7 +312,8 @@ class LiveRun:
         result = Result(config, self.spec, [half], {}, {}, self._random(), cmap=self.session.cmap)
         if result.random_weights:
             warn_random()
-        write_outputs(result)
+        with writing(self.config.out, what="the end-of-run outputs (spans.json, the reel, ...)"):
+            write_outputs(result)
         print(latency_table(self.records, self.clock, self.recorder, state), file=sys.stderr)
         if interrupted:
             print("stopped before the stream ended: the outputs cover the recording so far", file=sys.stderr)
@@ -343,8 +383,9 @@ def run_live(config: Config, live: LiveSettings) -> Result:
             relay.stop.set()
             relay.thread.join()  # the playlist is finished: the decoders end too
             live_run.tokens.stages.stop.set()
+            bound = None if live_run.outputs.finished() else 10.0  # else its decoders wait for more
             for thread in live_run.tokens.stages.threads:
-                thread.join()
+                thread.join(bound)
     finally:
         relay.stop.set()
         relay.thread.join()
@@ -396,4 +437,7 @@ class Relay:
             with self._lock:
                 self._over = True
                 if self._ended is not None:
-                    self._ended()
+                    try:
+                        self._ended()
+                    except BaseException as exc:  # raised in the main thread
+                        self.errors.append(exc)

@@ -5,8 +5,12 @@
   to the keyframe at or before the span's start), and `clips/NNNN_<class>.ts`, the same clip in MPEG-TS.
 - `highlights.m3u8`: an HLS playlist of the `.ts` clips so far (VLC, Safari, hls.js play it while it grows).
 - `spans.jsonl`: one line per final span (the fields of `spans.json`, plus its clip, when it became final and
-  its latency), each line written whole by one `write` after its clip is in place.
+  its latency), each line appended whole after its clip is in place (a line the disk has no room for is cut
+  back off, and its clip removed: `clips/` holds the clips of spans.jsonl).
 - `live.json`: the run's state (tokens, real-time factor, gaps of the stream), replaced atomically.
+
+A full disk raises `highlights.disk_full.DiskFull` naming the file; `RESERVE_BYTES` held in `.reserve.*` are
+freed then, so that the run can still finish its playlists and live.json.
 
 A lock (`.live.lock`) keeps a second live run out of a folder a live run is writing; a folder that holds an
 earlier live run's recording is refused, so a recording is never overwritten.
@@ -27,10 +31,12 @@ from typing import Any
 from common.atomic import write_json, write_text
 from common.errors import UserError
 from common.ffmpeg import media_arg, run_ffmpeg
+from highlights.disk_full import writing
 from highlights.recorder import Recorder
 from highlights.reel import Clip, make_reel
 
 LIVE_FILES = ("spans.jsonl", "recording.m3u8", "highlights.m3u8", "live.json")
+RESERVE_BYTES = 1 << 20  # held on the disk during a run, freed on a full disk for the last small writes
 
 
 def lock_folder(out: Path) -> Any:
@@ -58,39 +64,53 @@ class LiveOutputs:
         self.recorder = recorder
         self.labels, self.names, self.half = labels, names, half
         self.clips: list[tuple[Path, float]] = []  # (.ts clip, duration)
-        (out / "clips").mkdir(exist_ok=True)
-        self._jsonl = os.open(out / "spans.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        self.lines = 0  # lines in spans.jsonl
+        with writing(out / "clips"):
+            (out / "clips").mkdir(exist_ok=True)
+        with writing(out / "spans.jsonl"):
+            self._jsonl = os.open(out / "spans.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        self._reserve = _reserve(out)
         self.playlist()
 
-    def playlist(self, *, final: bool = False) -> None:
-        """highlights.m3u8 (and, when `final`, the finished recording.m3u8; while the stream plays only the
-        recorder's thread writes that one, so a clip can never unfinish it)."""
-        if final:
+    def playlist(self, *, final: bool = False, recording: bool = True) -> None:
+        """highlights.m3u8 (and, when `final` and `recording`, the finished recording.m3u8; while the stream
+        plays only the recorder's thread writes that one, so a clip can never unfinish it)."""
+        if final and recording:
             self.recorder.playlist(self.out / "recording.m3u8", final=True)
-        write_text(self.out / "highlights.m3u8", highlights_playlist(self.clips, self.out, final=final))
+        with writing(self.out / "highlights.m3u8"):
+            write_text(self.out / "highlights.m3u8", highlights_playlist(self.clips, self.out, final=final))
 
     def add(self, span: Any, info: dict[str, Any], since: float) -> dict:
         """Cut `span`'s clip, then append its line to spans.jsonl (with `latency_sec`, the clip's time ready less
-        `since`, a `time.monotonic()`) and the clip to highlights.m3u8."""
+        `since`, a `time.monotonic()`) and the clip to highlights.m3u8. A clip whose line could not be written
+        is removed again: clips/ holds only the clips of spans.jsonl (DiskFull on a full disk)."""
         from highlights.outputs import span_record
 
         number = len(self.clips) + 1
         name = f"{number:04d}_{_safe(span.label)}"
         mp4, ts = self.out / "clips" / f"{name}.mp4", self.out / "clips" / f"{name}.ts"
-        reel = self._cut(span, mp4)
-        with tempfile.TemporaryDirectory(prefix=f".clip.{os.getpid()}.", dir=self.out) as work:
-            tmp = Path(work) / "clip.ts"
-            run_ffmpeg(["-i", media_arg(mp4), "-map", "0", "-c", "copy", "-f", "mpegts", media_arg(tmp)], f"{ts}")
-            os.replace(tmp, ts)
+        try:
+            with writing(mp4):
+                reel = self._cut(span, mp4)
+            with writing(ts), tempfile.TemporaryDirectory(prefix=f".clip.{os.getpid()}.", dir=self.out) as work:
+                tmp = Path(work) / "clip.ts"
+                run_ffmpeg(["-i", media_arg(mp4), "-map", "0", "-c", "copy", "-f", "mpegts", media_arg(tmp)], f"{ts}")
+                os.replace(tmp, ts)
+            record = {
+                "number": number,
+                "clip": f"clips/{mp4.name}",
+                **span_record(span, self.half, self.labels, self.names),
+                **info,
+                "latency_sec": round(time.monotonic() - since, 2),
+            }
+            with writing(self.out / "spans.jsonl"):
+                self._append(json.dumps(record) + "\n")
+        except BaseException:
+            mp4.unlink(missing_ok=True)
+            ts.unlink(missing_ok=True)
+            raise
+        self.lines += 1
         self.clips.append((ts, reel.duration))
-        record = {
-            "number": number,
-            "clip": f"clips/{mp4.name}",
-            **span_record(span, self.half, self.labels, self.names),
-            **info,
-            "latency_sec": round(time.monotonic() - since, 2),
-        }
-        self._append(json.dumps(record) + "\n")
         self.playlist()
         return record
 
@@ -105,23 +125,54 @@ class LiveOutputs:
             snapshot.unlink(missing_ok=True)
 
     def _append(self, line: str) -> None:
-        """One whole line or nothing: a failed or short write is cut back off."""
+        """One whole line or nothing: a failed write (after a short one, the rest's) is cut back off."""
         size = os.fstat(self._jsonl).st_size
         data = line.encode()
         try:
-            if os.write(self._jsonl, data) != len(data):
-                raise OSError(28, "short write")
+            while data:
+                data = data[os.write(self._jsonl, data) :]
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._jsonl, size)
             raise UserError(f"{self.out / 'spans.jsonl'}: cannot write ({exc.strerror or exc})") from exc
 
     def state(self, data: dict) -> None:
-        write_json(self.out / "live.json", data)
+        with writing(self.out / "live.json"):
+            write_json(self.out / "live.json", data)
+
+    def finished(self) -> bool:
+        """recording.m3u8 ends with ENDLIST (so its decoders end at its last segment)."""
+        with contextlib.suppress(OSError):
+            return "#EXT-X-ENDLIST" in (self.out / "recording.m3u8").read_text()
+        return False
+
+    def release(self) -> None:
+        """Free the space held for the end of a run stopped by a full disk (finished playlists, live.json)."""
+        if self._reserve is not None:
+            self._reserve.unlink(missing_ok=True)
+            self._reserve = None
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._jsonl)
+        self.release()
+        if self._jsonl >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._jsonl)
+            self._jsonl = -1
+
+
+def _reserve(out: Path) -> Path | None:
+    """A hidden file of RESERVE_BYTES in `out` (named as a temporary, swept if a killed run leaves it); None
+    when the disk has not that much room."""
+    with contextlib.suppress(OSError):
+        fd, name = tempfile.mkstemp(prefix=f".reserve.{os.getpid()}.", dir=out)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            return Path(name)
+        except OSError:
+            os.unlink(name)
+        finally:
+            os.close(fd)
+    return None
 
 
 def highlights_playlist(clips: list[tuple[Path, float]], base: Path, *, final: bool) -> str:

@@ -5,7 +5,7 @@ One ffmpeg process copies the source's first video and audio streams into `seg_N
 `on_segment` at once. The segments end to end are the recording: `playlist()` writes them as an HLS
 playlist (`recording.m3u8`) that ffmpeg, VLC or a browser read like any finished video.
 
-Faults. A source that sends nothing for `stall_sec` makes ffmpeg give up (its I/O timeout): the time
+Faults. A full disk ends the recording with `highlights.disk_full.DiskFull` (never a reconnect). A source that sends nothing for `stall_sec` makes ffmpeg give up (its I/O timeout): the time
 without data is a gap. A network source (udp, srt, rtmp, ...) is then reconnected, at once when the last
 attempt waited for data, else after a back-off of 0.5, 1, 2, ... 8 s; the new process's timestamps start
 where the recording stopped (`-output_ts_offset`), so the recording stays one continuous timeline in which
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from common.atomic import write_text
 from common.ffmpeg import ffmpeg_exe, last_error_line, media_arg, tied
+from highlights.disk_full import DiskFull, full_reason, writing
 
 log = logging.getLogger("live")
 
@@ -175,19 +176,22 @@ class Recorder:
         drain.start()
         started = time.monotonic()
         try:
-            while proc.poll() is None:
-                self._collect(csv, first)
-                if stop.is_set() or self._quiet(moved[1] or started) > self.end_after_sec:
-                    break
-                stop.wait(0.2)
+            try:
+                while proc.poll() is None:
+                    self._collect(csv, first)
+                    if stop.is_set() or self._quiet(moved[1] or started) > self.end_after_sec:
+                        break
+                    stop.wait(0.2)
+            finally:
+                _interrupt(proc)
+                progress.join()
+                drain.join()
+            self._full_disk(b"".join(stderr))
+            self._collect(csv, first)
         finally:
-            _interrupt(proc)
-            progress.join()
-            drain.join()
-        self._collect(csv, first)
-        for stray in self.folder.glob("seg_*.ts"):  # a killed process's unlisted segment
-            if int(stray.stem[4:]) >= len(self.segments):
-                stray.unlink(missing_ok=True)
+            for stray in self.folder.glob("seg_*.ts"):  # a killed process's unlisted segment
+                if int(stray.stem[4:]) >= len(self.segments):
+                    stray.unlink(missing_ok=True)
         if len(self.segments) == first:
             self.errors.append(last_error_line(b"".join(stderr)))
             return None, None
@@ -203,9 +207,24 @@ class Recorder:
                 self.segments.append(seg)
                 self.on_segment(seg)
 
+    def _full_disk(self, stderr: bytes) -> None:
+        """DiskFull when ffmpeg stopped on a full disk. The segment muxer may list the segment it could not
+        finish: not collected from then on (removed as unlisted); one collected before stays, as listed (its
+        packets up to where the disk filled), as the playlists in place may name it."""
+        reason = full_reason(stderr)
+        if reason is not None:
+            raise DiskFull(self.folder / f"seg_{len(self.segments):06d}.ts", reason)
+
     def playlist(self, path: Path, *, final: bool) -> None:
-        """Write the recording so far as an HLS playlist (finished with ENDLIST when `final`)."""
-        write_text(path, playlist_text(self.segments, path.parent, final=final))
+        """Write the recording so far as an HLS playlist (finished with ENDLIST when `final`). On a full disk
+        the finished playlist is made by appending ENDLIST to the one in place (whole, as each version is), as
+        the decoders of a live run end only when it is finished; DiskFull when even that fails."""
+        try:
+            with writing(path):
+                write_text(path, playlist_text(self.segments, path.parent, final=final))
+        except DiskFull:
+            if not (final and _append_endlist(path)):
+                raise
 
 
 def playlist_text(segments: list[Segment], base: Path, *, final: bool) -> str:
@@ -218,6 +237,20 @@ def playlist_text(segments: list[Segment], base: Path, *, final: bool) -> str:
     if final:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def _append_endlist(path: Path) -> bool:
+    """Finish the playlist at `path` in place (one small append); False when it is missing or that fails."""
+    try:
+        with open(path, "r+b") as fh:
+            text = fh.read()
+            if b"#EXT-X-ENDLIST" not in text and text.endswith(b"\n"):
+                fh.write(b"#EXT-X-ENDLIST\n")
+                fh.flush()
+                text += b"#EXT-X-ENDLIST\n"
+        return b"#EXT-X-ENDLIST" in text
+    except OSError:
+        return False
 
 
 def _follow_progress(proc: subprocess.Popen, moved: list[float | None]) -> None:
