@@ -386,6 +386,7 @@ def run_live(config: Config, live: LiveSettings) -> Result:
             bound = None if live_run.outputs.finished() else 10.0  # else its decoders wait for more
             for thread in live_run.tokens.stages.threads:
                 thread.join(bound)
+            live_run.outputs.close()  # also the space held for a full disk, whatever ended the run
     finally:
         relay.stop.set()
         relay.thread.join()

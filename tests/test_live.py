@@ -144,6 +144,7 @@ def _check_clips(out: Path, lines: list[dict]) -> None:
     for line in lines:
         assert probe(out / line["clip"]).duration > 0
     assert [line["number"] for line in lines] == list(range(1, len(lines) + 1))
+    assert not list(out.glob(".reserve.*"))  # the space held for a full disk is given back
 
 
 @pytest.mark.slow
