@@ -50,7 +50,8 @@ class CallPlan:
     def describe(self) -> str:
         how = "one request" if self.requests == 1 else f"{self.requests} requests in flight"
         measured = f", {self.fps:.1f} frames/s measured" if self.fps else ""
-        return f"{self.hint.lower()} hint, {how}, calls of {self.frames} frames{measured}"
+        frames = "1 frame" if self.frames == 1 else f"{self.frames} frames"
+        return f"{self.hint.lower()} hint, {how}, calls of {frames}{measured}"
 
 
 def machine_key(compute_dtype: str) -> str:
