@@ -86,6 +86,29 @@ def hints(rounds: int, int8: Path | None) -> str:
     return "\n".join(lines)
 
 
+PARTS_CHILD = """
+import json, resource, sys, time
+from extract_features import decode
+video = sys.argv[1]
+t, cpu = time.perf_counter(), time.process_time()
+frames = sum(len(c) for c in decode.VideoDecoder(video, "crop", threads=1, recipe=decode.DEFAULT_RECIPE).chunks(32))
+wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+child = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"frames": frames, "wall": wall, "cpu": cpu + child.ru_utime + child.ru_stime}))
+"""
+
+
+def parts(video: Path) -> str:
+    """Decoding alone (ffmpeg's 720p decode, scale and crop to 224 x 224, one thread, as in the pipeline):
+    tokens/s and CPU seconds per token, the share of the 2 cores the network cannot have."""
+    done = subprocess.run([sys.executable, "-c", PARTS_CHILD, str(video)], capture_output=True, text=True, check=True)
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    return (
+        "| stage alone | tokens/s | CPU s per token (ffmpeg + Python) |\n|---|---|---|\n"
+        f"| decode 720p -> 224 x 224 | {r['frames'] / r['wall']:.1f} | {r['cpu'] / r['frames']:.3f} |"
+    )
+
+
 def peak_rss_run(args: list[str]) -> tuple[float, float]:
     """Run a command; (wall seconds, peak RSS in GB, polled every 50 ms)."""
     import psutil
@@ -157,8 +180,12 @@ def main() -> None:
     p.add_argument("--calibration_frames", type=int, default=200)
     p.add_argument("--backbone_frames", type=int, default=64)
     p.add_argument("--hints", action="store_true", help="only: the call plans (hint, frames per call), per precision")
+    p.add_argument("--parts", action="store_true", help="only: decoding alone, tokens/s and CPU per token")
     p.add_argument("--reuse_int8", action="store_true", help="keep the int8 models of an earlier run (same video)")
     args = p.parse_args()
+    if args.parts:
+        print(parts(generate(OUT / f"match_{args.minutes:g}min_720p.mp4", args.minutes)))
+        return
     if args.hints:
         int8 = OUT / "int8"
         print(hints(args.rounds, int8 if (int8 / "fidelity.json").is_file() else None))
