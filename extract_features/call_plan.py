@@ -34,7 +34,7 @@ from common.errors import UserError
 PLANS_NAME = "call_plans.json"
 MAX_CALL = 8  # frames per call at most on a CPU (a stop request waits for one call)
 FIXED_CALL = 4  # --frames_per_call not given and measuring turned off: the latency hint, calls of 4
-TIE = 0.03  # plans this close to the fastest count as equal; the simplest of them is taken
+TIE = 0.05  # plans this close to the fastest count as equal; the simplest of them is taken
 MEASURE_FRAMES = 8  # each plan runs at least this many frames (and two calls) after one warm-up call
 
 
