@@ -56,43 +56,56 @@ print(json.dumps({"startup": startup, "backbone_fps": len(frames) / (time.perf_c
 
 
 HINTS_CHILD = """
-import json, sys, time
-import numpy as np
+import json, sys
 from common.quiet import import_tensorflow
 import_tensorflow(False)
-from extract_features.runtime import CompiledNetwork
+from extract_features import call_plan, runtime
 from extract_features.video import FrameEmbedder
-xml = FrameEmbedder("random", seed=0, runtime="openvino").xml
-frames = np.random.default_rng(0).integers(0, 256, (int(sys.argv[1]), 224, 224, 3), dtype=np.uint8)
-out = {}
-for _ in range(2):  # two alternating rounds; the better of the two
-    for hint in ("LATENCY", "THROUGHPUT"):
-        net = CompiledNetwork(xml, "float32", hint=hint)
-        for size in (1, 4, 8, 32):
-            net(frames[:size])
-            t = time.perf_counter()
-            for i in range(0, len(frames), size):
-                net(frames[i : i + size])
-            fps = len(frames) / (time.perf_counter() - t)
-            key = f"{hint} x{net.requests} requests, calls of {size}"
-            out[key] = max(out.get(key, 0), fps)
-print(json.dumps(out))
+dtype, int8 = sys.argv[1], sys.argv[2] or None
+net = FrameEmbedder("random", seed=0, runtime="openvino", compute_dtype=dtype, int8_model=int8)
+compile_net = lambda hint, requests: runtime.CompiledNetwork(net.xml, dtype, hint=hint, requests=requests)
+rounds = [call_plan.measure(compile_net, (224, 224, 3)) for _ in range(int(sys.argv[3]))]
+best = {p: max(r[p] for r in rounds) for p in rounds[0]}  # the better of the rounds
+print(json.dumps({"chosen": call_plan.choose(best).describe(), "measured": [[*p, fps] for p, fps in best.items()]}))
 """
 
 
-def hints(frames: int) -> str:
-    """OpenVINO float32 ResNet-152 frames/s: latency vs throughput hint (requests in flight), per call size."""
-    done = subprocess.run(
-        [sys.executable, "-c", HINTS_CHILD, str(frames)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": "."},
-    )
-    if done.returncode:
-        raise RuntimeError(done.stderr[-2000:])
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
-    return "| OpenVINO float32 ResNet-152 | frames/s |\n|---|---|\n" + "\n".join(
-        f"| {k} | {v:.2f} |" for k, v in rows.items()
+def hints(rounds: int, int8: Path | None) -> str:
+    """OpenVINO ResNet-152 frames/s per call plan (latency vs throughput hint, frames per call), per precision,
+    measured by the pipeline's own call-plan measurement; and the plan it chooses."""
+    lines = ["| precision | plan | frames/s |", "|---|---|---|"]
+    for dtype in ("float32", "bfloat16", *(["int8"] if int8 else [])):
+        args = [sys.executable, "-c", HINTS_CHILD, dtype, str(int8) if dtype == "int8" else "", str(rounds)]
+        done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "."})
+        if done.returncode:
+            raise RuntimeError(done.stderr[-2000:])
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        for hint, requests, frames, fps in result["measured"]:
+            lines.append(f"| {dtype} | {hint.lower()}, {requests} request(s), calls of {frames} | {fps:.2f} |")
+        lines.append(f"| {dtype} | **chosen: {result['chosen']}** | |")
+    return "\n".join(lines)
+
+
+PARTS_CHILD = """
+import json, resource, sys, time
+from extract_features import decode
+video = sys.argv[1]
+t, cpu = time.perf_counter(), time.process_time()
+frames = sum(len(c) for c in decode.VideoDecoder(video, "crop", threads=1, recipe=decode.DEFAULT_RECIPE).chunks(32))
+wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+child = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"frames": frames, "wall": wall, "cpu": cpu + child.ru_utime + child.ru_stime}))
+"""
+
+
+def parts(video: Path) -> str:
+    """Decoding alone (ffmpeg's 720p decode, scale and crop to 224 x 224, one thread, as in the pipeline):
+    tokens/s and CPU seconds per token, the share of the 2 cores the network cannot have."""
+    done = subprocess.run([sys.executable, "-c", PARTS_CHILD, str(video)], capture_output=True, text=True, check=True)
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    return (
+        "| stage alone | tokens/s | CPU s per token (ffmpeg + Python) |\n|---|---|---|\n"
+        f"| decode 720p -> 224 x 224 | {r['frames'] / r['wall']:.1f} | {r['cpu'] / r['frames']:.3f} |"
     )
 
 
@@ -166,11 +179,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--calibration_frames", type=int, default=200)
     p.add_argument("--backbone_frames", type=int, default=64)
-    p.add_argument("--hints", action="store_true", help="only: latency vs throughput hint, by call size")
+    p.add_argument("--hints", action="store_true", help="only: the call plans (hint, frames per call), per precision")
+    p.add_argument("--parts", action="store_true", help="only: decoding alone, tokens/s and CPU per token")
     p.add_argument("--reuse_int8", action="store_true", help="keep the int8 models of an earlier run (same video)")
     args = p.parse_args()
+    if args.parts:
+        print(parts(generate(OUT / f"match_{args.minutes:g}min_720p.mp4", args.minutes)))
+        return
     if args.hints:
-        print(hints(args.backbone_frames))
+        int8 = OUT / "int8"
+        print(hints(args.rounds, int8 if (int8 / "fidelity.json").is_file() else None))
         return
     OUT.mkdir(parents=True, exist_ok=True)
     video = generate(OUT / f"match_{args.minutes:g}min_720p.mp4", args.minutes)

@@ -79,16 +79,22 @@ def recipe_mismatch(model_recipe: Mapping | None, data_recipe: Mapping) -> str |
 
 
 def drift_problem(model_recipe: Mapping | None, record: Mapping | None) -> str | None:
-    """A description when int8 features feed a model trained on float32 features and their recorded drift is
-    above DRIFT_WARN (or was never measured), else None."""
-    if not record or record.get("compute_dtype") != "int8" or (model_recipe or {}).get("precision") == "int8":
+    """A description when lower-precision features feed a model trained on other features and their recorded
+    drift from float32 is above DRIFT_WARN, else None. int8 with no recorded drift is a problem too (its
+    calibration always records one); bfloat16 without a `check_precision` report is not (its drift is ~4e-3)."""
+    dtype = (record or {}).get("compute_dtype")
+    if dtype not in ("int8", "bfloat16") or (model_recipe or {}).get("precision") == dtype:
         return None
-    fidelity = record.get("fidelity")
+    fidelity = record.get("fidelity") if record else None
     value = fidelity.get("drift") if isinstance(fidelity, Mapping) else None
     if not isinstance(value, (int, float)):
-        return "int8 features with no recorded fidelity check (run `python -m extract_features check_precision`)"
+        return (
+            None
+            if dtype == "bfloat16"
+            else ("int8 features with no recorded fidelity check (run `python -m extract_features check_precision`)")
+        )
     if value > DRIFT_WARN:
-        return f"int8 features drift {value:.3f} from float32 (above {DRIFT_WARN}; see check_precision)"
+        return f"{dtype} features drift {value:.3f} from float32 (above {DRIFT_WARN}; see check_precision)"
     return None
 
 

@@ -31,7 +31,7 @@ from common.quiet import import_tensorflow
 from common.shards import add_shard_flags, resolve_shard
 from extract_features import decode
 from extract_features.batch import Job, check_outputs_apart
-from extract_features.pipeline import ExtractConfig
+from extract_features.pipeline import DECODE_CHUNK, ExtractConfig
 
 RENAMED = {"--list": "--video_list", "--out_root": "--out"}  # earlier spellings, accepted until the next release
 
@@ -68,7 +68,12 @@ def _network_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate` (for int8)")
     p.add_argument("--cache_dir", help="converted OpenVINO models (default: $KERAS_HOME/models/openvino)")
-    p.add_argument("--frames_per_call", type=int, default=32, help="frames per ResNet call (memory vs speed)")
+    p.add_argument(
+        "--frames_per_call",
+        type=int,
+        help="frames per ResNet call; default: on a CPU the call plan measured once on this machine (OpenVINO, at "
+        "most 8 frames), else 4; on a GPU 32",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
 
 
@@ -142,7 +147,8 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
 
         load_pca(args.pca)  # a PCA that does not fit the backbone fails now, before any work
     _check_out_dir(args.out, "--out")
-    check_positive(args.frames_per_call, "--frames_per_call")
+    if args.frames_per_call is not None:
+        check_positive(args.frames_per_call, "--frames_per_call")
     for name in (args.video_feature_name, args.audio_feature_name):
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise UserError(f"feature name {name!r}: use letters, digits, '_', '.', '-'")
@@ -276,7 +282,9 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
                 int8_model=args.int8_model,
             )
         row = 0
-        for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(args.frames_per_call):
+        for chunk in decode.VideoDecoder(path, args.transform, recipe=args.recipe).chunks(
+            args.frames_per_call or DECODE_CHUNK
+        ):
             block = resnet(chunk)
             check_finite(np.asarray(block), f"{path}: ResNet features from row {row}")
             row += len(block)

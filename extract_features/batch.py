@@ -167,7 +167,12 @@ def remove_stale_temporaries(out_dir: Path, config: ExtractConfig, prefix: str) 
 
 
 def run_batch(
-    jobs: list[Job], config: ExtractConfig, *, overwrite: bool = False, batch_size: int = 32, progress: bool = True
+    jobs: list[Job],
+    config: ExtractConfig,
+    *,
+    overwrite: bool = False,
+    batch_size: int | None = None,
+    progress: bool = True,
 ) -> dict[str, int]:
     """Extract every job not already done; returns counts {"done", "skipped", "failed"}."""
     from tqdm import tqdm

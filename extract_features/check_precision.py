@@ -6,8 +6,9 @@ python -m extract_features check_precision --video match.mkv --compute_dtype int
 Extracts the video twice (float32, then the precision asked for), and reports per stream the per-token
 relative L2 before and after the PCA and the nearest-neighbour agreement; with `--model`, also how much the
 model's per-token scores move and how many of the decoded highlight spans change. For int8 the report
-replaces `fidelity.json` in the int8 model's folder, so every later extraction with it records these figures
-in extraction.json (and inference applies its drift rule to them).
+replaces `fidelity.json` in the int8 model's folder; for bfloat16 it is kept in the converted-model cache
+under the networks' key. Either way every later extraction at that precision with the same networks, PCA
+and recipe records these figures in extraction.json, and inference applies its drift rule to them.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def _extract_both(args: argparse.Namespace):
     other_config = ExtractConfig(**base, compute_dtype=args.compute_dtype, int8_model=args.int8_model)
     reference = Extractor(ExtractConfig(**base))
     ref = reference.run(args.video, progress=not args.quiet)
-    other = Extractor(other_config).run(args.video, progress=not args.quiet)
-    return ref, other, reference.pca.transform
+    lower = Extractor(other_config)
+    other = lower.run(args.video, progress=not args.quiet)
+    return ref, other, reference.pca.transform, lower
 
 
 def model_change(model_path: str, ref, other) -> dict:
@@ -95,7 +97,7 @@ def check_precision_main(argv: Sequence[str]) -> int:
         raise UserError("--compute_dtype int8 needs --int8_model DIR (made by `python -m extract_features calibrate`)")
     decode.check_video(args.video, need_audio=True)
     import_tensorflow(args.verbose)
-    ref, other, project = _extract_both(args)
+    ref, other, project, lower = _extract_both(args)
     report = {"compute_dtype": args.compute_dtype, "source": "check_precision", "videos": [str(Path(args.video))]}
     report["video"] = fidelity.compare(ref.video_raw, other.video_raw, project)
     report["audio"] = fidelity.compare(ref.audio, other.audio)
@@ -106,6 +108,8 @@ def check_precision_main(argv: Sequence[str]) -> int:
         previous = fidelity.read_report(args.int8_model) or {}
         report["calibration"] = previous.get("calibration")
         fidelity.write_report(args.int8_model, report)
+    else:
+        fidelity.store_for_networks(args.cache_dir, lower.fidelity_key(), report)
     if args.out:
         write_json(args.out, report)
     print(fidelity.format_report(report))

@@ -6,8 +6,10 @@ tokens whose nearest other token is the same under both precisions: does the geo
 spotting model, also the change in its per-token scores and in the spans decoded from them.
 
 The report is stored beside an int8 model as `fidelity.json` (written by `calibrate`, refreshed by
-`check_precision`) and copied into every extraction.json made with that model; its `drift` (the worst
-median relative L2 the models see) is what inference compares with `common.features.DRIFT_WARN`.
+`check_precision`) and copied into every extraction.json made with that model. A bfloat16 report (from
+`check_precision`) is stored in the converted-model cache under the key of the networks, PCA and recipe it
+was measured with, and copied into every bfloat16 extraction.json made with exactly those. Its `drift` (the
+worst median relative L2 the models see) is what inference compares with `common.features.DRIFT_WARN`.
 """
 
 from __future__ import annotations
@@ -100,6 +102,34 @@ def read_report(folder: str | os.PathLike) -> dict | None:
     except (OSError, ValueError):
         return None
     return report if isinstance(report, dict) else None
+
+
+def _precision_path(cache_dir: str | os.PathLike | None, key: dict) -> Path:
+    import hashlib
+
+    from extract_features.runtime import cache_root
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_root(cache_dir) / "fidelity" / f"{key.get('runtime')}-{key.get('compute_dtype')}-{digest}.json"
+
+
+def store_for_networks(cache_dir: str | os.PathLike | None, key: dict, report: dict) -> Path:
+    """Store a bfloat16 report in the converted-model cache under the networks' key (weights, PCA, recipe,
+    runtime, precision: `Extractor.fidelity_key`), where every later extraction with them finds it."""
+    path = _precision_path(cache_dir, key)
+    write_json(path, {**report, "key": key})
+    return path
+
+
+def read_for_networks(cache_dir: str | os.PathLike | None, key: dict) -> dict | None:
+    """The report `check_precision` stored for exactly these networks, or None."""
+    try:
+        report = json.loads(_precision_path(cache_dir, key).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.pop("key", None) != key:
+        return None
+    return report
 
 
 def format_report(report: dict) -> str:

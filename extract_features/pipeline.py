@@ -37,12 +37,13 @@ from common.features import (  # noqa: F401 - LEGACY_RECIPE, SOCCERNET_RECIPE, r
 )
 from common.inputs import check_finite
 from extract_features import decode
+from extract_features.stages import Stages, put
 
 FORMAT_VERSION = 1
-# On CPU, ResNet-152 runs on at most this many frames per call, so a stop request waits for at most one such
-# call (calls of 4 frames are no slower per frame than 32 there: bench/results_extract.md); a GPU takes the
-# whole --batch_size at once (its batch takes a fraction of a second).
-CPU_NETWORK_SLICE = 4
+# Frames decoded per chunk (and per ResNet call on a GPU) unless --frames_per_call says otherwise. On a CPU the
+# network is called as its measured call plan says (extract_features.call_plan): at most 8 frames a call, so a
+# stop request waits for one such call only.
+DECODE_CHUNK = 32
 AUDIO_BLOCK_SECONDS = 15.0  # audio decoded and run through VGGish this much at a time (stop checked between)
 
 
@@ -140,10 +141,34 @@ class Extractor:
         self.resnet = _resnet(config.weights, config.resnet_weights, config.seed, *net)
         self.vggish = _vggish(config.vggish_spec, config.vggish128, config.seed + 1, *net)
 
-    def describe(self) -> dict:
-        from extract_features.fidelity import read_report
+    def fidelity_key(self) -> dict:
+        """What a precision's fidelity figures hold for: both networks and their weights, the PCA, the video
+        recipe, the runtime and the precision."""
+        from extract_features.runtime import file_digest
 
         c = self.config
+        return {
+            "resnet": self.resnet.cache_key(),
+            "vggish": self.vggish.cache_key(),
+            "pca": f"sha256:{file_digest(c.pca)}" if c.pca else f"random:{c.seed}",
+            "recipe": c.recipe,
+            "transform": c.transform,
+            "runtime": self.resnet.runtime,
+            "compute_dtype": c.compute_dtype,
+        }
+
+    def fidelity(self) -> dict | None:
+        """The recorded fidelity of this precision: int8 from its model folder, bfloat16 from the cache."""
+        from extract_features.fidelity import read_for_networks, read_report
+
+        c = self.config
+        if c.int8_model:
+            return read_report(c.int8_model)
+        return read_for_networks(c.cache_dir, self.fidelity_key()) if c.compute_dtype == "bfloat16" else None
+
+    def describe(self) -> dict:
+        c = self.config
+        fidelity = self.fidelity()
         return {
             "format": FORMAT_VERSION,
             "weights": "random" if "random" in (self.resnet.source, self.vggish.source) else c.weights,
@@ -154,7 +179,7 @@ class Extractor:
             "transform": c.transform,
             "compute_dtype": c.compute_dtype,
             "runtime": self.resnet.runtime,
-            **({"fidelity": read_report(c.int8_model)} if c.int8_model else {}),
+            **({"fidelity": fidelity} if fidelity else {}),
             "tokens_per_second": TOKENS_PER_SECOND,
             "token_rule": decode.get_recipe(c.recipe).token_rule,
             "audio": "mean of all channels, 16 kHz; piece i = [i/2, (i+1)/2) s -> 46x64 log-mel -> VGGish conv4_2 "
@@ -189,15 +214,14 @@ class Extractor:
         try:
             with contextlib.closing(decoder.chunks(batch_size)) as chunks:
                 for chunk in chunks:
-                    if not _put(frames, chunk, stop):
+                    if not put(frames, chunk, stop):
                         return
         finally:
-            _put(frames, None, stop)
+            put(frames, None, stop)
 
     def _network_worker(
-        self, frames: queue.Queue, batch_size: int, video: list, raw: list, bar, stop: threading.Event
+        self, frames: queue.Queue, step: int, video: list, raw: list, bar, stop: threading.Event
     ) -> None:
-        step = batch_size if self.resnet.on_gpu else min(batch_size, CPU_NETWORK_SLICE)
         while not stop.is_set():
             try:
                 chunk = frames.get(timeout=0.2)
@@ -214,13 +238,19 @@ class Extractor:
                 video.append(self.pca.transform(feats))
                 bar.update(len(feats))
 
-    def run(self, path: str | os.PathLike, *, batch_size: int = 32, progress: bool = True) -> ExtractedFeatures:
-        """Extract features of one video file (validated first: missing, not a video, no audio)."""
+    def run(
+        self, path: str | os.PathLike, *, batch_size: int | None = None, progress: bool = True
+    ) -> ExtractedFeatures:
+        """Extract features of one video file (validated first: missing, not a video, no audio). `batch_size`:
+        frames per decoded chunk and per network call (None: DECODE_CHUNK, and on a CPU the measured plan)."""
         path = Path(path)
+        # measured (once per machine) before the other stages start, so they do not slow the measurement
+        step = (batch_size or DECODE_CHUNK) if self.resnet.on_gpu else self.resnet.set_call_plan(batch_size).frames
+        batch_size = batch_size or DECODE_CHUNK
         info = decode.check_video(path, need_audio=not self.config.silent_audio)
         started = time.perf_counter()
         frames: queue.Queue = queue.Queue(maxsize=4)
-        stages = _Stages()
+        stages = Stages()
         audio: dict = {}
         video: list[np.ndarray] = []
         raw: list[np.ndarray] = []
@@ -228,7 +258,7 @@ class Extractor:
         stages.start(self._decode_worker, path, batch_size, frames, stages.stop)
         if not self.config.silent_audio:
             stages.start(self._audio_worker, path, audio, stages.stop)
-        stages.start(self._network_worker, frames, batch_size, video, raw, bar, stages.stop)
+        stages.start(self._network_worker, frames, step, video, raw, bar, stages.stop)
         try:
             stages.wait()
         finally:
@@ -263,6 +293,7 @@ class Extractor:
             "audio_pieces": -(-audio.get("samples", 0) // decode.PIECE_SAMPLES),
             "silent_audio": self.config.silent_audio,
             "seconds": round(time.perf_counter() - started, 2),
+            **({"resnet_calls": self.resnet.plan.describe()} if self.resnet.plan else {}),
         }
         return ExtractedFeatures(
             video_feats,
@@ -272,54 +303,6 @@ class Extractor:
             audio_128,
             half,
         )
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put `item` unless `stop` is set first; True when it went in."""
-    while not stop.is_set():
-        with contextlib.suppress(queue.Full):
-            q.put(item, timeout=0.2)
-            return True
-    return False
-
-
-class _Stages:
-    """Worker threads of one run: the first error (or Ctrl-C) stops them all, then is raised in the caller's thread.
-
-    The caller only waits, in short timed joins, so signals reach it at once. Every worker is always joined
-    (a TensorFlow call left running in a thread crashes the interpreter at exit); each one checks the stop
-    flag between short steps (one network slice, one queue wait), so stopping takes about one slice.
-    """
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.errors: list[BaseException] = []
-        self.threads: list[threading.Thread] = []
-
-    def start(self, fn, *args) -> None:
-        def body():
-            try:
-                fn(*args)
-            except BaseException as exc:  # surfaced in the caller's thread by wait()
-                self.errors.append(exc)
-                self.stop.set()
-
-        thread = threading.Thread(target=body, daemon=True, name=fn.__name__)
-        thread.start()
-        self.threads.append(thread)
-
-    def wait(self) -> None:
-        try:
-            for thread in self.threads:
-                while thread.is_alive():
-                    thread.join(0.1)
-        except KeyboardInterrupt:
-            self.stop.set()
-            for thread in self.threads:
-                thread.join()
-            raise
-        if self.errors:
-            raise self.errors[0]
 
 
 # Networks are slow to build (ResNet-152: seconds): each is built once per process and settings, and shared by
@@ -416,7 +399,7 @@ def extract_file(
     vggish: str = "auto",
     transform: str = "crop",
     recipe: str = decode.DEFAULT_RECIPE,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     compute_dtype: str = "float32",
     progress: bool = True,
     resnet_weights: str | None = None,

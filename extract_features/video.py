@@ -11,6 +11,7 @@ function expects RGB; the `soccernet` recipe hands it BGR frames, exactly as Soc
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from common.errors import UserError
 from common.inputs import check_finite_weights
+from extract_features.call_plan import FIXED_CALL, MAX_CALL, CallPlan, plan_for
 from extract_features.decode import SIZE
 from extract_features.weights import assign_random, download_or_fail
 
@@ -109,6 +111,7 @@ class FrameEmbedder:
         self.compute_dtype = compute_dtype
         self.runtime = rt.resolve_runtime(runtime, compute_dtype)
         self.on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        self.plan: CallPlan | None = None
         if self.runtime == "tensorflow":
             self._call = self.keras_function(compute_dtype)
             return
@@ -117,7 +120,7 @@ class FrameEmbedder:
         else:
             xml = rt.cached_model("resnet152", self.cache_key(), lambda: rt.convert(self.keras_function()), cache_dir)
         self.xml = xml
-        self._network = rt.CompiledNetwork(xml, compute_dtype)
+        self._network: Callable[[np.ndarray], np.ndarray] | None = None  # compiled by its call plan, on first need
 
     def cache_key(self) -> dict:
         """What the converted network depends on: the backbone, its weights (hash, or the random seed), the input."""
@@ -165,9 +168,35 @@ class FrameEmbedder:
             return None
         raise UserError(f"unknown --weights {weights!r}; choose imagenet or random (or give --resnet_weights)")
 
+    def set_call_plan(self, frames_per_call: int | None = None) -> CallPlan:
+        """Fix how the network is called on a CPU and return the plan: `frames_per_call` given, calls of that
+        many frames (at most MAX_CALL) with the latency hint; None, the plan measured once on this machine
+        (OpenVINO, `extract_features.call_plan`) or calls of FIXED_CALL (TensorFlow). Called again with the
+        same argument it keeps the plan it has."""
+        given = None if frames_per_call is None else CallPlan(frames=min(frames_per_call, MAX_CALL))
+        if self.plan is not None and (given is None or self.plan == given):
+            return self.plan
+        from extract_features import runtime as rt
+
+        size = self.backbone.input_size
+        if given is not None or self.runtime != "openvino":
+            self.plan = given or CallPlan(frames=FIXED_CALL)
+        else:
+            compile_net = functools.partial(rt.CompiledNetwork, self.xml, self.compute_dtype)
+            compile_plan = lambda h, r: compile_net(hint=h, requests=r)  # noqa: E731
+            self.plan = plan_for(self.xml.parent, self.compute_dtype, compile_plan, (size, size, 3), self.backbone.name)
+        if self.runtime == "openvino":
+            self._network = rt.CompiledNetwork(
+                self.xml, self.compute_dtype, hint=self.plan.hint, requests=self.plan.requests
+            )
+        return self.plan
+
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         if len(frames) == 0:
             return np.zeros((0, self.backbone.width), np.float32)
         if self.runtime == "openvino":
+            if self._network is None:
+                self.set_call_plan()
+            assert self._network is not None
             return self._network(np.ascontiguousarray(frames, np.uint8))
         return self._call(tf.constant(frames)).numpy()

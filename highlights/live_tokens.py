@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from extract_features import decode
-from extract_features.pipeline import _put, _Stages
+from extract_features.stages import Stages, put
 
 CATCH_UP_BATCH = 32  # frames per network call at most, when a backlog waits
 LIVE_INPUT = ("-live_start_index", "0")
@@ -42,7 +42,7 @@ class LiveTokens:
         self.counts = [0, 0]
         self.busy = 0.0  # seconds spent in the networks (both threads together)
         self.changed = threading.Condition()
-        self.stages = _Stages()
+        self.stages = Stages()
         self._frames: queue.Queue = queue.Queue(maxsize=4 * CATCH_UP_BATCH)
 
     def start(self) -> None:
@@ -79,10 +79,10 @@ class LiveTokens:
         try:
             with contextlib.closing(decoder.chunks(1)) as frames:
                 for frame in frames:
-                    if not _put(self._frames, frame, stop):
+                    if not put(self._frames, frame, stop):
                         return
         finally:
-            _put(self._frames, None, stop)
+            put(self._frames, None, stop)
 
     def _video_network(self) -> None:
         stop = self.stages.stop

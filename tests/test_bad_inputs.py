@@ -34,6 +34,7 @@ import extract_features.__main__ as extract_cli
 import inference
 from common.atomic import MANIFEST
 from common.errors import run_cli
+from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 D = 512
@@ -104,35 +105,7 @@ class Env:
     def train(self, labels: list[dict], *extra: str) -> list[str]:
         self.game(labels)
         lst = self.npy("data/listgame_Train_1.npy", np.array(["game"]))
-        return [
-            "--architecture",
-            "concat",
-            "--training",
-            str(lst),
-            "--validation",
-            str(lst),
-            "--testing",
-            str(lst),
-            "--PCA",
-            "--network",
-            "VLAD",
-            "--VLAD_k",
-            "4",
-            "--WindowSize",
-            "10",
-            "--max_epoch",
-            "1",
-            "--batch_size",
-            "2",
-            "--tflog",
-            str(self.tmp / "Model"),
-            "--cache_dir",
-            str(self.tmp / "cache"),
-            "--formatdataset",
-            "1",
-            "--quiet",
-            *extra,
-        ]
+        return train_argv(lst, self.tmp / "Model", *extra, max_epoch=1, cache_dir=self.tmp / "cache")
 
     def evaluate(
         self,

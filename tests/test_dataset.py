@@ -9,6 +9,7 @@ import pytest
 import ClassificationMinuteBased as cmb
 import dataset as ds
 from common.errors import UserError
+from tests.argv import train_argv
 from training import windows
 
 D = 512
@@ -183,28 +184,7 @@ def test_skip_bad_games_records_them(tmp_path):
 def bad_input_args(tmp_path):
     write_game(tmp_path, "g", [ann("1 - 00:15", "Goal")])
     lst = write_list(tmp_path, ["g"])
-    args = [
-        "--architecture",
-        "concat",
-        "--training",
-        str(lst),
-        "--validation",
-        str(lst),
-        "--testing",
-        str(lst),
-        "--PCA",
-        "--WindowSize",
-        "10",
-        "--VLAD_k",
-        "4",
-        "--tflog",
-        str(tmp_path / "m"),
-        "--cache_dir",
-        str(tmp_path / "c"),
-        "--formatdataset",
-        "1",
-        "--quiet",
-    ]
+    args = train_argv(lst, tmp_path / "m", network=None, batch_size=None, cache_dir=tmp_path / "c")
     return tmp_path / "g", lst, args
 
 

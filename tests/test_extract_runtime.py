@@ -43,6 +43,8 @@ def test_openvino_float32_features_equal_tensorflow_float32(clip, tmp_path):
     records = {n: json.loads((folders[n] / "extraction.json").read_text()) for n in folders}
     assert records["openvino"]["runtime"] == "openvino" and records["tensorflow"]["runtime"] == "tensorflow"
     assert records["openvino"]["settings"] == records["tensorflow"]["settings"]  # same features: same settings
+    calls = {n: records[n]["halves"]["1"]["resnet_calls"] for n in records}
+    assert calls["openvino"] == calls["tensorflow"] == "latency hint, one request, calls of 3 frames"
 
 
 @pytest.mark.slow
@@ -143,7 +145,13 @@ def test_calibrate_then_extract_int8_then_check_precision(clip, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tmp_path):
+def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tmp_path, monkeypatch):
+    """bfloat16: the report of check_precision is kept under the networks' key and recorded by every later
+    bfloat16 extraction with the same networks and PCA (not by one with other weights)."""
+    from extract_features import fidelity
+
+    real_path = fidelity._precision_path  # the reports of this test go to its own folder, not the user's cache
+    monkeypatch.setattr(fidelity, "_precision_path", lambda cache_dir, key: tmp_path / real_path(cache_dir, key).name)
     out = tmp_path / "r.json"
     args = ["check_precision", "--video", str(clip), "--weights", "random", "--quiet", "--compute_dtype", "bfloat16"]
     assert main([*args, "--model", str(tiny_model), "--out", str(out)]) == 0
@@ -151,6 +159,15 @@ def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tm
     assert report["scores"]["max_abs"] >= report["scores"]["mean_abs"] >= 0
     assert set(report["spans"]) == {"float32", "same", "lost", "new"}
     assert 0 < report["video"]["rel_l2"]["median"] < 0.1  # bfloat16 is not float32, but close
+    assert len(list(tmp_path.glob("openvino-bfloat16-*.json"))) == 1
+
+    extract = ["--video", str(clip), "--weights", "random", "--quiet", "--compute_dtype", "bfloat16"]
+    assert main([*extract, "--out", str(tmp_path / "bf16")]) == 0
+    record = json.loads((tmp_path / "bf16" / "extraction.json").read_text())
+    assert record["fidelity"] == report and record["compute_dtype"] == "bfloat16"
+    assert drift_problem({"video": "soccernet", "audio": "channel_mean"}, record) is None  # 4e-3: below the rule
+    assert main([*extract, "--out", str(tmp_path / "other"), "--seed", "3"]) == 0
+    assert "fidelity" not in json.loads((tmp_path / "other" / "extraction.json").read_text())
 
 
 def int8_record(drift: float | None) -> dict:
@@ -165,6 +182,9 @@ def test_drift_rule_warns_on_int8_features_for_a_float32_model(caplog):
     assert drift_problem(float_model, int8_record(DRIFT_WARN / 2)) is None
     assert drift_problem({**float_model, "precision": "int8"}, int8_record(2 * DRIFT_WARN)) is None
     assert drift_problem(float_model, {**int8_record(None), "compute_dtype": "float32"}) is None
+    bf16 = {**int8_record(None), "compute_dtype": "bfloat16"}
+    assert drift_problem(float_model, bf16) is None  # bfloat16 needs no check to be used
+    assert "bfloat16 features drift" in drift_problem(float_model, {**bf16, "fidelity": {"drift": 2 * DRIFT_WARN}})
     check = RecipeCheck(float_model, "m.keras")
     with caplog.at_level(logging.WARNING):
         assert check(recipe_of(int8_record(2 * DRIFT_WARN)), "game", int8_record(2 * DRIFT_WARN))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.argv import train_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 # absl's pre-init notice, oneDNN / CPU-instruction notes, cuInit on machines without a GPU, glog-style lines
 # (E0000 00:00:...), and runpy's warning when a package imported the module `python -m` runs.
@@ -48,21 +50,10 @@ def _list(work: Path, split: str) -> str:
 @pytest.fixture(scope="module")
 def model(work) -> Path:
     """Two epochs of ClassificationMinuteBased.py (NetVLAD-4, 4 s windows), its first screen checked."""
-    splits = ("--training", "Train", "--validation", "Valid", "--testing", "Test")
-    lists = [_list(work, s) if i % 2 else s for i, s in enumerate(splits)]
-    train = (
-        "ClassificationMinuteBased.py",
-        "--architecture",
-        "concat",
-        *lists,
-        "--PCA",
-        "--network",
-        "VLAD",
-        "--class_map",
-        "highlight",
-    )
-    size = ("--VLAD_k", "4", "--WindowSize", "4", "--max_epoch", "2", "--formatdataset", "1", "--quiet")
-    _clean(_run(work, *train, *size, "--tflog", "model", "--outputPrefix", "tiny"))
+    lists = {key: _list(work, split) for key, split in (("train", "Train"), ("valid", "Valid"), ("test", "Test"))}
+    flags = {"class_map": "highlight", "WindowSize": 4, "batch_size": None, "max_epoch": 2, "cache_dir": None}
+    argv = train_argv(lists, "model", **flags, outputPrefix="tiny")
+    _clean(_run(work, "ClassificationMinuteBased.py", *argv))
     return work / "model" / "tiny_best.keras"
 
 

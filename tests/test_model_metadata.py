@@ -17,6 +17,7 @@ import inference
 import synthetic
 from common.errors import UserError
 from common.modelfile import read_spec
+from tests.argv import train_argv
 
 CUSTOM = {"name": "mine", "labels": {"score": ["Goal", "Shots on target"], "booking": ["Yellow card", "Red card"]}}
 
@@ -35,38 +36,7 @@ def trained(tmp_path_factory):
     cmap = root / "mine.json"
     cmap.write_text(json.dumps(CUSTOM))
     tflog = root / "Model"
-    argv = [
-        "--architecture",
-        "concat",
-        "--training",
-        str(data.lists["train"]),
-        "--validation",
-        str(data.lists["valid"]),
-        "--testing",
-        str(data.lists["test"]),
-        "--PCA",
-        "--network",
-        "VLAD",
-        "--VLAD_k",
-        "4",
-        "--WindowSize",
-        "10",
-        "--batch_size",
-        "2",
-        "--max_epoch",
-        "1",
-        "--formatdataset",
-        "1",
-        "--tflog",
-        str(tflog),
-        "--cache_dir",
-        str(tflog / "cache"),
-        "--class_map",
-        str(cmap),
-        "--quiet",
-        "--outputPrefix",
-        "m",
-    ]
+    argv = train_argv(data.lists, tflog, max_epoch=1, class_map=cmap, outputPrefix="m")
     assert cmb.main(argv) == 0
     return data, tflog / "m_best.keras", cmap
 

@@ -6,6 +6,7 @@ nothing is extracted."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,25 @@ def test_a_video_inside_another_videos_output_folder_is_not_replaced(tiny_model,
     assert code == 1
     assert "an input of this run is also its output highlights.mp4" in capsys.readouterr().err
     assert inside.read_bytes() == before
+
+
+@pytest.mark.parametrize("inside", ["r_resume/train.txt", "r_summary.json", "r_training"])
+def test_an_input_inside_the_runs_outputs_is_refused_and_kept(tmp_path, inside):
+    """A game list (or the dataset root) among the outputs --overwrite removes: refused before anything is removed."""
+    given = tmp_path / inside
+    given.parent.mkdir(parents=True, exist_ok=True)
+    given.write_text("game\n") if given.suffix else given.mkdir()
+    from training.checkpoints import claim_outputs, release_outputs
+    from training.config import TrainConfig
+
+    as_list = TrainConfig(
+        architecture="video", tflog=str(tmp_path), output_prefix="r", overwrite=True, training=str(given)
+    )
+    as_root = replace(as_list, training="train", data=replace(as_list.data, dataset_root=str(given)))
+    for cfg in (as_list, as_root):
+        with pytest.raises(UserError, match="an input of this run lies in its output"):
+            claim_outputs(cfg)
+        assert given.exists()
+    release_outputs(as_list)
+    claim_outputs(replace(as_list, training=str(tmp_path / "elsewhere.txt")))  # beside the outputs: fine
+    release_outputs(as_list)

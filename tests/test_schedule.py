@@ -14,6 +14,7 @@ import training
 import training.loop
 import training.metrics
 from common.errors import UserError
+from tests.argv import train_argv
 from training.schedule import SchedulePolicy, ScheduleState, schedule_step
 
 
@@ -127,37 +128,7 @@ def data(tmp_path_factory):
 
 
 def args_for(data, tflog, *extra):
-    return [
-        "--architecture",
-        "concat",
-        "--training",
-        str(data.lists["train"]),
-        "--validation",
-        str(data.lists["valid"]),
-        "--testing",
-        str(data.lists["test"]),
-        "--PCA",
-        "--network",
-        "VLAD",
-        "--class_map",
-        "highlight",
-        "--VLAD_k",
-        "4",
-        "--WindowSize",
-        "10",
-        "--LR",
-        "0.001",
-        "--batch_size",
-        "2",
-        "--tflog",
-        str(tflog),
-        "--cache_dir",
-        str(tflog.parent / "cache"),
-        "--formatdataset",
-        "1",
-        "--quiet",
-        *extra,
-    ]
+    return train_argv(data.lists, tflog, *extra, class_map="highlight", LR=0.001, cache_dir=tflog.parent / "cache")
 
 
 def _npz(path):

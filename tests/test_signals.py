@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from synthetic.video import make_match_video
+from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -219,11 +220,8 @@ def test_sigterm_while_training_exits_143_and_leaves_no_temporary_or_lock_file(t
     np.save(tmp_path / "data" / "list.npy", np.array(["game"]))
     (tmp_path / "goal.json").write_text('{"labels": {"goal": ["Goal"]}}')  # a positive window of every class
     lst, model = str(tmp_path / "data" / "list.npy"), tmp_path / "Model"
-    cmd = [sys.executable, str(ROOT / "ClassificationMinuteBased.py"), "--architecture", "concat", "--PCA"]
-    cmd += ["--training", lst, "--validation", lst, "--testing", lst, "--network", "VLAD", "--VLAD_k", "4"]
-    cmd += ["--WindowSize", "10", "--max_epoch", "200", "--batch_size", "2", "--tflog", str(model)]
-    cmd += ["--cache_dir", str(tmp_path / "cache"), "--formatdataset", "1", "--quiet"]
-    cmd += ["--class_map", str(tmp_path / "goal.json")]
+    cmd = [sys.executable, str(ROOT / "ClassificationMinuteBased.py")]
+    cmd += train_argv(lst, model, max_epoch=200, cache_dir=tmp_path / "cache", class_map=tmp_path / "goal.json")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = ""

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import synthetic
-from tests.test_training_multiworker import last_weights, run_group
+from tests.argv import train_argv
+from tests.test_training_multiworker import SAME_FUNCTION, last_weights, run_group
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3
@@ -25,10 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def model_flags(cache: Path) -> list[str]:
-    return (
-        "--architecture concat --PCA --network MAX --dropout 0 --WindowSize 10 --LR 0.01 --batch_size 3 "
-        f"--micro_batch_windows 4 --max_epoch {EPOCHS} --cache_dir {cache}"
-    ).split()
+    return train_argv(None, None, **SAME_FUNCTION, quiet=None, max_epoch=EPOCHS, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")

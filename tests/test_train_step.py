@@ -12,6 +12,7 @@ import pytest
 
 import synthetic
 from common.errors import UserError
+from tests.argv import train_argv
 from training import memory
 from training import step as ts
 
@@ -183,41 +184,18 @@ def test_peak_memory_follows_the_budget_not_the_step(tmp_path):
     data = synthetic.generate_dataset(
         tmp_path / "d", n_games=5, half_minutes=45.0, seed=4, splits=(4, 1, 0), event_rate=1.0, progress=False
     )
-    valid = data.lists["valid"]
-    argv = [
-        "--architecture",
-        "concat",
-        "--training",
-        str(data.lists["train"]),
-        "--validation",
-        str(valid),
-        "--testing",
-        str(valid),
-        "--PCA",
-        "--network",
-        "VLAD",
-        "--class_map",
-        "highlight",
-        "--VLAD_k",
-        "64",
-        "--WindowSize",
-        "20",
-        "--batch_size",
-        "8",
-        "--micro_batch_windows",
-        "0",  # the micro-batch the budget allows
-        "--max_epoch",
-        "1",
-        "--tflog",
-        str(tmp_path / "m"),
-        "--cache_dir",
-        str(tmp_path / "cache"),
-        "--formatdataset",
-        "1",
-        "--quiet",
-        "--memory_budget_gb",
-        "2",
-    ]
+    argv = train_argv(
+        {**data.lists, "test": data.lists["valid"]},
+        tmp_path / "m",
+        class_map="highlight",
+        VLAD_k=64,
+        WindowSize=20,
+        batch_size=8,
+        micro_batch_windows=0,  # the micro-batch the budget allows
+        max_epoch=1,
+        cache_dir=tmp_path / "cache",
+        memory_budget_gb=2,
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300

@@ -15,6 +15,7 @@ import pytest
 import ClassificationMinuteBased as cmb
 import synthetic
 from common.errors import UserError
+from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,35 +29,10 @@ def data(tmp_path_factory):
 
 
 def args_for(data, tflog, *extra, architecture="concat"):
-    return [
-        "--architecture",
-        architecture,
-        "--training",
-        str(data.lists["train"]),
-        "--validation",
-        str(data.lists["valid"]),
-        "--testing",
-        str(data.lists["test"]),
-        "--PCA",
-        "--network",
-        "VLAD",
-        "--class_map",
-        "highlight",
-        "--VLAD_k",
-        "4",
-        "--WindowSize",
-        "10",
-        "--LR",
-        "0.001",
-        "--batch_size",
-        "2",
-        "--tflog",
-        str(tflog),
-        "--cache_dir",
-        str(tflog / "cache"),
-        "--quiet",
-        *extra,
-    ]
+    """The tiny run with V&D's learning rate, the cache built only where `extra` says so."""
+    return train_argv(
+        data.lists, tflog, *extra, architecture=architecture, class_map="highlight", LR=0.001, formatdataset=None
+    )
 
 
 def read_events(folder):

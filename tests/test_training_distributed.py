@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import synthetic
+from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,34 +32,10 @@ def test_mirrored_strategy_two_replicas(tmp_path):
         tmp_path / "d", n_games=3, half_minutes=1.0, seed=2, splits=(1, 1, 1), event_rate=8.0, progress=False
     )
     tflog = tmp_path / "m"
-    argv = [
-        "--architecture",
-        "gmu",
-        "--training",
-        str(data.lists["train"]),
-        "--validation",
-        str(data.lists["valid"]),
-        "--testing",
-        str(data.lists["test"]),
-        "--PCA",
-        "--VLAD_k",
-        "4",
-        "--WindowSize",
-        "10",
-        "--LR",
-        "0.001",
-        "--tflog",
-        str(tflog),
-        "--cache_dir",
-        str(tflog / "cache"),
-        "--formatdataset",
-        "1",
-        "--max_epoch",
-        "2",
-        "--batch_windows",
-        "5",
-        "--quiet",
-    ]  # odd batches: the replicas get unequal shares
+    # batch_windows 5: odd batches, the replicas get unequal shares
+    argv = train_argv(
+        data.lists, tflog, architecture="gmu", network=None, batch_size=None, LR=0.001, max_epoch=2, batch_windows=5
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300

@@ -17,9 +17,21 @@ import numpy as np
 import pytest
 
 import synthetic
+from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
+# The model of every run here and in test_slurm_training (MAX pooling, no dropout: the same function in one process
+# or several); --formatdataset is left to each run.
+SAME_FUNCTION = {
+    "network": "MAX",
+    "VLAD_k": None,
+    "dropout": 0,
+    "LR": 0.01,
+    "batch_size": 3,
+    "micro_batch_windows": 4,
+    "formatdataset": None,
+}
 
 SCRIPT = """
 from common.errors import run_cli
@@ -108,39 +120,9 @@ def test_two_workers_resume_and_match_one_process(tmp_path):
     cache = tmp_path / "cache"
 
     def argv(tflog, *extra):
-        return [
-            "--architecture",
-            "concat",
-            "--training",
-            str(data.lists["train"]),
-            "--validation",
-            str(data.lists["valid"]),
-            "--testing",
-            str(data.lists["test"]),
-            "--PCA",
-            "--network",
-            "MAX",
-            "--class_map",
-            "highlight",
-            "--dropout",
-            "0",
-            "--WindowSize",
-            "10",
-            "--LR",
-            "0.01",
-            "--batch_size",
-            "3",
-            "--micro_batch_windows",
-            "4",
-            "--tflog",
-            str(tflog),
-            "--cache_dir",
-            str(cache),
-            "--outputPrefix",
-            "mw",
-            "--quiet",
-            *extra,
-        ]
+        return train_argv(
+            data.lists, tflog, *extra, **SAME_FUNCTION, class_map="highlight", cache_dir=cache, outputPrefix="mw"
+        )
 
     one, group = tmp_path / "one", tmp_path / "group"
     run_group([argv(one, "--formatdataset", "1", "--max_epoch", "3")])

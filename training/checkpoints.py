@@ -159,6 +159,21 @@ def run_outputs(cfg: TrainConfig) -> list[Path]:
 _LOCKS: dict[Path, Lock] = {}
 
 
+def check_inputs_outside(cfg: TrainConfig) -> None:
+    """UserError when an input of the run (a game list, the dataset root) is one of its outputs or lies inside
+    one: the run would replace it, or --overwrite remove it."""
+    for given in (cfg.training, cfg.validation, cfg.testing, cfg.data.dataset_root):
+        if not given or not Path(given).exists():  # a SoccerNet split name, or missing (reported elsewhere)
+            continue
+        real = Path(given).resolve()
+        for out in run_outputs(cfg):
+            if real == out.resolve() or real.is_relative_to(out.resolve()):
+                raise UserError(
+                    f"{given}: an input of this run lies in its output {out} (the run would replace or remove "
+                    "it); move it or choose another --tflog / --outputPrefix"
+                )
+
+
 def claim_outputs(cfg: TrainConfig) -> None:
     """Refuse to write over an earlier run's outputs unless `--resume` (continue it) or `--overwrite`
     (remove them first, TensorBoard events included, so no two runs mix), and while another training writes the
@@ -166,6 +181,7 @@ def claim_outputs(cfg: TrainConfig) -> None:
     workers of a multi-worker run write into their own folders)."""
     if cfg.resume and cfg.overwrite:
         raise UserError("--resume continues the earlier run and --overwrite replaces it: give one of them")
+    check_inputs_outside(cfg)
     path = Path(cfg.tflog) / f".{cfg.prefix}.lock"
     if path not in _LOCKS:
         _LOCKS[path] = Lock(path, f"a training writes {cfg.prefix}_* here (--tflog, --outputPrefix)")
