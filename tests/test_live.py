@@ -21,6 +21,7 @@ import pytest
 import inference
 from common.errors import handle_sigterm
 from common.ffmpeg import ffmpeg_exe, media_arg, probe
+from extract_features.call_plan import CallPlan
 from synthetic.video import make_match_video
 
 SECONDS = 60
@@ -39,6 +40,13 @@ class FastFrames:
     source = "random"
     on_gpu = False
     runtime = "tensorflow"
+
+    plan: CallPlan | None = None
+
+    def set_call_plan(self, frames_per_call: int | None = None) -> CallPlan:
+        """Calls of the frames given (or 16): nothing to measure."""
+        self.plan = CallPlan(frames=frames_per_call or 16)
+        return self.plan
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         x = frames.reshape(len(frames), -1)[:, : 2048 * 73].reshape(len(frames), 2048, 73)
