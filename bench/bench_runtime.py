@@ -94,18 +94,40 @@ t, cpu = time.perf_counter(), time.process_time()
 frames = sum(len(c) for c in decode.VideoDecoder(video, "crop", threads=1, recipe=decode.DEFAULT_RECIPE).chunks(32))
 wall, cpu = time.perf_counter() - t, time.process_time() - cpu
 child = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"frames": frames, "wall": wall, "cpu": cpu + child.ru_utime + child.ru_stime}))
+out = {"frames": frames, "wall": wall, "cpu": cpu + child.ru_utime + child.ru_stime}
+import numpy as np
+from common.quiet import import_tensorflow
+import_tensorflow(False)
+from extract_features.audio import BESIDE_RESNET_THREADS, AudioEmbedder
+from extract_features.pca import random_pca
+vggish = AudioEmbedder("random", seed=1, runtime="openvino", threads=BESIDE_RESNET_THREADS)
+pieces = 0.1 * np.random.default_rng(0).standard_normal((240, 8000)).astype(np.float32)
+vggish.features(pieces[:30])
+t, cpu = time.perf_counter(), time.process_time()
+for i in range(0, len(pieces), 30):  # the pipeline's 15 s audio blocks
+    vggish.features(pieces[i : i + 30])
+out["audio"] = [len(pieces) / (time.perf_counter() - t), (time.process_time() - cpu) / len(pieces)]
+pca, raw = random_pca(0), np.random.default_rng(0).standard_normal((240, 2048)).astype(np.float32)
+t = time.perf_counter()
+for i in range(0, len(raw), 4):
+    pca.transform(raw[i : i + 4])
+out["pca"] = len(raw) / (time.perf_counter() - t)
+print(json.dumps(out))
 """
 
 
 def parts(video: Path) -> str:
-    """Decoding alone (ffmpeg's 720p decode, scale and crop to 224 x 224, one thread, as in the pipeline):
+    """The stages beside ResNet-152, each alone: decoding (ffmpeg's 720p decode, scale and crop to 224 x 224,
+    one thread, as in the pipeline), the audio branch (log-mel and VGGish on one OpenVINO thread) and the PCA:
     tokens/s and CPU seconds per token, the share of the 2 cores the network cannot have."""
     done = subprocess.run([sys.executable, "-c", PARTS_CHILD, str(video)], capture_output=True, text=True, check=True)
     r = json.loads(done.stdout.strip().splitlines()[-1])
     return (
-        "| stage alone | tokens/s | CPU s per token (ffmpeg + Python) |\n|---|---|---|\n"
-        f"| decode 720p -> 224 x 224 | {r['frames'] / r['wall']:.1f} | {r['cpu'] / r['frames']:.3f} |"
+        "| stage alone | tokens/s | CPU s per token |\n|---|---|---|\n"
+        f"| decode 720p -> 224 x 224 (ffmpeg, one thread) | {r['frames'] / r['wall']:.1f} | "
+        f"{r['cpu'] / r['frames']:.3f} |\n"
+        f"| audio: log-mel + VGGish (OpenVINO float32, one thread) | {r['audio'][0]:.1f} | {r['audio'][1]:.3f} |\n"
+        f"| PCA 2048 -> 512, 4 tokens a call | {r['pca']:.0f} | |"
     )
 
 

@@ -40,11 +40,13 @@ def test_candidates_cover_both_hints_and_never_exceed_the_largest_call():
     assert all(n <= MAX_CALL for _, _, n in candidates(16)) and ("THROUGHPUT", 16, 16) not in candidates(16)
 
 
-def test_the_fastest_plan_wins_and_ties_go_to_the_simplest():
-    measured = {("LATENCY", 1, 1): 10.0, ("LATENCY", 1, 4): 10.2, ("THROUGHPUT", 2, 4): 10.1}
-    assert choose(measured) == CallPlan("LATENCY", 1, 1, 10.0)  # all within 3 %: latency, one frame
-    measured[("THROUGHPUT", 2, 8)] = 14.0
-    assert choose(measured) == CallPlan("THROUGHPUT", 2, 8, 14.0)
+def test_the_fastest_plan_wins_and_ties_go_to_throughput_with_the_largest_calls():
+    measured = {("LATENCY", 1, 1): 10.0, ("LATENCY", 1, 4): 10.2, ("THROUGHPUT", 2, 2): 10.1}
+    assert choose(measured) == CallPlan("THROUGHPUT", 2, 2, 10.1)  # all within 5 %: throughput
+    measured[("THROUGHPUT", 2, 8)] = 9.8
+    assert choose(measured) == CallPlan("THROUGHPUT", 2, 8, 9.8)  # still a tie: the largest calls
+    measured[("LATENCY", 1, 8)] = 14.0
+    assert choose(measured) == CallPlan("LATENCY", 1, 8, 14.0)  # a clear win stays a win
 
 
 def test_throughput_is_chosen_where_it_wins_then_read_back_without_measuring(tmp_path, capsys):
