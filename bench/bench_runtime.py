@@ -5,7 +5,7 @@ alike), each in its own process:
 - end to end: `python -m extract_features` on a generated 720p video (decode, ResNet-152, VGGish, PCA,
   written files): tokens/s inside the pipeline, peak RSS of the process, its wall time;
 - start-up of the feature networks (TensorFlow already imported): build/load both, first call on one input;
-- the backbone alone: ResNet-152 on already-decoded frames, in the pipeline's CPU slices;
+- the backbone alone: ResNet-152 on already-decoded frames, called as the pipeline calls it (its call plan);
 - the features against TensorFlow float32's (relative L2 per token, raw 2048-d and after the PCA).
 The int8 models are calibrated first (`calibrate`, random weights). Projected time for a 90-minute match:
 10,800 tokens at the end-to-end rate plus start-up.
@@ -47,10 +47,11 @@ vggish = AudioEmbedder("random", seed=1, **kw)
 resnet(np.zeros((1, 224, 224, 3), np.uint8)); vggish.silence()
 startup = time.perf_counter() - t
 frames = np.random.default_rng(0).integers(0, 256, (int(sys.argv[4]), 224, 224, 3), dtype=np.uint8)
-resnet(frames[:4])
+step = resnet.set_call_plan().frames  # the pipeline's calls: the measured plan on OpenVINO, 4 on TensorFlow
+resnet(frames[:step])
 t = time.perf_counter()
-for i in range(0, len(frames), 4):
-    resnet(frames[i : i + 4])
+for i in range(0, len(frames), step):
+    resnet(frames[i : i + step])
 print(json.dumps({"startup": startup, "backbone_fps": len(frames) / (time.perf_counter() - t)}))
 """
 
