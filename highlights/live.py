@@ -101,7 +101,6 @@ class LiveRun:
         )
         self.online = OnlineDecoder(self.names, config.decoder, self.tps)
         self.rows: list[np.ndarray] = []  # scored probabilities, [stride, C] per window
-        self.pushed = 0  # rows given to the online decoder
         self.score_sec = 0.0  # seconds spent scoring windows
         self.records: list[dict] = []
         self._clips: queue.Queue = queue.Queue()
@@ -224,11 +223,11 @@ class LiveRun:
             self.rows += list(np.repeat(probs[:, None], stride, axis=1))
         known = np.concatenate(self.rows)[:ready] if self.rows else np.zeros((0, len(self.names)))
         step = self.config.stride  # a window at a time: each span is dated by the first token that made it final
-        while len(known) > self.pushed:
-            end = min(len(known), self.pushed + step)
-            spans = self.online.push(known[self.pushed : end])
-            self.pushed = end
-            self._give(spans, end)
+        # the decoder's own count of rows, not a copy kept here: a Ctrl-C / SIGTERM landing between a push and
+        # such a copy's update would push the same rows twice (every later score shifted by a window)
+        while len(known) > self.online.tokens:
+            spans = self.online.push(known[self.online.tokens : self.online.tokens + step])
+            self._give(spans, self.online.tokens)
 
     def _give(self, spans: list, tokens: int) -> None:
         """Queue the clips of spans final once `tokens` scores were known (with when, in the stream, that was, and
