@@ -124,7 +124,7 @@ demo() {
   local out="${OUT:-$ROOT/demo_output}" game="$DEMO_DATA/game" model="$MODEL"
   if [[ ! -f "$DEMO_DATA/match.mp4" || ! -f "$game/Labels-v2.json" ]]; then
     echo "== making the demo match in $DEMO_DATA" >&2
-    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m synthetic.video --demo --out "$DEMO_DATA" >&2
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m soccer_highlights.synthetic.video --demo --out "$DEMO_DATA" >&2
   fi
   if [[ -z "$model" && -f "$DEMO_DATA/model/demo_best.keras" ]]; then
     model="$DEMO_DATA/model/demo_best.keras"

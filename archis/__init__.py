@@ -1,40 +1,6 @@
-"""Model zoo: NetVLAD-family pooling, fusion blocks and every architecture of README's table, built by name.
+"""The architectures: NetVLAD-family pooling, the fusion blocks and every network of the README's table, built by
+name. The code is `soccer_highlights.archis`; this package re-exports its public names so that `import archis`
+works from a checkout (importing it registers every custom layer with Keras)."""
 
-Importing the package registers every custom class with Keras, so `keras.models.load_model` works
-on saved models without custom-object flags.
-"""
-
-from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, GatedBottleneck, TransformerFusion
-from archis.model import ArchiModel, build_model, load_model, make_spec, model_info
-from archis.pooling import POOLINGS, ContextGating, NetVLAD, NetVLADPlusPlus, TemporalPooling, canonical_pooling
-from archis.predict import predict_function
-from archis.registry import ALIASES, ARCHITECTURES, canonical_architecture, list_architectures
-from archis.soccernet_pooling import SoccerNetPooling
-from common.modelspec import ModelSpec
-
-__all__ = [
-    "ALIASES",
-    "ARCHITECTURES",
-    "POOLINGS",
-    "CMGA",
-    "GMU",
-    "ModelSpec",
-    "ArchiModel",
-    "BottleneckFusion",
-    "ContextGating",
-    "EncoderLayer",
-    "GatedBottleneck",
-    "NetVLAD",
-    "NetVLADPlusPlus",
-    "SoccerNetPooling",
-    "TemporalPooling",
-    "TransformerFusion",
-    "build_model",
-    "canonical_architecture",
-    "canonical_pooling",
-    "list_architectures",
-    "load_model",
-    "make_spec",
-    "model_info",
-    "predict_function",
-]
+from soccer_highlights.archis import *  # noqa: F403
+from soccer_highlights.archis import __all__  # noqa: F401

@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from common.errors import run_cli
-from training.metrics import sigmoid
+from soccer_highlights.common.errors import run_cli
+from soccer_highlights.training.metrics import sigmoid
 
 
 def _naive_vlad_call(self, x, training=None):
@@ -45,8 +45,8 @@ def time_config(
     import keras
     import tensorflow as tf
 
-    from archis import build_model
-    from archis.pooling import NetVLAD
+    from soccer_highlights.archis import build_model
+    from soccer_highlights.archis.pooling import NetVLAD
 
     original = NetVLAD.call
     if vlad == "naive":
@@ -93,7 +93,7 @@ def accuracy_check(epochs: int = 8) -> list[str]:
     import tensorflow as tf
     from sklearn.metrics import average_precision_score
 
-    from archis import build_model
+    from soccer_highlights.archis import build_model
 
     rows = []
     rng = np.random.default_rng(0)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from highlights import decoder
-from highlights.decoder import decode
+from soccer_highlights.highlights import decoder
+from soccer_highlights.highlights.decoder import decode
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
 TOKENS = 10_800
@@ -88,8 +88,8 @@ def bench_metrics(games: int) -> list[str]:
     from SoccerNet.Evaluation.utils import EVENT_DICTIONARY_V2
     from test_metrics import make_tree
 
-    import dataset
-    from highlights.metrics import evaluate_games
+    from soccer_highlights import dataset
+    from soccer_highlights.evaluation.metrics import evaluate_games
 
     v2 = dataset.load_class_map("v2")
     rows = []

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.ffmpeg import ffmpeg_exe, media_arg
-from extract_features import decode
+from soccer_highlights.common.ffmpeg import ffmpeg_exe, media_arg
+from soccer_highlights.extract_features import decode
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -89,7 +89,7 @@ def old_downmix_samples(path: Path) -> int:
 
 def slice_rows(rounds: int) -> list[tuple[str, str, str]]:
     """ResNet-152 on CPU: one call of 32 frames vs 8 calls of 4 (the slices extraction uses so Ctrl-C is quick)."""
-    from extract_features.pipeline import _resnet
+    from soccer_highlights.extract_features.pipeline import _resnet
 
     net = _resnet("random", None, 0, None, "float32", None, None)
     frames = np.random.default_rng(0).integers(0, 256, (32, 224, 224, 3), dtype=np.uint8)
@@ -124,7 +124,7 @@ def timed_cpu(fn) -> tuple[float, float]:
 
 def recipe_rows(video: Path, audio_file: Path, rounds: int) -> list[tuple[str, str, str]]:
     """soccernet vs rgb (decode alone, and end to end with its decode share), channel mean vs -ac 1, alternating."""
-    from extract_features.pipeline import extract_file
+    from soccer_highlights.extract_features.pipeline import extract_file
 
     recipes = ("soccernet", "rgb")
     audio_ways = {
@@ -221,8 +221,8 @@ def main() -> None:
         )
     )
 
-    from extract_features.pipeline import _resnet, extract_file
-    from extract_features.video import BACKBONE
+    from soccer_highlights.extract_features.pipeline import _resnet, extract_file
+    from soccer_highlights.extract_features.video import BACKBONE
 
     feats = {}
     for dtype in ("float32", "bfloat16"):
@@ -258,7 +258,7 @@ def main() -> None:
         )
     )
 
-    from extract_features.pipeline import _vggish
+    from soccer_highlights.extract_features.pipeline import _vggish
 
     audio_file = generate(OUT / f"audio_{args.audio_minutes:g}min.m4a", args.audio_minutes, video=False)
     vggish = _vggish("random", False, 1)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.ffmpeg import ffmpeg_exe, media_arg
-from synthetic.video import make_match_video
+from soccer_highlights.common.ffmpeg import ffmpeg_exe, media_arg
+from soccer_highlights.synthetic.video import make_match_video
 
 OUT = Path(__file__).resolve().parent / "out" / "live"
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,10 +50,10 @@ def match_video(minutes: float) -> Path:
 def model() -> Path:
     path = OUT / "concat_vlad64_20s.keras"
     if not path.exists():
-        from common.quiet import import_tensorflow
+        from soccer_highlights.common.quiet import import_tensorflow
 
         import_tensorflow(False)
-        import archis
+        from soccer_highlights import archis
 
         archis.build_model("concat", vlad_k=64, window_seconds=20, seed=0).save(path)
     return path

@@ -31,9 +31,9 @@ def child(arch: str, vlad_k: int, halves: int, how: str, budget: float, steps: i
     import keras
     import tensorflow as tf
 
-    import archis
-    from training import memory
-    from training import step as ts
+    from soccer_highlights import archis
+    from soccer_highlights.training import memory
+    from soccer_highlights.training import step as ts
 
     model = archis.build_model(arch, pooling="NetVLAD", vlad_k=vlad_k, window_seconds=20, seed=0)
     step_windows = halves * WINDOWS_PER_HALF if halves else 256

@@ -20,7 +20,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 def train(args: argparse.Namespace, lists: dict[str, str]) -> Path:
-    import ClassificationMinuteBased as cmb
+    from soccer_highlights.commands import train as cmb
 
     model = Path(args.work) / "model" / "nms_best.keras"
     if not model.is_file():
@@ -67,7 +67,7 @@ def edge_share(data: Path, games: list[str]) -> float:
     """Share of labelled events within 30 s of either end of their half (half length from its features)."""
     import numpy as np
 
-    import dataset
+    from soccer_highlights import dataset
 
     near, total = 0, 0
     for game in games:
@@ -88,8 +88,8 @@ def main() -> None:
     p.add_argument("--thresholds", default="0,0.5")
     args = p.parse_args()
 
-    import ClassificationSecondBased as csb
-    import synthetic
+    from soccer_highlights import synthetic
+    from soccer_highlights.commands import spot as csb
 
     data = Path(args.work) / "data"
     if not any(data.glob("listgame_Test_*.npy")):
@@ -118,7 +118,7 @@ def main() -> None:
             report = json.loads((out / "average_mAP.json").read_text())
             spots = sum(len(json.loads(f.read_text())["predictions"]) for f in out.rglob("results_spotting.json"))
             rows.append((rule, threshold, report["loose"]["a_mAP"], report["tight"]["a_mAP"], spots))
-    import dataset
+    from soccer_highlights import dataset
 
     games = [str(g.relative_to(data)) for g in dataset.read_game_list(lists["Test"])]
     print(

@@ -11,8 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
-from common.ffmpeg import media_arg, probe, run_ffmpeg
-from highlights.reel import Clip, make_reel
+from soccer_highlights.common.ffmpeg import media_arg, probe, run_ffmpeg
+from soccer_highlights.highlights.reel import Clip, make_reel
 
 OUT = Path(__file__).resolve().parent / "out"
 

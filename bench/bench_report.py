@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.modelspec import ModelSpec
-from highlights import pipeline
-from highlights.decoder import DecoderConfig, decode
-from highlights.report import write_report
-from highlights.spotting import nms_spots
+from soccer_highlights.common.modelspec import ModelSpec
+from soccer_highlights.core import pipeline
+from soccer_highlights.highlights.decoder import DecoderConfig, decode
+from soccer_highlights.report.page import write_report
+from soccer_highlights.spotting.spots import nms_spots
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test helpers, not in the package
 from browser import Browser  # noqa: E402

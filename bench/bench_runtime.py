@@ -35,10 +35,10 @@ MATCH_TOKENS = 90 * 60 * 2
 CHILD = """
 import json, sys, time
 import numpy as np
-from common.quiet import import_tensorflow
+from soccer_highlights.common.quiet import import_tensorflow
 import_tensorflow(False)
-from extract_features.audio import AudioEmbedder
-from extract_features.video import FrameEmbedder
+from soccer_highlights.extract_features.audio import AudioEmbedder
+from soccer_highlights.extract_features.video import FrameEmbedder
 runtime, dtype, int8 = sys.argv[1], sys.argv[2], sys.argv[3] or None
 t = time.perf_counter()
 kw = dict(runtime=runtime, compute_dtype=dtype, int8_model=int8)
@@ -58,10 +58,10 @@ print(json.dumps({"startup": startup, "backbone_fps": len(frames) / (time.perf_c
 
 HINTS_CHILD = """
 import json, sys
-from common.quiet import import_tensorflow
+from soccer_highlights.common.quiet import import_tensorflow
 import_tensorflow(False)
-from extract_features import call_plan, runtime
-from extract_features.video import FrameEmbedder
+from soccer_highlights.extract_features import call_plan, runtime
+from soccer_highlights.extract_features.video import FrameEmbedder
 dtype, int8 = sys.argv[1], sys.argv[2] or None
 net = FrameEmbedder("random", seed=0, runtime="openvino", compute_dtype=dtype, int8_model=int8)
 compile_net = lambda hint, requests: runtime.CompiledNetwork(net.xml, dtype, hint=hint, requests=requests)
@@ -89,7 +89,7 @@ def hints(rounds: int, int8: Path | None) -> str:
 
 PARTS_CHILD = """
 import json, resource, sys, time
-from extract_features import decode
+from soccer_highlights.extract_features import decode
 video = sys.argv[1]
 t, cpu = time.perf_counter(), time.process_time()
 frames = sum(len(c) for c in decode.VideoDecoder(video, "crop", threads=1, recipe=decode.DEFAULT_RECIPE).chunks(32))
@@ -97,10 +97,10 @@ wall, cpu = time.perf_counter() - t, time.process_time() - cpu
 child = resource.getrusage(resource.RUSAGE_CHILDREN)
 out = {"frames": frames, "wall": wall, "cpu": cpu + child.ru_utime + child.ru_stime}
 import numpy as np
-from common.quiet import import_tensorflow
+from soccer_highlights.common.quiet import import_tensorflow
 import_tensorflow(False)
-from extract_features.audio import BESIDE_RESNET_THREADS, AudioEmbedder
-from extract_features.pca import random_pca
+from soccer_highlights.extract_features.audio import BESIDE_RESNET_THREADS, AudioEmbedder
+from soccer_highlights.extract_features.pca import random_pca
 vggish = AudioEmbedder("random", seed=1, runtime="openvino", threads=BESIDE_RESNET_THREADS)
 pieces = 0.1 * np.random.default_rng(0).standard_normal((240, 8000)).astype(np.float32)
 vggish.features(pieces[:30])

@@ -86,7 +86,7 @@ def extraction(cluster: SlurmCluster, work: Path, seconds: float) -> dict:
 
 
 def training(cluster: SlurmCluster, work: Path) -> dict:
-    import synthetic
+    from soccer_highlights import synthetic
     from tests.test_training_multiworker import run_group
 
     data = synthetic.generate_dataset(

@@ -66,8 +66,8 @@ def main() -> None:
 
     import numpy as np
 
-    import archis
-    from highlights.spotting import Scorer, window_view, with_compute_dtype
+    from soccer_highlights import archis
+    from soccer_highlights.spotting.spots import Scorer, window_view, with_compute_dtype
 
     model = archis.build_model(args.architecture, vlad_k=args.vlad_k, window_seconds=args.window_seconds, seed=0)
     n = archis.model_info(model).window_frames

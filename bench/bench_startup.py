@@ -28,7 +28,7 @@ t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import keras, tensorflow as tf
 tf.config.list_physical_devices()
-import archis
+from soccer_highlights import archis
 t1 = time.perf_counter()
 m = archis.load_model({path!r}) if {ours} else keras.models.load_model({path!r})
 t2 = time.perf_counter()
@@ -40,10 +40,10 @@ def make_model(name: str) -> Path:
     """`64`, `512`: concat NetVLAD-k; `512h`: the VLAD-512 file exported with a float16 projection."""
     path = OUT / f"vlad{name}.keras"
     if not path.exists():
-        import archis
+        from soccer_highlights import archis
 
         if name.endswith("h"):
-            from archis.export import export_model
+            from soccer_highlights.archis.export import export_model
 
             export_model(make_model(name[:-1]), path)
         else:
@@ -55,8 +55,8 @@ def half_error(name: str) -> float:
     """Max |probability difference| between a float16-projection file and its float32 original (256 windows)."""
     import numpy as np
 
-    import archis
-    from highlights.spotting import Scorer
+    from soccer_highlights import archis
+    from soccer_highlights.spotting.spots import Scorer
 
     rng = np.random.default_rng(0)
     x = [rng.normal(size=(256, 40, 512)).astype(np.float32) for _ in range(2)]
@@ -88,7 +88,7 @@ def make_matches(minutes: float, count: int, tag: str) -> list[Path]:
     them (`<stem>/1_*.npy`)."""
     import numpy as np
 
-    from synthetic.video import make_match_video
+    from soccer_highlights.synthetic.video import make_match_video
 
     folder = OUT / tag
     source = OUT / f"source_{minutes:g}.mp4"

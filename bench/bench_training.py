@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def child(argv: list[str]) -> None:
     """Run the CLI in this process and report its peak RSS (MiB) on the last line."""
-    import ClassificationMinuteBased as cmb
+    from soccer_highlights.commands import train as cmb
 
     cmb.main(argv)
     print(f"maxrss_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
@@ -45,7 +45,7 @@ def run_cli(argv: list[str]) -> tuple[float, float]:
 
 
 def make_data(root: Path, n_games: int, half_minutes: float, seed: int, event_rate: float = 1.0):
-    import synthetic
+    from soccer_highlights import synthetic
 
     if not (root / "done").exists():
         synthetic.generate_dataset(
@@ -170,7 +170,7 @@ def bench_speed(out: Path) -> list[str]:
 
 
 def bench_zoo(out: Path, epochs: int, vlad_k: int) -> list[str]:
-    import synthetic
+    from soccer_highlights import synthetic
 
     root = out / "games_zoo"
     if not (root / "done").exists():

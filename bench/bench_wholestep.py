@@ -22,8 +22,8 @@ N, D, C, STEP = 40, 512, 5, 128
 def seconds_per_step(vlad_k: int, micro: int, exact: bool, steps: int) -> float:
     import tensorflow as tf
 
-    import archis
-    from training import step as ts
+    from soccer_highlights import archis
+    from soccer_highlights.training import step as ts
 
     model = archis.build_model("concat", pooling="NetVLAD", vlad_k=vlad_k, window_seconds=20, seed=0)
     optimizer = ts.make_adam(1e-3)

@@ -1,27 +1,6 @@
-"""Features from a raw match video: ResNet-152 -> PCA 512 (video) and VGGish -> 512 (audio), 2 per second.
+"""Features of a match video: ResNet-152 -> PCA 512 (video) and VGGish -> 512 (audio), 2 per second. The code is
+`soccer_highlights.extract_features`; this package re-exports its public names so that `import extract_features`
+works from a checkout, and `python -m extract_features` runs the command installed as `soccer-extract`."""
 
-`extract_file(video_path, ...) -> ExtractedFeatures(video [T, 512], audio [T, 512], info)`; CLI
-`python -m extract_features --help`; `read_recipe(folder)` -> {"video": ..., "audio": ...}, the feature
-recipe a folder holds. TensorFlow is imported only when networks are built, so argument and input errors
-stay fast.
-"""
-
-from extract_features.pipeline import (
-    LEGACY_RECIPE,
-    SOCCERNET_RECIPE,
-    ExtractConfig,
-    ExtractedFeatures,
-    extract_file,
-    read_recipe,
-    recipe_of,
-)
-
-__all__ = [
-    "LEGACY_RECIPE",
-    "SOCCERNET_RECIPE",
-    "ExtractConfig",
-    "ExtractedFeatures",
-    "extract_file",
-    "read_recipe",
-    "recipe_of",
-]
+from soccer_highlights.extract_features import *  # noqa: F403
+from soccer_highlights.extract_features import __all__  # noqa: F401

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The wheel, checked as a user gets it: built from the tracked files only (an untracked or ignored file cannot
-# hide a packaging gap), installed into a second, fresh virtual environment, and every `soccer-*` command run
-# from a folder outside the checkout (so nothing is imported from the source tree): `--help` for each, then a
-# tiny real run of each (dataset -> training -> spotting -> evaluation; demo video -> extraction -> highlights
-# with report.html). A module or data file missing from the wheel fails here with the command that needed it.
+# hide a packaging gap), installed into a second, fresh virtual environment beside stand-in distributions that own
+# generic top-level names other projects ship (evaluate, dataset, inference, common, training, highlights,
+# synthetic), and every `soccer-*` command run from a folder outside the checkout (so nothing is imported from the
+# source tree): `--help` for each, then a tiny real run of each (dataset -> training -> spotting -> evaluation;
+# demo video -> extraction -> highlights with report.html). The wheel must hold one import package,
+# soccer_highlights, and each stand-in must still import as itself at the end.
 # Usage: scripts/check_wheel.sh   Env: PYTHON (default python3.11), KEEP=1 keeps the work folder, DEPS_FROM=VENV
 # takes the requirements from an environment that has them instead of installing them (from pip's cache).
 set -euo pipefail
@@ -32,6 +34,26 @@ else
   step "installing $(basename "$WHEEL") into a fresh environment (requirements from pip's cache)"
   "$BIN/python" -m pip install -q -r "$ROOT/requirements.txt" >&2
 fi
+step "the wheel holds one import package"
+"$PY" - "$WHEEL" <<'EOF'
+import sys, zipfile
+tops = {name.split("/")[0] for name in zipfile.ZipFile(sys.argv[1]).namelist()}
+extra = sorted(t for t in tops if t != "soccer_highlights" and not t.endswith((".dist-info", ".data")))
+if extra or "soccer_highlights" not in tops:
+    sys.exit(f"check_wheel: the wheel installs {sorted(tops)}; expected soccer_highlights only")
+EOF
+
+# Distributions of other projects that own the generic names, installed first: a wheel of ours that shipped one
+# of these names would write into their folders, and `import NAME` would no longer give theirs.
+STANDINS=(evaluate dataset inference common training highlights synthetic)
+step "installing stand-in distributions of ${STANDINS[*]}"
+for name in "${STANDINS[@]}"; do
+  mkdir -p "$WORK/standins/$name/$name"
+  printf 'IDENTITY = "stand-in %s"\n' "$name" >"$WORK/standins/$name/$name/__init__.py"
+  printf '[project]\nname = "standin-%s"\nversion = "1.0"\n[tool.setuptools]\npackages = ["%s"]\n' "$name" "$name" \
+    >"$WORK/standins/$name/pyproject.toml"
+done
+"$BIN/python" -m pip install -q --no-build-isolation --no-deps "$WORK"/standins/* >&2
 "$BIN/python" -m pip install -q "$WHEEL" >&2  # with its declared dependencies: the metadata must resolve
 "$BIN/python" -m pip check >&2
 
@@ -40,7 +62,7 @@ cd "$WORK/run"  # outside the checkout: only the installed wheel can be imported
 "$BIN/python" - "$WORK/venv" <<'EOF'
 import importlib, sys
 from pathlib import Path
-for name in ("common", "dataset", "inference", "highlights.report"):
+for name in ("soccer_highlights", "soccer_highlights.commands.inference", "soccer_highlights.report.page"):
     where = Path(importlib.import_module(name).__file__).resolve()
     if Path(sys.argv[1]).resolve() not in where.parents:
         sys.exit(f"check_wheel: {name} is imported from {where}, not from the installed wheel")
@@ -73,4 +95,12 @@ test -s features/1_VGGish.npy
 "$BIN/soccer-highlights" --model "$MODEL" --out highlights --video match.mp4 --weights random --fast --quiet \
   --intro_sec 0 --outro_sec 0
 test -s highlights/report.html
-step "ok: $(basename "$WHEEL") installs and every command runs from it"
+step "each stand-in still imports as itself"
+"$BIN/python" - "${STANDINS[@]}" <<'EOF'
+import importlib, sys
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    if getattr(module, "IDENTITY", None) != f"stand-in {name}":
+        sys.exit(f"check_wheel: `import {name}` gives {module.__file__}, not the stand-in distribution's {name}")
+EOF
+step "ok: $(basename "$WHEEL") installs one package beside the stand-ins, and every command runs from it"

@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 if ! compgen -G "$DATA/listgame_Train_*.npy" >/dev/null; then
   echo "generating synthetic SoccerNet games in $DATA/ ..." >&2
-  "$PY" -m synthetic.games --out "$DATA" --games 30 --half_minutes 6 --seed 0 >&2
+  "$PY" -m soccer_highlights.synthetic.games --out "$DATA" --games 30 --half_minutes 6 --seed 0 >&2
 fi
 list() { compgen -G "$DATA/listgame_$1_*.npy" | head -n1; }
 

@@ -39,7 +39,7 @@ def _signal_handlers_restored() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """An untrained `concat` model (NetVLAD-4, 4 s windows, seed 0) saved once per test session."""
-    import archis
+    from soccer_highlights import archis
 
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0).save(path)

@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from common.ffmpeg import ffmpeg_exe, media_arg
+from soccer_highlights.common.ffmpeg import ffmpeg_exe, media_arg
 
 
 def make_video(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, TransformerFusion
+from soccer_highlights.archis.fusion import CMGA, GMU, BottleneckFusion, EncoderLayer, TransformerFusion
 
 B, N, D = 2, 5, 16
 ATOL = 1e-5
@@ -110,7 +110,7 @@ def test_bottleneck_fusion_matches_formula():
 @pytest.mark.parametrize("n", [1, 6])
 def test_gated_bottleneck_is_the_seeds_with_learned_tokens(n):
     """The seed's CrossModalGatedBottleneckAttention, written out (its concatenation fixed to the feature axis)."""
-    from archis.fusion import GatedBottleneck
+    from soccer_highlights.archis.fusion import GatedBottleneck
 
     rng = np.random.default_rng(3)
     video, audio = (rng.standard_normal((B, n, D)).astype("float32") for _ in range(2))

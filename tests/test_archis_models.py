@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import archis
-from archis import build_model, list_architectures, load_model, model_info
-from common.errors import UserError
+from soccer_highlights import archis
+from soccer_highlights.archis import build_model, list_architectures, load_model, model_info
+from soccer_highlights.common.errors import UserError
 
 CLASSES = ("background", "kick", "subs", "card", "goal")
 TINY = {"vlad_k": 4, "window_seconds": 2.0, "tokens_per_second": 2.0, "feature_dim": 16}  # N = 4, D = 16, K = 4

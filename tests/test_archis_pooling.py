@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from archis.pooling import (
+from soccer_highlights.archis.pooling import (
     NetVLAD,
     NetVLADPlusPlus,
     TemporalPooling,
@@ -11,7 +11,7 @@ from archis.pooling import (
     make_pooling,
     spec_hidden_weights,
 )
-from common.errors import UserError
+from soccer_highlights.common.errors import UserError
 
 B, N, D = 3, 6, 16
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from common.atomic import MANIFEST, OutputSet, atomic_path, sweep_leftovers, write_json
-from common.errors import UserError
+from soccer_highlights.common.atomic import MANIFEST, OutputSet, atomic_path, sweep_leftovers, write_json
+from soccer_highlights.common.errors import UserError
 
 
 def _names(folder: Path) -> list[str]:

@@ -27,13 +27,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ClassificationMinuteBased
-import ClassificationSecondBased
-import evaluate
-import extract_features.__main__ as extract_cli
-import inference
-from common.atomic import MANIFEST
-from common.errors import run_cli
+from soccer_highlights.commands import evaluate, inference
+from soccer_highlights.commands import extract as extract_cli
+from soccer_highlights.commands import spot as ClassificationSecondBased
+from soccer_highlights.commands import train as ClassificationMinuteBased
+from soccer_highlights.common.atomic import MANIFEST
+from soccer_highlights.common.errors import run_cli
 from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +56,7 @@ def model(tiny_model) -> Path:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    from synthetic.video import make_match_video
+    from soccer_highlights.synthetic.video import make_match_video
 
     return make_match_video(tmp_path_factory.mktemp("video") / "match.mp4", 8, [(3.0, "goal")], size="64x36")
 
@@ -338,7 +337,7 @@ def _other_video_features(e: Env) -> Path:
 
 
 def _pca_in_out(e: Env, name: str = "timeline.png") -> Path:
-    from extract_features.pca import random_pca, save_pca
+    from soccer_highlights.extract_features.pca import random_pca, save_pca
 
     save_pca(e.tmp / "pca.npz", random_pca())
     return e.inside_out(name, e.tmp / "pca.npz")
@@ -349,7 +348,7 @@ def _tree_with_pca(e: Env, name: str) -> Path:
     game = e.tmp / "tree" / "game"
     game.mkdir(parents=True)
     (game / "1_224p.mp4").write_bytes(e.video.read_bytes())
-    from extract_features.pca import random_pca, save_pca
+    from soccer_highlights.extract_features.pca import random_pca, save_pca
 
     save_pca(game / name, random_pca())
     return e.tmp / "tree"
@@ -378,7 +377,7 @@ def _nan_pca(e: Env, which: str = "components") -> Path:
 
 
 def _nan_model(e: Env) -> Path:
-    import archis
+    from soccer_highlights import archis
 
     model = archis.load_model(e.model)
     weight = model.weights[0]
@@ -1134,7 +1133,7 @@ def test_a_second_training_into_the_same_outputs_is_refused_while_the_first_runs
     argv = env.train([ann("1 - 00:10", "Goal", 10_000)], *_goal_map(env))
     lock = tmp_path / "Model" / ".concat.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from common.lock import Lock; Lock({str(lock)!r}, 'x'); print('held', flush=True); "
+        [sys.executable, "-c", f"from soccer_highlights.common.lock import Lock; Lock({str(lock)!r}, 'x'); print('held', flush=True); "
          "import time; time.sleep(120)"],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from extract_features import call_plan
-from extract_features.call_plan import MAX_CALL, CallPlan, candidates, choose, plan_for
+from soccer_highlights.extract_features import call_plan
+from soccer_highlights.extract_features.call_plan import MAX_CALL, CallPlan, candidates, choose, plan_for
 
 
 class FakeNet:
@@ -104,7 +104,7 @@ def test_an_unwritable_folder_keeps_the_plan_for_this_run(tmp_path, capsys):
 def test_openvino_resnet_calls_as_measured_and_extraction_records_it(tmp_path):
     """The real network: the default (no --frames_per_call) takes the plan stored beside the converted model
     (measured on the first run on this machine), and extraction.json records how ResNet was called."""
-    from extract_features.video import FrameEmbedder
+    from soccer_highlights.extract_features.video import FrameEmbedder
 
     net = FrameEmbedder("random", seed=0, runtime="openvino")
     plan = net.set_call_plan()

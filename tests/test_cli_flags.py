@@ -6,12 +6,12 @@ import argparse
 
 import pytest
 
-import ClassificationSecondBased
-import inference
-import synthetic
-from common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
-from common.errors import UserError
-from extract_features.__main__ import extract_parser, fit_pca_parser
+from soccer_highlights import synthetic
+from soccer_highlights.commands import inference
+from soccer_highlights.commands import spot as ClassificationSecondBased
+from soccer_highlights.commands.extract import extract_parser, fit_pca_parser
+from soccer_highlights.common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
+from soccer_highlights.common.errors import UserError
 
 
 @pytest.fixture
@@ -82,8 +82,8 @@ def test_spotting_defaults_pass():
 
 
 def test_earlier_spellings_still_parse_with_one_deprecation_line_each(capsys):
-    import evaluate
-    from extract_features.__main__ import RENAMED, parse_args
+    from soccer_highlights.commands import evaluate
+    from soccer_highlights.commands.extract import RENAMED, parse_args
 
     args = evaluate.parse_args(["--labels", "L", "--predictions", "P", "--list", "g.npy", "--json=s.json"])
     assert (str(args.game_list), str(args.out)) == ("g.npy", "s.json")
@@ -98,7 +98,7 @@ def test_earlier_spellings_still_parse_with_one_deprecation_line_each(capsys):
 
 
 def test_renamed_flags_leave_new_spellings_and_what_follows_a_double_dash_alone(capsys):
-    from common.cli import renamed_flags
+    from soccer_highlights.common.cli import renamed_flags
 
     argv = ["--game_list", "--list", "--", "--list"]
     assert renamed_flags(argv, {"--list": "--game_list"}) == ["--game_list", "--game_list", "--", "--list"]
@@ -106,7 +106,7 @@ def test_renamed_flags_leave_new_spellings_and_what_follows_a_double_dash_alone(
 
 
 def test_list_flags_name_what_they_list(help_of):
-    import evaluate
+    from soccer_highlights.commands import evaluate
 
     assert "--game_list" in help_of(evaluate.parse_args) and "--video_list" in help_of(extract_parser().parse_args)
     for parse in (evaluate.parse_args, extract_parser().parse_args):
@@ -115,13 +115,13 @@ def test_list_flags_name_what_they_list(help_of):
 
 @pytest.mark.parametrize("argv", [[], ["--config", "None"]])
 def test_vd_config_spelled_none_means_no_config_file(argv):
-    import ClassificationMinuteBased
+    from soccer_highlights.commands import train as ClassificationMinuteBased
 
     assert ClassificationMinuteBased.build_parser().parse_args(argv).config is None
 
 
 def test_vd_system_flag_says_it_has_no_effect(help_of):
-    import ClassificationMinuteBased
+    from soccer_highlights.commands import train as ClassificationMinuteBased
 
     for parse in (ClassificationSecondBased.parse_args, ClassificationMinuteBased.build_parser().parse_args):
         assert "has no effect" in " ".join(help_of(parse).split())

@@ -6,11 +6,11 @@ import logging
 import numpy as np
 import pytest
 
-import ClassificationMinuteBased as cmb
-import dataset as ds
-from common.errors import UserError
+from soccer_highlights import dataset as ds
+from soccer_highlights.commands import train as cmb
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.training import windows
 from tests.argv import train_argv
-from training import windows
 
 D = 512
 

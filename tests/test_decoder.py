@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from common.constants import TOKENS_PER_SECOND
-from common.errors import UserError
-from highlights.decoder import ClassRule, DecoderConfig, Span, decode
+from soccer_highlights.common.constants import TOKENS_PER_SECOND
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.highlights.decoder import ClassRule, DecoderConfig, Span, decode
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
 

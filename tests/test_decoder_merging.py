@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.constants import TOKENS_PER_SECOND
-from common.errors import UserError
-from highlights.decoder import ClassRule, DecoderConfig, Event, decode
+from soccer_highlights.common.constants import TOKENS_PER_SECOND
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.highlights.decoder import ClassRule, DecoderConfig, Event, decode
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
 

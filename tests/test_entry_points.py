@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from common import entry
+from soccer_highlights.commands import entry
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIS = {
-    "inference",
-    "ClassificationSecondBased",
-    "ClassificationMinuteBased",
-    "evaluate",
-    "extract_features.__main__",
-    "synthetic.games",
-    "synthetic.video",
+    "soccer_highlights.commands.inference",
+    "soccer_highlights.commands.spot",
+    "soccer_highlights.commands.train",
+    "soccer_highlights.commands.evaluate",
+    "soccer_highlights.commands.extract",
+    "soccer_highlights.synthetic.games",
+    "soccer_highlights.synthetic.video",
 }
 
 
@@ -28,14 +28,16 @@ def test_each_cli_has_an_entry_point():
     assert set(scripts) == set(entry.COMMANDS) and set(entry.COMMANDS.values()) == CLIS
     for name, target in scripts.items():
         module, func = target.split(":")
-        assert module == "common.entry" and callable(getattr(entry, func)), name
+        assert module == "soccer_highlights.commands.entry" and callable(getattr(entry, func)), name
         assert getattr(entry, func).__name__.replace("_", "-") in name
 
 
 @pytest.mark.parametrize("command", ["soccer-highlights", "soccer-evaluate"])
 def test_entry_point_runs_the_cli_and_its_errors(command, tmp_path):
     func = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"][command].split(":")[1]
-    code = f"import sys; sys.argv = ['{command}', '--help']; from common import entry; entry.{func}()"
+    code = (
+        f"import sys; sys.argv = ['{command}', '--help']; from soccer_highlights.commands import entry; entry.{func}()"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and "usage:" in proc.stdout
     code = code.replace("'--help'", "'--bogus'")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.errors import UserError
-from extract_features import audio, logmel
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.extract_features import audio, logmel
 
 
 def reference_log_mel(wave: np.ndarray, frames: int) -> np.ndarray:

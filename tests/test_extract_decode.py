@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.errors import UserError
-from common.ffmpeg import ffmpeg_exe, media_arg
-from extract_features import decode
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.ffmpeg import ffmpeg_exe, media_arg
+from soccer_highlights.extract_features import decode
 from tests.media import make_video, source_frames
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.errors import UserError
-from common.ffmpeg import ffmpeg_exe, media_arg
-from extract_features import extract_file, pca, read_recipe
-from extract_features.__main__ import main
-from extract_features.pipeline import ExtractConfig, Extractor
+from soccer_highlights.commands.extract import main
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.ffmpeg import ffmpeg_exe, media_arg
+from soccer_highlights.extract_features import extract_file, pca, read_recipe
+from soccer_highlights.extract_features.pipeline import ExtractConfig, Extractor
 from tests.media import make_video, source_frames
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract_features import decode, logmel
+from soccer_highlights.extract_features import decode, logmel
 from tests.media import make_video, source_frames
 
 RATES = {"16x9_25fps": "25", "16x9_29.97fps": "30000/1001", "4x3_25fps": "25"}
@@ -38,7 +38,7 @@ def framecv(path: Path, transform: str) -> np.ndarray:
 
 def resnet_input(frames: np.ndarray) -> np.ndarray:
     """What reaches ResNet-152: the backbone's preprocessing of the frames as handed on (SoccerNet: OpenCV's)."""
-    from extract_features.video import BACKBONE
+    from soccer_highlights.extract_features.video import BACKBONE
 
     return np.asarray(BACKBONE.preprocess(frames.astype(np.float32)))
 
@@ -80,7 +80,7 @@ def test_video_matches_framecv_token_for_token(clips, clip, transform):
 @pytest.mark.slow
 def test_resnet_output_matches_on_framecv_frames(clips):
     """ResNet-152 with one fixed set of (random) weights: relative L2 per token <= 2 % (two tokens: CPU time)."""
-    from extract_features.video import FrameEmbedder
+    from soccer_highlights.extract_features.video import FrameEmbedder
 
     net = FrameEmbedder("random", seed=3)
     reference = framecv(clips["16x9_25fps"], "crop")[:2]

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.errors import UserError
-from common.features import DRIFT_WARN, RecipeCheck, drift_problem, recipe_of
-from extract_features import runtime
-from extract_features.__main__ import main
-from extract_features.audio import AudioEmbedder
-from extract_features.pipeline import ExtractConfig
+from soccer_highlights.commands.extract import main
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.features import DRIFT_WARN, RecipeCheck, drift_problem, recipe_of
+from soccer_highlights.extract_features import runtime
+from soccer_highlights.extract_features.audio import AudioEmbedder
+from soccer_highlights.extract_features.pipeline import ExtractConfig
 from tests.media import make_video
 
 
@@ -96,7 +96,7 @@ def test_a_model_another_process_stored_first_is_kept(tmp_path):
 
 
 def test_resnet_cache_hit_builds_no_keras_network(monkeypatch):
-    from extract_features.video import FrameEmbedder
+    from soccer_highlights.extract_features.video import FrameEmbedder
 
     frames = np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     first = FrameEmbedder("random", seed=0, runtime="openvino")(frames)  # converts once per machine
@@ -148,7 +148,7 @@ def test_calibrate_then_extract_int8_then_check_precision(clip, tmp_path, capsys
 def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tmp_path, monkeypatch):
     """bfloat16: the report of check_precision is kept under the networks' key and recorded by every later
     bfloat16 extraction with the same networks and PCA (not by one with other weights)."""
-    from extract_features import fidelity
+    from soccer_highlights.extract_features import fidelity
 
     real_path = fidelity._precision_path  # the reports of this test go to its own folder, not the user's cache
     monkeypatch.setattr(fidelity, "_precision_path", lambda cache_dir, key: tmp_path / real_path(cache_dir, key).name)
@@ -194,8 +194,8 @@ def test_drift_rule_warns_on_int8_features_for_a_float32_model(caplog):
 
 
 def test_inference_passes_its_feature_network_flags_to_the_extractor(tiny_model, clip, tmp_path):
-    import inference
-    from highlights.pipeline import extract_config
+    from soccer_highlights.commands import inference
+    from soccer_highlights.core.pipeline import extract_config
 
     argv = ["--model", str(tiny_model), "--out", str(tmp_path / "o"), "--video", str(clip), "--weights", "random"]
     config = inference.build_config(inference.parse_args([*argv, "--feature_runtime", "tensorflow"]))
@@ -218,8 +218,8 @@ def test_throughput_mode_splits_a_batch_over_requests_and_keeps_row_order(tmp_pa
 
 
 def test_inference_warns_once_when_int8_features_drift_for_a_float32_model(tiny_model, tmp_path, caplog):
-    import inference
-    import synthetic
+    from soccer_highlights import synthetic
+    from soccer_highlights.commands import inference
 
     game = synthetic.write_game(synthetic.make_game(0, half_minutes=1), tmp_path / "game")
     record = {**int8_record(2 * DRIFT_WARN), "tokens_per_second": 2.0}
@@ -232,7 +232,7 @@ def test_inference_warns_once_when_int8_features_drift_for_a_float32_model(tiny_
 
 @pytest.mark.slow
 def test_video_to_reel_on_tensorflow_and_openvino_give_the_same_spans(tiny_model, clip, tmp_path):
-    import inference
+    from soccer_highlights.commands import inference
 
     spans = {}
     for name in ("tensorflow", "openvino"):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import UserError
-from common.shards import resolve_shard, slurm_array_shard, take_shard
-from extract_features.__main__ import main
+from soccer_highlights.commands.extract import main
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.shards import resolve_shard, slurm_array_shard, take_shard
 from tests.media import make_video
 
 

@@ -37,9 +37,22 @@ def _clean(proc: subprocess.CompletedProcess) -> None:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    """A tiny dataset made by `python -m synthetic.games` (its own first screen checked)."""
+    """A tiny dataset made by `python -m soccer_highlights.synthetic.games` (its own first screen checked)."""
     work = tmp_path_factory.mktemp("first_screen")
-    _clean(_run(work, "-m", "synthetic.games", "--out", "data", "--games", "5", "--half_minutes", "2", "--quiet"))
+    _clean(
+        _run(
+            work,
+            "-m",
+            "soccer_highlights.synthetic.games",
+            "--out",
+            "data",
+            "--games",
+            "5",
+            "--half_minutes",
+            "2",
+            "--quiet",
+        )
+    )
     return work
 
 
@@ -82,7 +95,7 @@ def test_spotting_and_evaluation_first_screens(work, model):
 
 
 def test_video_extraction_and_highlights_first_screens(work, model):
-    _clean(_run(work, "-m", "synthetic.video", "--duration", "6", "--out", "match.mp4"))
+    _clean(_run(work, "-m", "soccer_highlights.synthetic.video", "--duration", "6", "--out", "match.mp4"))
     extract = ("-m", "extract_features", "--video", "match.mp4", "--out", "features", "--weights", "random")
     proc = _run(work, *extract, "--quiet")
     assert not NOISE.search(proc.stderr) and "random weights" in proc.stderr, proc.stderr

@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import inference
-import synthetic
-from common.errors import UserError
-from common.ffmpeg import probe
-from highlights.reel import plan_clips
-from synthetic.video import make_match_video
+from soccer_highlights import synthetic
+from soccer_highlights.commands import inference
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.ffmpeg import probe
+from soccer_highlights.highlights.reel import plan_clips
+from soccer_highlights.synthetic.video import make_match_video
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,8 +182,8 @@ def test_cli_exit_code_and_single_line(tmp_path):
 def test_folder_of_three_videos_in_one_process(tiny_model, tmp_path, monkeypatch, capsys):
     """Three videos and a broken one from a folder: the model is loaded and the extractor built once, each video
     gets its own folder, the broken one is reported and the rest go on."""
-    import archis
-    from extract_features import pipeline
+    from soccer_highlights import archis
+    from soccer_highlights.extract_features import pipeline
 
     folder = tmp_path / "videos"
     folder.mkdir()

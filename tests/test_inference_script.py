@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from synthetic.video import make_match_video
+from soccer_highlights.synthetic.video import make_match_video
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "run_inference.sh"

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-import ClassificationSecondBased as csb
-import synthetic
-from common.errors import UserError
+from soccer_highlights import synthetic
+from soccer_highlights.commands import spot as csb
+from soccer_highlights.common.errors import UserError
 
 
 def test_spotting_tree_and_average_map(tmp_path, capsys, tiny_model):
@@ -28,7 +28,7 @@ def test_spotting_tree_and_average_map(tmp_path, capsys, tiny_model):
 
 
 def test_classes_without_a_class_map_are_refused(tmp_path):
-    import archis
+    from soccer_highlights import archis
 
     synthetic.generate_dataset(tmp_path / "data", n_games=3, half_minutes=1, progress=False)
     model = tmp_path / "m.keras"
@@ -48,7 +48,7 @@ def test_classes_without_a_class_map_are_refused(tmp_path):
 
 
 def test_shards_spot_disjoint_games_and_evaluate_as_one_run(tmp_path, capsys, monkeypatch, tiny_model):
-    import evaluate
+    from soccer_highlights.commands import evaluate
 
     data = synthetic.generate_dataset(tmp_path / "data", n_games=3, half_minutes=1, splits=(1, 0, 2), progress=False)
     test_list = str(data.lists["test"])

@@ -3,9 +3,9 @@ videos, and the index page of the last shard links every report."""
 
 import pytest
 
-import inference
-from common.errors import UserError
-from synthetic.video import make_match_video
+from soccer_highlights.commands import inference
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.synthetic.video import make_match_video
 
 
 @pytest.mark.slow

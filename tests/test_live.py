@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import inference
-from common.errors import handle_sigterm
-from common.ffmpeg import ffmpeg_exe, media_arg, probe
-from extract_features.call_plan import CallPlan
-from synthetic.video import make_match_video
+from soccer_highlights.commands import inference
+from soccer_highlights.common.errors import handle_sigterm
+from soccer_highlights.common.ffmpeg import ffmpeg_exe, media_arg, probe
+from soccer_highlights.extract_features.call_plan import CallPlan
+from soccer_highlights.synthetic.video import make_match_video
 
 SECONDS = 60
 RATE = 4  # the stream plays at 4x real time
@@ -55,7 +55,7 @@ class FastFrames:
 
 @pytest.fixture(autouse=True)
 def fast_frames(monkeypatch):
-    from extract_features import pipeline
+    from soccer_highlights.extract_features import pipeline
 
     monkeypatch.setattr(pipeline, "_resnet", lambda *args: FastFrames())
 
@@ -303,8 +303,8 @@ def _terminate_after(sender: Sender, seconds: float) -> None:
 
 
 def test_a_second_live_run_into_the_same_folder_is_refused(tiny_model, tmp_path):
-    from common.errors import UserError
-    from highlights.live_outputs import lock_folder
+    from soccer_highlights.common.errors import UserError
+    from soccer_highlights.live.outputs import lock_folder
 
     held = lock_folder(tmp_path / "out")
     try:
@@ -329,7 +329,7 @@ def test_a_second_live_run_into_the_same_folder_is_refused(tiny_model, tmp_path)
 
 
 def test_falling_behind_is_said_with_the_numbers_and_the_catch_up_rule():
-    from highlights.live import BEHIND_SEC, behind_message
+    from soccer_highlights.live.runner import BEHIND_SEC, behind_message
 
     assert behind_message(BEHIND_SEC, 100.0, 85.0, 0.9, 1.0) is None
     message = behind_message(40.0, 300.0, 258.0, 0.85, 1.0)
@@ -339,7 +339,7 @@ def test_falling_behind_is_said_with_the_numbers_and_the_catch_up_rule():
 
 
 def test_live_is_one_input(tiny_model, tmp_path):
-    from common.errors import UserError
+    from soccer_highlights.common.errors import UserError
 
     base = ["--model", str(tiny_model), "--out", str(tmp_path / "out"), "--live", "udp://127.0.0.1:9"]
     with pytest.raises(UserError, match="a --live stream is one input"):

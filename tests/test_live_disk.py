@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pytest
 
-import inference
-from common.errors import UserError, run_cli
-from common.ffmpeg import ffmpeg_exe, media_arg, probe
-from highlights.decoder import Span
-from highlights.disk_full import DiskFull, full_reason, stopped_message, writing
-from highlights.live_outputs import LiveOutputs
-from highlights.recorder import Recorder, Segment
-from highlights.reel import Reel
+from soccer_highlights.commands import inference
+from soccer_highlights.common.errors import UserError, run_cli
+from soccer_highlights.common.ffmpeg import ffmpeg_exe, media_arg, probe
+from soccer_highlights.highlights.decoder import Span
+from soccer_highlights.highlights.reel import Reel
+from soccer_highlights.live.disk_full import DiskFull, full_reason, stopped_message, writing
+from soccer_highlights.live.outputs import LiveOutputs
+from soccer_highlights.live.recorder import Recorder, Segment
 from tests import test_live
 from tests.test_live import _free_udp_port, _offline, _udp, playing
 
@@ -289,7 +289,7 @@ def _outputs(tmp_path: Path, monkeypatch, *, ts_fails: bool = False) -> LiveOutp
         Path(args[-1].removeprefix("file:")).write_bytes(b"ts")
 
     monkeypatch.setattr(LiveOutputs, "_cut", cut)
-    monkeypatch.setattr("highlights.live_outputs.run_ffmpeg", ffmpeg)
+    monkeypatch.setattr("soccer_highlights.live.outputs.run_ffmpeg", ffmpeg)
     return LiveOutputs(tmp_path, recorder, {0: "Goal"}, ["goal"])
 
 
@@ -377,14 +377,13 @@ def test_the_space_held_for_the_end_is_freed_on_release(tmp_path, monkeypatch):
 def test_report_html_on_a_full_disk(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    import highlights.report
-    from highlights.live import LiveRun
+    from soccer_highlights.live.runner import LiveRun
 
     def no_room(path, *args, **kwargs):
         raise UserError(f"{path}: cannot write ({NOSPACE})")
 
-    monkeypatch.setattr(highlights.report, "write_report", no_room)
-    monkeypatch.setattr("highlights.live.Result", lambda *args, **kwargs: None)
+    monkeypatch.setattr("soccer_highlights.live.runner.write_report", no_room)
+    monkeypatch.setattr("soccer_highlights.live.runner.Result", lambda *args, **kwargs: None)
     config = SimpleNamespace(out=tmp_path, half=1)
     run = SimpleNamespace(rows=[], names=["goal"], tps=2, config=config, online=SimpleNamespace(given=[]))
     run.spec, run.session = None, SimpleNamespace(cmap=None)
@@ -433,8 +432,8 @@ def test_a_recorder_whose_ffmpeg_finds_the_disk_full_stops_without_reconnecting(
 
 
 def test_each_kind_of_full_disk_error_is_one_disk_full_and_others_pass():
-    from common.atomic import write_text
-    from common.ffmpeg import last_error_line
+    from soccer_highlights.common.atomic import write_text
+    from soccer_highlights.common.ffmpeg import last_error_line
 
     with pytest.raises(DiskFull, match="a.txt: disk full"), writing(Path("a.txt")):
         raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))

@@ -10,9 +10,9 @@ import pytest
 from SoccerNet.Evaluation.ActionSpotting import evaluate as official_evaluate
 from SoccerNet.Evaluation.utils import EVENT_DICTIONARY_V2
 
-import dataset
-from common.errors import UserError
-from highlights.metrics import HalfEvents, average_mAP, evaluate_games, match
+from soccer_highlights import dataset
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.evaluation.metrics import HalfEvents, average_mAP, evaluate_games, match
 
 HIGHLIGHT_ONE_NAME = {"Corner": 0, "Substitution": 1, "Yellow card": 2, "Goal": 3}
 HIGHLIGHT_MANY = {
@@ -220,7 +220,7 @@ def test_visibility_split_at_midpoints_equals_official(tmp_path):
 
 
 def test_evaluate_cli_table_json_plot(tmp_path, capsys):
-    import evaluate
+    from soccer_highlights.commands import evaluate
 
     label_root, pred_root, games = make_tree(tmp_path, list(EVENT_DICTIONARY_V2), n_games=2, seed=3)
     np.save(tmp_path / "listgame_Test_2.npy", np.array(games))

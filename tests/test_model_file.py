@@ -9,9 +9,9 @@ import zipfile
 import h5py
 import numpy as np
 
-import archis
-from archis.export import main as export_main
-from archis.pooling import no_random_init
+from soccer_highlights import archis
+from soccer_highlights.archis.export import main as export_main
+from soccer_highlights.archis.pooling import no_random_init
 
 
 def _projection_dtypes(path) -> set[str]:

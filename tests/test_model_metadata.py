@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import ClassificationMinuteBased as cmb
-import ClassificationSecondBased as csb
-import evaluate
-import inference
-import synthetic
-from common.errors import UserError
-from common.modelfile import read_spec
+from soccer_highlights import synthetic
+from soccer_highlights.commands import evaluate, inference
+from soccer_highlights.commands import spot as csb
+from soccer_highlights.commands import train as cmb
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.modelfile import read_spec
 from tests.argv import train_argv
 
 CUSTOM = {"name": "mine", "labels": {"score": ["Goal", "Shots on target"], "booking": ["Yellow card", "Red card"]}}
@@ -159,7 +158,7 @@ def test_recipe_mismatch_warns_once_and_token_rate_mismatch_fails(trained, tmp_p
 
 
 def test_older_model_files_without_the_fields_still_load(trained, tmp_path):
-    import archis
+    from soccer_highlights import archis
 
     _, model, _ = trained
     old = tmp_path / "old.keras"

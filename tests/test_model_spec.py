@@ -9,10 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 
-import archis
-from common.errors import UserError
-from common.modelfile import read_spec
-from common.modelspec import ModelSpec
+from soccer_highlights import archis
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.modelfile import read_spec
+from soccer_highlights.common.modelspec import ModelSpec
 
 # The spec dict as files were written before ModelSpec: the token rate under its old key, window_frames
 # stored, and neither context_gating, class_map nor feature_recipe.
@@ -78,7 +78,7 @@ def test_a_spec_with_fields_this_version_lacks_is_refused(tmp_path):
 
 
 def test_the_token_rate_of_extraction_records_is_read_under_its_new_and_old_key():
-    from common.features import frame_rate_problem
+    from soccer_highlights.common.features import frame_rate_problem
 
     for key in ("tokens_per_second", "frames_per_second"):
         assert frame_rate_problem({key: 5}, 2.0) == "features are 5 tokens/s but the model expects 2"

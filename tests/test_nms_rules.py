@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from common.errors import UserError
-from highlights.spotting import nms_mask, nms_spots
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.spotting.spots import nms_mask, nms_spots
 
 CLASSES = ["background", "goal"]
 

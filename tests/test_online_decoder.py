@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from highlights.decoder import ClassRule, DecoderConfig, decode
-from highlights.online import OnlineDecoder
+from soccer_highlights.highlights.decoder import ClassRule, DecoderConfig, decode
+from soccer_highlights.highlights.online import OnlineDecoder
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
 TPS = 2.0

@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-import ClassificationMinuteBased as cmb
-from archis import build_model, load_model
-from archis.fusion import CMGA, EncoderLayer, TransformerFusion
-from archis.pooling import NetVLAD
-from common.errors import UserError
+from soccer_highlights.archis import build_model, load_model
+from soccer_highlights.archis.fusion import CMGA, EncoderLayer, TransformerFusion
+from soccer_highlights.archis.pooling import NetVLAD
+from soccer_highlights.commands import train as cmb
+from soccer_highlights.common.errors import UserError
 
 TINY = {"vlad_k": 4, "window_seconds": 2.0, "tokens_per_second": 2.0, "feature_dim": 16}
 VD = ("AudioVideoArchi5", "AudioVideoArchi4", "AudioVideoArchi6", "AudioVideoArchi7", "VideoNetwork", "AudioNetwork")
@@ -128,7 +128,7 @@ def test_a_model_saved_before_the_spec_named_its_gating_keeps_it(tmp_path):
 
 
 def test_cmgaarchi3_is_the_seeds_pooled_bottleneck_and_the_paper_layout_keeps_its_name():
-    import archis
+    from soccer_highlights import archis
 
     seed = archis.build_model("CMGAArchi3", vlad_k=2, window_seconds=3, seed=0)
     assert seed.spec.architecture == "cmga_bottleneck"

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-import ClassificationMinuteBased as cmb
-import ClassificationSecondBased as csb
-import dataset as ds
-from archis.registry import architecture_pooling
-from common.errors import UserError
-from highlights.spotting import nms_mask
-from training import windows
+from soccer_highlights import dataset as ds
+from soccer_highlights.archis.registry import architecture_pooling
+from soccer_highlights.commands import spot as csb
+from soccer_highlights.commands import train as cmb
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.spotting.spots import nms_mask
+from soccer_highlights.training import windows
 
 
 def _game(root, name, label_file, annotations):
@@ -174,7 +174,7 @@ def _batch_norms(model):
 
 
 def test_batch_norm_constants_and_head_init_follow_the_original_and_are_saved(tmp_path):
-    import archis
+    from soccer_highlights import archis
 
     vd = archis.build_model("AudioVideoArchi5", vlad_k=2, window_seconds=2, seed=0)
     seed = archis.build_model("GMU", vlad_k=2, window_seconds=2, seed=0)
@@ -189,7 +189,7 @@ def test_batch_norm_constants_and_head_init_follow_the_original_and_are_saved(tm
 
 
 def test_plateau_cut_restores_weights_only_when_asked():
-    from training.schedule import SchedulePolicy, ScheduleState, schedule_step
+    from soccer_highlights.training.schedule import SchedulePolicy, ScheduleState, schedule_step
 
     state = ScheduleState(lr=0.01, epoch=3, best_score=0.5, best_epoch=1, plateau=1)
     for restore in (True, False):

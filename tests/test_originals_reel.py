@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import inference
-import synthetic
-from common.ffmpeg import probe
-from highlights.decoder import ClassRule, DecoderConfig, Event, Span, decode, first_token_placement
-from highlights.reel import plan_clips
-from synthetic.video import make_match_video
+from soccer_highlights import synthetic
+from soccer_highlights.commands import inference
+from soccer_highlights.common.ffmpeg import probe
+from soccer_highlights.highlights.decoder import ClassRule, DecoderConfig, Event, Span, decode, first_token_placement
+from soccer_highlights.highlights.reel import plan_clips
+from soccer_highlights.synthetic.video import make_match_video
 
 
 def test_reel_opens_and_closes_with_the_seeds_15_s_by_default():

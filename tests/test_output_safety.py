@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import inference
-from common.atomic import MANIFEST, OutputSet
-from common.errors import UserError
-from common.names import safe_name, unique_names
-from synthetic.video import make_match_video
+from soccer_highlights.commands import inference
+from soccer_highlights.common.atomic import MANIFEST, OutputSet
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.names import safe_name, unique_names
+from soccer_highlights.synthetic.video import make_match_video
 
 D = 512
 
@@ -28,7 +28,7 @@ def match(tmp_path_factory) -> Path:
 
 def _place(match: Path, path: Path, homes: list[Path] | None = None) -> Path:
     """`match` copied to `path`, with features where inference looks for them (`homes`: extra folders)."""
-    from extract_features.batch import feature_home
+    from soccer_highlights.extract_features.batch import feature_home
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(match.read_bytes())
@@ -146,7 +146,7 @@ def test_output_set_refuses_an_input_among_its_outputs(tmp_path):
 def test_a_truncated_video_is_named_as_such_and_its_reel_stays_within_what_decodes(tiny_model, tmp_path, caplog):
     """A faststart MP4 cut to a quarter of its bytes: its container still says 20 s, only ~5 s decode. The warning
     says so (not "features of another video?"), and the subtitles stop where the reel does."""
-    from common.ffmpeg import media_arg, run_ffmpeg
+    from soccer_highlights.common.ffmpeg import media_arg, run_ffmpeg
 
     whole = make_match_video(tmp_path / "whole.mp4", 20, size="64x36")
     fast = tmp_path / "fast.mp4"
@@ -183,8 +183,8 @@ def test_an_input_inside_the_runs_outputs_is_refused_and_kept(tmp_path, inside):
     given = tmp_path / inside
     given.parent.mkdir(parents=True, exist_ok=True)
     given.write_text("game\n") if given.suffix else given.mkdir()
-    from training.checkpoints import claim_outputs, release_outputs
-    from training.config import TrainConfig
+    from soccer_highlights.training.checkpoints import claim_outputs, release_outputs
+    from soccer_highlights.training.config import TrainConfig
 
     as_list = TrainConfig(
         architecture="video", tflog=str(tmp_path), output_prefix="r", overwrite=True, training=str(given)

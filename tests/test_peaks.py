@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from highlights.peaks import peak_indices, peak_mask
+from soccer_highlights.spotting.peaks import peak_indices, peak_mask
 
 
 def loop_peaks(x: np.ndarray, before: int, after: int, threshold: float, at_threshold: bool) -> np.ndarray:

@@ -6,10 +6,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from common.errors import UserError
-from highlights.decoder import Span
-from highlights.metrics import HalfEvents, average_mAP
-from highlights.plots import plot_map_vs_tolerance, plot_timeline
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.evaluation.metrics import HalfEvents, average_mAP
+from soccer_highlights.evaluation.plots import plot_map_vs_tolerance, plot_timeline
+from soccer_highlights.highlights.decoder import Span
 
 NAMES = ["background", "kick", "subs", "card", "goal"]
 

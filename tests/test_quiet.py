@@ -14,8 +14,7 @@ STARTUP_LINES = ("absl::InitializeLog", "oneDNN", "cuInit", "cpu_feature_guard")
 
 
 def _inference(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    import archis
-    import synthetic
+    from soccer_highlights import archis, synthetic
 
     model, game = tmp_path / "m.keras", tmp_path / "game"
     if not model.exists():
@@ -53,7 +52,7 @@ def test_startup_lines_hidden_by_default_shown_with_verbose(tmp_path):
 
 def test_hidden_output_is_replayed_when_the_step_fails():
     code = (
-        "import os\nfrom common.quiet import stderr_hidden\n"
+        "import os\nfrom soccer_highlights.common.quiet import stderr_hidden\n"
         "with stderr_hidden():\n    os.write(2, b'hidden unless it fails\\n')\n"
         "try:\n    with stderr_hidden():\n        os.write(2, b'the real cause\\n')\n"
         "        raise RuntimeError('boom')\nexcept RuntimeError:\n    pass\n"

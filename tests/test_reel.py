@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import UserError
-from common.ffmpeg import ffmpeg_exe, media_arg, probe
-from highlights.reel import Clip, chapters_text, concat_list_text, make_reel, plan_clips, srt_text
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.ffmpeg import ffmpeg_exe, media_arg, probe
+from soccer_highlights.highlights.reel import Clip, chapters_text, concat_list_text, make_reel, plan_clips, srt_text
 from tests.media import make_video
 
 FPS = 25

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import inference
-import synthetic
-from highlights.report import encode_scores, half_video, render, write_index
-from synthetic.video import make_match_video
+from soccer_highlights import synthetic
+from soccer_highlights.commands import inference
+from soccer_highlights.report.page import encode_scores, half_video, render, write_index
+from soccer_highlights.synthetic.video import make_match_video
 from tests.browser import Browser
 
 CURRENT = "document.getElementById('match').currentTime"
@@ -283,7 +283,7 @@ def test_half_videos_of_a_game_folder(tmp_path):
 def test_a_span_with_several_labels_keeps_them_all():
     from types import SimpleNamespace
 
-    from highlights.report import _labels
+    from soccer_highlights.report.page import _labels
 
     assert _labels(SimpleNamespace(label="goal", labels=("goal", "card"))) == ["goal", "card"]
     assert _labels(SimpleNamespace(label="goal")) == ["goal"]

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ClassificationMinuteBased as cmb
-import synthetic
-import training
-import training.loop
-import training.metrics
-from common.errors import UserError
+from soccer_highlights import synthetic, training
+from soccer_highlights.commands import train as cmb
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.training import loop as training_loop
+from soccer_highlights.training import metrics as training_metrics
+from soccer_highlights.training.schedule import SchedulePolicy, ScheduleState, schedule_step
 from tests.argv import train_argv
-from training.schedule import SchedulePolicy, ScheduleState, schedule_step
 
 
 def drive(scores, **policy):
@@ -79,7 +78,7 @@ def test_unknown_schedule_is_a_user_error():
 
 
 def test_the_command_refuses_an_unknown_schedule_before_any_work(tmp_path):
-    import ClassificationMinuteBased as cmb
+    from soccer_highlights.commands import train as cmb
 
     lists = [a for flag in ("--training", "--validation", "--testing") for a in (flag, str(tmp_path / "none.npy"))]
     argv = [*lists, "--architecture", "concat", "--tflog", str(tmp_path / "Model"), "--schedule", "weekly"]
@@ -99,11 +98,11 @@ def test_tf1_pr_auc_equals_tensorflow_v1_metric():
         sess.run(tf.compat.v1.local_variables_initializer())
         sess.run([update for _, update in aucs])
         expected = sess.run([value for value, _ in aucs])
-    ours = [training.metrics.tf1_pr_auc(probs[:, c], labels[:, c]) for c in range(3)]
+    ours = [training_metrics.tf1_pr_auc(probs[:, c], labels[:, c]) for c in range(3)]
     np.testing.assert_allclose(ours, expected, atol=2e-5)
     assert ours[2] == 0.0  # no positive: V&D counted the class as 0 in its mean
     logits = np.log(probs / (1 - probs + 1e-7) + 1e-7)
-    metrics = training.metrics.evaluate_scores(
+    metrics = training_metrics.evaluate_scores(
         np.c_[np.zeros(300), logits], np.c_[np.zeros(300), labels], ["background", "a", "b", "c"]
     )
     assert metrics["AP"]["c"] is None and metrics["mAP_tf1_pr_auc"] == pytest.approx(np.mean(ours), abs=1e-4)
@@ -111,7 +110,7 @@ def test_tf1_pr_auc_equals_tensorflow_v1_metric():
 
 def test_adam_epsilon_is_tf1s():
     cfg = training.TrainConfig(architecture="video", vlad_k=4)
-    _, _, optimizer = training.loop._build(cfg, (20, 512), None)
+    _, _, optimizer = training_loop._build(cfg, (20, 512), None)
     assert optimizer.epsilon == 1e-8
 
 
@@ -140,7 +139,7 @@ def _npz(path):
 @pytest.mark.parametrize("schedule", ["original", "since_best"])
 def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monkeypatch, schedule):
     scores = iter([0.5, 0.1, 0.1])
-    monkeypatch.setattr(training.loop, "selection_score", lambda metrics, selection: next(scores))
+    monkeypatch.setattr(training_loop, "selection_score", lambda metrics, selection: next(scores))
     tflog = tmp_path / "Model"
     # original: the counter passes 1 at epoch 3; since_best: it reaches 1 at epoch 2
     assert (
@@ -158,7 +157,7 @@ def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monke
     differ = [k for k in best if not np.array_equal(best[k], last[k])]
     import keras
 
-    import archis  # noqa: F401 - registers the custom layers
+    from soccer_highlights import archis  # noqa: F401 - registers the custom layers
 
     model = keras.models.load_model(tflog / "p_best.keras")
     model.load_weights(resume / state["weights"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthetic.video import make_match_video
+from soccer_highlights.synthetic.video import make_match_video
 from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parent.parent

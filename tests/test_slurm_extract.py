@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from extract_features.__main__ import main
+from soccer_highlights.commands.extract import main
 from tests.media import make_video
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import synthetic
+from soccer_highlights import synthetic
 from tests.argv import train_argv
 from tests.test_training_multiworker import SAME_FUNCTION, last_weights, run_group
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import archis
-from archis.pooling import NetVLADPlusPlus, make_pooling
-from archis.soccernet_pooling import SoccerNetPooling
+from soccer_highlights import archis
+from soccer_highlights.archis.pooling import NetVLADPlusPlus, make_pooling
+from soccer_highlights.archis.soccernet_pooling import SoccerNetPooling
 
 
 def _l2(x, axis):

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from common.errors import UserError
-from highlights.spotting import Scorer, Spot, local_maxima, nms_spots, window_view, write_results_spotting
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.spotting.spots import Scorer, Spot, local_maxima, nms_spots, window_view, write_results_spotting
 
 N, D = 8, 4
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-import dataset as ds
-import synthetic
-from common.errors import UserError
+from soccer_highlights import dataset as ds
+from soccer_highlights import synthetic
+from soccer_highlights.common.errors import UserError
 
 
 def test_layout_reads_back_and_is_deterministic(tmp_path):

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import synthetic
-from common.errors import UserError
+from soccer_highlights import synthetic
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.training import memory
+from soccer_highlights.training import step as ts
 from tests.argv import train_argv
-from training import memory
-from training import step as ts
 
 ROOT = Path(__file__).resolve().parents[1]
 N, D, C = 8, 512, 5
@@ -24,7 +24,7 @@ def make(pooling, seed=0, sgd=False):
     import keras
     import tensorflow as tf
 
-    import archis
+    from soccer_highlights import archis
 
     model = archis.build_model("concat", pooling=pooling, vlad_k=4, window_seconds=4, dropout=0.0, seed=seed)
     optimizer = keras.optimizers.SGD(0.01) if sgd else ts.make_adam(0.01)
@@ -54,7 +54,7 @@ def one_step(pooling, micro, sgd=False):
 
 
 def test_accumulated_step_equals_whole_batch_step():
-    import training.metrics
+    from soccer_highlights.training import metrics as training_metrics
 
     whole, logits_whole, labels, stepper = one_step("MAX", 23)
     split, logits_split, _, stepper_split = one_step("MAX", 5)
@@ -66,8 +66,8 @@ def test_accumulated_step_equals_whole_batch_step():
     # same forward logits, hence the same loss value with the same class weights
     np.testing.assert_allclose(logits_split, logits_whole, rtol=1e-5, atol=1e-6)
     w = stepper.pos_weight.numpy()
-    assert training.metrics.weighted_bce(logits_split, labels, w) == pytest.approx(
-        training.metrics.weighted_bce(logits_whole, labels, w)
+    assert training_metrics.weighted_bce(logits_split, labels, w) == pytest.approx(
+        training_metrics.weighted_bce(logits_whole, labels, w)
     )
     np.testing.assert_array_equal(stepper_split.pos_weight.numpy(), w)
 
@@ -169,7 +169,7 @@ def test_few_steps_warning_names_the_flag():
 CHILD = """
 import sys
 from pathlib import Path
-import ClassificationMinuteBased as cmb
+from soccer_highlights.commands import train as cmb
 cmb.main(sys.argv[1:])
 hwm = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM"))
 print("peak_mib", int(hwm.split()[1]) / 1024)

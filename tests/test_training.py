@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ClassificationMinuteBased as cmb
-import synthetic
-from common.errors import UserError
+from soccer_highlights import synthetic
+from soccer_highlights.commands import train as cmb
+from soccer_highlights.common.errors import UserError
 from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_two_epochs_then_predict_and_ensemble(data, tmp_path):
 
     import keras
 
-    import archis  # noqa: F401 - registers the custom layers
+    from soccer_highlights import archis  # noqa: F401 - registers the custom layers
 
     model = keras.models.load_model(tflog / "t_best.keras")
     x = {m: np.zeros((3, 20, 512), np.float32) for m in ("video", "audio")}

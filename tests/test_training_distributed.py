@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import synthetic
+from soccer_highlights import synthetic
 from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,9 +19,10 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import training.loop
-training.loop.make_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-import ClassificationMinuteBased as cmb
+from soccer_highlights.training import loop as training_loop
+
+training_loop.make_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+from soccer_highlights.commands import train as cmb
 cmb.main(sys.argv[1:])
 """
 

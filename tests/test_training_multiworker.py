@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-import synthetic
+from soccer_highlights import synthetic
 from tests.argv import train_argv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +34,8 @@ SAME_FUNCTION = {
 }
 
 SCRIPT = """
-from common.errors import run_cli
-import ClassificationMinuteBased as cmb
+from soccer_highlights.common.errors import run_cli
+from soccer_highlights.commands import train as cmb
 run_cli(cmb.main)
 """
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import UserError
-from training.checkpoints import claim_outputs, release_outputs
-from training.config import TrainConfig
-from training.slurm import SlurmStep, gpu_share, rendezvous, slurm_step, slurm_workers, tasks_per_node
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.training.checkpoints import claim_outputs, release_outputs
+from soccer_highlights.training.config import TrainConfig
+from soccer_highlights.training.slurm import SlurmStep, gpu_share, rendezvous, slurm_step, slurm_workers, tasks_per_node
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,8 +121,8 @@ def test_sigterm_and_sigusr1_stop_the_run(sig):
     """In a fresh process: a native library loaded by earlier tests (TensorFlow's own handlers) must not decide."""
     code = (
         "import os, signal\n"
-        "from common.errors import Terminated\n"
-        "from training import slurm\n"
+        "from soccer_highlights.common.errors import Terminated\n"
+        "from soccer_highlights.training import slurm\n"
         "try:\n"
         "    with slurm.stop_on_signals():\n"
         f"        os.kill(os.getpid(), {int(sig)})\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ClassificationMinuteBased as cmb
-import ClassificationSecondBased as csb
-import synthetic
-from common.errors import UserError
+from soccer_highlights import synthetic
+from soccer_highlights.commands import spot as csb
+from soccer_highlights.commands import train as cmb
+from soccer_highlights.common.errors import UserError
 
 V1_NAMES = {
     "Yellow card": "y-card",

@@ -1,1 +1,0 @@
-"""From per-token class scores to highlights: spotting, metrics, decoder, reel, plots."""

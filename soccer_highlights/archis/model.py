@@ -1,0 +1,120 @@
+"""`build_model` / `load_model` / `model_info`: a Keras model that carries its own spec.
+
+`ArchiModel` is a functional model whose config is just the spec (architecture, pooling, sizes,
+class and feature names); `from_config` rebuilds the same graph through the registry, and Keras then
+restores the weights. So a `.keras` file records what it is and loads with plain
+`keras.models.load_model` once `archis` is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from soccer_highlights.archis.pooling import canonical_pooling, no_random_init
+from soccer_highlights.archis.registry import (
+    ARCHITECTURES,
+    BATCH_NORMS,
+    HEAD_INITS,
+    Blocks,
+    canonical_architecture,
+    default_batch_norm,
+    default_dropout,
+    default_gating,
+    default_head_init,
+)
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.inputs import check_finite_weights
+from soccer_highlights.common.modelspec import ModelSpec
+
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def make_spec(architecture: str | ModelSpec, **fields: Any) -> ModelSpec:
+    """The canonical spec: `architecture` (a name, or a ModelSpec to copy), with `fields` of `ModelSpec` changed;
+    original names made canonical, and dropout, context gating, batch-norm constants and classifier init None made
+    the original's for the architecture (V&D: 0.4, gated poolings, TF1 slim's batch-norm, Glorot; the seed's fusion
+    models: 0.5, 0.6 for the transformer, no gating, PyTorch's batch-norm and nn.Linear init)."""
+    spec = architecture.replace(**fields) if isinstance(architecture, ModelSpec) else ModelSpec(architecture, **fields)
+    name = canonical_architecture(spec.architecture)
+    spec = spec.replace(
+        architecture=name,
+        pooling=canonical_pooling(spec.pooling),
+        dropout=default_dropout(name) if spec.dropout is None else spec.dropout,
+        context_gating=default_gating(name) if spec.context_gating is None else spec.context_gating,
+        batch_norm=spec.batch_norm or default_batch_norm(name),
+        head_init=spec.head_init or default_head_init(name),
+    )
+    if spec.batch_norm not in BATCH_NORMS or spec.head_init not in HEAD_INITS:
+        raise UserError(
+            f"batch_norm must be one of {', '.join(BATCH_NORMS)} and head_init one of {', '.join(HEAD_INITS)}, "
+            f"got {spec.batch_norm} and {spec.head_init}"
+        )
+    return spec
+
+
+@keras.saving.register_keras_serializable(package="archis")
+class ArchiModel(keras.Model):
+    """Functional model built from a ModelSpec; `get_config()` is that spec's JSON, so saving and loading round-trip."""
+
+    def __init__(self, spec: ModelSpec | Mapping, name: str | None = None, **kwargs):
+        spec = make_spec(spec if isinstance(spec, ModelSpec) else ModelSpec.from_json(spec))
+        shape = (spec.window_frames, spec.feature_dim)
+        inputs = {m: keras.Input(shape, dtype="float32", name=m) for m in ("video", "audio")}
+        blocks = Blocks(spec, _POLICIES[spec.compute_dtype])
+        logits = ARCHITECTURES[spec.architecture](blocks, inputs["video"], inputs["audio"])
+        super().__init__(inputs=inputs, outputs=logits, name=name or spec.architecture, **kwargs)
+        self.spec = spec
+
+    def get_config(self) -> dict:
+        return {"spec": self.spec.to_json(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> ArchiModel:
+        return cls(spec=ModelSpec.from_json(config["spec"]), name=config.get("name"))
+
+
+def build_model(architecture: str | ModelSpec, *, seed: int | None = None, **fields: Any) -> ArchiModel:
+    """Build a ModelSpec, or `make_spec(architecture, **fields)` (canonical or original architecture name).
+    Inputs {"video", "audio"}: [B, N, D]; output logits [B, C]. `seed` makes the initial weights reproducible (it
+    seeds Keras' global generator)."""
+    spec = make_spec(architecture, **fields)
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    return ArchiModel(spec)
+
+
+def model_info(model: keras.Model) -> ModelSpec:
+    """The spec a model was built from (architecture, pooling, vlad_k, window and feature sizes, names, dtype)."""
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise UserError(f"model {getattr(model, 'name', model)!r} was not built by archis (no spec)")
+    return spec
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a `.keras` file written by `model.save`; UserError if it is missing or not a Keras model."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a Keras model (not a .keras zip archive)")
+    try:
+        with no_random_init():  # every weight is about to be read from the file
+            model = keras.models.load_model(path)
+    except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as exc:
+        text = " ".join(str(exc).split())
+        if "Lambda" in text and "safe_mode" in text:
+            raise UserError(
+                f"{path}: a Keras model with a Lambda layer (Python code in the file), which is never loaded: "
+                "code in a model file could do anything; rebuild the model with archis"
+            ) from exc
+        first = text.split(". ")[0]  # whole sentences only
+        raise UserError(f"{path}: not a Keras model ({first[:300]})") from exc
+    check_finite_weights(model, str(path))
+    return model

@@ -1,0 +1,331 @@
+"""From match videos (or their features) to highlights: scores, spots, spans, a timeline and the reel.
+
+    python inference.py --model M.keras --out DIR match.mp4 videos/ list.txt   # many matches, one process
+    python inference.py --model M.keras --out DIR --video match.mp4
+    python inference.py --model M.keras --out DIR --video match.mp4 --features_video 1_ResNET_TF2_PCA512.npy \
+        --features_audio 1_VGGish.npy          # reuse features already extracted from that video
+    python inference.py --model M.keras --out DIR --features_video F.npy --features_audio F.npy
+    python inference.py --model M.keras --out DIR --game_dir ROOT/league/season/game   # both halves + labels
+    python inference.py --model M.keras --out DIR --live udp://127.0.0.1:5000   # a live stream (highlights.live)
+
+Inputs given without a flag (video files, folders of videos, .txt lists of videos) are scored in one process
+with the networks built once; each video gets its own folder DIR/<video name>/, a failing video is reported
+and the others go on. Features that `python -m extract_features --video_list` wrote for a video (`<stem>/1_*.npy`
+beside it) are reused instead of extracted again. Window length, feature rate, classes, class map and feature
+recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
+`timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
+there is a video, all renamed into place together when complete (files an earlier run recorded in
+`.outputs.json` that this run does not write are removed); a run over several videos adds `DIR/index.html`
+linking each report. Inputs are checked before anything is computed or written; an input that would be one
+of the outputs is refused. `--num_shards N --shard_index i` (or, in a Slurm array task, the task's place) does
+only shard i's videos; its index.html links every report already in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from soccer_highlights.common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
+from soccer_highlights.common.constants import FEATURE_NAMES
+from soccer_highlights.common.errors import UserError, run_cli
+from soccer_highlights.common.modelfile import read_spec
+from soccer_highlights.common.names import unique_names
+from soccer_highlights.common.shards import add_shard_flags, resolve_shard, take_shard
+from soccer_highlights.core.pipeline import Config, check_match, extract_config
+from soccer_highlights.extract_features.batch import expand_inputs, feature_home
+from soccer_highlights.highlights.decoder import DecoderConfig
+from soccer_highlights.live.runner import LiveSettings, run_live
+from soccer_highlights.writers.batch import run_and_write, run_many
+from soccer_highlights.writers.outputs import check_outputs, summary
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("--model", required=True, help="a .keras model saved by training (or archis)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="video files, folders of videos, .txt lists of videos (one output folder each)",
+    )
+    src = p.add_argument_group("single input (instead of INPUTs; outputs go straight into --out)")
+    src.add_argument("--video", help="match video (one half or a whole match)")
+    src.add_argument("--features_video", help="video features [T, D] .npy (with --features_audio)")
+    src.add_argument("--features_audio", help="audio features [T, D] .npy (with --features_video)")
+    src.add_argument("--game_dir", help="SoccerNet game folder: both halves; its labels go on the timeline")
+    src.add_argument("--live", metavar="SOURCE", help="a live stream (udp://, srt://, rtmp://, .m3u8, a growing file)")
+    p.add_argument("--ground_truth", help="game folder whose labels (of --half) are shown for a video/features input")
+    p.add_argument("--half", type=int, default=1, choices=(1, 2), help="half number written for a video/features")
+    _decoder_flags(p)
+    add_spotting_flags(p)
+    _extract_flags(p)
+    _reel_flags(p)
+    p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
+    add_shard_flags(p, "INPUT videos (one folder each under --out)")
+    _live_flags(p)
+    add_progress_flags(p)
+    return p.parse_args(argv)
+
+
+def _decoder_flags(p: argparse.ArgumentParser) -> None:
+    """How class scores become spans (the seed's peak-picking decoder)."""
+    dec = p.add_argument_group("decoder")
+    dec.add_argument("--decoder_config", help="JSON of decoder figures (seed defaults otherwise)")
+    dec.add_argument("--max_total_sec", type=float, help="total reel length budget (best spans kept)")
+    dec.add_argument(
+        "--merge_classes",
+        action="store_true",
+        help="join clips of different classes at most --min_gap_sec apart (the seed never did)",
+    )
+    dec.add_argument(
+        "--merge_beyond_max",
+        action="store_true",
+        help="with --merge_classes: a joined clip may outgrow its classes' max_length",
+    )
+    dec.add_argument("--min_gap_sec", type=float, help="with --merge_classes: join clips closer than this")
+    dec.add_argument("--threshold", type=float, help="peak threshold for every class")
+    dec.add_argument(
+        "--score_placement",
+        choices=("centre", "first"),
+        default="centre",
+        help="decode scores of windows centred on each token, or (the seed) starting at it",
+    )
+
+
+def _extract_flags(p: argparse.ArgumentParser) -> None:
+    """How a --video without features is turned into features."""
+    ext = p.add_argument_group("feature extraction (--video without features)")
+    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
+    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
+    ext.add_argument("--feature_runtime", choices=("openvino", "tensorflow"), help="default: openvino on a CPU")
+    ext.add_argument(
+        "--feature_dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "int8"),
+        help="feature networks' precision (int8: --int8_model from `python -m extract_features calibrate`)",
+    )
+    ext.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate`")
+
+
+def _reel_flags(p: argparse.ArgumentParser) -> None:
+    """How spans become the MP4 reel."""
+    reel = p.add_argument_group("reel")
+    reel.add_argument("--fast", action="store_true", help="stream copy: cuts snap to keyframes")
+    reel.add_argument(
+        "--intro_sec", type=float, default=15.0, help="seconds of the start to open with, as the seed did (0: none)"
+    )
+    reel.add_argument(
+        "--outro_sec", type=float, default=15.0, help="seconds of the end to close with, as the seed did (0: none)"
+    )
+    reel.add_argument(
+        "--reel_repeat_overlaps",
+        action="store_true",
+        help="cut overlapping spans separately, footage repeated (the seed); default: join them",
+    )
+    reel.add_argument("--no_reel", action="store_true", help="skip the MP4")
+
+
+def _live_flags(p: argparse.ArgumentParser) -> None:
+    """How a live stream (--live) is recorded."""
+    live = p.add_argument_group("live (--live)")
+    live.add_argument("--live_segment", type=float, default=1.0, help="seconds per recorded segment (at keyframes)")
+    live.add_argument("--live_stall", type=float, default=3.0, help="seconds without data before reconnecting")
+    live.add_argument("--live_end_after", type=float, default=30.0, help="seconds without data that end the stream")
+    live.add_argument("--live_format", help="ffmpeg input format of SOURCE (a capture device: v4l2, alsa, ...)")
+    live.add_argument(
+        "--live_reencode",
+        action="store_true",
+        help="record H.264 + AAC (sources that MPEG-TS cannot carry as they are)",
+    )
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """Check the arguments and the one input of the flags without TensorFlow; UserError on the first problem."""
+    feats = [args.features_video, args.features_audio]
+    base = _shared_config(args)
+    if any(feats) and not all(feats):
+        raise UserError("--features_video and --features_audio go together")
+    if args.game_dir and (args.video or any(feats)):
+        raise UserError("--game_dir cannot be combined with --video or --features_*")
+    if not (args.game_dir or args.video or all(feats)):
+        raise UserError("give one input: INPUT..., --video, --features_video + --features_audio, or --game_dir")
+    for f in feats:
+        if f and not Path(f).is_file():
+            raise UserError(f"{f}: no such feature file")
+    if args.game_dir and not Path(args.game_dir).is_dir():
+        raise UserError(f"{args.game_dir}: no such game folder")
+    config = dataclasses.replace(
+        base,
+        video=_path(args.video),
+        features_video=_path(args.features_video),
+        features_audio=_path(args.features_audio),
+        game_dir=_path(args.game_dir),
+    )
+    check_match(config)
+    check_outputs(config)
+    return config
+
+
+def build_configs(args: argparse.Namespace) -> list[Config]:
+    """One Config per video named by the INPUTs, each with its own folder under --out named after the video
+    (`common.names.unique_names`: safe, and the same whatever the order of the inputs); features already extracted beside a video are reused. The videos themselves are checked one by one
+    (`check_match`), so one bad file costs only its own result."""
+
+    if args.video or args.features_video or args.features_audio or args.game_dir:
+        raise UserError("give INPUTs or one of --video / --features_* / --game_dir, not both")
+
+    videos = expand_inputs(args.inputs)
+    base = _shared_config(args)
+    try:
+        names = read_spec(base.model).feature_names
+    except UserError:  # a bad model file is reported when it is loaded, after the videos are checked
+        names = FEATURE_NAMES
+    videos = _distinct(videos)
+    configs = [
+        dataclasses.replace(base, video=video, out=base.out / name, root=base.out, **_features_beside(video, names))
+        for video, name in zip(videos, unique_names(videos, reserved=("index.html",)), strict=True)
+    ]
+    read = tuple(p for c in configs for p in (c.video, c.features_video, c.features_audio) if p)
+    return [dataclasses.replace(c, other_inputs=read) for c in configs]
+
+
+def _distinct(videos: list[Path]) -> list[Path]:
+    """The videos, each once (a video named twice, e.g. by a folder and a list, is done once, with a warning)."""
+    seen, out = set(), []
+    for video in videos:
+        key = video.resolve()
+        if key in seen:
+            logging.getLogger("inference").warning("%s: given more than once, done once", video)
+            continue
+        seen.add(key)
+        out.append(video)
+    return out
+
+
+def _features_beside(video: Path, names: dict) -> dict[str, Path]:
+    """The features of `video` where `python -m extract_features --video_list` puts them (see `feature_home`), as
+    Config fields, when both files are there; else nothing (they are extracted)."""
+
+    folder, prefix = feature_home(video)
+    files = {f"features_{m}": folder / f"{prefix}_{names[m]}.npy" for m in ("video", "audio")}
+    return files if all(f.is_file() for f in files.values()) else {}
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _shared_config(args: argparse.Namespace) -> Config:
+    """The settings every input shares, checked (model file, numbers, decoder, ground truth, PCA file)."""
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise UserError(f"{model}: no such model file")
+    check_spotting_flags(args)
+    for flag in ("intro_sec", "outro_sec"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
+    decoder = DecoderConfig.from_json(args.decoder_config) if args.decoder_config else DecoderConfig()
+    decoder = _override_decoder(decoder, args)
+    if args.ground_truth and not Path(args.ground_truth).is_dir():
+        raise UserError(f"{args.ground_truth}: no such game folder")
+    if args.pca and not Path(args.pca).is_file():
+        raise UserError(f"{args.pca}: no such PCA file")
+    return Config(
+        model=model,
+        out=Path(args.out),
+        ground_truth=_path(args.ground_truth),
+        half=args.half,
+        decoder=decoder,
+        stride=args.stride,
+        windows_per_call=args.windows_per_call,
+        compute_dtype=args.compute_dtype,
+        nms_window_sec=args.nms_window,
+        nms_threshold=args.nms_threshold,
+        weights=args.weights,
+        nms_rule=args.nms_rule,
+        score_placement=args.score_placement,
+        pca=_path(args.pca),
+        feature_runtime=args.feature_runtime,
+        feature_dtype=args.feature_dtype,
+        int8_model=args.int8_model,
+        fast=args.fast,
+        intro_sec=args.intro_sec,
+        outro_sec=args.outro_sec,
+        reel=not args.no_reel,
+        reel_repeat_overlaps=args.reel_repeat_overlaps,
+        progress=not args.quiet,
+        class_map=args.class_map,
+        verbose=args.verbose,
+    )
+
+
+def _override_decoder(decoder: Any, args: argparse.Namespace) -> Any:
+    data = decoder.to_dict()
+    if args.threshold is not None:
+        if not 0 <= args.threshold <= 1:
+            raise UserError(f"--threshold must be in [0, 1], got {args.threshold}")
+        data["default"]["threshold"] = args.threshold
+        for rule in data["rules"].values():
+            rule["threshold"] = args.threshold
+    for key in ("max_total_sec", "min_gap_sec"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    for key in ("merge_classes", "merge_beyond_max"):
+        data[key] = data[key] or getattr(args, key)
+    return dataclasses.replace(DecoderConfig.from_dict(data, "decoder flags"), named=decoder.named)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    args = parse_args(argv)
+    if args.live:
+        return _run_live(args)
+    if args.inputs:
+        configs = build_configs(args)
+        num_shards, index = resolve_shard(args.num_shards, args.shard_index)
+        mine = take_shard(configs, num_shards, index, key=lambda c: c.out)
+        if not mine:
+            print(f"shard {index}/{num_shards}: no videos (fewer videos than shards)", file=sys.stderr)
+            return 0
+        return run_many(mine, index_of=configs if num_shards > 1 else None)
+    if args.num_shards is not None or args.shard_index is not None:
+        raise UserError("--num_shards / --shard_index split INPUTs (videos, folders, lists); give INPUTs")
+    existed = Path(args.out).exists()
+    try:
+        result = run_and_write(build_config(args))
+    except BaseException:
+        if not existed and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
+            Path(args.out).rmdir()  # leave nothing behind, not even the folder we made
+        raise
+    print(summary(result))
+    return 0
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    if args.inputs or args.video or args.features_video or args.features_audio or args.game_dir:
+        raise UserError("--live is the one input: no INPUTs, --video, --features_* or --game_dir with it")
+    if args.num_shards is not None or args.shard_index is not None:
+        raise UserError("--num_shards / --shard_index split INPUTs; a --live stream is one input")
+    config = _shared_config(args)
+    extract_config(config)  # checked before loading
+    live = LiveSettings(
+        args.live, args.live_segment, args.live_stall, args.live_end_after, args.live_format, args.live_reencode
+    )
+    print(summary(run_live(config, live)))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,346 @@
+"""File I/O with user-facing errors: atomic outputs (temporary name, renamed when complete), a run's set of
+output files made visible together, leftovers of killed runs swept, checked JSON reads.
+
+Temporary names carry the writing process's id (`.<stem>.<pid>.<random><suffix>`, `.partial.<pid>.<random>/`),
+so a later run can tell a dead run's leftovers (removed) from a live run's files (kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from soccer_highlights.common.errors import UserError
+
+log = logging.getLogger("outputs")
+
+# errno values that mean "the write failed" whatever file the OSError names
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+_LEFTOVER = re.compile(r"^\..+?\.(\d+)\.[a-z0-9_]{8}(\..*)?$")
+
+
+def _parent(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    if exc.errno == errno.EISDIR or path.is_dir():
+        return UserError(f"{path}: is a folder, cannot write the file there")
+    return UserError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """`path` as an output file: UserError now (before any work) if a folder is in the way."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, cannot write the file there")
+    return path
+
+
+def _mkstemp(path: Path, suffix: str | None, directory: Path) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem}.{os.getpid()}.", suffix=suffix or "".join(path.suffixes) or ".tmp", dir=directory
+        )
+    except OSError as exc:
+        raise UserError(f"{directory}: cannot write here ({exc.strerror or exc})") from exc
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` if the block succeeds, else delete it.
+
+    The temporary name keeps the final extension (or `suffix`) so tools that infer the format
+    from the name (numpy, Keras, ffmpeg) still work. A failed write (full disk, read-only disk) or
+    rename (a folder in the way) becomes a one-line UserError naming `path`.
+    """
+    path = check_output_file(path)
+    tmp_path = _mkstemp(path, suffix, _parent(path))
+    try:
+        try:
+            yield tmp_path
+            if tmp_path.exists():  # mkstemp makes 0600 files; give outputs the usual umask-based mode
+                os.chmod(tmp_path, 0o666 & ~_umask())
+        except OSError as exc:
+            if exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp_path), str(path)):
+                raise _write_error(path, exc) from exc
+            raise
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise _write_error(path, exc) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def sweep_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporary files and folders that killed runs left in `folder` (names carrying the id of a
+    process that no longer runs); return their names."""
+    folder = Path(folder)
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            m = _LEFTOVER.match(entry.name)
+            if m is None or _alive(int(m.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                removed.append(entry.name)
+    if removed:
+        log.warning("%s: removed %s left by an interrupted run", folder, ", ".join(sorted(removed)))
+    return removed
+
+
+MANIFEST = ".outputs.json"  # the names an OutputSet wrote into its folder: the only files a later run removes
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def check_writable_folder(out: Path, names: Iterable[str] = ()) -> None:
+    """The output folder can be written, or made: checked without creating it, so a run stopped before its
+    outputs (an error, Ctrl-C) leaves no empty folder behind; the output set makes it when it writes. Each of
+    `names` in it must be a file that can be replaced."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{out}: cannot create the output folder ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{parent}: output folder is not writable"
+            if parent == out.absolute()
+            else f"{out}: cannot create the output folder ({parent} is not writable)"
+        )
+    for name in names:
+        check_output_file(out / name)
+
+
+def check_apart(
+    folder: str | os.PathLike,
+    names: Iterable[str],
+    inputs: Iterable[str | os.PathLike | None] = (),
+    root: str | os.PathLike | None = None,
+) -> None:
+    """UserError before any work when `folder` (after symlinks) leaves `root`, or when an input file is one of
+    the outputs `folder/<name>` (a run would replace or remove it)."""
+    folder = Path(folder)
+    if root is not None and not folder.resolve().is_relative_to(Path(root).resolve()):
+        raise UserError(f"{folder}: resolves to {folder.resolve()}, outside the output folder {root}")
+    outputs = [folder / n for n in (*names, MANIFEST)]
+    for given in inputs:
+        if given is None:
+            continue
+        for out in outputs:
+            if _same_file(Path(given), out):
+                raise UserError(
+                    f"{given}: an input of this run is also its output {out.name} (it would be replaced or "
+                    "removed); move it or choose another --out"
+                )
+
+
+def read_manifest(folder: str | os.PathLike) -> list[str]:
+    """The names the last OutputSet committed in `folder` (empty when none did, or the list is unreadable)."""
+    try:
+        names = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))["written"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+class OutputSet:
+    """The files one run writes into one folder, made visible together; the folder then describes that run.
+
+    `names` are every file this kind of run may write. `path(name)` is where this run writes `name` (inside a
+    hidden staging folder `.partial.<pid>.<random>/` of the output folder). `commit()` renames the written
+    files into place together (restoring the earlier ones if a rename fails), records them in `.outputs.json`,
+    then removes the files of `names` this run did not write that the earlier run's `.outputs.json` lists,
+    saying so in one line (a file no run of ours recorded is kept, with a warning). Leaving the `with` block
+    by an exception, Ctrl-C or SIGTERM removes the staging folder, so the earlier run's files stay as they
+    were; a killed run's staging folder is swept by the next run in that folder. `inputs` (files the run
+    reads) and `root` (the folder every output must stay in, after symlinks) are checked by `check_apart`.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        names: Iterable[str],
+        *,
+        inputs: Iterable[str | os.PathLike | None] = (),
+        root: str | os.PathLike | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.names = tuple(names)
+        check_apart(self.folder, self.names, inputs, root)
+        for name in self.names:
+            check_output_file(self.folder / name)
+        sweep_leftovers(self.folder)
+        self._staging: Path | None = None
+        self.written: list[str] = []
+
+    def path(self, name: str) -> Path:
+        """Where this run writes output `name` (renamed to `folder/name` by `commit()`)."""
+        if name not in self.names:
+            raise ValueError(f"{name!r} is not one of this run's outputs {self.names}")
+        if self._staging is None:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._staging = Path(tempfile.mkdtemp(prefix=f".partial.{os.getpid()}.", dir=self.folder))
+            except OSError as exc:
+                raise UserError(f"{self.folder}: cannot write here ({exc.strerror or exc})") from exc
+        if name not in self.written:
+            self.written.append(name)
+        return self._staging / name
+
+    def commit(self) -> list[str]:
+        """Move every written file into place; remove the earlier run's files this run did not replace.
+        Returns the removed names."""
+        for name in self.written:
+            check_output_file(self.folder / name)
+        done: list[str] = []
+        current = self.folder
+        try:
+            for name in self.written:
+                staged, final = self.path(name), self.folder / name
+                current = final
+                if not staged.exists():
+                    raise UserError(f"{final}: was not written")
+                if final.exists():
+                    os.replace(final, staged.with_name(f".old.{name}"))
+                done.append(name)
+                os.replace(staged, final)
+        except OSError as exc:
+            self._restore(done)
+            self.discard()
+            raise _write_error(current, exc) from exc
+        except BaseException:
+            self._restore(done)
+            self.discard()
+            raise
+        earlier = read_manifest(self.folder)
+        self._record()
+        left = [n for n in self.names if n not in self.written and (self.folder / n).is_file()]
+        stale = [n for n in left if n in earlier]
+        if len(stale) < len(left):
+            log.warning(
+                "%s: kept %s: not written by this run, nor recorded as written by an earlier one",
+                self.folder,
+                ", ".join(n for n in left if n not in stale),
+            )
+        for name in stale:
+            try:
+                (self.folder / name).unlink()
+            except OSError as exc:
+                raise UserError(
+                    f"{self.folder / name}: this run's outputs are in place, but this file of an "
+                    f"earlier run could not be removed ({exc.strerror or exc})"
+                ) from exc
+        if stale:
+            log.warning(
+                "%s: removed %s of an earlier run (this run does not write them)", self.folder, ", ".join(stale)
+            )
+        self.discard()
+        return stale
+
+    def _record(self) -> None:
+        try:
+            write_json(self.folder / MANIFEST, {"written": self.written})
+        except UserError as exc:
+            log.warning("%s", exc)
+
+    def _restore(self, done: list[str]) -> None:
+        """Put the earlier run's files back (and this run's back in staging) after a failed commit."""
+        assert self._staging is not None
+        for name in reversed(done):
+            final, backup = self.folder / name, self._staging / f".old.{name}"
+            with contextlib.suppress(OSError):
+                if final.exists() and not (self._staging / name).exists():
+                    os.replace(final, self._staging / name)
+                if backup.exists():
+                    os.replace(backup, final)
+
+    def discard(self) -> None:
+        """Remove the staging folder and everything in it."""
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file's content, or a one-line UserError naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from exc
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)

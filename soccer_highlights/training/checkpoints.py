@@ -1,0 +1,227 @@
+"""A run's files under `--tflog`: the per-epoch resume state, the best epoch's snapshot, the best model, and the
+claim on an earlier run's outputs (refused unless `--resume` or `--overwrite`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soccer_highlights.common.atomic import atomic_path, read_json, write_json
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.lock import Lock
+from soccer_highlights.training.config import TrainConfig
+
+STATE_VERSION = 2
+
+
+class Checkpointer:
+    """Per-epoch resume state under `<tflog>/<prefix>_resume/`: versioned weight files and a state file
+    (optimizer variables and the model's random-generator states), then `state.json` written atomically
+    last, then the files it no longer names are removed. The best epoch's weights and optimizer state are
+    kept beside the last epoch's. A kill at any moment leaves the previous state.json and its files intact."""
+
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
+        self.state_path = folder / "state.json"
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.state_path.is_file():
+            return None
+        state = read_json(self.state_path)
+        if state.get("version") != STATE_VERSION:
+            raise UserError(f"{self.state_path}: resume state of another version")
+        return state
+
+    def save(self, model, optimizer, state: dict[str, Any], improved: bool) -> None:
+        """Checkpoint the current weights, optimizer and generator states; `improved`: they are the new best."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        epoch = state["schedule"]["epoch"]
+        weights, extra = self.dir / f"epoch_{epoch:04d}.weights.h5", self.dir / f"epoch_{epoch:04d}.state.npz"
+        with atomic_path(weights) as tmp:
+            model.save_weights(tmp)
+        with atomic_path(extra) as tmp:
+            _savez_streaming(tmp, {"optimizer": optimizer.variables, "rng": generator_states(model)})
+        state.update(version=STATE_VERSION, weights=weights.name, optimizer=extra.name)
+        if improved:
+            for key, src in (("best_weights", weights), ("best_optimizer", extra)):
+                state[key] = _link(src, self.dir / src.name.replace("epoch_", "best_", 1)).name
+        write_json(self.state_path, state)
+        keep = {
+            "state.json",
+            state["weights"],
+            state["optimizer"],
+            state.get("best_weights"),
+            state.get("best_optimizer"),
+        }
+        for p in self.dir.iterdir():
+            if p.name not in keep and not p.name.startswith("."):
+                p.unlink(missing_ok=True)
+
+    def restore(self, model, optimizer, state: dict[str, Any]) -> Snapshot:
+        """Load the checkpointed weights, optimizer and generator states; return the best epoch's snapshot (its
+        files)."""
+        try:
+            model.load_weights(self.dir / state["weights"])
+            with np.load(self.dir / state["optimizer"]) as saved:
+                generators = generator_states(model)
+                counts = [sum(k.startswith(p + "_") for k in saved.files) for p in ("optimizer", "rng")]
+                if counts != [len(optimizer.variables), len(generators)]:
+                    raise UserError(f"{self.dir}: optimizer or generator state does not match this model")
+                for prefix, variables in (("optimizer", optimizer.variables), ("rng", generators)):
+                    for i, var in enumerate(variables):  # one at a time: Adam's slots are GBs at VLAD-512
+                        var.assign(saved[f"{prefix}_{i}"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise UserError(f"{self.dir}: resume files unreadable ({exc})") from exc
+        return Snapshot(self.dir / state["best_weights"], self.dir / state["best_optimizer"])
+
+
+def _link(src: Path, dst: Path) -> Path:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def _savez_streaming(path: Path, groups: dict[str, Any]) -> None:
+    """`np.savez(path, prefix_i=...)` holding one variable's copy at a time instead of all of them."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
+        for prefix, variables in groups.items():
+            for i, var in enumerate(variables):
+                with zf.open(f"{prefix}_{i}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asarray(var.numpy()), allow_pickle=False)
+
+
+def generator_states(model) -> list:
+    """The model's variables that are not weights: the Keras seed-generator states (dropout masks). A weights
+    file does not hold them, so a resumed run checkpoints them apart to draw the same masks."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+@dataclass
+class Snapshot:
+    """The best epoch's weights and optimizer variables for a plateau restore and the end of training: the
+    checkpoint's `best_*` files, read back rather than kept in memory (three copies of the weights: GBs at
+    VLAD-512)."""
+
+    weights: Path
+    optimizer: Path
+
+    def restore(self, model, optimizer, *, with_optimizer: bool, lr: float) -> None:
+        """Back to the snapshot's weights (and optimizer state, moments and step count), then learning rate `lr`."""
+        model.load_weights(self.weights)
+        if with_optimizer:
+            with np.load(self.optimizer) as saved:
+                for i, var in enumerate(optimizer.variables):
+                    var.assign(saved[f"optimizer_{i}"])
+        optimizer.learning_rate.assign(lr)
+
+
+def model_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues."""
+    return {
+        "architecture": cfg.architecture,
+        "network": cfg.network,
+        "VLAD_k": cfg.vlad_k,
+        "dropout": cfg.dropout,
+        "WindowSize": cfg.data.window_seconds,
+        "featurePerSec": cfg.data.tokens_per_second,
+        "classes": cfg.data.class_map.classes,
+        "compute_dtype": cfg.compute_dtype,
+        "batch_size": cfg.batch_size,
+        "batch_windows": cfg.batch_windows,
+        "seed": cfg.seed,
+    }
+
+
+def save_model(model, path: Path) -> None:
+    """`model.save` to a temporary name, then renamed. Keras stages the weights through a file on disk
+    (not a second in-memory copy) for any model over 512 MB unless `psutil` is installed: it is not a
+    dependency, so a VLAD-512 save adds no gigabyte on top of training."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def run_outputs(cfg: TrainConfig) -> list[Path]:
+    """What a training run writes under `--tflog`: best model, summary, resume state, TensorBoard folders."""
+    return [cfg.out(s) for s in ("_best.keras", "_summary.json", "_resume", "_training", "_validation", "_testing")]
+
+
+_LOCKS: dict[Path, Lock] = {}
+
+
+def check_inputs_outside(cfg: TrainConfig) -> None:
+    """UserError when an input of the run (a game list, the dataset root) is one of its outputs or lies inside
+    one: the run would replace it, or --overwrite remove it."""
+    for given in (cfg.training, cfg.validation, cfg.testing, cfg.data.dataset_root):
+        if not given or not Path(given).exists():  # a SoccerNet split name, or missing (reported elsewhere)
+            continue
+        real = Path(given).resolve()
+        for out in run_outputs(cfg):
+            if real == out.resolve() or real.is_relative_to(out.resolve()):
+                raise UserError(
+                    f"{given}: an input of this run lies in its output {out} (the run would replace or remove "
+                    "it); move it or choose another --tflog / --outputPrefix"
+                )
+
+
+def claim_outputs(cfg: TrainConfig) -> None:
+    """Refuse to write over an earlier run's outputs unless `--resume` (continue it) or `--overwrite`
+    (remove them first, TensorBoard events included, so no two runs mix), and while another training writes the
+    same outputs: `<tflog>/.<prefix>.lock` is held until `release_outputs` (called by the chief only: the other
+    workers of a multi-worker run write into their own folders)."""
+    if cfg.resume and cfg.overwrite:
+        raise UserError("--resume continues the earlier run and --overwrite replaces it: give one of them")
+    check_inputs_outside(cfg)
+    path = Path(cfg.tflog) / f".{cfg.prefix}.lock"
+    if path not in _LOCKS:
+        _LOCKS[path] = Lock(path, f"a training writes {cfg.prefix}_* here (--tflog, --outputPrefix)")
+    if cfg.resume and Checkpointer(cfg.out("_resume")).state_path.is_file():
+        return
+    existing = [p for p in run_outputs(cfg) if p.exists()]
+    if not existing:
+        return
+    finished = [p for p in existing if p.suffix in (".keras", ".json")]
+    if cfg.resume and not finished:  # a run stopped before its first epoch ended (a requeued job): start it again
+        _remove(existing)
+        print(f"--resume: the earlier run stopped before its first epoch ended; removed its {_names(existing)}")
+        return
+    if not cfg.overwrite:
+        hint = (
+            "but left no resume state to continue; --overwrite replaces them"
+            if cfg.resume
+            else "--resume continues it, --overwrite replaces it, or choose another --outputPrefix"
+        )
+        raise UserError(
+            f"{existing[0]}: an earlier run wrote {', '.join(p.name for p in existing)} in {cfg.tflog}; " + hint
+        )
+    _remove(existing)
+    print(f"--overwrite: removed the earlier run's {_names(existing)}", flush=True)
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(p.name for p in paths)
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def release_outputs(cfg: TrainConfig) -> None:
+    """Drop the lock `claim_outputs` took (nothing when it took none)."""
+    lock = _LOCKS.pop(Path(cfg.tflog) / f".{cfg.prefix}.lock", None)
+    if lock is not None:
+        lock.release()

@@ -1,0 +1,96 @@
+"""Prediction mode (logits, probabilities and labels of a window list) and V&D's prediction-level ensembles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soccer_highlights.common.atomic import atomic_path, write_json
+from soccer_highlights.common.errors import UserError
+from soccer_highlights.training import windows
+from soccer_highlights.training.config import ENSEMBLE_METHODS, TrainConfig
+from soccer_highlights.training.loop import open_caches, predict_cache
+from soccer_highlights.training.memory import inference_windows
+from soccer_highlights.training.metrics import evaluate_scores, fmt, sigmoid
+
+
+def predict(cfg: TrainConfig) -> Path:
+    """Per-window outputs of a model on the `testing` list, saved as `<tflog>/<prefix>_predictions_<list>.npz`."""
+    model_path = Path(cfg.model_path or cfg.out("_best.keras"))
+    if not model_path.is_file():
+        raise UserError(f"{model_path}: no trained model (train first, or give --model)")
+    cache = open_caches(cfg, ("testing",))["testing"]
+    from soccer_highlights import archis  # deferred: loads TensorFlow (start-up)
+
+    model = archis.load_model(model_path)
+    spec = archis.model_info(model)
+    n, d = cache.window_shape
+    classes = list(spec.class_names)
+    if (spec.window_frames, spec.feature_dim) != (n, d) or classes != cfg.data.class_map.classes:
+        raise UserError(
+            f"{model_path}: made for windows of {spec.window_frames} x {spec.feature_dim} and classes "
+            f"{classes}, the data has {n} x {d} and {cfg.data.class_map.classes}"
+        )
+
+    batch = cfg.eval_batch or inference_windows(model, n, d, cfg.memory_budget_gb)
+    logits = predict_cache(cache, archis.predict_function(model), batch, len(classes))
+    metrics = evaluate_scores(logits, cache.labels, classes)
+    arrays = {"logits": logits, "probabilities": sigmoid(logits), "labels": cache.labels}
+    out = cfg.out(f"_predictions_{Path(str(cfg.testing)).stem}.npz")
+    with atomic_path(out) as tmp:
+        np.savez(
+            tmp,
+            classes=np.array(classes),
+            halves=np.array(_halves_table(cache)),
+            **{k: arrays[k] for k in ("logits", "labels", *cfg.outputs)},  # ensemble mode reads logits and labels
+        )
+    print(
+        f"{cache.n_windows} windows, mAP {fmt(metrics['mAP'])} "
+        f"({', '.join(f'{k} {fmt(v)}' for k, v in metrics['AP'].items())})\npredictions: {out}",
+        flush=True,
+    )
+    return out
+
+
+def _halves_table(cache: windows.WindowCache) -> list[list[str]]:
+    return [[h["game"], str(h["half"]), str(h["start"]), str(h["count"])] for h in cache.halves]
+
+
+def ensemble(cfg: TrainConfig) -> dict[str, Any]:
+    """Combine two saved predictions (V&D Archi3/12: mean of logits; Archi9/18: product of sigmoids)."""
+    if len(cfg.ensemble) != 2:
+        raise UserError("--mode ensemble needs --ensemble A.npz B.npz (two predict-mode outputs)")
+    if cfg.ensemble_method not in ENSEMBLE_METHODS:
+        raise UserError(f"unknown --ensemble_method {cfg.ensemble_method!r}; valid: {', '.join(ENSEMBLE_METHODS)}")
+    loaded = []
+    for path in map(Path, cfg.ensemble):
+        try:
+            with np.load(path) as f:
+                loaded.append({k: f[k] for k in ("logits", "labels", "classes", "halves")})
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"{path}: not a predict-mode output with logits and labels ({exc})") from exc
+    a, b = loaded
+    if a["logits"].shape != b["logits"].shape or not np.array_equal(a["halves"], b["halves"]):
+        raise UserError(f"{cfg.ensemble[0]} and {cfg.ensemble[1]} are predictions of different windows")
+    if not np.array_equal(a["labels"], b["labels"]) or not np.array_equal(a["classes"], b["classes"]):
+        raise UserError(f"{cfg.ensemble[0]} and {cfg.ensemble[1]} use different labels or classes")
+    classes = [str(c) for c in a["classes"]]
+    if cfg.ensemble_method == "mean_logits":
+        scores = (a["logits"] + b["logits"]) / 2
+    else:
+        scores = sigmoid(a["logits"]) * sigmoid(b["logits"])
+    result = {
+        name: evaluate_scores(x, a["labels"], classes)
+        for name, x in (("A", a["logits"]), ("B", b["logits"]), ("ensemble", scores))
+    }
+    result["method"], result["inputs"] = cfg.ensemble_method, list(cfg.ensemble)
+    out = cfg.out(f"_ensemble_{cfg.ensemble_method}")
+    with atomic_path(out.with_suffix(".npz")) as tmp:
+        np.savez(tmp, scores=scores, labels=a["labels"], classes=a["classes"], halves=a["halves"])
+    write_json(out.with_suffix(".json"), result)
+    for name in ("A", "B", "ensemble"):
+        print(f"{name:9s} mAP {fmt(result[name]['mAP'])}", flush=True)
+    print(f"ensemble: {out.with_suffix('.npz')}", flush=True)
+    return result
