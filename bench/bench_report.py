@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from soccer_highlights.common.modelspec import ModelSpec
-from soccer_highlights.core import pipeline
+from soccer_highlights.core.match import Half, Match, Result, Scoring
 from soccer_highlights.highlights.decoder import DecoderConfig, decode
 from soccer_highlights.report.page import write_report
 from soccer_highlights.spotting.spots import nms_spots
@@ -53,17 +53,17 @@ def fake_scores(classes: int, rng: np.random.Generator) -> tuple[np.ndarray, lis
     return probs, [(token / TOKENS_PER_SECOND, c) for token, c in events]
 
 
-def fake_result(names: list[str], out: Path) -> pipeline.Result:
+def fake_result(names: list[str], out: Path) -> Result:
     """A whole match scored from features (its game folder holds no video files: none to link)."""
     (out / "game").mkdir(parents=True)
     rng = np.random.default_rng(0)
     class_names = ["background", *names]
-    config = pipeline.Config(model=Path("model.keras"), out=out, game_dir=out / "game", decoder=DecoderConfig())
+    scoring = Scoring(decoder=DecoderConfig())
     spec = ModelSpec("concat", class_names=class_names, window_seconds=20, tokens_per_second=TOKENS_PER_SECOND)
     halves = []
     for number in (1, 2):
         probs, events = fake_scores(len(names), rng)
-        half = pipeline.Half(
+        half = Half(
             number,
             np.empty((0, 1)),
             np.empty((0, 1)),
@@ -71,10 +71,10 @@ def fake_result(names: list[str], out: Path) -> pipeline.Result:
             HALF_TOKENS / TOKENS_PER_SECOND,
             probs,
         )
-        half.spans = decode(probs, class_names, half.duration, config.decoder, tokens_per_second=TOKENS_PER_SECOND)
+        half.spans = decode(probs, class_names, half.duration, scoring.decoder, tokens_per_second=TOKENS_PER_SECOND)
         half.spots = nms_spots(probs, class_names, number, tokens_per_second=TOKENS_PER_SECOND)
         halves.append(half)
-    return pipeline.Result(config, spec, halves, {}, {}, False)
+    return Result(Match.game(out / "game"), Path("model.keras"), spec, halves, scoring)
 
 
 def main() -> None:

@@ -381,7 +381,7 @@ def load_half(
     half: int,
     features_video: str = "ResNET",
     features_audio: str = "VGGish",
-    pca: bool = True,
+    pca: bool | None = True,
     feature_dim: int = FEATURE_DIM,
     fps: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

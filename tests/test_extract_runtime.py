@@ -195,16 +195,15 @@ def test_drift_rule_warns_on_int8_features_for_a_float32_model(caplog):
 
 def test_inference_passes_its_feature_network_flags_to_the_extractor(tiny_model, clip, tmp_path):
     from soccer_highlights.commands import inference
-    from soccer_highlights.core.pipeline import extract_config
 
     argv = ["--model", str(tiny_model), "--out", str(tmp_path / "o"), "--video", str(clip), "--weights", "random"]
-    config = inference.build_config(inference.parse_args([*argv, "--feature_runtime", "tensorflow"]))
-    extract = extract_config(config)
+    plan = inference.build_config(inference.parse_args([*argv, "--feature_runtime", "tensorflow"]))
+    extract = plan.extraction()
     assert (extract.runtime, extract.compute_dtype) == ("tensorflow", "float32")
-    config = inference.build_config(inference.parse_args([*argv, "--feature_dtype", "int8", "--int8_model", "q"]))
-    assert extract_config(config).int8_model == "q"
+    plan = inference.build_config(inference.parse_args([*argv, "--feature_dtype", "int8", "--int8_model", "q"]))
+    assert plan.extraction().int8_model == "q"
     with pytest.raises(UserError, match="--int8_model"):
-        extract_config(inference.build_config(inference.parse_args([*argv, "--feature_dtype", "int8"])))
+        inference.build_config(inference.parse_args([*argv, "--feature_dtype", "int8"]))
 
 
 def test_throughput_mode_splits_a_batch_over_requests_and_keeps_row_order(tmp_path):

@@ -383,11 +383,8 @@ def test_report_html_on_a_full_disk(tmp_path, monkeypatch):
         raise UserError(f"{path}: cannot write ({NOSPACE})")
 
     monkeypatch.setattr("soccer_highlights.live.runner.write_report", no_room)
-    monkeypatch.setattr("soccer_highlights.live.runner.Result", lambda *args, **kwargs: None)
-    config = SimpleNamespace(out=tmp_path, half=1)
-    run = SimpleNamespace(rows=[], names=["goal"], tps=2, config=config, online=SimpleNamespace(given=[]))
-    run.spec, run.session = None, SimpleNamespace(cmap=None)
-    run._final_config, run._random = (lambda: config), (lambda: True)
+    run = SimpleNamespace(rows=[], names=["goal"], tps=2, out=tmp_path, half=1, online=SimpleNamespace(given=[]))
+    run._result = lambda halves: None
     with pytest.raises(DiskFull, match="report.html: disk full"):
         LiveRun._report(run)
 

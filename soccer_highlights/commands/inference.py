@@ -25,53 +25,67 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from soccer_highlights.common.cli import add_progress_flags, add_spotting_flags, check_spotting_flags
+from soccer_highlights.common.cli import (
+    Parser,
+    RawHelpFormatter,
+    add_extraction_flags,
+    add_progress_flags,
+    add_spotting_flags,
+    check_spotting_flags,
+)
 from soccer_highlights.common.constants import FEATURE_NAMES
 from soccer_highlights.common.errors import UserError, run_cli
 from soccer_highlights.common.modelfile import read_spec
 from soccer_highlights.common.names import unique_names
 from soccer_highlights.common.shards import add_shard_flags, resolve_shard, take_shard
-from soccer_highlights.core.pipeline import Config, check_match, extract_config
+from soccer_highlights.core.match import Match, Scoring
+from soccer_highlights.core.pipeline import Pipeline
+from soccer_highlights.extract_features import ExtractConfig
 from soccer_highlights.extract_features.batch import expand_inputs, feature_home
 from soccer_highlights.highlights.decoder import DecoderConfig
 from soccer_highlights.live.runner import LiveSettings, run_live
-from soccer_highlights.writers.batch import run_and_write, run_many
-from soccer_highlights.writers.outputs import check_outputs, summary
+from soccer_highlights.writers.batch import Job, check_job, run_and_write, run_many
+from soccer_highlights.writers.outputs import Output, summary
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = Parser(
+        command="soccer-highlights",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("--model", required=True, help="a .keras model saved by training (or archis)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument(
+    model = p.add_argument_group("model")
+    model.add_argument("--model", required=True, help="a .keras model saved by training (or archis)")
+    model.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
+    io = p.add_argument_group("inputs and outputs")
+    io.add_argument(
         "inputs",
         nargs="*",
         metavar="INPUT",
         help="video files, folders of videos, .txt lists of videos (one output folder each)",
     )
+    io.add_argument("--out", required=True, help="output folder (with INPUTs: one folder per video inside it)")
     src = p.add_argument_group("single input (instead of INPUTs; outputs go straight into --out)")
     src.add_argument("--video", help="match video (one half or a whole match)")
     src.add_argument("--features_video", help="video features [T, D] .npy (with --features_audio)")
     src.add_argument("--features_audio", help="audio features [T, D] .npy (with --features_video)")
     src.add_argument("--game_dir", help="SoccerNet game folder: both halves; its labels go on the timeline")
     src.add_argument("--live", metavar="SOURCE", help="a live stream (udp://, srt://, rtmp://, .m3u8, a growing file)")
-    p.add_argument("--ground_truth", help="game folder whose labels (of --half) are shown for a video/features input")
-    p.add_argument("--half", type=int, default=1, choices=(1, 2), help="half number written for a video/features")
+    src.add_argument("--ground_truth", help="game folder whose labels (of --half) are shown for a video/features input")
+    src.add_argument("--half", type=int, default=1, choices=(1, 2), help="half number written for a video/features")
     _decoder_flags(p)
     add_spotting_flags(p)
     _extract_flags(p)
     _reel_flags(p)
-    p.add_argument("--class_map", help="highlight | v1 | v2 | JSON: must agree with the map the model records")
     add_shard_flags(p, "INPUT videos (one folder each under --out)")
     _live_flags(p)
     add_progress_flags(p)
@@ -103,19 +117,11 @@ def _decoder_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _extract_flags(p: argparse.ArgumentParser) -> None:
-    """How a --video without features is turned into features."""
-    ext = p.add_argument_group("feature extraction (--video without features)")
-    ext.add_argument("--weights", default="imagenet", help="imagenet | random (smoke tests only)")
-    ext.add_argument("--pca", help="PCA .npz (mean, components) fitted on training features")
-    ext.add_argument("--feature_runtime", choices=("openvino", "tensorflow"), help="default: openvino on a CPU")
-    ext.add_argument(
-        "--feature_dtype",
-        default="float32",
-        choices=("float32", "bfloat16", "int8"),
-        help="feature networks' precision (int8: --int8_model from `python -m extract_features calibrate`)",
-    )
-    ext.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate`")
+def _extract_flags(p: Parser) -> None:
+    """How a --video without features is turned into features: the extraction flags this command passes on (the
+    same declaration as soccer-extract's; its --compute_dtype is the spotting model's, see add_spotting_flags)."""
+    flags = ("weights", "pca", "feature_runtime", "feature_dtype", "int8_model")
+    add_extraction_flags(p, flags, title="feature extraction (INPUT videos or --video without features)")
 
 
 def _reel_flags(p: argparse.ArgumentParser) -> None:
@@ -150,10 +156,36 @@ def _live_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_config(args: argparse.Namespace) -> Config:
+@dataclass(frozen=True)
+class Plan:
+    """One run of the command: what every match shares (the model, how it scores, how features are extracted,
+    where and how files are written) and its matches, each with its own output folder."""
+
+    model: Path
+    scoring: Scoring
+    extraction: Callable[[], ExtractConfig]  # checked when a match needs its features extracted
+    output: Output
+    labels: Path | None
+    half: int
+    verbose: bool
+    jobs: tuple[Job, ...] = ()
+
+    def pipeline(self, *, extract: bool = False) -> Pipeline:
+        """The model loaded, with the extraction settings when a match (or the stream: `extract`) needs them."""
+        extract = extract or any(j.match.kind == "video" for j in self.jobs)
+        return Pipeline(
+            self.model,
+            scoring=self.scoring,
+            extraction=self.extraction() if extract else None,
+            progress=self.output.progress,
+            verbose=self.verbose,
+        )
+
+
+def build_config(args: argparse.Namespace) -> Plan:
     """Check the arguments and the one input of the flags without TensorFlow; UserError on the first problem."""
     feats = [args.features_video, args.features_audio]
-    base = _shared_config(args)
+    plan = _shared_plan(args)
     if any(feats) and not all(feats):
         raise UserError("--features_video and --features_audio go together")
     if args.game_dir and (args.video or any(feats)):
@@ -165,39 +197,53 @@ def build_config(args: argparse.Namespace) -> Config:
             raise UserError(f"{f}: no such feature file")
     if args.game_dir and not Path(args.game_dir).is_dir():
         raise UserError(f"{args.game_dir}: no such game folder")
-    config = dataclasses.replace(
-        base,
-        video=_path(args.video),
-        features_video=_path(args.features_video),
-        features_audio=_path(args.features_audio),
-        game_dir=_path(args.game_dir),
-    )
-    check_match(config)
-    check_outputs(config)
-    return config
+    if args.game_dir:
+        match = Match.game(args.game_dir)
+    elif all(feats):
+        match = Match.features(*feats, video=args.video, labels=plan.labels, half=plan.half)
+    else:
+        match = Match.video(args.video, labels=plan.labels, half=plan.half)
+    job = Job(match, plan.output)
+    check_job(job)
+    if match.kind == "video":
+        plan.extraction()  # its settings checked before anything loads
+    return dataclasses.replace(plan, jobs=(job,))
 
 
-def build_configs(args: argparse.Namespace) -> list[Config]:
-    """One Config per video named by the INPUTs, each with its own folder under --out named after the video
-    (`common.names.unique_names`: safe, and the same whatever the order of the inputs); features already extracted beside a video are reused. The videos themselves are checked one by one
-    (`check_match`), so one bad file costs only its own result."""
-
+def build_configs(args: argparse.Namespace) -> Plan:
+    """One match per video named by the INPUTs, each with its own folder under --out named after the video
+    (`common.names.unique_names`: safe, and the same whatever the order of the inputs); features already extracted
+    beside a video are reused. The videos themselves are checked one by one (`writers.batch.check_job`), so one bad
+    file costs only its own result."""
     if args.video or args.features_video or args.features_audio or args.game_dir:
         raise UserError("give INPUTs or one of --video / --features_* / --game_dir, not both")
-
-    videos = expand_inputs(args.inputs)
-    base = _shared_config(args)
+    videos = _distinct(expand_inputs(args.inputs))  # the inputs first: a missing video is the first error
+    plan = _shared_plan(args)
     try:
-        names = read_spec(base.model).feature_names
+        names = read_spec(plan.model).feature_names
     except UserError:  # a bad model file is reported when it is loaded, after the videos are checked
         names = FEATURE_NAMES
-    videos = _distinct(videos)
-    configs = [
-        dataclasses.replace(base, video=video, out=base.out / name, root=base.out, **_features_beside(video, names))
-        for video, name in zip(videos, unique_names(videos, reserved=("index.html",)), strict=True)
-    ]
-    read = tuple(p for c in configs for p in (c.video, c.features_video, c.features_audio) if p)
-    return [dataclasses.replace(c, other_inputs=read) for c in configs]
+    matches = [_video_match(video, names, plan) for video in videos]
+    read = tuple(p for m in matches for p in m.inputs())
+    output = dataclasses.replace(plan.output, root=plan.output.out, protected=(*plan.output.protected, *read))
+    folders = unique_names(videos, reserved=("index.html",))
+    jobs = tuple(
+        Job(m, dataclasses.replace(output, out=plan.output.out / name))
+        for m, name in zip(matches, folders, strict=True)
+    )
+    if any(j.match.kind == "video" for j in jobs):
+        plan.extraction()  # its settings checked before anything loads
+    return dataclasses.replace(plan, jobs=jobs)
+
+
+def _video_match(video: Path, names: Mapping[str, str], plan: Plan) -> Match:
+    """A video of the INPUTs, with the features that `python -m extract_features --video_list` wrote for it (see
+    `feature_home`) when both files are there (else they are extracted)."""
+    folder, prefix = feature_home(video)
+    files = [folder / f"{prefix}_{names[m]}.npy" for m in ("video", "audio")]
+    if all(f.is_file() for f in files):
+        return Match.features(*files, video=video, labels=plan.labels, half=plan.half)
+    return Match.video(video, labels=plan.labels, half=plan.half)
 
 
 def _distinct(videos: list[Path]) -> list[Path]:
@@ -213,22 +259,12 @@ def _distinct(videos: list[Path]) -> list[Path]:
     return out
 
 
-def _features_beside(video: Path, names: dict) -> dict[str, Path]:
-    """The features of `video` where `python -m extract_features --video_list` puts them (see `feature_home`), as
-    Config fields, when both files are there; else nothing (they are extracted)."""
-
-    folder, prefix = feature_home(video)
-    files = {f"features_{m}": folder / f"{prefix}_{names[m]}.npy" for m in ("video", "audio")}
-    return files if all(f.is_file() for f in files.values()) else {}
-
-
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def _shared_config(args: argparse.Namespace) -> Config:
-    """The settings every input shares, checked (model file, numbers, decoder, ground truth, PCA file)."""
-
+def _shared_plan(args: argparse.Namespace) -> Plan:
+    """The settings every input shares, checked (model file, numbers, decoder, ground truth, PCA file, extraction)."""
     model = Path(args.model)
     if not model.is_file():
         raise UserError(f"{model}: no such model file")
@@ -242,33 +278,36 @@ def _shared_config(args: argparse.Namespace) -> Config:
         raise UserError(f"{args.ground_truth}: no such game folder")
     if args.pca and not Path(args.pca).is_file():
         raise UserError(f"{args.pca}: no such PCA file")
-    return Config(
-        model=model,
-        out=Path(args.out),
-        ground_truth=_path(args.ground_truth),
-        half=args.half,
-        decoder=decoder,
+    scoring = Scoring(
         stride=args.stride,
         windows_per_call=args.windows_per_call,
         compute_dtype=args.compute_dtype,
+        score_placement=args.score_placement,
         nms_window_sec=args.nms_window,
         nms_threshold=args.nms_threshold,
-        weights=args.weights,
         nms_rule=args.nms_rule,
-        score_placement=args.score_placement,
-        pca=_path(args.pca),
-        feature_runtime=args.feature_runtime,
-        feature_dtype=args.feature_dtype,
+        decoder=decoder,
+        class_map=args.class_map,
+    )
+    extraction = functools.partial(
+        ExtractConfig,
+        weights=args.weights,
+        pca=args.pca or None,
+        runtime=args.feature_runtime,
+        compute_dtype=args.feature_dtype,
         int8_model=args.int8_model,
+    )
+    output = Output(
+        Path(args.out),
+        reel=not args.no_reel,
         fast=args.fast,
         intro_sec=args.intro_sec,
         outro_sec=args.outro_sec,
-        reel=not args.no_reel,
         reel_repeat_overlaps=args.reel_repeat_overlaps,
         progress=not args.quiet,
-        class_map=args.class_map,
-        verbose=args.verbose,
+        protected=tuple(p for p in (model, _path(args.pca)) if p),
     )
+    return Plan(model, scoring, extraction, output, _path(args.ground_truth), args.half, args.verbose)
 
 
 def _override_decoder(decoder: Any, args: argparse.Namespace) -> Any:
@@ -293,23 +332,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.live:
         return _run_live(args)
     if args.inputs:
-        configs = build_configs(args)
+        plan = build_configs(args)
         num_shards, index = resolve_shard(args.num_shards, args.shard_index)
-        mine = take_shard(configs, num_shards, index, key=lambda c: c.out)
+        mine = take_shard(list(plan.jobs), num_shards, index, key=lambda j: j.output.out)
         if not mine:
             print(f"shard {index}/{num_shards}: no videos (fewer videos than shards)", file=sys.stderr)
             return 0
-        return run_many(mine, index_of=configs if num_shards > 1 else None)
+        return run_many(mine, plan.pipeline, index_of=plan.jobs if num_shards > 1 else None)
     if args.num_shards is not None or args.shard_index is not None:
         raise UserError("--num_shards / --shard_index split INPUTs (videos, folders, lists); give INPUTs")
     existed = Path(args.out).exists()
     try:
-        result = run_and_write(build_config(args))
+        plan = build_config(args)
+        result, written = run_and_write(plan.pipeline(), plan.jobs[0])
     except BaseException:
         if not existed and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
             Path(args.out).rmdir()  # leave nothing behind, not even the folder we made
         raise
-    print(summary(result))
+    print(summary(result, written))
     return 0
 
 
@@ -318,12 +358,15 @@ def _run_live(args: argparse.Namespace) -> int:
         raise UserError("--live is the one input: no INPUTs, --video, --features_* or --game_dir with it")
     if args.num_shards is not None or args.shard_index is not None:
         raise UserError("--num_shards / --shard_index split INPUTs; a --live stream is one input")
-    config = _shared_config(args)
-    extract_config(config)  # checked before loading
+    plan = _shared_plan(args)
+    if plan.scoring.score_placement != "centre":
+        raise UserError("--live decodes the scores of centred windows: --score_placement first is offline only")
     live = LiveSettings(
         args.live, args.live_segment, args.live_stall, args.live_end_after, args.live_format, args.live_reencode
     )
-    print(summary(run_live(config, live)))
+    plan.extraction()  # checked before anything loads
+    result, written = run_live(functools.partial(plan.pipeline, extract=True), live, plan.output, half=plan.half)
+    print(summary(result, written))
     return 0
 
 

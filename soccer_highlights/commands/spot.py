@@ -1,12 +1,12 @@
 """V&D's spotting flow over a game list: per-second scores -> NMS spots -> SoccerNet results_spotting.json per game,
 then average-mAP (loose and tight, official rules) when the games have labels.
 
-    python ClassificationSecondBased.py --testing data/listgame_Test_100.npy --model Model/vlad_best.keras \
+    python ClassificationSecondBased.py --testing data/listgame_Test_100.npy --model Model/vlad_best.keras \\
         --output Outputs/vlad
-    python ClassificationSecondBased.py --testing listgame_Test_100.npy --featuresVideo ResNET --featuresAudio VGGish \
-        --architecture AudioVideoArchi5 --network VLAD --VLAD_k 512 --WindowSize 20 --PCA \
+    python ClassificationSecondBased.py --testing listgame_Test_100.npy --featuresVideo ResNET --featuresAudio VGGish \\
+        --architecture AudioVideoArchi5 --network VLAD --VLAD_k 512 --WindowSize 20 --PCA \\
         --output VLAD-Archi5-20sec-Spotting      # V&D's command: the model is found in --tflog (default Model)
-    python ClassificationSecondBased.py --testing listgame_Test_100.npy --model M.keras --output OUT \
+    python ClassificationSecondBased.py --testing listgame_Test_100.npy --model M.keras --output OUT \\
         --num_shards 4 --shard_index 0   # or, in a Slurm array task, no shard flags: the task's place
 A shard spots only its games (round-robin over the sorted game names) and leaves the average-mAP to
 `evaluate.py` once every shard is done.
@@ -29,31 +29,54 @@ import numpy as np
 
 from soccer_highlights import dataset
 from soccer_highlights.common.atomic import save_npy, write_json
-from soccer_highlights.common.cli import SYSTEM_HELP, add_progress_flags, add_spotting_flags, check_spotting_flags
+from soccer_highlights.common.cli import (
+    SYSTEM_HELP,
+    Parser,
+    RawHelpFormatter,
+    add_progress_flags,
+    add_spotting_flags,
+    check_spotting_flags,
+    command_name,
+)
 from soccer_highlights.common.constants import CLASS_MAP_FILE
 from soccer_highlights.common.errors import UserError, run_cli
 from soccer_highlights.common.features import read_record
 from soccer_highlights.common.modelfile import read_spec
 from soccer_highlights.common.quiet import import_tensorflow
 from soccer_highlights.common.shards import add_shard_flags, resolve_shard, take_shard
-from soccer_highlights.core.pipeline import Session
+from soccer_highlights.core.match import Scoring
+from soccer_highlights.core.pipeline import Pipeline
 from soccer_highlights.evaluation.metrics import evaluate_games
 from soccer_highlights.spotting.spots import nms_spots, write_results_spotting
 
 if TYPE_CHECKING:
     from soccer_highlights.common.modelspec import ModelSpec
-    from soccer_highlights.core.pipeline import Session
     from soccer_highlights.dataset import ClassMap
     from soccer_highlights.spotting.spots import Spot
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--testing", required=True, help="game list .npy (paths relative to its folder)")
-    p.add_argument(
+    p = Parser(
+        command="soccer-spot",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=RawHelpFormatter,
+    )
+    games = p.add_argument_group("games")
+    games.add_argument("--testing", required=True, help="game list .npy (paths relative to its folder)")
+    games.add_argument("--dataset_root", help="folder the list's game paths are relative to (default: the list's)")
+    games.add_argument("--featuresVideo", help="video feature name (default: the model's, e.g. ResNET_TF2_PCA512)")
+    games.add_argument("--featuresAudio", help="audio feature name (default: the model's, e.g. VGGish)")
+    games.add_argument("--PCA", action="store_true", help="with --featuresVideo: use its PCA512 variant")
+    model = p.add_argument_group("model")
+    model.add_argument(
         "--model",
         help=".keras model from ClassificationMinuteBased.py (default: the newest "
         "<tflog>/*_best.keras whose architecture, network, VLAD_k and WindowSize match the flags)",
+    )
+    model.add_argument(
+        "--class_map",
+        help="highlight | v1 | v2 | JSON (default: the map recorded in the model; a flag must agree with it)",
     )
     vd = p.add_argument_group("V&D's flags (with --model they are redundant: checked against the model file)")
     vd.add_argument("--architecture", help="architecture the model must be (canonical or original name)")
@@ -76,15 +99,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("original", "network"),
         help="how --network maps to the model's pooling (as in training; see ClassificationMinuteBased.py)",
     )
-    p.add_argument("--dataset_root", help="folder the list's game paths are relative to (default: the list's)")
-    p.add_argument("--output", help="output tree (default: Outputs/<model name>)")
-    p.add_argument("--featuresVideo", help="video feature name (default: the model's, e.g. ResNET_TF2_PCA512)")
-    p.add_argument("--featuresAudio", help="audio feature name (default: the model's, e.g. VGGish)")
-    p.add_argument("--PCA", action="store_true", help="with --featuresVideo: use its PCA512 variant")
-    p.add_argument(
-        "--class_map",
-        help="highlight | v1 | v2 | JSON (default: the map recorded in the model; a flag must agree with it)",
-    )
+    outputs = p.add_argument_group("outputs")
+    outputs.add_argument("--output", help="output tree (default: Outputs/<model name>)")
     add_spotting_flags(p)
     add_shard_flags(p)
     add_progress_flags(p)
@@ -121,13 +137,10 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
     check_agrees(args, read_spec(model_path), model_path)  # before the weights are read
 
-    session = Session(
-        model_path,
-        class_map=args.class_map,
-        compute_dtype=args.compute_dtype,
-        windows_per_call=args.windows_per_call,
-        verbose=args.verbose,
+    scoring = Scoring(
+        class_map=args.class_map, compute_dtype=args.compute_dtype, windows_per_call=args.windows_per_call
     )
+    session = Pipeline(model_path, scoring=scoring, verbose=args.verbose)
     cmap = session.cmap
     if cmap is None:
         raise UserError(
@@ -141,7 +154,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     return out, names, cmap
 
 
-def spot_game(args: argparse.Namespace, session: Session, game: Path, name: str, out: Path) -> list[Spot]:
+def spot_game(args: argparse.Namespace, session: Pipeline, game: Path, name: str, out: Path) -> list[Spot]:
     """The spots of both halves of one game; V&D's per-second scores of each half saved under `out/name`."""
 
     spec = session.spec
@@ -260,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if num_shards > 1:
         print(
             f"shard {index}/{num_shards}: average-mAP skipped (it needs every game); once all shards are done: "
-            f"python evaluate.py --labels {base} --predictions {out} --game_list {args.testing}"
+            f"{command_name('soccer-evaluate')} --labels {base} --predictions {out} --game_list {args.testing}"
         )
         return 0
 

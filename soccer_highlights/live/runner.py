@@ -23,6 +23,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,8 @@ import numpy as np
 
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.ffmpeg import probe
-from soccer_highlights.core.pipeline import Config, Half, Result, Session, decode_halves, warn_random
+from soccer_highlights.core.match import Half, Match, Result
+from soccer_highlights.core.pipeline import Pipeline, decode_halves, warn_random
 from soccer_highlights.highlights.online import OnlineDecoder
 from soccer_highlights.live.disk_full import DiskFull, stopped_message, writing
 from soccer_highlights.live.outputs import LiveOutputs, lock_folder
@@ -38,7 +40,7 @@ from soccer_highlights.live.recorder import Recorder, Segment
 from soccer_highlights.live.tokens import CATCH_UP_BATCH, LiveTokens
 from soccer_highlights.report.page import write_report
 from soccer_highlights.spotting.spots import class_labels
-from soccer_highlights.writers.outputs import write_outputs
+from soccer_highlights.writers.outputs import Output, Written, write_outputs
 
 log = logging.getLogger("live")
 
@@ -84,23 +86,22 @@ class Clock:
 
 
 class LiveRun:
-    """One live run: the session's model and extractor, the recorder, tokens, online decoder and outputs."""
+    """One live run: the pipeline's model and extractor, the recorder, tokens, online decoder and outputs."""
 
-    def __init__(self, config: Config, live: LiveSettings, session: Session, relay: Relay):
-        self.config, self.live, self.session = config, live, session
-        self.spec = session.spec
+    def __init__(self, pipeline: Pipeline, live: LiveSettings, output: Output, half: int, relay: Relay):
+        self.pipeline, self.live, self.output, self.half = pipeline, live, output, half
+        self.out, self.stride = output.out, pipeline.scoring.stride
+        self.spec = pipeline.spec
         self.tps = self.spec.tokens_per_second
         self.names = list(self.spec.class_names)
         self.window = int(self.spec.window_frames)
         self.right = self.window - 1 - self.window // 2  # tokens a window needs after its centre
-        self.extractor = session.extractor(config)
-        self.tokens = LiveTokens(self.extractor, config.out / "recording.m3u8")
+        self.extractor = pipeline.extractor()
+        self.tokens = LiveTokens(self.extractor, self.out / "recording.m3u8")
         self.clock = Clock(started=relay.started)
         self.recorder, self.relay = relay.recorder, relay
-        self.outputs = LiveOutputs(
-            config.out, self.recorder, class_labels(session.cmap, self.names), self.names, config.half
-        )
-        self.online = OnlineDecoder(self.names, config.decoder, self.tps)
+        self.outputs = LiveOutputs(self.out, self.recorder, class_labels(pipeline.cmap, self.names), self.names, half)
+        self.online = OnlineDecoder(self.names, pipeline.scoring.decoder, self.tps)
         self.rows: list[np.ndarray] = []  # scored probabilities, [stride, C] per window
         self.score_sec = 0.0  # seconds spent scoring windows
         self.records: list[dict] = []
@@ -113,14 +114,14 @@ class LiveRun:
 
     def _segment(self, seg: Segment) -> None:
         self.clock.arrivals.append((seg, time.monotonic()))
-        self.recorder.playlist(self.config.out / "recording.m3u8", final=False)
+        self.recorder.playlist(self.out / "recording.m3u8", final=False)
         self.tokens.start()
 
     def _ended(self) -> None:
         """The stream is over: the playlist is finished, so the decoders end after its last segment."""
         if self.relay.errors:  # a full disk stopped the recorder: room for the finished playlist
             self.outputs.release()
-        self.recorder.playlist(self.config.out / "recording.m3u8", final=True)
+        self.recorder.playlist(self.out / "recording.m3u8", final=True)
 
     def _thread(self, fn: Any) -> None:
         def body() -> None:
@@ -154,7 +155,7 @@ class LiveRun:
 
     # ---- the main loop ----------------------------------------------------------------------------------------
 
-    def run(self) -> Result:
+    def run(self) -> tuple[Result, Written]:
         """The run to its end; a full disk stops it with one UserError (`_stop_on_full_disk`)."""
         try:
             return self._run()
@@ -173,7 +174,7 @@ class LiveRun:
         self.relay.thread.join()  # its end finishes recording.m3u8 (in place if need be)
         for thread in self._threads[1:]:
             thread.join()
-        out = self.config.out
+        out = self.out
         message = stopped_message(out, exc, self.outputs.lines, self.recorder.recorded, self.outputs.finished())
         with contextlib.suppress(UserError):
             self.outputs.playlist(final=True, recording=False)
@@ -182,7 +183,7 @@ class LiveRun:
         self.outputs.close()
         return message
 
-    def _run(self) -> Result:
+    def _run(self) -> tuple[Result, Written]:
         self._threads.append(self.relay.thread)
         self.relay.attach(self._segment, self._ended)
         self._thread(self._cut_clips)
@@ -210,7 +211,7 @@ class LiveRun:
 
     def _score(self, ready: int, *, final: bool, video: Any = None, audio: Any = None) -> None:
         """Score every window whose tokens all exist (final: every window, the end padded) and push the rows."""
-        stride = self.config.stride
+        stride = self.stride
         done = len(self.rows)
         total = -(-ready // stride) if final else max(0, (ready - 1 - self.right) // stride + 1)
         if total > done:
@@ -219,11 +220,11 @@ class LiveRun:
             centres = np.arange(done, total) * stride - self.window // 2
             index = np.clip(centres[:, None] + np.arange(self.window), 0, ready - 1)
             t0 = time.perf_counter()
-            probs = self.session.scorer.score_windows(video[index], audio[index], progress=False)
+            probs = self.pipeline.scorer.score_windows(video[index], audio[index], progress=False)
             self.score_sec += time.perf_counter() - t0
             self.rows += list(np.repeat(probs[:, None], stride, axis=1))
         known = np.concatenate(self.rows)[:ready] if self.rows else np.zeros((0, len(self.names)))
-        step = self.config.stride  # a window at a time: each span is dated by the first token that made it final
+        step = self.stride  # a window at a time: each span is dated by the first token that made it final
         # the decoder's own count of rows, not a copy kept here: a Ctrl-C / SIGTERM landing between a push and
         # such a copy's update would push the same rows twice (every later score shifted by a window)
         while len(known) > self.online.tokens:
@@ -234,7 +235,7 @@ class LiveRun:
         """Queue the clips of spans final once `tokens` scores were known (with when, in the stream, that was, and
         when at the latest the online rule makes it final: `final_by`, see `highlights.online`)."""
         needed = (tokens + self.right) / self.tps  # the stream's second up to which tokens were needed
-        slack = self.window / 2 / self.tps + (self.config.stride + 1) / self.tps  # half a window, one push, a token
+        slack = self.window / 2 / self.tps + (self.stride + 1) / self.tps  # half a window, one push, a token
         for span in spans:
             final_at = min(needed, self.recorder.recorded)
             final_by = self.online.final_after(span) + slack
@@ -246,7 +247,7 @@ class LiveRun:
         other fields of live.json (`name`, the state: finished or live by default)."""
         stream_start = self.clock.arrival(0.0) if self.clock.arrivals else time.monotonic()  # wall clock
         elapsed = max(1e-6, time.monotonic() - stream_start)
-        scored = len(self.rows) * self.config.stride / self.tps
+        scored = len(self.rows) * self.stride / self.tps
         received = self.recorder.recorded
         lag = max(0.0, received - scored - self.window / 2 / self.tps)
         self.clock.worst_lag = max(self.clock.worst_lag, lag)
@@ -274,26 +275,29 @@ class LiveRun:
 
     def _report(self) -> None:
         probs = np.concatenate(self.rows) if self.rows else np.zeros((1, len(self.names)))
-        half = Half(self.config.half, probs, probs, duration=len(probs) / self.tps, probs=probs)
+        half = Half(self.half, probs, probs, duration=len(probs) / self.tps, probs=probs)
         half.spans = [g for given in self.online.given for g in given]
-        result = Result(self._final_config(), self.spec, [half], {}, {}, self._random(), cmap=self.session.cmap)
-        with writing(self.config.out / "report.html"):
-            write_report(self.config.out / "report.html", result, folder=self.config.out)
+        result = self._result([half])
+        with writing(self.out / "report.html"):
+            write_report(self.out / "report.html", result, folder=self.out)
 
-    def _final_config(self) -> Config:
-        return dataclasses.replace(self.config, video=self.config.out / "recording.m3u8")
+    def _result(self, halves: list[Half]) -> Result:
+        """The core's Result of the recording so far (what an offline run on recording.m3u8 returns)."""
+        match = Match.recording(self.out / "recording.m3u8", half=self.half)
+        p = self.pipeline
+        return Result(match, p.model, self.spec, halves, p.scoring, random_weights=self._random(), cmap=p.cmap)
 
     def _random(self) -> bool:
         return "random" in (self.extractor.resnet.source, self.extractor.vggish.source)
 
-    def _finish(self, *, interrupted: bool) -> Result:
+    def _finish(self, *, interrupted: bool) -> tuple[Result, Written]:
         """Score the end, give out the last spans and clips, then write the offline run's outputs."""
         from soccer_highlights.extract_features.audio import align  # deferred: loads TensorFlow (start-up)
 
         video, audio = self.tokens.arrays()
         audio = align(audio, len(video), self.extractor.vggish.silence())
         self._score(len(video), final=True, video=video, audio=audio)
-        duration = probe(self.config.out / "recording.m3u8").duration
+        duration = probe(self.out / "recording.m3u8").duration
         self._give(self.online.close(duration), len(video))
         self._clips.put(None)
         self._threads[1].join()
@@ -302,18 +306,17 @@ class LiveRun:
         state = self._state(final=True)
         self.outputs.close()
         probs = np.concatenate(self.rows)[: len(video)]
-        half = Half(self.config.half, video, audio, duration=duration, probs=probs)
-        config = self._final_config()
-        decode_halves(config, self.spec, [half])
-        result = Result(config, self.spec, [half], {}, {}, self._random(), cmap=self.session.cmap)
+        half = Half(self.half, video, audio, duration=duration, probs=probs)
+        decode_halves(self.pipeline.scoring, self.spec, [half])
+        result = self._result([half])
         if result.random_weights:
             warn_random()
-        with writing(self.config.out, what="the end-of-run outputs (spans.json, the reel, ...)"):
-            write_outputs(result)
+        with writing(self.out, what="the end-of-run outputs (spans.json, the reel, ...)"):
+            written = write_outputs(result, self.output)
         print(latency_table(self.records, self.clock, self.recorder, state), file=sys.stderr)
         if interrupted:
             print("stopped before the stream ended: the outputs cover the recording so far", file=sys.stderr)
-        return result
+        return result, written
 
 
 def behind_message(lag: float, received: float, scored: float, rate: float, stream_rate: float) -> str | None:
@@ -348,17 +351,18 @@ def latency_table(records: list[dict], clock: Clock, recorder: Recorder, state: 
     return "\n".join(lines)
 
 
-def run_live(config: Config, live: LiveSettings) -> Result:
-    """The whole live run into `config.out` (locked for the run)."""
-
+def run_live(
+    load: Callable[[], Pipeline], live: LiveSettings, output: Output, *, half: int = 1
+) -> tuple[Result, Written]:
+    """The whole live run into `output.out` (locked for the run). Recording starts at once; `load()` builds the
+    pipeline meanwhile."""
     live.check()
-    if config.score_placement != "centre":
-        raise UserError("--live decodes the scores of centred windows: --score_placement first is offline only")
-    lock = lock_folder(config.out)
+    out = output.out
+    lock = lock_folder(out)
     relay = Relay(
         Recorder(
             live.source,
-            config.out / "recording",
+            out / "recording",
             lambda seg: None,
             live.segment_sec,
             live.stall_sec,
@@ -369,9 +373,10 @@ def run_live(config: Config, live: LiveSettings) -> Result:
     )
     try:
         relay.start()  # recording starts now, while the networks are built
-        session = Session.for_config(config)
-        config.decoder.check_classes(session.spec.class_names)
-        live_run = LiveRun(config, live, session, relay)
+        pipeline = load()
+        if pipeline.scoring.score_placement != "centre":
+            raise UserError("--live decodes the scores of centred windows: --score_placement first is offline only")
+        live_run = LiveRun(pipeline, live, output, half, relay)
         try:
             return live_run.run()
         finally:

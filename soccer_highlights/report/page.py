@@ -1,6 +1,6 @@
 """The match report: one static HTML page (player, score timeline, spans, settings) beside a run's outputs.
 
-`write_report` renders `report.html` from an inference result: the page template (`report_page.html`, plain
+`write_report` renders `report.html` from a core Result: the page template (`page.html`, plain
 HTML/CSS/JS, no library, nothing fetched) with the run's data embedded as JSON. Scores are quantised to
 one byte per token (1/255 of probability, finer than a pixel of the curve) and max-pooled only beyond
 `MAX_SAMPLES` per class, so a 90-minute match stays a few hundred kB; the page draws one min/max
@@ -18,6 +18,7 @@ import html
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,17 +28,24 @@ import numpy as np
 
 from soccer_highlights.common.atomic import atomic_path, read_json
 from soccer_highlights.common.errors import UserError, run_cli
-from soccer_highlights.highlights.reel import plan_clips
 
 if TYPE_CHECKING:
     from soccer_highlights.common.modelspec import ModelSpec
-    from soccer_highlights.core.pipeline import Config, Result
+    from soccer_highlights.core.match import Result
     from soccer_highlights.highlights.decoder import Span
 
 BACKGROUND = "background"
 MAX_SAMPLES = 16384  # per class and half; beyond this, scores are max-pooled (peaks kept)
 PAGE = Path(__file__).with_name("page.html")
 VIDEO_SUFFIXES = (".mkv", ".mp4", ".webm", ".avi", ".mov")
+
+
+@dataclass(frozen=True)
+class ReelView:
+    """The reel as the page shows it: its file, and its clips in source time (start, end), in reel order."""
+
+    path: Path
+    clips: list[tuple[float, float]]
 
 
 def encode_scores(probs: np.ndarray, max_samples: int = MAX_SAMPLES) -> tuple[int, list[str]]:
@@ -74,9 +82,9 @@ def _labels(span: Span) -> list[str]:
 
 
 def _halves(result: Result, out: Path, tokens_per_second: float) -> list[dict]:
-    cfg, rows, offset = result.config, [], 0.0
+    match, rows, offset = result.match, [], 0.0
     for h in result.halves:
-        video = cfg.video if cfg.video else half_video(cfg.game_dir, h.number) if cfg.game_dir else None
+        video = match.video_file or (half_video(match.game_dir, h.number) if match.game_dir else None)
         assert h.probs is not None  # a decoded half has its probs
         length = len(h.probs) / tokens_per_second
         step, scores = encode_scores(h.probs)
@@ -95,35 +103,17 @@ def _halves(result: Result, out: Path, tokens_per_second: float) -> list[dict]:
     return rows
 
 
-def _reel(result: Result, out: Path) -> dict | None:
+def _reel(reel: ReelView | None, out: Path) -> dict | None:
     """The reel's file and its clips in source time, so the page can follow the reel on the match timeline."""
-
-    reel = result.outputs.get("reel")
-    if not reel:
+    if reel is None:
         return None
-    cfg, h = result.config, result.halves[0]
-    clips = plan_clips(
-        h.spans,
-        h.duration,
-        intro_sec=cfg.intro_sec,
-        outro_sec=cfg.outro_sec,
-        join_overlaps=not cfg.reel_repeat_overlaps,
-    )
-    return {"video": url_from(out, reel), "clips": [[round(c.start, 3), round(c.end, 3)] for c in clips]}
+    return {"video": url_from(out, reel.path), "clips": [[round(a, 3), round(b, 3)] for a, b in reel.clips]}
 
 
-SOURCES = ("video", "features_video", "features_audio", "game_dir")
-
-
-def source_paths(cfg: Config, names: Sequence[str] = SOURCES) -> dict[str, str]:
-    """The run's inputs among `names` (Config fields) that were given, as strings (spans.json, report.html)."""
-    return {k: str(getattr(cfg, k)) for k in names if getattr(cfg, k) is not None}
-
-
-def model_record(cfg: Config, spec: ModelSpec) -> dict[str, Any]:
+def model_record(model: Path, spec: ModelSpec) -> dict[str, Any]:
     """The model file and the facts of its spec a reader of the outputs needs (spans.json, report.html)."""
     return {
-        "path": str(cfg.model),
+        "path": str(model),
         "architecture": spec.architecture,
         "pooling": spec.pooling,
         "window_seconds": spec.window_seconds,
@@ -131,20 +121,19 @@ def model_record(cfg: Config, spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def report_data(result: Result, out: Path) -> dict:
-    """Everything the page shows, from an inference result (config, model info, halves with scores/spans/spots)."""
-    cfg, spec = result.config, result.spec
+def report_data(result: Result, out: Path, reel: ReelView | None = None) -> dict:
+    """Everything the page shows, from a core Result (match, model, halves with scores/spans/spots) and the reel."""
+    spec, decoder = result.spec, result.scoring.decoder
     tokens_per_second = spec.tokens_per_second
     names = list(spec.class_names)
     shown = [n for n in names if n != BACKGROUND] or names
-    source = cfg.game_dir or cfg.video or cfg.features_video
     return {
-        "title": Path(str(source)).name,
+        "title": result.match.source.name,
         "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "classNames": names,
         "shown": shown,
         "tokensPerSecond": tokens_per_second,
-        "thresholds": {n: cfg.decoder.rule(n).threshold for n in shown},
+        "thresholds": {n: decoder.rule(n).threshold for n in shown},
         "halves": _halves(result, out, tokens_per_second),
         "spans": [
             {
@@ -164,15 +153,22 @@ def report_data(result: Result, out: Path) -> dict:
             for sp in h.spots
         ],
         "truth": [[h.number, round(t, 2), c] for h in result.halves for t, c in h.events],
-        "reel": _reel(result, out),
+        "reel": _reel(reel, out),
         "randomWeights": bool(result.random_weights),
         "settings": {
-            "source": source_paths(cfg, (*SOURCES, "ground_truth")),
-            "model": model_record(cfg, spec),
-            "scoring": {"stride": cfg.stride, "nms_window_sec": cfg.nms_window_sec, "nms_threshold": cfg.nms_threshold},
-            "decoder": cfg.decoder.to_dict(),
+            "source": _sources(result),
+            "model": model_record(result.model, spec),
+            "scoring": result.scoring.record(),
+            "decoder": decoder.to_dict(),
         },
     }
+
+
+def _sources(result: Result) -> dict[str, str]:
+    paths = result.match.paths()
+    if result.match.labels is not None:
+        paths["ground_truth"] = str(result.match.labels)
+    return paths
 
 
 def render(data: dict, template: Path = PAGE) -> str:
@@ -182,11 +178,14 @@ def render(data: dict, template: Path = PAGE) -> str:
     return page.replace("__TITLE__", html.escape(str(data.get("title", "")))).replace("__DATA__", payload)
 
 
-def write_report(path: str | os.PathLike, result: Result, folder: str | os.PathLike | None = None) -> Path:
-    """Write the report page of an inference result to `path` (atomically). `folder`: where the page will be
-    opened from, when it is written elsewhere first (links are relative to it; default: `path`'s folder)."""
+def write_report(
+    path: str | os.PathLike, result: Result, *, reel: ReelView | None = None, folder: str | os.PathLike | None = None
+) -> Path:
+    """Write the report page of a core Result to `path` (atomically), with its reel when one was cut. `folder`:
+    where the page will be opened from, when it is written elsewhere first (links are relative to it; default:
+    `path`'s folder)."""
     path = Path(path)
-    text = render(report_data(result, Path(folder) if folder is not None else path.parent))
+    text = render(report_data(result, Path(folder) if folder is not None else path.parent, reel))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

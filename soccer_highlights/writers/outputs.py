@@ -3,22 +3,21 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from soccer_highlights.common.atomic import OutputSet, check_apart, check_writable_folder, write_json
 from soccer_highlights.common.timefmt import game_time
+from soccer_highlights.core.match import Half, Match, Result
 from soccer_highlights.highlights.decoder import Span
 from soccer_highlights.highlights.reel import make_reel, plan_clips
-from soccer_highlights.report.page import model_record, source_paths, write_report
+from soccer_highlights.report.page import ReelView, model_record, write_report
 from soccer_highlights.spotting.spots import class_labels, write_results_spotting
-
-if TYPE_CHECKING:
-    from soccer_highlights.core.pipeline import Config, Half, Result
 
 # Every file a run may write into --out: written together, and those a run does not write are removed.
 OUTPUT_FILES = (
@@ -31,27 +30,54 @@ OUTPUT_FILES = (
 )
 
 
-def check_outputs(config: Config) -> None:
-    """That the input's output folder can be written and holds none of its inputs."""
-    check_writable_folder(config.out, OUTPUT_FILES)
-    check_apart(config.out, OUTPUT_FILES, config.inputs(), config.root or config.out)
+@dataclass(frozen=True)
+class Output:
+    """Where and how one match's files are written: the folder `out`, the reel (cut with ffmpeg when the match has
+    a video; `fast`: stream copy, cuts on keyframes), the seed's intro and outro seconds at its ends. `root`: the
+    --out of a run over many matches (every output stays inside it); `protected`: files the run reads besides the
+    match's own (the model, the PCA, other matches' inputs): none may be an output."""
+
+    out: Path
+    reel: bool = True
+    fast: bool = False
+    intro_sec: float = 15.0  # the seed's reel: the first and last 15 s of the match at its ends
+    outro_sec: float = 15.0
+    reel_repeat_overlaps: bool = False
+    progress: bool = False
+    root: Path | None = None
+    protected: tuple[Path, ...] = ()
+
+
+@dataclass
+class Written:
+    """What `write_outputs` wrote: the files by role (spans, spotting, timeline, report, reel, subtitles), the
+    reel's length, and seconds per step."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    reel_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def check_outputs(match: Match, output: Output) -> None:
+    """That the match's output folder can be written and holds none of the run's inputs."""
+    check_writable_folder(output.out, OUTPUT_FILES)
+    check_apart(output.out, OUTPUT_FILES, [*match.inputs(), *output.protected], output.root or output.out)
 
 
 def spans_json(result: Result) -> dict:
-    cfg, spec = result.config, result.spec
+    spec = result.spec
     labels = class_labels(result.cmap, spec.class_names)
     names = list(spec.class_names)
     return {
-        "source": source_paths(cfg),
-        "model": {**model_record(cfg, spec), "class_names": names},
-        "decoder": cfg.decoder.to_dict(),
-        "spans": [span_record(s, h.number, labels, names) for h in result.halves for s in h.spans],
+        "source": result.match.paths(),
+        "model": {**model_record(result.model, spec), "class_names": names},
+        "decoder": result.scoring.decoder.to_dict(),
+        "spans": [span_record(s, number, labels, names) for number, s in result.spans()],
     }
 
 
-def span_record(s: Any, number: int, labels: dict, names: Sequence[str]) -> dict:
+def span_record(s: Span, number: int, labels: dict, names: Sequence[str]) -> dict:
     """One span of `spans.json` (`s` a decoder Span of half `number`; `labels`: class index -> SoccerNet label)."""
-
     names = list(names)
     return {
         "half": number,
@@ -76,24 +102,29 @@ def span_record(s: Any, number: int, labels: dict, names: Sequence[str]) -> dict
     }
 
 
-def write_outputs(result: Result) -> None:
-    """Every output of the run, made visible together (the reel first: the step most likely to fail). Files
-    of an earlier run that this one does not write (a reel, when this run makes none) are removed."""
+def write_outputs(result: Result, output: Output | str | os.PathLike[str]) -> Written:
+    """Every file of one match, made visible together (the reel first: the step most likely to fail). Files of an
+    earlier run that this one does not write (a reel, when this run makes none) are removed. `output`: an Output,
+    or just the folder (default settings)."""
     from soccer_highlights.evaluation.plots import plot_timeline  # deferred: loads matplotlib (start-up)
 
-    cfg, out = result.config, result.config.out
-    with OutputSet(out, OUTPUT_FILES, inputs=cfg.inputs(), root=cfg.root or out) as files:
+    output = output if isinstance(output, Output) else Output(Path(output))
+    out, written = output.out, Written()
+    inputs = [*result.match.inputs(), result.model, *output.protected]
+    if result.extraction and result.extraction.pca:
+        inputs.append(Path(result.extraction.pca))
+    with OutputSet(out, OUTPUT_FILES, inputs=inputs, root=output.root or out) as files:
         t0 = time.perf_counter()
-        _write_reel(result, files)
-        result.timings["reel"] = time.perf_counter() - t0
+        reel = _write_reel(result, output, files, written)
+        written.timings["reel"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         write_json(files.path("spans.json"), spans_json(result))
-        game = str(cfg.game_dir or cfg.video or cfg.features_video)
+        game = str(result.match.source)
         write_results_spotting(
             files.path("results_spotting.json"),
             game,
-            [s for h in result.halves for s in h.spots],
+            result.spots(),
             class_labels(result.cmap, result.spec.class_names),
         )
         tokens_per_second = result.spec.tokens_per_second
@@ -108,85 +139,83 @@ def write_outputs(result: Result) -> None:
             title=f"{Path(game).name}: class scores, spans (shaded), ground truth (v)"
             + (" - halves end to end" if len(result.halves) > 1 else ""),
         )
-        result.outputs.update(
+        written.files.update(
             spans=out / "spans.json",
             spotting=out / "results_spotting.json",
             timeline=out / "timeline.png",
             report=out / "report.html",
         )
-        write_report(files.path("report.html"), result, folder=out)
-    result.timings["write"] = time.perf_counter() - t0
+        write_report(files.path("report.html"), result, reel=reel, folder=out)
+    written.timings["write"] = time.perf_counter() - t0
+    return written
 
 
-def _write_reel(result: Result, files: OutputSet) -> None:
+def _write_reel(result: Result, output: Output, files: OutputSet, written: Written) -> ReelView | None:
     """The reel and its subtitles, when there is a video and something to show."""
-
-    cfg = result.config
-    if not (cfg.video and cfg.reel and (any(h.spans for h in result.halves) or cfg.intro_sec or cfg.outro_sec)):
-        return
+    video = result.match.video_file
+    if not (video and output.reel and (result.spans() or output.intro_sec or output.outro_sec)):
+        return None
     h = result.halves[0]
     clips = plan_clips(
         h.spans,
         h.duration,
-        intro_sec=cfg.intro_sec,
-        outro_sec=cfg.outro_sec,
+        intro_sec=output.intro_sec,
+        outro_sec=output.outro_sec,
         title=lambda s: " + ".join(f"{e.label} {game_time(h.number, e.peak)} ({e.score:.2f})" for e in s.all_events()),
-        join_overlaps=not cfg.reel_repeat_overlaps,
+        join_overlaps=not output.reel_repeat_overlaps,
     )
     reel = make_reel(
-        cfg.video,
+        video,
         clips,
         files.path("highlights.mp4"),
-        fast=cfg.fast,
-        progress=cfg.progress,
+        fast=output.fast,
+        progress=output.progress,
         srt_out=files.path("highlights.srt"),
     )
-    result.outputs["reel"] = cfg.out / "highlights.mp4"
-    result.outputs["subtitles"] = cfg.out / "highlights.srt"
-    result.reel_seconds = reel.duration
+    written.files["reel"] = output.out / "highlights.mp4"
+    written.files["subtitles"] = output.out / "highlights.srt"
+    written.reel_seconds = reel.duration
+    return ReelView(output.out / "highlights.mp4", [(c.start, c.end) for c in clips])
 
 
 def _joined_halves(halves: Sequence[Half], tokens_per_second: float) -> tuple[np.ndarray, list, list]:
     """(probs, spans, ground truth) of the halves laid end to end, for one timeline."""
-
-    offset, spans, truth = 0.0, [], []
+    offset, spans, truth, curves = 0.0, [], [], []
     for h in halves:
+        assert h.probs is not None  # every half of a Result is scored
         spans += [Span(s.start + offset, s.end + offset, s.label, s.score, s.peak + offset) for s in h.spans]
         truth += [(t + offset, c) for t, c in h.events]
-        offset += len(h.probs) / tokens_per_second  # type: ignore[arg-type]  # a decoded half has its probs
-    return np.concatenate([h.probs for h in halves]), spans, truth
+        offset += len(h.probs) / tokens_per_second
+        curves.append(h.probs)
+    return np.concatenate(curves), spans, truth
 
 
-def covered(halves: Sequence[Half]) -> tuple[int, int]:
-    """(true events inside some span of their half, true events)."""
-    hits = sum(any(s.start <= t <= s.end for s in h.spans) for h in halves for t, _ in h.events)
-    return hits, sum(len(h.events) for h in halves)
-
-
-def summary(result: Result) -> str:
+def summary(result: Result, written: Written | None = None) -> str:
     """One screen: input, model, spans, coverage, outputs, time per stage."""
-
-    cfg, spec = result.config, result.spec
+    spec = result.spec
     lines = [
-        f"model   {cfg.model} ({spec.architecture}, {spec.pooling}, {spec.window_seconds:g} s windows, "
+        f"model   {result.model} ({spec.architecture}, {spec.pooling}, {spec.window_seconds:g} s windows, "
         f"classes {', '.join(spec.class_names[1:])})"
     ]
     for h in result.halves:
-        tokens = len(h.probs)  # type: ignore[arg-type]  # a decoded half has its probs
+        tokens = len(result.curves(h.number))
         lines.append(
             f"half {h.number}  {h.duration / 60:.1f} min, {tokens} tokens, {len(h.spots)} spots, {len(h.spans)} spans"
         )
-    spans = [(h.number, s) for h in result.halves for s in h.spans]
+    spans = result.spans()
     for number, s in spans[:12]:
         lines.append(f"  {game_time(number, s.peak)}  {s.label:<10} {s.start:7.1f}-{s.end:7.1f} s  score {s.score:.2f}")
     if len(spans) > 12:
         lines.append(f"  ... {len(spans) - 12} more in spans.json")
-    lines += [f"{k:<9} {v}" for k, v in result.outputs.items()]
-    lines.append("time    " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    timings = dict(result.timings)
+    if written:
+        lines += [f"{k:<9} {v}" for k, v in written.files.items()]
+        timings.update(written.timings)
+    lines.append("time    " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     if result.random_weights:
         lines.append("WARNING: features came from RANDOM extraction weights: these highlights mean nothing")
     text = f"{len(spans)} highlights ({sum(s.duration for _, s in spans):.0f} s)"
-    hits, events = covered(result.halves)
+    hits, events = result.covered()
     if events:
         text += f", {hits} of {events} true events covered"
     lines.append(text)
