@@ -1,6 +1,7 @@
 """Train (or predict with, or ensemble) a window classifier on SoccerNet-layout features.
 
-The original V&D flags keep their names and defaults; the extensions are listed in the help.
+V&D's flags keep their names (marked (V&D) in the help); a default that differs between the originals is the
+preset of the architecture's original (`training.presets`), and a flag given wins over it.
 Example (the original README's command):
   python ClassificationMinuteBased.py --architecture AudioVideoArchi5 --training listgame_Train_300.npy
     --validation listgame_Valid_100.npy --testing listgame_Test_100.npy --featuresVideo ResNET
@@ -14,226 +15,336 @@ import argparse
 import contextlib
 import logging
 import os
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from soccer_highlights import dataset as ds
 from soccer_highlights import training
-from soccer_highlights.common.cli import SYSTEM_HELP, add_progress_flags, vd_none
+from soccer_highlights.common.cli import SYSTEM_HELP, add_progress_flags, parse_args, vd_none
 from soccer_highlights.common.errors import UserError, run_cli
 from soccer_highlights.common.modelfile import read_spec
 from soccer_highlights.common.names import check_prefix
 from soccer_highlights.common.quiet import import_tensorflow
-from soccer_highlights.training.schedule import SchedulePolicy
+from soccer_highlights.training.memory import FIXED_MICRO
+from soccer_highlights.training.presets import PRESETS, Preset, preset_for
+from soccer_highlights.training.schedule import SELECTION_METRICS, SchedulePolicy
 from soccer_highlights.training.slurm import slurm_workers, stop_on_signals
-from soccer_highlights.training.windows import DataConfig
+from soccer_highlights.training.windows import CLASS_WEIGHTINGS, LABEL_INDEX_RULES, DataConfig
+
+VD = "(V&D) "  # marks V&D's own flags, with V&D's spelling
+
+# The flags whose default is the preset's (`training.presets`): flag -> preset field. Their argparse default is None:
+# a value given on the command line wins, `_apply_preset` fills the others from the architecture's preset.
+PRESET_FLAGS: dict[str, str] = {
+    "LR": "lr",
+    "max_epoch": "max_epoch",
+    "batch_size": "batch_size",
+    "class_weights": "class_weighting",
+    "schedule": "schedule",
+    "patience_lr": "patience_lr",
+    "patience_stop": "patience_stop",
+    "min_lr": "min_lr",
+    "plateau_restore": "plateau_restore",
+    "selection_metric": "selection_metric",
+    "network": "network",
+    "pooling_rule": "pooling_rule",
+    "VLAD_k": "vlad_k",
+    "dropout": "dropout",
+    "batch_norm": "batch_norm",
+    "head_init": "head_init",
+    "WindowSize": "window_seconds",
+    "featurePerSec": "tokens_per_second",
+    "label_index": "label_index",
+}
+
+
+def _preset_value(preset: Preset, field: str) -> str:
+    value = getattr(preset, field)
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    if field == "dropout":
+        shown += "".join(f", {name} {rate:g}" for name, rate in preset.dropout_exceptions)
+    return shown
+
+
+def preset_default(field: str) -> str:
+    """How the help says a preset's default: `(preset: V&D minute-based 60, seed 2)`, or one value for all."""
+    values = {p.title: _preset_value(p, field) for p in PRESETS.values()}
+    if len(set(values.values())) == 1:
+        return f"(preset: {next(iter(values.values()))}, every preset)"
+    return "(preset: " + ", ".join(f"{title} {value}" for title, value in values.items()) + ")"
+
+
+def _preset_flag(group: argparse._ArgumentGroup, flag: str, text: str, **kwargs: Any) -> None:
+    """A flag whose default is the preset's: None in argparse, its presets' values in the help."""
+    group.add_argument(f"--{flag}", default=None, help=f"{text} {preset_default(PRESET_FLAGS[flag])}", **kwargs)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each default said once: `(default: X)` after a help that does not already say its default (or preset), and
+    none for flags without a value (None, off, empty). Descriptions and the epilog keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        no_value = action.default is None or action.default is False or action.default in ("", ())
+        if no_value or action.default == argparse.SUPPRESS or "default" in text or "preset:" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Each line filled on its own; an indented line's continuation is indented two more spaces."""
+        filled = []
+        for line in text.splitlines():
+            lead = indent + line[: len(line) - len(line.lstrip())]
+            more = lead + "  " if line[:1].isspace() else lead
+            filled.append(textwrap.fill(line.strip(), width, initial_indent=lead, subsequent_indent=more))
+        return "\n".join(filled)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The help ends with the architecture names and the preset each trains with, read from the registry only when
+    the help is printed (it loads TensorFlow)."""
+
+    def format_help(self) -> str:
+        if self.epilog is None:
+            self.epilog = architectures_help()
+        return super().format_help()
+
+
+def architectures_help() -> str:
+    """The architectures (canonical name, the originals' names), grouped by the preset they train with, and V&D's
+    ensembles."""
+    import_tensorflow()  # its start-up lines hidden: the registry loads it
+    from soccer_highlights.archis.registry import (  # deferred: loads TensorFlow (help only)
+        ALIASES,
+        ENSEMBLES,
+        list_architectures,
+        origin,
+    )
+
+    originals: dict[str, list[str]] = {}
+    for alias, name in ALIASES.items():
+        originals.setdefault(name, []).append(alias)
+    lines = ["architectures (--architecture: the canonical name, or an original's name in brackets), by preset:"]
+    for preset in PRESETS.values():
+        names = [n + (f" ({', '.join(originals[n])})" if n in originals else "") for n in list_architectures()]
+        mine = [shown for n, shown in zip(list_architectures(), names, strict=True) if origin(n) == preset.origin]
+        lines.append(f"  {preset.title}: {', '.join(mine)}")
+    methods: dict[str, list[str]] = {}
+    for name, method in ENSEMBLES.items():
+        methods.setdefault(method, []).append(name)
+    lines.append(
+        "  V&D's ensembles (--architecture with --mode ensemble, V&D's other, and --ensemble A.npz B.npz): "
+        + "; ".join(f"{', '.join(names)} ({method})" for method, names in methods.items())
+    )
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    """The flags, grouped by task; V&D's own spellings are marked (V&D). A default that depends on the architecture
+    is its preset's (`training.presets`), shown for each preset."""
+    p = _Parser(description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
+    p.add_argument("--loglevel", default="INFO", help=f"{VD}logging level")
+    p.add_argument("--system", default="linux", choices=("linux", "windows"), help=f"{VD}{SYSTEM_HELP}")
+    add_progress_flags(p)
+    _mode_flags(p.add_argument_group("mode: train, predict (per-window outputs of --testing) or ensemble"))
+    _data_flags(p.add_argument_group("data: game lists, features, windows and labels"))
+    _model_flags(p.add_argument_group("model"))
+    _optimisation_flags(p.add_argument_group("optimisation"))
+    _output_flags(p.add_argument_group("outputs"))
+    _machine_flags(
+        p.add_argument_group(
+            "machine, resume and cluster",
+            "Under srun (Slurm) every task of the step is a worker of one multi-worker run: no flag needed.",
+        )
     )
-    _original_flags(p.add_argument_group("original flags"))
-    ext = p.add_argument_group("extensions")
-    _data_flags(ext)
-    _training_flags(ext)
-    _run_flags(ext)
-    add_progress_flags(ext)
     return p
 
 
-def _original_flags(orig: argparse._ArgumentGroup) -> None:
-    """V&D's flags, with V&D's names and defaults."""
-    orig.add_argument(
-        "--architecture", default=None, help="architecture (canonical or original name); required to train"
-    )
-    orig.add_argument("--training", default=None, help="game list of the training split (listgame_*.npy)")
-    orig.add_argument("--validation", default=None, help="game list of the validation split")
-    orig.add_argument("--testing", default=None, help="game list of the test split (also what predict mode reads)")
-    orig.add_argument(
-        "--featuresVideo",
-        default="ResNET",
-        help="video feature name (ResNET matches ResNET_PCA512 and ResNET_TF2_PCA512)",
-    )
-    orig.add_argument("--featuresAudio", default="VGGish", help="audio feature name")
-    orig.add_argument("--GPU", type=int, default=-1, help="ID of the GPU to use (-1: every visible GPU)")
-    orig.add_argument("--PCA", action="store_true", help="use the PCA version of the video features")
-    orig.add_argument(
-        "--network",
-        default="RVLAD",
-        help="pooling: NetVLAD (VLAD), NetRVLAD (RVLAD), MAX, AVERAGE, SoccerNet's NetVLAD++, NetRVLAD++, MAX++, AVG++, "
-        "or NetVLAD++vd (V&D's NetVLAD on each half)",
-    )
-    orig.add_argument("--tflog", default="Model", help="folder for TensorBoard logs, models and summaries")
-    orig.add_argument("--loglevel", default="INFO", help="logging level")
-    orig.add_argument(
-        "--batch_size",
-        type=int,
-        default=None,
-        help="batch size in halves of games (default: the original's: 60 for V&D's architectures, 2 for the seed's)",
-    )
-    orig.add_argument("--max_epoch", type=int, default=200, help="maximum number of epochs")
-    orig.add_argument("--VLAD_k", type=int, default=64, help="number of clusters of the VLAD poolings")
-    orig.add_argument("--LR", type=float, default=0.01, help="learning rate")
-    orig.add_argument("--WindowSize", type=int, default=60, help="window length in seconds")
-    orig.add_argument("--featurePerSec", type=int, default=2, help="features per second")
-    orig.add_argument("--outputPrefix", default="", help="prefix of the output files (default: the architecture)")
-    orig.add_argument(
-        "--mode",
-        default="train",
-        help="train, predict (per-window outputs of --testing) or ensemble (V&D's name: other)",
-    )
-    orig.add_argument(
+def _mode_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--mode", default="train", help=f"{VD}train, predict or ensemble (V&D's name: other)")
+    g.add_argument(
         "--config",
         default="None",
         type=vd_none,
-        help="predict mode: file listing the outputs to save (logits, probabilities, labels; one a line)",
+        help=f"{VD}predict mode: file listing the outputs to save (logits, probabilities, labels; one a line); "
+        "default: all three",
     )
-    orig.add_argument(
-        "--formatdataset", type=int, default=0, choices=(0, 1), help="1: prepare the window cache, 0: reuse it"
+    g.add_argument(
+        "--model", default=None, help="predict mode: model file (default: <tflog>/<outputPrefix>_best.keras)"
     )
-    orig.add_argument("--system", default="linux", choices=("linux", "windows"), help=SYSTEM_HELP)
-
-
-def _data_flags(ext: argparse._ArgumentGroup) -> None:
-    """Extensions: class map and the other originals' choices, seed, resume, where the games are and their cache."""
-    ext.add_argument(
-        "--class_map",
+    g.add_argument(
+        "--ensemble", nargs=2, default=(), metavar=("A.npz", "B.npz"), help="ensemble mode: two predict outputs"
+    )
+    g.add_argument(
+        "--ensemble_method",
         default=None,
-        help="highlight, v1, v2, vd_v2 or a JSON class map (default: the originals' for the label files found: "
-        "v1 on Labels.json; on Labels-v2.json vd_v2 for V&D's architectures, highlight for the seed's)",
+        choices=("mean_logits", "product"),
+        help="ensemble mode: mean of logits (V&D Archi3/12) or product of sigmoids (Archi9/18); default: the "
+        "architecture's method, else mean_logits",
     )
-    _add_original_choices(ext)
-    ext.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling")
-    ext.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
-    ext.add_argument(
+
+
+def _data_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--training", default=None, help=f"{VD}game list of the training split (listgame_*.npy)")
+    g.add_argument("--validation", default=None, help=f"{VD}game list of the validation split")
+    g.add_argument("--testing", default=None, help=f"{VD}game list of the test split (also what predict mode reads)")
+    g.add_argument(
         "--dataset_root",
         default=None,
         help="folder the game paths are relative to (default: the list's folder); "
         "with it, a list may be a SoccerNet split name (train, valid, test)",
     )
-    ext.add_argument(
+    g.add_argument(
         "--skip_bad_games",
         action="store_true",
         help="skip unreadable games (reported in the summary) instead of failing",
     )
-    ext.add_argument("--cache_dir", default=None, help="window cache folder (default: Windows_size_<WindowSize>_sec)")
+    g.add_argument(
+        "--featuresVideo",
+        default="ResNET",
+        help=f"{VD}video feature name (ResNET matches ResNET_PCA512 and ResNET_TF2_PCA512)",
+    )
+    g.add_argument("--featuresAudio", default="VGGish", help=f"{VD}audio feature name")
+    g.add_argument("--PCA", action="store_true", help=f"{VD}use the PCA version of the video features")
+    _preset_flag(g, "WindowSize", f"{VD}window length in seconds", type=int)
+    _preset_flag(g, "featurePerSec", f"{VD}features per second", type=int)
+    g.add_argument(
+        "--class_map",
+        default=None,
+        help="highlight, v1, v2, vd_v2 or a JSON class map (default: v1 on games with only Labels.json; on "
+        "Labels-v2.json the preset's: "
+        + ", ".join(f"{p.title} {p.class_map}" for p in PRESETS.values())
+        + "; predict mode: the model's)",
+    )
+    _preset_flag(
+        g,
+        "label_index",
+        "window of an event: original (V&D's and the seed's int(60/W*minute + second//W)) or floor(t/W); "
+        "they differ only when WindowSize does not divide 60",
+        choices=LABEL_INDEX_RULES,
+    )
+    g.add_argument(
+        "--formatdataset", type=int, default=0, choices=(0, 1), help=f"{VD}1: prepare the window cache, 0: reuse it"
+    )
+    g.add_argument("--cache_dir", default=None, help="window cache folder (default: Windows_size_<WindowSize>_sec)")
 
 
-def _training_flags(ext: argparse._ArgumentGroup) -> None:
-    """Extensions: batches, memory, precision, schedule and model selection."""
-    ext.add_argument(
+def _model_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--architecture",
+        default=None,
+        help=f"{VD}canonical or original name (listed below); required to train; chooses the preset",
+    )
+    _preset_flag(
+        g,
+        "network",
+        f"{VD}pooling: NetVLAD (VLAD), NetRVLAD (RVLAD), MAX, AVERAGE, SoccerNet's NetVLAD++, NetRVLAD++, MAX++, "
+        "AVG++, or NetVLAD++vd (V&D's NetVLAD on each half)",
+    )
+    _preset_flag(
+        g,
+        "pooling_rule",
+        "original: V&D's AudioVideoArchi4/6/7/8 pool with NetRVLAD whatever --network says and Archi10/11 "
+        "need RVLAD, as in V&D's code; network: every architecture pools with --network",
+        choices=("original", "network"),
+    )
+    _preset_flag(g, "VLAD_k", f"{VD}number of clusters of the VLAD poolings", type=int)
+    _preset_flag(g, "dropout", "dropout before the classifier (V&D's keep_prob 0.6 is 0.4)", type=float)
+    _preset_flag(
+        g,
+        "batch_norm",
+        "batch-norm constants, saved in the model: tf1_slim momentum 0.999 eps 1e-3, pytorch momentum 0.1 "
+        "(Keras 0.9) eps 1e-5, keras 0.99 / 1e-3",
+        choices=("tf1_slim", "pytorch", "keras"),
+    )
+    _preset_flag(
+        g,
+        "head_init",
+        "classifier initialisation: glorot (TF1) or torch (PyTorch's nn.Linear)",
+        choices=("glorot", "torch"),
+    )
+
+
+def _optimisation_flags(g: argparse._ArgumentGroup) -> None:
+    _preset_flag(g, "LR", f"{VD}learning rate", type=float)
+    _preset_flag(g, "batch_size", f"{VD}batch size in halves of games", type=int)
+    g.add_argument(
         "--batch_windows",
         type=int,
         default=None,
         help="batches of this many shuffled windows instead of --batch_size halves",
     )
-    ext.add_argument(
-        "--dropout",
-        type=float,
-        default=None,
-        help="dropout before the classifier (default: the original's for the architecture: "
-        "0.4 for V&D's (keep_prob 0.6), 0.5 for the seed's, 0.6 for LateFusionArchi)",
+    _preset_flag(g, "max_epoch", f"{VD}maximum number of epochs", type=int)
+    _preset_flag(
+        g,
+        "class_weights",
+        "pos_weight of the loss: unit (1 for every class) or inverse_frequency (normalised to sum 1)",
+        choices=CLASS_WEIGHTINGS,
     )
-    ext.add_argument(
-        "--memory_budget_gb",
-        type=float,
-        default=None,
-        help="memory for training or prediction: checks the micro-batch, sizes evaluation batches (default: 40%% of RAM, 80%% of a GPU)",
-    )
-    ext.add_argument(
-        "--micro_batch_windows",
-        type=int,
-        default=None,
-        help="windows per micro-batch (gradients accumulated over the --batch_size step); default 64 on every "
-        "machine, so the same command gives the same weights anywhere; 0: the most that fit --memory_budget_gb "
-        "(faster on large machines, but batch-norm statistics and dropout draws, so the weights, then depend on it)",
-    )
-    ext.add_argument(
-        "--compute_dtype", default="float32", choices=("float32", "bfloat16"), help="bfloat16: mixed precision"
-    )
-    ext.add_argument(
-        "--schedule",
-        default="original",
-        help="original (V&D): LR / 10 with the best weights and optimizer state restored when the count of "
-        "epochs without gain passes --patience_lr, the count restarting at each cut; stop when it passes "
+    _preset_flag(
+        g,
+        "schedule",
+        "original (V&D's): LR / 10 with the best weights (and optimizer state: --plateau_restore) restored when the "
+        "count of epochs without gain passes --patience_lr, the count restarting at each cut; stop when it passes "
         "--patience_stop. since_best: LR / 10 with the best weights restored after --patience_lr epochs "
         "without gain, stop --patience_stop epochs after the best epoch",
     )
-    ext.add_argument("--patience_lr", type=int, default=10, help="plateau length before LR / 10 (see --schedule)")
-    ext.add_argument("--patience_stop", type=int, default=30, help="plateau length before stopping (see --schedule)")
-    ext.add_argument("--min_lr", type=float, default=1e-4, help="no LR reduction at or below this")
-    ext.add_argument(
-        "--selection_metric",
-        default="ap",
-        choices=("ap", "tf1_pr_auc"),
-        help="validation number for model selection: ap (mean average precision over the classes with "
-        "a positive window) or tf1_pr_auc (V&D's: TF1's 200-threshold PR-AUC, absent classes 0)",
+    _preset_flag(g, "patience_lr", "plateau length before LR / 10 (see --schedule)", type=int)
+    _preset_flag(g, "patience_stop", "plateau length before stopping (see --schedule)", type=int)
+    _preset_flag(g, "min_lr", "no LR reduction at or below this", type=float)
+    _preset_flag(
+        g,
+        "plateau_restore",
+        "what an LR cut restores: weights_and_optimizer (the weights and Adam state) or weights",
+        choices=("weights_and_optimizer", "weights"),
     )
+    _preset_flag(
+        g,
+        "selection_metric",
+        "validation number for model selection: ap (mean average precision over the classes with "
+        "a positive window) or tf1_pr_auc (V&D's: TF1's 200-threshold PR-AUC, absent classes 0)",
+        choices=SELECTION_METRICS,
+    )
+    g.add_argument("--seed", type=int, default=0, help="seeds the weights and the shuffling")
 
 
-def _run_flags(ext: argparse._ArgumentGroup) -> None:
-    """Extensions: outputs, prediction and ensembles."""
-    ext.add_argument(
+def _output_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--tflog", default="Model", help=f"{VD}folder for TensorBoard logs, models and summaries")
+    g.add_argument(
+        "--outputPrefix", default="", help=f"{VD}prefix of the output files (default: the architecture's name)"
+    )
+    g.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an earlier run's outputs under the same "
         "--tflog / --outputPrefix (refused without it; --resume continues one instead)",
     )
-    ext.add_argument("--model", default=None, help="predict mode: model file (default <tflog>/<prefix>_best.keras)")
-    ext.add_argument(
-        "--ensemble", nargs=2, default=(), metavar=("A.npz", "B.npz"), help="ensemble mode: two predict outputs"
-    )
-    ext.add_argument(
-        "--ensemble_method",
-        default=None,
-        choices=("mean_logits", "product"),
-        help="mean of logits (V&D Archi3/12; the default) or product of sigmoids (Archi9/18)",
-    )
 
 
-def _add_original_choices(ext: argparse._ArgumentGroup) -> None:
-    """The choices whose default is the original's for the architecture (V&D's or the seed's)."""
-    ext.add_argument(
-        "--class_weights",
+def _machine_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    g.add_argument("--GPU", type=int, default=-1, help=f"{VD}ID of the GPU to use (-1: every visible GPU)")
+    g.add_argument(
+        "--memory_budget_gb",
+        type=float,
         default=None,
-        choices=("unit", "inverse_frequency"),
-        help="pos_weight of the loss (default: the original's for the architecture: unit for V&D's, "
-        "inverse_frequency normalised to sum 1 for the seed's)",
+        help="memory for training or prediction: checks the micro-batch, sizes evaluation batches "
+        "(default: 40%% of RAM, 80%% of a GPU)",
     )
-    ext.add_argument(
-        "--pooling_rule",
-        default="original",
-        choices=("original", "network"),
-        help="original: V&D's AudioVideoArchi4/6/7/8 pool with NetRVLAD whatever --network says and Archi10/11 "
-        "need RVLAD, as in V&D's code; network: every architecture pools with --network",
-    )
-    ext.add_argument(
-        "--batch_norm",
+    g.add_argument(
+        "--micro_batch_windows",
+        type=int,
         default=None,
-        choices=("tf1_slim", "pytorch", "keras"),
-        help="batch-norm constants (default: the original's: tf1_slim momentum 0.999 eps 1e-3 for V&D's, "
-        "pytorch momentum 0.1 (Keras 0.9) eps 1e-5 for the seed's; keras 0.99 / 1e-3); saved in the model",
+        help="windows per micro-batch (gradients accumulated over the --batch_size step; default: "
+        f"{FIXED_MICRO} on every machine, so the same command gives the same weights anywhere); 0: the "
+        "most that fit --memory_budget_gb (faster on large machines, but batch-norm statistics and dropout draws, "
+        "so the weights, then depend on it)",
     )
-    ext.add_argument(
-        "--head_init",
-        default=None,
-        choices=("glorot", "torch"),
-        help="classifier initialisation (default: the original's: glorot for V&D's, PyTorch's nn.Linear for the seed's)",
-    )
-    ext.add_argument(
-        "--plateau_restore",
-        default=None,
-        choices=("weights_and_optimizer", "weights"),
-        help="what an LR cut restores (default: the original's: V&D's weights and Adam state, the seed's weights)",
-    )
-    ext.add_argument(
-        "--label_index",
-        default="original",
-        choices=("original", "floor"),
-        help="window of an event: original (V&D's and the seed's int(60/W*minute + second//W)) or floor(t/W); "
-        "they differ only when WindowSize does not divide 60",
+    g.add_argument(
+        "--compute_dtype", default="float32", choices=("float32", "bfloat16"), help="bfloat16: mixed precision"
     )
 
 
@@ -279,11 +390,14 @@ def _predict_outputs(path: Path, allowed: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(outputs))
 
 
-def _is_vd(args: argparse.Namespace) -> bool:
-    """Whether the architecture is one of V&D's (no architecture: V&D's, whose flags these are)."""
-    from soccer_highlights.archis.registry import origin  # deferred: loads TensorFlow (start-up)
-
-    return not args.architecture or origin(args.architecture) == "vd"
+def _apply_preset(args: argparse.Namespace) -> Preset:
+    """The architecture's preset (V&D's when none is named); each preset flag not given takes the preset's value."""
+    preset = preset_for(args.architecture)
+    for flag, field in PRESET_FLAGS.items():
+        if getattr(args, flag) is None:
+            value = preset.dropout_for(args.architecture or "") if field == "dropout" else getattr(preset, field)
+            setattr(args, flag, value)
+    return preset
 
 
 def _pooling(args: argparse.Namespace) -> str:
@@ -296,8 +410,8 @@ def _pooling(args: argparse.Namespace) -> str:
     return architecture_pooling(args.architecture, args.network, args.pooling_rule)
 
 
-def _class_map(args: argparse.Namespace):
-    """--class_map; by default the map a predicted model records, else the originals' for the label files found."""
+def _class_map(args: argparse.Namespace, preset: Preset):
+    """--class_map; by default the map a predicted model records, else the preset's for the label files found."""
 
     if args.class_map is not None:
         return ds.load_class_map(args.class_map)
@@ -308,7 +422,7 @@ def _class_map(args: argparse.Namespace):
             return ds.class_map_from_json(recorded, str(model))
     split = args.training if args.mode == "train" else args.testing
     games = ds.read_game_list(split, args.dataset_root) if split else []
-    return ds.default_class_map(games, _is_vd(args))
+    return ds.default_class_map(games, vd=preset.origin == "vd")
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -331,7 +445,8 @@ def _check_flags(args: argparse.Namespace) -> None:
         )
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
-    SchedulePolicy(args.schedule)  # checks --schedule (as argparse's choices did: before any list is read)
+    if args.schedule is not None:
+        SchedulePolicy(args.schedule)  # checks --schedule (as argparse's choices did: before any list is read)
     required = {"train": ("architecture", "training", "validation", "testing"), "predict": ("testing",), "ensemble": ()}
     _vd_ensemble(args)
     if args.mode not in required:
@@ -345,7 +460,7 @@ def _check_flags(args: argparse.Namespace) -> None:
     check_prefix(args.outputPrefix, "--outputPrefix")
 
 
-def _data_config(args: argparse.Namespace):
+def _data_config(args: argparse.Namespace, preset: Preset) -> DataConfig:
     """Where the windows come from: feature names, window size, token rate, class map, label index."""
 
     data = DataConfig(
@@ -356,22 +471,23 @@ def _data_config(args: argparse.Namespace):
         tokens_per_second=args.featurePerSec,
         dataset_root=args.dataset_root,
         skip_bad_games=args.skip_bad_games,
-        class_map=_class_map(args),
+        class_map=_class_map(args, preset),
         label_index=args.label_index,
     )
     data.window_frames  # noqa: B018 - validates WindowSize x featurePerSec
     return data
 
 
-def _config(args: argparse.Namespace):
-    """Check the flags and files that need no TensorFlow, then build the training config."""
+def _config(args: argparse.Namespace) -> training.TrainConfig:
+    """Check the flags and files that need no TensorFlow, fill the flags not given from the architecture's preset,
+    then build the training config."""
 
     _check_flags(args)
-    outputs = training.PREDICT_OUTPUTS
+    preset = _apply_preset(args)
+    outputs: tuple[str, ...] = training.PREDICT_OUTPUTS
     if args.config is not None:
         outputs = _predict_outputs(Path(args.config), training.PREDICT_OUTPUTS)
-    data = _data_config(args)
-    vd = _is_vd(args)
+    data = _data_config(args, preset)
     return training.TrainConfig(
         architecture=args.architecture or "",
         training=args.training,
@@ -380,15 +496,15 @@ def _config(args: argparse.Namespace):
         data=data,
         network=_pooling(args),
         pooling_rule=args.pooling_rule,
-        class_weighting=args.class_weights or ("unit" if vd else "inverse_frequency"),
+        class_weighting=args.class_weights,
         vlad_k=args.VLAD_k,
         dropout=args.dropout,
         lr=args.LR,
         max_epoch=args.max_epoch,
-        batch_size=args.batch_size or (60 if vd else 2),
+        batch_size=args.batch_size,
         batch_norm=args.batch_norm,
         head_init=args.head_init,
-        plateau_restore=args.plateau_restore or ("weights_and_optimizer" if vd else "weights"),
+        plateau_restore=args.plateau_restore,
         batch_windows=args.batch_windows,
         tflog=args.tflog,
         output_prefix=args.outputPrefix,
@@ -415,7 +531,7 @@ def _config(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)  # a mistyped flag: one line naming the closest
     level = getattr(logging, args.loglevel.upper(), None)
     if not isinstance(level, int):
         raise UserError(f"--loglevel {args.loglevel!r} is not a logging level")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soccer_highlights.dataset import load_class_map
+from soccer_highlights.training.presets import DEFAULT_PRESET
 from soccer_highlights.training.schedule import SchedulePolicy
 from soccer_highlights.training.windows import DataConfig
 
@@ -14,26 +16,38 @@ PREDICT_OUTPUTS = ("logits", "probabilities", "labels")
 ENSEMBLE_METHODS = ("mean_logits", "product")
 
 
+def _default_data() -> DataConfig:
+    """The windows of the default preset: its window size, token rate, label index and (Labels-v2.json) class map."""
+    return DataConfig(
+        window_seconds=DEFAULT_PRESET.window_seconds,
+        tokens_per_second=DEFAULT_PRESET.tokens_per_second,
+        label_index=DEFAULT_PRESET.label_index,
+        class_map=load_class_map(DEFAULT_PRESET.class_map),
+    )
+
+
 @dataclass
 class TrainConfig:
-    """Everything `ClassificationMinuteBased.py` passes down (original flag names in comments)."""
+    """Everything `ClassificationMinuteBased.py` passes down (original flag names in comments). The defaults of the
+    recipe's fields are `presets.DEFAULT_PRESET`'s (V&D minute-based, as the default architecture is V&D's); the
+    command fills them from the preset of the architecture (`presets.preset_for`) unless a flag is given."""
 
     architecture: str = "concat"  # --architecture
     training: str | None = None  # --training
     validation: str | None = None  # --validation
     testing: str | None = None  # --testing
-    data: DataConfig = field(default_factory=DataConfig)
-    network: str = "RVLAD"  # --network, after --pooling_rule (the pooling the model gets)
-    pooling_rule: str = "original"  # --pooling_rule (recorded in the model)
-    batch_norm: str | None = None  # --batch_norm; None: the original's (archis.registry.default_batch_norm)
-    head_init: str | None = None  # --head_init; None: the original's
-    plateau_restore: str = "weights_and_optimizer"  # --plateau_restore: V&D's; the seed's restores weights only
-    class_weighting: str = "inverse_frequency"  # --class_weights: unit (V&D) or inverse_frequency (the seed)
-    vlad_k: int = 64  # --VLAD_k
-    dropout: float | None = None  # --dropout; None: the original's rate for the architecture
-    lr: float = 0.01  # --LR
-    max_epoch: int = 200  # --max_epoch
-    batch_size: int = 60  # --batch_size: halves of games per batch
+    data: DataConfig = field(default_factory=_default_data)
+    network: str = DEFAULT_PRESET.network  # --network, after --pooling_rule (the pooling the model gets)
+    pooling_rule: str = DEFAULT_PRESET.pooling_rule  # --pooling_rule (recorded in the model)
+    batch_norm: str | None = DEFAULT_PRESET.batch_norm  # --batch_norm; None: the architecture's (archis.registry)
+    head_init: str | None = DEFAULT_PRESET.head_init  # --head_init; None: the architecture's
+    plateau_restore: str = DEFAULT_PRESET.plateau_restore  # --plateau_restore
+    class_weighting: str = DEFAULT_PRESET.class_weighting  # --class_weights
+    vlad_k: int = DEFAULT_PRESET.vlad_k  # --VLAD_k
+    dropout: float | None = DEFAULT_PRESET.dropout  # --dropout; None: the architecture's (archis.registry)
+    lr: float = DEFAULT_PRESET.lr  # --LR
+    max_epoch: int = DEFAULT_PRESET.max_epoch  # --max_epoch
+    batch_size: int = DEFAULT_PRESET.batch_size  # --batch_size: halves of games per batch
     batch_windows: int | None = None  # windows per batch instead (shuffled across halves)
     eval_batch: int | None = None  # windows per evaluation call (default: from the memory budget)
     memory_budget_gb: float | None = None  # training's memory budget (default: a share of the machine or GPU)
@@ -50,11 +64,11 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     compute_dtype: str = "float32"
-    schedule: str = "original"  # see SchedulePolicy
-    patience_lr: int = 10
-    patience_stop: int = 30
-    min_lr: float = 1e-4
-    selection_metric: str = "ap"
+    schedule: str = DEFAULT_PRESET.schedule  # see SchedulePolicy
+    patience_lr: int = DEFAULT_PRESET.patience_lr
+    patience_stop: int = DEFAULT_PRESET.patience_stop
+    min_lr: float = DEFAULT_PRESET.min_lr
+    selection_metric: str = DEFAULT_PRESET.selection_metric
     overwrite: bool = False
     progress: bool = True
 
