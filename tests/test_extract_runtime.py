@@ -34,7 +34,7 @@ def test_openvino_float32_features_equal_tensorflow_float32(clip, tmp_path):
     folders = {}
     for name in ("openvino", "tensorflow"):
         folders[name] = tmp_path / name
-        args = ["--video", str(clip), "--out", str(folders[name]), "--weights", "random", "--runtime", name]
+        args = ["--video", str(clip), "--out", str(folders[name]), "--weights", "random", "--feature_runtime", name]
         assert main([*args, "--save_raw", "--vggish128", "--quiet", "--frames_per_call", "3"]) == 0
     for suffix in ("ResNET_TF2", "ResNET_TF2_PCA512", "VGGish", "VGGish_embedding128"):
         ov, tf = (np.load(folders[n] / f"1_{suffix}.npy") for n in ("openvino", "tensorflow"))
@@ -107,7 +107,7 @@ def test_resnet_cache_hit_builds_no_keras_network(monkeypatch):
 def test_int8_needs_openvino_and_a_calibrated_model():
     with pytest.raises(UserError, match="--int8_model"):
         ExtractConfig(weights="random", compute_dtype="int8")
-    with pytest.raises(UserError, match="not --runtime tensorflow"):
+    with pytest.raises(UserError, match="not --feature_runtime tensorflow"):
         ExtractConfig(weights="random", compute_dtype="int8", runtime="tensorflow", int8_model="x")
     with pytest.raises(UserError, match="int8 runs on OpenVINO only"):
         runtime.resolve_runtime("tensorflow", "int8")
@@ -125,7 +125,7 @@ def test_calibrate_then_extract_int8_then_check_precision(clip, tmp_path, capsys
 
     feats = tmp_path / "f8"
     args = ["--video", str(clip), "--out", str(feats), "--weights", "random", "--quiet"]
-    assert main([*args, "--compute_dtype", "int8", "--int8_model", str(out)]) == 0
+    assert main([*args, "--feature_dtype", "int8", "--int8_model", str(out)]) == 0
     record = json.loads((feats / "extraction.json").read_text())
     assert record["compute_dtype"] == "int8" and record["runtime"] == "openvino"
     assert record["fidelity"]["drift"] == report["drift"]
@@ -133,7 +133,7 @@ def test_calibrate_then_extract_int8_then_check_precision(clip, tmp_path, capsys
     assert np.isfinite(np.load(feats / "1_ResNET_TF2_PCA512.npy")).all()
 
     check = ["check_precision", "--video", str(clip), "--weights", "random", "--quiet"]
-    assert main([*check, "--compute_dtype", "int8", "--int8_model", str(out), "--out", str(tmp_path / "r.json")]) == 0
+    assert main([*check, "--feature_dtype", "int8", "--int8_model", str(out), "--out", str(tmp_path / "r.json")]) == 0
     checked = json.loads((tmp_path / "r.json").read_text())
     assert checked["video"]["tokens"] == 4 and "pca_rel_l2" in checked["video"]
     assert 0 <= checked["video"]["nn_agreement"] <= 1 and checked["audio"]["rel_l2"]["median"] > 0
@@ -141,7 +141,7 @@ def test_calibrate_then_extract_int8_then_check_precision(clip, tmp_path, capsys
     assert "int8 vs float32" in capsys.readouterr().out
 
     with pytest.raises(UserError, match="calibrated for other weights"):
-        main([*args, "--compute_dtype", "int8", "--int8_model", str(out), "--seed", "1", "--overwrite"])
+        main([*args, "--feature_dtype", "int8", "--int8_model", str(out), "--seed", "1", "--overwrite"])
 
 
 @pytest.mark.slow
@@ -153,7 +153,7 @@ def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tm
     real_path = fidelity._precision_path  # the reports of this test go to its own folder, not the user's cache
     monkeypatch.setattr(fidelity, "_precision_path", lambda cache_dir, key: tmp_path / real_path(cache_dir, key).name)
     out = tmp_path / "r.json"
-    args = ["check_precision", "--video", str(clip), "--weights", "random", "--quiet", "--compute_dtype", "bfloat16"]
+    args = ["check_precision", "--video", str(clip), "--weights", "random", "--quiet", "--feature_dtype", "bfloat16"]
     assert main([*args, "--model", str(tiny_model), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["scores"]["max_abs"] >= report["scores"]["mean_abs"] >= 0
@@ -161,7 +161,7 @@ def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tm
     assert 0 < report["video"]["rel_l2"]["median"] < 0.1  # bfloat16 is not float32, but close
     assert len(list(tmp_path.glob("openvino-bfloat16-*.json"))) == 1
 
-    extract = ["--video", str(clip), "--weights", "random", "--quiet", "--compute_dtype", "bfloat16"]
+    extract = ["--video", str(clip), "--weights", "random", "--quiet", "--feature_dtype", "bfloat16"]
     assert main([*extract, "--out", str(tmp_path / "bf16")]) == 0
     record = json.loads((tmp_path / "bf16" / "extraction.json").read_text())
     assert record["fidelity"] == report and record["compute_dtype"] == "bfloat16"
@@ -254,7 +254,7 @@ def test_on_a_gpu_the_default_runtime_is_tensorflow_and_agrees_with_openvino(cli
     for name in ("default", "openvino"):
         folders[name] = tmp_path / name
         args = ["--video", str(clip), "--out", str(folders[name]), "--weights", "random", "--quiet", "--save_raw"]
-        assert main([*args, *(["--runtime", name] if name != "default" else [])]) == 0
+        assert main([*args, *(["--feature_runtime", name] if name != "default" else [])]) == 0
     assert json.loads((folders["default"] / "extraction.json").read_text())["runtime"] == "tensorflow"
     gpu, cpu = (np.load(folders[n] / "1_ResNET_TF2.npy") for n in folders)
     assert relative_l2(cpu, gpu).max() <= 1e-2  # TensorFloat-32 convolutions on the GPU: close, not equal

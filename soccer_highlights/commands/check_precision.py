@@ -1,6 +1,6 @@
 """`python -m extract_features check_precision`: a lower precision's features against float32's, on your video.
 
-python -m extract_features check_precision --video match.mkv --compute_dtype int8 --int8_model int8/ \\
+python -m extract_features check_precision --video match.mkv --feature_dtype int8 --int8_model int8/ \\
     [--pca pca.npz] [--model model.keras] [--out report.json]
 
 Extracts the video twice (float32, then the precision asked for), and reports per stream the per-token
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from soccer_highlights.common.atomic import write_json
-from soccer_highlights.common.cli import add_progress_flags
+from soccer_highlights.common.cli import Parser, add_extraction_flags, add_progress_flags, spelled
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.quiet import import_tensorflow
 from soccer_highlights.extract_features import decode, fidelity
@@ -26,26 +26,37 @@ from soccer_highlights.extract_features.pipeline import ExtractConfig, Extractor
 from soccer_highlights.highlights.decoder import decode as decode_spans
 from soccer_highlights.spotting.spots import Scorer
 
+FLAGS = (
+    "weights",
+    "resnet_weights",
+    "pca",
+    "vggish",
+    "transform",
+    "recipe",
+    "feature_runtime",
+    "feature_dtype",
+    "int8_model",
+    "cache_dir",
+    "seed",
+)
 
-def check_precision_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m extract_features check_precision",
+
+def check_precision_parser() -> Parser:
+    p = Parser(
+        command="soccer-extract",
+        subcommand="check_precision",
         description="Compare a precision's features (and a model's scores and spans) against float32.",
     )
     p.add_argument("--video", required=True, help="a video to compare on (a clip of a match will do)")
-    p.add_argument("--compute_dtype", required=True, choices=["bfloat16", "int8"])
-    p.add_argument("--int8_model", help="folder written by calibrate (int8)")
-    p.add_argument("--runtime", choices=["openvino", "tensorflow"], help="default: openvino on a CPU")
     p.add_argument("--model", help="a spotting model (.keras): also compare its scores and decoded spans")
     p.add_argument("--out", help="also write the report here (.json)")
-    p.add_argument("--pca", help="PCA .npz (required with real weights, as for extraction)")
-    p.add_argument("--vggish", default="auto", help="VGGish weights, as for extraction")
-    p.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
-    p.add_argument("--resnet_weights", help="local ResNet-152 no-top weights file (.h5)")
-    p.add_argument("--transform", default="crop", choices=sorted(decode.TRANSFORMS))
-    p.add_argument("--recipe", default=decode.DEFAULT_RECIPE, choices=list(decode.RECIPES))
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
-    p.add_argument("--cache_dir", help="converted OpenVINO models (default: $KERAS_HOME/models/openvino)")
+    compared = {
+        "required": True,
+        "default": None,
+        "choices": ("bfloat16", "int8"),
+        "help": "the precision compared with float32 (int8: with --int8_model)",
+    }
+    add_extraction_flags(p, FLAGS, aliases=True, feature_dtype=compared)
     add_progress_flags(p)
     return p
 
@@ -62,10 +73,10 @@ def _extract_both(args: argparse.Namespace):
         "recipe": args.recipe,
         "seed": args.seed,
         "save_raw": True,
-        "runtime": args.runtime,
+        "runtime": args.feature_runtime,
         "cache_dir": args.cache_dir,
     }
-    other_config = ExtractConfig(**base, compute_dtype=args.compute_dtype, int8_model=args.int8_model)
+    other_config = ExtractConfig(**base, compute_dtype=args.feature_dtype, int8_model=args.int8_model)
     reference = Extractor(ExtractConfig(**base))
     ref = reference.run(args.video, progress=not args.quiet)
     lower = Extractor(other_config)
@@ -90,18 +101,20 @@ def check_precision_main(argv: Sequence[str]) -> int:
     args = check_precision_parser().parse_args(argv)
     if args.model and not Path(args.model).is_file():
         raise UserError(f"{args.model}: no such model file")
-    if args.compute_dtype == "int8" and not args.int8_model:
-        raise UserError("--compute_dtype int8 needs --int8_model DIR (made by `python -m extract_features calibrate`)")
+    if args.feature_dtype == "int8" and not args.int8_model:
+        raise UserError(
+            spelled("--feature_dtype int8 needs --int8_model DIR (made by `python -m extract_features calibrate`)")
+        )
     decode.check_video(args.video, need_audio=True)
     import_tensorflow(args.verbose)
     ref, other, project, lower = _extract_both(args)
-    report = {"compute_dtype": args.compute_dtype, "source": "check_precision", "videos": [str(Path(args.video))]}
+    report = {"compute_dtype": args.feature_dtype, "source": "check_precision", "videos": [str(Path(args.video))]}
     report["video"] = fidelity.compare(ref.video_raw, other.video_raw, project)
     report["audio"] = fidelity.compare(ref.audio, other.audio)
     if args.model:
         report.update(model_change(args.model, ref, other))
     report["drift"] = fidelity.drift(report)
-    if args.compute_dtype == "int8":
+    if args.feature_dtype == "int8":
         previous = fidelity.read_report(args.int8_model) or {}
         report["calibration"] = previous.get("calibration")
         fidelity.write_report(args.int8_model, report)

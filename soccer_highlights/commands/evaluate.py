@@ -1,7 +1,7 @@
 """Score a folder tree of SoccerNet `results_spotting.json` files: average-mAP as the official evaluator.
 
-    python evaluate.py --labels ROOT --predictions DIR --game_list listgame_Test_100.npy \
-        [--metric loose|tight] [--model M.keras | --class_map highlight|v1|v2|FILE.json] [--out OUT.json] \
+    python evaluate.py --labels ROOT --predictions DIR --game_list listgame_Test_100.npy \\
+        [--metric loose|tight] [--model M.keras | --class_map highlight|v1|v2|FILE.json] [--out OUT.json] \\
         [--plot OUT.png]
 
 Labels: ROOT/<game>/Labels-v2.json (else Labels.json); predictions: DIR/<game>/results_spotting.json, for
@@ -29,28 +29,39 @@ RENAMED = {"--list": "--game_list", "--json": "--out"}  # earlier spellings, acc
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--labels", required=True, type=Path, help="SoccerNet root with the label files")
-    ap.add_argument("--predictions", required=True, type=Path, help="root of the results_spotting.json tree")
-    ap.add_argument("--game_list", required=True, type=Path, help="game list file (listgame_*.npy or a text file)")
-    ap.add_argument(
-        "--metric", default="loose", choices=["loose", "tight"], help="loose: delta 5..60 s; tight: delta 1..5 s"
+    ap = cli.Parser(
+        command="soccer-evaluate",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=cli.RawHelpFormatter,
     )
-    ap.add_argument("--model", type=Path, help="a .keras model: its recorded class map is used")
-    ap.add_argument(
+    inputs = ap.add_argument_group("inputs")
+    inputs.add_argument("--labels", required=True, type=Path, help="SoccerNet root with the label files")
+    inputs.add_argument("--predictions", required=True, type=Path, help="root of the results_spotting.json tree")
+    inputs.add_argument("--game_list", required=True, type=Path, help="game list file (listgame_*.npy or a text file)")
+    inputs.add_argument(
+        "--allow_missing",
+        action="store_true",
+        help="score a game of the list without predictions as a game with none (default: an error)",
+    )
+    classes = ap.add_argument_group("classes")
+    classes.add_argument("--model", type=Path, help="a .keras model: its recorded class map is used")
+    classes.add_argument(
         "--class_map",
         help="highlight | v1 | v2 | FILE.json (default: the map of --model, else the "
         "class_map.json that ClassificationSecondBased.py wrote into --predictions, else highlight; "
         "a flag must agree with those)",
     )
-    ap.add_argument(
-        "--allow_missing",
-        action="store_true",
-        help="score a game of the list without predictions as a game with none (default: an error)",
+    metric = ap.add_argument_group("metric")
+    metric.add_argument(
+        "--metric", default="loose", choices=["loose", "tight"], help="loose: delta 5..60 s; tight: delta 1..5 s"
     )
-    ap.add_argument("--out", type=Path, help="write the scores here (.json)")
-    ap.add_argument("--plot", type=Path, help="write a PNG of mAP against tolerance here")
-    ap.add_argument("--framerate", type=float, default=2.0, help="frames per second of the binning (official: 2)")
+    metric.add_argument(
+        "--framerate", type=float, default=2.0, help="frames per second of the binning, the official evaluator's"
+    )
+    outputs = ap.add_argument_group("outputs")
+    outputs.add_argument("--out", type=Path, help="write the scores here (.json)")
+    outputs.add_argument("--plot", type=Path, help="write a PNG of mAP against tolerance here")
     return cli.parse_args(ap, argv, RENAMED)
 
 

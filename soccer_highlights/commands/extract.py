@@ -1,4 +1,5 @@
-"""CLI: `python -m extract_features` (one video, or a batch over a tree / list), `fit_pca`, `convert_pca`.
+"""Features of match videos, two tokens a second: ResNet-152 + PCA 512 (video) and VGGish (audio), of one video or of
+a batch over a SoccerNet tree or a list; the subcommands fit_pca, convert_pca, calibrate and check_precision.
 
 python -m extract_features --video match.mp4 --out DIR [--half 2] [--weights random] [--pca pca.npz]
 python -m extract_features --tree SOCCERNET_ROOT [--out OUT] [--num_shards N --shard_index i] --pca pca.npz
@@ -8,12 +9,13 @@ python -m extract_features --video_list videos.txt --pca pca.npz
 python -m extract_features fit_pca --out pca.npz  FEATURES.npy | FOLDER | VIDEO ...
 python -m extract_features convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz
 python -m extract_features calibrate --video match1.mkv match2.mkv --out int8/ [--pca pca.npz]
-python -m extract_features check_precision --video match.mkv --compute_dtype int8 --int8_model int8/ [--model M.keras]
+python -m extract_features check_precision --video match.mkv --feature_dtype int8 --int8_model int8/ [--model M.keras]
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -23,7 +25,14 @@ import numpy as np
 
 from soccer_highlights.commands import check_precision
 from soccer_highlights.common.atomic import check_apart
-from soccer_highlights.common.cli import add_progress_flags, check_positive, parse_args
+from soccer_highlights.common.cli import (
+    Parser,
+    RawHelpFormatter,
+    add_extraction_flags,
+    add_progress_flags,
+    check_positive,
+    parse_args,
+)
 from soccer_highlights.common.constants import AUDIO_FEATURES, VIDEO_FEATURES
 from soccer_highlights.common.errors import UserError, run_cli
 from soccer_highlights.common.inputs import check_finite, load_features
@@ -45,92 +54,62 @@ from soccer_highlights.extract_features.pipeline import (
 RENAMED = {"--list": "--video_list", "--out_root": "--out"}  # earlier spellings, accepted until the next release
 
 
-def _network_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--weights",
-        default="imagenet",
-        choices=["imagenet", "random"],
-        help="imagenet (downloaded once into $KERAS_HOME/models) or random (smoke tests only; recorded)",
-    )
-    p.add_argument("--resnet_weights", help="local ResNet-152 no-top weights file (.h5) instead of the download")
-    p.add_argument("--transform", default="crop", choices=sorted(decode.TRANSFORMS))
-    p.add_argument(
-        "--recipe",
-        default=decode.DEFAULT_RECIPE,
-        choices=list(decode.RECIPES),
-        help="soccernet: what SoccerNet's ResNET_TF2 features were made from (token i = frame at the end "
-        "of the i-th half second, BGR input), for models trained on SoccerNet's features; rgb: "
-        "this tool's earlier recipe (frame at i/2 s, RGB input), for models trained on features "
-        "it made",
-    )
-    p.add_argument(
-        "--runtime",
-        choices=["openvino", "tensorflow"],
-        help="runtime of the feature networks (default: openvino on a CPU, tensorflow on a GPU); openvino "
-        "converts each network once (cached) and gives TensorFlow's float32 features",
-    )
-    p.add_argument(
-        "--compute_dtype",
-        default="float32",
-        choices=["float32", "bfloat16", "int8"],
-        help="precision of the feature networks; int8 (OpenVINO) needs --int8_model from `calibrate`",
-    )
-    p.add_argument("--int8_model", help="folder written by `python -m extract_features calibrate` (for int8)")
-    p.add_argument("--cache_dir", help="converted OpenVINO models (default: $KERAS_HOME/models/openvino)")
-    p.add_argument(
-        "--frames_per_call",
-        type=int,
-        help="frames per ResNet call; default: on a CPU the call plan measured once on this machine (OpenVINO, at "
-        "most 8 frames), else 4; on a GPU 32",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights / random PCA")
+# The feature networks' flags of extraction and fit_pca (fit_pca makes the PCA and hears no audio).
+NETWORK_FLAGS = (
+    "weights",
+    "resnet_weights",
+    "transform",
+    "recipe",
+    "feature_runtime",
+    "feature_dtype",
+    "int8_model",
+    "cache_dir",
+    "frames_per_call",
+    "seed",
+)
 
 
-def extract_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m extract_features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def extract_parser() -> Parser:
+    doc = __doc__.split("\n\n")
+    p = Parser(
+        command="soccer-extract", description=doc[0], epilog="\n\n".join(doc[1:]), formatter_class=RawHelpFormatter
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    inputs = p.add_argument_group("input (one of)")
+    src = inputs.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="one video file")
     src.add_argument("--tree", help="a SoccerNet-layout folder of videos (1_224p.mkv, 2_720p.mkv, 1.mkv, ...)")
     src.add_argument("--video_list", help="a .txt file with one video path per line")
-    p.add_argument(
+    inputs.add_argument("--quality", help="--tree: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
+    out = p.add_argument_group("outputs")
+    out.add_argument(
         "--out",
         help="output folder: the features of --video; for a batch, the root under which the tree is mirrored "
         "(default: beside the videos)",
     )
-    p.add_argument("--half", type=int, choices=[1, 2], help="name outputs 1_... or 2_... (--video)")
-    p.add_argument("--prefix", help="output name prefix for --video (default 1)")
-    p.add_argument("--quality", help="batch: preferred video (224p, 720p, HQ, LQ or '' for 1.mkv); default 224p")
-    add_shard_flags(p, "game folders")
-    p.add_argument(
+    out.add_argument("--half", type=int, choices=[1, 2], help="name outputs 1_... or 2_... (--video)")
+    out.add_argument("--prefix", help="output name prefix for --video (default 1)")
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo halves already extracted (batch); replace features of another video in --out (--video)",
+    )
+    out.add_argument("--vggish128", action="store_true", help="also write the standard 128-d VGGish embedding")
+    out.add_argument("--save_raw", action="store_true", help="also write the 2048-d features (<half>_ResNET_TF2.npy)")
+    out.add_argument("--video_feature_name", default=VIDEO_FEATURES, help="video features: <half>_<name>.npy")
+    out.add_argument("--audio_feature_name", default=AUDIO_FEATURES, help="audio features: <half>_<name>.npy")
+    out.add_argument(
         "--summary",
         action="store_true",
         help="batch: extract nothing; report which games of every shard are done, failed (why) or missing "
         "(same flags as the extraction; exit 1 unless all are done)",
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="redo halves already extracted (batch); replace features of another video in --out (--video)",
-    )
-    p.add_argument("--pca", help="PCA .npz (mean, components); required unless --weights random")
-    p.add_argument(
-        "--vggish",
-        default="auto",
-        help="vggish_model.ckpt, a TF-Hub handle / SavedModel folder, a Keras .h5, random, or auto "
-        "($VGGISH_CHECKPOINT, else $KERAS_HOME/models/vggish_model.ckpt, downloaded once)",
-    )
-    p.add_argument(
+    ext = add_extraction_flags(p, ("pca", "vggish", *NETWORK_FLAGS), aliases=True)
+    ext.add_argument(
         "--silent_audio",
         action="store_true",
         help="accept videos without audio: digital silence stands in (recorded in extraction.json)",
     )
-    p.add_argument("--vggish128", action="store_true", help="also write the standard 128-d VGGish embedding")
-    p.add_argument("--save_raw", action="store_true", help="also write the 2048-d features (<half>_ResNET_TF2.npy)")
-    p.add_argument("--video_feature_name", default=VIDEO_FEATURES)
-    p.add_argument("--audio_feature_name", default=AUDIO_FEATURES)
-    _network_args(p)
+    add_shard_flags(p, "game folders")
     add_progress_flags(p)
     return p
 
@@ -166,14 +145,14 @@ def _config(args: argparse.Namespace) -> ExtractConfig:
         vggish=None if args.vggish == "auto" else args.vggish,
         transform=args.transform,
         recipe=args.recipe,
-        compute_dtype=args.compute_dtype,
+        compute_dtype=args.feature_dtype,
         silent_audio=args.silent_audio,
         vggish128=args.vggish128,
         save_raw=args.save_raw,
         seed=args.seed,
         video_name=args.video_feature_name,
         audio_name=args.audio_feature_name,
-        runtime=args.runtime,
+        runtime=args.feature_runtime,
         cache_dir=args.cache_dir,
         int8_model=args.int8_model,
     )
@@ -240,15 +219,16 @@ def extract_main(argv: Sequence[str]) -> int:
 # ---- PCA commands ---------------------------------------------------------------------------------------------
 
 
-def fit_pca_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m extract_features fit_pca",
+def fit_pca_parser() -> Parser:
+    p = Parser(
+        command="soccer-extract",
+        subcommand="fit_pca",
         description="Fit the 2048 -> 512 PCA on many halves' 2048-d features; save .npz.",
     )
     p.add_argument("inputs", nargs="+", help="2048-d .npy files, folders (their *_ResNET_TF2.npy), or videos")
     p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--dim", type=int, default=512)
-    _network_args(p)
+    p.add_argument("--dim", type=int, default=512, help="components kept")
+    add_extraction_flags(p, NETWORK_FLAGS, title="feature extraction (inputs that are videos)", aliases=True)
     add_progress_flags(p, quiet=False)
     return p
 
@@ -276,9 +256,9 @@ def _raw_blocks(inputs: list[Path], args: argparse.Namespace) -> Iterator[np.nda
             resnet = FrameEmbedder(
                 args.weights,
                 resnet_weights=args.resnet_weights,
-                compute_dtype=args.compute_dtype,
+                compute_dtype=args.feature_dtype,
                 seed=args.seed,
-                runtime=args.runtime,
+                runtime=args.feature_runtime,
                 cache_dir=args.cache_dir,
                 int8_model=args.int8_model,
             )
@@ -318,8 +298,9 @@ def fit_pca_main(argv: Sequence[str]) -> int:
 
 
 def convert_pca_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m extract_features convert_pca",
+    p = Parser(
+        command="soccer-extract",
+        subcommand="convert_pca",
         description="Convert SoccerNet's average_512_TF2.pkl + pca_512_TF2.pkl to a .npz.",
     )
     p.add_argument("--average", required=True, help="average_512_TF2.pkl")
@@ -354,6 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
+    if argv and not argv[0].startswith("-"):  # extraction itself takes no word before its flags
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f"did you mean {close[0]}?" if close else f"one of {', '.join(COMMANDS)}, or flags"
+        raise UserError(f"unknown subcommand {argv[0]} ({hint})")
     return extract_main(argv)
 
 

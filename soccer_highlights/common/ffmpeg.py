@@ -103,18 +103,16 @@ _AUDIO = re.compile(r"Stream #\S+.*?: Audio: .*?(\d+) Hz")
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:
-    """Read duration and streams of a media file; UserError if it is missing or not media."""
+    """Read duration and streams of a media file; UserError if it is missing or not media. ffmpeg reads a file
+    once per process while it stays the same file (same resolved path, size, modification time and inode):
+    the checks, the extraction, the duration check and the reel of one run all ask about the same video."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: no such file")
     if p.is_dir():
         raise UserError(f"{p}: is a folder, expected a video file")
-    proc = subprocess.run(
-        tied([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", media_arg(p)]),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    text = proc.stderr.decode("utf-8", "replace")
+    st = p.stat()
+    text = _ffmpeg_header(str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if "Stream #" not in text:
         raise UserError(f"{p}: not a video or audio file ffmpeg can read ({last_error_line(text)})")
     duration = 0.0
@@ -136,3 +134,15 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 break
     am = _AUDIO.search(text)
     return MediaInfo(str(p), duration, has_video, am is not None, width, height, fps, int(am.group(1)) if am else 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _ffmpeg_header(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """What `ffmpeg -i path` says about the file (its stderr), once per version of the file (the stat fields
+    are the cache key: a file rewritten in place is read again)."""
+    proc = subprocess.run(
+        tied([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", media_arg(path)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    return proc.stderr.decode("utf-8", "replace")

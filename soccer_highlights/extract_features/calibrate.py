@@ -7,7 +7,7 @@ Post-training quantisation needs a few hundred real inputs to set the int8 range
 cached float32 OpenVINO model, and the int8 models are written to `--out` (one folder per network, with the
 manifest that ties it to the weights it was made from) with `fidelity.json`: the int8 features compared with
 float32 on frames and pieces between the calibration ones (see extract_features/fidelity.py). Extraction
-then takes `--compute_dtype int8 --int8_model OUT`. The folder appears complete or not at all.
+then takes `--feature_dtype int8 --int8_model OUT`. The folder appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from soccer_highlights.common.cli import add_progress_flags, check_positive
+from soccer_highlights.common.cli import Parser, add_extraction_flags, add_progress_flags, check_positive
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.quiet import import_tensorflow
 from soccer_highlights.extract_features import decode, fidelity, logmel
@@ -31,23 +31,20 @@ from soccer_highlights.extract_features.fidelity import format_report, write_rep
 from soccer_highlights.extract_features.pca import load_pca, random_pca
 from soccer_highlights.extract_features.runtime import CompiledNetwork, int8_key, store
 
+FLAGS = ("weights", "resnet_weights", "pca", "vggish", "transform", "recipe", "cache_dir", "seed")
 
-def calibrate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m extract_features calibrate",
+
+def calibrate_parser() -> Parser:
+    p = Parser(
+        command="soccer-extract",
+        subcommand="calibrate",
         description="Quantise the feature networks to int8 (NNCF) on a few of your own matches.",
     )
     p.add_argument("--video", nargs="+", required=True, help="videos to calibrate on (a few matches)")
     p.add_argument("--out", required=True, help="output folder for the int8 models and fidelity.json")
     p.add_argument("--frames", type=int, default=200, help="calibration frames (and as many audio pieces)")
-    p.add_argument("--pca", help="PCA .npz: the fidelity report also compares features after it")
-    p.add_argument("--vggish", default="auto", help="VGGish weights, as for extraction")
-    p.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
-    p.add_argument("--resnet_weights", help="local ResNet-152 no-top weights file (.h5)")
-    p.add_argument("--transform", default="crop", choices=sorted(decode.TRANSFORMS))
-    p.add_argument("--recipe", default=decode.DEFAULT_RECIPE, choices=list(decode.RECIPES))
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights")
-    p.add_argument("--cache_dir", help="converted OpenVINO models (default: $KERAS_HOME/models/openvino)")
+    pca = {"help": "PCA .npz (mean, components): the fidelity report also compares features after it"}
+    add_extraction_flags(p, FLAGS, title="feature networks (those of the extraction to come)", pca=pca)
     add_progress_flags(p, quiet=False)
     return p
 

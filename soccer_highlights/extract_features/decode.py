@@ -34,17 +34,17 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
+from soccer_highlights.common.cli import DEFAULT_RECIPE, TRANSFORMS
 from soccer_highlights.common.constants import SAMPLE_RATE, TOKENS_PER_SECOND
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.ffmpeg import MediaInfo, ffmpeg_exe, last_error_line, media_arg, probe, tied
 
 SIZE = 224
 PIECE_SAMPLES = int(SAMPLE_RATE / TOKENS_PER_SECOND)  # one 0.5 s audio piece per video token
-TRANSFORMS = ("crop", "resize", "resize256crop224")
-DEFAULT_RECIPE = "soccernet"
 AUDIO_RECIPE = "channel_mean"
 
 
@@ -150,16 +150,20 @@ class _Pipe:
         self.what = what
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
         self.proc = subprocess.Popen(tied(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        if self.proc.stdout is None or self.proc.stderr is None:  # both are pipes: Popen opened them or raised
+            raise RuntimeError(f"{what}: ffmpeg started without its output pipes")
+        self.stdout: IO[bytes] = self.proc.stdout
+        stderr: IO[bytes] = self.proc.stderr
         self._stderr: list[bytes] = []
         # Drain stderr in the background so a chatty ffmpeg never blocks on a full pipe.
-        self._drain = threading.Thread(target=lambda: self._stderr.append(self.proc.stderr.read()), daemon=True)
+        self._drain = threading.Thread(target=lambda: self._stderr.append(stderr.read()), daemon=True)
         self._drain.start()
 
     def read_exact(self, n: int) -> bytes:
         """Up to `n` bytes (fewer only at the end of the stream)."""
         buf = bytearray()
         while len(buf) < n:
-            data = self.proc.stdout.read(n - len(buf))
+            data = self.stdout.read(n - len(buf))
             if not data:
                 break
             buf += data
@@ -183,7 +187,7 @@ class _Pipe:
         if self.proc.poll() is None:
             self.proc.kill()
         with contextlib.suppress(OSError):
-            self.proc.stdout.close()
+            self.stdout.close()
         self.proc.wait()
         self._drain.join()
 

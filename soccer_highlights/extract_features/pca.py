@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from soccer_highlights.common.atomic import atomic_path
+from soccer_highlights.common.cli import spelled
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.inputs import check_finite
 
@@ -54,11 +55,12 @@ class Pca:
 
 
 def save_pca(path: str | os.PathLike, pca: Pca) -> None:
-    arrays = {"mean": pca.mean.astype(np.float32), "components": pca.components.astype(np.float32)}
-    if pca.recipe:
-        arrays["recipe"] = np.array(pca.recipe)
+    mean, components = pca.mean.astype(np.float32), pca.components.astype(np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        if pca.recipe:
+            np.savez(fh, mean=mean, components=components, recipe=np.array(pca.recipe))
+        else:
+            np.savez(fh, mean=mean, components=components)
 
 
 def load_pca(path: str | os.PathLike, input_dim: int = INPUT_DIM) -> Pca:
@@ -69,7 +71,7 @@ def load_pca(path: str | os.PathLike, input_dim: int = INPUT_DIM) -> Pca:
         raise UserError(f"{p}: no such PCA file")
     if p.suffix == ".pkl":
         raise UserError(
-            f"{p}: a pickle; convert SoccerNet's pickles once with `python -m extract_features "
+            f"{p}: a pickle; convert SoccerNet's pickles once with `{spelled('python -m extract_features')} "
             "convert_pca --average average_512_TF2.pkl --pca pca_512_TF2.pkl --allow_pickle --out pca.npz`"
         )
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from soccer_highlights.common.atomic import read_json, save_npy, write_json
+from soccer_highlights.common.cli import FEATURE_DTYPES, FEATURE_RUNTIMES, FEATURE_WEIGHTS, spelled
 from soccer_highlights.common.constants import AUDIO_FEATURES, TOKENS_PER_SECOND, VIDEO_FEATURES
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.features import (  # noqa: F401 - LEGACY_RECIPE, SOCCERNET_RECIPE, recipe_of re-exported
@@ -73,24 +74,30 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         if self.weights not in ("imagenet", "random"):
-            raise UserError(f"unknown --weights {self.weights!r}; choose imagenet or random")
+            raise UserError(f"unknown --weights {self.weights!r}; choose one of {', '.join(FEATURE_WEIGHTS)}")
         if self.transform not in decode.TRANSFORMS:
             raise UserError(f"unknown --transform {self.transform!r}; choose one of {', '.join(decode.TRANSFORMS)}")
         decode.get_recipe(self.recipe)
-        if self.runtime not in (None, "openvino", "tensorflow"):
-            raise UserError(f"unknown --runtime {self.runtime!r}; choose openvino or tensorflow")
-        if self.compute_dtype not in ("float32", "bfloat16", "int8"):
-            raise UserError(f"unknown --compute_dtype {self.compute_dtype!r}; choose float32, bfloat16 or int8")
+        if self.runtime is not None and self.runtime not in FEATURE_RUNTIMES:
+            raise UserError(f"unknown --feature_runtime {self.runtime!r}; choose one of {', '.join(FEATURE_RUNTIMES)}")
+        if self.compute_dtype not in FEATURE_DTYPES:
+            raise UserError(
+                f"unknown --feature_dtype {self.compute_dtype!r}; choose one of {', '.join(FEATURE_DTYPES)}"
+            )
         if self.compute_dtype == "int8" and (self.runtime == "tensorflow" or not self.int8_model):
             raise UserError(
-                "--compute_dtype int8 runs on OpenVINO with the model `python -m extract_features calibrate` "
-                "made: pass --int8_model DIR (and not --runtime tensorflow)"
+                spelled(
+                    "--feature_dtype int8 runs on OpenVINO with the model `python -m extract_features calibrate` "
+                    "made: pass --int8_model DIR (and not --feature_runtime tensorflow)"
+                )
             )
         if self.pca is None and self.weights != "random":
             raise UserError(
-                "--pca FILE.npz is required with real weights (features must match the PCA the models "
-                "were trained with): convert SoccerNet's pickles with `python -m extract_features "
-                "convert_pca ...` or fit one with `python -m extract_features fit_pca ...`"
+                spelled(
+                    "--pca FILE.npz is required with real weights (features must match the PCA the models "
+                    "were trained with): convert SoccerNet's pickles with `python -m extract_features "
+                    "convert_pca ...` or fit one with `python -m extract_features fit_pca ...`"
+                )
             )
 
     @property
@@ -383,7 +390,10 @@ def write_outputs(out_dir: Path, prefix: str, result: ExtractedFeatures, config:
         "audio_128": result.audio_128,
     }
     for key, name in names.items():
-        save_npy(out_dir / name, arrays[key])
+        array = arrays[key]
+        if array is None:  # the result of an Extractor with other settings than `config`
+            raise ValueError(f"{name}: the extraction made no {key} features ({config.settings()})")
+        save_npy(out_dir / name, array)
     record = read_record(out_dir) or {}
     if record.get("settings") != config.settings():
         record = {}

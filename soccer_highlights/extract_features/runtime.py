@@ -2,7 +2,7 @@
 
 On a CPU, OpenVINO runs ResNet-152 and VGGish with the same float32 maths as TensorFlow (the same features to
 ~1e-7) but faster, and starts in about a second from a converted model instead of rebuilding the network
-and tracing it. TensorFlow stays the runtime on GPUs and on request (`--runtime tensorflow`).
+and tracing it. TensorFlow stays the runtime on GPUs and on request (`--feature_runtime tensorflow`).
 
 A converted model lives in `<cache>/openvino/<network>-<key>/` (`model.xml`, `model.bin`, `manifest.json`),
 where the key is a hash of everything that makes the network compute what it computes: the network, the
@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from soccer_highlights.common.cli import FEATURE_DTYPES, FEATURE_RUNTIMES, spelled
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.extract_features.weights import keras_home
 
-RUNTIMES = ("openvino", "tensorflow")
-COMPUTE_DTYPES = ("float32", "bfloat16", "int8")
+RUNTIMES = FEATURE_RUNTIMES
+COMPUTE_DTYPES = FEATURE_DTYPES
 # Bumped when the conversion itself changes (inputs, preprocessing in the graph): old caches are then unused.
 CONVERT_VERSION = 1
 MODEL_FILES = ("model.xml", "model.bin")
@@ -48,11 +49,11 @@ def resolve_runtime(runtime: str | None, compute_dtype: str) -> str:
     """The runtime to use (None = the default for this machine); UserError for a precision it cannot run."""
     runtime = runtime or default_runtime()
     if runtime not in RUNTIMES:
-        raise UserError(f"unknown --runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        raise UserError(f"unknown --feature_runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if compute_dtype not in COMPUTE_DTYPES:
-        raise UserError(f"unknown --compute_dtype {compute_dtype!r}; choose one of {', '.join(COMPUTE_DTYPES)}")
+        raise UserError(f"unknown --feature_dtype {compute_dtype!r}; choose one of {', '.join(COMPUTE_DTYPES)}")
     if compute_dtype == "int8" and runtime != "openvino":
-        raise UserError("--compute_dtype int8 runs on OpenVINO only (--runtime openvino)")
+        raise UserError("--feature_dtype int8 runs on OpenVINO only (--feature_runtime openvino)")
     return runtime
 
 
@@ -165,7 +166,7 @@ def load_int8(folder: str | os.PathLike | None, network: str, key: dict) -> Path
     """The int8 model of `network` in a folder written by `calibrate`, made from these weights (else UserError)."""
     if not folder:
         raise UserError(
-            "--compute_dtype int8 needs --int8_model DIR, made once by `python -m extract_features calibrate`"
+            spelled("--feature_dtype int8 needs --int8_model DIR, made once by `python -m extract_features calibrate`")
         )
     sub = Path(folder) / network
     found = load_stored(sub, int8_key(key))
@@ -175,7 +176,7 @@ def load_int8(folder: str | os.PathLike | None, network: str, key: dict) -> Path
         stored = json.loads((sub / "manifest.json").read_text()).get("key")
     except (OSError, ValueError, AttributeError):
         raise UserError(
-            f"{folder}: no int8 {network} model here (run `python -m extract_features calibrate`)"
+            f"{folder}: no int8 {network} model here (run `{spelled('python -m extract_features')} calibrate`)"
         ) from None
     if stored != int8_key(key):
         raise UserError(f"{folder}: its int8 {network} model was calibrated for other weights; calibrate again")

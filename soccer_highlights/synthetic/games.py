@@ -15,7 +15,6 @@ game matches every model trained on generated data; `seed` only draws the games.
 
 from __future__ import annotations
 
-import argparse
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from soccer_highlights.common.atomic import save_npy, write_json
-from soccer_highlights.common.cli import add_progress_flags
+from soccer_highlights.common.cli import Parser, add_progress_flags
 from soccer_highlights.common.constants import AUDIO_FEATURES, FEATURE_DIM, TOKENS_PER_SECOND, VIDEO_FEATURES
 from soccer_highlights.common.errors import UserError, run_cli
 from soccer_highlights.common.timefmt import game_time
@@ -220,12 +219,19 @@ def generate_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(command="soccer-synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="dataset root to write")
     parser.add_argument("--games", type=int, default=10, help="number of games (split by --splits)")
     parser.add_argument("--half_minutes", type=float, default=45.0, help="length of each half in minutes (plus 0-59 s)")
     parser.add_argument("--seed", type=int, default=0, help="draws the games (the traces are fixed)")
-    parser.add_argument("--splits", type=float, nargs=3, default=(0.6, 0.2, 0.2), metavar=("TRAIN", "VALID", "TEST"))
+    parser.add_argument(
+        "--splits",
+        type=float,
+        nargs=3,
+        default=(0.6, 0.2, 0.2),
+        metavar=("TRAIN", "VALID", "TEST"),
+        help="shares of the games in the three lists",
+    )
     parser.add_argument("--event_rate", type=float, default=1.0, help="multiplies every event rate")
     add_progress_flags(parser, verbose=False)  # no TensorFlow here
     args = parser.parse_args(argv)

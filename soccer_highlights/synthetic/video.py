@@ -13,14 +13,13 @@ football.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from soccer_highlights import dataset
 from soccer_highlights.common.atomic import atomic_path
-from soccer_highlights.common.cli import warn_deprecated
+from soccer_highlights.common.cli import Parser, RawHelpFormatter, warn_deprecated
 from soccer_highlights.common.errors import UserError, run_cli
 from soccer_highlights.common.ffmpeg import media_arg, run_ffmpeg
 from soccer_highlights.synthetic import games as synthetic
@@ -122,7 +121,13 @@ def make_demo(folder: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    doc = __doc__.split("\n\n")
+    p = Parser(
+        command="soccer-synthetic-video",
+        description=doc[0],
+        epilog=doc[-1],
+        formatter_class=RawHelpFormatter,
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--game_dir", help="synthetic SoccerNet game folder: events and duration of --half")
     src.add_argument("--duration", type=float, help="seconds of video without events")
@@ -133,10 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="write the demo game (OUT/game) and its video (OUT/match.mp4); DIR instead of --out is deprecated",
     )
-    p.add_argument("--half", type=int, default=1, choices=(1, 2))
+    p.add_argument("--half", type=int, default=1, choices=(1, 2), help="half of --game_dir")
     p.add_argument("--out", help="output .mp4 (with --game_dir / --duration); with --demo, the output folder")
-    p.add_argument("--size", default="320x180")
-    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--size", default="320x180", help="picture size, WIDTHxHEIGHT")
+    p.add_argument("--fps", type=int, default=25, help="frames per second")
     p.add_argument("--no_audio", action="store_true", help="video stream only")
     args = p.parse_args(argv)
     if isinstance(args.demo, str):  # the earlier spelling, --demo DIR
