@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,42 @@ from soccer_highlights.common.atomic import atomic_path, read_json, write_json
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.lock import Lock
 from soccer_highlights.training.config import TrainConfig
+from soccer_highlights.training.schedule import ScheduleState
 
 STATE_VERSION = 2
+
+
+@dataclass
+class LoopState:
+    """What the epoch loop carries from one epoch to the next, and `state.json` holds (its JSON form): the schedule,
+    one history row per epoch, whether and why training stopped, the settings a resumed run must share, the best
+    epoch's validation metrics, and the files of the last checkpoint and of the best epoch (set by
+    `Checkpointer.save`, in the checkpoint folder)."""
+
+    schedule: ScheduleState
+    settings: dict[str, Any]  # `model_settings`
+    history: list[dict[str, Any]] = field(default_factory=list)
+    finished_training: bool = False
+    stopped: str | None = None  # plateau or max_epoch, once finished
+    best_valid: dict[str, Any] | None = None  # validation metrics of the best epoch
+    weights: str | None = None
+    optimizer: str | None = None
+    best_weights: str | None = None
+    best_optimizer: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "version": STATE_VERSION}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: Path) -> LoopState:
+        """The state `to_json` wrote; UserError naming `where` when it is of another version or malformed."""
+        if data.get("version") != STATE_VERSION:
+            raise UserError(f"{where}: resume state of another version")
+        try:
+            known = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+            return cls(**{**known, "schedule": ScheduleState(**data["schedule"])})
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"{where}: resume state unreadable ({exc!r})") from exc
 
 
 class Checkpointer:
@@ -29,45 +63,46 @@ class Checkpointer:
         self.dir = folder
         self.state_path = folder / "state.json"
 
-    def load(self) -> dict[str, Any] | None:
+    def load(self) -> LoopState | None:
         if not self.state_path.is_file():
             return None
-        state = read_json(self.state_path)
-        if state.get("version") != STATE_VERSION:
-            raise UserError(f"{self.state_path}: resume state of another version")
-        return state
+        return LoopState.from_json(read_json(self.state_path), self.state_path)
 
-    def save(self, model, optimizer, state: dict[str, Any], improved: bool) -> None:
-        """Checkpoint the current weights, optimizer and generator states; `improved`: they are the new best."""
+    def save(self, model, optimizer, state: LoopState, improved: bool) -> Snapshot | None:
+        """Checkpoint the current weights, optimizer and generator states, recording their files in `state`;
+        `improved`: they are the new best, and their snapshot is returned (None otherwise)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        epoch = state["schedule"]["epoch"]
+        epoch = state.schedule.epoch
         weights, extra = self.dir / f"epoch_{epoch:04d}.weights.h5", self.dir / f"epoch_{epoch:04d}.state.npz"
         with atomic_path(weights) as tmp:
             model.save_weights(tmp)
         with atomic_path(extra) as tmp:
             _savez_streaming(tmp, {"optimizer": optimizer.variables, "rng": generator_states(model)})
-        state.update(version=STATE_VERSION, weights=weights.name, optimizer=extra.name)
+        state.weights, state.optimizer = weights.name, extra.name
+        best = None
         if improved:
-            for key, src in (("best_weights", weights), ("best_optimizer", extra)):
-                state[key] = _link(src, self.dir / src.name.replace("epoch_", "best_", 1)).name
-        write_json(self.state_path, state)
-        keep = {
-            "state.json",
-            state["weights"],
-            state["optimizer"],
-            state.get("best_weights"),
-            state.get("best_optimizer"),
-        }
+            best = Snapshot(
+                _link(weights, self.dir / weights.name.replace("epoch_", "best_", 1)),
+                _link(extra, self.dir / extra.name.replace("epoch_", "best_", 1)),
+            )
+            state.best_weights, state.best_optimizer = best.weights.name, best.optimizer.name
+        write_json(self.state_path, state.to_json())
+        keep = {"state.json", state.weights, state.optimizer, state.best_weights, state.best_optimizer}
         for p in self.dir.iterdir():
             if p.name not in keep and not p.name.startswith("."):
                 p.unlink(missing_ok=True)
+        return best
 
-    def restore(self, model, optimizer, state: dict[str, Any]) -> Snapshot:
+    def restore(self, model, optimizer, state: LoopState) -> Snapshot:
         """Load the checkpointed weights, optimizer and generator states; return the best epoch's snapshot (its
         files)."""
+        weights, extra = state.weights, state.optimizer
+        best_weights, best_extra = state.best_weights, state.best_optimizer
+        if weights is None or extra is None or best_weights is None or best_extra is None:
+            raise UserError(f"{self.state_path}: resume state names no checkpoint files")
         try:
-            model.load_weights(self.dir / state["weights"])
-            with np.load(self.dir / state["optimizer"]) as saved:
+            model.load_weights(self.dir / weights)
+            with np.load(self.dir / extra) as saved:
                 generators = generator_states(model)
                 counts = [sum(k.startswith(p + "_") for k in saved.files) for p in ("optimizer", "rng")]
                 if counts != [len(optimizer.variables), len(generators)]:
@@ -77,7 +112,7 @@ class Checkpointer:
                         var.assign(saved[f"{prefix}_{i}"])
         except (OSError, KeyError, ValueError) as exc:
             raise UserError(f"{self.dir}: resume files unreadable ({exc})") from exc
-        return Snapshot(self.dir / state["best_weights"], self.dir / state["best_optimizer"])
+        return Snapshot(self.dir / best_weights, self.dir / best_extra)
 
 
 def _link(src: Path, dst: Path) -> Path:

@@ -27,6 +27,7 @@ from soccer_highlights.common.errors import UserError
 from soccer_highlights.training import windows
 from soccer_highlights.training.checkpoints import (
     Checkpointer,
+    LoopState,
     Snapshot,
     claim_outputs,
     model_settings,
@@ -87,7 +88,7 @@ class _Run:
     predict: Callable
     writers: dict[str, Any]
     ckpt: Checkpointer  # where this process writes its resume state (a non-chief worker: its temporary folder)
-    state: dict[str, Any]
+    state: LoopState
     best: Snapshot | None  # None until the first epoch, which always improves (scores are >= 0 > -1)
     out: TrainConfig  # where this process writes: `cfg`, or a non-chief worker's temporary folder
     warned: bool = False
@@ -98,7 +99,14 @@ class _Run:
 
     @property
     def schedule(self) -> ScheduleState:
-        return ScheduleState(**self.state["schedule"])
+        return self.state.schedule
+
+    @property
+    def best_snapshot(self) -> Snapshot:
+        """The best epoch's snapshot: there is one once an epoch has run (the first always improves) or a run
+        was resumed, which is whenever a plateau cut or the end of training asks for it."""
+        assert self.best is not None, "no best epoch before the first epoch"
+        return self.best
 
 
 def _build(
@@ -205,30 +213,34 @@ def _setup(cfg: TrainConfig) -> _Run:
     )
 
 
-def _saved_state(cfg: TrainConfig, ckpt: Checkpointer) -> dict[str, Any] | None:
+def _saved_state(cfg: TrainConfig, ckpt: Checkpointer) -> LoopState | None:
     """The state of the run to resume (--resume), checked to share this run's settings; None to start afresh."""
     state = ckpt.load() if cfg.resume else None
     if cfg.resume and state is None:
         print(f"--resume: no state in {ckpt.dir}, starting from epoch 1", flush=True)
-    if state is not None and state["settings"] != model_settings(cfg):
-        diff = [k for k, v in model_settings(cfg).items() if state["settings"].get(k) != v]
+    if state is None:
+        return None
+    saved, now = dict(state.settings), model_settings(cfg)
+    if "dropout" in saved and saved["dropout"] is None:
+        # saved before the command filled --dropout from the preset: None was the architecture's original rate
+        from soccer_highlights.archis.registry import default_dropout  # deferred: loads TensorFlow (Keras)
+
+        saved["dropout"] = default_dropout(cfg.architecture)
+    if saved != now:
+        diff = [k for k, v in now.items() if saved.get(k) != v]
         raise UserError(f"{ckpt.state_path}: the run to resume used other settings ({', '.join(diff)})")
+    state.settings = now
     return state
 
 
-def _start_state(cfg: TrainConfig, ckpt: Checkpointer, state: dict[str, Any] | None, model: Any, optimizer: Any):
+def _start_state(
+    cfg: TrainConfig, ckpt: Checkpointer, state: LoopState | None, model: Any, optimizer: Any
+) -> tuple[LoopState, Snapshot | None]:
     """A fresh run's state (and no best model yet), or the resumed one with its weights, Adam state and LR."""
     if state is None:
-        fresh = {
-            "schedule": asdict(ScheduleState(lr=cfg.lr)),
-            "history": [],
-            "finished_training": False,
-            "stopped": None,
-            "settings": model_settings(cfg),
-        }
-        return fresh, None
+        return LoopState(schedule=ScheduleState(lr=cfg.lr), settings=model_settings(cfg)), None
     best = ckpt.restore(model, optimizer, state)
-    sched = ScheduleState(**state["schedule"])
+    sched = state.schedule
     optimizer.learning_rate.assign(sched.lr)
     print(
         f"resumed after epoch {sched.epoch} (best epoch {sched.best_epoch}, score {sched.best_score:.4f}, "
@@ -296,18 +308,18 @@ def _epoch(run: _Run) -> None:
     step = schedule_step(before, selection_score(valid, cfg.selection_metric), cfg.schedule_policy)
     note = ""
     if step.improved:
-        run.state["best_valid"] = valid
+        run.state.best_valid = valid
         save_model(run.model, run.out.out("_best.keras"))
     if step.cut_lr:
         if step.improved:  # (`since_best`, patience 0) the best state is the current one
             run.optimizer.learning_rate.assign(step.state.lr)
         else:
-            run.best.restore(run.model, run.optimizer, with_optimizer=step.restore_optimizer, lr=step.state.lr)
+            run.best_snapshot.restore(run.model, run.optimizer, with_optimizer=step.restore_optimizer, lr=step.state.lr)
         note = (
             f"; plateau: LR -> {step.state.lr:g}, best weights{' and optimizer state' * step.restore_optimizer} "
             f"of epoch {step.state.best_epoch} restored"
         )
-    run.state["history"].append(
+    run.state.history.append(
         {
             "epoch": epoch,
             "lr": before.lr,
@@ -320,10 +332,10 @@ def _epoch(run: _Run) -> None:
             "input_wait_seconds": round(wait, 3),
         }
     )
-    run.state.update(schedule=asdict(step.state), finished_training=step.stop is not None, stopped=step.stop)
-    run.ckpt.save(run.model, run.optimizer, run.state, step.improved)
-    if step.improved:  # the checkpoint's best_* files are the snapshot: no second copy of the same state
-        run.best = Snapshot(run.ckpt.dir / run.state["best_weights"], run.ckpt.dir / run.state["best_optimizer"])
+    run.state.schedule, run.state.finished_training, run.state.stopped = step.state, step.stop is not None, step.stop
+    best = run.ckpt.save(run.model, run.optimizer, run.state, step.improved)
+    if best is not None:  # the checkpoint's best_* files are the snapshot: no second copy of the same state
+        run.best = best
     print(
         f"epoch {epoch}: train loss {train_metrics['loss']:.4f} mAP {fmt(train_metrics['mAP'])} | "
         f"valid loss {valid['loss']:.4f} mAP {fmt(valid['mAP'])}{' (best)' if step.improved else ''} | "
@@ -338,29 +350,30 @@ def _finish(run: _Run) -> dict[str, Any]:
 
     cfg, sched = run.cfg, run.schedule
     best_path = run.out.out("_best.keras")
-    run.model.load_weights(run.best.weights)
+    run.model.load_weights(run.best_snapshot.weights)
     save_model(run.model, best_path)  # also covers a kill between the checkpoint and the best-model save
     test = _evaluate(run, run.caches["testing"])
     _log_metrics(run, "testing", sched.best_epoch, test, sched.lr)
     for w in run.writers.values():
         w.close()
-    summary = {
+    valid = run.state.best_valid or _evaluate(run, run.caches["validation"])
+    summary: dict[str, Any] = {
         "classes": run.classes,
         "class_weights": [float(w) for w in run.weights],
         "best_epoch": sched.best_epoch,
         "epochs": sched.epoch,
-        "stopped": run.state["stopped"],
-        "valid": run.state.get("best_valid") or _evaluate(run, run.caches["validation"]),
+        "stopped": run.state.stopped,
+        "valid": valid,
         "test": test,
         "model": str(best_path),
         "architecture": archis.model_info(run.model).to_json(),
         "config": config_json(cfg),
         "skipped_games": {s: c.bad_games for s, c in run.caches.items() if c.bad_games},
-        "history": run.state["history"],
+        "history": run.state.history,
     }
     write_json(run.out.out("_summary.json"), summary)
     print(
-        f"best epoch {sched.best_epoch}: valid mAP {fmt(summary['valid']['mAP'])}, test mAP {fmt(test['mAP'])} "
+        f"best epoch {sched.best_epoch}: valid mAP {fmt(valid['mAP'])}, test mAP {fmt(test['mAP'])} "
         f"({', '.join(f'{k} {fmt(v)}' for k, v in test['AP'].items())})",
         flush=True,
     )
@@ -375,7 +388,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, select by validation score, test the best model; returns (and writes) the summary."""
     try:
         run = _setup(cfg)
-        while not run.state["finished_training"]:
+        while not run.state.finished_training:
             _epoch(run)
         return _finish(run)
     finally:
