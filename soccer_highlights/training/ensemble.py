@@ -81,7 +81,7 @@ def ensemble(cfg: TrainConfig) -> dict[str, Any]:
         scores = (a["logits"] + b["logits"]) / 2
     else:
         scores = sigmoid(a["logits"]) * sigmoid(b["logits"])
-    result = {
+    result: dict[str, Any] = {
         name: evaluate_scores(x, a["labels"], classes)
         for name, x in (("A", a["logits"]), ("B", b["logits"]), ("ensemble", scores))
     }

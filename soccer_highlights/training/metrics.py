@@ -84,7 +84,7 @@ def confusion_png(cm: list[list[int]], classes: list[str], title: str) -> bytes:
                 ax.text(
                     j,
                     i,
-                    int(cm_arr[i, j]),
+                    str(int(cm_arr[i, j])),
                     ha="center",
                     va="center",
                     fontsize=7,

@@ -263,6 +263,9 @@ def _game_windows(
     label names to `seen`."""
     if not game.is_dir():
         raise UserError(f"{game}: game folder not found")
+    label_file = labels_path(game)
+    if label_file is None:
+        raise UserError(f"{game}: no Labels-v2.json or Labels.json")
     events = read_labels(game)
     n = config.window_frames
     features = {
@@ -271,7 +274,7 @@ def _game_windows(
     }
     events = usable_events(
         events,
-        labels_path(game),
+        label_file,
         config.class_map,
         {half: len(video) / config.tokens_per_second for half, (video, _) in features.items()},
     )
