@@ -23,7 +23,15 @@ from typing import Any
 
 from soccer_highlights import dataset as ds
 from soccer_highlights import training
-from soccer_highlights.common.cli import SYSTEM_HELP, add_progress_flags, parse_args, vd_none
+from soccer_highlights.common.cli import (
+    SYSTEM_HELP,
+    HelpFormatter,
+    Parser,
+    add_progress_flags,
+    parse_args,
+    spelled,
+    vd_none,
+)
 from soccer_highlights.common.errors import UserError, run_cli
 from soccer_highlights.common.modelfile import read_spec
 from soccer_highlights.common.names import check_prefix
@@ -82,16 +90,14 @@ def _preset_flag(group: argparse._ArgumentGroup, flag: str, text: str, **kwargs:
     group.add_argument(f"--{flag}", default=None, help=f"{text} {preset_default(PRESET_FLAGS[flag])}", **kwargs)
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """Each default said once: `(default: X)` after a help that does not already say its default (or preset), and
-    none for flags without a value (None, off, empty). Descriptions and the epilog keep their line breaks."""
+class _HelpFormatter(HelpFormatter):
+    """The commands' formatter (each default said once); a preset flag says its presets' values instead, an empty
+    pair (--ensemble) nothing. The description and the epilog keep their line breaks."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        no_value = action.default is None or action.default is False or action.default in ("", ())
-        if no_value or action.default == argparse.SUPPRESS or "default" in text or "preset:" in text:
-            return text
-        return f"{text} (default: %(default)s)"
+        if action.default == () or "preset:" in (action.help or ""):
+            return spelled(action.help or "")
+        return super()._get_help_string(action)
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         """Each line filled on its own; an indented line's continuation is indented two more spaces."""
@@ -103,8 +109,8 @@ class _HelpFormatter(argparse.HelpFormatter):
         return "\n".join(filled)
 
 
-class _Parser(argparse.ArgumentParser):
-    """The help ends with the architecture names and the preset each trains with, read from the registry only when
+class _Parser(Parser):
+    """The commands' parser, whose help ends with the architecture names and the preset each trains with, read from the registry only when
     the help is printed (it loads TensorFlow)."""
 
     def format_help(self) -> str:
@@ -145,7 +151,7 @@ def architectures_help() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The flags, grouped by task; V&D's own spellings are marked (V&D). A default that depends on the architecture
     is its preset's (`training.presets`), shown for each preset."""
-    p = _Parser(description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
+    p = _Parser(command="soccer-train", description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
     p.add_argument("--loglevel", default="INFO", help=f"{VD}logging level")
     p.add_argument("--system", default="linux", choices=("linux", "windows"), help=f"{VD}{SYSTEM_HELP}")
     add_progress_flags(p)
