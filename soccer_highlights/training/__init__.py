@@ -1,10 +1,10 @@
 """Training, prediction and ensembles over window caches (`ClassificationMinuteBased.py` is the command).
 
-Modules, in the order a run meets them: `config` (what the run is told), `windows` (windows, labels, the window
-cache), `slurm` (the tasks of an srun step made workers), `cluster` (strategy and chief/worker role), `memory`
-(the memory plan), `step` (micro-batched optimiser steps), `schedule` (plateau schedule, pure), `checkpoints`
-(resume state, best epoch, outputs), `metrics` (window metrics, TensorBoard), `loop` (setup, one epoch, finish),
-`ensemble` (prediction mode, V&D's ensembles).
+Modules, in the order a run meets them: `presets` (the originals' recipes, one per original), `config` (what the
+run is told), `windows` (windows, labels, the window cache), `slurm` (the tasks of an srun step made workers),
+`cluster` (strategy and chief/worker role), `memory` (the memory plan), `step` (micro-batched optimiser steps),
+`schedule` (plateau schedule, pure), `checkpoints` (resume state, best epoch, outputs), `metrics` (window metrics,
+TensorBoard), `loop` (setup, one epoch, finish), `ensemble` (prediction mode, V&D's ensembles).
 """
 
 from __future__ import annotations
