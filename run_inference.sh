@@ -24,6 +24,7 @@
 #   -- ARGS...                           passed to inference.py unchanged (see python inference.py --help)
 #   VENV (default .venv; created by scripts/setup_env.sh when missing), DEMO_DATA (default demo_data),
 #   DEMO_THRESHOLD (default 0.2: the small demo model is less confident than the seed's thresholds of 0.5 assume)
+#   DEMO_CLIP_SEC (default 20: the clip the demo extracts features from, timed, as for a real video)
 #
 # The demo model is trained on synthetic features (scripts/demo_train.sh): it knows synthetic events, not football.
 set -euo pipefail
@@ -40,8 +41,9 @@ DECODER_CONFIG="${DECODER_CONFIG:-}"
 LIVE="${LIVE:-}"
 INTRO_SEC="${INTRO_SEC:-15}"
 OUTRO_SEC="${OUTRO_SEC:-15}"
-DEMO_DATA="${DEMO_DATA:-$ROOT/demo_data}"
+DEMO_DATA="${DEMO_DATA:-}"
 DEMO_THRESHOLD="${DEMO_THRESHOLD:-0.2}"
+DEMO_CLIP_SEC="${DEMO_CLIP_SEC:-20}"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "error: $*" >&2; exit 2; }
@@ -121,7 +123,15 @@ run_live() {
 }
 
 demo() {
-  local out="${OUT:-$ROOT/demo_output}" game="$DEMO_DATA/game" model="$MODEL"
+  # The demo runs in the checkout and names its files relative to it, as the README shows them; an OUT, DEMO_DATA,
+  # MODEL or VENV given relative to where the script was started is made absolute first.
+  local here="$PWD"
+  abs() { if [[ -z "$1" || "$1" == /* ]]; then printf '%s' "$1"; else printf '%s/%s' "$here" "$1"; fi; }
+  OUT="$(abs "$OUT")" MODEL="$(abs "$MODEL")" PY="$(abs "$PY")" VENV="$(abs "$VENV")"
+  DEMO_DATA="$(abs "${DEMO_DATA:-}")"
+  cd "$ROOT"
+  DEMO_DATA="${DEMO_DATA:-demo_data}"
+  local out="${OUT:-demo_output}" game="$DEMO_DATA/game" model="$MODEL"
   if [[ ! -f "$DEMO_DATA/match.mp4" || ! -f "$game/Labels-v2.json" ]]; then
     echo "== making the demo match in $DEMO_DATA" >&2
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m soccer_highlights.synthetic.video --demo --out "$DEMO_DATA" >&2
@@ -131,14 +141,37 @@ demo() {
   elif [[ -z "$model" ]]; then
     echo "== training the demo model (scripts/demo_train.sh, once)" >&2
     model="$(DEMO_DATA="$DEMO_DATA" VENV="$VENV" bash "$ROOT/scripts/demo_train.sh" | tail -n 1)"
-    [[ "$model" == /* ]] || model="$ROOT/$model"  # the script prints it relative to the repository
+    # the script prints it relative to the checkout, where the demo runs
     [[ -f "$model" ]] || die "scripts/demo_train.sh did not print a model path (got '$model')"
   fi
+  demo_extraction
   echo "== inference on $DEMO_DATA/match.mp4 (its synthetic game's features reused; the demo model knows" \
-    "synthetic events, not football)" >&2
+    "synthetic events, not football; decoder threshold $DEMO_THRESHOLD for every class, the seed's is 0.5:" \
+    "the small demo model is less confident)" >&2
   infer --model "$model" --video "$DEMO_DATA/match.mp4" \
     --features_video "$game/1_ResNET_TF2_PCA512.npy" --features_audio "$game/1_VGGish.npy" \
     --ground_truth "$game" --half 1 --threshold "$DEMO_THRESHOLD" --out "$out" "${settings[@]}"
+}
+
+# The path a real video takes, timed: the feature networks (ResNet-152 + PCA, VGGish) on a short generated clip.
+# Real weights when they are in the Keras cache and a PCA is given (PCA=...), else random weights, said so.
+demo_extraction() {
+  local clip="$DEMO_DATA/clip.mp4" features="$DEMO_DATA/clip_features" models="${KERAS_HOME:-$HOME/.keras}/models"
+  local shown="${KERAS_HOME:-~/.keras}/models"  # as the README shows it
+  local weights=(--weights random) what="random weights (no pretrained ones here: ImageNet ResNet-152 and VGGish"
+  what+=" go in $shown, with PCA=pca.npz; the timing is real, these features mean nothing)"
+  if [[ -f "$models/resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5" && -f "$models/vggish_model.ckpt" \
+    && -n "$PCA" ]]; then
+    weights=(--weights imagenet --pca "$PCA") what="ImageNet ResNet-152, VGGish and $PCA"
+  fi
+  [[ -f "$clip" ]] || PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m soccer_highlights.synthetic.video \
+    --duration "$DEMO_CLIP_SEC" --out "$clip" >&2
+  echo "== feature extraction on a ${DEMO_CLIP_SEC} s clip ($clip), as for a real video: $what" >&2
+  local start=$SECONDS
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m extract_features --video "$clip" --out "$features" "${weights[@]}" --overwrite --quiet \
+    >&2 || exit $?
+  echo "== $((SECONDS - start)) s for ${DEMO_CLIP_SEC} s of video ($((2 * DEMO_CLIP_SEC)) tokens, network" \
+    "building and conversion included): $features/" >&2
 }
 
 if [[ -n "$LIVE" ]]; then

@@ -972,7 +972,7 @@ def sigterm_restored():
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if CASES[n].cli == "training" else n for n in CASES]
+    "name", [pytest.param(n, marks=pytest.mark.slow) if CASES[n].cli == "train" else n for n in CASES]
 )
 def test_bad_input(name, model, video, tmp_path, capsys, caplog, sigterm_restored):
     case = CASES[name]

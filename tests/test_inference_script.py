@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ def _script(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        # the interpreter running the tests is the script's environment: no test makes or needs .venv
+        env={**os.environ, "VENV": sys.prefix, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
     )
 
 

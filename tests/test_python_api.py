@@ -64,7 +64,8 @@ def test_a_pipeline_scores_many_matches_and_writes_nothing(tiny_model, game, tmp
     curves = whole.curves(half=1)
     assert curves.shape == (len(np.load(game / "1_VGGish.npy")), len(whole.class_names))
     assert np.allclose(one.curves(half=1), curves)  # the same half, scored alone
-    assert whole.class_names[0] == "background" and set(whole.timings) == {"features", "scores", "spans"}
+    assert whole.class_names[0] == "background" and set(whole.timings) == {"load model", "features", "scores", "spans"}
+    assert set(one.timings) == {"features", "scores", "spans"}  # the model loaded once, for the first match
     assert all(0 <= s.start <= s.end for _, s in whole.spans())
     assert [h for h, _ in whole.spans()] == sorted(h for h, _ in whole.spans())
     assert whole.covered()[1] == sum(len(h.events) for h in whole.halves) > 0

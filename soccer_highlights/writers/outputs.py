@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from soccer_highlights.common.atomic import OutputSet, check_apart, check_writable_folder, write_json
+from soccer_highlights.common.constants import BACKGROUND
 from soccer_highlights.common.timefmt import game_time
 from soccer_highlights.core.match import Half, Match, Result
 from soccer_highlights.highlights.decoder import Span
@@ -190,6 +191,18 @@ def _joined_halves(halves: Sequence[Half], tokens_per_second: float) -> tuple[np
     return np.concatenate(curves), spans, truth
 
 
+def thresholds_line(result: Result) -> str:
+    """The decoder's peak threshold of each class, on one line: a span needs a score at least that high."""
+    decoder = result.scoring.decoder
+    shown = [n for n in result.class_names if n != BACKGROUND] or result.class_names
+    values = {n: decoder.rule(n).threshold for n in shown}
+    if len(set(values.values())) == 1:
+        text = f"{next(iter(values.values())):.2f} for every class"
+    else:
+        text = ", ".join(f"{n} {v:.2f}" for n, v in values.items())
+    return f"decoder threshold {text} (a span needs a score this high; --threshold sets every class)"
+
+
 def summary(result: Result, written: Written | None = None) -> str:
     """One screen: input, model, spans, coverage, outputs, time per stage."""
     spec = result.spec
@@ -197,6 +210,7 @@ def summary(result: Result, written: Written | None = None) -> str:
         f"model   {result.model} ({spec.architecture}, {spec.pooling}, {spec.window_seconds:g} s windows, "
         f"classes {', '.join(spec.class_names[1:])})"
     ]
+    lines.append(thresholds_line(result))
     for h in result.halves:
         tokens = len(result.curves(h.number))
         lines.append(
