@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from soccer_highlights import dataset as ds
-from soccer_highlights.archis.registry import architecture_pooling
+from soccer_highlights.archis.names import architecture_pooling
 from soccer_highlights.commands import spot as csb
 from soccer_highlights.commands import train as cmb
 from soccer_highlights.common.errors import UserError

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from soccer_highlights.archis import registry
+from soccer_highlights.archis import names as registry
 from soccer_highlights.commands import train as cmb
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.training import TrainConfig

@@ -157,7 +157,9 @@ def test_plateau_restores_best_weights_and_optimizer_state(data, tmp_path, monke
     differ = [k for k in best if not np.array_equal(best[k], last[k])]
     import keras
 
-    from soccer_highlights import archis  # noqa: F401 - registers the custom layers
+    from soccer_highlights import archis
+
+    archis.register_layers()  # keras.models.load_model reads our layers
 
     model = keras.models.load_model(tflog / "p_best.keras")
     model.load_weights(resume / state["weights"])

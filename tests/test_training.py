@@ -61,7 +61,9 @@ def test_two_epochs_then_predict_and_ensemble(data, tmp_path):
 
     import keras
 
-    from soccer_highlights import archis  # noqa: F401 - registers the custom layers
+    from soccer_highlights import archis
+
+    archis.register_layers()  # keras.models.load_model reads our layers
 
     model = keras.models.load_model(tflog / "t_best.keras")
     x = {m: np.zeros((3, 20, 512), np.float32) for m in ("video", "audio")}

@@ -1,32 +1,67 @@
-"""Model zoo: NetVLAD-family pooling, fusion blocks and every architecture of README's table, built by name.
+"""Model zoo: NetVLAD-family pooling, fusion blocks and every architecture, built by name.
 
-Importing the package registers every custom class with Keras, so `keras.models.load_model` works
-on saved models without custom-object flags.
+The names below are loaded on first use, so that `soccer_highlights.archis.names` (the architectures' names and
+originals' facts) and help screens need no TensorFlow. Loading a model (`load_model`, `build_model`) imports the
+layers, which registers every custom class with Keras: `keras.models.load_model` then works on saved models without
+custom-object flags (`register_layers()` does it alone).
 """
 
-from soccer_highlights.archis.fusion import (
-    CMGA,
-    GMU,
-    BottleneckFusion,
-    EncoderLayer,
-    GatedBottleneck,
-    TransformerFusion,
-)
-from soccer_highlights.archis.model import ArchiModel, build_model, load_model, make_spec, model_info
-from soccer_highlights.archis.pooling import (
-    POOLINGS,
-    ContextGating,
-    NetVLAD,
-    NetVLADPlusPlus,
-    TemporalPooling,
-    canonical_pooling,
-)
-from soccer_highlights.archis.predict import predict_function
-from soccer_highlights.archis.registry import ALIASES, ARCHITECTURES, canonical_architecture, list_architectures
-from soccer_highlights.archis.soccernet_pooling import SoccerNetPooling
-from soccer_highlights.common.modelspec import ModelSpec
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from soccer_highlights.archis.fusion import (
+        CMGA,
+        GMU,
+        BottleneckFusion,
+        EncoderLayer,
+        GatedBottleneck,
+        TransformerFusion,
+    )
+    from soccer_highlights.archis.model import ArchiModel, build_model, load_model, make_spec, model_info
+    from soccer_highlights.archis.names import (
+        ALIASES,
+        POOLINGS,
+        canonical_architecture,
+        canonical_pooling,
+        list_architectures,
+    )
+    from soccer_highlights.archis.pooling import ContextGating, NetVLAD, NetVLADPlusPlus, TemporalPooling
+    from soccer_highlights.archis.predict import predict_function
+    from soccer_highlights.archis.registry import ARCHITECTURES
+    from soccer_highlights.archis.soccernet_pooling import SoccerNetPooling
+    from soccer_highlights.common.modelspec import ModelSpec
+
+_EXPORTS = {
+    "ALIASES": "soccer_highlights.archis.names",
+    "ARCHITECTURES": "soccer_highlights.archis.registry",
+    "POOLINGS": "soccer_highlights.archis.names",
+    "CMGA": "soccer_highlights.archis.fusion",
+    "GMU": "soccer_highlights.archis.fusion",
+    "ModelSpec": "soccer_highlights.common.modelspec",
+    "ArchiModel": "soccer_highlights.archis.model",
+    "BottleneckFusion": "soccer_highlights.archis.fusion",
+    "ContextGating": "soccer_highlights.archis.pooling",
+    "EncoderLayer": "soccer_highlights.archis.fusion",
+    "GatedBottleneck": "soccer_highlights.archis.fusion",
+    "NetVLAD": "soccer_highlights.archis.pooling",
+    "NetVLADPlusPlus": "soccer_highlights.archis.pooling",
+    "SoccerNetPooling": "soccer_highlights.archis.soccernet_pooling",
+    "TemporalPooling": "soccer_highlights.archis.pooling",
+    "TransformerFusion": "soccer_highlights.archis.fusion",
+    "build_model": "soccer_highlights.archis.model",
+    "canonical_architecture": "soccer_highlights.archis.names",
+    "canonical_pooling": "soccer_highlights.archis.names",
+    "list_architectures": "soccer_highlights.archis.names",
+    "load_model": "soccer_highlights.archis.model",
+    "make_spec": "soccer_highlights.archis.model",
+    "model_info": "soccer_highlights.archis.model",
+    "predict_function": "soccer_highlights.archis.predict",
+}
 __all__ = [
+    "register_layers",
     "ALIASES",
     "ARCHITECTURES",
     "POOLINGS",
@@ -52,3 +87,16 @@ __all__ = [
     "model_info",
     "predict_function",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'soccer_highlights.archis' has no attribute {name!r}")
+
+
+def register_layers() -> None:
+    """Register every custom layer with Keras (importing them does it), so `keras.models.load_model` reads our
+    files without custom objects."""
+    for module in ("fusion", "pooling", "soccernet_pooling", "stepnorm", "model"):
+        importlib.import_module(f"soccer_highlights.archis.{module}")

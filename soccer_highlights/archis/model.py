@@ -16,18 +16,17 @@ from typing import Any
 
 import keras
 
-from soccer_highlights.archis.pooling import canonical_pooling, no_random_init
-from soccer_highlights.archis.registry import (
-    ARCHITECTURES,
+from soccer_highlights.archis.names import (
     BATCH_NORMS,
     HEAD_INITS,
-    Blocks,
     canonical_architecture,
     default_batch_norm,
     default_dropout,
     default_gating,
     default_head_init,
 )
+from soccer_highlights.archis.pooling import canonical_pooling, no_random_init
+from soccer_highlights.archis.registry import ARCHITECTURES, Blocks
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.inputs import check_finite_weights
 from soccer_highlights.common.modelspec import ModelSpec

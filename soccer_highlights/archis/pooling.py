@@ -23,7 +23,8 @@ from collections.abc import Iterator
 import keras
 from keras import ops
 
-from soccer_highlights.archis.soccernet_pooling import SOCCERNET_POOLINGS, SoccerNetPooling
+from soccer_highlights.archis.names import SOCCERNET_POOLINGS, canonical_pooling
+from soccer_highlights.archis.soccernet_pooling import SoccerNetPooling
 from soccer_highlights.archis.stepnorm import StepBatchNorm
 from soccer_highlights.common.errors import UserError
 
@@ -296,30 +297,6 @@ class TemporalPooling(keras.layers.Layer):
 
 # NetVLAD++ and its siblings are SoccerNet's (`archis.soccernet_pooling`); NetVLAD++vd is V&D's NetVLAD (projection
 # and gating) on each half, what this port called NetVLAD++ before.
-POOLINGS = ("NetVLAD", "NetRVLAD", "MAX", "AVERAGE", *SOCCERNET_POOLINGS, "NetVLAD++vd")
-_POOLING_ALIASES = {
-    "vlad": "NetVLAD",
-    "rvlad": "NetRVLAD",
-    "vlad++": "NetVLAD++",
-    "netvladpp": "NetVLAD++",
-    "rvlad++": "NetRVLAD++",
-    "avg": "AVERAGE",
-    "mean": "AVERAGE",
-    "average++": "AVG++",
-}
-
-
-def canonical_pooling(name: str) -> str:
-    """Canonical pooling name for `name` (case-insensitive, V&D's VLAD/RVLAD aliases); UserError otherwise."""
-    key = str(name).strip().lower()
-    by_lower = {p.lower(): p for p in POOLINGS}
-    if key in by_lower:
-        return by_lower[key]
-    if key in _POOLING_ALIASES:
-        return _POOLING_ALIASES[key]
-    raise UserError(f"unknown pooling {name!r}; valid: {', '.join(POOLINGS)} (aliases: VLAD, RVLAD, VLAD++, RVLAD++)")
-
-
 def make_pooling(
     name: str,
     *,

@@ -15,9 +15,9 @@ import math
 import keras
 from keras import ops
 
+from soccer_highlights.archis.names import SOCCERNET_POOLINGS
 from soccer_highlights.common.errors import UserError
 
-SOCCERNET_POOLINGS = ("NetVLAD++", "NetRVLAD++", "MAX++", "AVG++")
 _EPS = 1e-12  # torch.nn.functional.normalize's floor on the norm
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from soccer_highlights import dataset
+from soccer_highlights.archis.names import architecture_pooling, canonical_architecture, canonical_pooling
 from soccer_highlights.common.atomic import save_npy, write_json
 from soccer_highlights.common.cli import (
     SYSTEM_HELP,
@@ -191,11 +192,6 @@ def _spec_of(path: Path) -> ModelSpec | None:
 
 def _wanted(args: argparse.Namespace) -> dict:
     """The model settings V&D's flags ask for (canonical names), only those given."""
-    from soccer_highlights.archis.pooling import canonical_pooling  # deferred: loads TensorFlow (start-up)
-    from soccer_highlights.archis.registry import (  # deferred: loads TensorFlow (start-up)
-        architecture_pooling,
-        canonical_architecture,
-    )
 
     pooling = args.network and (
         architecture_pooling(args.architecture, args.network, args.pooling_rule)

@@ -23,6 +23,16 @@ from typing import Any
 
 from soccer_highlights import dataset as ds
 from soccer_highlights import training
+from soccer_highlights.archis.names import (
+    ALIASES,
+    ENSEMBLES,
+    architecture_pooling,
+    canonical_architecture,
+    canonical_pooling,
+    ensemble_method,
+    list_architectures,
+    origin,
+)
 from soccer_highlights.common.cli import (
     SYSTEM_HELP,
     HelpFormatter,
@@ -122,13 +132,6 @@ class _Parser(Parser):
 def architectures_help() -> str:
     """The architectures (canonical name, the originals' names), grouped by the preset they train with, and V&D's
     ensembles."""
-    import_tensorflow()  # its start-up lines hidden: the registry loads it
-    from soccer_highlights.archis.registry import (  # deferred: loads TensorFlow (help only)
-        ALIASES,
-        ENSEMBLES,
-        list_architectures,
-        origin,
-    )
 
     originals: dict[str, list[str]] = {}
     for alias, name in ALIASES.items():
@@ -362,7 +365,6 @@ def _positive(name: str, value: float | None) -> None:
 def _vd_ensemble(args: argparse.Namespace) -> None:
     """`--mode other` is V&D's name for the ensemble mode; its ensemble architectures (Archi3Prediction...)
     name the method."""
-    from soccer_highlights.archis.registry import ensemble_method  # deferred: loads TensorFlow (start-up)
 
     if args.mode == "other":
         args.mode = "ensemble"
@@ -408,8 +410,6 @@ def _apply_preset(args: argparse.Namespace) -> Preset:
 
 def _pooling(args: argparse.Namespace) -> str:
     """The pooling the architecture gets for --network under --pooling_rule (V&D's rule by default)."""
-    from soccer_highlights.archis.pooling import canonical_pooling  # deferred: loads TensorFlow (start-up)
-    from soccer_highlights.archis.registry import architecture_pooling  # deferred: loads TensorFlow (start-up)
 
     if not args.architecture:
         return canonical_pooling(args.network)
@@ -550,10 +550,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_tensorflow(args.verbose)  # before _config: the architecture checks import archis (so Keras)
         cfg = _config(args)
         if cfg.mode == "train":
-            from soccer_highlights.archis.registry import (
-                canonical_architecture,  # deferred: loads TensorFlow (start-up)
-            )
-
             canonical_architecture(cfg.architecture)  # before any window cache is built
 
         start = time.time()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from soccer_highlights.archis.names import default_dropout
 from soccer_highlights.common.atomic import write_json
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.training import windows
@@ -223,7 +224,6 @@ def _saved_state(cfg: TrainConfig, ckpt: Checkpointer) -> LoopState | None:
     saved, now = dict(state.settings), model_settings(cfg)
     if "dropout" in saved and saved["dropout"] is None:
         # saved before the command filled --dropout from the preset: None was the architecture's original rate
-        from soccer_highlights.archis.registry import default_dropout  # deferred: loads TensorFlow (Keras)
 
         saved["dropout"] = default_dropout(cfg.architecture)
     if saved != now:

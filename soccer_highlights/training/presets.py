@@ -2,7 +2,7 @@
 
 Two codes trained the architectures of this port, each with its own recipe: V&D's minute-based classifier (its
 `ClassificationMinuteBased.py`, whose flags the command keeps) and the seed's fusion models (its `trainer.py`). An
-architecture trains with the recipe of the code it comes from (`preset_for`, by `archis.registry.origin`); a flag
+architecture trains with the recipe of the code it comes from (`preset_for`, by `archis.names.origin`); a flag
 given on the command line wins over the preset's value (`commands.train`). `TrainConfig`'s own defaults are
 `DEFAULT_PRESET`'s, V&D's, as its default architecture is V&D's.
 
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from soccer_highlights.archis.names import canonical_architecture, origin
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -28,7 +30,7 @@ class Preset:
 
     name: str  # key: vd_minute, seed
     title: str  # in the help and logs: "V&D minute-based", "seed"
-    origin: str  # `archis.registry.origin` of the architectures that train with it
+    origin: str  # `archis.names.origin` of the architectures that train with it
     # optimisation
     lr: float
     max_epoch: int
@@ -42,11 +44,11 @@ class Preset:
     selection_metric: str  # `schedule.SELECTION_METRICS`
     # model
     network: str  # --network, before --pooling_rule
-    pooling_rule: str  # `archis.registry.POOLING_RULES`
+    pooling_rule: str  # `archis.names.POOLING_RULES`
     vlad_k: int
     dropout: float  # before the classifier
-    batch_norm: str  # constants of the batch-norm layers (`archis.registry.BATCH_NORMS`)
-    head_init: str  # classifier initialisation (`archis.registry.HEAD_INITS`)
+    batch_norm: str  # constants of the batch-norm layers (`archis.names.BATCH_NORMS`)
+    head_init: str  # classifier initialisation (`archis.names.HEAD_INITS`)
     # data
     window_seconds: int
     tokens_per_second: int
@@ -59,7 +61,6 @@ class Preset:
         """The dropout of `architecture` (canonical or original name; "" for none) under this recipe."""
         if not self.dropout_exceptions or not architecture:
             return self.dropout
-        from soccer_highlights.archis.registry import canonical_architecture  # deferred: loads TensorFlow (Keras)
 
         return dict(self.dropout_exceptions).get(canonical_architecture(architecture), self.dropout)
 
@@ -105,7 +106,7 @@ SEED = replace(
     class_map="highlight",
 )
 
-PRESETS: dict[str, Preset] = {p.origin: p for p in (VD_MINUTE, SEED)}  # by `archis.registry.origin`
+PRESETS: dict[str, Preset] = {p.origin: p for p in (VD_MINUTE, SEED)}  # by `archis.names.origin`
 DEFAULT_PRESET = VD_MINUTE  # no architecture named: V&D's, whose flags the command has
 
 # The fields that say what a preset is rather than a value it fixes.
@@ -118,6 +119,5 @@ def preset_for(architecture: str | None) -> Preset:
     UserError for an unknown name."""
     if not architecture:
         return DEFAULT_PRESET
-    from soccer_highlights.archis.registry import origin  # deferred: loads TensorFlow (Keras)
 
     return PRESETS[origin(architecture)]
