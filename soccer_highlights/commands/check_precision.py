@@ -17,6 +17,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from soccer_highlights import archis  # light: its names load on first use
 from soccer_highlights.common.atomic import write_json
 from soccer_highlights.common.cli import Parser, add_extraction_flags, add_progress_flags, spelled
 from soccer_highlights.common.errors import UserError
@@ -86,7 +87,6 @@ def _extract_both(args: argparse.Namespace):
 
 def model_change(model_path: str, ref, other) -> dict:
     """How a spotting model's per-token scores and decoded spans change from float32's features to the others."""
-    from soccer_highlights import archis  # deferred: loads TensorFlow (start-up)
 
     model = archis.load_model(model_path)
     spec = archis.model_info(model)

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from soccer_highlights import dataset
+from soccer_highlights import (
+    archis,  # light: its names load on first use
+    dataset,
+)
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.features import RecipeCheck, frame_rate_problem, read_record, recipe_of
 from soccer_highlights.common.features import random_weights as made_randomly
@@ -77,7 +80,6 @@ class Pipeline:
         verbose: bool = False,
     ):
         import_tensorflow(verbose)
-        from soccer_highlights import archis  # deferred: loads TensorFlow (after import_tensorflow quietened it)
 
         self.model = Path(model)
         self.scoring = scoring or Scoring()

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from soccer_highlights import archis  # light: its names load on first use
 from soccer_highlights.common.atomic import atomic_path, write_json
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.training import windows
@@ -22,7 +23,6 @@ def predict(cfg: TrainConfig) -> Path:
     if not model_path.is_file():
         raise UserError(f"{model_path}: no trained model (train first, or give --model)")
     cache = open_caches(cfg, ("testing",))["testing"]
-    from soccer_highlights import archis  # deferred: loads TensorFlow (start-up)
 
     model = archis.load_model(model_path)
     spec = archis.model_info(model)
