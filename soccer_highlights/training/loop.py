@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from soccer_highlights import archis  # light: its names load on first use
 from soccer_highlights.archis.names import default_dropout
 from soccer_highlights.common.atomic import write_json
 from soccer_highlights.common.errors import UserError
@@ -118,7 +119,6 @@ def _build(
 ):
     """Strategy, model and Adam (epsilon 1e-8, TF1's default; the fused kernel) built in the strategy's scope. The
     model records the class map and the feature recipe of the training data."""
-    from soccer_highlights import archis  # deferred: loads TensorFlow (start-up)
 
     strategy = make_strategy()
     with strategy.scope():
@@ -183,8 +183,6 @@ def _setup(cfg: TrainConfig) -> _Run:
     state = _saved_state(cfg, ckpt)
 
     import tensorflow as tf
-
-    from soccer_highlights import archis  # deferred: loads TensorFlow (start-up)
 
     strategy, model, optimizer = _build(
         cfg, train_cache.window_shape, train_cache.feature_files or None, train_cache.feature_recipe
@@ -346,7 +344,6 @@ def _epoch(run: _Run) -> None:
 
 def _finish(run: _Run) -> dict[str, Any]:
     """Best weights back, best model saved, test list evaluated, summary written."""
-    from soccer_highlights import archis  # deferred: loads TensorFlow (start-up)
 
     cfg, sched = run.cfg, run.schedule
     best_path = run.out.out("_best.keras")
