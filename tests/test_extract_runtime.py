@@ -158,7 +158,10 @@ def test_check_precision_compares_a_models_scores_and_spans(clip, tiny_model, tm
     report = json.loads(out.read_text())
     assert report["scores"]["max_abs"] >= report["scores"]["mean_abs"] >= 0
     assert set(report["spans"]) == {"float32", "same", "lost", "new"}
-    assert 0 < report["video"]["rel_l2"]["median"] < 0.1  # bfloat16 is not float32, but close
+    if runtime.cpu_has_bfloat16():
+        assert 0 < report["video"]["rel_l2"]["median"] < 0.1  # bfloat16 is not float32, but close
+    else:  # OpenVINO runs float32 on a CPU without bfloat16 units (and says so once)
+        assert report["video"]["rel_l2"]["median"] == 0
     assert len(list(tmp_path.glob("openvino-bfloat16-*.json"))) == 1
 
     extract = ["--video", str(clip), "--weights", "random", "--quiet", "--feature_dtype", "bfloat16"]

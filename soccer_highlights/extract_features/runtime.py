@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -29,6 +30,8 @@ import numpy as np
 from soccer_highlights.common.cli import FEATURE_DTYPES, FEATURE_RUNTIMES, spelled
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.extract_features.weights import keras_home
+
+log = logging.getLogger("extract_features")
 
 RUNTIMES = FEATURE_RUNTIMES
 COMPUTE_DTYPES = FEATURE_DTYPES
@@ -206,6 +209,26 @@ def _numpy_bridge_ready() -> None:
         ov.Tensor(np.zeros(1, np.float32)).data  # noqa: B018 (the attribute's first read is the point)
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether OpenVINO computes bfloat16 on this CPU (AVX512-BF16 or AMX); without, a bfloat16 hint runs float32."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+_warned_bf16 = False
+
+
+def _warn_no_bfloat16() -> None:
+    global _warned_bf16
+    if not _warned_bf16:
+        _warned_bf16 = True
+        log.warning(
+            "this CPU has no bfloat16 units: OpenVINO computes the feature networks in float32 "
+            "(--feature_dtype bfloat16 gives float32's features here)"
+        )
+
+
 class CompiledNetwork:
     """A converted network compiled for the CPU: numpy batch in, float32 numpy out (safe to call from one thread
     at a time per instance; calls are serialised by a lock)."""
@@ -216,6 +239,8 @@ class CompiledNetwork:
         import openvino as ov
 
         core = ov.Core()
+        if compute_dtype == "bfloat16" and not cpu_has_bfloat16():
+            _warn_no_bfloat16()
         config: dict[str, str | int] = {
             "INFERENCE_PRECISION_HINT": _PRECISION_HINT[compute_dtype],
             "PERFORMANCE_HINT": hint,
