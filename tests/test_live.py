@@ -329,7 +329,7 @@ def test_a_second_live_run_into_the_same_folder_is_refused(tiny_model, tmp_path)
 
 
 def test_falling_behind_is_said_with_the_numbers_and_the_catch_up_rule():
-    from soccer_highlights.live.runner import BEHIND_SEC, behind_message
+    from soccer_highlights.live.pace import BEHIND_SEC, behind_message
 
     assert behind_message(BEHIND_SEC, 100.0, 85.0, 0.9, 1.0) is None
     message = behind_message(40.0, 300.0, 258.0, 0.85, 1.0)

@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,7 +276,7 @@ def _whole_video(path: Path) -> None:
 # ---- each writer on a full disk ---------------------------------------------------------------------------------
 
 
-def _outputs(tmp_path: Path, monkeypatch, *, ts_fails: bool = False) -> LiveOutputs:
+def _outputs(tmp_path: Path, monkeypatch, *, ts_fails: bool = False, now=time.monotonic) -> LiveOutputs:
     """LiveOutputs whose clips are cut by stand-ins (a few bytes each; the .ts one fails on a full disk)."""
     recorder = Recorder("udp://127.0.0.1:9", tmp_path / "recording", lambda seg: None)
 
@@ -290,7 +291,7 @@ def _outputs(tmp_path: Path, monkeypatch, *, ts_fails: bool = False) -> LiveOutp
 
     monkeypatch.setattr(LiveOutputs, "_cut", cut)
     monkeypatch.setattr("soccer_highlights.live.outputs.run_ffmpeg", ffmpeg)
-    return LiveOutputs(tmp_path, recorder, {0: "Goal"}, ["goal"])
+    return LiveOutputs(tmp_path, recorder, {0: "Goal"}, ["goal"], now=now)
 
 
 def _span(peak: float) -> Span:
@@ -374,19 +375,35 @@ def test_the_space_held_for_the_end_is_freed_on_release(tmp_path, monkeypatch):
     assert not reserve.exists()
 
 
-def test_report_html_on_a_full_disk(tmp_path, monkeypatch):
-    from types import SimpleNamespace
+def test_report_html_on_a_full_disk(tiny_model, tmp_path, monkeypatch):
+    """A live run (on a fake clock and tokens, tests/live_fakes.py) whose report.html finds the disk full."""
+    import numpy as np
 
-    from soccer_highlights.live.runner import LiveRun
+    from soccer_highlights.core.pipeline import Pipeline
+    from tests.live_fakes import FakeClock, FakeStream, FakeTokens, features, live_run
 
     def no_room(path, *args, **kwargs):
         raise UserError(f"{path}: cannot write ({NOSPACE})")
 
     monkeypatch.setattr("soccer_highlights.live.runner.write_report", no_room)
-    run = SimpleNamespace(rows=[], names=["goal"], tps=2, out=tmp_path, half=1, online=SimpleNamespace(given=[]))
-    run._result = lambda halves: None
+    clock = FakeClock()
+    source = FakeTokens(*features(np.random.default_rng(0), 20))
+    run = live_run(Pipeline(tiny_model), tmp_path / "live", clock, source)
+    FakeStream(run, clock).play()
+    source.come(2)
     with pytest.raises(DiskFull, match="report.html: disk full"):
-        LiveRun._report(run)
+        run.step()  # live.json, then report.html
+    assert json.loads((tmp_path / "live" / "live.json").read_text())["state"] == "live"
+
+
+def test_a_clips_latency_is_counted_on_the_runs_clock(tmp_path, monkeypatch):
+    from tests.live_fakes import FakeClock
+
+    clock = FakeClock(500.0)
+    outputs = _outputs(tmp_path, monkeypatch, now=clock)
+    clock.advance(12.5)
+    record = outputs.add(_span(10), {}, 505.0)  # the peak's second arrived at 505 s on the run's clock
+    assert record["latency_sec"] == 7.5
 
 
 def test_the_recording_playlist_on_a_full_disk_is_finished_in_place(tmp_path, monkeypatch):

@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from soccer_highlights.common.errors import UserError
-from soccer_highlights.spotting.spots import Scorer, Spot, local_maxima, nms_spots, window_view, write_results_spotting
+from soccer_highlights.spotting.spots import (
+    Scorer,
+    Spot,
+    complete_windows,
+    local_maxima,
+    nms_spots,
+    token_rows,
+    window_range,
+    window_view,
+    write_results_spotting,
+)
 
 N, D = 8, 4
 
@@ -80,6 +90,44 @@ def test_batched_equals_one_window_at_a_time():
     np.testing.assert_allclose(batched, single, atol=1e-6)
     np.testing.assert_allclose(batched[::2], loop, atol=1e-6)
     np.testing.assert_array_equal(batched[0:36:2], batched[1:37:2])  # both tokens of a second share a window
+
+
+def test_window_range_is_the_slice_of_window_view_on_the_tokens_so_far():
+    x = np.arange(23 * D, dtype=np.float32).reshape(23, D)
+    for stride in (1, 2, 3):
+        whole = window_view(x, N, stride)
+        for first, last in ((0, 1), (2, 5), (0, len(whole)), (len(whole) - 2, len(whole)), (4, 4)):
+            np.testing.assert_array_equal(window_range(x, first, last, N, stride), whole[first:last])
+        # the windows whose tokens all exist among the first t are those of the whole half
+        for t in range(1, 24):
+            done = complete_windows(t, N, stride)
+            assert done == sum(1 for m in range(len(whole)) if m * stride + N - 1 - N // 2 < t)
+            np.testing.assert_array_equal(window_range(x[:t], 0, done, N, stride), whole[:done])
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 256])
+def test_scores_of_windows_scored_as_tokens_come_are_exactly_score_half(batch_size):
+    """The live order (each window once its last token exists, the last ones padded at the end) through the
+    Scorer's one path gives score_half's windows: the probe model's scores are their inputs, bit for bit when
+    every call holds one window (TensorFlow's kernels, the sigmoid's too, may round a row otherwise in a batch
+    of another size: float noise)."""
+    rng = np.random.default_rng(0)
+    t, stride = 41, 2
+    video, audio = rng.normal(size=(2, t, D)).astype(np.float32)
+    scorer = Scorer(_probe_model(), batch_size=batch_size)
+    parts, done, ready = [], 0, 0
+    while ready < t:
+        ready = min(t, ready + int(rng.integers(1, 6)))
+        total = scorer.complete_windows(ready, stride)
+        parts.append(scorer.score_range(video[:ready], audio[:ready], done, total, stride=stride))
+        done = total
+    parts.append(scorer.score_range(video, audio, done, stride=stride))  # the end: every window left
+    live = token_rows(np.concatenate(parts), stride)[:t]
+    offline = scorer.score_half(video, audio, stride=stride, progress=False)
+    if batch_size == 1:
+        np.testing.assert_array_equal(live, offline)
+    else:
+        np.testing.assert_allclose(live, offline, rtol=0, atol=1e-6)
 
 
 def test_feature_width_mismatch_is_a_user_error():

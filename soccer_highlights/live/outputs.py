@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,20 @@ def lock_folder(out: Path) -> Any:
 
 
 class LiveOutputs:
-    """The growing outputs of one live run in `out` (the folder locked by `lock_folder`)."""
+    """The growing outputs of one live run in `out` (the folder locked by `lock_folder`); `now`: the run's clock
+    (time.monotonic unless a test gives its own), what clip latencies are counted on."""
 
-    def __init__(self, out: Path, recorder: Recorder, labels: dict, names: list[str], half: int = 1):
+    def __init__(
+        self,
+        out: Path,
+        recorder: Recorder,
+        labels: dict,
+        names: list[str],
+        half: int = 1,
+        now: Callable[[], float] = time.monotonic,
+    ):
         self.out = out
+        self.now = now
         self.recorder = recorder
         self.labels, self.names, self.half = labels, names, half
         self.clips: list[tuple[Path, float]] = []  # (.ts clip, duration)
@@ -83,8 +94,8 @@ class LiveOutputs:
 
     def add(self, span: Any, info: dict[str, Any], since: float) -> dict:
         """Cut `span`'s clip, then append its line to spans.jsonl (with `latency_sec`, the clip's time ready less
-        `since`, a `time.monotonic()`) and the clip to highlights.m3u8. A clip whose line could not be written
-        is removed again: clips/ holds only the clips of spans.jsonl (DiskFull on a full disk)."""
+        `since`, both on the run's clock `now`) and the clip to highlights.m3u8. A clip whose line could not be
+        written is removed again: clips/ holds only the clips of spans.jsonl (DiskFull on a full disk)."""
 
         number = len(self.clips) + 1
         name = f"{number:04d}_{_safe(span.label)}"
@@ -101,7 +112,7 @@ class LiveOutputs:
                 "clip": f"clips/{mp4.name}",
                 **span_record(span, self.half, self.labels, self.names),
                 **info,
-                "latency_sec": round(time.monotonic() - since, 2),
+                "latency_sec": round(self.now() - since, 2),
             }
             with writing(self.out / "spans.jsonl"):
                 self._append(json.dumps(record) + "\n")

@@ -3,8 +3,10 @@
 One window is centred on every `stride`-th token (default 2 = one per second at 2 features/s), the half
 padded at both ends by repeating its first / last feature (V&D). Windows are strided views of the padded
 half (no per-window Python loop), copied one large batch at a time into a compiled model call. Each
-window's probabilities fill the `stride` tokens it stands for. Spots are per-class local maxima above a
-threshold, written as SoccerNet `results_spotting.json`. Two NMS rules (`NMS_RULES`):
+window's probabilities fill the `stride` tokens it stands for. One method scores windows,
+`Scorer.score_range`: a whole half offline (`score_half`), and a live stream's windows as their last token
+comes (`live.runner`). Spots are per-class local maxima above a threshold, written as SoccerNet
+`results_spotting.json`. Two NMS rules (`NMS_RULES`):
 
 - `vd` (default, V&D's `compute_mAP.py`): a second is kept if its score is above the threshold, strictly
   above every score of the previous window/2 (30 s) and at least every score of the next window/2 - 1
@@ -24,7 +26,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
-from soccer_highlights import dataset
+from soccer_highlights import (
+    archis,  # light: its names load on first use
+    dataset,
+)
 from soccer_highlights.common.atomic import write_json
 from soccer_highlights.common.cli import NMS_RULES, check_nms
 from soccer_highlights.common.constants import BACKGROUND, TOKENS_PER_SECOND
@@ -63,10 +68,52 @@ def pad_edges(features: np.ndarray, window_frames: int) -> np.ndarray:
     """The half with `window_frames // 2` copies of its first row in front and the rest of the copies of its
     last row behind, so the window centred on token t is padded[t : t + window_frames]."""
     left = window_frames // 2
-    right = window_frames - 1 - left
+    return _padded(features, -left, len(features) + window_frames - 1 - left)
+
+
+def _padded(features: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Rows `lo` .. `hi - 1` of `features` extended at both ends: a row before 0 is the first row, one from
+    len(features) on the last (float32)."""
+    t = len(features)
+    front, back = max(0, -lo), max(0, hi - t)
+    middle = features[max(0, lo) : min(t, hi)]
     return np.concatenate(
-        [np.repeat(features[:1], left, axis=0), features, np.repeat(features[-1:], right, axis=0)]
+        [np.repeat(features[:1], front, axis=0), middle, np.repeat(features[-1:], back, axis=0)]
     ).astype(np.float32, copy=False)
+
+
+def window_count(tokens: int, stride: int = 2) -> int:
+    """The windows of a half of `tokens` tokens: one centred on every `stride`-th token, the last one included."""
+    return -(-tokens // stride)
+
+
+def complete_windows(tokens: int, window_frames: int, stride: int = 2) -> int:
+    """The windows (in order from the first) whose tokens all exist among the first `tokens` of a half: the
+    window centred on token c needs tokens up to c + window_frames - 1 - window_frames // 2 (those before 0 are
+    the edge padding, the same whatever comes later)."""
+    right = window_frames - 1 - window_frames // 2
+    return max(0, (tokens - 1 - right) // stride + 1)
+
+
+def window_range(features: np.ndarray, first: int, last: int, window_frames: int, stride: int = 2) -> np.ndarray:
+    """Read-only view [last - first, window_frames, D] of windows `first` .. `last - 1` of the edge-padded half.
+
+    Window m is centred on token m*stride and covers tokens [m*stride - window_frames//2, ... + window_frames);
+    a token before 0 is the first row, one from T = len(features) on the last (the half's edges, or the end of
+    the tokens so far). Only the rows these windows cover are copied, with their padding.
+    """
+    if features.ndim != 2 or len(features) == 0:
+        raise ValueError(f"expected features [T>0, D], got {features.shape}")
+    if stride < 1 or window_frames < 1:
+        raise ValueError("stride and window_frames must be >= 1")
+    if not 0 <= first <= last:
+        raise ValueError(f"expected 0 <= first <= last, got windows {first} .. {last}")
+    if first == last:
+        return np.zeros((0, window_frames, features.shape[1]), np.float32)
+    lo = first * stride - window_frames // 2  # the first token of window `first`
+    padded = _padded(features, lo, (last - 1 - first) * stride + window_frames + lo)
+    windows = sliding_window_view(padded, window_frames, axis=0)  # [rows, D, N]
+    return windows[::stride].transpose(0, 2, 1)
 
 
 def window_view(features: np.ndarray, window_frames: int, stride: int = 2) -> np.ndarray:
@@ -74,12 +121,9 @@ def window_view(features: np.ndarray, window_frames: int, stride: int = 2) -> np
 
     Window m covers tokens [m*stride - window_frames//2, ... + window_frames) of the edge-padded half.
     """
-    if features.ndim != 2 or len(features) == 0:
-        raise ValueError(f"expected features [T>0, D], got {features.shape}")
-    if stride < 1 or window_frames < 1:
+    if stride < 1:
         raise ValueError("stride and window_frames must be >= 1")
-    windows = sliding_window_view(pad_edges(features, window_frames), window_frames, axis=0)  # [T, D, N]
-    return windows[::stride].transpose(0, 2, 1)
+    return window_range(features, 0, window_count(len(features), stride), window_frames, stride)
 
 
 class Scorer:
@@ -128,25 +172,56 @@ class Scorer:
                 bar.update(j - i)
         return out
 
-    def score_half(
-        self, video: np.ndarray, audio: np.ndarray, *, stride: int = 2, progress: bool = True, what: str = "half"
+    def score_range(
+        self,
+        video: np.ndarray,
+        audio: np.ndarray,
+        first: int = 0,
+        last: int | None = None,
+        *,
+        stride: int = 2,
+        progress: bool = False,
+        what: str = "windows",
     ) -> np.ndarray:
-        """Per-token probabilities [T, C] for one half (T = the shorter of the two streams)."""
+        """Probabilities [last - first, C] of windows `first` .. `last - 1` (window m centred on token m*stride) of
+        the half whose tokens so far are `video` and `audio` (T = the shorter; edge padding as `window_range`);
+        `last` None: up to the half's last window (`window_count(T)`, its end padded).
+
+        The one way windows are scored: `score_half` scores all of a half's windows; a live run scores those whose
+        tokens all exist (`complete_windows`) as the tokens come, then the rest once the stream has ended, and so
+        gets exactly `score_half`'s windows."""
         if stride < 1:
             raise UserError(f"--stride must be >= 1 token, got {stride}")
         video, audio = self.check_features(video, audio, what)
-        probs = self.score_windows(
-            window_view(video, self.window_frames, stride),
-            window_view(audio, self.window_frames, stride),
+        last = window_count(len(video), stride) if last is None else last
+        return self.score_windows(
+            window_range(video, first, last, self.window_frames, stride),
+            window_range(audio, first, last, self.window_frames, stride),
             progress=progress,
             desc=what,
         )
-        return np.repeat(probs, stride, axis=0)[: len(video)]
+
+    def complete_windows(self, tokens: int, stride: int = 2) -> int:
+        """The windows whose tokens all exist among the first `tokens` (see the module's `complete_windows`)."""
+        return complete_windows(tokens, self.window_frames, stride)
+
+    def score_half(
+        self, video: np.ndarray, audio: np.ndarray, *, stride: int = 2, progress: bool = True, what: str = "half"
+    ) -> np.ndarray:
+        """Per-token probabilities [T, C] for one half (T = the shorter of the two streams): each window's
+        probabilities fill the `stride` tokens from its centre (`token_rows`)."""
+        probs = self.score_range(video, audio, stride=stride, progress=progress, what=what)
+        return token_rows(probs, stride)[: min(len(video), len(audio))]
+
+
+def token_rows(window_probs: np.ndarray, stride: int) -> np.ndarray:
+    """Per-token rows [M * stride, C] of consecutive windows' probabilities [M, C]: each window's row for the
+    `stride` tokens from its centre on."""
+    return np.repeat(window_probs, stride, axis=0)
 
 
 def with_compute_dtype(model: keras.Model, compute_dtype: str | None) -> keras.Model:
     """The same model computing in `compute_dtype` ("float32" / "bfloat16"): rebuilt by archis, weights copied."""
-    from soccer_highlights import archis  # deferred: loads TensorFlow (start-up)
 
     spec = archis.model_info(model)
     if not compute_dtype or compute_dtype == spec.compute_dtype:
