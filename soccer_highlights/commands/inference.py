@@ -6,7 +6,7 @@
         --features_audio 1_VGGish.npy          # reuse features already extracted from that video
     python inference.py --model M.keras --out DIR --features_video F.npy --features_audio F.npy
     python inference.py --model M.keras --out DIR --game_dir ROOT/league/season/game   # both halves + labels
-    python inference.py --model M.keras --out DIR --live udp://127.0.0.1:5000   # a live stream (highlights.live)
+    python inference.py --model M.keras --out DIR --live udp://127.0.0.1:5000   # a live stream (soccer_highlights.live)
 
 Inputs given without a flag (video files, folders of videos, .txt lists of videos) are scored in one process
 with the networks built once; each video gets its own folder DIR/<video name>/, a failing video is reported

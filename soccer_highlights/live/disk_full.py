@@ -3,7 +3,7 @@
 The errors a full disk raises differ by writer: an `OSError` (ENOSPC, EDQUOT) from a Python write, a
 `UserError` from `common.atomic` (its cause that OSError), or an ffmpeg failure whose message (or stderr)
 says "No space left on device". `writing(path)` turns each of them into one `DiskFull` naming `path`; any
-other error passes through unchanged. `highlights.live` catches `DiskFull`, stops the run and says it in
+other error passes through unchanged. `live.runner` catches `DiskFull`, stops the run and says it in
 one line (`stopped_message`).
 """
 
