@@ -170,6 +170,13 @@ class Plan:
     verbose: bool
     jobs: tuple[Job, ...] = ()
 
+    def check_job(self, job: Job) -> None:
+        """One job's checks before anything loads: its match and output folder, and the extraction settings when
+        its features are to be extracted (so a bad setting fails each such video, and the others go on)."""
+        check_job(job)
+        if job.match.kind == "video":
+            self.extraction()
+
     def pipeline(self, *, extract: bool = False) -> Pipeline:
         """The model loaded, with the extraction settings when a match (or the stream: `extract`) needs them."""
         extract = extract or any(j.match.kind == "video" for j in self.jobs)
@@ -204,9 +211,7 @@ def build_config(args: argparse.Namespace) -> Plan:
     else:
         match = Match.video(args.video, labels=plan.labels, half=plan.half)
     job = Job(match, plan.output)
-    check_job(job)
-    if match.kind == "video":
-        plan.extraction()  # its settings checked before anything loads
+    plan.check_job(job)  # its settings checked before anything loads
     return dataclasses.replace(plan, jobs=(job,))
 
 
@@ -231,8 +236,6 @@ def build_configs(args: argparse.Namespace) -> Plan:
         Job(m, dataclasses.replace(output, out=plan.output.out / name))
         for m, name in zip(matches, folders, strict=True)
     )
-    if any(j.match.kind == "video" for j in jobs):
-        plan.extraction()  # its settings checked before anything loads
     return dataclasses.replace(plan, jobs=jobs)
 
 
@@ -338,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not mine:
             print(f"shard {index}/{num_shards}: no videos (fewer videos than shards)", file=sys.stderr)
             return 0
-        return run_many(mine, plan.pipeline, index_of=plan.jobs if num_shards > 1 else None)
+        return run_many(mine, plan.pipeline, index_of=plan.jobs if num_shards > 1 else None, check=plan.check_job)
     if args.num_shards is not None or args.shard_index is not None:
         raise UserError("--num_shards / --shard_index split INPUTs (videos, folders, lists); give INPUTs")
     existed = Path(args.out).exists()

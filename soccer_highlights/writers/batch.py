@@ -42,11 +42,17 @@ def run_and_write(pipeline: Pipeline, job: Job) -> tuple[Result, Written]:
     return result, write_outputs(result, job.output)
 
 
-def run_many(jobs: Sequence[Job], load: Callable[[], Pipeline], index_of: Sequence[Job] | None = None) -> int:
+def run_many(
+    jobs: Sequence[Job],
+    load: Callable[[], Pipeline],
+    index_of: Sequence[Job] | None = None,
+    check: Callable[[Job], None] = check_job,
+) -> int:
     """Every match in one process, the pipeline loaded (`load()`) once. All matches are checked first (so a run of
     bad files never loads the model); a match that fails is reported on one line and the others go on; a model
     that cannot be loaded stops the run (UserError). Returns 0 when all were done, else 1. `index_of` (a shard's
-    whole batch): index.html links every report of it that exists, other shards' too."""
+    whole batch): index.html links every report of it that exists, other shards' too. `check`: the checks of one
+    job before anything loads (default `check_job`)."""
     failed: list[str] = []
 
     def attempt(job: Job, step: Callable[[], object]) -> bool:
@@ -65,7 +71,7 @@ def run_many(jobs: Sequence[Job], load: Callable[[], Pipeline], index_of: Sequen
     if jobs:
         check_output_file(jobs[0].output.out.parent / "index.html")
     made = [j.output.out for j in jobs if not j.output.out.exists()]
-    ready = [j for j in jobs if attempt(j, functools.partial(check_job, j))]
+    ready = [j for j in jobs if attempt(j, functools.partial(check, j))]
     try:
         pipeline = load() if ready else None
     except BaseException:
