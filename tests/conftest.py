@@ -22,6 +22,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if item.nodeid in SLOW:
             item.add_marker(pytest.mark.slow)
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))  # one cluster, on one worker (pytest -n)
 
 
 @pytest.fixture(autouse=True)
