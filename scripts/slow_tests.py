@@ -1,5 +1,5 @@
 """Rewrite tests/slow.txt: the tests of the fast subset that take over a threshold (setup + call), measured by
-running `pytest -m "not slow" --durations=0` here. Usage: python scripts/slow_tests.py [--threshold 0.7]"""
+running `pytest -m "not slow" --durations=0` here. Usage: python scripts/slow_tests.py [--threshold 0.3]"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ LINE = re.compile(r"([\d.]+)s (?:call|setup|teardown)\s+(\S.*)$")
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threshold", type=float, default=0.7, help="seconds (setup + call) that make a test slow")
+    p.add_argument("--threshold", type=float, default=0.3, help="seconds (setup + call) that make a test slow")
     args = p.parse_args()
     slow_file = ROOT / "tests" / "slow.txt"
     header = [ln for ln in slow_file.read_text().splitlines() if ln.startswith("#")]
