@@ -43,3 +43,26 @@ def test_entry_point_runs_the_cli_and_its_errors(command, tmp_path):
     code = code.replace("'--help'", "'--bogus'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_wheels_ranges_hold_the_pinned_versions():
+    """Each runtime pin of requirements.txt (the versions tested) is the lower bound of the wheel's range for it,
+    and every runtime requirement has a range."""
+    from packaging.requirements import Requirement
+
+    ranges = {
+        Requirement(r).name.lower(): Requirement(r)
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            pins[req.name.lower()] = next(iter(req.specifier)).version
+    assert set(ranges) == set(pins)
+    for name, version in pins.items():
+        spec = ranges[name].specifier
+        assert version in spec, f"{name} {version} outside {spec}"
+        assert any(s.operator == ">=" and s.version == version for s in spec), f"{name}: lower bound is not {version}"
+        assert any(s.operator == "<" for s in spec), f"{name}: no upper bound"
