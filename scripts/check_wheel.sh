@@ -47,13 +47,30 @@ EOF
 # of these names would write into their folders, and `import NAME` would no longer give theirs.
 STANDINS=(evaluate dataset inference common training highlights synthetic)
 step "installing stand-in distributions of ${STANDINS[*]}"
-for name in "${STANDINS[@]}"; do
-  mkdir -p "$WORK/standins/$name/$name"
-  printf 'IDENTITY = "stand-in %s"\n' "$name" >"$WORK/standins/$name/$name/__init__.py"
-  printf '[project]\nname = "standin-%s"\nversion = "1.0"\n[tool.setuptools]\npackages = ["%s"]\n' "$name" "$name" \
-    >"$WORK/standins/$name/pyproject.toml"
-done
-"$BIN/python" -m pip install -q --no-build-isolation --no-deps "$WORK"/standins/* >&2
+# Each a real wheel (package NAME, IDENTITY inside), written directly: no build backend involved.
+mkdir -p "$WORK/standins"
+"$BIN/python" - "$WORK/standins" "${STANDINS[@]}" <<'EOF'
+import base64, hashlib, sys, zipfile
+from pathlib import Path
+
+out = Path(sys.argv[1])
+for name in sys.argv[2:]:
+    dist = f"standin_{name}-1.0"
+    files = {
+        f"{name}/__init__.py": f'IDENTITY = "stand-in {name}"\n',
+        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: standin-{name}\nVersion: 1.0\n",
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: check_wheel\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist}.dist-info/RECORD"] = "\n".join([*record, f"{dist}.dist-info/RECORD,,"]) + "\n"
+    with zipfile.ZipFile(out / f"{dist}-py3-none-any.whl", "w") as whl:
+        for path, text in files.items():
+            whl.writestr(path, text)
+EOF
+"$BIN/python" -m pip install -q --no-deps "$WORK"/standins/*.whl >&2
 "$BIN/python" -m pip install -q "$WHEEL" >&2  # with its declared dependencies: the metadata must resolve
 "$BIN/python" -m pip check >&2
 
