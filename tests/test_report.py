@@ -15,7 +15,7 @@ import pytest
 
 from soccer_highlights import synthetic
 from soccer_highlights.commands import inference
-from soccer_highlights.report.page import encode_scores, half_video, render, write_index
+from soccer_highlights.report.page import encode_scores, half_video, render, write_index, write_report
 from soccer_highlights.synthetic.video import make_match_video
 from tests.browser import Browser
 
@@ -287,3 +287,39 @@ def test_a_span_with_several_labels_keeps_them_all():
 
     assert _labels(SimpleNamespace(label="goal", labels=("goal", "card"))) == ["goal", "card"]
     assert _labels(SimpleNamespace(label="goal")) == ["goal"]
+
+
+def test_no_text_can_change_how_the_page_parses():
+    hostile = "x<!--<script>a & b</script>-->__DATA__"
+    page = render({"title": "__DATA__.mp4", "names": [hostile]})
+    assert page.count("</script>") == 2 and "<!--" not in page.split('id="data">')[1].split("</script>")[0]
+    assert "<title>__DATA__.mp4 - highlights report</title>" in page  # each placeholder filled once
+    embedded = page.split('id="data">')[1].split("</script>")[0]
+    assert json.loads(embedded)["names"] == [hostile]  # the same text back, once parsed
+
+
+@pytest.mark.slow
+def test_hostile_class_and_file_names_in_the_real_browser(tmp_path, browser):
+    """A Result whose class names and video name hold HTML, comment and placeholder text: the page opens, its
+    title, spans and player are those of the run."""
+    from soccer_highlights.common.modelspec import ModelSpec
+    from soccer_highlights.core.match import Half, Match, Result, Scoring
+    from soccer_highlights.highlights.decoder import DecoderConfig, decode
+
+    names = ["background", "<!--<script>", "</script><b>x</b>", "a&b\"'"]
+    spec = ModelSpec("concat", class_names=names, window_seconds=4, tokens_per_second=2)
+    probs = np.zeros((240, 4), np.float32)
+    for c, token in ((1, 40), (2, 120), (3, 200)):
+        probs[token - 3 : token + 4, c] = 0.9
+    video = make_match_video(tmp_path / "__DATA__ <b>.mp4", 120.0, size="64x36")
+    half = Half(1, np.zeros((240, 1)), np.zeros((240, 1)), duration=120.0, probs=probs)
+    scoring = Scoring(decoder=DecoderConfig())
+    half.spans = decode(probs, names, 120.0, scoring.decoder, tokens_per_second=2)
+    result = Result(Match.video(video), tmp_path / "m.keras", spec, [half], scoring)
+    page = write_report(tmp_path / "report.html", result)
+    _open(browser, page)
+    assert browser.eval("document.title") == "__DATA__ <b>.mp4 - highlights report"
+    assert browser.eval("document.querySelectorAll('#spans tbody tr').length") == len(half.spans) == 3
+    assert browser.eval("D.classNames") == names
+    assert browser.eval("decodeURIComponent(document.getElementById('match').src).endsWith('__DATA__ <b>.mp4')")
+    assert browser.errors() == []

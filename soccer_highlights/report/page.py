@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,11 +172,19 @@ def _sources(result: Result) -> dict[str, str]:
     return paths
 
 
+# JSON inside a <script> element: every <, > and & as a \u escape (still the same JSON), so that no class name,
+# file name or other text can open or close an element or a comment inside the script.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+_PLACEHOLDER = re.compile(r"__(TITLE|DATA)__")
+
+
 def render(data: dict, template: Path = PAGE) -> str:
-    """The page with `data` embedded (as JSON inside a script element, `</` escaped so it cannot close it)."""
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """The page with `data` embedded as JSON inside a script element (every `<`, `>`, `&` escaped), the title as
+    HTML text; each placeholder of the template is filled once, so a title that reads `__DATA__` stays a title."""
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_SAFE)
+    title = html.escape(str(data.get("title", "")))
     page = template.read_text(encoding="utf-8")
-    return page.replace("__TITLE__", html.escape(str(data.get("title", "")))).replace("__DATA__", payload)
+    return _PLACEHOLDER.sub(lambda m: title if m.group(1) == "TITLE" else payload, page)
 
 
 def write_report(
