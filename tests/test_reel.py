@@ -118,3 +118,17 @@ def test_text_formats():
     assert "START=1000\nEND=3000" in chapters_text(clips, [1.0, 2.0])
     assert srt_text(clips, [(0, 1), (1, 3.25)]).splitlines()[5] == "00:00:01,000 --> 00:00:03,250"
     assert concat_list_text([Path("/x/it's.mp4")]) == "file '/x/it'\\''s.mp4'\n"
+
+
+def test_an_odd_size_video_gives_a_reel(tmp_path):
+    """yuv420p needs even sides: a 161x91 source (4:4:4, as cameras and screen captures give) is padded by a pixel."""
+    src = tmp_path / "odd.mp4"
+    lavfi = ["-f", "lavfi", "-i", f"testsrc=size=161x91:rate={FPS}", "-f", "lavfi", "-i", "sine=frequency=440"]
+    encode = ["-t", "6", "-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a", "aac", media_arg(src)]
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *lavfi, *encode], check=True)
+    assert (probe(src).width, probe(src).height) == (161, 91)
+    out = tmp_path / "reel.mp4"
+    make_reel(src, [Clip(1, 3, "a")], out, srt=False, progress=False)
+    info = probe(out)
+    assert (info.width, info.height) == (162, 92) and info.has_audio and abs(info.duration - 2.0) <= 2 * FRAME
+    _decodes_cleanly(out)

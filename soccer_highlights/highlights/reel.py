@@ -223,7 +223,10 @@ def _encode_group(
     for c in clips:
         inputs += ["-ss", f"{c.start:.3f}", "-t", f"{c.duration:.3f}", "-i", media_arg(video)]
     pads = "".join(f"[{i}:v:0]" + (f"[{i}:a:0]" if has_audio else "") for i in range(len(clips)))
-    graph = f"{pads}concat=n={len(clips)}:v=1:a={int(has_audio)}[v]" + ("[a]" if has_audio else "")
+    # yuv420p needs an even width and height: an odd-size video (1281x721) is padded by one pixel, any pixel format
+    # converted, so that every decodable video gives a reel
+    even = "[cat]pad=ceil(iw/2)*2:ceil(ih/2)*2,format=yuv420p[v]"
+    graph = f"{pads}concat=n={len(clips)}:v=1:a={int(has_audio)}[cat]" + ("[a]" if has_audio else "") + f";{even}"
     args = [
         *inputs,
         *_metadata_args(metadata, len(clips)),
