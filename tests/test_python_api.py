@@ -106,3 +106,24 @@ def test_the_readme_example_runs_verbatim(tiny_model, tmp_path, monkeypatch):
     assert "half 1" in printed.getvalue() or "[" in printed.getvalue()
     assert (tmp_path / "my_highlights" / "report.html").is_file()
     assert (tmp_path / "my_highlights" / "highlights.mp4").is_file()
+
+
+def test_a_reel_that_fails_keeps_the_other_outputs(tiny_model, game, tmp_path, monkeypatch, capsys):
+    from soccer_highlights.synthetic.video import make_match_video
+    from soccer_highlights.writers import outputs
+
+    def broken(*args, **kwargs):
+        raise UserError("m.mp4: cutting the reel: ffmpeg failed (Invalid argument)")
+
+    video = make_match_video(tmp_path / "m.mp4", 60.0, size="64x36")
+    feats = (game / "1_ResNET_TF2_PCA512.npy", game / "1_VGGish.npy")
+    result = Pipeline(tiny_model)(Match.features(*feats, video=video))
+    monkeypatch.setattr(outputs, "make_reel", broken)
+    written = write_outputs(result, tmp_path / "out")
+    assert "reel" not in written.files and all(p.is_file() for p in written.files.values())
+    assert set(written.files) == {"spans", "spotting", "timeline", "report"}
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        line
+        == "warning: no reel: m.mp4: cutting the reel: ffmpeg failed (Invalid argument) (the other outputs are written)"
+    )

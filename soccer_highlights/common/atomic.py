@@ -235,6 +235,13 @@ class OutputSet:
             self.written.append(name)
         return self._staging / name
 
+    def drop(self, name: str) -> None:
+        """This run will not write `name` after all (a step that failed): forget it and remove what was staged."""
+        if name in self.written:
+            self.written.remove(name)
+            if self._staging is not None:
+                (self._staging / name).unlink(missing_ok=True)
+
     def commit(self) -> list[str]:
         """Move every written file into place; remove the earlier run's files this run did not replace.
         Returns the removed names."""

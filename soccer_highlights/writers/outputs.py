@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import numpy as np
 
 from soccer_highlights.common.atomic import OutputSet, check_apart, check_writable_folder, write_json
 from soccer_highlights.common.constants import BACKGROUND
+from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.timefmt import game_time
 from soccer_highlights.core.match import Half, Match, Result
 from soccer_highlights.highlights.decoder import Span
@@ -104,8 +106,9 @@ def span_record(s: Span, number: int, labels: dict, names: Sequence[str]) -> dic
 
 
 def write_outputs(result: Result, output: Output | str | os.PathLike[str]) -> Written:
-    """Every file of one match, made visible together (the reel first: the step most likely to fail). Files of an
-    earlier run that this one does not write (a reel, when this run makes none) are removed. `output`: an Output,
+    """Every file of one match, made visible together (the reel first: the step most likely to fail; when it fails,
+    one warning line says why and the other files are still written). Files of an earlier run that this one does
+    not write (a reel, when this run makes none) are removed. `output`: an Output,
     or just the folder (default settings)."""
     from soccer_highlights.evaluation.plots import plot_timeline  # deferred: loads matplotlib (start-up)
 
@@ -116,7 +119,15 @@ def write_outputs(result: Result, output: Output | str | os.PathLike[str]) -> Wr
         inputs.append(Path(result.extraction.pca))
     with OutputSet(out, OUTPUT_FILES, inputs=inputs, root=output.root or out) as files:
         t0 = time.perf_counter()
-        reel = _write_reel(result, output, files, written)
+        try:
+            reel = _write_reel(result, output, files, written)
+        except UserError as exc:  # the video's other outputs are still worth having
+            print(f"warning: no reel: {' '.join(str(exc).split())} (the other outputs are written)", file=sys.stderr)
+            reel = None
+            for name in ("highlights.mp4", "highlights.srt"):
+                files.drop(name)
+            for role in ("reel", "subtitles"):
+                written.files.pop(role, None)
         written.timings["reel"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
