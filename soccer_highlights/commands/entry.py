@@ -7,17 +7,10 @@ from __future__ import annotations
 import importlib
 from typing import NoReturn
 
+from soccer_highlights.common.cli import COMMAND_MODULES
 from soccer_highlights.common.errors import run_cli
 
-COMMANDS = {
-    "soccer-highlights": "soccer_highlights.commands.inference",
-    "soccer-spot": "soccer_highlights.commands.spot",
-    "soccer-train": "soccer_highlights.commands.train",
-    "soccer-evaluate": "soccer_highlights.commands.evaluate",
-    "soccer-extract": "soccer_highlights.commands.extract",
-    "soccer-synthetic": "soccer_highlights.synthetic.games",
-    "soccer-synthetic-video": "soccer_highlights.synthetic.video",
-}
+COMMANDS = COMMAND_MODULES  # each command's module: one table, in common.cli (which names the commands too)
 
 
 def run_command(command: str) -> NoReturn:

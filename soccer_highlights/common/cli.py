@@ -145,8 +145,8 @@ def check_spotting_flags(args: argparse.Namespace) -> None:
 
 # ---- how a command is named --------------------------------------------------------------------------------
 
-# Each command's module (the same table as commands.entry.COMMANDS, which is checked against it) and its
-# spelling in a checkout, where the card's thin entries run it.
+# Each command's module (commands.entry runs them from this table) and its spelling in a checkout, where the
+# card's thin entries run it.
 COMMAND_MODULES = {
     "soccer-highlights": "soccer_highlights.commands.inference",
     "soccer-spot": "soccer_highlights.commands.spot",
