@@ -13,8 +13,9 @@ no feature pipeline) for the commands that need none of them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from soccer_highlights.common.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from soccer_highlights.core.match import Match, Result, Scoring
@@ -38,7 +39,4 @@ _EXPORTS = {
 __all__ = ["ExtractConfig", "Match", "Output", "Pipeline", "Result", "Scoring", "Written", "summary", "write_outputs"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'soccer_highlights' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

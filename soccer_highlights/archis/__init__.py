@@ -9,7 +9,9 @@ custom-object flags (`register_layers()` does it alone).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from soccer_highlights.common.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from soccer_highlights.archis.fusion import (
@@ -89,10 +91,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'soccer_highlights.archis' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
 
 
 def register_layers() -> None:
