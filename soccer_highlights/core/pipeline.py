@@ -130,7 +130,7 @@ class Pipeline:
         t0 = time.perf_counter()
         decode_halves(self.scoring, self.spec, halves)
         timings["spans"] = time.perf_counter() - t0
-        extracted = match.kind in ("video", "recording") and match.features_video is None
+        extracted = match.kind in ("video", "recording")  # features from the video itself
         return Result(
             match,
             self.model,
