@@ -28,7 +28,7 @@ from soccer_highlights.report.page import write_report
 from soccer_highlights.spotting.spots import nms_spots
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test helpers, not in the package
-from browser import Browser  # noqa: E402
+from chrome import Browser  # noqa: E402
 
 TOKENS_PER_SECOND, HALF_TOKENS = 2.0, 45 * 60 * 2
 MODELS = {
@@ -90,7 +90,7 @@ def main() -> None:
             page = write_report(out / "report.html", result)
             opens, walls = [], []
             for _ in range(args.opens):
-                browser.call("Page.navigate", url="about:blank")
+                browser.driver.get("about:blank")
                 t0 = time.perf_counter()
                 opens.append(float(browser.open(page)))
                 walls.append((time.perf_counter() - t0) * 1000)

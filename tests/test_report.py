@@ -1,6 +1,8 @@
-"""The match report page: what inference.py writes, checked in a real headless Chromium (see tests/browser.py).
+"""The match report page: what inference.py writes, checked in a real headless Chromium driven by Selenium (see
+tests/chrome.py).
 
-Chromium is required, not optional: a machine without it fails these tests (CI installs it in .ci/run).
+Chromium and chromium-driver are required, not optional: a machine without them fails these tests (CI installs
+them in .ci/run).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from soccer_highlights import synthetic
 from soccer_highlights.commands import inference
 from soccer_highlights.report.page import encode_scores, half_video, render, write_index, write_report
 from soccer_highlights.synthetic.video import make_match_video
-from tests.browser import Browser
+from tests.chrome import Browser
 
 CURRENT = "document.getElementById('match').currentTime"
 
@@ -69,7 +71,7 @@ def browser():
 
 
 def _open(browser: Browser, page: Path) -> None:
-    browser.events.clear()
+    browser.clear_log()
     browser.open(page)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from soccer_highlights.common.atomic import atomic_path, read_json
 from soccer_highlights.common.errors import UserError, run_cli
+from soccer_highlights.report.labels import match_identity
 
 if TYPE_CHECKING:
     from soccer_highlights.common.modelspec import ModelSpec
@@ -122,8 +123,12 @@ def model_record(model: Path, spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def report_data(result: Result, out: Path, reel: ReelView | None = None) -> dict:
-    """Everything the page shows, from a core Result (match, model, halves with scores/spans/spots) and the reel."""
+def report_data(
+    result: Result, out: Path, reel: ReelView | None = None, identity: dict[str, Any] | None = None
+) -> dict:
+    """Everything the page shows, from a core Result (match, model, halves with scores/spans/spots) and the reel;
+    `identity` (`report.labels.match_identity`, computed when not given) keys the review's stored state and travels
+    into its download."""
     spec, decoder = result.spec, result.scoring.decoder
     tokens_per_second = spec.tokens_per_second
     names = list(spec.class_names)
@@ -156,6 +161,7 @@ def report_data(result: Result, out: Path, reel: ReelView | None = None) -> dict
         "truth": [[h.number, round(t, 2), c] for h in result.halves for t, c in h.events],
         "reel": _reel(reel, out),
         "randomWeights": bool(result.random_weights),
+        "identity": identity if identity is not None else match_identity(result),
         "settings": {
             "source": _sources(result),
             "model": model_record(result.model, spec),
@@ -188,13 +194,18 @@ def render(data: dict, template: Path = PAGE) -> str:
 
 
 def write_report(
-    path: str | os.PathLike, result: Result, *, reel: ReelView | None = None, folder: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    result: Result,
+    *,
+    reel: ReelView | None = None,
+    folder: str | os.PathLike | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> Path:
     """Write the report page of a core Result to `path` (atomically), with its reel when one was cut. `folder`:
     where the page will be opened from, when it is written elsewhere first (links are relative to it; default:
-    `path`'s folder)."""
+    `path`'s folder). `identity`: the match's (`report.labels.match_identity`), when the caller has it already."""
     path = Path(path)
-    text = render(report_data(result, Path(folder) if folder is not None else path.parent, reel))
+    text = render(report_data(result, Path(folder) if folder is not None else path.parent, reel, identity))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

@@ -19,6 +19,7 @@ from soccer_highlights.common.timefmt import game_time
 from soccer_highlights.core.match import Half, Match, Result
 from soccer_highlights.highlights.decoder import Span
 from soccer_highlights.highlights.reel import make_reel, plan_clips
+from soccer_highlights.report.labels import match_identity
 from soccer_highlights.report.page import ReelView, model_record, write_report
 from soccer_highlights.spotting.spots import class_labels, write_results_spotting
 
@@ -67,12 +68,14 @@ def check_outputs(match: Match, output: Output) -> None:
     check_apart(output.out, OUTPUT_FILES, [*match.inputs(), *output.protected], output.root or output.out)
 
 
-def spans_json(result: Result) -> dict:
+def spans_json(result: Result, identity: dict | None = None) -> dict:
+    """spans.json: the match's inputs (and their identity, which reviewed labels must match), model, decoder, spans."""
     spec = result.spec
     labels = class_labels(result.cmap, spec.class_names)
     names = list(spec.class_names)
     return {
         "source": result.match.paths(),
+        "identity": identity if identity is not None else match_identity(result),
         "model": {**model_record(result.model, spec), "class_names": names},
         "decoder": result.scoring.decoder.to_dict(),
         "spans": [span_record(s, number, labels, names) for number, s in result.spans()],
@@ -131,7 +134,8 @@ def write_outputs(result: Result, output: Output | str | os.PathLike[str]) -> Wr
         written.timings["reel"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        write_json(files.path("spans.json"), spans_json(result))
+        identity = match_identity(result)  # hashes the inputs once, for spans.json and the report
+        write_json(files.path("spans.json"), spans_json(result, identity))
         game = str(result.match.source)
         write_results_spotting(
             files.path("results_spotting.json"),
@@ -157,7 +161,7 @@ def write_outputs(result: Result, output: Output | str | os.PathLike[str]) -> Wr
             timeline=out / "timeline.png",
             report=out / "report.html",
         )
-        write_report(files.path("report.html"), result, reel=reel, folder=out)
+        write_report(files.path("report.html"), result, reel=reel, folder=out, identity=identity)
     written.timings["write"] = time.perf_counter() - t0
     return written
 
