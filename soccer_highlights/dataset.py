@@ -52,6 +52,8 @@ __all__ = [
     "class_map_from_json",
     "default_class_map",
     "find_feature_file",
+    "LABEL_VERSIONS",
+    "EVENT_TIMES",
     "labels_path",
     "load_class_map",
     "load_half",
@@ -142,11 +144,11 @@ def load_class_map(spec: str) -> ClassMap:
     return class_map_from_json(data, str(path))
 
 
-def default_class_map(games: Sequence[Path], vd: bool) -> ClassMap:
-    """The class map the originals used on these games' label files: `v1` (V&D's card, subs, goal) when they have
-    only `Labels.json`; otherwise (`Labels-v2.json`) `vd_v2` for V&D's architectures (`vd`), `highlight` (the
-    seed's four classes) for the seed's."""
-    files = {p.name for p in map(labels_path, games) if p is not None}
+def default_class_map(games: Sequence[Path], vd: bool, prefer: str | None = None, only: bool = False) -> ClassMap:
+    """The class map the originals used on the label files read in these games (`labels_path` with `prefer` and
+    `only`): `v1` (V&D's card, subs, goal) when every one is `Labels.json`; otherwise (`Labels-v2.json`) `vd_v2` for
+    V&D's architectures (`vd`), `highlight` (the seed's four classes) for the seed's."""
+    files = {p.name for p in (labels_path(g, prefer, only) for g in games) if p is not None}
     if files == {"Labels.json"}:
         return load_class_map("v1")
     return load_class_map("vd_v2" if vd else "highlight")
@@ -239,25 +241,46 @@ def check_game_lists(
             )
 
 
-def labels_path(game_dir: str | Path) -> Path | None:
-    """The label file of a game folder: `Labels-v2.json` (preferred) or `Labels.json`; None without one."""
+# `--labels`: the label file of each SoccerNet version. V&D's `dataset.py` (`prepare_normal`) reads `Labels.json`,
+# the seed's `Labels-v2.json`.
+LABEL_VERSIONS = {"v1": "Labels.json", "v2": "Labels-v2.json"}
+# `--event_time`: where a training event's time comes from. Both originals' `dataset.py` (`prepare_normal`) read
+# `gameTime` ("1 - 12:34", whole seconds); `position` (ms) is the more precise field of v2 files, which SoccerNet's
+# evaluation prefers.
+EVENT_TIMES = ("gametime", "position")
+
+
+def labels_path(game_dir: str | Path, prefer: str | None = None, only: bool = False) -> Path | None:
+    """The label file of a game folder: `prefer`'s (`v1` Labels.json, `v2` Labels-v2.json; None: v2) first, the
+    other version when that one is missing unless `only`; None without one."""
     game_dir = Path(game_dir)
-    return next((game_dir / n for n in LABEL_FILES if (game_dir / n).is_file()), None)
+    first = LABEL_VERSIONS[prefer] if prefer is not None else LABEL_FILES[0]
+    names = [first] if only else [first, *(n for n in LABEL_FILES if n != first)]
+    return next((game_dir / n for n in names if (game_dir / n).is_file()), None)
 
 
-def read_labels(game_dir: str | Path) -> list[Event]:
-    """Events of a game from `Labels-v2.json` (preferred) or `Labels.json`; `position` (ms) wins over `gameTime`.
+def read_labels(
+    game_dir: str | Path, prefer: str | None = None, only: bool = False, event_time: str = "position"
+) -> list[Event]:
+    """Events of a game from its label file (`labels_path`), each at the time `event_time` says (`parse_labels`).
     Every event is returned; `usable_events` says which can be used."""
     game_dir = Path(game_dir)
-    path = labels_path(game_dir)
+    path = labels_path(game_dir, prefer, only)
     if path is None:
-        raise UserError(f"{game_dir}: no Labels-v2.json or Labels.json")
-    return parse_labels(read_json(path), str(path))
+        wanted = LABEL_VERSIONS[prefer] if only and prefer is not None else "Labels-v2.json or Labels.json"
+        raise UserError(f"{game_dir}: no {wanted}")
+    return parse_labels(read_json(path), str(path), event_time)
 
 
-def parse_labels(data: Any, source: str) -> list[Event]:
+def parse_labels(data: Any, source: str, event_time: str = "position") -> list[Event]:
     """Events of a Labels(-v2).json object, one per annotation in file order (the one parser of the format, for
-    training, ground truth on timelines and evaluation). UserError naming `source` when malformed."""
+    training, ground truth on timelines and evaluation). An event's time: with `event_time` "position" its
+    `position` (ms) where the file has one, else its `gameTime`, as SoccerNet's evaluation (`label2vector`) reads
+    it; with "gametime" its `gameTime` ("1 - 12:34", whole seconds), as both originals' `dataset.py` read it for
+    training (the training data passes it by default). UserError naming `source` when malformed (a `gameTime` whose
+    seconds pass 59 included: the originals would read "00:99" as 99 s)."""
+    if event_time not in EVENT_TIMES:
+        raise UserError(f"unknown event time {event_time!r}; valid: {', '.join(EVENT_TIMES)}")
     annotations = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(annotations, list):
         raise UserError(f"{source}: no 'annotations' list")
@@ -267,11 +290,15 @@ def parse_labels(data: Any, source: str) -> list[Event]:
         if m is None or "label" not in ann:
             raise UserError(f"{source}: annotation {i} needs 'label' and 'gameTime' like '1 - 13:10'")
         half, minutes, seconds = (int(g) for g in m.groups())
+        if seconds > 59:
+            raise UserError(f"{source}: annotation {i} has gameTime {ann['gameTime']!r}: seconds must be 00 to 59")
+        ms = (minutes * 60 + seconds) * 1000
         position = ann.get("position")
-        try:
-            ms = int(position) if position not in (None, "") else (minutes * 60 + seconds) * 1000
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"{source}: annotation {i} has a bad position {position!r}") from exc
+        if event_time == "position" and position not in (None, ""):
+            try:
+                ms = int(position)
+            except (TypeError, ValueError) as exc:
+                raise UserError(f"{source}: annotation {i} has a bad position {position!r}") from exc
         events.append(Event(half, ms, str(ann["label"]), ann.get("visibility") != "not shown"))
     return events
 

@@ -31,7 +31,7 @@ from soccer_highlights.commands import evaluate, inference
 from soccer_highlights.commands import extract as extract_cli
 from soccer_highlights.commands import spot as ClassificationSecondBased
 from soccer_highlights.commands import train as ClassificationMinuteBased
-from soccer_highlights.common.atomic import MANIFEST
+from soccer_highlights.common.atomic import MANIFEST, record_files
 from soccer_highlights.common.errors import run_cli
 from tests.argv import train_argv
 
@@ -144,7 +144,7 @@ class Env:
         self.out.mkdir(exist_ok=True)
         for name in names:
             (self.out / name).write_bytes(f"earlier {name}".encode())
-        (self.out / MANIFEST).write_text(json.dumps({"written": list(names)}))
+        record_files(self.out, names)
         return []
 
     def user_files(self, *names: str) -> list[str]:
@@ -262,7 +262,8 @@ def _swept(env: Env, err: str) -> None:
 
 def _cache_positives(cls: str, count: int) -> Callable[[Env, str], None]:
     def check(env: Env, err: str) -> None:
-        labels = np.load(env.tmp / "cache" / "listgame_Train_1" / "labels.npy")
+        (cache,) = (env.tmp / "cache").glob("listgame_Train_1-*")  # the cache of the training list's data
+        labels = np.load(cache / "labels.npy")
         assert labels[:, ["background", cls].index(cls)].sum() == count
 
     return check
@@ -755,12 +756,44 @@ CASES: dict[str, Case] = {
         "highlights",
         lambda e, err: np.load(e.tmp / "v.npy").shape == (40, D) or pytest.fail("features changed"),
     ),
-    "user's highlights.mp4 in --out, no manifest: kept": Case(
+    "user's highlights.mp4 in --out, no manifest: refused, kept": Case(
         "inference",
         lambda e: e.infer(*e.features(), *e.user_files("highlights.mp4", "highlights.srt")),
-        0,
-        "kept highlights.mp4, highlights.srt: not written by this run, nor recorded",
+        2,
+        "highlights.mp4, highlights.srt were not written by this project (or changed since), so this run would "
+        "replace them: choose another --out, or add --keep_old",
         lambda e, err: (e.out / "highlights.mp4").read_bytes() == b"the user's highlights.mp4" or pytest.fail(),
+    ),
+    "user's report.html in --out, --keep_old: kept as report.old-1.html": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.user_files("report.html"), "--keep_old"),
+        0,
+        "kept the earlier files as report.old-1.html",
+        lambda e, err: (e.out / "report.old-1.html").read_bytes() == b"the user's report.html" or pytest.fail(),
+    ),
+    "user's spans.json edited after the run wrote it: refused": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.earlier_run("spans.json"), *e.user_files("spans.json")),
+        2,
+        "spans.json was not written by this project (or changed since)",
+    ),
+    "inference --intro_sec nan": Case(
+        "inference", lambda e: e.infer(*e.features(), "--intro_sec", "nan"), 2, "--intro_sec: must be a finite number"
+    ),
+    "inference --outro_sec inf": Case(
+        "inference", lambda e: e.infer(*e.features(), "--outro_sec", "inf"), 2, "--outro_sec: must be a finite number"
+    ),
+    "inference --max_total_sec -inf": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), "--max_total_sec=-inf"),
+        2,
+        "--max_total_sec: must be a finite number",
+    ),
+    "train --LR nan": Case(
+        "train",
+        lambda e: ["--mode", "train", "--LR", "nan"],
+        2,
+        "--LR: must be a finite number",
     ),
     "extract: the video is out/1_VGGish.npy": Case(
         "extract",

@@ -49,19 +49,20 @@ def ann(game_time, label, position=None):
     return a
 
 
-def test_v2_labels_position_wins_partial_window_and_ignored_classes(tmp_path):
+def test_v2_labels_position_by_flag_partial_window_and_ignored_classes(tmp_path):
     # 130 frames at 2 fps = 65 s -> six 10 s windows, the last 5 s dropped
     game = write_game(
         tmp_path,
         "g",
         [
-            ann("1 - 00:05", "Goal", position=25_000),  # position (25 s) wins over gameTime (5 s)
+            ann("1 - 00:05", "Goal", position=25_000),  # position (25 s) wins over gameTime (5 s) by flag
             ann("1 - 01:03", "Corner", position=63_000),  # in the dropped tail -> last window
             ann("1 - 00:12", "Throw-in", position=12_000),  # not a highlight: background
             ann("2 - 00:45", "Yellow card"),  # no position: gameTime, second half only
         ],
     )
-    events = ds.read_labels(game)
+    assert ds.read_labels(game, event_time="gametime")[0] == ds.Event(1, 5_000, "Goal")  # as both originals
+    events = ds.read_labels(game, event_time="position")
     assert ds.Event(1, 25_000, "Goal") in events and ds.Event(2, 45_000, "Yellow card") in events
     cmap = ds.load_class_map("highlight")
     first = windows.window_labels(events, 1, 6, 10.0, cmap)

@@ -63,7 +63,7 @@ def test_on_v2_labels_vd_gets_its_three_classes_and_the_seed_its_four(v2_list):
         "goal",
     ]
     seed = _cfg(*_train_args(v2_list, "GMU"))
-    assert seed.data.class_map.name == "highlight" and seed.class_weighting == "inverse_frequency"
+    assert seed.data.class_map.name == "highlight" and seed.class_weighting == "seed_counts"
 
 
 def test_class_map_and_class_weight_flags_choose_the_other_behaviour(v1_list):

@@ -33,6 +33,7 @@ SHARED = {
     "window_seconds": 60,
     "tokens_per_second": 2,
     "label_index": "original",
+    "event_time": "gametime",  # both originals' dataset.py (prepare_normal) read gameTime
 }
 VD_VALUES = {
     **SHARED,
@@ -42,20 +43,30 @@ VD_VALUES = {
     "dropout": 0.4,
     "batch_norm": "tf1_slim",
     "head_init": "glorot",
+    "bn_eval": "batch",
+    "l2_floor": "squared",
+    "loss_reduction": "sum_classes",
     "class_map": "vd_v2",
+    "labels": "v1",  # V&D's dataset.py reads Labels.json
+    "background_label": "exclusive",
 }
 SEED_VALUES = {
     **SHARED,
     "batch_size": 2,
-    "class_weighting": "inverse_frequency",
+    "class_weighting": "seed_counts",  # the seed's dataset.py: fixed SoccerNet-v2 counts
     "plateau_restore": "weights",
     "dropout": 0.5,
     "batch_norm": "pytorch",
     "head_init": "torch",
+    "bn_eval": "moving",
+    "l2_floor": "norm",
+    "loss_reduction": "mean_classes",
     "class_map": "highlight",
+    "labels": "v2",  # the seed's dataset.py reads Labels-v2.json
+    "background_label": "original",  # the seed's dataset.py loop
 }
 # The config field each preset field fills (the data's live in `cfg.data`).
-DATA_FIELDS = ("window_seconds", "tokens_per_second", "label_index")
+DATA_FIELDS = ("window_seconds", "tokens_per_second", "label_index", "labels", "event_time")
 
 # Every flag of the command, and those that are V&D's own (its spelling).
 VD_FLAGS = {
@@ -93,7 +104,15 @@ OUR_FLAGS = {
     "--dropout",
     "--ensemble",
     "--ensemble_method",
+    "--event_time",
+    "--bn_eval",
+    "--l2_floor",
+    "--loss_reduction",
+    "--background_label",
+    "--labels",
+    "--preset",
     "--head_init",
+    "--init_model",
     "--label_index",
     "--memory_budget_gb",
     "--micro_batch_windows",
@@ -135,6 +154,8 @@ def _config_value(cfg: TrainConfig, field: str):
         return getattr(cfg.data, field)
     if field == "class_map":
         return cfg.data.class_map.name
+    if field == "background_label":
+        return cfg.data.background
     return getattr(cfg, field)
 
 
@@ -212,6 +233,12 @@ GIVEN = {
     "WindowSize": ("20", "window_seconds", 20),
     "featurePerSec": ("1", "tokens_per_second", 1),
     "label_index": ("floor", "label_index", "floor"),
+    "bn_eval": ("population", "bn_eval", "population"),
+    "l2_floor": ("norm", "l2_floor", "norm"),
+    "loss_reduction": ("mean_classes", "loss_reduction", "mean_classes"),
+    "labels": ("v2", "labels", "v2"),
+    "event_time": ("position", "event_time", "position"),
+    "background_label": ("original", "background_label", "original"),
 }
 
 
@@ -280,7 +307,7 @@ def test_help_says_each_default_once(help_text):
 def test_help_shows_the_presets_values(help_text):
     entries = _entries(help_text)
     assert "(preset: V&D minute-based 60, seed 2)" in entries["--batch_size"]
-    assert "(preset: V&D minute-based unit, seed inverse_frequency)" in entries["--class_weights"]
+    assert "(preset: V&D minute-based unit, seed seed_counts)" in entries["--class_weights"]
     assert "(preset: V&D minute-based 0.4, seed 0.5, transformer 0.6)" in entries["--dropout"]
     assert "(preset: 0.01, every preset)" in entries["--LR"]
     assert "(default: 0)" in entries["--seed"] and "(default: Model)" in entries["--tflog"]

@@ -47,10 +47,16 @@ from soccer_highlights.common.modelfile import read_spec
 from soccer_highlights.common.names import check_prefix
 from soccer_highlights.common.quiet import import_tensorflow
 from soccer_highlights.training.memory import FIXED_MICRO
-from soccer_highlights.training.presets import PRESETS, Preset, preset_for
+from soccer_highlights.training.presets import FINETUNE, PRESET_NAMES, PRESETS, Preset, preset_for
 from soccer_highlights.training.schedule import SELECTION_METRICS, SchedulePolicy
 from soccer_highlights.training.slurm import slurm_workers, stop_on_signals
-from soccer_highlights.training.windows import CLASS_WEIGHTINGS, LABEL_INDEX_RULES, DataConfig
+from soccer_highlights.training.windows import (
+    BACKGROUND_RULES,
+    CLASS_WEIGHTINGS,
+    LABEL_INDEX_RULES,
+    SEED_CLASS_COUNTS,
+    DataConfig,
+)
 
 VD = "(V&D) "  # marks V&D's own flags, with V&D's spelling
 
@@ -73,9 +79,15 @@ PRESET_FLAGS: dict[str, str] = {
     "dropout": "dropout",
     "batch_norm": "batch_norm",
     "head_init": "head_init",
+    "bn_eval": "bn_eval",
+    "l2_floor": "l2_floor",
+    "loss_reduction": "loss_reduction",
     "WindowSize": "window_seconds",
     "featurePerSec": "tokens_per_second",
     "label_index": "label_index",
+    "labels": "labels",
+    "event_time": "event_time",
+    "background_label": "background_label",
 }
 
 
@@ -235,6 +247,26 @@ def _data_flags(g: argparse._ArgumentGroup) -> None:
         "they differ only when WindowSize does not divide 60",
         choices=LABEL_INDEX_RULES,
     )
+    _preset_flag(
+        g,
+        "labels",
+        "label file: v1 (Labels.json, V&D's) or v2 (Labels-v2.json, the seed's); given, only that file is read; "
+        "not given, the preset's file and the other where it is missing",
+        choices=tuple(ds.LABEL_VERSIONS),
+    )
+    _preset_flag(
+        g,
+        "event_time",
+        "an event's time: gametime (the label's 'gameTime' mm:ss, as both originals) or position (its ms)",
+        choices=ds.EVENT_TIMES,
+    )
+    _preset_flag(
+        g,
+        "background_label",
+        "background of a window with an event: exclusive (0 wherever a class is) or original (the originals' "
+        "loop: an event of no class after one of a class sets it back to 1)",
+        choices=BACKGROUND_RULES,
+    )
     g.add_argument(
         "--formatdataset", type=int, default=0, choices=(0, 1), help=f"{VD}1: prepare the window cache, 0: reuse it"
     )
@@ -246,6 +278,13 @@ def _model_flags(g: argparse._ArgumentGroup) -> None:
         "--architecture",
         default=None,
         help=f"{VD}canonical or original name (listed below); required to train; chooses the preset",
+    )
+    g.add_argument(
+        "--preset",
+        default=None,
+        choices=tuple(PRESET_NAMES),
+        help="train with this original's recipe instead of the architecture's: seed with AudioVideoArchi5 is the "
+        "model the seed's inference.py deploys (default: the architecture's preset)",
     )
     _preset_flag(
         g,
@@ -275,6 +314,21 @@ def _model_flags(g: argparse._ArgumentGroup) -> None:
         "classifier initialisation: glorot (TF1) or torch (PyTorch's nn.Linear)",
         choices=("glorot", "torch"),
     )
+    _preset_flag(
+        g,
+        "bn_eval",
+        "batch-norm statistics at evaluation and prediction, saved in the model: batch (V&D's is_training=True: "
+        "each half's own windows), moving (the running averages), population (the training windows' moments, "
+        "recomputed after each epoch), corrected (bias-corrected running averages)",
+        choices=("batch", "moving", "population", "corrected"),
+    )
+    _preset_flag(
+        g,
+        "l2_floor",
+        "floor of NetVLAD's L2 normalisations, saved in the model: squared (TF's l2_normalize, 1e-12 on the "
+        "squared norm) or norm (PyTorch's F.normalize, 1e-12 on the norm)",
+        choices=("squared", "norm"),
+    )
 
 
 def _optimisation_flags(g: argparse._ArgumentGroup) -> None:
@@ -290,8 +344,16 @@ def _optimisation_flags(g: argparse._ArgumentGroup) -> None:
     _preset_flag(
         g,
         "class_weights",
-        "pos_weight of the loss: unit (1 for every class) or inverse_frequency (normalised to sum 1)",
+        "pos_weight of the loss: unit (1 for every class), inverse_frequency (of the training windows, normalised "
+        "to sum 1) or seed_counts (the seed's: of its fixed SoccerNet-v2 counts, for its five classes)",
         choices=CLASS_WEIGHTINGS,
+    )
+    _preset_flag(
+        g,
+        "loss_reduction",
+        "the loss over a step's windows and classes: sum_classes (V&D: summed over classes, averaged over "
+        "windows) or mean_classes (the seed's BCEWithLogitsLoss: averaged over both)",
+        choices=("sum_classes", "mean_classes"),
     )
     _preset_flag(
         g,
@@ -334,6 +396,13 @@ def _output_flags(g: argparse._ArgumentGroup) -> None:
 
 
 def _machine_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--init_model",
+        default=None,
+        help="fine-tune: start from this trained model's weights (its architecture, pooling, sizes and window are "
+        f"kept; --LR {FINETUNE.lr:g} and --max_epoch {FINETUNE.max_epoch} unless given; its class map unless "
+        "--class_map; a new class map re-initialises the classification head)",
+    )
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
     g.add_argument("--GPU", type=int, default=-1, help=f"{VD}ID of the GPU to use (-1: every visible GPU)")
     g.add_argument(
@@ -375,8 +444,9 @@ def _vd_ensemble(args: argparse.Namespace) -> None:
                 f"--architecture {args.architecture} is the {method} ensemble, "
                 f"not --ensemble_method {args.ensemble_method}"
             )
-        args.ensemble_method, args.architecture = method, None
+        args.ensemble_method, args.ensemble_of, args.architecture = method, args.architecture, None
     args.ensemble_method = args.ensemble_method or "mean_logits"
+    args.ensemble_of = getattr(args, "ensemble_of", None)
 
 
 # V&D's predict-mode properties (attributes of its networks) and the output each one is here.
@@ -399,8 +469,9 @@ def _predict_outputs(path: Path, allowed: Sequence[str]) -> tuple[str, ...]:
 
 
 def _apply_preset(args: argparse.Namespace) -> Preset:
-    """The architecture's preset (V&D's when none is named); each preset flag not given takes the preset's value."""
-    preset = preset_for(args.architecture)
+    """The --preset, else the architecture's (V&D's when none is named); each preset flag not given takes the
+    preset's value."""
+    preset = preset_for(args.architecture, args.preset)
     for flag, field in PRESET_FLAGS.items():
         if getattr(args, flag) is None:
             value = preset.dropout_for(args.architecture or "") if field == "dropout" else getattr(preset, field)
@@ -421,6 +492,8 @@ def _class_map(args: argparse.Namespace, preset: Preset):
 
     if args.class_map is not None:
         return ds.load_class_map(args.class_map)
+    if args.init_spec and args.init_spec.class_map:  # fine-tuning: the start's classes unless --class_map
+        return ds.class_map_from_json(args.init_spec.class_map, str(args.init_model))
     model = Path(args.model or Path(args.tflog) / f"{args.outputPrefix or args.architecture}_best.keras")
     if args.mode == "predict" and model.is_file():
         recorded = read_spec(model).class_map
@@ -428,7 +501,7 @@ def _class_map(args: argparse.Namespace, preset: Preset):
             return ds.class_map_from_json(recorded, str(model))
     split = args.training if args.mode == "train" else args.testing
     games = ds.read_game_list(split, args.dataset_root) if split else []
-    return ds.default_class_map(games, vd=preset.origin == "vd")
+    return ds.default_class_map(games, vd=preset.origin == "vd", prefer=args.labels, only=args.labels_only)
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -479,28 +552,92 @@ def _data_config(args: argparse.Namespace, preset: Preset) -> DataConfig:
         skip_bad_games=args.skip_bad_games,
         class_map=_class_map(args, preset),
         label_index=args.label_index,
+        labels=args.labels,
+        labels_only=args.labels_only,
+        event_time=args.event_time,
+        background=args.background_label,
     )
     data.window_frames  # noqa: B018 - validates WindowSize x featurePerSec
     return data
+
+
+# What a fine-tuned model keeps of the model it starts from (--init_model): flag -> field of its spec.
+INIT_MODEL_FLAGS = {
+    "VLAD_k": "vlad_k",
+    "WindowSize": "window_seconds",
+    "featurePerSec": "tokens_per_second",
+    "dropout": "dropout",
+    "batch_norm": "batch_norm",
+    "head_init": "head_init",
+    "bn_eval": "bn_eval",
+    "l2_floor": "l2_floor",
+}
+
+
+def _from_init_model(args: argparse.Namespace) -> None:
+    """--init_model: the architecture and sizes of the model to start from (a flag given must agree), and the
+    fine-tuning preset's learning rate and epochs unless --LR / --max_epoch are given. Sets `args.init_spec`."""
+    args.init_spec = None
+    if args.init_model is None:
+        return
+    if args.mode != "train":
+        raise UserError(f"--init_model is for --mode train, not {args.mode}")
+    spec = read_spec(args.init_model)
+    if args.architecture and canonical_architecture(args.architecture) != spec.architecture:
+        raise UserError(
+            f"--architecture {args.architecture}: {args.init_model} is a {spec.architecture} model (fine-tuning keeps it)"
+        )
+    args.architecture = spec.architecture
+    for flag, field in INIT_MODEL_FLAGS.items():
+        value = getattr(spec, field)
+        if flag in ("WindowSize", "featurePerSec") and float(value).is_integer():
+            value = int(value)
+        given = getattr(args, flag)
+        if given is not None and value is not None and given != value:
+            raise UserError(f"--{flag} {given}: {args.init_model} has {value} (fine-tuning keeps it)")
+        if value is not None:
+            setattr(args, flag, value)
+    for flag, field in (("LR", "lr"), ("max_epoch", "max_epoch")):
+        if getattr(args, flag) is None:
+            setattr(args, flag, getattr(FINETUNE, field))
+    args.PCA = args.PCA or "PCA" in spec.feature_names.get("video", "")  # the start's video features
+    args.init_spec = spec
 
 
 def _config(args: argparse.Namespace) -> training.TrainConfig:
     """Check the flags and files that need no TensorFlow, fill the flags not given from the architecture's preset,
     then build the training config."""
 
+    _from_init_model(args)
     _check_flags(args)
+    given = {flag for flag in PRESET_FLAGS if getattr(args, flag) is not None}
+    args.labels_only = "labels" in given
     preset = _apply_preset(args)
     outputs: tuple[str, ...] = training.PREDICT_OUTPUTS
     if args.config is not None:
         outputs = _predict_outputs(Path(args.config), training.PREDICT_OUTPUTS)
     data = _data_config(args, preset)
+    if args.class_weights == "seed_counts" and data.class_map.classes != list(SEED_CLASS_COUNTS):
+        if "class_weights" in given:
+            raise UserError(
+                f"--class_weights seed_counts holds the seed's counts of {', '.join(SEED_CLASS_COUNTS)}; class map "
+                f"{data.class_map.name} has {', '.join(data.class_map.classes)}: use inverse_frequency or unit"
+            )
+        args.class_weights = "inverse_frequency"
+        if args.mode == "train":
+            print(
+                f"class weights: inverse_frequency (the seed's fixed counts are of its classes, not of class map "
+                f"{data.class_map.name})",
+                flush=True,
+            )
     return training.TrainConfig(
         architecture=args.architecture or "",
+        preset=preset.name,
         training=args.training,
         validation=args.validation,
         testing=args.testing,
         data=data,
-        network=_pooling(args),
+        network=args.init_spec.pooling if args.init_spec else _pooling(args),
         pooling_rule=args.pooling_rule,
         class_weighting=args.class_weights,
         vlad_k=args.VLAD_k,
@@ -510,6 +647,9 @@ def _config(args: argparse.Namespace) -> training.TrainConfig:
         batch_size=args.batch_size,
         batch_norm=args.batch_norm,
         head_init=args.head_init,
+        bn_eval=args.bn_eval,
+        l2_floor=args.l2_floor,
+        loss_reduction=args.loss_reduction,
         plateau_restore=args.plateau_restore,
         batch_windows=args.batch_windows,
         tflog=args.tflog,
@@ -519,8 +659,10 @@ def _config(args: argparse.Namespace) -> training.TrainConfig:
         formatdataset=args.formatdataset,
         cache_dir=args.cache_dir,
         model_path=args.model,
+        init_model=args.init_model,
         ensemble=tuple(args.ensemble),
         ensemble_method=args.ensemble_method,
+        ensemble_of=args.ensemble_of,
         seed=args.seed,
         resume=args.resume,
         compute_dtype=args.compute_dtype,

@@ -217,9 +217,7 @@ def claim_outputs(cfg: TrainConfig) -> None:
     if cfg.resume and cfg.overwrite:
         raise UserError("--resume continues the earlier run and --overwrite replaces it: give one of them")
     check_inputs_outside(cfg)
-    path = Path(cfg.tflog) / f".{cfg.prefix}.lock"
-    if path not in _LOCKS:
-        _LOCKS[path] = Lock(path, f"a training writes {cfg.prefix}_* here (--tflog, --outputPrefix)")
+    lock_outputs(cfg)
     if cfg.resume and Checkpointer(cfg.out("_resume")).state_path.is_file():
         return
     existing = [p for p in run_outputs(cfg) if p.exists()]
@@ -253,6 +251,14 @@ def _remove(paths: list[Path]) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def lock_outputs(cfg: TrainConfig) -> None:
+    """Take `<tflog>/.<prefix>.lock` (UserError while another training holds it); idempotent. `claim_outputs` takes
+    it too; the training loop takes it first, before building window caches."""
+    path = Path(cfg.tflog) / f".{cfg.prefix}.lock"
+    if path not in _LOCKS:
+        _LOCKS[path] = Lock(path, f"a training writes {cfg.prefix}_* here (--tflog, --outputPrefix)")
 
 
 def release_outputs(cfg: TrainConfig) -> None:

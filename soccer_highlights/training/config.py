@@ -17,12 +17,16 @@ ENSEMBLE_METHODS = ("mean_logits", "product")
 
 
 def _default_data() -> DataConfig:
-    """The windows of the default preset: its window size, token rate, label index and (Labels-v2.json) class map."""
+    """The windows of the default preset: its window size, token rate, label index, (Labels-v2.json) class map,
+    label file, event time and background rule."""
     return DataConfig(
         window_seconds=DEFAULT_PRESET.window_seconds,
         tokens_per_second=DEFAULT_PRESET.tokens_per_second,
         label_index=DEFAULT_PRESET.label_index,
         class_map=load_class_map(DEFAULT_PRESET.class_map),
+        labels=DEFAULT_PRESET.labels,
+        event_time=DEFAULT_PRESET.event_time,
+        background=DEFAULT_PRESET.background_label,
     )
 
 
@@ -33,6 +37,7 @@ class TrainConfig:
     command fills them from the preset of the architecture (`presets.preset_for`) unless a flag is given."""
 
     architecture: str = "concat"  # --architecture
+    preset: str = DEFAULT_PRESET.name  # --preset (default: the architecture's)
     training: str | None = None  # --training
     validation: str | None = None  # --validation
     testing: str | None = None  # --testing
@@ -41,6 +46,9 @@ class TrainConfig:
     pooling_rule: str = DEFAULT_PRESET.pooling_rule  # --pooling_rule (recorded in the model)
     batch_norm: str | None = DEFAULT_PRESET.batch_norm  # --batch_norm; None: the architecture's (archis.registry)
     head_init: str | None = DEFAULT_PRESET.head_init  # --head_init; None: the architecture's
+    bn_eval: str | None = DEFAULT_PRESET.bn_eval  # --bn_eval; None: the architecture's
+    l2_floor: str | None = DEFAULT_PRESET.l2_floor  # --l2_floor; None: the architecture's
+    loss_reduction: str = DEFAULT_PRESET.loss_reduction  # --loss_reduction
     plateau_restore: str = DEFAULT_PRESET.plateau_restore  # --plateau_restore
     class_weighting: str = DEFAULT_PRESET.class_weighting  # --class_weights
     vlad_k: int = DEFAULT_PRESET.vlad_k  # --VLAD_k
@@ -59,8 +67,10 @@ class TrainConfig:
     formatdataset: int = 0  # --formatdataset
     cache_dir: str | None = None
     model_path: str | None = None
+    init_model: str | None = None  # --init_model: a trained model whose weights this run starts from
     ensemble: tuple[str, ...] = ()
     ensemble_method: str = "mean_logits"
+    ensemble_of: str | None = None  # V&D's ensemble named by --architecture (Archi3Prediction ...): members checked
     seed: int = 0
     resume: bool = False
     compute_dtype: str = "float32"

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from soccer_highlights import archis  # light: its names load on first use
+from soccer_highlights.archis.names import ENSEMBLE_ALIASES, ENSEMBLES
 from soccer_highlights.common.atomic import atomic_path, write_json
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.training import windows
@@ -15,6 +16,24 @@ from soccer_highlights.training.config import ENSEMBLE_METHODS, TrainConfig
 from soccer_highlights.training.loop import open_caches, predict_cache
 from soccer_highlights.training.memory import inference_windows
 from soccer_highlights.training.metrics import evaluate_scores, fmt, sigmoid
+
+# V&D's ensembles (`networks.py`) and the predictions each combines (its `video_input_file`, `audio_input_file`:
+# `Model/Archi1/logits_video.npy` and `Model/Archi2/logits_audio.npy`, or Archi10's and Archi11's), as the
+# canonical architectures of those members: Archi1 is VideoNetwork (`video`), Archi2 AudioNetwork (`audio`),
+# Archi10 and Archi11 V&D's other video-only and audio-only networks (`video`, `audio` here too).
+ENSEMBLE_MEMBERS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+    "Archi3Prediction": (("Archi1", "video"), ("Archi2", "audio")),
+    "Archi9Prediction": (("Archi1", "video"), ("Archi2", "audio")),
+    "Archi12Prediction": (("Archi10", "video"), ("Archi11", "audio")),
+    "Archi18Prediction": (("Archi10", "video"), ("Archi11", "audio")),
+}
+
+
+def vd_ensemble_name(name: str | None) -> str | None:
+    """V&D's name of the ensemble `name` stands for (its own spelling or an accepted alias, any case), else None."""
+    key = str(name or "").strip().lower()
+    names = {n.lower(): n for n in ENSEMBLES} | {a.lower(): c for a, c in ENSEMBLE_ALIASES.items()}
+    return names.get(key)
 
 
 def predict(cfg: TrainConfig) -> Path:
@@ -35,7 +54,7 @@ def predict(cfg: TrainConfig) -> Path:
         )
 
     batch = cfg.eval_batch or inference_windows(model, n, d, cfg.memory_budget_gb)
-    logits = predict_cache(cache, archis.predict_function(model), batch, len(classes))
+    logits = predict_cache(cache, archis.set_predictor(model), batch, len(classes))
     metrics = evaluate_scores(logits, cache.labels, classes)
     arrays = {"logits": logits, "probabilities": sigmoid(logits), "labels": cache.labels}
     out = cfg.out(f"_predictions_{Path(str(cfg.testing)).stem}.npz")
@@ -44,6 +63,7 @@ def predict(cfg: TrainConfig) -> Path:
             tmp,
             classes=np.array(classes),
             halves=np.array(_halves_table(cache)),
+            architecture=np.array(spec.architecture),  # checked by V&D's named ensembles
             **{k: arrays[k] for k in ("logits", "labels", *cfg.outputs)},  # ensemble mode reads logits and labels
         )
     print(
@@ -54,12 +74,33 @@ def predict(cfg: TrainConfig) -> Path:
     return out
 
 
+def _check_members(cfg: TrainConfig, loaded: list[dict[str, Any]]) -> None:
+    """UserError naming the file unless the predictions are of the members of V&D's ensemble `cfg.ensemble_of`
+    (in either order: both methods are symmetric); nothing to check for an ensemble V&D did not name."""
+    name = vd_ensemble_name(cfg.ensemble_of)
+    if name is None:
+        return
+    members = ENSEMBLE_MEMBERS[name]
+    wanted = " and ".join(f"{m} ({arch})" for m, arch in members)
+    found = [one["architecture"] for one in loaded]
+    for path, arch in zip(cfg.ensemble, found, strict=True):
+        if arch is None:
+            raise UserError(
+                f"{path}: predictions made before they recorded their model's architecture; {name} combines "
+                f"{wanted}: predict again with this version"
+            )
+    if sorted(found) != sorted(arch for _, arch in members):
+        shown = ", ".join(f"{p}: {arch}" for p, arch in zip(cfg.ensemble, found, strict=True))
+        raise UserError(f"{name} combines V&D's {wanted} predictions; given {shown}")
+
+
 def _halves_table(cache: windows.WindowCache) -> list[list[str]]:
     return [[h["game"], str(h["half"]), str(h["start"]), str(h["count"])] for h in cache.halves]
 
 
 def ensemble(cfg: TrainConfig) -> dict[str, Any]:
-    """Combine two saved predictions (V&D Archi3/12: mean of logits; Archi9/18: product of sigmoids)."""
+    """Combine two saved predictions (V&D Archi3/12: mean of logits; Archi9/18: product of sigmoids). Named by V&D's
+    ensemble (`cfg.ensemble_of`), the two must be the predictions of its members (`ENSEMBLE_MEMBERS`)."""
     if len(cfg.ensemble) != 2:
         raise UserError("--mode ensemble needs --ensemble A.npz B.npz (two predict-mode outputs)")
     if cfg.ensemble_method not in ENSEMBLE_METHODS:
@@ -68,9 +109,12 @@ def ensemble(cfg: TrainConfig) -> dict[str, Any]:
     for path in map(Path, cfg.ensemble):
         try:
             with np.load(path) as f:
-                loaded.append({k: f[k] for k in ("logits", "labels", "classes", "halves")})
+                one = {k: f[k] for k in ("logits", "labels", "classes", "halves")}
+                one["architecture"] = str(f["architecture"]) if "architecture" in f.files else None
+                loaded.append(one)
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"{path}: not a predict-mode output with logits and labels ({exc})") from exc
+    _check_members(cfg, loaded)
     a, b = loaded
     if a["logits"].shape != b["logits"].shape or not np.array_equal(a["halves"], b["halves"]):
         raise UserError(f"{cfg.ensemble[0]} and {cfg.ensemble[1]} are predictions of different windows")

@@ -13,6 +13,7 @@ TensorFlow is imported inside the functions that need it: data preparation and f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -26,12 +27,14 @@ from soccer_highlights import archis  # light: its names load on first use
 from soccer_highlights.archis.names import default_dropout
 from soccer_highlights.common.atomic import write_json
 from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.modelfile import read_spec
 from soccer_highlights.training import windows
 from soccer_highlights.training.checkpoints import (
     Checkpointer,
     LoopState,
     Snapshot,
     claim_outputs,
+    lock_outputs,
     model_settings,
     release_outputs,
     save_model,
@@ -139,10 +142,81 @@ def _build(
             training=training_record(cfg),
             batch_norm=cfg.batch_norm,
             head_init=cfg.head_init,
+            bn_eval=cfg.bn_eval,
+            l2_floor=cfg.l2_floor,
+            init_model=init_record(cfg) if cfg.init_model else None,
         )
+        if cfg.init_model:
+            print(init_weights(model, Path(cfg.init_model)), flush=True)
         optimizer = make_adam(cfg.lr, epsilon=ADAM_EPSILON)
         optimizer.build(model.trainable_variables)
     return strategy, model, optimizer
+
+
+def _same_classes(a: Any, b: Any) -> bool:
+    """Whether two model specs have the same classes, mapped from the same labels (the map's name aside)."""
+    return _classes(a.class_names, a.class_map) == _classes(b.class_names, b.class_map)
+
+
+def _classes(names: Any, class_map: Any) -> tuple[list[str], Any]:
+    return list(names), (class_map or {}).get("labels")
+
+
+def init_record(cfg: TrainConfig) -> dict[str, Any]:
+    """What a fine-tuned model records of the model it started from (`--init_model`), its spec read without Keras."""
+    path = Path(str(cfg.init_model))
+    start = read_spec(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return {
+        "file": path.name,
+        "sha256": digest.hexdigest(),
+        "architecture": start.architecture,
+        "class_names": list(start.class_names),
+        "head": "kept" if _keeps_head(cfg) else "re-initialised",
+    }
+
+
+def _keeps_head(cfg: TrainConfig) -> bool:
+    """Whether fine-tuning from `cfg.init_model` keeps its classification head (same classes from the same labels)."""
+    start = read_spec(str(cfg.init_model))
+    ours = _classes(cfg.data.class_map.classes, cfg.data.class_map.to_json())
+    return _classes(start.class_names, start.class_map) == ours
+
+
+def init_weights(model: Any, path: Path) -> str:
+    """Copy every weight of the trained model at `path` into `model` (just built with the same architecture, pooling,
+    sizes and window); the classification head (the Dense layers named `*logits`) only when both have the same
+    classes from the same labels, else it keeps its fresh initialisation. The one line to print; UserError naming
+    `path` when a layer other than the head differs."""
+    start = archis.load_model(path)
+    same = _same_classes(archis.model_info(start), archis.model_info(model))
+    theirs = {layer.name: layer for layer in start.layers}
+    fresh = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        head = layer.name.endswith("logits")
+        other = theirs.get(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if head and not same:
+            fresh.append(layer.name)
+            continue
+        if other is None or [tuple(w.shape) for w in other.weights] != shapes:
+            raise UserError(
+                f"{path}: its layer {layer.name} differs from this run's model (fine-tuning keeps the architecture, "
+                "pooling, VLAD_k, window and feature sizes of the model it starts from)"
+            )
+        layer.set_weights(other.get_weights())
+    if fresh:
+        return (
+            f"init_model {path}: every weight but the classification head ({', '.join(fresh)}), re-initialised: "
+            f"new class map ({', '.join(archis.model_info(model).class_names[1:])} instead of "
+            f"{', '.join(archis.model_info(start).class_names[1:])})"
+        )
+    return f"init_model {path}: every weight (same class map)"
 
 
 def _check_then_claim(cfg: TrainConfig, caches: dict[str, windows.WindowCache], chief: bool) -> None:
@@ -150,9 +224,15 @@ def _check_then_claim(cfg: TrainConfig, caches: dict[str, windows.WindowCache], 
     removed: the disk stays as it was); then the chief claims the output names."""
     try:
         windows.check_positives(caches["training"].labels, str(cfg.training), cfg.data)
-    except UserError:
-        if cfg.formatdataset == 1:
-            for cache in caches.values():
+    except UserError as exc:
+        if cfg.init_model and _keeps_head(cfg):  # a few reviewed matches need not hold every class: the start knows it
+            problem = str(exc).split(": choose")[0]
+            print(f"warning: {problem}: fine-tuning keeps what {cfg.init_model} learnt of it", flush=True)
+            if chief:
+                claim_outputs(cfg)
+            return
+        for cache in caches.values():
+            if cache.built_now:  # only what this run built: a cache it reused stays
                 shutil.rmtree(cache.dir, ignore_errors=True)
             with contextlib.suppress(OSError):
                 cfg.cache_root.rmdir()  # only if empty
@@ -170,10 +250,12 @@ def _setup(cfg: TrainConfig) -> _Run:
     out = cfg if chief else replace(cfg, tflog=str(Path(cfg.tflog) / temp_name), resume=False, overwrite=True)
     if not chief and cfg.formatdataset == 1:  # no two workers writing one cache
         cfg = replace(cfg, cache_dir=str(Path(out.tflog) / "cache"))
+    if chief:
+        lock_outputs(cfg)  # before any cache is built: a second run of these outputs stops at once
     caches = open_caches(cfg, ("training", "validation", "testing"))
     train_cache, classes = caches["training"], cfg.data.class_map.classes
     _check_then_claim(cfg, caches, chief)
-    weights = windows.class_weights(train_cache.labels, cfg.class_weighting)
+    weights = windows.class_weights(train_cache.labels, cfg.class_weighting, classes)
     print(
         f"class weights (pos_weight, {cfg.class_weighting}): "
         + ", ".join(f"{c} {w:.4f}" for c, w in zip(classes, weights, strict=True)),
@@ -187,7 +269,9 @@ def _setup(cfg: TrainConfig) -> _Run:
     strategy, model, optimizer = _build(
         cfg, train_cache.window_shape, train_cache.feature_files or None, train_cache.feature_recipe
     )
-    stepper = AccumulatingStep(model, optimizer, weights, strategy, train_cache.window_shape)
+    stepper = AccumulatingStep(
+        model, optimizer, weights, strategy, train_cache.window_shape, loss_reduction=cfg.loss_reduction
+    )
     plan = plan_memory(
         model, *train_cache.window_shape, cfg.memory_budget_gb, cfg.micro_batch_windows, step_windows=cfg.batch_windows
     )
@@ -203,7 +287,7 @@ def _setup(cfg: TrainConfig) -> _Run:
         strategy,
         stepper,
         plan,
-        archis.predict_function(model),
+        archis.set_predictor(model),
         writers,
         ckpt if chief else Checkpointer(out.out("_resume")),
         state,
@@ -300,6 +384,11 @@ def _epoch(run: _Run) -> None:
     cfg, before = run.cfg, run.schedule
     epoch = before.epoch + 1
     train_metrics, seconds, wait = _train_epoch(run, epoch)
+    if archis.model_info(run.model).bn_eval == "population":  # --bn_eval population: the training windows' moments
+        train, batch = run.caches["training"], run.cfg.eval_batch or run.plan.eval_windows
+        archis.population_statistics(
+            run.model, lambda: (train.read(i, min(i + batch, train.n_windows)) for i in range(0, train.n_windows, batch))
+        )
     valid = _evaluate(run, run.caches["validation"])
     _log_metrics(run, "training", epoch, train_metrics, before.lr)
     _log_metrics(run, "validation", epoch, valid, before.lr)
@@ -393,7 +482,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def predict_cache(cache: windows.WindowCache, predict, batch: int, c: int) -> np.ndarray:
-    """Logits [W, C] of every window of a cache, in file order; `predict` from `archis.predict_function`."""
+    """Logits [W, C] of every window of a cache, in file order; `predict` from `archis.predict_function`, or an
+    `archis.set_predictor`, which scores the cache half by half (batch-norm evaluated with batch statistics: those
+    of the half, V&D's evaluation batch, whatever `batch`)."""
+    if isinstance(predict, archis.SetPredictor):
+        out = []
+        for h in cache.halves:
+            start, stop = int(h["start"]), int(h["start"]) + int(h["count"])
+
+            def chunks(start=start, stop=stop):
+                return (cache.read(i, min(i + batch, stop)) for i in range(start, stop, batch))
+
+            out.append(predict(chunks))
+        return np.concatenate(out) if out else np.zeros((0, c), np.float32)
     data = _tf_dataset(lambda: cache.eval_batches(batch), *cache.window_shape, c)
     out = [predict(video, audio).numpy() for video, audio, _ in data]
     return np.concatenate(out) if out else np.zeros((0, c), np.float32)
@@ -403,9 +504,14 @@ def training_record(cfg: TrainConfig) -> dict[str, Any]:
     """How the model was trained, as its file records it: the choices that follow the original of the architecture."""
     return {
         "class_weights": cfg.class_weighting,
+        "loss_reduction": cfg.loss_reduction,
         "batch_size": cfg.batch_size,
         "batch_windows": cfg.batch_windows,
         "label_index": cfg.data.label_index,
+        "preset": cfg.preset,
+        "labels": cfg.data.labels,
+        "event_time": cfg.data.event_time,
+        "background_label": cfg.data.background,
         "schedule": cfg.schedule,
         "plateau_restore": cfg.plateau_restore,
         "pooling_rule": cfg.pooling_rule,

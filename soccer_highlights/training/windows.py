@@ -2,19 +2,31 @@
 (`--formatdataset 1`) and streamed from memory maps (`--formatdataset 0` reuses the cache). Nothing holds more
 than one batch (or one shuffle group) of windows in memory, so memory does not grow with the number of games.
 Importing this module does not import TensorFlow. The SoccerNet files themselves are read by `dataset`.
+
+A cache belongs to the data it was made from: its folder, `<cache root>/<list name>-<key>`, is named by a hash of
+the settings, the list's games and the size and modification time of each game's label and feature files
+(`cache_key`). It is built in a temporary folder under a lock and renamed into place complete, never changed
+afterwards, so a running training never sees it rebuilt, two runs on the same data share it, two on different data
+use two folders, and a run that fails leaves every complete cache as it was. A new cache of a list removes the
+list's older caches that no running training holds (each open `WindowCache` holds a shared lock on its
+`settings.json`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import math
+import os
+import shutil
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -23,6 +35,9 @@ from soccer_highlights.common.constants import FEATURE_DIM, TOKENS_PER_SECOND
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.features import folder_recipe
 from soccer_highlights.dataset import (
+    EVENT_TIMES,
+    LABEL_FILES,
+    LABEL_VERSIONS,
     SOCCERNET_SPLITS,
     ClassMap,
     Event,
@@ -38,7 +53,7 @@ from soccer_highlights.dataset import (
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: content-keyed folders; labels, event time and background rule in the settings
 
 
 LABEL_INDEX_RULES = ("original", "floor")
@@ -53,6 +68,14 @@ def label_window(position_ms: int, window_seconds: float, rule: str = "original"
     return int(60 / window_seconds * minute + int(second / window_seconds))
 
 
+# Background of a window (`--background_label`). `exclusive`: 1 only where no other class is. `original`: both
+# originals' `dataset.py` (`prepare_normal`): background starts at 1 on every window; each event of the half, in the
+# label file's order, clears it in its window and then sets its class there, an event of no class setting class 0
+# (background) back to 1, so a window holding a class event followed by an unmapped one (a throw-in after a corner)
+# ends with background 1 and that class. On V&D's Labels.json every label has a class and the two rules agree.
+BACKGROUND_RULES = ("exclusive", "original")
+
+
 def window_labels(
     events: Sequence[Event],
     half: int,
@@ -60,17 +83,24 @@ def window_labels(
     window_seconds: float,
     class_map: ClassMap,
     rule: str = "original",
+    background: str = "exclusive",
 ) -> np.ndarray:
     """Multi-hot [n_windows, C]: class c is 1 in the window of each event of c (`label_window`, clamped to the
-    last window); background is 1 only where no other class is."""
+    last window); background by `background` (`BACKGROUND_RULES`)."""
+    if background not in BACKGROUND_RULES:
+        raise UserError(f"unknown background rule {background!r}; valid: {', '.join(BACKGROUND_RULES)}")
     labels = np.zeros((n_windows, len(class_map.classes)), dtype=np.uint8)
+    if background == "original":
+        labels[:, 0] = 1
     for ev in events:
         cls = class_map.label_to_index.get(ev.label, 0)
-        if ev.half != half or cls == 0 or n_windows == 0:
+        if ev.half != half or n_windows == 0 or (cls == 0 and background == "exclusive"):
             continue
         idx = min(max(label_window(ev.position_ms, window_seconds, rule), 0), n_windows - 1)
+        labels[idx, 0] = 0
         labels[idx, cls] = 1
-    labels[:, 0] = labels[:, 1:].max(axis=1, initial=0) == 0
+    if background == "exclusive":
+        labels[:, 0] = labels[:, 1:].max(axis=1, initial=0) == 0
     return labels
 
 
@@ -83,14 +113,28 @@ def window_frames(window_seconds: float, tokens_per_second: float) -> int:
     return int(round(n))
 
 
-CLASS_WEIGHTINGS = ("unit", "inverse_frequency")
+CLASS_WEIGHTINGS = ("unit", "inverse_frequency", "seed_counts")
+
+# The seed's `dataset.py` (`Dataset.__init__`): window counts of its five classes on SoccerNet-v2, hard-coded; its
+# `pos_weight` is their inverse normalised to sum 1, the same on any data.
+SEED_CLASS_COUNTS = {"background": 80218, "kick": 17730, "subs": 2839, "card": 2148, "goal": 7523}
 
 
-def class_weights(labels: np.ndarray, mode: str = "inverse_frequency") -> np.ndarray:
-    """Per-class `pos_weight`: `unit` is 1 for every class (V&D's datasets); `inverse_frequency` is the inverse
-    class frequency over windows normalised to sum 1 (the seed's dataset), a class never seen counting once."""
+def class_weights(labels: np.ndarray, mode: str = "inverse_frequency", classes: Sequence[str] = ()) -> np.ndarray:
+    """Per-class `pos_weight`: `unit` is 1 for every class (V&D's `dataset.py`); `inverse_frequency` is the inverse
+    class frequency over these windows normalised to sum 1, a class never seen counting once (computed from the data,
+    which neither original did); `seed_counts` is the seed's: the inverse of its fixed SoccerNet-v2 counts
+    (`SEED_CLASS_COUNTS`) normalised to sum 1, for its classes only (`classes`)."""
     if mode == "unit":
         return np.ones(labels.shape[1], np.float32)
+    if mode == "seed_counts":
+        if list(classes) != list(SEED_CLASS_COUNTS):
+            raise UserError(
+                f"--class_weights seed_counts holds the seed's counts of {', '.join(SEED_CLASS_COUNTS)}; the classes "
+                f"here are {', '.join(classes) or 'unknown'}: use --class_weights inverse_frequency or unit"
+            )
+        inv = 1.0 / np.array(list(SEED_CLASS_COUNTS.values()), np.float64)
+        return (inv / inv.sum()).astype(np.float32)
     if mode != "inverse_frequency":
         raise UserError(f"unknown class weighting {mode!r}; valid: {', '.join(CLASS_WEIGHTINGS)}")
     inv = 1.0 / np.maximum(labels.sum(axis=0).astype(np.float64), 1.0)
@@ -110,7 +154,8 @@ def check_positives(labels: np.ndarray, list_path: str | Path, config: DataConfi
         games: list[Path] = []
         with contextlib.suppress(UserError, ImportError):
             games = read_game_list(list_path, config.dataset_root)
-        files = sorted({p.name for p in map(labels_path, games) if p is not None}) or ["(none found)"]
+        found = (config.label_file(g) for g in games)
+        files = sorted({p.name for p in found if p is not None}) or ["(none found)"]
         maps = "; ".join(f"{c}: {', '.join(class_map.to_json()['labels'][c])}" for c in empty)
         raise UserError(
             f"{list_path}: {'class' if len(empty) == 1 else 'classes'} {', '.join(empty)} "
@@ -136,10 +181,27 @@ class DataConfig:
     skip_bad_games: bool = False
     class_map: ClassMap = field(default_factory=lambda: load_class_map("highlight"))
     label_index: str = "original"  # see `label_window`
+    labels: str = "v2"  # the label file read first (`dataset.LABEL_VERSIONS`)
+    labels_only: bool = False  # True: only that file (`--labels` given); False: the other version where it is missing
+    event_time: str = "gametime"  # `dataset.EVENT_TIMES`
+    background: str = "exclusive"  # `BACKGROUND_RULES`
+
+    def __post_init__(self) -> None:
+        for value, valid, what in (
+            (self.labels, tuple(LABEL_VERSIONS), "labels version"),
+            (self.event_time, EVENT_TIMES, "event time"),
+            (self.background, BACKGROUND_RULES, "background rule"),
+        ):
+            if value not in valid:
+                raise UserError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
     @property
     def window_frames(self) -> int:
         return window_frames(self.window_seconds, self.tokens_per_second)
+
+    def label_file(self, game: str | Path) -> Path | None:
+        """The label file these settings read in a game folder (None: none)."""
+        return labels_path(game, self.labels, self.labels_only)
 
     def settings(self, list_path: str | Path, games: Sequence[Path]) -> dict[str, Any]:
         return {
@@ -154,6 +216,10 @@ class DataConfig:
             "feature_dim": self.feature_dim,
             "skip_bad_games": self.skip_bad_games,
             "class_map": self.class_map.to_json(),
+            "labels": self.labels,
+            "labels_only": self.labels_only,
+            "event_time": self.event_time,
+            "background": self.background,
             # recorded only where the rules differ, so caches made before the rule existed stay valid
             **({"label_index": self.label_index} if 60 % self.window_seconds else {}),
         }
@@ -187,14 +253,38 @@ class _NpyAppender:
         self.fh.close()
 
 
-def cache_dir_for(cache_root: str | Path, list_path: str | Path) -> Path:
-    return Path(cache_root) / Path(str(list_path)).stem
+def cache_key(list_path: str | Path, config: DataConfig) -> str:
+    """16 hex digits naming what a cache is made from: the settings (`DataConfig.settings`, the games included) and,
+    for every game, the size and modification time of each label and feature file of its folder."""
+    games = read_game_list(list_path, config.dataset_root)
+    files: dict[str, Any] = {}
+    for game in games:
+        try:
+            names = sorted(p.name for p in Path(game).iterdir())
+        except OSError:
+            files[str(game)] = None  # missing or unreadable: the build says so (or skips it)
+            continue
+        stats = {}
+        for name in names:
+            if name in LABEL_FILES or (name.endswith(".npy") and name[:2] in ("1_", "2_")):
+                with contextlib.suppress(OSError):
+                    st = (Path(game) / name).stat()
+                    stats[name] = [st.st_size, st.st_mtime_ns]
+        files[str(game)] = stats
+    text = json.dumps({"settings": config.settings(list_path, games), "files": files}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_dir_for(cache_root: str | Path, list_path: str | Path, config: DataConfig) -> Path:
+    """The folder of the cache of this list made from its files as they are now, with these settings."""
+    return Path(cache_root) / f"{Path(str(list_path)).stem}-{cache_key(list_path, config)}"
 
 
 def prepare_cache(
     list_path: str | Path, cache_dir: str | Path, config: DataConfig, progress: bool = True
 ) -> WindowCache:
-    """Cut every half of a game list into windows + labels and write them to `cache_dir` (`--formatdataset 1`)."""
+    """Cut every half of a game list into windows + labels and write them to `cache_dir`, a folder of its own
+    (`open_split` builds in a temporary one and renames it into place)."""
     from tqdm import tqdm
 
     games = read_game_list(list_path, config.dataset_root)
@@ -205,6 +295,7 @@ def prepare_cache(
     halves: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
     feature_files: dict[str, str] = {}
+    label_files: dict[str, int] = {}
     seen: set[str] = set()
     recipe: dict[str, str] | None = None
     with contextlib.ExitStack() as stack:
@@ -216,13 +307,14 @@ def prepare_cache(
         }
         for game in tqdm(games, desc=f"windows {Path(str(list_path)).name}", unit="game", disable=not progress):
             try:
-                blocks = _game_windows(game, config, seen)
+                label_file, blocks = _game_windows(game, config, seen)
             except UserError as exc:
                 if not config.skip_bad_games:
                     raise
                 log.warning("skipping game %s: %s", game, exc)
                 bad.append({"game": str(game), "error": str(exc)})
                 continue
+            label_files[label_file.name] = label_files.get(label_file.name, 0) + 1
             if not feature_files:  # record what the flags matched and how it was made, for the model's metadata
                 feature_files, recipe = _feature_files(game, config), folder_recipe(game)
             for half, video, audio, labels in blocks:
@@ -241,6 +333,7 @@ def prepare_cache(
             **config.settings(list_path, games),
             "feature_files": feature_files,
             "feature_recipe": recipe,
+            "label_files": label_files,
             "halves": halves,
             "bad_games": bad,
         },
@@ -258,15 +351,16 @@ def _feature_files(game: Path, config: DataConfig) -> dict[str, str]:
 
 def _game_windows(
     game: Path, config: DataConfig, seen: set[str]
-) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Windows of both halves of one game, read and validated before any of it is written; adds the game's
-    label names to `seen`."""
+) -> tuple[Path, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]]:
+    """The label file read and the windows of both halves of one game, read and validated before any of it is
+    written; adds the game's label names to `seen`."""
     if not game.is_dir():
         raise UserError(f"{game}: game folder not found")
-    label_file = labels_path(game)
+    label_file = config.label_file(game)
     if label_file is None:
-        raise UserError(f"{game}: no Labels-v2.json or Labels.json")
-    events = read_labels(game)
+        wanted = LABEL_VERSIONS[config.labels] if config.labels_only else "Labels-v2.json or Labels.json"
+        raise UserError(f"{game}: no {wanted}")
+    events = read_labels(game, config.labels, config.labels_only, config.event_time)
     n = config.window_frames
     features = {
         half: load_half(game, half, config.features_video, config.features_audio, config.pca, config.feature_dim)
@@ -287,7 +381,9 @@ def _game_windows(
                 f"{game}: half {half} has {video.shape[0]} frames, shorter than one window of "
                 f"{config.window_seconds:g} s ({n} frames)"
             )
-        labels = window_labels(events, half, count, config.window_seconds, config.class_map, config.label_index)
+        labels = window_labels(
+            events, half, count, config.window_seconds, config.class_map, config.label_index, config.background
+        )
         blocks.append(
             (
                 half,
@@ -296,7 +392,7 @@ def _game_windows(
                 labels,
             )
         )
-    return blocks
+    return label_file, blocks
 
 
 class WindowCache:
@@ -307,6 +403,11 @@ class WindowCache:
         settings_path = self.dir / "settings.json"
         if not settings_path.is_file():
             raise UserError(f"{self.dir}: no window cache here: run once with --formatdataset 1")
+        self._hold = open(settings_path, "rb")  # noqa: SIM115 - held for the life of the object: "in use"
+        fcntl.flock(self._hold.fileno(), fcntl.LOCK_SH)  # waits while a newer cache removes this one
+        if not settings_path.is_file():
+            raise UserError(f"{self.dir}: the window cache was removed meanwhile: run again with --formatdataset 1")
+        self.built_now = False  # True when `open_split` built it in this run
         self.settings = read_json(settings_path)
         self.halves: list[dict[str, Any]] = self.settings["halves"]
         self.bad_games: list[dict[str, str]] = self.settings.get("bad_games", [])
@@ -397,8 +498,108 @@ def _short(value: Any) -> str:
 def open_split(
     list_path: str | Path, cache_root: str | Path, config: DataConfig, prepare: bool, progress: bool = True
 ) -> WindowCache:
-    """`prepare` (formatdataset 1): build the cache; else read it and check its settings."""
-    cache_dir = cache_dir_for(cache_root, list_path)
-    if prepare:
-        return prepare_cache(list_path, cache_dir, config, progress=progress)
-    return WindowCache(cache_dir).check(list_path, config)
+    """The cache of the list made from its files as they are now with these settings (`cache_dir_for`).
+    `prepare` (formatdataset 1): built when there is none (reused when there is); else it must exist. One line
+    says which label files the windows were read from."""
+    cache_root = Path(cache_root)
+    final = cache_dir_for(cache_root, list_path, config)
+    if (final / "settings.json").is_file():
+        cache = WindowCache(final).check(list_path, config)
+        if prepare:
+            print(f"{list_path}: window cache {final} already made from these files and settings: reused", flush=True)
+    elif not prepare:
+        _refuse_missing(list_path, cache_root, config)
+    else:
+        cache = _build(list_path, cache_root, final, config, progress)
+    _say_label_files(list_path, cache)
+    return cache
+
+
+def _build(list_path: str | Path, cache_root: Path, final: Path, config: DataConfig, progress: bool) -> WindowCache:
+    """Build `final` under its lock, in a temporary folder renamed into place; then remove the list's other
+    caches that no training holds."""
+    try:
+        cache_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{cache_root}: cannot write the window cache here ({exc.strerror or exc})") from exc
+    with _build_lock(cache_root / f".{final.name}.lock", list_path):
+        if (final / "settings.json").is_file():  # another run built it while this one waited
+            return WindowCache(final).check(list_path, config)
+        for stale in cache_root.glob(f".{final.name}.tmp*"):  # a build that was killed (it held this lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = cache_root / f".{final.name}.tmp{os.getpid()}"
+        try:
+            prepare_cache(list_path, tmp, config, progress=progress)
+            if final.exists():  # an incomplete folder of an earlier version: never a complete cache
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    _remove_unused(cache_root, Path(str(list_path)).stem, keep=final)
+    cache = WindowCache(final)
+    cache.built_now = True
+    return cache
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path, list_path: str | Path) -> Iterator[None]:
+    """An exclusive lock of `path` for building one cache: a second run of the same data waits, then reuses it."""
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{list_path}: another run is building this window cache; waiting for it", flush=True)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def _siblings(cache_root: Path, stem: str) -> list[Path]:
+    """The complete caches of a list (this version's `<stem>-<key>` folders and an earlier version's `<stem>`)."""
+    found = [p for p in cache_root.glob(f"{glob_escape(stem)}-*") if p.name[len(stem) + 1 :].isalnum()]
+    return [p for p in [cache_root / stem, *found] if (p / "settings.json").is_file()]
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _remove_unused(cache_root: Path, stem: str, keep: Path) -> None:
+    """Remove the list's other content-keyed caches that no open `WindowCache` holds (they describe files as they
+    were); an earlier version's `<stem>` folder is left alone (its runs took no lock)."""
+    for old in _siblings(cache_root, stem):
+        if old == keep or old.name == stem:
+            continue
+        try:
+            with open(old / "settings.json", "rb") as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                (old / "settings.json").unlink()  # incomplete from now: no run opens it
+            shutil.rmtree(old, ignore_errors=True)
+        except (BlockingIOError, OSError):
+            continue  # in use by a running training (or gone): left as it is
+
+
+def _refuse_missing(list_path: str | Path, cache_root: Path, config: DataConfig) -> NoReturn:
+    """UserError for `--formatdataset 0` without a cache of these files and settings, saying what differs from
+    the list's newest cache."""
+    found = sorted(_siblings(cache_root, Path(str(list_path)).stem), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"{cache_root}: no window cache of {list_path} here: run once with --formatdataset 1")
+    newest = read_json(found[-1] / "settings.json")
+    wanted = config.settings(list_path, read_game_list(list_path, config.dataset_root))
+    diff = [k for k in wanted if newest.get(k) != wanted[k]]
+    if diff:
+        shown = ", ".join(f"{k}: {_short(newest.get(k))} in cache vs {_short(wanted[k])}" for k in diff)
+        raise UserError(f"{found[-1]}: window cache made with other settings ({shown}): rerun with --formatdataset 1")
+    raise UserError(
+        f"{found[-1]}: window cache made from other files (a label or feature file of {list_path} changed since): "
+        "rerun with --formatdataset 1"
+    )
+
+
+def _say_label_files(list_path: str | Path, cache: WindowCache) -> None:
+    files = cache.settings.get("label_files") or {}
+    shown = ", ".join(
+        f"{name} ({'v1' if name == 'Labels.json' else 'v2'}) in {n} game{'s' * (n != 1)}"
+        for name, n in sorted(files.items())
+    )
+    print(f"{list_path}: labels read from {shown or 'unknown files'}", flush=True)
