@@ -114,7 +114,8 @@ def test_channel_count_matters(tmp_path):
 
 
 def test_log_mel_of_48k_stereo_matches_resampy(tmp_path):
-    """V&D: int16 WAV / 32768, mean of the channels, resampy to 16 kHz, then the log-mel frontend."""
+    """V&D's steps: int16 WAV / 32768, mean of the channels, resampy to 16 kHz, then the log-mel frontend; resampled
+    here over the whole stream, as ours is (V&D's extract_features.py resampled each 0.5 s slice apart)."""
     import resampy
 
     rng = np.random.default_rng(1)
