@@ -86,7 +86,7 @@ for name in ("soccer_highlights", "soccer_highlights.commands.inference", "socce
 EOF
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONDONTWRITEBYTECODE=1
 COMMANDS=(soccer-highlights soccer-spot soccer-train soccer-evaluate soccer-extract soccer-synthetic
-  soccer-synthetic-video)
+  soccer-synthetic-video soccer-trainset)
 for cmd in "${COMMANDS[@]}"; do
   step "$cmd --help"
   "$BIN/$cmd" --help >/dev/null

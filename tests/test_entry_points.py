@@ -20,6 +20,7 @@ CLIS = {
     "soccer_highlights.commands.extract",
     "soccer_highlights.synthetic.games",
     "soccer_highlights.synthetic.video",
+    "soccer_highlights.commands.trainset",
 }
 
 

@@ -44,3 +44,7 @@ def synthetic() -> NoReturn:
 
 def synthetic_video() -> NoReturn:
     run_command("soccer-synthetic-video")
+
+
+def trainset() -> NoReturn:
+    run_command("soccer-trainset")

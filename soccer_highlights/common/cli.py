@@ -155,6 +155,7 @@ COMMAND_MODULES = {
     "soccer-extract": "soccer_highlights.commands.extract",
     "soccer-synthetic": "soccer_highlights.synthetic.games",
     "soccer-synthetic-video": "soccer_highlights.synthetic.video",
+    "soccer-trainset": "soccer_highlights.commands.trainset",
 }
 CHECKOUT_NAMES = {
     "soccer-highlights": "python inference.py",
@@ -164,6 +165,7 @@ CHECKOUT_NAMES = {
     "soccer-extract": "python -m extract_features",
     "soccer-synthetic": "python -m soccer_highlights.synthetic.games",
     "soccer-synthetic-video": "python -m soccer_highlights.synthetic.video",
+    "soccer-trainset": "python -m soccer_highlights.commands.trainset",
 }
 _PACKAGE = Path(__file__).resolve().parent.parent
 

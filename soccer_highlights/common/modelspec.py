@@ -39,6 +39,8 @@ class ModelSpec:
     batch size, schedule: the choices that follow the original of the architecture); None when unknown.
     `batch_norm` / `head_init` None: the original's for the architecture (batch-norm constants and classifier
     initialisation, filled in by `archis.make_spec`); files saved before they existed mean Keras' and Glorot.
+    `init_model`: the model a fine-tuned model started from (`--init_model`: its file name and SHA-256, its
+    architecture and classes, and whether the classification head was kept or re-initialised); None otherwise.
     """
 
     architecture: str
@@ -57,6 +59,7 @@ class ModelSpec:
     training: Mapping[str, Any] | None = None
     batch_norm: str | None = None
     head_init: str | None = None
+    init_model: Mapping[str, Any] | None = None  # fine-tuned from: {file, sha256, architecture, classes, head}
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen: normalise in place
@@ -66,7 +69,7 @@ class ModelSpec:
         fix("tokens_per_second", float(self.tokens_per_second))
         fix("feature_dim", int(self.feature_dim))
         fix("feature_names", dict(self.feature_names or FEATURE_NAMES))
-        for name in ("class_map", "feature_recipe", "training"):  # plain JSON copies, as the saved config will hold
+        for name in ("class_map", "feature_recipe", "training", "init_model"):  # plain JSON copies, as saved
             value = getattr(self, name)
             fix(name, json.loads(json.dumps(dict(value))) if value else None)
         if self.dropout is not None:
