@@ -1,9 +1,12 @@
 """A live run driven by a test, step by step, without a thread or ffmpeg: a fake clock, a fake stream and a fake
 token source around the real parts (the core's Pipeline and Scorer, LiveRun, its online decoder and LiveOutputs,
-a Recorder that never runs and a Relay that never starts)."""
+a Recorder that never runs and a Relay that never starts). `FastFrames`, a stand-in for ResNet-152, also for a
+whole live run in a child process: `python -m tests.live_fakes ARGS` is `inference.py ARGS` with it (what the
+signal tests send Ctrl-C to)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import numpy as np
 
 from soccer_highlights.common.workers import Workers
 from soccer_highlights.core.pipeline import Pipeline
+from soccer_highlights.extract_features.call_plan import CallPlan
 from soccer_highlights.live.recorder import Recorder, Segment
 from soccer_highlights.live.relay import Relay
 from soccer_highlights.live.runner import LiveRun, LiveSettings
@@ -103,3 +107,36 @@ def live_run(pipeline: Pipeline, out: Path, clock: FakeClock, tokens: FakeTokens
     recorder.folder.mkdir()
     relay = Relay(recorder, now=clock)
     return LiveRun(pipeline, LiveSettings(SOURCE), Output(out), 1, relay, tokens)
+
+
+class FastFrames:
+    """A stand-in for ResNet-152 (pixel means of 2048 blocks): the same numbers whatever the batch, instantly."""
+
+    source = "random"
+    on_gpu = False
+    runtime = "tensorflow"
+
+    plan: CallPlan | None = None
+
+    def set_call_plan(self, frames_per_call: int | None = None) -> CallPlan:
+        """Calls of the frames given (or 16): nothing to measure."""
+        self.plan = CallPlan(frames=frames_per_call or 16)
+        return self.plan
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        x = frames.reshape(len(frames), -1)[:, : 2048 * 73].reshape(len(frames), 2048, 73)
+        return x.mean(axis=2, dtype=np.float32) / 255
+
+
+def main(argv: list[str]) -> None:
+    """`inference.py argv` in this process, its ResNet-152 replaced by FastFrames."""
+    from soccer_highlights.commands import inference
+    from soccer_highlights.common.errors import run_cli
+    from soccer_highlights.extract_features import pipeline
+
+    pipeline._resnet = lambda *args: FastFrames()
+    run_cli(inference.main, argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from soccer_highlights.common.atomic import MANIFEST, OutputSet, atomic_path, sweep_leftovers, write_json
+from soccer_highlights.common.atomic import (
+    MANIFEST,
+    OutputSet,
+    atomic_path,
+    record_files,
+    sweep_leftovers,
+    write_json,
+)
 from soccer_highlights.common.errors import UserError
 
 
@@ -34,7 +42,7 @@ def test_a_folder_in_the_way_is_one_line_before_writing(tmp_path):
 def test_output_set_replaces_the_earlier_run_and_removes_what_it_does_not_write(tmp_path, caplog):
     for name in ("a.json", "reel.mp4"):
         (tmp_path / name).write_text("old")
-    (tmp_path / MANIFEST).write_text('{"written": ["a.json", "reel.mp4"]}')  # the earlier run's record
+    record_files(tmp_path, ["a.json", "reel.mp4"])  # the earlier run's record
     with OutputSet(tmp_path, ["a.json", "b.json", "reel.mp4"]) as files:
         files.path("a.json").write_text("new a")
         files.path("b.json").write_text("new b")
@@ -48,6 +56,7 @@ def test_output_set_replaces_the_earlier_run_and_removes_what_it_does_not_write(
 def test_output_set_failing_midway_restores_the_earlier_run(tmp_path, monkeypatch):
     for name in ("a.json", "b.json"):
         (tmp_path / name).write_text("old")
+    record_files(tmp_path, ["a.json", "b.json"])
     real, failed = os.replace, []
 
     def replace(src, dst):  # the new b.json cannot be moved into place (once)
@@ -62,16 +71,68 @@ def test_output_set_failing_midway_restores_the_earlier_run(tmp_path, monkeypatc
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(UserError, match="b.json: cannot write"), files:
         pass
-    assert _names(tmp_path) == ["a.json", "b.json"]
+    assert _names(tmp_path) == [MANIFEST, "a.json", "b.json"]
     assert [(tmp_path / n).read_text() for n in ("a.json", "b.json")] == ["old", "old"]
 
 
 def test_an_exception_discards_the_run(tmp_path):
     (tmp_path / "a.json").write_text("old")
+    record_files(tmp_path, ["a.json"])
     with pytest.raises(KeyboardInterrupt), OutputSet(tmp_path, ["a.json"]) as files:
         files.path("a.json").write_text("new")
         raise KeyboardInterrupt
-    assert _names(tmp_path) == ["a.json"] and (tmp_path / "a.json").read_text() == "old"
+    assert _names(tmp_path) == [MANIFEST, "a.json"] and (tmp_path / "a.json").read_text() == "old"
+
+
+def test_a_file_no_run_wrote_refuses_the_run_before_any_work(tmp_path):
+    """issue 30.1: the user's own highlights.mp4 / report.html in --out (no record of them) were replaced; now the
+    run is refused when the set is made, with one line naming them and the ways out."""
+    (tmp_path / "a.json").write_text("the user's notes")
+    (tmp_path / "b.json").write_text("the user's")
+    with pytest.raises(UserError) as info:
+        OutputSet(tmp_path, ["a.json", "b.json", "c.json"])
+    message = str(info.value)
+    assert "a.json, b.json were not written by this project" in message and "\n" not in message
+    assert "another --out" in message and "--keep_old" in message
+    assert _names(tmp_path) == ["a.json", "b.json"]
+
+
+def test_a_file_changed_since_the_run_wrote_it_is_the_users(tmp_path):
+    """Recorded, but its content is no longer what the run wrote (the user edited it): refused too; unchanged,
+    it is replaced."""
+    with OutputSet(tmp_path, ["a.json", "b.json"]) as files:
+        files.path("a.json").write_text("run 1")
+        files.path("b.json").write_text("run 1")
+    assert set(json.loads((tmp_path / MANIFEST).read_text())["files"]) == {"a.json", "b.json"}
+    (tmp_path / "b.json").write_text("edited by the user")
+    with pytest.raises(UserError, match="b.json was not written by this project .or changed since."):
+        OutputSet(tmp_path, ["a.json", "b.json"])
+    (tmp_path / "b.json").write_text("run 1")  # as the run wrote it: ours again
+    with OutputSet(tmp_path, ["a.json", "b.json"]) as files:
+        files.path("a.json").write_text("run 2")
+        files.path("b.json").write_text("run 2")
+    assert (tmp_path / "b.json").read_text() == "run 2"
+
+
+def test_keep_old_keeps_the_users_files_under_visible_names(tmp_path, caplog):
+    (tmp_path / "report.html").write_text("the user's notes")
+    (tmp_path / "report.old-1.html").write_text("an older copy")
+    (tmp_path / "spans.json").write_text("the user's, not written by this run")
+    with OutputSet(tmp_path, ["report.html", "spans.json"], keep_old=True) as files:
+        files.path("report.html").write_text("new")
+    assert (tmp_path / "report.html").read_text() == "new"
+    assert (tmp_path / "report.old-2.html").read_text() == "the user's notes"
+    assert (tmp_path / "report.old-1.html").read_text() == "an older copy"
+    assert (tmp_path / "spans.json").read_text() == "the user's, not written by this run"
+    assert "kept the earlier files as report.old-2.html" in caplog.text
+
+
+def test_a_legacy_record_of_names_only_proves_nothing(tmp_path):
+    """A record without sizes and hashes cannot show that the file is still what a run wrote: refused."""
+    (tmp_path / "a.json").write_text("anything")
+    (tmp_path / MANIFEST).write_text('{"written": ["a.json"]}')
+    with pytest.raises(UserError, match="a.json was not written by this project"):
+        OutputSet(tmp_path, ["a.json"])
 
 
 def test_sweep_removes_dead_runs_leftovers_only(tmp_path):

@@ -98,7 +98,7 @@ def test_the_same_video_twice_is_done_once(tiny_model, match, tmp_path, caplog):
     video = _place(match, tmp_path / "v" / "m.mp4")
     out = tmp_path / "out"
     assert _infer(tiny_model, out, video, tmp_path / "v") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "m"]
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "index.html", "m"]  # index.html recorded as ours
     assert "given more than once, done once" in caplog.text
 
 
@@ -125,11 +125,13 @@ def test_output_set_removes_only_what_an_earlier_run_recorded(tmp_path, caplog):
     with OutputSet(tmp_path, ["a.json", "b.json"]) as files:
         files.path("a.json").write_text("1")
         files.path("b.json").write_text("1")
-    assert json.loads((tmp_path / MANIFEST).read_text()) == {"written": ["a.json", "b.json"]}
+    assert json.loads((tmp_path / MANIFEST).read_text())["written"] == ["a.json", "b.json"]
     with OutputSet(tmp_path, ["a.json", "b.json", "c.json"]) as files:
         files.path("a.json").write_text("2")
     (tmp_path / "c.json").write_text("the user's")
-    with OutputSet(tmp_path, ["a.json", "b.json", "c.json"]) as files:
+    with pytest.raises(UserError, match="c.json was not written by this project"):
+        OutputSet(tmp_path, ["a.json", "b.json", "c.json"])
+    with OutputSet(tmp_path, ["a.json", "b.json", "c.json"], keep_old=True) as files:
         files.path("a.json").write_text("3")
     assert not (tmp_path / "b.json").exists() and (tmp_path / "c.json").read_text() == "the user's"
     assert "kept c.json: not written by this run" in caplog.text
@@ -197,3 +199,43 @@ def test_an_input_inside_the_runs_outputs_is_refused_and_kept(tmp_path, inside):
     release_outputs(as_list)
     claim_outputs(replace(as_list, training=str(tmp_path / "elsewhere.txt")))  # beside the outputs: fine
     release_outputs(as_list)
+
+
+@pytest.mark.slow
+def test_the_users_files_with_output_names_refuse_the_run_or_are_kept_aside(tiny_model, match, tmp_path, capsys):
+    """issue 30.1, docs/real-match.md as written: a file of the user's with an output's name is never replaced or
+    removed. Without --keep_old the run is refused before any work, with one line naming the files and the ways
+    out; with it, each is kept as NAME.old-N.EXT. On 643e491 both files were replaced without a word."""
+    video = _place(match, tmp_path / "v" / "m.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "highlights.mp4").write_bytes(b"the user's own video")
+    (out / "report.html").write_text("the user's notes")
+    base = ["--model", str(tiny_model), "--out", str(out), "--video", str(video), "--quiet"]
+    base += ["--features_video", str(video.with_suffix("") / "1_ResNET_TF2_PCA512.npy")]
+    base += ["--features_audio", str(video.with_suffix("") / "1_VGGish.npy"), "--intro_sec", "1", "--outro_sec", "1"]
+    with pytest.raises(UserError) as info:
+        inference.main(base)
+    message = str(info.value)
+    assert "report.html, highlights.mp4 were not written by this project" in message, message
+    assert "choose another --out" in message and "--keep_old" in message
+    assert sorted(p.name for p in out.iterdir()) == ["highlights.mp4", "report.html"]  # nothing done
+    assert inference.main([*base, "--keep_old"]) == 0
+    assert (out / "highlights.old-1.mp4").read_bytes() == b"the user's own video"
+    assert (out / "report.old-1.html").read_text() == "the user's notes"
+    assert (out / "report.html").read_text() != "the user's notes" and (out / "highlights.mp4").stat().st_size > 1000
+    assert inference.main(base) == 0  # its own files, unchanged since: replaced without a word
+    assert sorted(p.name for p in out.glob("*.old-*")) == ["highlights.old-1.mp4", "report.old-1.html"]
+
+
+@pytest.mark.slow
+def test_the_users_index_html_in_a_many_videos_out_is_kept(tiny_model, match, tmp_path):
+    video = _place(match, tmp_path / "v" / "m.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("the user's index")
+    with pytest.raises(UserError, match="index.html was not written by this project"):
+        _infer(tiny_model, out, video)
+    assert _infer(tiny_model, out, video, "--keep_old") == 0
+    assert (out / "index.old-1.html").read_text() == "the user's index"
+    assert _infer(tiny_model, out, video) == 0  # the index is the project's now

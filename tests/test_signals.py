@@ -5,12 +5,14 @@ Each test starts the real command in a child process (a signal to pytest itself 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -237,3 +239,159 @@ def test_sigterm_while_training_exits_143_and_leaves_no_temporary_or_lock_file(t
     assert proc.returncode == 143 and "terminate called" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)", err[-3000:]
     assert not [p for p in model.rglob(".*")], list(model.rglob(".*"))
+
+
+# ---- Ctrl-C from a terminal: SIGINT to the whole process group, ffmpeg children included -----------------------
+
+
+def _live_child(model: Path, out: Path, source: str, decoder: Path, *extra: str) -> subprocess.Popen:
+    """A live run (ResNet-152 replaced by tests.live_fakes.FastFrames) in a session of its own: its process group
+    is what a terminal's Ctrl-C reaches."""
+    cmd = [sys.executable, "-m", "tests.live_fakes", "--model", str(model), "--out", str(out), "--live", source]
+    cmd += ["--decoder_config", str(decoder), "--threshold", "0.05", "--weights", "random", "--quiet", "--fast"]
+    cmd += ["--live_segment", "1", "--live_stall", "2", "--live_end_after", "30", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _rest(proc: subprocess.Popen, limit: float) -> str:
+    """The rest of stderr once the process ends (read through the same buffer as `_wait_for`: `communicate` would
+    skip what that buffer holds)."""
+    timer = threading.Timer(limit, proc.kill)
+    timer.start()
+    try:
+        return proc.stderr.read()
+    finally:
+        timer.cancel()
+        proc.wait()
+
+
+def _segments(out: Path) -> int:
+    return len(list((out / "recording").glob("seg_*.ts")))
+
+
+def _until(condition, proc: subprocess.Popen, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while not condition() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition(), proc.stderr.read()[-3000:] if proc.poll() is not None else "timed out"
+
+
+@pytest.fixture
+def live_inputs(tmp_path):
+    from tests.test_live import RULE, SECONDS
+
+    events = [(8.0, "goal"), (25.0, "card"), (41.0, "kick")]
+    video = make_match_video(tmp_path / "match.mp4", SECONDS, events, size="160x90")
+    decoder = tmp_path / "short.json"
+    decoder.write_text(json.dumps({"default": RULE, "rules": {c: RULE for c in ("goal", "kick", "card", "subs")}}))
+    return video, decoder
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_a_live_runs_group_writes_every_output(tiny_model, live_inputs, tmp_path):
+    """issue 30.2: Ctrl-C in a terminal reaches ffmpeg too. On 643e491 the recorder's death was taken for a
+    stalled stream (a false gap, "reconnecting"), the decoders' for errors, and no end-of-run output was written
+    (live.json stayed "live"). Now the run stops its children itself and writes what the README lists."""
+    from tests.test_live import _free_udp_port, playing
+
+    video, decoder = live_inputs
+    out, port = tmp_path / "live", _free_udp_port()
+    with playing(video, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316", ready=out / "spans.jsonl"):
+        proc = _live_child(tiny_model, out, f"udp://127.0.0.1:{port}?fifo_size=100000&overrun_nonfatal=1", decoder)
+        try:
+            _until(lambda: _segments(out) >= 6, proc)
+            os.killpg(proc.pid, signal.SIGINT)
+            err = proc.communicate(timeout=120)[1]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "reconnecting" not in err and "ffmpeg failed" not in err, err[-3000:]
+    assert "stopped before the stream ended" in err and "real-time factor" in err, err[-3000:]  # the latency lines
+    state = json.loads((out / "live.json").read_text())
+    assert state["state"] == "finished" and state["gaps"] == [], state
+    written = {p.name for p in out.iterdir()}
+    assert {"spans.json", "results_spotting.json", "report.html", "timeline.png", "highlights.mp4"} <= written
+    assert (out / "recording.m3u8").read_text().rstrip().endswith("#EXT-X-ENDLIST")
+
+
+@pytest.mark.slow
+def test_two_ctrl_c_stop_a_live_run_at_once_with_a_closed_recording_and_the_way_on(
+    tiny_model, live_inputs, tmp_path, monkeypatch
+):
+    """issue 30.2 / 30.9: a second Ctrl-C stops at once, but the recording is closed (finished playlist), live.json
+    is final and one line gives the command that makes the end-of-run outputs; that command works. On 643e491
+    live.json stayed "live" and the one line was "error: interrupted"."""
+    from soccer_highlights.commands import inference
+    from soccer_highlights.extract_features import pipeline
+    from tests.live_fakes import FastFrames
+    from tests.test_live import _free_udp_port, playing
+
+    video, decoder = live_inputs
+    out, port = tmp_path / "live", _free_udp_port()
+    with playing(video, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316", ready=out / "spans.jsonl"):
+        proc = _live_child(tiny_model, out, f"udp://127.0.0.1:{port}?fifo_size=100000&overrun_nonfatal=1", decoder)
+        try:
+            _until(lambda: _segments(out) >= 6, proc)
+            os.killpg(proc.pid, signal.SIGINT)
+            seen = _wait_for(proc, r"Ctrl-C again: stop now\)")
+            os.killpg(proc.pid, signal.SIGINT)
+            err = seen + _rest(proc, 120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted: ") and "stopped at once" in last and "Traceback" not in err, err
+    command = re.search(r"`([^`]*)`", last)
+    assert command and "--video" in command.group(1) and str(tiny_model) in command.group(1), last
+    assert json.loads((out / "live.json").read_text())["state"] == "stopped: interrupted"
+    assert (out / "recording.m3u8").read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    assert not (out / "spans.json").exists()
+    monkeypatch.setattr(pipeline, "_resnet", lambda *args: FastFrames())
+    argv = command.group(1).split()[2:]  # after `python inference.py`
+    assert inference.main([*argv, "--weights", "random", "--quiet", "--fast"]) == 0
+    assert (out / "spans.json").is_file() and (out / "highlights.mp4").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_any_data_leaves_nothing_and_says_so(tiny_model, live_inputs, tmp_path):
+    """issue 30.9: Ctrl-C before the stream sent anything. On 643e491: exit 2, empty playlists, spans.jsonl,
+    clips/, a report and live.json "live" were left, and the retry into the folder was refused."""
+    from tests.test_live import _free_udp_port
+
+    _, decoder = live_inputs
+    out = tmp_path / "live"
+    proc = _live_child(tiny_model, out, f"udp://127.0.0.1:{_free_udp_port()}", decoder)
+    try:
+        seen = _wait_for(proc, r"listening on")
+        _until(lambda: (out / "spans.jsonl").exists(), proc)  # the model is loaded: the run waits for data
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)
+        err = seen + _rest(proc, 60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1].endswith("stopped before any data came; nothing is kept"), err[-3000:]
+    assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_an_offline_runs_group_leaves_nothing_and_exits_130(long_video, tiny_model, tmp_path):
+    """A terminal's Ctrl-C while the video is decoded (ffmpeg children in the group): one line, 130, no file."""
+    out = tmp_path / "out"
+    cmd = _command_line("inference.py --video", long_video, tiny_model, out)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        seen = _wait_for(proc, r" [1-9]\d*/\d+ ")
+        os.killpg(proc.pid, signal.SIGINT)
+        err = seen + _rest(proc, 120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "Traceback" not in err and "ffmpeg failed" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]

@@ -15,7 +15,9 @@ beside it) are reused instead of extracted again. Window length, feature rate, c
 recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
 there is a video, all renamed into place together when complete (files an earlier run recorded in
-`.outputs.json` that this run does not write are removed); a run over several videos adds `DIR/index.html`
+`.outputs.json`, unchanged since, that this run does not write are removed; a file of yours with an output's
+name refuses the run before any work, or is kept as NAME.old-N.EXT with --keep_old); a run over several videos
+adds `DIR/index.html`
 linking each report. Inputs are checked before anything is computed or written; an input that would be one
 of the outputs is refused. `--num_shards N --shard_index i` (or, in a Slurm array task, the task's place) does
 only shard i's videos; its index.html links every report already in DIR.
@@ -37,6 +39,7 @@ from soccer_highlights.common.cli import (
     Parser,
     RawHelpFormatter,
     add_extraction_flags,
+    add_keep_old_flag,
     add_progress_flags,
     add_spotting_flags,
     check_spotting_flags,
@@ -74,6 +77,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="video files, folders of videos, .txt lists of videos (one output folder each)",
     )
     io.add_argument("--out", required=True, help="output folder (with INPUTs: one folder per video inside it)")
+    add_keep_old_flag(io)
     src = p.add_argument_group("single input (instead of INPUTs; outputs go straight into --out)")
     src.add_argument("--video", help="match video (one half or a whole match)")
     src.add_argument("--features_video", help="video features [T, D] .npy (with --features_audio)")
@@ -309,6 +313,7 @@ def _shared_plan(args: argparse.Namespace) -> Plan:
         reel_repeat_overlaps=args.reel_repeat_overlaps,
         progress=not args.quiet,
         protected=tuple(p for p in (model, _path(args.pca)) if p),
+        keep_old=args.keep_old,
     )
     return Plan(model, scoring, extraction, output, _path(args.ground_truth), args.half, args.verbose)
 
@@ -368,7 +373,9 @@ def _run_live(args: argparse.Namespace) -> int:
         args.live, args.live_segment, args.live_stall, args.live_end_after, args.live_format, args.live_reencode
     )
     plan.extraction()  # checked before anything loads
-    result, written = run_live(functools.partial(plan.pipeline, extract=True), live, plan.output, half=plan.half)
+    result, written = run_live(
+        functools.partial(plan.pipeline, extract=True), live, plan.output, half=plan.half, model=plan.model
+    )
     print(summary(result, written))
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -126,7 +127,90 @@ def sweep_leftovers(folder: str | os.PathLike) -> list[str]:
     return removed
 
 
-MANIFEST = ".outputs.json"  # the names an OutputSet wrote into its folder: the only files a later run removes
+MANIFEST = ".outputs.json"  # what runs of this project wrote into a folder: the only files a later run replaces
+KEEP_OLD_FLAG = "--keep_old"
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """What identifies a file's content in the record: its size and SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def read_record(folder: str | os.PathLike) -> dict[str, dict]:
+    """The files that runs of this project wrote in `folder`, each with its fingerprint when written (empty when
+    there is no record, or it is unreadable, or of an earlier version that kept names only)."""
+    try:
+        files = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {n: f for n, f in files.items() if isinstance(f, dict)} if isinstance(files, dict) else {}
+
+
+def is_ours(folder: str | os.PathLike, name: str, record: dict[str, dict] | None = None) -> bool:
+    """`folder/name` is a file a run of this project wrote there, and its content is still what that run wrote."""
+    path = Path(folder) / name
+    entry = (read_record(folder) if record is None else record).get(name)
+    if entry is None or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        if path.stat().st_size != entry.get("size"):
+            return False
+        return fingerprint(path) == {"size": entry.get("size"), "sha256": entry.get("sha256")}
+    except OSError:
+        return False
+
+
+def foreign(folder: str | os.PathLike, names: Iterable[str]) -> list[str]:
+    """The `names` that exist in `folder` but are not files this project wrote there unchanged (the user's own,
+    or changed since): a run must not replace or remove them."""
+    folder = Path(folder)
+    record = read_record(folder)
+    return [n for n in names if os.path.lexists(folder / n) and not is_ours(folder, n, record)]
+
+
+def check_replaceable(folder: str | os.PathLike, names: Iterable[str], keep_old: bool = False) -> list[str]:
+    """Before any work: UserError naming the files of `names` in `folder` that no run of this project wrote (or
+    that changed since), with the ways out; with `keep_old` they are returned instead (`keep_aside` moves each
+    out of the way, under a visible name, when the run's outputs are put in place)."""
+    others = foreign(folder, names)
+    if others and not keep_old:
+        raise UserError(
+            f"{Path(folder)}: {', '.join(others)} {'was' if len(others) == 1 else 'were'} not written by this "
+            f"project (or changed since), so this run would replace {'it' if len(others) == 1 else 'them'}: "
+            f"choose another --out, or add {KEEP_OLD_FLAG} to keep the old copies as NAME.old-N.EXT"
+        )
+    return others
+
+
+def keep_aside(path: Path) -> Path:
+    """Rename `path` to `<stem>.old-N<suffix>` beside it (the first N free); return the new path."""
+    name = path.name
+    stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
+    for n in range(1, 10_000):
+        target = path.with_name(f"{stem}.old-{n}{dot}{ext}")
+        if not os.path.lexists(target):
+            os.replace(path, target)
+            return target
+    raise UserError(f"{path}: too many old copies beside it")
+
+
+def record_files(folder: str | os.PathLike, names: Iterable[str], *, only: bool = False) -> None:
+    """Record `folder/name` of each of `names` as written by this run, with its fingerprint, in the folder's
+    record (`only`: the record then lists these alone, the earlier entries dropped). A record that cannot be
+    written is one warning (the files are in place; a later run will take them for the user's)."""
+    folder = Path(folder)
+    files = {} if only else read_record(folder)
+    for name in names:
+        with contextlib.suppress(OSError):
+            files[name] = fingerprint(folder / name)
+    try:
+        write_json(folder / MANIFEST, {"written": list(files), "files": files})
+    except UserError as exc:
+        log.warning("%s", exc)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -183,25 +267,25 @@ def check_apart(
 
 
 def read_manifest(folder: str | os.PathLike) -> list[str]:
-    """The names the last OutputSet committed in `folder` (empty when none did, or the list is unreadable)."""
-    try:
-        names = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))["written"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    """The names runs of this project recorded in `folder` (whatever their content now)."""
+    return list(read_record(folder))
 
 
 class OutputSet:
     """The files one run writes into one folder, made visible together; the folder then describes that run.
 
     `names` are every file this kind of run may write. `path(name)` is where this run writes `name` (inside a
-    hidden staging folder `.partial.<pid>.<random>/` of the output folder). `commit()` renames the written
-    files into place together (restoring the earlier ones if a rename fails), records them in `.outputs.json`,
-    then removes the files of `names` this run did not write that the earlier run's `.outputs.json` lists,
-    saying so in one line (a file no run of ours recorded is kept, with a warning). Leaving the `with` block
-    by an exception, Ctrl-C or SIGTERM removes the staging folder, so the earlier run's files stay as they
-    were; a killed run's staging folder is swept by the next run in that folder. `inputs` (files the run
-    reads) and `root` (the folder every output must stay in, after symlinks) are checked by `check_apart`.
+    hidden staging folder `.partial.<pid>.<random>/` of the output folder). Only files that a run of this
+    project wrote in that folder, and whose content is still what it wrote (`.outputs.json` records each one's
+    size and SHA-256), are ever replaced or removed: any other file with an output's name is refused when the
+    set is made, before any work (`check_replaceable`), or, with `keep_old`, renamed to `NAME.old-N.EXT` when
+    the outputs are put in place. `commit()` renames the written files into place together (restoring the
+    earlier ones if a rename fails), records them in `.outputs.json`, then removes the files of `names` this
+    run did not write that an earlier run wrote, unchanged, saying so in one line (any other is kept, with a
+    warning). Leaving the `with` block by an exception, Ctrl-C or SIGTERM removes the staging folder, so the
+    earlier run's files stay as they were; a killed run's staging folder is swept by the next run in that
+    folder. `inputs` (files the run reads) and `root` (the folder every output must stay in, after symlinks)
+    are checked by `check_apart`.
     """
 
     def __init__(
@@ -211,12 +295,14 @@ class OutputSet:
         *,
         inputs: Iterable[str | os.PathLike | None] = (),
         root: str | os.PathLike | None = None,
+        keep_old: bool = False,
     ) -> None:
         self.folder = Path(folder)
         self.names = tuple(names)
         check_apart(self.folder, self.names, inputs, root)
         for name in self.names:
             check_output_file(self.folder / name)
+        check_replaceable(self.folder, self.names, keep_old)
         sweep_leftovers(self.folder)
         self._staging: Path | None = None
         self.written: list[str] = []
@@ -249,31 +335,36 @@ class OutputSet:
             check_output_file(self.folder / name)
         done: list[str] = []
         current = self.folder
+        record = read_record(self.folder)
+        aside: list[tuple[Path, Path]] = []  # (output, where the file that was there went)
         try:
             for name in self.written:
                 staged, final = self.path(name), self.folder / name
                 current = final
                 if not staged.exists():
                     raise UserError(f"{final}: was not written")
+                if os.path.lexists(final) and not is_ours(self.folder, name, record):
+                    aside.append((final, keep_aside(final)))  # --keep_old, or a file put there during the run
                 if final.exists():
                     os.replace(final, staged.with_name(f".old.{name}"))
                 done.append(name)
                 os.replace(staged, final)
         except OSError as exc:
-            self._restore(done)
+            self._restore(done, aside)
             self.discard()
             raise _write_error(current, exc) from exc
         except BaseException:
-            self._restore(done)
+            self._restore(done, aside)
             self.discard()
             raise
-        earlier = read_manifest(self.folder)
+        if aside:
+            log.warning("%s: kept the earlier files as %s", self.folder, ", ".join(p.name for _, p in aside))
         self._record()
         left = [n for n in self.names if n not in self.written and (self.folder / n).is_file()]
-        stale = [n for n in left if n in earlier]
+        stale = [n for n in left if is_ours(self.folder, n, record)]
         if len(stale) < len(left):
             log.warning(
-                "%s: kept %s: not written by this run, nor recorded as written by an earlier one",
+                "%s: kept %s: not written by this run, nor an earlier run's file as it wrote it",
                 self.folder,
                 ", ".join(n for n in left if n not in stale),
             )
@@ -293,13 +384,11 @@ class OutputSet:
         return stale
 
     def _record(self) -> None:
-        try:
-            write_json(self.folder / MANIFEST, {"written": self.written})
-        except UserError as exc:
-            log.warning("%s", exc)
+        record_files(self.folder, self.written, only=True)
 
-    def _restore(self, done: list[str]) -> None:
-        """Put the earlier run's files back (and this run's back in staging) after a failed commit."""
+    def _restore(self, done: list[str], aside: list[tuple[Path, Path]]) -> None:
+        """Put the earlier run's files back (and this run's back in staging), and the files kept aside under
+        their own names, after a failed commit."""
         assert self._staging is not None
         for name in reversed(done):
             final, backup = self.folder / name, self._staging / f".old.{name}"
@@ -308,6 +397,10 @@ class OutputSet:
                     os.replace(final, self._staging / name)
                 if backup.exists():
                     os.replace(backup, final)
+        for final, kept in aside:
+            with contextlib.suppress(OSError):
+                if not os.path.lexists(final):
+                    os.replace(kept, final)
 
     def discard(self) -> None:
         """Remove the staging folder and everything in it."""

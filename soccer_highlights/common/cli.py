@@ -13,7 +13,11 @@ Three tools batch three different things, so each batch flag has its own name: t
 (halves of games, V&D's flag) and `--batch_windows`, spotting's `--windows_per_call` (windows per model
 call) and extraction's `--frames_per_call` (frames per ResNet call).
 
-- `Parser`: the ArgumentParser of every command. Its usage and examples name the command as it was started
+- `Parser`: the ArgumentParser of every command. Every `type=float` flag of a Parser takes finite numbers only
+  (`finite_float`: `nan` or `inf` is one error line naming the flag); ranges are checked by each command.
+- `add_keep_old_flag`: `--keep_old`, for every command whose outputs could meet a file of the user's with an
+  output's name (kept as NAME.old-N.EXT instead of refusing the run, `common.atomic.check_replaceable`).
+- `Parser`, further: Its usage and examples name the command as it was started
   (`command_name`: `soccer-extract` installed, `python -m extract_features` in a checkout); a mistyped flag is
   one line naming the closest flag (`error: unknown flag --modle (did you mean --model?)`, exit 2), as every
   other argument error; each default is shown once (appended unless the help already speaks of it).
@@ -119,6 +123,29 @@ def add_spotting_flags(parser: argparse.ArgumentParser, *, title: str = "scoring
         default="vd",
         help="vd: > the previous 30 s, >= the next 29 s, no spot in a half's first or last 30 s; "
         "symmetric: the maximum within +-30 s, up to the edges",
+    )
+
+
+def finite_float(text: str) -> float:
+    """A float flag's value: a finite number (`nan`, `inf` and `-inf` are refused: every float flag is a length,
+    a rate or a threshold, which none of them is)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def add_keep_old_flag(parser: argparse._ActionsContainer) -> None:
+    """`--keep_old`: a file with an output's name that this project did not write (or that changed since) is
+    renamed to NAME.old-N.EXT when the outputs are put in place, instead of refusing the run."""
+    parser.add_argument(
+        "--keep_old",
+        action="store_true",
+        help="keep files with an output's name that this project did not write as NAME.old-N.EXT (without it, "
+        "such a file refuses the run before any work)",
     )
 
 
@@ -272,6 +299,7 @@ class Parser(argparse.ArgumentParser):
             kwargs["prog"] = f"{command_name(command)} {subcommand}".strip()
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(**kwargs)
+        self.register("type", float, finite_float)  # every type=float flag, in every group of the parser
         self.aliases: dict[str, str] = {}
 
     def add_alias(self, old: str, new: str) -> None:

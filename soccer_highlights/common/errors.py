@@ -30,6 +30,15 @@ class Terminated(KeyboardInterrupt):
         self.signum = int(signum)
 
 
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C whose clean-up has something to say (what was kept, how to go on): `run_cli` prints
+    `error: interrupted: <message>` and exits 130."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = " ".join(message.split())
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
     raise Terminated()
@@ -54,8 +63,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except Terminated as exc:
         print(f"error: terminated ({signal.Signals(exc.signum).name})", file=sys.stderr)
         _exit_now(128 + exc.signum)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        said = f": {exc.message}" if isinstance(exc, Interrupted) else ""
+        print(f"error: interrupted{said}", file=sys.stderr)
         _exit_now(130)
     sys.exit(code or 0)
 

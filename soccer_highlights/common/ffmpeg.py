@@ -35,20 +35,25 @@ def ffmpeg_exe() -> str:
 
 
 # Run by a tiny exec wrapper in the child: the kernel sends the child SIGKILL when the thread that started it
-# dies (PR_SET_PDEATHSIG = 1, Linux), so ffmpeg never outlives a killed run (SIGKILL cannot be caught); then exec
+# dies (PR_SET_PDEATHSIG = 1, Linux), so ffmpeg never outlives a killed run (SIGKILL cannot be caught); the child
+# moves to a process group of its own, so that a terminal's Ctrl-C (SIGINT to the foreground group) or a SIGTERM
+# to the run's group reaches the run only, and the run stops its ffmpeg itself (a recorder is stopped so that it
+# lists its last segment; an ffmpeg that died first would read as a failed decode or a stalled stream); then exec
 # ffmpeg in the same process. Not `preexec_fn`: running Python between fork and exec is unsafe with threads.
 _TIED = (
     "import ctypes, os, sys\n"
     "ctypes.CDLL(None).prctl(1, 9)\n"
     "os.getppid() == int(sys.argv[1]) or os._exit(137)\n"  # the parent died before prctl took effect
+    "os.setpgid(0, 0)\n"
     "os.execvp(sys.argv[2], sys.argv[2:])"
 )
 
 
 def tied(cmd: list[str]) -> list[str]:
-    """`cmd` started so that it dies with this process, even on SIGKILL (Linux; elsewhere `cmd` unchanged). The
-    tie is to the starting thread: start children from threads that outlive them (the main thread, or a worker
-    that waits for its child)."""
+    """`cmd` started so that it dies with this process, even on SIGKILL, in a process group of its own (signals
+    to the run's group reach the run, which stops its children) (Linux; elsewhere `cmd` unchanged). The tie is
+    to the starting thread: start children from threads that outlive them (the main thread, or a worker that
+    waits for its child). Every caller stops its child when it stops early (an exception, Ctrl-C)."""
     if not sys.platform.startswith("linux") or not sys.executable:
         return cmd
     return [sys.executable, "-I", "-S", "-c", _TIED, str(os.getpid()), *cmd]

@@ -13,7 +13,11 @@ A full disk raises `highlights.disk_full.DiskFull` naming the file; `RESERVE_BYT
 freed then, so that the run can still finish its playlists and live.json.
 
 A lock (`.live.lock`) keeps a second live run out of a folder a live run is writing; a folder that holds an
-earlier live run's recording is refused, so a recording is never overwritten.
+earlier live run's recording is refused (with the command that makes its end-of-run outputs, when it has none),
+so a recording is never overwritten; so is a folder holding a file of the user's with the name of an end-of-run
+output (`common.atomic.check_replaceable`; `--keep_old` keeps it as NAME.old-N.EXT). A run that recorded
+nothing removes what it made (`clear_failed_start`), so that the retry is accepted. `report.html`, rewritten
+during the run, is recorded in `.outputs.json` as the run's own each time.
 """
 
 from __future__ import annotations
@@ -23,27 +27,47 @@ import fcntl
 import json
 import os
 import re
+import shlex
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from soccer_highlights.common.atomic import write_json, write_text
+from soccer_highlights.common.atomic import (
+    MANIFEST,
+    check_replaceable,
+    keep_aside,
+    record_files,
+    write_json,
+    write_text,
+)
+from soccer_highlights.common.cli import command_name
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.ffmpeg import media_arg, run_ffmpeg
 from soccer_highlights.highlights.reel import Clip, make_reel
 from soccer_highlights.live.disk_full import writing
-from soccer_highlights.live.recorder import Recorder
-from soccer_highlights.writers.outputs import span_record
+from soccer_highlights.live.recorder import Recorder, present
+from soccer_highlights.writers.outputs import OUTPUT_FILES, span_record
 
 LIVE_FILES = ("spans.jsonl", "recording.m3u8", "highlights.m3u8", "live.json")
 RESERVE_BYTES = 1 << 20  # held on the disk during a run, freed on a full disk for the last small writes
 
 
-def lock_folder(out: Path) -> Any:
-    """Hold `out` for this run (released when the process ends); UserError when another run holds it or it
-    holds an earlier live run's outputs."""
+def recovery_command(out: Path, model: Path | None) -> str:
+    """The command that makes the end-of-run outputs (spans.json, report, reel) from a live run's recording."""
+    name = command_name("soccer-highlights")
+    model_arg = shlex.quote(str(model)) if model is not None else "MODEL.keras"
+    playlist = shlex.quote(str(out / "recording.m3u8"))
+    return f"{name} --model {model_arg} --video {playlist} --out {shlex.quote(str(out))}"
+
+
+def lock_folder(out: Path, model: Path | None = None, keep_old: bool = False) -> Any:
+    """Hold `out` for this run (released when the process ends); UserError when another run holds it, it holds
+    an earlier live run's outputs (the message gives the command that makes the end-of-run outputs of a
+    recording that has none), or a file of the user's with an end-of-run output's name (`keep_old`: the
+    user's report.html, which the run rewrites as it goes, is kept as report.old-N.html at once)."""
     out.mkdir(parents=True, exist_ok=True)
     handle = open(out / ".live.lock", "a+")  # noqa: SIM115 - held for the whole run
     try:
@@ -51,11 +75,40 @@ def lock_folder(out: Path) -> Any:
     except OSError as exc:
         handle.close()
         raise UserError(f"{out}: another live run is writing into this folder") from exc
-    earlier = [n for n in (*LIVE_FILES, "clips", "recording") if (out / n).exists()]
-    if earlier:
+    try:
+        earlier = [n for n in (*LIVE_FILES, "clips", "recording") if (out / n).exists()]
+        if earlier:
+            recover = ""
+            if (out / "recording.m3u8").is_file() and not (out / "spans.json").exists():
+                recover = f"; its end-of-run outputs: `{recovery_command(out, model)}`"
+            raise UserError(f"{out}: holds an earlier live run ({', '.join(earlier)}); give another --out{recover}")
+        if "report.html" in check_replaceable(out, OUTPUT_FILES, keep_old):
+            keep_aside(out / "report.html")
+    except BaseException:
         handle.close()
-        raise UserError(f"{out}: holds an earlier live run ({', '.join(earlier)}); give another --out")
+        raise
     return handle
+
+
+def clear_failed_start(out: Path, before: set[str] | None) -> None:
+    """Remove what a live run that recorded nothing made in `out` (empty playlists and spans.jsonl, clips/,
+    recording/, its report.html and record, live.json, the lock): every such entry not among `before`, the names
+    `out` held before the run (None: `out` did not exist; it is removed too when left empty). A retry into `out`
+    is then accepted; nothing else in `out` is touched."""
+    if not out.is_dir():
+        return
+    for name in (*LIVE_FILES, "report.html", MANIFEST, ".live.lock", "clips", "recording"):
+        path = out / name
+        if before is not None and name in before:
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # no segment was listed, no span given out: the recorder's lists only
+            elif path.is_file() or path.is_symlink():
+                path.unlink()
+    if before is None:
+        with contextlib.suppress(OSError):
+            out.rmdir()
 
 
 class LiveOutputs:
@@ -77,6 +130,7 @@ class LiveOutputs:
         self.labels, self.names, self.half = labels, names, half
         self.clips: list[tuple[Path, float]] = []  # (.ts clip, duration)
         self.lines = 0  # lines in spans.jsonl
+        present(out)
         with writing(out / "clips"):
             (out / "clips").mkdir(exist_ok=True)
         with writing(out / "spans.jsonl"):
@@ -89,6 +143,7 @@ class LiveOutputs:
         plays only the recorder's thread writes that one, so a clip can never unfinish it)."""
         if final and recording:
             self.recorder.playlist(self.out / "recording.m3u8", final=True)
+        present(self.out)
         with writing(self.out / "highlights.m3u8"):
             write_text(self.out / "highlights.m3u8", highlights_playlist(self.clips, self.out, final=final))
 
@@ -97,6 +152,7 @@ class LiveOutputs:
         `since`, both on the run's clock `now`) and the clip to highlights.m3u8. A clip whose line could not be
         written is removed again: clips/ holds only the clips of spans.jsonl (DiskFull on a full disk)."""
 
+        present(self.out / "clips", self.out)
         number = len(self.clips) + 1
         name = f"{number:04d}_{_safe(span.label)}"
         mp4, ts = self.out / "clips" / f"{name}.mp4", self.out / "clips" / f"{name}.ts"
@@ -148,8 +204,15 @@ class LiveOutputs:
             raise UserError(f"{self.out / 'spans.jsonl'}: cannot write ({exc.strerror or exc})") from exc
 
     def state(self, data: dict) -> None:
+        present(self.out)
         with writing(self.out / "live.json"):
             write_json(self.out / "live.json", data)
+
+    def record(self, name: str) -> None:
+        """`name` in `out` was written by this run: recorded, so that the end-of-run outputs (or a later run into
+        this folder) may replace it."""
+        with writing(self.out / MANIFEST):
+            record_files(self.out, [name])
 
     def finished(self) -> bool:
         """recording.m3u8 ends with ENDLIST (so its decoders end at its last segment)."""

@@ -11,7 +11,9 @@ attempt waited for data, else after a back-off of 0.5, 1, 2, ... 8 s; the new pr
 where the recording stopped (`-output_ts_offset`), so the recording stays one continuous timeline in which
 the gap takes no time, and the gap is recorded (where in the recording, how long, how many reconnects),
 never filled with silence or frozen frames. The stream is over when nothing came for `end_after_sec`, or
-when a file or an HLS playlist ends. Stopping (`stop` set) ends the process with SIGINT, so it lists its
+when a file or an HLS playlist ends. A file or playlist with no data yet (a writer that has not flushed its
+first packets: ffmpeg gives up on it after `stall_sec`) is tried again, as a network source is, until data
+comes or `end_after_sec` has passed, with one line saying what is awaited. Stopping (`stop` set) ends the process with SIGINT, so it lists its
 last segment; a process that does not end within a few seconds is killed and its unlisted segment removed.
 """
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soccer_highlights.common.atomic import write_text
+from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.ffmpeg import ffmpeg_exe, last_error_line, media_arg, tied
 from soccer_highlights.live.disk_full import DiskFull, full_reason, writing
 
@@ -38,6 +41,21 @@ log = logging.getLogger("live")
 NETWORK = ("udp", "rtp", "srt", "rist", "rtmp", "rtmps", "rtmpt", "tcp", "http", "https")
 LISTENING = ("udp", "rtp", "srt", "rist")  # protocols whose read waits for data (ffmpeg's `-timeout`)
 STOP_WAIT_SEC = 4.0
+
+
+class FolderGone(UserError):
+    """The live run's output folder was removed (or replaced) while the run wrote into it: the run stops, and
+    nothing of it is made again."""
+
+
+def present(folder: Path, out: Path | None = None) -> None:
+    """FolderGone unless `folder` (inside the run's folder `out`, default `folder`) is still there: checked before
+    each write, as the writers make missing parent folders."""
+    if not folder.is_dir():
+        out = out or folder
+        raise FolderGone(
+            f"{out}: the output folder was removed during the live run; the run stopped and re-created nothing"
+        )
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,8 @@ class Recorder:
         return self.segments[-1].end if self.segments else 0.0
 
     def run(self, stop: threading.Event) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        present(self.folder.parent)
+        self.folder.mkdir(exist_ok=True)
         kind = source_kind(self.source)
         backoff, last_data, attempt = 0.5, time.monotonic(), 0
         open_gap: tuple[Gap, float] | None = None  # the gap and when data stopped
@@ -127,8 +146,18 @@ class Recorder:
                     open_gap = None
                 last_data = last if last is not None else first
             now = time.monotonic()
-            if stop.is_set() or kind != "network" or self._quiet(last_data) >= self.end_after_sec:
+            if stop.is_set() or self._quiet(last_data) >= self.end_after_sec:
                 break
+            if kind != "network":
+                if self.segments:  # a file or playlist that ended
+                    break
+                if attempt == 1:  # no data yet: an empty growing file, a playlist not written yet
+                    log.warning(
+                        "%s: no data yet (%s); waiting up to %g s (--live_end_after) for it to grow",
+                        self.source,
+                        self.errors[-1] if self.errors else "empty",
+                        self.end_after_sec,
+                    )
             if open_gap is None and self.segments:  # waiting for the stream to start is no gap
                 open_gap = (Gap(self.recorded), last_data)
                 self.gaps.append(open_gap[0])
@@ -219,6 +248,7 @@ class Recorder:
         """Write the recording so far as an HLS playlist (finished with ENDLIST when `final`). On a full disk
         the finished playlist is made by appending ENDLIST to the one in place (whole, as each version is), as
         the decoders of a live run end only when it is finished; DiskFull when even that fails."""
+        present(path.parent)
         try:
             with writing(path):
                 write_text(path, playlist_text(self.segments, path.parent, final=final))

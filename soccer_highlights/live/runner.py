@@ -8,7 +8,15 @@ last token exists (half a window later); the scores feed the online decoder (`hi
 span it gives out is cut into a clip at once (`live.outputs`). When the stream ends, or on
 SIGTERM / Ctrl-C (the recorder stops, what was recorded is still scored), the run writes what an offline
 run on `recording.m3u8` writes: spans.json, results_spotting.json, the timeline, report and reel, from the
-same scores. A second Ctrl-C stops at once; every file already written stays whole.
+same scores. A second Ctrl-C stops at once (`_stop_now`): the recording is closed and its playlist finished,
+live.json says "stopped: interrupted", and one line gives the command that makes the end-of-run outputs from
+the recording; every file already written stays whole. ffmpeg children run in process groups of their own
+(`common.ffmpeg.tied`), so a terminal's Ctrl-C reaches this process only, and the run stops them itself: the
+recorder's end is never taken for a stalled stream, nor a decoder's for a failed decode.
+
+A run that recorded nothing (a source that never sent a stream, Ctrl-C before any data, a model that does not
+load) removes what it made in --out (`clear_failed_start`), so that the retry is accepted. A folder removed
+during the run stops it with one line (`recorder.FolderGone`), and nothing of it is made again.
 
 On stderr (`live.pace`): one line once the recorder has started (`listening on udp://...: recording to ...`), a
 progress line every PROGRESS_EVERY_SEC (recorded and scored seconds, spans so far, how far behind), a line per
@@ -29,16 +37,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import queue
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.errors import Interrupted, UserError
 from soccer_highlights.common.ffmpeg import probe
 from soccer_highlights.common.workers import Workers, check
 from soccer_highlights.core.match import Half, Match, Result
@@ -46,7 +57,7 @@ from soccer_highlights.core.pipeline import Pipeline, decode_halves, warn_random
 from soccer_highlights.highlights.decoder import Span
 from soccer_highlights.highlights.online import OnlineDecoder
 from soccer_highlights.live.disk_full import DiskFull, stopped_message, writing
-from soccer_highlights.live.outputs import LiveOutputs, lock_folder
+from soccer_highlights.live.outputs import LiveOutputs, clear_failed_start, lock_folder, recovery_command
 from soccer_highlights.live.pace import (
     PROGRESS_EVERY_SEC,
     Pace,
@@ -55,7 +66,7 @@ from soccer_highlights.live.pace import (
     listening_line,
     progress_line,
 )
-from soccer_highlights.live.recorder import Recorder, Segment
+from soccer_highlights.live.recorder import STOP_WAIT_SEC, Recorder, Segment, present
 from soccer_highlights.live.relay import Clock, Relay
 from soccer_highlights.live.tokens import LiveTokens, TokenSource
 from soccer_highlights.report.page import write_report
@@ -151,6 +162,7 @@ class LiveRun:
         rows to the online decoder, queue the clips of the spans it gives out (`clips`); live.json and
         report.html every STATE_EVERY_SEC of the run's clock (with the falling-behind warning), a progress line
         on stderr every PROGRESS_EVERY_SEC."""
+        present(self.out)
         self.score(self.tokens.ready())
         now = self.clock.now()
         if self._last_state is None or now - self._last_state > STATE_EVERY_SEC:
@@ -263,8 +275,10 @@ class LiveRun:
         half = Half(self.half, video, audio, duration=len(probs) / self.tps, probs=probs)
         half.spans = [g for given in self.online.given for g in given]
         result = self._result([half])
+        present(self.out)
         with writing(self.out / "report.html"):
             write_report(self.out / "report.html", result, folder=self.out)
+        self.outputs.record("report.html")
 
     def _result(self, halves: list[Half]) -> Result:
         """The core's Result of the recording so far (what an offline run on recording.m3u8 returns)."""
@@ -340,14 +354,50 @@ class LiveRun:
                 self.step()
         except KeyboardInterrupt:
             print("stopping: the recording so far is scored and written (Ctrl-C again: stop now)", file=sys.stderr)
-            self.relay.workers.stop.set()
-            self.relay.workers.join()
-            self.tokens.workers.wait(check=False)
-            self._check()
-            return self._finish(interrupted=True)
+            try:
+                self.relay.workers.stop.set()
+                self.relay.workers.join()
+                if not self.recorder.segments:
+                    raise Interrupted(f"{self.live.source}: stopped before any data came; nothing is kept") from None
+                self.tokens.workers.wait(check=False)
+                self._check()
+                return self._finish(interrupted=True)
+            except Interrupted:
+                raise
+            except KeyboardInterrupt:
+                raise Interrupted(self._stop_now()) from None
         self.tokens.workers.wait(check=False)
         self._check()
         return self._finish(interrupted=False)
+
+    def _stop_now(self) -> str:
+        """A second Ctrl-C: stop at once (further Ctrl-C's ignored meanwhile), but leave a closed recording (the
+        recorder's ffmpeg ends it and lists its last segment; killed after STOP_WAIT_SEC), finished playlists and
+        a final live.json; returns the one line with the command that makes the end-of-run outputs."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self._halted.set()
+            self.relay.workers.stop.set()
+            self.tokens.workers.stop.set()
+            self.clips.put(None)
+            self.relay.workers.join()  # its end finishes recording.m3u8
+            self.workers.join(2 * STOP_WAIT_SEC)  # the clip being cut, if any
+            recorded = self.recorder.recorded
+            message = (
+                f"{self.out}: stopped at once at {recorded:.1f} s of the recording; {self.outputs.lines} span(s) "
+                f"are in spans.jsonl, their clips in clips/; the recording is closed: "
+                f"`{recovery_command(self.out, self.pipeline.model)}` writes spans.json, the report and the reel"
+            )
+            with contextlib.suppress(UserError):
+                self.outputs.playlist(final=True, recording=not self.outputs.finished())
+            with contextlib.suppress(UserError):
+                self.state(final=True, name="stopped: interrupted", error=message)
+            self.outputs.close()
+            return message
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
     def _finish(self, *, interrupted: bool) -> tuple[Result, Written]:
         """Score the end, give out the last spans and clips, then write the offline run's outputs."""
@@ -380,12 +430,15 @@ def run_live(
     *,
     half: int = 1,
     now: Callable[[], float] = time.monotonic,
+    model: Path | None = None,
 ) -> tuple[Result, Written]:
     """The whole live run into `output.out` (locked for the run). Recording starts at once, and one line says
-    so; `load()` builds the pipeline meanwhile. `now`: the run's clock."""
+    so; `load()` builds the pipeline meanwhile. `now`: the run's clock; `model`: the model file `load()` reads
+    (named in the command a refusal suggests)."""
     live.check()
     out = output.out
-    lock = lock_folder(out)
+    before = set(os.listdir(out)) if out.is_dir() else None
+    lock = lock_folder(out, model=model, keep_old=output.keep_old)
     relay = Relay(
         Recorder(
             live.source,
@@ -415,6 +468,12 @@ def run_live(
             bound = None if live_run.outputs.finished() else 10.0  # else its decoders wait for more
             live_run.tokens.workers.join(bound)
             live_run.outputs.close()  # also the space held for a full disk, whatever ended the run
+    except BaseException:
+        relay.workers.stop.set()
+        relay.workers.join()
+        if not relay.recorder.segments:  # nothing recorded: nothing kept, so that the retry is accepted
+            clear_failed_start(out, before)
+        raise
     finally:
         relay.workers.stop.set()
         relay.workers.join()

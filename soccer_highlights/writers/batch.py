@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from soccer_highlights.common.atomic import MANIFEST, check_output_file
+from soccer_highlights.common.atomic import (
+    MANIFEST,
+    check_output_file,
+    check_replaceable,
+    is_ours,
+    keep_aside,
+    record_files,
+)
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.core.match import Match, Result
 from soccer_highlights.core.pipeline import Pipeline, check_match
@@ -68,8 +75,9 @@ def run_many(
                 out.rmdir()  # nothing half-made is left for a failed video
             return False
 
-    if jobs:
+    if jobs:  # index.html: a file of the user's with that name is never replaced (unless kept aside: --keep_old)
         check_output_file(jobs[0].output.out.parent / "index.html")
+        check_replaceable(jobs[0].output.out.parent, ["index.html"], jobs[0].output.keep_old)
     made = [j.output.out for j in jobs if not j.output.out.exists()]
     ready = [j for j in jobs if attempt(j, functools.partial(check, j))]
     try:
@@ -88,7 +96,10 @@ def run_many(
     root = jobs[0].output.out.parent
     if reports:  # one page linking every match's report.html
         listed = [j.output.out / "report.html" for j in index_of or ()]
+        if (root / "index.html").exists() and not is_ours(root, "index.html"):
+            log.warning("%s: kept the earlier index.html as %s", root, keep_aside(root / "index.html").name)
         write_index(root / "index.html", [p for p in listed if p.is_file()] or reports)
+        record_files(root, ["index.html"])
     print(
         f"{len(reports)} of {len(jobs)} videos done: {root}/" + (f" (open {root}/index.html)" if reports else ""),
         file=sys.stderr,

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from soccer_highlights.common.atomic import OutputSet, check_apart, check_writable_folder, write_json
+from soccer_highlights.common.atomic import (
+    OutputSet,
+    check_apart,
+    check_replaceable,
+    check_writable_folder,
+    write_json,
+)
 from soccer_highlights.common.constants import BACKGROUND
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.timefmt import game_time
@@ -23,7 +29,8 @@ from soccer_highlights.report.labels import match_identity
 from soccer_highlights.report.page import ReelView, model_record, write_report
 from soccer_highlights.spotting.spots import class_labels, write_results_spotting
 
-# Every file a run may write into --out: written together, and those a run does not write are removed.
+# Every file a run may write into --out: written together; those a run does not write are removed when an earlier
+# run wrote them (unchanged since); a file of the user's with one of these names is never replaced (`OutputSet`).
 OUTPUT_FILES = (
     "spans.json",
     "results_spotting.json",
@@ -39,7 +46,8 @@ class Output:
     """Where and how one match's files are written: the folder `out`, the reel (cut with ffmpeg when the match has
     a video; `fast`: stream copy, cuts on keyframes), the seed's intro and outro seconds at its ends. `root`: the
     --out of a run over many matches (every output stays inside it); `protected`: files the run reads besides the
-    match's own (the model, the PCA, other matches' inputs): none may be an output."""
+    match's own (the model, the PCA, other matches' inputs): none may be an output; `keep_old`: files with an
+    output's name that this project did not write are renamed to NAME.old-N.EXT (else the run is refused)."""
 
     out: Path
     reel: bool = True
@@ -50,6 +58,7 @@ class Output:
     progress: bool = False
     root: Path | None = None
     protected: tuple[Path, ...] = ()
+    keep_old: bool = False
 
 
 @dataclass
@@ -63,9 +72,11 @@ class Written:
 
 
 def check_outputs(match: Match, output: Output) -> None:
-    """That the match's output folder can be written and holds none of the run's inputs."""
+    """That the match's output folder can be written, holds none of the run's inputs, and no file of the user's
+    with an output's name (unless `keep_old`)."""
     check_writable_folder(output.out, OUTPUT_FILES)
     check_apart(output.out, OUTPUT_FILES, [*match.inputs(), *output.protected], output.root or output.out)
+    check_replaceable(output.out, OUTPUT_FILES, output.keep_old)
 
 
 def spans_json(result: Result, identity: dict | None = None) -> dict:
@@ -120,7 +131,7 @@ def write_outputs(result: Result, output: Output | str | os.PathLike[str]) -> Wr
     inputs = [*result.match.inputs(), result.model, *output.protected]
     if result.extraction and result.extraction.pca:
         inputs.append(Path(result.extraction.pca))
-    with OutputSet(out, OUTPUT_FILES, inputs=inputs, root=output.root or out) as files:
+    with OutputSet(out, OUTPUT_FILES, inputs=inputs, root=output.root or out, keep_old=output.keep_old) as files:
         t0 = time.perf_counter()
         try:
             reel = _write_reel(result, output, files, written)
