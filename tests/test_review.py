@@ -205,3 +205,30 @@ def test_labels_document_writes_soccernet_times_and_the_maps_labels():
         {"gameTime": "2 - 01:01", "label": "Goal", "position": "61999", "team": "home"},
     ]
     assert [e.half for e in ds.parse_labels(doc, "doc")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_init_weights_keeps_every_weight_or_reinitialises_a_new_class_maps_head(tmp_path):
+    from soccer_highlights import archis
+    from soccer_highlights.training.loop import init_weights
+
+    start = archis.build_model("concat", vlad_k=4, window_seconds=4, seed=0)
+    start.save(tmp_path / "start.keras")
+    same = archis.build_model("concat", vlad_k=4, window_seconds=4, seed=1)
+    assert (
+        init_weights(same, tmp_path / "start.keras")
+        == f"init_model {tmp_path / 'start.keras'}: every weight (same class map)"
+    )
+    for a, b in zip(same.get_weights(), start.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = archis.build_model("concat", class_names=["background", "goal", "card"], vlad_k=4, window_seconds=4, seed=1)
+    fresh = other.get_layer("logits").get_weights()[0].copy()
+    line = init_weights(other, tmp_path / "start.keras")
+    assert "\n" not in line and "classification head (logits), re-initialised: new class map (goal, card" in line
+    np.testing.assert_array_equal(other.get_layer("logits").get_weights()[0], fresh)
+    np.testing.assert_array_equal(
+        other.get_layer("video_pool").get_weights()[0], start.get_layer("video_pool").get_weights()[0]
+    )
+    wider = archis.build_model("concat", vlad_k=8, window_seconds=4, seed=1)
+    with pytest.raises(UserError, match="start.keras: its layer video_pool differs"):
+        init_weights(wider, tmp_path / "start.keras")
