@@ -347,3 +347,121 @@ def test_live_is_one_input(tiny_model, tmp_path):
     with pytest.raises(UserError, match="--live is the one input"):
         inference.main([*base, "--video", str(tmp_path / "match.mp4")])
     assert not (tmp_path / "out").exists()
+
+
+def _garbage(port: int, stop: threading.Event) -> None:
+    """Random bytes (no MPEG-TS sync byte anywhere) to the port until `stop`."""
+    rng = np.random.default_rng(0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        while not stop.wait(0.02):
+            data = rng.integers(0, 255, 1316, dtype=np.uint8)
+            data[data == 0x47] = 0  # never a sync byte
+            sock.sendto(data.tobytes(), ("127.0.0.1", port))
+
+
+@pytest.mark.slow
+def test_garbage_only_leaves_nothing_and_the_retry_is_accepted(tiny_model, decoder_config, tmp_path):
+    """issue 30.9: a source that sends only garbage. On 643e491 the run exited 2 but left empty playlists,
+    spans.jsonl, clips/, an empty report and live.json "live", and the retry into the folder was refused."""
+    from soccer_highlights.common.errors import UserError
+
+    out, port = tmp_path / "live", _free_udp_port()
+    stop = threading.Event()
+    sender = threading.Thread(target=_garbage, args=(port, stop), daemon=True)
+    sender.start()
+    try:
+        with pytest.raises(UserError, match="nothing was received"):
+            _live(tiny_model, out, _udp(port), decoder_config, "--live_stall", "1", "--live_end_after", "3")
+    finally:
+        stop.set()
+        sender.join()
+    assert not out.exists(), sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    out.mkdir()  # an existing folder the user made: only what the run made goes
+    (out / "notes.txt").write_text("the user's")
+    with pytest.raises(UserError, match="nothing was received"):
+        _live(tiny_model, out, _udp(port), decoder_config, "--live_stall", "1", "--live_end_after", "2")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_a_growing_file_empty_for_longer_than_the_stall_is_waited_for(tiny_model, match, decoder_config, tmp_path):
+    """issue 30.9: a file a plain `ffmpeg -re ... file.ts` writes stays empty for a while. On 643e491 it was refused
+    after about --live_stall with only "Input/output error", whatever --live_end_after said; now it is waited for
+    (one line says so) and recorded once it grows."""
+    ts, out = tmp_path / "stream.ts", tmp_path / "live"
+    whole = tmp_path / "whole.ts"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", media_arg(match), "-c", "copy", "-f", "mpegts", media_arg(whole)]
+    )
+    ts.write_bytes(b"")
+
+    def grow() -> None:
+        time.sleep(4)  # longer than --live_stall 1
+        with open(ts, "ab") as fh:
+            fh.write(whole.read_bytes())
+
+    writer = threading.Thread(target=grow, daemon=True)
+    writer.start()
+    with pytest.MonkeyPatch.context() as mp:
+        lines: list[str] = []
+        mp.setattr(
+            "soccer_highlights.live.recorder.log.warning", lambda msg, *args: lines.append(msg % args), raising=True
+        )
+        _live(tiny_model, out, str(ts), decoder_config, "--live_stall", "1", "--live_end_after", "20")
+    writer.join()
+    assert any("no data yet" in line and "waiting up to 20 s (--live_end_after)" in line for line in lines), lines
+    assert abs(probe(out / "recording.m3u8").duration - SECONDS) < 2.5
+    assert json.loads((out / "live.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.slow
+def test_an_output_folder_removed_mid_run_is_said_and_not_made_again(tiny_model, match, decoder_config, tmp_path):
+    """issue 30.7: on 643e491 a live folder removed during the run was made again, with live.json "live" and a
+    report, and the next run into it was refused. Now: one line saying so, nothing made again."""
+    import shutil
+
+    from soccer_highlights.common.errors import UserError
+
+    out, port = tmp_path / "live", _free_udp_port()
+
+    def remove() -> None:
+        deadline = time.monotonic() + 120
+        while len(list((out / "recording").glob("seg_*.ts"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.rmtree(out, ignore_errors=True)
+
+    with playing(match, "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316", ready=out / "spans.jsonl"):
+        remover = threading.Thread(target=remove, daemon=True)
+        remover.start()
+        with pytest.raises(UserError, match="the output folder was removed during the live run"):
+            _live(tiny_model, out, _udp(port), decoder_config, "--live_stall", "2", "--live_end_after", "10")
+        remover.join()
+    time.sleep(1)
+    assert not out.exists(), sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+
+
+def test_the_refusal_of_a_folder_with_an_unfinished_live_run_gives_the_command_that_finishes_it(tiny_model, tmp_path):
+    """issue 30.10: the refusal says how to get the end-of-run outputs of the recording already there."""
+    from soccer_highlights.common.errors import UserError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "recording.m3u8").write_text("#EXTM3U\n")
+    args = ["--model", str(tiny_model), "--out", str(out), "--live", "udp://127.0.0.1:9", "--weights", "random"]
+    with pytest.raises(UserError) as info:
+        inference.main(args)
+    message = str(info.value)
+    assert "holds an earlier live run" in message
+    assert f"--model {tiny_model} --video {out / 'recording.m3u8'} --out {out}" in message, message
+
+
+def test_a_users_report_in_a_live_folder_refuses_the_run(tiny_model, tmp_path):
+    from soccer_highlights.common.errors import UserError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("the user's notes")
+    args = ["--model", str(tiny_model), "--out", str(out), "--live", "udp://127.0.0.1:9", "--weights", "random"]
+    with pytest.raises(UserError, match="report.html was not written by this project"):
+        inference.main(args)
+    assert (out / "report.html").read_text() == "the user's notes"
