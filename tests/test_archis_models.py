@@ -100,6 +100,8 @@ def test_aliases_and_spec():
         "context_gating",
         "batch_norm",
         "head_init",
+        "bn_eval",
+        "l2_floor",
     }
     for alias, canonical in archis.ALIASES.items():
         assert archis.canonical_architecture(alias.upper()) == canonical

@@ -31,9 +31,10 @@ if TYPE_CHECKING:
         list_architectures,
     )
     from soccer_highlights.archis.pooling import ContextGating, NetVLAD, NetVLADPlusPlus, TemporalPooling
-    from soccer_highlights.archis.predict import predict_function
+    from soccer_highlights.archis.predict import SetPredictor, predict_function, set_predictor
     from soccer_highlights.archis.registry import ARCHITECTURES
     from soccer_highlights.archis.soccernet_pooling import SoccerNetPooling
+    from soccer_highlights.archis.stepnorm import population_statistics
     from soccer_highlights.common.modelspec import ModelSpec
 
 _EXPORTS = {
@@ -61,6 +62,9 @@ _EXPORTS = {
     "make_spec": "soccer_highlights.archis.model",
     "model_info": "soccer_highlights.archis.model",
     "predict_function": "soccer_highlights.archis.predict",
+    "set_predictor": "soccer_highlights.archis.predict",
+    "SetPredictor": "soccer_highlights.archis.predict",
+    "population_statistics": "soccer_highlights.archis.stepnorm",
 }
 __all__ = [
     "register_layers",
@@ -88,6 +92,9 @@ __all__ = [
     "make_spec",
     "model_info",
     "predict_function",
+    "set_predictor",
+    "SetPredictor",
+    "population_statistics",
 ]
 
 

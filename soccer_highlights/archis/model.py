@@ -18,12 +18,16 @@ import keras
 
 from soccer_highlights.archis.names import (
     BATCH_NORMS,
+    BN_EVALS,
     HEAD_INITS,
+    L2_FLOORS,
     canonical_architecture,
     default_batch_norm,
+    default_bn_eval,
     default_dropout,
     default_gating,
     default_head_init,
+    default_l2_floor,
 )
 from soccer_highlights.archis.pooling import canonical_pooling, no_random_init
 from soccer_highlights.archis.registry import ARCHITECTURES, Blocks
@@ -37,8 +41,9 @@ _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 def make_spec(architecture: str | ModelSpec, **fields: Any) -> ModelSpec:
     """The canonical spec: `architecture` (a name, or a ModelSpec to copy), with `fields` of `ModelSpec` changed;
     original names made canonical, and dropout, context gating, batch-norm constants and classifier init None made
-    the original's for the architecture (V&D: 0.4, gated poolings, TF1 slim's batch-norm, Glorot; the seed's fusion
-    models: 0.5, 0.6 for the transformer, no gating, PyTorch's batch-norm and nn.Linear init)."""
+    the original's for the architecture (V&D: 0.4, gated poolings, TF1 slim's batch-norm evaluated with batch
+    statistics, Glorot, TF's L2 floor; the seed's fusion models: 0.5, 0.6 for the transformer, no gating, PyTorch's
+    batch-norm evaluated with running averages, nn.Linear init, F.normalize's floor)."""
     spec = architecture.replace(**fields) if isinstance(architecture, ModelSpec) else ModelSpec(architecture, **fields)
     name = canonical_architecture(spec.architecture)
     spec = spec.replace(
@@ -48,11 +53,18 @@ def make_spec(architecture: str | ModelSpec, **fields: Any) -> ModelSpec:
         context_gating=default_gating(name) if spec.context_gating is None else spec.context_gating,
         batch_norm=spec.batch_norm or default_batch_norm(name),
         head_init=spec.head_init or default_head_init(name),
+        bn_eval=spec.bn_eval or default_bn_eval(name),
+        l2_floor=spec.l2_floor or default_l2_floor(name),
     )
     if spec.batch_norm not in BATCH_NORMS or spec.head_init not in HEAD_INITS:
         raise UserError(
             f"batch_norm must be one of {', '.join(BATCH_NORMS)} and head_init one of {', '.join(HEAD_INITS)}, "
             f"got {spec.batch_norm} and {spec.head_init}"
+        )
+    if spec.bn_eval not in BN_EVALS or spec.l2_floor not in L2_FLOORS:
+        raise UserError(
+            f"bn_eval must be one of {', '.join(BN_EVALS)} and l2_floor one of {', '.join(L2_FLOORS)}, "
+            f"got {spec.bn_eval} and {spec.l2_floor}"
         )
     return spec
 

@@ -72,6 +72,31 @@ BATCH_NORMS: dict[str, tuple[float, float]] = {"tf1_slim": (0.999, 1e-3), "pytor
 HEAD_INITS = ("glorot", "torch")
 
 
+# PyTorch's BatchNorm1d (the seed's) moves its running variance with the unbiased batch variance (n / (n - 1));
+# TF1 slim's and Keras' with the biased one.
+UNBIASED_VARIANCE = ("pytorch",)
+
+# Batch-norm statistics at evaluation and prediction (`archis.stepnorm`): `batch`, those of the windows scored
+# together, which are one half (V&D built every NetVLAD with is_training=True, and its evaluation and spotting
+# batches were one half each); `moving`, the moving averages (the seed's model.eval(), Keras'); `population`, the
+# moments of the training windows recomputed after each epoch; `corrected`, the moving averages with their
+# initial (0, 1) removed (bias-corrected, as Adam's moments).
+BN_EVALS = ("batch", "moving", "population", "corrected")
+
+# The L2-normalisation floor of the NetVLAD family: V&D's tf.nn.l2_normalize floors the squared norm at 1e-12
+# (x * rsqrt(max(sum x², 1e-12))), the seed's F.normalize the norm (x / max(||x||, 1e-12)).
+L2_FLOORS = ("squared", "norm")
+
+
+def default_bn_eval(architecture: str) -> str:
+    """The batch-norm statistics the original of the architecture evaluated with (see BN_EVALS)."""
+    return "batch" if canonical_architecture(architecture) in VD_ARCHITECTURES else "moving"
+
+
+def default_l2_floor(architecture: str) -> str:
+    return "squared" if canonical_architecture(architecture) in VD_ARCHITECTURES else "norm"
+
+
 def default_batch_norm(architecture: str) -> str:
     return "tf1_slim" if canonical_architecture(architecture) in VD_ARCHITECTURES else "pytorch"
 

@@ -7,10 +7,14 @@ rows are stored in (k, d) order instead of V&D's D-major (d, k) order. The two a
 function under a one-time row permutation (`spec_hidden_weights` converts), and this avoids
 materialising a transposed copy of the largest activation in every forward and backward pass.
 
-Batch-norm at evaluation: V&D's TF1 code built its batch-norm layers with `is_training=True` always,
-so it normalised test windows with the statistics of their own batch (scores then depended on which
-windows shared a batch). Here evaluation (`training=False`) uses the moving averages learnt in
-training, so a window scores the same alone or in any batch; a deliberate departure (README).
+Batch-norm at evaluation follows the original by default (`archis.stepnorm`): V&D's TF1 code built its
+batch-norm layers with `is_training=True` always, so it normalised each evaluation batch (one half) with that
+batch's statistics, which `batch` does half by half; the seed evaluated with the running averages (`moving`).
+
+Every weight tensor draws from its own initializer object (both originals draw each tensor independently; one
+shared object would give `cluster_weights2` the values of `cluster_weights`). The L2-normalisation floor is the
+original's (`l2_floor`): V&D's `tf.nn.l2_normalize` floors the squared norm at 1e-12, the seed's `F.normalize`
+the norm at 1e-12 (the squared norm at 1e-24).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from collections.abc import Iterator
 import keras
 from keras import ops
 
-from soccer_highlights.archis.names import SOCCERNET_POOLINGS, canonical_pooling
+from soccer_highlights.archis.names import L2_FLOORS, SOCCERNET_POOLINGS, canonical_pooling
 from soccer_highlights.archis.soccernet_pooling import SoccerNetPooling
 from soccer_highlights.archis.stepnorm import StepBatchNorm
 from soccer_highlights.common.errors import UserError
 
-_EPS = 1e-12  # tf.nn.l2_normalize's epsilon on the squared norm
+# Floor of the squared norm: tf.nn.l2_normalize's epsilon (V&D), or F.normalize's 1e-12 on the norm (the seed)
+L2_EPS = {"squared": 1e-12, "norm": 1e-24}
 
 
 _SKIP_RANDOM_INIT = contextvars.ContextVar("archis_skip_random_init", default=False)
@@ -60,6 +65,8 @@ def half_precision_projection() -> Iterator[None]:
 
 
 def _normal(stddev: float) -> keras.initializers.Initializer:
+    """A new initializer object for one tensor (its own seed, drawn from Python's generator, which `build_model`'s
+    seed sets): never share one between tensors, they would start equal."""
     return keras.initializers.Zeros() if _SKIP_RANDOM_INIT.get() else keras.initializers.RandomNormal(stddev=stddev)
 
 
@@ -67,13 +74,28 @@ def _normal(stddev: float) -> keras.initializers.Initializer:
 class ContextGating(keras.layers.Layer):
     """`y ⊙ sigmoid(BN(y W_g))` (or `+ bias` instead of BN), W_g ~ N(0, 1/sqrt(O))."""
 
-    def __init__(self, use_batch_norm: bool = True, bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, **kwargs):
+    def __init__(
+        self,
+        use_batch_norm: bool = True,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        bn_eval: str = "moving",
+        unbiased_variance: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.use_batch_norm = use_batch_norm
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
+        self.bn_eval, self.unbiased_variance = bn_eval, bool(unbiased_variance)
         self.batch_norm = (
             StepBatchNorm(
-                1, momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype_policy, name="gating_bn"
+                1,
+                bn_eval,
+                self.unbiased_variance,
+                momentum=self.bn_momentum,
+                epsilon=self.bn_epsilon,
+                dtype=self.dtype_policy,
+                name="gating_bn",
             )
             if use_batch_norm
             else None
@@ -81,12 +103,12 @@ class ContextGating(keras.layers.Layer):
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
-        init = _normal(1.0 / math.sqrt(dim))
-        self.gating_weights = self.add_weight(name="gating_weights", shape=(dim, dim), initializer=init)
+        std = 1.0 / math.sqrt(dim)
+        self.gating_weights = self.add_weight(name="gating_weights", shape=(dim, dim), initializer=_normal(std))
         if self.batch_norm is not None:
             self.batch_norm.build((None, dim))
         else:
-            self.gating_biases = self.add_weight(name="gating_biases", shape=(dim,), initializer=init)
+            self.gating_biases = self.add_weight(name="gating_biases", shape=(dim,), initializer=_normal(std))
 
     def call(self, y, training=None):
         gates = ops.matmul(y, self.gating_weights)
@@ -99,6 +121,8 @@ class ContextGating(keras.layers.Layer):
             "use_batch_norm": self.use_batch_norm,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "bn_eval": self.bn_eval,
+            "unbiased_variance": self.unbiased_variance,
         }
 
 
@@ -115,9 +139,14 @@ class NetVLAD(keras.layers.Layer):
         context_gating: bool = True,
         bn_momentum: float = 0.99,
         bn_epsilon: float = 1e-3,
+        bn_eval: str = "moving",
+        unbiased_variance: bool = False,
+        l2_floor: str = "squared",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if l2_floor not in L2_FLOORS:
+            raise UserError(f"unknown L2 floor {l2_floor!r}; valid: {', '.join(L2_FLOORS)}")
         if cluster_size < 1 or output_dim < 1:
             raise UserError(f"NetVLAD needs VLAD_k >= 1 and output_dim >= 1, got {cluster_size} and {output_dim}")
         self.cluster_size = int(cluster_size)
@@ -126,23 +155,38 @@ class NetVLAD(keras.layers.Layer):
         self.use_batch_norm = use_batch_norm
         self.context_gating = context_gating
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
+        self.bn_eval, self.unbiased_variance, self.l2_floor = bn_eval, bool(unbiased_variance), l2_floor
         policy, bn = self.dtype_policy, {"momentum": self.bn_momentum, "epsilon": self.bn_epsilon}
-        self.cluster_bn = StepBatchNorm(0, **bn, dtype=policy, name="cluster_bn") if use_batch_norm else None
+        self.cluster_bn = (
+            StepBatchNorm(0, bn_eval, self.unbiased_variance, **bn, dtype=policy, name="cluster_bn")
+            if use_batch_norm
+            else None
+        )
         self.gating = (
-            ContextGating(use_batch_norm, *bn.values(), dtype=policy, name="context_gating") if context_gating else None
+            ContextGating(
+                use_batch_norm,
+                self.bn_momentum,
+                self.bn_epsilon,
+                bn_eval,
+                self.unbiased_variance,
+                dtype=policy,
+                name="context_gating",
+            )
+            if context_gating
+            else None
         )
 
     def build(self, input_shape):
         dim, k = int(input_shape[-1]), self.cluster_size
         self.feature_dim = dim
-        by_d = _normal(1.0 / math.sqrt(dim))
-        self.cluster_weights = self.add_weight(name="cluster_weights", shape=(dim, k), initializer=by_d)
+        std = 1.0 / math.sqrt(dim)
+        self.cluster_weights = self.add_weight(name="cluster_weights", shape=(dim, k), initializer=_normal(std))
         if self.cluster_bn is not None:
             self.cluster_bn.build((None, None, k))
         else:
-            self.cluster_biases = self.add_weight(name="cluster_biases", shape=(k,), initializer=by_d)
+            self.cluster_biases = self.add_weight(name="cluster_biases", shape=(k,), initializer=_normal(std))
         if self.residual:
-            self.cluster_weights2 = self.add_weight(name="cluster_weights2", shape=(dim, k), initializer=by_d)
+            self.cluster_weights2 = self.add_weight(name="cluster_weights2", shape=(dim, k), initializer=_normal(std))
         # Rows in cluster-major (k, d) order: see the module docstring.
         self.hidden_weights = self.add_weight(
             name="hidden_weights", shape=(k * dim, self.output_dim), initializer=_normal(1.0 / math.sqrt(k))
@@ -161,7 +205,7 @@ class NetVLAD(keras.layers.Layer):
         if self.residual:
             mass = ops.sum(assign, axis=1)  # [B, K]
             vlad = vlad - mass[:, :, None] * ops.transpose(self.cluster_weights2)[None]
-        flat = ops.reshape(_double_l2_normalize(vlad), (-1, self.cluster_size * self.feature_dim))
+        flat = ops.reshape(double_l2_normalize(vlad, L2_EPS[self.l2_floor]), (-1, self.cluster_size * self.feature_dim))
         y = ops.matmul(flat, self.hidden_weights)
         return self.gating(y, training=training) if self.gating is not None else y
 
@@ -184,18 +228,22 @@ class NetVLAD(keras.layers.Layer):
             "context_gating": self.context_gating,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "bn_eval": self.bn_eval,
+            "unbiased_variance": self.unbiased_variance,
+            "l2_floor": self.l2_floor,
         }
 
 
-def _double_l2_normalize(vlad):
-    """Intra-normalise each cluster over D, then L2-normalise the flattened whole, in one scaling pass.
+def double_l2_normalize(vlad, eps: float = L2_EPS["squared"]):
+    """Intra-normalise each cluster over D, then L2-normalise the flattened whole, in one scaling pass; `eps`
+    floors each squared norm (`L2_EPS`: max(||x||, 1e-12) is sqrt(max(||x||², 1e-24))).
 
     After the intra step each cluster row has norm n_k r_k (r_k = 1/sqrt(max(n_k², eps))), so the global
     norm follows from the K per-cluster norms: no second pass over the [B, K, D] tensor.
     """
     sq = ops.sum(ops.square(vlad), axis=-1)  # [B, K]
-    inv_row = ops.rsqrt(ops.maximum(sq, _EPS))
-    inv_all = ops.rsqrt(ops.maximum(ops.sum(sq * ops.square(inv_row), axis=-1, keepdims=True), _EPS))
+    inv_row = ops.rsqrt(ops.maximum(sq, eps))
+    inv_all = ops.rsqrt(ops.maximum(ops.sum(sq * ops.square(inv_row), axis=-1, keepdims=True), eps))
     return vlad * (inv_row * inv_all)[:, :, None]
 
 
@@ -223,6 +271,9 @@ class NetVLADPlusPlus(keras.layers.Layer):
         context_gating: bool = True,
         bn_momentum: float = 0.99,
         bn_epsilon: float = 1e-3,
+        bn_eval: str = "moving",
+        unbiased_variance: bool = False,
+        l2_floor: str = "squared",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -231,6 +282,7 @@ class NetVLADPlusPlus(keras.layers.Layer):
         self.use_batch_norm = use_batch_norm
         self.context_gating = context_gating
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
+        self.bn_eval, self.unbiased_variance, self.l2_floor = bn_eval, bool(unbiased_variance), l2_floor
         half_k = max(1, self.cluster_size // 2)
         self.past, self.future = (
             NetVLAD(
@@ -241,6 +293,9 @@ class NetVLADPlusPlus(keras.layers.Layer):
                 context_gating,
                 self.bn_momentum,
                 self.bn_epsilon,
+                bn_eval,
+                self.unbiased_variance,
+                l2_floor,
                 dtype=self.dtype_policy,
                 name=name,
             )
@@ -272,6 +327,9 @@ class NetVLADPlusPlus(keras.layers.Layer):
             "context_gating": self.context_gating,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "bn_eval": self.bn_eval,
+            "unbiased_variance": self.unbiased_variance,
+            "l2_floor": self.l2_floor,
         }
 
 
@@ -305,16 +363,46 @@ def make_pooling(
     context_gating: bool = True,
     use_batch_norm: bool = True,
     batch_norm: tuple[float, float] = (0.99, 1e-3),
+    bn_eval: str = "moving",
+    unbiased_variance: bool = False,
+    l2_floor: str = "squared",
     dtype=None,
     layer_name=None,
 ) -> keras.layers.Layer:
-    """One pooling layer by (canonical or alias) name; `batch_norm` = (Keras momentum, epsilon) of its batch-norms."""
+    """One pooling layer by (canonical or alias) name; `batch_norm` = (Keras momentum, epsilon) of its batch-norms,
+    `bn_eval` their statistics at evaluation, `unbiased_variance` their variance update (`archis.stepnorm`),
+    `l2_floor` the floor of the VLAD normalisations (`L2_EPS`)."""
     kind = canonical_pooling(name)
     common = {"dtype": dtype, "name": layer_name}
+    momentum, epsilon = batch_norm
     if kind in ("MAX", "AVERAGE"):
         return TemporalPooling(kind.lower(), **common)
     if kind in SOCCERNET_POOLINGS:
         return SoccerNetPooling(kind, vlad_k, **common)
     if kind == "NetVLAD++vd":
-        return NetVLADPlusPlus(vlad_k, output_dim, use_batch_norm, context_gating, *batch_norm, **common)
-    return NetVLAD(vlad_k, output_dim, kind == "NetVLAD", use_batch_norm, context_gating, *batch_norm, **common)
+        return NetVLADPlusPlus(
+            vlad_k,
+            output_dim,
+            use_batch_norm,
+            context_gating,
+            momentum,
+            epsilon,
+            bn_eval,
+            unbiased_variance,
+            l2_floor,
+            **common,
+        )
+    residual = kind == "NetVLAD"
+    return NetVLAD(
+        vlad_k,
+        output_dim,
+        residual,
+        use_batch_norm,
+        context_gating,
+        momentum,
+        epsilon,
+        bn_eval,
+        unbiased_variance,
+        l2_floor,
+        **common,
+    )

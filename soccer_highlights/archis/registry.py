@@ -23,6 +23,7 @@ from soccer_highlights.archis.fusion import CMGA, GMU, BottleneckFusion, GatedBo
 from soccer_highlights.archis.names import (
     ARCHITECTURE_NAMES,
     BATCH_NORMS,
+    UNBIASED_VARIANCE,
 )
 from soccer_highlights.archis.pooling import make_pooling
 from soccer_highlights.common.modelspec import ModelSpec
@@ -55,6 +56,9 @@ class Blocks:
             output_dim=output_dim or self.dim,
             context_gating=bool(self.spec.context_gating),
             batch_norm=BATCH_NORMS[self.spec.batch_norm or "keras"],
+            bn_eval=self.spec.bn_eval or "moving",
+            unbiased_variance=(self.spec.batch_norm or "keras") in UNBIASED_VARIANCE,
+            l2_floor=self.spec.l2_floor or "squared",
             dtype=self.policy,
             layer_name=self._name(name),
         )
@@ -70,8 +74,10 @@ class Blocks:
         init = {}
         if self.spec.head_init == "torch":
             bound = 1.0 / math.sqrt(int(x.shape[-1]))
-            uniform = keras.initializers.RandomUniform(-bound, bound)
-            init = {"kernel_initializer": uniform, "bias_initializer": uniform}
+            init = {  # one object each: a shared one would start the bias as the kernel's first row
+                "kernel_initializer": keras.initializers.RandomUniform(-bound, bound),
+                "bias_initializer": keras.initializers.RandomUniform(-bound, bound),
+            }
         return keras.layers.Dense(len(self.spec.class_names), dtype="float32", name=self._name(name), **init)(x)
 
     def layer(self, cls, name: str, *args, **kwargs):

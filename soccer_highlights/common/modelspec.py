@@ -39,6 +39,9 @@ class ModelSpec:
     batch size, schedule: the choices that follow the original of the architecture); None when unknown.
     `batch_norm` / `head_init` None: the original's for the architecture (batch-norm constants and classifier
     initialisation, filled in by `archis.make_spec`); files saved before they existed mean Keras' and Glorot.
+    `bn_eval` / `l2_floor` None: the original's (batch-norm statistics at evaluation, `archis.names.BN_EVALS`;
+    the VLAD normalisation floor, `archis.names.L2_FLOORS`); files saved before they existed mean `moving` and
+    `squared`.
     `init_model`: the model a fine-tuned model started from (`--init_model`: its file name and SHA-256, its
     architecture and classes, and whether the classification head was kept or re-initialised); None otherwise.
     """
@@ -59,6 +62,8 @@ class ModelSpec:
     training: Mapping[str, Any] | None = None
     batch_norm: str | None = None
     head_init: str | None = None
+    bn_eval: str | None = None
+    l2_floor: str | None = None
     init_model: Mapping[str, Any] | None = None  # fine-tuned from: {file, sha256, architecture, classes, head}
 
     def __post_init__(self) -> None:
@@ -126,6 +131,8 @@ class ModelSpec:
             values.update(batch_norm="keras", head_init="glorot")  # NetVLAD++ meant V&D's NetVLAD on each half
             if values.get("pooling") in ("NetVLAD++", "netvlad++"):
                 values["pooling"] = "NetVLAD++vd"
+        values.setdefault("bn_eval", "moving")  # saved before the spec named them: what those files were
+        values.setdefault("l2_floor", "squared")  # evaluated with, and tf.nn.l2_normalize's floor
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise UserError(f"{where}: unknown spec fields {', '.join(unknown)} (written by a newer version?)")

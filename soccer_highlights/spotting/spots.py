@@ -134,7 +134,7 @@ class Scorer:
     """
 
     def __init__(self, model: keras.Model, *, batch_size: int = 256, jit_compile: bool = False):
-        from soccer_highlights.archis.predict import predict_function  # deferred: loads TensorFlow (start-up)
+        from soccer_highlights.archis.predict import predict_function, set_predictor  # deferred: loads TensorFlow
 
         self.model = model
         self.batch_size = int(batch_size)
@@ -144,6 +144,8 @@ class Scorer:
         self.window_frames, self.feature_dim = int(shape[1]), int(shape[2])
         self.num_classes = int(model.outputs[0].shape[-1])
         self._fn = predict_function(model, sigmoid=True, jit_compile=jit_compile)
+        # batch-norm with batch statistics (V&D's): those of the windows of one score_range call (offline: the half)
+        self._set = set_predictor(model, sigmoid=True, jit_compile=jit_compile)
 
     def check_features(self, video: np.ndarray, audio: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
         """Both streams [T, D] with the model's D; truncated to the shorter T. UserError naming `what`."""
@@ -162,6 +164,16 @@ class Scorer:
     ) -> np.ndarray:
         """Probabilities [M, C] for window views [M, N, D], `batch_size` windows per model call."""
         m = len(video_windows)
+        if self._set.per_set:
+            return self._set(
+                lambda: (
+                    (
+                        np.ascontiguousarray(video_windows[i : i + self.batch_size]),
+                        np.ascontiguousarray(audio_windows[i : i + self.batch_size]),
+                    )
+                    for i in range(0, m, self.batch_size)
+                )
+            )
         out = np.empty((m, self.num_classes), np.float32)
         with tqdm(total=m, desc=desc, unit="win", disable=not progress, leave=False) as bar:
             for i in range(0, m, self.batch_size):

@@ -387,7 +387,8 @@ def _epoch(run: _Run) -> None:
     if archis.model_info(run.model).bn_eval == "population":  # --bn_eval population: the training windows' moments
         train, batch = run.caches["training"], run.cfg.eval_batch or run.plan.eval_windows
         archis.population_statistics(
-            run.model, lambda: (train.read(i, min(i + batch, train.n_windows)) for i in range(0, train.n_windows, batch))
+            run.model,
+            lambda: (train.read(i, min(i + batch, train.n_windows)) for i in range(0, train.n_windows, batch)),
         )
     valid = _evaluate(run, run.caches["validation"])
     _log_metrics(run, "training", epoch, train_metrics, before.lr)

@@ -163,13 +163,17 @@ class AccumulatingStep:
         pos_weight: np.ndarray,
         strategy: Any,
         window_shape: tuple[int, int] | None = None,
+        loss_reduction: str = "sum_classes",
     ) -> None:
         """`window_shape` (N, D): with one replica, each kind of micro-step is traced once for any batch size, so
-        a resumed run computes bit for bit what the uninterrupted run computed."""
+        a resumed run computes bit for bit what the uninterrupted run computed. `loss_reduction`: `sum_classes`
+        (V&D: summed over classes, averaged over windows) or `mean_classes` (the seed's BCEWithLogitsLoss: averaged
+        over windows and classes, a loss C times smaller)."""
         import tensorflow as tf
 
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.pos_weight = tf.constant(pos_weight, tf.float32)
+        self.loss_divisor = float(len(pos_weight)) if loss_reduction == "mean_classes" else 1.0
         self.local_ids = [
             int(r)
             for r in strategy.experimental_local_results(
@@ -302,7 +306,7 @@ class AccumulatingStep:
         if n_micro > 1 and self.accum is None:
             self._make_accumulators()
         args = [self._distribute({r: parts[k] for r, parts in batch.items()}) for k in range(3)]
-        denom = tf.constant(float(step_windows), tf.float32)
+        denom = tf.constant(float(step_windows) * self.loss_divisor, tf.float32)
         if self.passes(n_micro) > 1:
             return self._exact(args, j, n_micro, p, denom)
         kind = "single" if n_micro == 1 else "first" if j == 0 else "last" if j == n_micro - 1 else "add"
