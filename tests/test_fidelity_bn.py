@@ -291,3 +291,19 @@ def test_model_forward_reads_dict_inputs():
     model = archis.build_model("concat", seed=2, **TINY)
     video, audio = _windows(2, 3)
     assert model_forward(model)(video, audio).shape == (2, 3)
+
+
+@pytest.mark.slow
+def test_the_scorer_normalises_a_whole_half_by_its_moments_and_a_live_range_by_the_moving_averages():
+    """Offline (`score_half`): V&D's batch, the half, whatever `--windows_per_call`; live ranges: moving averages."""
+    from soccer_highlights.spotting.spots import Scorer
+
+    model = archis.build_model("concat", seed=3, **TINY)
+    rng = np.random.default_rng(10)
+    video, audio = rng.normal(size=(41, 512)).astype(np.float32), rng.normal(size=(41, 512)).astype(np.float32)
+    halves = [Scorer(model, batch_size=b).score_half(video, audio, progress=False) for b in (3, 256)]
+    np.testing.assert_allclose(halves[0], halves[1], rtol=1e-4, atol=1e-6)
+    moving = archis.build_model("concat", seed=3, bn_eval="moving", **TINY)
+    moving.set_weights(model.get_weights())
+    live = Scorer(model, batch_size=3).score_range(video, audio, 0, 5)
+    np.testing.assert_allclose(live, Scorer(moving).score_range(video, audio, 0, 5), rtol=1e-5, atol=1e-6)

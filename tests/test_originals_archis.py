@@ -94,9 +94,10 @@ def test_transformer_initial_weights_are_the_seeds():
     _bound_used(np.asarray(enc.attention._key_dense.kernel), math.sqrt(6 / (4 * d)))
 
 
-def test_batch_norm_uses_moving_averages_at_evaluation():
-    """Kept on purpose (V&D normalised test windows by their batch): a window scores the same alone or batched."""
-    model = build_model("AudioVideoArchi5", pooling="NetRVLAD", seed=0, **TINY)
+def test_batch_norm_with_moving_averages_scores_a_window_alone_as_batched():
+    """`--bn_eval moving` (the seed's; V&D normalised each half by its own moments, `tests/test_fidelity_bn.py`):
+    a window scores the same alone or batched."""
+    model = build_model("AudioVideoArchi5", pooling="NetRVLAD", seed=0, bn_eval="moving", **TINY)
     rng = np.random.default_rng(0)
     x = {m: rng.normal(size=(6, 4, 16)).astype("float32") for m in ("video", "audio")}
     model({m: v * 3 + 1 for m, v in x.items()}, training=True)  # moves nothing at evaluation, only in training

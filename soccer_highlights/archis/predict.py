@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from soccer_highlights.archis.stepnorm import SetStatistics, model_forward, needs_set_statistics
+from soccer_highlights.archis.stepnorm import SetStatistics, model_forward, moving_statistics, needs_set_statistics
 
 
 def _signature(model: Any) -> list[Any]:
@@ -59,6 +59,25 @@ class SetPredictor:
             else None
         )
         self.num_classes = int(model.outputs[0].shape[-1])
+        self._moving: Callable | None = None
+        self._model, self._sigmoid = model, sigmoid
+
+    def moving(self, video, audio):
+        """One call normalising every batch-norm with its moving averages, whatever its `eval_mode` (live mode: a
+        half's statistics need the whole half)."""
+        if not self.per_set:
+            return self.plain(video, audio)
+        if self._moving is None:
+            import tensorflow as tf
+
+            forward = _with_sigmoid(model_forward(self._model), self._sigmoid)
+
+            def run(video, audio):
+                with moving_statistics():
+                    return forward(video, audio)
+
+            self._moving = tf.function(run, input_signature=_signature(self._model))
+        return self._moving(video, audio)
 
     def __call__(self, chunks: Callable[[], Iterable[tuple[Any, Any]]]) -> np.ndarray:
         """`chunks()` yields (video, audio) batches [b, N, D] of the set, the same ones each time it is called."""

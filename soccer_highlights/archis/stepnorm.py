@@ -35,6 +35,18 @@ from soccer_highlights.common.errors import UserError
 
 _ACTIVE = contextvars.ContextVar("archis_step_statistics", default=None)
 _EVAL = contextvars.ContextVar("archis_set_statistics", default=None)
+_MOVING = contextvars.ContextVar("archis_moving_statistics", default=False)
+
+
+@contextlib.contextmanager
+def moving_statistics() -> Iterator[None]:
+    """Evaluation calls traced inside normalise `batch` layers with their moving averages too (live mode, which
+    cannot wait for the end of a half)."""
+    token = _MOVING.set(True)
+    try:
+        yield
+    finally:
+        _MOVING.reset(token)
 
 
 @contextlib.contextmanager
@@ -97,7 +109,7 @@ class StepBatchNorm(keras.layers.BatchNormalization):
         stats = _EVAL.get()
         if stats is not None:
             return stats.statistics(self, x)
-        if self.eval_mode == "batch":
+        if self.eval_mode == "batch" and not _MOVING.get():
             return _moments(x)
         mean, var = ops.cast(self.moving_mean, "float32"), ops.cast(self.moving_variance, "float32")
         if self.eval_mode == "corrected":

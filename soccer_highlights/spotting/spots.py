@@ -144,7 +144,8 @@ class Scorer:
         self.window_frames, self.feature_dim = int(shape[1]), int(shape[2])
         self.num_classes = int(model.outputs[0].shape[-1])
         self._fn = predict_function(model, sigmoid=True, jit_compile=jit_compile)
-        # batch-norm with batch statistics (V&D's): those of the windows of one score_range call (offline: the half)
+        # batch-norm with batch statistics (V&D's): those of the whole half (score_half); a range of a half (live
+        # mode) normalises with the moving averages, the half's statistics being unknown until its end
         self._set = set_predictor(model, sigmoid=True, jit_compile=jit_compile)
 
     def check_features(self, video: np.ndarray, audio: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -160,11 +161,19 @@ class Scorer:
         return video[:t], audio[:t]
 
     def score_windows(
-        self, video_windows: np.ndarray, audio_windows: np.ndarray, *, progress: bool = True, desc: str = "windows"
+        self,
+        video_windows: np.ndarray,
+        audio_windows: np.ndarray,
+        *,
+        progress: bool = True,
+        desc: str = "windows",
+        whole_half: bool = False,
     ) -> np.ndarray:
-        """Probabilities [M, C] for window views [M, N, D], `batch_size` windows per model call."""
+        """Probabilities [M, C] for window views [M, N, D], `batch_size` windows per model call. `whole_half`: the
+        windows are a whole half (batch-norm evaluated `batch` then normalises with their moments; otherwise with
+        its moving averages)."""
         m = len(video_windows)
-        if self._set.per_set:
+        if self._set.per_set and whole_half:
             return self._set(
                 lambda: (
                     (
@@ -175,10 +184,11 @@ class Scorer:
                 )
             )
         out = np.empty((m, self.num_classes), np.float32)
+        fn = self._set.moving if self._set.per_set else self._fn
         with tqdm(total=m, desc=desc, unit="win", disable=not progress, leave=False) as bar:
             for i in range(0, m, self.batch_size):
                 j = min(m, i + self.batch_size)
-                out[i:j] = self._fn(
+                out[i:j] = fn(
                     np.ascontiguousarray(video_windows[i:j]), np.ascontiguousarray(audio_windows[i:j])
                 ).numpy()
                 bar.update(j - i)
@@ -201,16 +211,20 @@ class Scorer:
 
         The one way windows are scored: `score_half` scores all of a half's windows; a live run scores those whose
         tokens all exist (`complete_windows`) as the tokens come, then the rest once the stream has ended, and so
-        gets exactly `score_half`'s windows."""
+        gets exactly `score_half`'s windows (and its scores, but for a model whose batch-norm is evaluated with batch
+        statistics: the whole half, `first` 0 and `last` None, normalises with its own moments; a range with the
+        moving averages)."""
         if stride < 1:
             raise UserError(f"--stride must be >= 1 token, got {stride}")
         video, audio = self.check_features(video, audio, what)
+        whole_half = first == 0 and last is None
         last = window_count(len(video), stride) if last is None else last
         return self.score_windows(
             window_range(video, first, last, self.window_frames, stride),
             window_range(audio, first, last, self.window_frames, stride),
             progress=progress,
             desc=what,
+            whole_half=whole_half,
         )
 
     def complete_windows(self, tokens: int, stride: int = 2) -> int:
