@@ -232,3 +232,25 @@ def test_init_weights_keeps_every_weight_or_reinitialises_a_new_class_maps_head(
     wider = archis.build_model("concat", vlad_k=8, window_seconds=4, seed=1)
     with pytest.raises(UserError, match="start.keras: its layer video_pool differs"):
         init_weights(wider, tmp_path / "start.keras")
+
+
+@pytest.mark.slow
+def test_one_stream_of_features_becomes_a_game_split_at_its_middle(tiny_model, tmp_path):
+    game = synthetic.write_game(synthetic.make_game(1, seed=3, half_minutes=1), tmp_path / "game")
+    feats = [str(game / "1_ResNET_TF2_PCA512.npy"), str(game / "1_VGGish.npy")]
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_model), "--out", str(out), "--features_video", feats[0], "--features_audio", feats[1]]
+    assert inference.main([*argv, "--quiet"]) == 0
+    identity = json.loads((out / "spans.json").read_text())["identity"]
+    assert [f["role"] for f in identity["files"]] == ["features_video", "features_audio"]
+    assert identity["files"][0]["sha256"] == file_digest(feats[0])
+    tokens = len(np.load(feats[0]))
+    mid = tokens // 2 / 2  # seconds
+    labels = tmp_path / "Labels-v2.json"
+    labels.write_text(json.dumps(labels_document(identity, [Reviewed(1, 3.0, "goal"), Reviewed(1, mid + 2.5, "card")])))
+    assert trainset.main(["--out", str(tmp_path / "set"), "--match", str(out), str(labels)]) == 0
+    written = tmp_path / "set" / "out"
+    assert len(np.load(written / "1_VGGish.npy")) + len(np.load(written / "2_VGGish.npy")) == tokens
+    events = ds.read_labels(written)
+    assert [(e.half, e.position_ms, e.label) for e in events] == [(1, 3000, "Goal"), (2, 2500, "Yellow card")]
+    assert [str(g) for g in np.load(tmp_path / "set" / "listgame_Train_1.npy")] == ["out"]
