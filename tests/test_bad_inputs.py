@@ -1051,6 +1051,44 @@ def test_the_bash_script_quick_errors(tmp_path):
 # ---- a full disk -----------------------------------------------------------------------------------------------
 
 
+def test_full_disk_during_extraction_is_one_line_with_the_room_needed(video, tmp_path, capsys, monkeypatch):
+    """issue 30.6: numpy writes a .npy to a real file with `tofile`, whose OSError on a full disk has no errno
+    ("61440 requested and 14304 written"): on 643e491 it came out as a traceback from common/atomic.py. Now it
+    is one line naming the file, the room on its disk and what the file needs. (The disk: a 16 kB tmpfs when
+    this runs as root, else numpy's short write injected, on a disk shown as full.)"""
+    out = tmp_path / "disk"
+    out.mkdir()
+    mounted = (
+        os.geteuid() == 0
+        and not subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(out)], capture_output=True
+        ).returncode
+    )
+    if not mounted:
+        import shutil
+
+        from soccer_highlights.common import atomic
+
+        def short_write(fh, array, *args, **kwargs):
+            fh.write(b"\x93NUMPY")
+            raise OSError("61440 requested and 14304 written")
+
+        monkeypatch.setattr(atomic.np, "save", short_write)
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**6, 10**6 - 4096, 4096))
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(extract_cli.main, ["--video", str(video), "--out", str(out / "f"), "--weights", "random"])
+        err = capsys.readouterr().err
+        errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+        assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
+        assert ".npy: cannot write (No space left on device): " in errors[0], errors
+        assert "free on its disk, the file needs " in errors[0], errors
+        assert not [p for p in out.rglob(".*")]  # no temporary file left
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(out)], check=True)
+
+
 def test_full_disk_while_the_timeline_is_written_keeps_the_earlier_run(model, video, tmp_path, capsys):
     """A full disk while the outputs are written: the earlier run's four files stay as they were, nothing of the new run appears."""
     env = Env(tmp_path, model, video)
@@ -1073,9 +1111,9 @@ def test_full_disk_during_training_is_one_line(model, video, tmp_path, capsys):
         run_cli(ClassificationMinuteBased.main, argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert [ln for ln in err.splitlines() if ln.startswith("error: ")] == [
-        f"error: {tmp_path / 'Model' / 'concat_best.keras'}: cannot write (No space left on device)"
-    ]
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert line.startswith(f"error: {tmp_path / 'Model' / 'concat_best.keras'}: cannot write (No space left on device)")
+    assert "free on its disk" in line, line
     assert not [p for p in tmp_path.rglob(".*")] and not (tmp_path / "Model" / "concat_best.keras").exists()
 
 

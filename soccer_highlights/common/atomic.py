@@ -36,9 +36,40 @@ def _parent(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
-def _write_error(path: Path, exc: OSError) -> UserError:
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")  # numpy's tofile on a full disk: no errno
+
+
+def _megabytes(size: float) -> str:
+    return f"{size / 1e6:.1f} MB" if size < 1e9 else f"{size / 1e9:.2f} GB"
+
+
+def _full(path: Path, exc: OSError, needed: int | None) -> str | None:
+    """The system's words when `exc` means the disk of `path` is full (also numpy's short write without errno,
+    when the disk has less room than the write needed), else None."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return os.strerror(exc.errno)
+    if exc.errno is None and _SHORT_WRITE.match(str(exc)):
+        free = _free(path)
+        if free is None or free < max(needed or 0, 1 << 20):
+            return os.strerror(errno.ENOSPC)
+    return None
+
+
+def _free(path: Path) -> int | None:
+    with contextlib.suppress(OSError):
+        return shutil.disk_usage(_parent(path) if not path.is_dir() else path).free
+    return None
+
+
+def _write_error(path: Path, exc: OSError, needed: int | None = None) -> UserError:
     if exc.errno == errno.EISDIR or path.is_dir():
         return UserError(f"{path}: is a folder, cannot write the file there")
+    full = _full(path, exc, needed)
+    if full is not None:  # disk full: how much room there is, and how much the file needed when that is known
+        free = _free(path)
+        room = f"{_megabytes(free)} free on its disk" if free is not None else "its disk is full"
+        room += f", the file needs {_megabytes(needed)}" if needed else ""
+        return UserError(f"{path}: cannot write ({full}): {room}")
     return UserError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
@@ -63,12 +94,13 @@ def _mkstemp(path: Path, suffix: str | None, directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, needed: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` if the block succeeds, else delete it.
 
     The temporary name keeps the final extension (or `suffix`) so tools that infer the format
     from the name (numpy, Keras, ffmpeg) still work. A failed write (full disk, read-only disk) or
-    rename (a folder in the way) becomes a one-line UserError naming `path`.
+    rename (a folder in the way) becomes a one-line UserError naming `path`; a full disk's says how much room
+    the write `needed` (bytes, when the caller knows) and how much is free.
     """
     path = check_output_file(path)
     tmp_path = _mkstemp(path, suffix, _parent(path))
@@ -78,8 +110,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             if tmp_path.exists():  # mkstemp makes 0600 files; give outputs the usual umask-based mode
                 os.chmod(tmp_path, 0o666 & ~_umask())
         except OSError as exc:
-            if exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp_path), str(path)):
-                raise _write_error(path, exc) from exc
+            short = exc.errno is None and _SHORT_WRITE.match(str(exc))
+            if exc.errno in _WRITE_ERRNOS or short or exc.filename in (str(tmp_path), str(path)):
+                with contextlib.suppress(OSError):
+                    tmp_path.unlink()  # first: the room it took is free again when the message says what is free
+                raise _write_error(path, exc, needed) from exc
             raise
         try:
             os.replace(tmp_path, path)
@@ -442,5 +477,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    """`array` as a .npy file, atomically; a full disk is one line saying how much room it needed."""
+    with atomic_path(path, needed=array.nbytes + 128) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
