@@ -192,6 +192,8 @@ def test_folder_of_three_videos_in_one_process(tiny_model, tmp_path, monkeypatch
     (folder / "a").mkdir()  # features extract_features wrote for a.mp4: reused, not extracted again
     for name in ("1_ResNET_TF2_PCA512.npy", "1_VGGish.npy"):
         np.save(folder / "a" / name, np.random.default_rng(0).normal(size=(12, 512)).astype(np.float32))
+    files = {"video": "1_ResNET_TF2_PCA512.npy", "audio": "1_VGGish.npy"}  # the record that describes them
+    (folder / "a" / "extraction.json").write_text(json.dumps({"halves": {"1": {"tokens": 12, "files": files}}}))
     (folder / "d.mkv").write_bytes(b"")
     (folder / "notes.txt").write_text("not a video")
     loads, builds = [], []
@@ -203,7 +205,7 @@ def test_folder_of_three_videos_in_one_process(tiny_model, tmp_path, monkeypatch
         ["--model", str(tiny_model), "--out", str(out), str(folder), "--weights", "random", "--no_reel", "--quiet"]
     )
     assert code == 1 and len(loads) == 1 and len(builds) == 1
-    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c", "index.html"]
+    assert sorted(p.name for p in out.iterdir()) == [".outputs.json", "a", "b", "c", "index.html"]
     for name in "abc":
         assert {"spans.json", "results_spotting.json", "timeline.png"} <= {p.name for p in (out / name).iterdir()}
     err = capsys.readouterr().err

@@ -32,10 +32,12 @@ def _place(match: Path, path: Path, homes: list[Path] | None = None) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(match.read_bytes())
+    files = {"video": "1_ResNET_TF2_PCA512.npy", "audio": "1_VGGish.npy"}
     for folder in [feature_home(path)[0], *(homes or [])]:
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("1_ResNET_TF2_PCA512.npy", "1_VGGish.npy"):
+        for name in files.values():
             np.save(folder / name, np.random.default_rng(0).normal(size=(12, D)).astype(np.float32))
+        (folder / "extraction.json").write_text(json.dumps({"halves": {"1": {"tokens": 12, "files": files}}}))
     return path
 
 
@@ -239,3 +241,40 @@ def test_the_users_index_html_in_a_many_videos_out_is_kept(tiny_model, match, tm
     assert _infer(tiny_model, out, video, "--keep_old") == 0
     assert (out / "index.old-1.html").read_text() == "the user's index"
     assert _infer(tiny_model, out, video) == 0  # the index is the project's now
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "spoil, why",
+    [
+        ("no record", "m/extraction.json does not describe half 1"),
+        ("audio of another extraction", "1_VGGish.npy has 10 rows, extraction.json says 12 tokens"),
+        ("video replaced after the record", "1_ResNET_TF2_PCA512.npy was written after extraction.json"),
+    ],
+)
+def test_features_beside_a_video_are_reused_only_as_extraction_json_describes_them(
+    spoil, why, tiny_model, match, tmp_path, caplog, monkeypatch
+):
+    """issue 30.6: on 643e491 the two files beside a video were used whenever both existed, so a pair from two
+    extractions (or a file replaced since) was scored. Now extraction.json must describe both; else the video is
+    extracted again, with one line saying why."""
+    import os
+
+    from soccer_highlights.extract_features import pipeline
+    from tests.live_fakes import FastFrames
+
+    monkeypatch.setattr(pipeline, "_resnet", lambda *args: FastFrames())
+    video = _place(match, tmp_path / "v" / "m.mp4")
+    feats = video.parent / "m"
+    if spoil == "no record":
+        (feats / "extraction.json").unlink()
+    elif spoil == "audio of another extraction":
+        np.save(feats / "1_VGGish.npy", np.zeros((10, D), np.float32))
+    else:
+        later = (feats / "extraction.json").stat().st_mtime + 60
+        os.utime(feats / "1_ResNET_TF2_PCA512.npy", (later, later))
+    out = tmp_path / "out"
+    assert _infer(tiny_model, out, video, "--weights", "random") == 0
+    line = next(r.getMessage() for r in caplog.records if "the features beside it are not used (" in r.getMessage())
+    assert why in line and line.endswith("): extracted again"), line
+    assert "features_video" not in json.loads((out / "m" / "spans.json").read_text())["source"]

@@ -11,7 +11,9 @@
 Inputs given without a flag (video files, folders of videos, .txt lists of videos) are scored in one process
 with the networks built once; each video gets its own folder DIR/<video name>/, a failing video is reported
 and the others go on. Features that `python -m extract_features --video_list` wrote for a video (`<stem>/1_*.npy`
-beside it) are reused instead of extracted again. Window length, feature rate, classes, class map and feature
+beside it) are reused instead of extracted again when the extraction.json beside them describes both (their
+token count, neither changed since it was written) and was made with the model's recipe; else the video is
+extracted again, with one line saying why. Window length, feature rate, classes, class map and feature
 recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
 there is a video, all renamed into place together when complete (files an earlier run recorded in
@@ -35,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from soccer_highlights.common.cli import (
     Parser,
     RawHelpFormatter,
@@ -46,6 +50,7 @@ from soccer_highlights.common.cli import (
 )
 from soccer_highlights.common.constants import FEATURE_NAMES
 from soccer_highlights.common.errors import UserError, run_cli
+from soccer_highlights.common.features import read_record, recipe_mismatch, recipe_of
 from soccer_highlights.common.modelfile import read_spec
 from soccer_highlights.common.names import unique_names
 from soccer_highlights.common.shards import add_shard_flags, resolve_shard, take_shard
@@ -229,10 +234,11 @@ def build_configs(args: argparse.Namespace) -> Plan:
     videos = _distinct(expand_inputs(args.inputs))  # the inputs first: a missing video is the first error
     plan = _shared_plan(args)
     try:
-        names = read_spec(plan.model).feature_names
+        spec = read_spec(plan.model)
+        names, recipe = spec.feature_names, spec.feature_recipe
     except UserError:  # a bad model file is reported when it is loaded, after the videos are checked
-        names = FEATURE_NAMES
-    matches = [_video_match(video, names, plan) for video in videos]
+        names, recipe = FEATURE_NAMES, None
+    matches = [_video_match(video, names, recipe, plan) for video in videos]
     read = tuple(p for m in matches for p in m.inputs())
     output = dataclasses.replace(plan.output, root=plan.output.out, protected=(*plan.output.protected, *read))
     folders = unique_names(videos, reserved=("index.html",))
@@ -243,14 +249,47 @@ def build_configs(args: argparse.Namespace) -> Plan:
     return dataclasses.replace(plan, jobs=jobs)
 
 
-def _video_match(video: Path, names: Mapping[str, str], plan: Plan) -> Match:
+def _video_match(video: Path, names: Mapping[str, str], recipe: Mapping[str, str] | None, plan: Plan) -> Match:
     """A video of the INPUTs, with the features that `python -m extract_features --video_list` wrote for it (see
-    `feature_home`) when both files are there (else they are extracted)."""
+    `feature_home`) when both files are there and `unusable_features` finds nothing wrong with them (else they
+    are extracted again, with one line saying why)."""
     folder, prefix = feature_home(video)
     files = [folder / f"{prefix}_{names[m]}.npy" for m in ("video", "audio")]
     if all(f.is_file() for f in files):
-        return Match.features(*files, video=video, labels=plan.labels, half=plan.half)
+        problem = unusable_features(folder, prefix, files, recipe)
+        if problem is None:
+            return Match.features(*files, video=video, labels=plan.labels, half=plan.half)
+        logging.getLogger("inference").warning(
+            "%s: the features beside it are not used (%s): extracted again", video, problem
+        )
     return Match.video(video, labels=plan.labels, half=plan.half)
+
+
+def unusable_features(folder: Path, prefix: str, files: Sequence[Path], recipe: Mapping[str, str] | None) -> str | None:
+    """Why the feature files `files` of half `prefix` in `folder` must not be used for the video beside them, or
+    None: extraction.json there must describe both (listed as that half's files, each with the half's token count,
+    neither written after the record) and the model's `recipe`. A pair from two different extractions, a file
+    replaced since, or features of another recipe would give scores of something else."""
+    record = read_record(folder)
+    half = (record or {}).get("halves", {}).get(prefix) if isinstance(record, dict) else None
+    if not isinstance(half, dict):
+        return f"{folder / 'extraction.json'} does not describe half {prefix}"
+    listed = half.get("files", {})
+    listed = set(listed.values()) if isinstance(listed, dict) else set()
+    record_time = (folder / "extraction.json").stat().st_mtime
+    for f in files:
+        if f.name not in listed:
+            return f"{f.name} is not among the files extraction.json lists"
+        if f.stat().st_mtime > record_time + 1:
+            return f"{f.name} was written after extraction.json"
+        try:
+            rows = np.load(f, mmap_mode="r", allow_pickle=False).shape[0]
+        except (OSError, ValueError, IndexError) as exc:
+            return f"{f.name}: not a feature array ({exc})"
+        if rows != half.get("tokens"):
+            return f"{f.name} has {rows} rows, extraction.json says {half.get('tokens')} tokens"
+    problem = recipe_mismatch(recipe, recipe_of(record))
+    return f"made with another recipe: {problem}" if problem else None
 
 
 def _distinct(videos: list[Path]) -> list[Path]:
