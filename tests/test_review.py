@@ -254,3 +254,26 @@ def test_one_stream_of_features_becomes_a_game_split_at_its_middle(tiny_model, t
     events = ds.read_labels(written)
     assert [(e.half, e.position_ms, e.label) for e in events] == [(1, 3000, "Goal"), (2, 2500, "Yellow card")]
     assert [str(g) for g in np.load(tmp_path / "set" / "listgame_Train_1.npy")] == ["out"]
+
+
+@pytest.mark.slow  # the session's tiny model is built by the first test that asks for it
+def test_init_model_keeps_the_start_and_takes_the_fine_tuning_preset(tiny_model):
+    from soccer_highlights.training.presets import FINETUNE
+
+    lists = ["--training", "t.npy", "--validation", "v.npy", "--testing", "t.npy"]
+    args = train_cmd.build_parser().parse_args(["--init_model", str(tiny_model), "--VLAD_k", "8", *lists])
+    with pytest.raises(UserError, match=r"--VLAD_k 8: .*tiny.keras has 4 \(fine-tuning keeps it\)"):
+        train_cmd._from_init_model(args)
+    args = train_cmd.build_parser().parse_args(["--init_model", str(tiny_model), "--architecture", "GMU", *lists])
+    with pytest.raises(UserError, match="is a concat model"):
+        train_cmd._from_init_model(args)
+    args = train_cmd.build_parser().parse_args(["--init_model", str(tiny_model), "--LR", "0.0005", *lists])
+    train_cmd._from_init_model(args)
+    assert (args.architecture, args.VLAD_k, args.WindowSize, args.LR, args.max_epoch, args.PCA) == (
+        "concat",
+        4,
+        4,
+        0.0005,
+        FINETUNE.max_epoch,
+        True,
+    )
