@@ -395,6 +395,28 @@ def _lambda_model(e: Env) -> Path:
     return e.tmp / "lambda.keras"
 
 
+def _respec(e: Env, name: str, change: Callable[[dict], None] | None = None, pad_config: int = 0) -> Path:
+    """The shared model with its config.json's spec changed by `change`, or padded with `pad_config` spaces."""
+    import zipfile
+
+    out = e.tmp / name
+    with zipfile.ZipFile(e.model) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "config.json":
+                config = json.loads(data)
+                if change:
+                    change(config["config"]["spec"])
+                data = json.dumps(config).encode() + b" " * pad_config
+            dst.writestr(info, data)
+    return out
+
+
+def _four_classes(spec: dict) -> None:
+    spec["class_names"] = spec["class_names"][:4]
+    spec.pop("class_map", None)
+
+
 def _pickle(e: Env, name: str, content) -> Path:
     with open(e.tmp / name, "wb") as fh:
         pickle.dump(content, fh)
@@ -777,6 +799,9 @@ CASES: dict[str, Case] = {
         2,
         "spans.json was not written by this project (or changed since)",
     ),
+    "inference empty feature files: the file named": Case(
+        "inference", lambda e: e.infer(*e.features(0, 0)), 2, "v.npy: an empty feature file (shape (0, 512))"
+    ),
     "inference --intro_sec nan": Case(
         "inference", lambda e: e.infer(*e.features(), "--intro_sec", "nan"), 2, "--intro_sec: must be a finite number"
     ),
@@ -906,6 +931,55 @@ CASES: dict[str, Case] = {
         lambda e: ["--model", str(_nan_model(e)), "--out", str(e.out), "--quiet", *e.features()],
         2,
         "nan.keras: NaN or infinite value in weights",
+    ),
+    # a model file is untrusted: every member it is read from has a cap, every spec size a range (issue 30, 5 and 10)
+    "inference: a model whose config.json is padded past its cap": Case(
+        "inference",
+        lambda e: ["--model", str(_respec(e, "padded.keras", pad_config=5 << 20)), "--out", str(e.out), *e.features()],
+        2,
+        "padded.keras: not a Keras model (config.json is 5,24",
+    ),
+    "inference: a spec with a window of 1e9 s": Case(
+        "inference",
+        lambda e: [
+            "--model",
+            str(_respec(e, "long.keras", lambda s: s.update(window_seconds=1e9))),
+            "--out",
+            str(e.out),
+            *e.features(),
+        ],
+        2,
+        "long.keras: window_seconds must be in [0, 3600], got 1e+09",
+    ),
+    "inference: a spec with 0 clusters": Case(
+        "inference",
+        lambda e: [
+            "--model",
+            str(_respec(e, "k0.keras", lambda s: s.update(vlad_k=0))),
+            "--out",
+            str(e.out),
+            *e.features(),
+        ],
+        2,
+        "k0.keras: vlad_k must be in [1, 8192], got 0",
+    ),
+    "inference: a spec naming 4 classes over weights of 5": Case(
+        "inference",
+        lambda e: ["--model", str(_respec(e, "four.keras", _four_classes)), "--out", str(e.out), *e.features()],
+        2,
+        "four.keras: the spec in config.json names 4 classes but the weights of layer 'logits' give 5 outputs",
+    ),
+    "inference: a spec with a field of a newer version": Case(
+        "inference",
+        lambda e: [
+            "--model",
+            str(_respec(e, "newer.keras", lambda s: s.update(frobnication=1))),
+            "--out",
+            str(e.out),
+            *e.features(),
+        ],
+        2,
+        "newer.keras: unknown spec fields frobnication",
     ),
     "inference: a model with a Lambda layer": Case(
         "inference",

@@ -150,6 +150,8 @@ class Pipeline:
             return self._load_game(match.game_dir)
         if match.features_video and match.features_audio:
             video, audio = load_features(match.features_video), load_features(match.features_audio)
+            for path, rows in ((match.features_video, video), (match.features_audio, audio)):
+                _check_rows(path, rows)
             _check_lengths(match, video, audio, spec.tokens_per_second)
             files = (match.features_video, match.features_audio)
             records = [read_record(f.parent) for f in files]
@@ -187,9 +189,17 @@ class Pipeline:
                 feature_dim=spec.feature_dim,
                 fps=spec.tokens_per_second,
             )
+            for kind, rows in (("video", video), ("audio", audio)):
+                _check_rows(game_dir / f"{number}_{names[kind]}.npy", rows)
             halves.append(Half(number, video, audio))
         _check_width(halves[0], spec, str(game_dir))
         return _with_truth(halves, game_dir, self.cmap, spec.tokens_per_second), made_randomly(record)
+
+
+def _check_rows(path: Path, rows: np.ndarray) -> None:
+    """A feature file with no rows (no token) is one line naming it (it reached the scorer, which could not)."""
+    if len(rows) == 0:
+        raise UserError(f"{path}: an empty feature file (shape {rows.shape}): nothing to score")
 
 
 def _check_lengths(match: Match, video: np.ndarray, audio: np.ndarray, tokens_per_second: float) -> None:
