@@ -83,3 +83,36 @@ def test_the_token_rate_of_extraction_records_is_read_under_its_new_and_old_key(
     for key in ("tokens_per_second", "frames_per_second"):
         assert frame_rate_problem({key: 5}, 2.0) == "features are 5 tokens/s but the model expects 2"
         assert frame_rate_problem({key: 2}, 2.0) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"window_seconds": 1e9}, r"window_seconds must be in \[0, 3600\], got 1e\+09"),
+        ({"window_seconds": float("nan")}, r"window_seconds must be in \[0, 3600\], got nan"),
+        ({"frames_per_second": 1e6}, r"tokens_per_second must be in \[0, 100\], got 1e\+06"),
+        ({"vlad_k": 100_000}, r"vlad_k must be in \[1, 8192\], got 100000"),
+        ({"feature_dim": -1}, r"feature_dim must be in \[1, 16384\], got -1"),
+        ({"class_names": []}, r"classes must be in \[1, 1000\], got 0"),
+        ({"class_names": [str(i) for i in range(1001)]}, r"classes must be in \[1, 1000\], got 1001"),
+        (
+            {"window_seconds": 3000.0, "frames_per_second": 50.0},
+            "a window of 3000 s at 50 tokens/s has 150000 tokens, more than 20000",
+        ),
+    ],
+)
+def test_every_size_of_a_spec_has_a_range_and_the_message_names_the_file(change, message):
+    """A model file is untrusted: a window of 1e9 s once asked the scorer for 1.86 TiB (issue 30, item 5)."""
+    with pytest.raises(UserError, match=r"^m\.keras: " + message):
+        ModelSpec.from_json({**OLD_SPEC, **change}, "m.keras")
+
+
+def test_scoring_memory_is_checked_before_anything_is_allocated(monkeypatch):
+    from soccer_highlights.spotting import spots
+
+    scorer = spots.Scorer(archis.build_model("concat", vlad_k=4, window_seconds=4, feature_dim=16), batch_size=8)
+    x = np.zeros((40, 16), np.float32)
+    assert scorer.score_half(x, x, progress=False).shape == (40, 5)
+    monkeypatch.setattr(spots, "available_memory", lambda: 4096)
+    with pytest.raises(UserError, match=r"^half 1: scoring windows of 8 tokens of 16 features needs about"):
+        scorer.score_half(x, x, progress=False, what="half 1")

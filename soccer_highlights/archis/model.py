@@ -8,7 +8,9 @@ restores the weights. So a `.keras` file records what it is and loads with plain
 
 from __future__ import annotations
 
+import logging
 import os
+import weakref
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import keras
 
+from soccer_highlights.archis.loading import assign_weights
 from soccer_highlights.archis.names import (
     BATCH_NORMS,
     BN_EVALS,
@@ -33,6 +36,7 @@ from soccer_highlights.archis.pooling import canonical_pooling, no_random_init
 from soccer_highlights.archis.registry import ARCHITECTURES, Blocks
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.inputs import check_finite_weights
+from soccer_highlights.common.modelfile import ModelArchive, open_model
 from soccer_highlights.common.modelspec import ModelSpec
 
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -108,11 +112,48 @@ def model_info(model: keras.Model) -> ModelSpec:
     return spec
 
 
-def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a `.keras` file written by `model.save`; UserError if it is missing or not a Keras model."""
+_SHARED: weakref.WeakValueDictionary[tuple, keras.Model] = weakref.WeakValueDictionary()
+
+
+def load_model(path: str | os.PathLike, *, shared: bool = False) -> keras.Model:
+    """Load a `.keras` file written by `model.save`; UserError if it is missing, not a Keras model, over a size
+    cap, or its spec is out of range or disagrees with its weights (`common.modelfile.open_model`).
+
+    A model built by archis is built from its spec and its weights are read once, straight into the variables
+    (`archis.loading`); anything else goes through `keras.models.load_model`. `shared`: one object per file in
+    the process for every caller that only scores with it (the file's identity, size and time are the key)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such model file")
+    archive = open_model(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if shared and key in _SHARED:
+        return _SHARED[key]
+    model = _load_archis(archive) if archive.spec is not None else None
+    if model is None:
+        model = _load_with_keras(path)
+    if shared:
+        _SHARED[key] = model
+    return model
+
+
+def _load_archis(archive: ModelArchive) -> keras.Model | None:
+    """The archis model of `archive`, its weights mapped from the file; None if the file is not laid out as
+    `archis.loading` expects (compressed, another Keras version's layout): then Keras' loader reads it."""
+    config = archive.config
+    if config.get("registered_name", config.get("class_name")) not in ("archis>ArchiModel", "ArchiModel"):
+        return None
+    assert archive.spec is not None
+    with no_random_init():  # NetVLAD's variables on untouched zero pages: the file's weights replace them
+        model = ArchiModel(archive.spec, name=config.get("config", {}).get("name"))
+    try:
+        assign_weights(model, archive)
+    except (ValueError, KeyError, AttributeError, OSError) as exc:
+        logging.getLogger(__name__).debug("%s: read by Keras' loader (%s)", archive.path, exc)
+        return None
+    return model
+
+
+def _load_with_keras(path: Path) -> keras.Model:
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a Keras model (not a .keras zip archive)")
     try:

@@ -67,7 +67,11 @@ def half_precision_projection() -> Iterator[None]:
 def _normal(stddev: float) -> keras.initializers.Initializer:
     """A new initializer object for one tensor (its own seed, drawn from Python's generator, which `build_model`'s
     seed sets): never share one between tensors, they would start equal."""
-    return keras.initializers.Zeros() if _SKIP_RANDOM_INIT.get() else keras.initializers.RandomNormal(stddev=stddev)
+    if _SKIP_RANDOM_INIT.get():
+        from soccer_highlights.archis.loading import UntouchedZeros  # the file's weights replace them at once
+
+        return UntouchedZeros()
+    return keras.initializers.RandomNormal(stddev=stddev)
 
 
 @keras.saving.register_keras_serializable(package="archis")

@@ -20,6 +20,17 @@ from soccer_highlights.common.errors import UserError
 DEFAULT_CLASSES = (BACKGROUND, "kick", "subs", "card", "goal")
 COMPUTE_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "mixed_bfloat16": "bfloat16"}
 
+# The range of each size a spec may hold (a model file is untrusted: a window of 1e9 s would ask for terabytes).
+# Generous: V&D's windows are 5-60 s at 2 tokens/s, K up to 512, D 512 (2048 without PCA), 4-18 classes.
+RANGES: dict[str, tuple[float, float]] = {
+    "window_seconds": (0.0, 3600.0),
+    "tokens_per_second": (0.0, 100.0),
+    "vlad_k": (1, 8192),
+    "feature_dim": (1, 16384),
+    "classes": (1, 1000),
+}
+MAX_WINDOW_FRAMES = 20_000
+
 # Keys of earlier files -> the field that holds them now.
 RENAMED_KEYS = {"frames_per_second": "tokens_per_second"}
 DERIVED_KEYS = ("window_frames",)  # written for readers of config.json, recomputed on load
@@ -85,14 +96,19 @@ class ModelSpec:
         self._check()
 
     def _check(self) -> None:
+        for name, (lo, hi) in RANGES.items():  # NaN fails every comparison, so it is out of range too
+            value = len(self.class_names) if name == "classes" else getattr(self, name)
+            if not lo <= value <= hi:
+                raise UserError(f"{name} must be in [{lo:g}, {hi:g}], got {value:g}")
         if self.window_frames < 1:
             raise UserError(
                 f"a window of {self.window_seconds:g} s at {self.tokens_per_second:g} tokens/s has no frames"
             )
-        if self.vlad_k < 1 or self.feature_dim < 1:
-            raise UserError(f"VLAD_k and feature_dim must be positive, got {self.vlad_k} and {self.feature_dim}")
-        if not self.class_names:
-            raise UserError("at least one class name is needed")
+        if self.window_frames > MAX_WINDOW_FRAMES:
+            raise UserError(
+                f"a window of {self.window_seconds:g} s at {self.tokens_per_second:g} tokens/s has "
+                f"{self.window_frames} tokens, more than {MAX_WINDOW_FRAMES}"
+            )
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.compute_dtype not in COMPUTE_DTYPES.values():
@@ -138,5 +154,7 @@ class ModelSpec:
             raise UserError(f"{where}: unknown spec fields {', '.join(unknown)} (written by a newer version?)")
         try:
             return cls(**values)
-        except (TypeError, ValueError, AttributeError) as exc:
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from exc
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise UserError(f"{where}: malformed model spec ({exc})") from exc

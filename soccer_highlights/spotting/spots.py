@@ -95,6 +95,32 @@ def complete_windows(tokens: int, window_frames: int, stride: int = 2) -> int:
     return max(0, (tokens - 1 - right) // stride + 1)
 
 
+def available_memory() -> int:
+    """Bytes of memory this machine can give now (MemAvailable; all physical memory where it is not known)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_scoring_memory(tokens: int, window_frames: int, feature_dim: int, batch_size: int, what: str) -> None:
+    """UserError (naming `what`) before any allocation when scoring a half would need more memory than the
+    machine has free: both streams padded by a window, and a batch of windows of both streams copied for the
+    model, with as much again for its activations."""
+    needed = 4 * feature_dim * 2 * (tokens + window_frames + 2 * min(batch_size, tokens + 1) * window_frames)
+    free = available_memory()
+    if needed > free:
+        raise UserError(
+            f"{what}: scoring windows of {window_frames} tokens of {feature_dim} features needs about "
+            f"{needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free on this machine "
+            "(is the model's window_seconds right?)"
+        )
+
+
 def window_range(features: np.ndarray, first: int, last: int, window_frames: int, stride: int = 2) -> np.ndarray:
     """Read-only view [last - first, window_frames, D] of windows `first` .. `last - 1` of the edge-padded half.
 
@@ -217,6 +243,7 @@ class Scorer:
         if stride < 1:
             raise UserError(f"--stride must be >= 1 token, got {stride}")
         video, audio = self.check_features(video, audio, what)
+        check_scoring_memory(len(video), self.window_frames, self.feature_dim, self.batch_size, what)
         whole_half = first == 0 and last is None
         last = window_count(len(video), stride) if last is None else last
         return self.score_windows(
