@@ -1,4 +1,5 @@
-"""Re-save a model file with NetVLAD's projection in float16: about half the size, faster to read.
+"""Re-save a model file with NetVLAD's projection in float16 (about half the size), its weights aligned so that
+`archis.load_model` maps them in place (`--float32`: the same file, only aligned).
 
     python -m soccer_highlights.archis.export M.keras M_half.keras
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from soccer_highlights.common.atomic import atomic_path
 from soccer_highlights.common.errors import UserError, run_cli
+from soccer_highlights.common.modelfile import align_weights
 
 
 def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = True) -> Path:
@@ -31,6 +33,7 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool =
     model = load_model(src)
     with atomic_path(dst) as tmp, half_precision_projection() if half else contextlib.nullcontext():
         model.save(tmp)
+        align_weights(tmp)  # large datasets on 4096-byte boundaries: loading maps them in place
     return dst
 
 

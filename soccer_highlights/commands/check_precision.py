@@ -88,7 +88,7 @@ def _extract_both(args: argparse.Namespace):
 def model_change(model_path: str, ref, other) -> dict:
     """How a spotting model's per-token scores and decoded spans change from float32's features to the others."""
 
-    model = archis.load_model(model_path)
+    model = archis.load_model(model_path, shared=True)
     spec = archis.model_info(model)
     scorer = Scorer(model)
     rate = spec.tokens_per_second

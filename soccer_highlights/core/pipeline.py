@@ -86,7 +86,7 @@ class Pipeline:
         self.extraction = extraction  # None: ExtractConfig's defaults, when a video first needs them
         self.progress = progress
         t0 = time.perf_counter()
-        loaded = archis.load_model(self.model)
+        loaded = archis.load_model(self.model, shared=True)  # one object per file in the process: scoring only
         self.spec: ModelSpec = archis.model_info(loaded)
         self.cmap: ClassMap | None = model_class_map(self.spec, self.scoring.class_map, str(self.model))
         self.scorer = Scorer(

@@ -181,9 +181,13 @@ def model_settings(cfg: TrainConfig) -> dict[str, Any]:
 def save_model(model, path: Path) -> None:
     """`model.save` to a temporary name, then renamed. Keras stages the weights through a file on disk
     (not a second in-memory copy) for any model over 512 MB unless `psutil` is installed: it is not a
-    dependency, so a VLAD-512 save adds no gigabyte on top of training."""
+    dependency, so a VLAD-512 save adds no gigabyte on top of training. The weights are then laid out on
+    4096-byte boundaries (`common.modelfile.align_weights`), so that loading the model maps them in place."""
+    from soccer_highlights.common.modelfile import align_weights
+
     with atomic_path(path) as tmp:
         model.save(tmp)
+        align_weights(tmp)
 
 
 def run_outputs(cfg: TrainConfig) -> list[Path]:
