@@ -183,7 +183,7 @@ def save_model(model, path: Path) -> None:
     (not a second in-memory copy) for any model over 512 MB unless `psutil` is installed: it is not a
     dependency, so a VLAD-512 save adds no gigabyte on top of training. The weights are then laid out on
     4096-byte boundaries (`common.modelfile.align_weights`), so that loading the model maps them in place."""
-    from soccer_highlights.common.modelfile import align_weights
+    from soccer_highlights.common.modelfile import align_weights  # deferred: h5py, only when a model is saved
 
     with atomic_path(path) as tmp:
         model.save(tmp)
