@@ -88,6 +88,12 @@ def test_shapes_rule_alignment_and_determinism(videos):
     assert np.isfinite(first.video).all() and np.isfinite(first.audio).all()
     assert first.info["weights"] == "random" and first.info["pca"]["kind"] == "random_orthonormal"
     assert first.info["halves"]["1"]["tokens"] == tokens
+    clock = first.info["halves"]["1"]["backbone_seconds"]  # the network's time and its wait for frames
+    assert (
+        clock["busy"] > 0
+        and clock["idle"] >= 0
+        and clock["busy"] + clock["idle"] <= first.info["halves"]["1"]["seconds"] + 0.1
+    )
     assert first.info["recipe"] == {"video": "soccernet", "audio": "channel_mean"}
     silence = Extractor(ExtractConfig(weights="random")).vggish.silence()
     # tokens 0, 1 cover [0, 1) s: silent; tokens 2, 3 cover the tone

@@ -225,19 +225,26 @@ class Extractor:
             put(frames, None, stop)
 
     def _network_worker(
-        self, frames: queue.Queue, step: int, video: list, raw: list, bar, stop: threading.Event
+        self, frames: queue.Queue, step: int, video: list, raw: list, bar, stop: threading.Event, clock: dict
     ) -> None:
+        """ResNet-152 + PCA over the decoded chunks; `clock` gets the seconds the network computed (`busy`)
+        and waited for frames (`idle`: the decoder was behind), so the overlap can be checked on every run."""
         while not stop.is_set():
+            t0 = time.perf_counter()
             try:
                 chunk = frames.get(timeout=0.2)
             except queue.Empty:
                 continue
+            finally:
+                clock["idle"] += time.perf_counter() - t0
             if chunk is None:
                 return
             for start in range(0, len(chunk), step):
                 if stop.is_set():
                     return
+                t0 = time.perf_counter()
                 feats = self.resnet(chunk[start : start + step])
+                clock["busy"] += time.perf_counter() - t0
                 if self.config.save_raw:
                     raw.append(feats)
                 video.append(self.pca.transform(feats))
@@ -263,14 +270,17 @@ class Extractor:
         stages.start(self._decode_worker, path, batch_size, frames, stages.stop)
         if not self.config.silent_audio:
             stages.start(self._audio_worker, path, audio, stages.stop)
-        stages.start(self._network_worker, frames, step, video, raw, bar, stages.stop)
+        clock = {"busy": 0.0, "idle": 0.0}
+        stages.start(self._network_worker, frames, step, video, raw, bar, stages.stop, clock)
         try:
             stages.wait()
         finally:
             bar.close()
-        return self._result(path, info, video, raw, audio, started)
+        return self._result(path, info, video, raw, audio, started, clock)
 
-    def _result(self, path: Path, info, video: list, raw: list, audio: dict, started: float) -> ExtractedFeatures:
+    def _result(
+        self, path: Path, info, video: list, raw: list, audio: dict, started: float, clock: dict
+    ) -> ExtractedFeatures:
         from soccer_highlights.extract_features.audio import (  # deferred: loads TensorFlow (start-up)
             align,
             embeddings_to_tokens,
@@ -301,6 +311,8 @@ class Extractor:
             "audio_pieces": -(-audio.get("samples", 0) // decode.PIECE_SAMPLES),
             "silent_audio": self.config.silent_audio,
             "seconds": round(time.perf_counter() - started, 2),
+            # ResNet-152's own time and its wait for decoded frames (which includes ffmpeg's start)
+            "backbone_seconds": {"busy": round(clock["busy"], 2), "idle": round(clock["idle"], 2)},
             **({"resnet_calls": self.resnet.plan.describe()} if self.resnet.plan else {}),
         }
         return ExtractedFeatures(
