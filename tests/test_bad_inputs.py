@@ -799,6 +799,21 @@ CASES: dict[str, Case] = {
         2,
         "spans.json was not written by this project (or changed since)",
     ),
+    "extract: the user's 1_VGGish.npy in --out (no extraction.json lists it): refused, kept": Case(
+        "extract",
+        lambda e: [
+            "--video",
+            str(e.video),
+            "--out",
+            str(e.out),
+            "--weights",
+            "random",
+            *e.user_files("1_VGGish.npy"),
+        ],
+        2,
+        "1_VGGish.npy is not recorded in extraction.json as written by an extraction, so this run would replace it: "
+        "choose another --out, or --overwrite",
+    ),
     "inference empty feature files: the file named": Case(
         "inference", lambda e: e.infer(*e.features(0, 0)), 2, "v.npy: an empty feature file (shape (0, 512))"
     ),

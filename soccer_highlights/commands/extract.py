@@ -184,7 +184,7 @@ def extract_main(argv: Sequence[str]) -> int:
         prefix = check_prefix(args.prefix, "--prefix") or str(args.half or 1)
         decode.check_video(args.video, need_audio=not config.silent_audio)  # before TensorFlow loads
         _check_not_another_video(Path(args.out), prefix, Path(args.video), args.overwrite)
-        check_outputs_apart(Job(Path(args.video), Path(args.out), prefix), config)
+        check_outputs_apart(Job(Path(args.video), Path(args.out), prefix), config, args.overwrite)
         import_tensorflow(args.verbose)
         result = Extractor(config).run(args.video, batch_size=args.frames_per_call, progress=progress)
         info = write_outputs(Path(args.out), prefix, result, config)
@@ -209,7 +209,7 @@ def extract_main(argv: Sequence[str]) -> int:
     num_shards, index = resolve_shard(args.num_shards, args.shard_index)
     jobs = batch.shard(jobs, num_shards, index)
     for job in jobs:
-        check_outputs_apart(job, config)  # before any work: a bad one would only fail at its turn
+        check_outputs_apart(job, config, args.overwrite)  # before any work: a bad one would only fail at its turn
     import_tensorflow(args.verbose)
     counts = batch.run_batch(jobs, config, overwrite=args.overwrite, batch_size=args.frames_per_call, progress=progress)
     print(f"{counts['done']} extracted, {counts['skipped']} already done (shard {index}/{num_shards})")

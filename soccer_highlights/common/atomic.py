@@ -175,7 +175,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
     return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def read_record(folder: str | os.PathLike) -> dict[str, dict]:
+def recorded_files(folder: str | os.PathLike) -> dict[str, dict]:
     """The files that runs of this project wrote in `folder`, each with its fingerprint when written (empty when
     there is no record, or it is unreadable, or of an earlier version that kept names only)."""
     try:
@@ -188,7 +188,7 @@ def read_record(folder: str | os.PathLike) -> dict[str, dict]:
 def is_ours(folder: str | os.PathLike, name: str, record: dict[str, dict] | None = None) -> bool:
     """`folder/name` is a file a run of this project wrote there, and its content is still what that run wrote."""
     path = Path(folder) / name
-    entry = (read_record(folder) if record is None else record).get(name)
+    entry = (recorded_files(folder) if record is None else record).get(name)
     if entry is None or path.is_symlink() or not path.is_file():
         return False
     try:
@@ -203,7 +203,7 @@ def foreign(folder: str | os.PathLike, names: Iterable[str]) -> list[str]:
     """The `names` that exist in `folder` but are not files this project wrote there unchanged (the user's own,
     or changed since): a run must not replace or remove them."""
     folder = Path(folder)
-    record = read_record(folder)
+    record = recorded_files(folder)
     return [n for n in names if os.path.lexists(folder / n) and not is_ours(folder, n, record)]
 
 
@@ -238,7 +238,7 @@ def record_files(folder: str | os.PathLike, names: Iterable[str], *, only: bool 
     record (`only`: the record then lists these alone, the earlier entries dropped). A record that cannot be
     written is one warning (the files are in place; a later run will take them for the user's)."""
     folder = Path(folder)
-    files = {} if only else read_record(folder)
+    files = {} if only else recorded_files(folder)
     for name in names:
         with contextlib.suppress(OSError):
             files[name] = fingerprint(folder / name)
@@ -303,7 +303,7 @@ def check_apart(
 
 def read_manifest(folder: str | os.PathLike) -> list[str]:
     """The names runs of this project recorded in `folder` (whatever their content now)."""
-    return list(read_record(folder))
+    return list(recorded_files(folder))
 
 
 class OutputSet:
@@ -370,7 +370,7 @@ class OutputSet:
             check_output_file(self.folder / name)
         done: list[str] = []
         current = self.folder
-        record = read_record(self.folder)
+        record = recorded_files(self.folder)
         aside: list[tuple[Path, Path]] = []  # (output, where the file that was there went)
         try:
             for name in self.written:

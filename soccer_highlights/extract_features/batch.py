@@ -13,6 +13,7 @@ A half that fails is recorded in its folder's `extraction_errors.json` (removed 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from soccer_highlights.common.atomic import check_apart, write_json
 from soccer_highlights.common.errors import UserError
+from soccer_highlights.common.features import read_record
 from soccer_highlights.common.names import safe_name
 from soccer_highlights.common.shards import resolve_shard, take_shard
 from soccer_highlights.extract_features.pipeline import ExtractConfig, Extractor, is_done, write_outputs
@@ -148,12 +150,38 @@ def shard(jobs: list[Job], num_shards: int, shard_index: int) -> list[Job]:
     return take_shard(jobs, num_shards, shard_index, key=lambda j: j.out_dir)
 
 
-def check_outputs_apart(job: Job, config: ExtractConfig) -> None:
+def check_outputs_apart(job: Job, config: ExtractConfig, overwrite: bool = False) -> None:
     """UserError before any work when an input of the job (its video, the PCA, the weights files) is one of the
-    files it writes (a video named `1_VGGish.npy` in --out was replaced by its own features)."""
+    files it writes (a video named `1_VGGish.npy` in --out was replaced by its own features), or a file it writes
+    is there and no extraction wrote it (`check_ours`; `overwrite`: replace it)."""
 
     names = [*config.file_names(job.prefix).values(), "extraction.json"]
     check_apart(job.out_dir, names, [job.video, config.pca, config.resnet_weights, config.vggish])
+    check_ours(job.out_dir, list(config.file_names(job.prefix).values()), overwrite)
+
+
+def check_ours(out_dir: Path, names: list[str], overwrite: bool) -> None:
+    """UserError before any work when a file the job writes is already in `out_dir` but no extraction recorded it
+    there (extraction.json does not list it): the user's own file, or features another tool made (SoccerNet's
+    released `1_ResNET_TF2_PCA512.npy` in a game folder), which the job would replace. `overwrite`: replace."""
+    if overwrite:
+        return
+    record = read_record(out_dir) or {}
+    halves = record.get("halves") if isinstance(record.get("halves"), dict) else {}
+    listed = {
+        str(f)
+        for h in (halves or {}).values()
+        if isinstance(h, dict) and isinstance(h.get("files"), dict)
+        for f in h["files"].values()
+    }
+    others = [n for n in names if os.path.lexists(out_dir / n) and n not in listed]
+    if others:
+        raise UserError(
+            f"{out_dir}: {', '.join(others)} {'is' if len(others) == 1 else 'are'} not recorded in extraction.json "
+            "as written by an extraction, so this run would replace "
+            f"{'it' if len(others) == 1 else 'them'}: choose another --out, or --overwrite to replace "
+            f"{'it' if len(others) == 1 else 'them'}"
+        )
 
 
 def remove_stale_temporaries(out_dir: Path, config: ExtractConfig, prefix: str) -> None:
