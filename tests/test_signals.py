@@ -395,3 +395,59 @@ def test_ctrl_c_to_an_offline_runs_group_leaves_nothing_and_exits_130(long_video
     assert proc.returncode == 130 and "Traceback" not in err and "ffmpeg failed" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_an_extractions_group_leaves_nothing_and_exits_130(long_video, tmp_path):
+    """A terminal's Ctrl-C while the networks run, ffmpeg decoders in the group: 130, one line, no file (the
+    decoder's end is not taken for a failed decode)."""
+    out = tmp_path / "out"
+    cmd = _command_line("extract --video", long_video, Path("unused"), out)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        seen = _wait_for(proc, r" [1-9]\d*/\d+ ")
+        os.killpg(proc.pid, signal.SIGINT)
+        err = seen + _rest(proc, 120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "Traceback" not in err and "ffmpeg failed" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_a_trainings_group_exits_130_and_leaves_no_temporary_or_lock_file(tmp_path):
+    """Ctrl-C (SIGINT to the process group) once the training loop runs: 130, one last line, no temporary files,
+    the lock released (the resume state of finished epochs is kept on purpose: --resume continues from it)."""
+    game = tmp_path / "data" / "game"
+    game.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for half in (1, 2):
+        for feature in ("ResNET_TF2_PCA512", "VGGish"):
+            np.save(game / f"{half}_{feature}.npy", rng.standard_normal((240, 512)).astype(np.float32))
+    (game / "Labels-v2.json").write_text('{"annotations": [{"gameTime": "1 - 00:10", "label": "Goal"}]}')
+    np.save(tmp_path / "data" / "list.npy", np.array(["game"]))
+    (tmp_path / "goal.json").write_text('{"labels": {"goal": ["Goal"]}}')
+    lst, model = str(tmp_path / "data" / "list.npy"), tmp_path / "Model"
+    cmd = [sys.executable, str(ROOT / "ClassificationMinuteBased.py")]
+    cmd += train_argv(lst, model, max_epoch=200, cache_dir=tmp_path / "cache", class_map=tmp_path / "goal.json")
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        seen = ""
+        while "class weights" not in seen and proc.poll() is None:
+            seen += proc.stdout.readline()
+        time.sleep(3)  # into the epochs
+        assert proc.poll() is None, seen + proc.stderr.read()
+        os.killpg(proc.pid, signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
+    assert not [p for p in model.rglob(".*")], list(model.rglob(".*"))
