@@ -25,6 +25,14 @@ def test_spotting_tree_and_average_map(tmp_path, capsys, tiny_model):
     report = json.loads((out / "average_mAP.json").read_text())
     assert set(report) == {"loose", "tight"} and 0 <= report["loose"]["a_mAP"] <= 1
     assert "average-mAP loose" in capsys.readouterr().out
+    args = ["--testing", str(test_list), "--model", str(model), "--output", str(out), "--quiet"]
+    assert csb.main(args) == 0  # its own files, as it wrote them: replaced
+    files[0].write_text("the user's edits")  # issue 30.1: a file of the user's is never replaced
+    with pytest.raises(UserError, match="results_spotting.json was not written by this project"):
+        csb.main(args)
+    assert files[0].read_text() == "the user's edits"
+    assert csb.main([*args, "--keep_old"]) == 0
+    assert (files[0].parent / "results_spotting.old-1.json").read_text() == "the user's edits"
 
 
 def test_classes_without_a_class_map_are_refused(tmp_path):

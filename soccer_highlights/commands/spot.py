@@ -29,11 +29,12 @@ import numpy as np
 
 from soccer_highlights import dataset
 from soccer_highlights.archis.names import architecture_pooling, canonical_architecture, canonical_pooling
-from soccer_highlights.common.atomic import save_npy, write_json
+from soccer_highlights.common.atomic import check_replaceable, keep_aside, record_files, save_npy, write_json
 from soccer_highlights.common.cli import (
     SYSTEM_HELP,
     Parser,
     RawHelpFormatter,
+    add_keep_old_flag,
     add_progress_flags,
     add_spotting_flags,
     check_spotting_flags,
@@ -102,6 +103,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     outputs = p.add_argument_group("outputs")
     outputs.add_argument("--output", help="output tree (default: Outputs/<model name>)")
+    add_keep_old_flag(outputs)
     add_spotting_flags(p)
     add_shard_flags(p)
     add_progress_flags(p)
@@ -136,6 +138,7 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     import_tensorflow(args.verbose)  # before anything imports Keras (finding the model may)
     model_path = find_model(args)
     out = Path(args.output) if args.output else Path("Outputs") / model_path.stem
+    _check_ours(out, names, args.keep_old)  # before any work: a file of the user's is never replaced
     check_agrees(args, read_spec(model_path), model_path)  # before the weights are read
 
     scoring = Scoring(
@@ -151,8 +154,24 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
     for game, name in zip(tqdm(games, desc="games", unit="game", disable=args.quiet), names, strict=True):
         spots = spot_game(args, session, game, name, out)
         write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
+        record_files(out / name, _game_outputs(out))
     write_json(out / CLASS_MAP_FILE, cmap.to_json())  # evaluate.py reads the classes from here
+    record_files(out, [CLASS_MAP_FILE])
     return out, names, cmap
+
+
+def _game_outputs(out: Path) -> list[str]:
+    """The files spotting writes into each game's folder of the output tree."""
+    return ["results_spotting.json", *(f"{out.resolve().name}_Half_{half}.npy" for half in (1, 2))]
+
+
+def _check_ours(out: Path, names: list[str], keep_old: bool) -> None:
+    """UserError before any work when a file the run writes is there and no run of this project wrote it as it is
+    (`common.atomic.check_replaceable`); with `keep_old` each such file is renamed to NAME.old-N.EXT at once."""
+    folders = [(out / name, _game_outputs(out)) for name in names] + [(out, [CLASS_MAP_FILE, "average_mAP.json"])]
+    for folder, files in folders:
+        for other in check_replaceable(folder, files, keep_old):
+            keep_aside(folder / other)
 
 
 def spot_game(args: argparse.Namespace, session: Pipeline, game: Path, name: str, out: Path) -> list[Spot]:
@@ -286,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"average-mAP {metric:<5} {100 * scores.a_mAP:5.1f}   ({per_class})")
     write_json(out / "average_mAP.json", report)
+    record_files(out, ["average_mAP.json"])
     return 0
 
 
