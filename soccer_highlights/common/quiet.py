@@ -11,11 +11,39 @@ everything.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import ModuleType
+
+# Packages that importing TensorFlow (through Keras) pulls in only for helpers this project never calls: Keras'
+# scikit-learn wrappers, image-gallery plots and bounding-box drawing, each imported under `except ImportError`.
+# They cost ~4 s of a 16 s `import keras` on the 2-core machine (scikit-learn 2.6 s, matplotlib.pyplot 1.5 s),
+# so they are hidden for that one step; a later import (the timeline's matplotlib) loads them as usual.
+KERAS_OPTIONAL = ("sklearn", "matplotlib", "cv2")
+
+
+class _Hidden(importlib.abc.MetaPathFinder):
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"{fullname} is not imported while TensorFlow starts", name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def packages_hidden(names: Sequence[str]) -> Iterator[None]:
+    """Within the block, importing any of `names` (not yet imported) raises ModuleNotFoundError."""
+    finder = _Hidden({n for n in names if n not in sys.modules})
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 @contextlib.contextmanager
@@ -46,7 +74,7 @@ def import_tensorflow(verbose: bool = False) -> ModuleType:
     unless `verbose`. Later C++ info and warning lines are hidden too (TF_CPP_MIN_LOG_LEVEL=2 unless set)."""
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with stderr_hidden(not verbose):
+    with stderr_hidden(not verbose), packages_hidden(KERAS_OPTIONAL):
         import tensorflow as tf
 
         tf.config.list_physical_devices()
