@@ -104,6 +104,7 @@ def test_every_architecture_maps_its_weights_as_keras_reads_them(architecture, p
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.slow
 def test_an_aligned_file_is_used_in_place_and_stays_a_keras_file(tmp_path):
     import keras
 
@@ -122,6 +123,7 @@ def test_an_aligned_file_is_used_in_place_and_stays_a_keras_file(tmp_path):
         np.testing.assert_array_equal(a.numpy(), c.numpy())
 
 
+@pytest.mark.slow
 def test_training_a_mapped_model_never_writes_the_file(tmp_path):
     """The mapping is private: an optimiser step on a loaded model changes its variables, not the file."""
     from soccer_highlights.common.modelfile import align_weights
@@ -137,6 +139,7 @@ def test_training_a_mapped_model_never_writes_the_file(tmp_path):
     assert (tmp_path / "m.keras").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_shared_load_is_one_object_per_file(tmp_path):
     archis.build_model("concat", **_TINY, seed=1).save(tmp_path / "m.keras")
     first = archis.load_model(tmp_path / "m.keras", shared=True)

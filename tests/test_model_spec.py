@@ -107,6 +107,7 @@ def test_every_size_of_a_spec_has_a_range_and_the_message_names_the_file(change,
         ModelSpec.from_json({**OLD_SPEC, **change}, "m.keras")
 
 
+@pytest.mark.slow
 def test_scoring_memory_is_checked_before_anything_is_allocated(monkeypatch):
     from soccer_highlights.spotting import spots
 
