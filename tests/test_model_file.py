@@ -145,3 +145,16 @@ def test_shared_load_is_one_object_per_file(tmp_path):
     first = archis.load_model(tmp_path / "m.keras", shared=True)
     assert archis.load_model(tmp_path / "m.keras", shared=True) is first
     assert archis.load_model(tmp_path / "m.keras") is not first  # a caller that may change it gets its own
+
+
+@pytest.mark.slow
+def test_a_compressed_weights_member_is_read_by_keras_loader(tmp_path):
+    """Not mappable (deflated): the same weights through Keras' own loader, no error."""
+    model = archis.build_model("concat", **_TINY, seed=4)
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as src, zipfile.ZipFile(tmp_path / "z.keras", "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    loaded = archis.load_model(tmp_path / "z.keras")
+    for a, b in zip(model.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
