@@ -25,9 +25,20 @@ def test_spotting_tree_and_average_map(tmp_path, capsys, tiny_model):
     report = json.loads((out / "average_mAP.json").read_text())
     assert set(report) == {"loose", "tight"} and 0 <= report["loose"]["a_mAP"] <= 1
     assert "average-mAP loose" in capsys.readouterr().out
-    args = ["--testing", str(test_list), "--model", str(model), "--output", str(out), "--quiet"]
+
+
+@pytest.mark.slow
+def test_a_users_file_in_the_spotting_tree_is_never_replaced(tmp_path, tiny_model):
+    """issue 30.1: a re-run replaces its own files as it wrote them; a file the user edited refuses the run before
+    any work, and --keep_old keeps it as results_spotting.old-1.json."""
+    synthetic.generate_dataset(tmp_path / "data", n_games=3, half_minutes=1, progress=False)
+    test_list = next((tmp_path / "data").glob("listgame_Test_*.npy"))
+    out = tmp_path / "outputs"
+    args = ["--testing", str(test_list), "--model", str(tiny_model), "--output", str(out), "--quiet"]
+    assert csb.main(args) == 0
     assert csb.main(args) == 0  # its own files, as it wrote them: replaced
-    files[0].write_text("the user's edits")  # issue 30.1: a file of the user's is never replaced
+    files = sorted(out.rglob("results_spotting.json"))
+    files[0].write_text("the user's edits")
     with pytest.raises(UserError, match="results_spotting.json was not written by this project"):
         csb.main(args)
     assert files[0].read_text() == "the user's edits"
