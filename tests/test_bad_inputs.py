@@ -510,7 +510,10 @@ CASES: dict[str, Case] = {
     "training: label past the half's end is no event of the last window": Case(
         "train",
         lambda e: e.train(
-            [ann("1 - 00:15", "Goal"), ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)], *_goal_map(e)
+            [ann("1 - 00:15", "Goal"), ann("1 - 95:00", "Goal"), ann("2 - 00:05", "Goal", -5000)],
+            *_goal_map(e),
+            "--event_time",
+            "position",  # the negative position is the point (by gameTime the last event is at 5 s)
         ),
         0,
         "Labels-v2.json: ignored 2 of 3 events: outside their half: Goal at 1 - 95:00",
@@ -521,6 +524,12 @@ CASES: dict[str, Case] = {
         lambda e: e.train([ann("1 - 00:15", "Goal")]),
         2,
         "classes card, subs have no positive training window (label files Labels-v2.json; class map vd_v2",
+    ),
+    "training: a gameTime past :59 (read as 01:39 before) is refused naming the file": Case(
+        "train",
+        lambda e: e.train([ann("1 - 00:15", "Goal"), ann("1 - 00:99", "Goal")], *_goal_map(e)),
+        2,
+        "Labels-v2.json: annotation 1 has gameTime '1 - 00:99': seconds must be 00 to 59",
     ),
     "training: unknown label and half 3 reported once": Case(
         "train",
@@ -813,6 +822,39 @@ CASES: dict[str, Case] = {
         2,
         "1_VGGish.npy is not recorded in extraction.json as written by an extraction, so this run would replace it: "
         "choose another --out, or --overwrite",
+    ),
+    "live: the user's report.html in --out: refused, kept": Case(
+        "inference",
+        lambda e: [
+            "--model",
+            str(e.model),
+            "--out",
+            str(e.out),
+            "--live",
+            "udp://127.0.0.1:9",
+            "--weights",
+            "random",
+            *e.user_files("report.html"),
+        ],
+        2,
+        "report.html was not written by this project (or changed since)",
+        # (.live.lock stays: the lock of the folder, as for every live refusal)
+    ),
+    "live: a folder with an unfinished live run: refused with the command that finishes it": Case(
+        "inference",
+        lambda e: [
+            "--model",
+            str(e.model),
+            "--out",
+            str(e.out),
+            "--live",
+            "udp://127.0.0.1:9",
+            "--weights",
+            "random",
+            *e.user_files("recording.m3u8"),
+        ],
+        2,
+        "holds an earlier live run (recording.m3u8); give another --out; its end-of-run outputs: `",
     ),
     "inference empty feature files: the file named": Case(
         "inference", lambda e: e.infer(*e.features(0, 0)), 2, "v.npy: an empty feature file (shape (0, 512))"

@@ -530,7 +530,7 @@ def _build(list_path: str | Path, cache_root: Path, final: Path, config: DataCon
         tmp = cache_root / f".{final.name}.tmp{os.getpid()}"
         try:
             prepare_cache(list_path, tmp, config, progress=progress)
-            if final.exists():  # an incomplete folder of an earlier version: never a complete cache
+            if final.exists():  # an incomplete folder (a complete one was reused above, under this lock)
                 shutil.rmtree(final)
             os.rename(tmp, final)
         finally:
@@ -543,14 +543,30 @@ def _build(list_path: str | Path, cache_root: Path, final: Path, config: DataCon
 
 @contextlib.contextmanager
 def _build_lock(path: Path, list_path: str | Path) -> Iterator[None]:
-    """An exclusive lock of `path` for building one cache: a second run of the same data waits, then reuses it."""
-    with open(path, "a+b") as fh:
+    """An exclusive lock of `path` for building one cache: a second run of the same data waits, then reuses it.
+    The holder removes the file when done; a run that locked a file removed meanwhile locks the new one."""
+    said = False
+    while True:
+        fh = open(path, "a+b")  # noqa: SIM115 - closed below, after the lock is dropped
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"{list_path}: another run is building this window cache; waiting for it", flush=True)
+            if not said:
+                print(f"{list_path}: another run is building this window cache; waiting for it", flush=True)
+                said = True
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            if os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except OSError:
+            pass  # removed by the holder we waited for
+        fh.close()
+    try:
         yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        fh.close()
 
 
 def _siblings(cache_root: Path, stem: str) -> list[Path]:
