@@ -838,7 +838,6 @@ CASES: dict[str, Case] = {
         ],
         2,
         "report.html was not written by this project (or changed since)",
-        # (.live.lock stays: the lock of the folder, as for every live refusal)
     ),
     "live: a folder with an unfinished live run: refused with the command that finishes it": Case(
         "inference",

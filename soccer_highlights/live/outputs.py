@@ -68,6 +68,7 @@ def lock_folder(out: Path, model: Path | None = None, keep_old: bool = False) ->
     an earlier live run's outputs (the message gives the command that makes the end-of-run outputs of a
     recording that has none), or a file of the user's with an end-of-run output's name (`keep_old`: the
     user's report.html, which the run rewrites as it goes, is kept as report.old-N.html at once)."""
+    made_dir, made_lock = not out.exists(), not (out / ".live.lock").exists()
     out.mkdir(parents=True, exist_ok=True)
     handle = open(out / ".live.lock", "a+")  # noqa: SIM115 - held for the whole run
     try:
@@ -84,8 +85,13 @@ def lock_folder(out: Path, model: Path | None = None, keep_old: bool = False) ->
             raise UserError(f"{out}: holds an earlier live run ({', '.join(earlier)}); give another --out{recover}")
         if "report.html" in check_replaceable(out, OUTPUT_FILES, keep_old):
             keep_aside(out / "report.html")
-    except BaseException:
+    except BaseException:  # refused: the folder is left as it was
         handle.close()
+        with contextlib.suppress(OSError):
+            if made_lock:
+                (out / ".live.lock").unlink()
+            if made_dir:
+                out.rmdir()
         raise
     return handle
 
