@@ -268,3 +268,20 @@ def test_vds_named_ensembles_refuse_other_members(tmp_path):
 def test_the_command_passes_vds_ensemble_name(tmp_path):
     cfg = _cfg("--mode", "other", "--architecture", "AudioVideoArchi12", "--ensemble", "a.npz", "b.npz")
     assert (cfg.mode, cfg.ensemble_method, cfg.ensemble_of) == ("ensemble", "mean_logits", "AudioVideoArchi12")
+
+
+def test_predict_mode_labels_windows_as_the_model_was_trained(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    lst = _list(tmp_path, [_game(tmp_path, "g", {"Labels.json": V1_EVENTS, "Labels-v2.json": V2_EVENTS}).name])
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")  # read through the patched read_spec
+    record = {"labels": "v2", "event_time": "position", "background_label": "original"}
+    monkeypatch.setattr(cmb, "read_spec", lambda path: SimpleNamespace(training=record, class_map=None))
+    cfg = _cfg("--mode", "predict", "--testing", lst, "--model", str(model))
+    assert (cfg.data.labels, cfg.data.event_time, cfg.data.background) == ("v2", "position", "original")
+    cfg = _cfg("--mode", "predict", "--testing", lst, "--model", str(model), "--event_time", "gametime")
+    assert cfg.data.event_time == "gametime"  # a flag given wins
+    record["background_label"] = "sometimes"
+    with pytest.raises(UserError, match=r"m.keras: its training record has background_label 'sometimes'"):
+        _cfg("--mode", "predict", "--testing", lst, "--model", str(model))

@@ -487,6 +487,30 @@ def _pooling(args: argparse.Namespace) -> str:
     return architecture_pooling(args.architecture, args.network, args.pooling_rule)
 
 
+# The data rules a model's training record holds (`training.loop.training_record`) and their valid values.
+_RECORDED_DATA = {
+    "labels": tuple(ds.LABEL_VERSIONS),
+    "event_time": ds.EVENT_TIMES,
+    "background_label": BACKGROUND_RULES,
+}
+
+
+def _recorded_data_rules(args: argparse.Namespace, given: set[str]) -> None:
+    """Predict mode: the label file, event time and background rule the model was trained with (its training
+    record), for each of those flags not given, so its test windows are labelled as its training windows were."""
+    model = Path(args.model or Path(args.tflog) / f"{args.outputPrefix or args.architecture}_best.keras")
+    if args.mode != "predict" or not model.is_file():
+        return
+    record = read_spec(model).training or {}
+    for flag, valid in _RECORDED_DATA.items():
+        value = record.get(flag)
+        if flag in given or value is None:
+            continue
+        if value not in valid:
+            raise UserError(f"{model}: its training record has {flag} {value!r}, not one of {', '.join(valid)}")
+        setattr(args, flag, value)
+
+
 def _class_map(args: argparse.Namespace, preset: Preset):
     """--class_map; by default the map a predicted model records, else the preset's for the label files found."""
 
@@ -613,6 +637,7 @@ def _config(args: argparse.Namespace) -> training.TrainConfig:
     given = {flag for flag in PRESET_FLAGS if getattr(args, flag) is not None}
     args.labels_only = "labels" in given
     preset = _apply_preset(args)
+    _recorded_data_rules(args, given)
     outputs: tuple[str, ...] = training.PREDICT_OUTPUTS
     if args.config is not None:
         outputs = _predict_outputs(Path(args.config), training.PREDICT_OUTPUTS)
