@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ __all__ = [
     "LABEL_VERSIONS",
     "EVENT_TIMES",
     "labels_path",
+    "labels_version",
     "load_class_map",
     "load_half",
     "parse_labels",
@@ -259,6 +260,13 @@ def labels_path(game_dir: str | Path, prefer: str | None = None, only: bool = Fa
     return next((game_dir / n for n in names if (game_dir / n).is_file()), None)
 
 
+def labels_version(label_names: Iterable[str]) -> str | None:
+    """`v1` when every label name a class map knows is a v1 name (a model of V&D's `Labels.json` classes: that file
+    is the one to read where a game has both), else None (`Labels-v2.json` first)."""
+    names = set(label_names)
+    return "v1" if names and names <= V1_LABELS else None
+
+
 def read_labels(
     game_dir: str | Path, prefer: str | None = None, only: bool = False, event_time: str = "position"
 ) -> list[Event]:
@@ -305,11 +313,8 @@ def parse_labels(data: Any, source: str, event_time: str = "position") -> list[E
 
 # Every label name SoccerNet uses (v2 and v1): a label outside these and outside the class map is a typo or
 # foreign data, reported; a known label outside the class map is background by design, silently.
-KNOWN_LABELS = (
-    frozenset(SOCCERNET_V2_LABELS)
-    | {label for labels in _BUILTIN_MAPS["v1"].values() for label in labels}
-    | {"substitution-out"}
-)
+V1_LABELS = frozenset(label for labels in _BUILTIN_MAPS["v1"].values() for label in labels) | {"substitution-out"}
+KNOWN_LABELS = frozenset(SOCCERNET_V2_LABELS) | V1_LABELS
 
 
 def usable_events(

@@ -285,3 +285,15 @@ def test_predict_mode_labels_windows_as_the_model_was_trained(tmp_path, monkeypa
     record["background_label"] = "sometimes"
     with pytest.raises(UserError, match=r"m.keras: its training record has background_label 'sometimes'"):
         _cfg("--mode", "predict", "--testing", lst, "--model", str(model))
+
+
+def test_truth_and_evaluation_read_the_file_of_the_models_classes(tmp_path):
+    """A V&D model of v1 classes (trained on Labels.json, V&D's dataset.py) is scored against Labels.json where a
+    game has both files; any other class map against Labels-v2.json, as before."""
+    from soccer_highlights.evaluation.metrics import label_file
+
+    game = _game(tmp_path, "g", {"Labels.json": V1_EVENTS, "Labels-v2.json": V2_EVENTS})
+    v1, vd_v2 = ds.load_class_map("v1"), ds.load_class_map("vd_v2")
+    assert (ds.labels_version(v1.label_to_index), ds.labels_version(vd_v2.label_to_index)) == ("v1", None)
+    assert label_file(game, ds.labels_version(v1.label_to_index)).name == "Labels.json"
+    assert label_file(game, ds.labels_version(vd_v2.label_to_index)).name == "Labels-v2.json"

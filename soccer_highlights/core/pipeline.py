@@ -252,11 +252,12 @@ def _with_truth(
     halves: list[Half], game_dir: Path | None, cmap: ClassMap | None, tokens_per_second: float
 ) -> list[Half]:
     """Attach the labelled events (mapped to the model's classes) of each half, when the folder has labels."""
-    labels = dataset.labels_path(game_dir) if game_dir is not None else None
+    prefer = dataset.labels_version(cmap.label_to_index) if cmap is not None else None  # v1 map: Labels.json
+    labels = dataset.labels_path(game_dir, prefer) if game_dir is not None else None
     if game_dir is None or labels is None or cmap is None:
         return halves
     events = dataset.usable_events(
-        dataset.read_labels(game_dir),
+        dataset.read_labels(game_dir, prefer),
         labels,
         cmap,
         {h.number: h.duration or min(len(h.video), len(h.audio)) / tokens_per_second for h in halves},

@@ -331,8 +331,9 @@ def average_mAP(
 # Files
 
 
-def label_file(game_dir: Path) -> Path:
-    found = dataset.labels_path(game_dir)
+def label_file(game_dir: Path, prefer: str | None = None) -> Path:
+    """The game's label file, `prefer`'s version first (`dataset.labels_path`)."""
+    found = dataset.labels_path(game_dir, prefer)
     if found is None:
         raise UserError(f"{game_dir}: no {' or '.join(LABEL_FILES)}")
     return found
@@ -370,8 +371,9 @@ def evaluate_games(
     targets: list[HalfEvents] = []
     detections: list[HalfEvents] = []
     missing = []
+    prefer = dataset.labels_version(label_to_index)  # a v1 class map reads Labels.json where a game has both
     for game in games:
-        path = label_file(Path(labels_root) / game)
+        path = label_file(Path(labels_root) / game, prefer)
         targets.extend(label_events(read_json(path), label_to_class, tokens_per_second, str(path)))
         pred_path = Path(predictions_root) / game / prediction_file
         if pred_path.is_file():
