@@ -45,7 +45,7 @@ def test_folder_of_two_videos(tiny_model, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 of 2 videos done" in proc.stderr and "RANDOM" in proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["-second", "first match", "index.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["-second", ".outputs.json", "first match", "index.html"]
     index = (out / "index.html").read_text()
     assert 'href="first%20match/report.html"' in index and 'href="-second/report.html"' in index
     for name, seconds in (("first match", 8), ("-second", 6)):

@@ -19,9 +19,9 @@ def test_shards_do_disjoint_videos_and_the_index_links_all(tiny_model, tmp_path,
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
     assert inference.main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a", "index.html"]
+    assert sorted(p.name for p in out.iterdir()) == [".outputs.json", "a", "index.html"]
     assert inference.main([*args, "--shard_index", "1"]) == 0  # the flag wins
-    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "index.html"]
+    assert sorted(p.name for p in out.iterdir()) == [".outputs.json", "a", "b", "index.html"]
     index = (out / "index.html").read_text()
     assert all(f"{name}/report.html" in index for name in "ab")
     assert "1 of 1 videos done" in capsys.readouterr().err
