@@ -95,6 +95,10 @@ def test_vd_predict_then_archi9prediction_ensembles_by_product(trained, monkeypa
         assert set(f.files) >= {"logits", "probabilities"}
         logits = f["logits"]
     argv = ["--mode", "other", "--architecture", "Archi9Prediction", "--ensemble", str(npz), str(npz)]
+    # V&D's Archi9Prediction combines Archi1's (video) and Archi2's (audio) predictions (networks.py): not Archi5's
+    with pytest.raises(UserError, match=r"Archi9Prediction combines V&D's Archi1 \(video\) and Archi2 \(audio\)"):
+        cmb.main([*argv, "--tflog", "Model", "--outputPrefix", "e9"])
+    argv = ["--mode", "ensemble", "--ensemble_method", "product", "--ensemble", str(npz), str(npz)]
     assert cmb.main([*argv, "--tflog", "Model", "--outputPrefix", "e9"]) == 0
     with np.load(work / "Model" / "e9_ensemble_product.npz") as f:
         np.testing.assert_allclose(f["scores"], (1 / (1 + np.exp(-logits))) ** 2, rtol=1e-6)
