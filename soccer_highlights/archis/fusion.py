@@ -18,6 +18,7 @@ import warnings
 import keras
 from keras import ops
 
+from soccer_highlights.archis.dropout import KeyedDropout
 from soccer_highlights.common.errors import UserError
 
 
@@ -95,8 +96,8 @@ class CMGA(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.dropout = float(dropout)
-        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="attention_dropout")
-        self.output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="output_dropout")
+        self.attention_dropout = KeyedDropout(self.dropout, dtype=self.dtype_policy, name="attention_dropout")
+        self.output_dropout = KeyedDropout(self.dropout, dtype=self.dtype_policy, name="output_dropout")
 
     def build(self, input_shape):
         v_shape, a_shape = input_shape
@@ -207,9 +208,9 @@ class EncoderLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads, self.ff_dim, self.dropout = int(num_heads), int(ff_dim), float(dropout)
         policy = self.dtype_policy
-        self.drop_attn = keras.layers.Dropout(self.dropout, dtype=policy, name="drop_attn")
-        self.drop_ff = keras.layers.Dropout(self.dropout, dtype=policy, name="drop_ff")
-        self.drop_mid = keras.layers.Dropout(self.dropout, dtype=policy, name="drop_mid")
+        self.drop_attn = KeyedDropout(self.dropout, dtype=policy, name="drop_attn")
+        self.drop_ff = KeyedDropout(self.dropout, dtype=policy, name="drop_ff")
+        self.drop_mid = KeyedDropout(self.dropout, dtype=policy, name="drop_mid")
         self.norm_attn = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_attn")
         self.norm_ff = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_ff")
 

@@ -28,6 +28,7 @@ import keras
 from keras import ops
 
 from soccer_highlights.archis.names import L2_FLOORS, SOCCERNET_POOLINGS, canonical_pooling
+from soccer_highlights.archis.reuse import project
 from soccer_highlights.archis.soccernet_pooling import SoccerNetPooling
 from soccer_highlights.archis.stepnorm import StepBatchNorm
 from soccer_highlights.common.errors import UserError
@@ -210,7 +211,8 @@ class NetVLAD(keras.layers.Layer):
             mass = ops.sum(assign, axis=1)  # [B, K]
             vlad = vlad - mass[:, :, None] * ops.transpose(self.cluster_weights2)[None]
         flat = ops.reshape(double_l2_normalize(vlad, L2_EPS[self.l2_floor]), (-1, self.cluster_size * self.feature_dim))
-        y = ops.matmul(flat, self.hidden_weights)
+        after = self.cluster_bn.level if self.cluster_bn is not None else -1
+        y = project(self, flat, self.hidden_weights, after)  # kept across whole-step passes (archis.reuse)
         return self.gating(y, training=training) if self.gating is not None else y
 
     def compute_output_shape(self, input_shape):

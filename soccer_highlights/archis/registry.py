@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import keras
 from keras import ops
 
+from soccer_highlights.archis.dropout import KeyedDropout
 from soccer_highlights.archis.fusion import CMGA, GMU, BottleneckFusion, GatedBottleneck, TransformerFusion
 from soccer_highlights.archis.names import (
     ARCHITECTURE_NAMES,
@@ -66,7 +67,7 @@ class Blocks:
 
     def dropout(self, x, name: str):
         """Dropout before the classifier at the spec's rate (the original's for this architecture by default)."""
-        return keras.layers.Dropout(float(self.spec.dropout or 0.0), dtype=self.policy, name=self._name(name))(x)
+        return KeyedDropout(float(self.spec.dropout or 0.0), dtype=self.policy, name=self._name(name))(x)
 
     def classify(self, x, name: str = "logits"):
         """Final dense layer, always float32 so logits stay float32 under mixed precision. Initialised as the

@@ -15,7 +15,9 @@ are gathered from every replica, so training metrics cover the whole step on eve
 
 With one replica, batch-norm statistics and gradients are the whole step's whatever the micro-batch (extra passes
 over the step's micro-batches: `training.wholestep`); across replicas they are each micro-batch's, whose size the
-command fixes (`training.memory.FIXED_MICRO` unless a flag says otherwise), not the machine.
+command fixes (`training.memory.FIXED_MICRO` unless a flag says otherwise), not the machine. Dropout masks are a
+function of (layer seed, step, window index in the step) (`archis.dropout`), so they too are the same whatever
+the micro-batch, and the same in every pass of a step.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from soccer_highlights.archis.stepnorm import step_statistics
+from soccer_highlights.archis.dropout import window_keys
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.training.wholestep import WholeStepNorm
 
@@ -111,6 +113,15 @@ def split_step(idx: np.ndarray, replicas: int, micro_windows: int) -> list[list[
     return [[parts[r][j] for r in range(replicas)] for j in range(n_micro)]
 
 
+def window_offset(step_windows: int, replicas: int, n_micro: int, replica: int, j: int) -> int:
+    """Where micro-batch `j` of `replica` starts in its step (as `split_step` cuts a step of `step_windows`)."""
+    share, extra = divmod(step_windows, replicas)
+    start = replica * share + min(replica, extra)
+    size = share + (replica < extra)
+    part, more = divmod(size, n_micro)
+    return start + j * part + min(j, more)
+
+
 def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     """Iterate `items` in a background thread, `depth` ahead (NumPy reads release the GIL)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
@@ -163,17 +174,13 @@ class AccumulatingStep:
         pos_weight: np.ndarray,
         strategy: Any,
         window_shape: tuple[int, int] | None = None,
-        loss_reduction: str = "sum_classes",
     ) -> None:
         """`window_shape` (N, D): with one replica, each kind of micro-step is traced once for any batch size, so
-        a resumed run computes bit for bit what the uninterrupted run computed. `loss_reduction`: `sum_classes`
-        (V&D: summed over classes, averaged over windows) or `mean_classes` (the seed's BCEWithLogitsLoss: averaged
-        over windows and classes, a loss C times smaller)."""
+        a resumed run computes bit for bit what the uninterrupted run computed."""
         import tensorflow as tf
 
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.pos_weight = tf.constant(pos_weight, tf.float32)
-        self.loss_divisor = float(len(pos_weight)) if loss_reduction == "mean_classes" else 1.0
         self.local_ids = [
             int(r)
             for r in strategy.experimental_local_results(
@@ -204,23 +211,37 @@ class AccumulatingStep:
                 for i, v in enumerate(self.model.trainable_variables)
             ]
 
+    def _forward(self, video, audio, offset):
+        """Float32 logits of a training call on the micro-batch whose first window is the step's `offset`-th: dropout
+        masks keyed by (step, window), the same in every pass and for any micro-batch (`archis.dropout`)."""
+        import tensorflow as tf
+
+        with window_keys(self.optimizer.iterations, offset):
+            return tf.cast(self.model({"video": video, "audio": audio}, training=True), tf.float32)
+
+    def _loss(self, labels, logits, denom):
+        """The micro-batch's share of the step's loss: its windows' class-summed weighted cross-entropy / `denom`."""
+        import tensorflow as tf
+
+        per_window = tf.reduce_sum(tf.nn.weighted_cross_entropy_with_logits(labels, logits, self.pos_weight), 1)
+        return tf.reduce_sum(per_window) / denom
+
     def _make(self, kind: str, exact: bool = False):
         import tensorflow as tf
 
         model, optimizer = self.model, self.optimizer
 
-        def forward(video, audio):
+        def forward(video, audio, offset):
             if not exact:
-                return model({"video": video, "audio": audio}, training=True)
-            self.norm.phase = ("apply", -1)
-            with step_statistics(self.norm):
-                return model({"video": video, "audio": audio}, training=True)
+                return self._forward(video, audio, offset)
+            assert self.norm is not None  # exact steps exist only with whole-step batch-norm
+            with self.norm.active("apply", -1, offset, tf.shape(video)[0]):
+                return self._forward(video, audio, offset)
 
-        def replica_fn(video, audio, labels, denom):
+        def replica_fn(video, audio, labels, denom, offset):
             with tf.GradientTape() as tape:
-                logits = tf.cast(forward(video, audio), tf.float32)
-                per_window = tf.reduce_sum(tf.nn.weighted_cross_entropy_with_logits(labels, logits, self.pos_weight), 1)
-                loss = tf.reduce_sum(per_window) / denom
+                logits = forward(video, audio, offset)
+                loss = self._loss(labels, logits, denom)
             grads = tape.gradient(loss, model.trainable_variables)
             if kind == "first":
                 for a, g in zip(self.accum, grads, strict=True):
@@ -237,8 +258,8 @@ class AccumulatingStep:
             return logits
 
         @tf.function(input_signature=self._signature(), reduce_retracing=True)
-        def step(video, audio, labels, denom):
-            logits = self.strategy.run(replica_fn, args=(video, audio, labels, denom))
+        def step(video, audio, labels, denom, offset):
+            logits = self.strategy.run(replica_fn, args=(video, audio, labels, denom, offset))
             return self.strategy.gather(logits, axis=0), self.strategy.gather(labels, axis=0)
 
         return step
@@ -254,31 +275,34 @@ class AccumulatingStep:
             frames,
             tf.TensorSpec((None, int(self.pos_weight.shape[0])), tf.float32),
             tf.TensorSpec((), tf.float32),
+            tf.TensorSpec((), tf.int64),
         ]
 
     def passes(self, n_micro: int) -> int:
         """Passes over the micro-batches of a step of `n_micro` (one, unless whole-step batch-norm needs more)."""
         return len(self.norm.phases) if self.norm is not None and n_micro > 1 else 1
 
-    def _exact(self, args: list[Any], j: int, n_micro: int, p: int, denom: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    def _exact(
+        self, args: list[Any], j: int, n_micro: int, p: int, step_windows: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Micro-batch `j` in pass `p` of a step with whole-step batch-norm; logits and labels in the last pass."""
         norm = self.norm
         assert norm is not None  # called only for whole-step batch-norm (passes() > 1)
         kind, level = norm.phases[p]
         if p == 0 and j == 0:
-            norm.start_step()
+            norm.start_step(step_windows)
         if kind != "apply":
             key = (kind, level)
             if key not in self._exact_fns:
-                self._exact_fns[key] = norm.make_pass(self.model, kind, level, self.pos_weight, self._signature())
-            self._exact_fns[key](*args, denom)
+                self._exact_fns[key] = norm.make_pass(self._forward, self._loss, kind, level, self._signature())
+            self._exact_fns[key](*args)
             if j == n_micro - 1:
                 norm.end_pass(kind, level)
             return None
         step_kind = "first" if j == 0 else "last" if j == n_micro - 1 else "add"
         if step_kind not in self._exact_fns:
             self._exact_fns[step_kind] = self._make(step_kind, exact=True)
-        logits, labels = self._exact_fns[step_kind](*args, denom)
+        logits, labels = self._exact_fns[step_kind](*args)
         if j == n_micro - 1:
             norm.update_moving()
         return logits.numpy(), labels.numpy()
@@ -306,11 +330,13 @@ class AccumulatingStep:
         if n_micro > 1 and self.accum is None:
             self._make_accumulators()
         args = [self._distribute({r: parts[k] for r, parts in batch.items()}) for k in range(3)]
-        denom = tf.constant(float(step_windows) * self.loss_divisor, tf.float32)
+        args.append(tf.constant(float(step_windows), tf.float32))
+        offsets = {r: np.array(window_offset(step_windows, self.replicas, n_micro, r, j), np.int64) for r in batch}
+        args.append(self._distribute(offsets) if self.replicas > 1 else tf.constant(offsets[self.local_ids[0]]))
         if self.passes(n_micro) > 1:
-            return self._exact(args, j, n_micro, p, denom)
+            return self._exact(args, j, n_micro, p, step_windows)
         kind = "single" if n_micro == 1 else "first" if j == 0 else "last" if j == n_micro - 1 else "add"
-        logits, labels = self._fns[kind](*args, denom)
+        logits, labels = self._fns[kind](*args)
         return logits.numpy(), labels.numpy()
 
 

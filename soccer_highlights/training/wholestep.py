@@ -6,21 +6,32 @@ the whole batch. A step cut into micro-batches gets both right in several passes
 micro-batch read again every pass (so memory still follows the micro-batch):
 
 1. one forward pass per batch-norm depth (`StepBatchNorm.level`): the sums of x and x² of the layers of that
-   depth, whose inputs depend only on shallower layers already normalised with their whole-step moments;
+   depth, whose inputs depend only on shallower layers already normalised with their whole-step moments. Only the
+   prefix of the model that feeds those layers runs (TensorFlow prunes the rest of the traced call);
 2. one forward and backward pass per depth, deepest first: the sums of dL/dx̂ and dL/dx̂ · x̂ of that depth,
    the deeper layers already passing back the whole-batch gradient above;
 3. the step's gradient pass, every layer normalising with the whole-step moments and passing back the
    whole-batch gradient; then the moving averages move once, with the whole-step moments.
 
-With batch-norms two deep (NetVLAD's cluster batch-norm, then context gating's) a step of several micro-batches
-costs two more forward and two more forward-and-backward passes: about 3.5 times a single pass. A step of one
-micro-batch is Keras' own batch-norm (one pass). Sums are float64.
+NetVLAD's projection (`archis.reuse`, most of the arithmetic at VLAD-512) is computed once per window, in the
+first pass where the batch-norms upstream of it have their whole-step moments, kept ([step windows, O] per
+layer: 2 KiB a window at O = 512) and read back by the later passes, which only run its backward. For concat
+(batch-norms two deep: NetVLAD's cluster batch-norm, then context gating's) a step of several micro-batches then
+costs the projection's forward once, its input gradient twice and its weight gradient once (a single pass: once
+each), plus the layers before the projection run again in each pass that needs them (bench/results_wholestep.md).
+
+Only trainable batch-norms count (a frozen one normalises with its evaluation statistics, as Keras'); a model
+without any needs no extra pass. A step of one micro-batch is Keras' own batch-norm (one pass). Sums are float64.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from soccer_highlights.archis.pooling import NetVLAD
+from soccer_highlights.archis.reuse import reusing
 from soccer_highlights.archis.stepnorm import StepBatchNorm, step_statistics
 
 
@@ -49,12 +60,37 @@ class WholeStepNorm:
     """The passes of a step over the `StepBatchNorm` layers of `model` (see the module docstring)."""
 
     def __init__(self, model: Any) -> None:
+        import tensorflow as tf
+
+        layers = model._flatten_layers()
         self.sums = {
-            id(layer): _LayerSums(layer) for layer in model._flatten_layers() if isinstance(layer, StepBatchNorm)
+            id(layer): _LayerSums(layer)
+            for layer in layers
+            if isinstance(layer, StepBatchNorm) and layer.trainable  # a frozen one uses its evaluation statistics
         }
         self.levels = sorted({s.layer.level for s in self.sums.values()})
         self.phase: tuple[str, int] = ("apply", -1)  # read while tracing
+        self.offset: Any = 0  # the micro-batch's first window in the step and its size (traced scalars)
+        self.windows: Any = 0
         self.collected: list[tuple[_LayerSums, Any]] = []  # (layer sums, x̂) of the traced cotangent pass
+        # NetVLAD projections kept across the passes of a step, [step windows, O] (archis.reuse)
+        self.kept = {
+            id(layer): tf.Variable(
+                tf.zeros([0, layer.output_dim], layer.compute_dtype),
+                shape=tf.TensorShape([None, layer.output_dim]),
+                trainable=False,
+            )
+            for layer in model._flatten_layers()
+            if isinstance(layer, NetVLAD)
+        }
+
+    @contextlib.contextmanager
+    def active(self, kind: str, level: int, offset: Any, windows: Any) -> Iterator[None]:
+        """Model calls traced inside run pass (`kind`, `level`) on the micro-batch of `windows` windows starting at
+        the step's window `offset`."""
+        self.phase, self.offset, self.windows, self.collected = (kind, level), offset, windows, []
+        with step_statistics(self), reusing(self):
+            yield
 
     def __bool__(self) -> bool:
         return bool(self.sums)
@@ -72,9 +108,17 @@ class WholeStepNorm:
         """The layer's training output in the current phase (called by `StepBatchNorm.call` while tracing)."""
         import tensorflow as tf
 
-        s, (kind, level) = self.sums[id(layer)], self.phase
         x32 = tf.cast(x, tf.float32)
         axes = list(range(len(x.shape) - 1))
+        if id(layer) not in self.sums:  # frozen: its evaluation statistics, as Keras' batch-norm
+            stats = getattr(layer, "evaluation_statistics", None)
+            mean, var = stats(x32) if stats else (layer.moving_mean, layer.moving_variance)
+            return self._affine(
+                layer,
+                (x32 - tf.cast(mean, tf.float32)) * tf.math.rsqrt(tf.cast(var, tf.float32) + layer.epsilon),
+                x.dtype,
+            )
+        s, (kind, level) = self.sums[id(layer)], self.phase
         if kind == "moments":
             if layer.level == level:
                 x64 = tf.cast(x32, tf.float64)
@@ -91,12 +135,50 @@ class WholeStepNorm:
             xhat = self._fixed(x32, s, layer.epsilon, corrected)
             if kind == "cotangents" and layer.level == level:
                 self.collected.append((s, xhat))
+        return self._affine(layer, xhat, x.dtype)
+
+    @staticmethod
+    def _affine(layer: StepBatchNorm, xhat, dtype):
+        import tensorflow as tf
+
         y = xhat
         if layer.scale:
             y = y * tf.cast(layer.gamma, tf.float32)
         if layer.center:
             y = y + tf.cast(layer.beta, tf.float32)
-        return tf.cast(y, x.dtype)
+        return tf.cast(y, dtype)
+
+    def project(self, layer: Any, x, w, after_level: int):
+        """`x @ w` of `layer` in the current pass (called by `archis.reuse.project` while tracing): computed and
+        kept in the first pass where the batch-norms upstream (at most `after_level` deep) have their whole-step
+        moments, read back in the later passes with the product's gradient (none in a pass that needs no gradient
+        below it: then nothing upstream of it runs)."""
+        import tensorflow as tf
+
+        kind, level = self.phase
+        kept = self.kept.get(id(layer))
+        phases = self.phases
+        first = next((i for i, (k, lv) in enumerate(phases) if k != "moments" or lv > after_level), len(phases))
+        now = phases.index(self.phase) if self.phase in phases else -1
+        if kept is None or now < first:
+            return tf.matmul(x, tf.cast(w, x.dtype))
+        rows = tf.cast(self.offset, tf.int64) + tf.range(tf.cast(self.windows, tf.int64))
+        if now == first:
+            y = tf.matmul(x, tf.cast(w, x.dtype))
+            kept.scatter_update(tf.IndexedSlices(tf.cast(y, kept.dtype), rows))
+            return y
+        stored = tf.cast(tf.gather(kept, rows), x.dtype)
+        if kind == "moments" or (kind == "cotangents" and level > after_level):
+            return stored  # no gradient below it in this pass: the layers that feed it are not run at all
+
+        @tf.custom_gradient
+        def product(x, w):
+            def grad(dy):
+                return tf.matmul(dy, w, transpose_b=True), tf.matmul(x, dy, transpose_a=True)
+
+            return stored, grad
+
+        return product(x, tf.cast(w, x.dtype))
 
     @staticmethod
     def _fixed(x, s: _LayerSums, epsilon: float, corrected: bool):
@@ -121,9 +203,14 @@ class WholeStepNorm:
 
         return norm(x)
 
-    def start_step(self) -> None:
+    def start_step(self, step_windows: int) -> None:
+        import tensorflow as tf
+
         for s in self.sums.values():
             s.reset()
+        for kept in self.kept.values():
+            if kept.shape[0] != step_windows:
+                kept.assign(tf.zeros([step_windows, kept.shape[1]], kept.dtype))
 
     def end_pass(self, kind: str, level: int) -> None:
         """After the last micro-batch of a moments pass: that depth's whole-step moments (biased variance, as Keras)."""
@@ -138,33 +225,40 @@ class WholeStepNorm:
                 s.var.assign(tf.cast(tf.maximum(s.s2 / s.count - tf.square(mean), 0.0), tf.float32))
 
     def update_moving(self) -> None:
-        """Once per step: the moving averages move with the whole-step moments, as one training call of the layer
-        would (its variance update, biased or unbiased, is the layer's: `StepBatchNorm.update_moving`)."""
+        """Once per step: the moving averages move with the whole-step moments, as one Keras training call would."""
         for s in self.sums.values():
-            s.layer.update_moving(s.mean, s.var, s.count)
+            m = float(s.layer.momentum)
+            s.layer.moving_mean.assign(s.layer.moving_mean * m + s.mean * (1 - m))
+            s.layer.moving_variance.assign(s.layer.moving_variance * m + s.var * (1 - m))
 
-    def make_pass(self, model: Any, kind: str, level: int, pos_weight, signature):
-        """A compiled micro-batch call of a moments or cotangents pass (the apply pass is `AccumulatingStep`'s)."""
+    def make_pass(
+        self,
+        forward: Callable[[Any, Any, Any], Any],
+        loss: Callable[[Any, Any, Any], Any],
+        kind: str,
+        level: int,
+        signature: list[Any] | None,
+    ):
+        """A compiled micro-batch call (video, audio, labels, denom, offset) of a moments or cotangents pass (the apply
+        pass is `AccumulatingStep`'s); `forward(video, audio, offset)` gives the float32 logits of a training call,
+        `loss(labels, logits, denom)` the micro-batch's share of the step's loss."""
         import tensorflow as tf
 
-        def run(video, audio, labels, denom):
-            self.phase, self.collected = (kind, level), []
-            with step_statistics(self):
+        def run(video, audio, labels, denom, offset):
+            with self.active(kind, level, offset, tf.shape(video)[0]):
                 if kind == "moments":
-                    model({"video": video, "audio": audio}, training=True)
+                    forward(video, audio, offset)
                     return tf.constant(0.0)
                 with tf.GradientTape() as tape:
-                    logits = tf.cast(model({"video": video, "audio": audio}, training=True), tf.float32)
-                    per_window = tf.reduce_sum(tf.nn.weighted_cross_entropy_with_logits(labels, logits, pos_weight), 1)
-                    loss = tf.reduce_sum(per_window) / denom
+                    value = loss(labels, forward(video, audio, offset), denom)
                 collected = list(self.collected)
-                grads = tape.gradient(loss, [x for _, x in collected])
+                grads = tape.gradient(value, [x for _, x in collected])
                 for (s, xhat), g in zip(collected, grads, strict=True):
                     axes = list(range(len(xhat.shape) - 1))
                     g = tf.zeros_like(xhat) if g is None else g
                     s.a1.assign_add(tf.cast(tf.reduce_sum(g, axes), tf.float64))
                     s.a2.assign_add(tf.cast(tf.reduce_sum(g * xhat, axes), tf.float64))
-                return loss
+                return value
 
         return tf.function(run, input_signature=signature, reduce_retracing=True)
 
