@@ -174,13 +174,17 @@ class AccumulatingStep:
         pos_weight: np.ndarray,
         strategy: Any,
         window_shape: tuple[int, int] | None = None,
+        loss_reduction: str = "sum_classes",
     ) -> None:
         """`window_shape` (N, D): with one replica, each kind of micro-step is traced once for any batch size, so
-        a resumed run computes bit for bit what the uninterrupted run computed."""
+        a resumed run computes bit for bit what the uninterrupted run computed. `loss_reduction`: `sum_classes`
+        (V&D: summed over classes, averaged over windows) or `mean_classes` (the seed's BCEWithLogitsLoss: averaged
+        over windows and classes, a loss C times smaller)."""
         import tensorflow as tf
 
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.pos_weight = tf.constant(pos_weight, tf.float32)
+        self.loss_divisor = float(len(pos_weight)) if loss_reduction == "mean_classes" else 1.0
         self.local_ids = [
             int(r)
             for r in strategy.experimental_local_results(
@@ -330,7 +334,7 @@ class AccumulatingStep:
         if n_micro > 1 and self.accum is None:
             self._make_accumulators()
         args = [self._distribute({r: parts[k] for r, parts in batch.items()}) for k in range(3)]
-        args.append(tf.constant(float(step_windows), tf.float32))
+        args.append(tf.constant(float(step_windows) * self.loss_divisor, tf.float32))
         offsets = {r: np.array(window_offset(step_windows, self.replicas, n_micro, r, j), np.int64) for r in batch}
         args.append(self._distribute(offsets) if self.replicas > 1 else tf.constant(offsets[self.local_ids[0]]))
         if self.passes(n_micro) > 1:

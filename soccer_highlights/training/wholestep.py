@@ -225,11 +225,10 @@ class WholeStepNorm:
                 s.var.assign(tf.cast(tf.maximum(s.s2 / s.count - tf.square(mean), 0.0), tf.float32))
 
     def update_moving(self) -> None:
-        """Once per step: the moving averages move with the whole-step moments, as one Keras training call would."""
+        """Once per step: the moving averages move with the whole-step moments, as one training call of the layer
+        would (its variance update, biased or unbiased, is the layer's: `StepBatchNorm.update_moving`)."""
         for s in self.sums.values():
-            m = float(s.layer.momentum)
-            s.layer.moving_mean.assign(s.layer.moving_mean * m + s.mean * (1 - m))
-            s.layer.moving_variance.assign(s.layer.moving_variance * m + s.var * (1 - m))
+            s.layer.update_moving(s.mean, s.var, s.count)
 
     def make_pass(
         self,
