@@ -4,7 +4,11 @@
   speed:  seconds per epoch on 20 games, concat NetVLAD k=512, 20 s windows; input-pipeline share
   zoo:    validation / test mAP of video, audio, concat, gmu, cmga, transformer, bottleneck
 
-Run under `flock /tmp/bench.lock .venv/bin/python bench/bench_training.py all --out bench/out/training`.
+Run under `flock /tmp/coord/bench.lock .venv/bin/python bench/bench_training.py all --out bench/out/training`.
+`--code DIR` runs the children on another checkout (e.g. a `git worktree` of an older commit, for a side-by-side
+baseline); `--dtypes` and `--micro` choose the speed cells. Each speed row gives the load average (1 minute) when
+the epoch ended and the child's CPU seconds per window (user + system, the whole run: less sensitive to other jobs
+on a shared machine than the wall time).
 """
 
 from __future__ import annotations
@@ -31,12 +35,17 @@ def child(argv: list[str]) -> None:
     print(f"maxrss_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
 
 
+CODE: Path | None = None  # --code: the checkout the children import
+
+
 def run_cli(argv: list[str]) -> tuple[float, float]:
     """(peak RSS MiB, wall seconds) of one CLI run in a fresh process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    if CODE is not None:
+        env["PYTHONPATH"] = str(CODE)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, __file__, "_child", *argv], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, __file__, "_child", *argv], cwd=CODE or ROOT, env=env, capture_output=True, text=True
     )
     wall = time.perf_counter() - t0
     if proc.returncode:
@@ -126,15 +135,16 @@ def bench_memory(out: Path) -> list[str]:
     return rows
 
 
-def bench_speed(out: Path) -> list[str]:
+def bench_speed(out: Path, dtypes: tuple[str, ...] = ("float32", "bfloat16"), micro: int | None = None) -> list[str]:
     big = make_data(out / "games15", 100, 15.0, seed=0)
     train = sub_list(big, 20, out / "games15" / "listgame_Train_20.npy")
     evalset = sub_list(big, 2, out / "games15" / "listgame_Eval_2.npy")
     rows = [
-        "| model | batch | windows/epoch | epoch (s) | windows/s | input wait (s) | input share |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | batch | micro-batch | windows/epoch | epoch (s) | windows/s | input wait (s) | input share | "
+        "load (1 min) | CPU ms / window (run) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for dtype in ("float32", "bfloat16"):
+    for dtype in dtypes:
         tflog = out / f"speed_{dtype}"
         args = common(
             train,
@@ -155,16 +165,21 @@ def bench_speed(out: Path) -> list[str]:
             dtype,
             "--formatdataset",
             "1",
+            *(("--micro_batch_windows", str(micro)) if micro else ()),
         )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run_cli(args)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load = os.getloadavg()[0]
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         summary = json.loads((tflog / "concat_summary.json").read_text())
         settings = json.loads((tflog / "cache" / train.stem / "settings.json").read_text())
         windows = sum(h["count"] for h in settings["halves"])
         h = summary["history"][-1]  # the second epoch: no tracing
         rows.append(
-            f"| concat VLAD-512 {dtype} | 256 windows | {windows} | {h['train_seconds']:.1f} | "
-            f"{windows / h['train_seconds']:.0f} | {h['input_wait_seconds']:.2f} | "
-            f"{100 * h['input_wait_seconds'] / h['train_seconds']:.1f}% |"
+            f"| concat VLAD-512 {dtype} | 256 windows | {micro or 'default'} | {windows} | {h['train_seconds']:.1f} | "
+            f"{windows / h['train_seconds']:.1f} | {h['input_wait_seconds']:.2f} | "
+            f"{100 * h['input_wait_seconds'] / h['train_seconds']:.1f}% | {load:.1f} | {1000 * cpu / (2 * windows):.0f} |"
         )
     return rows
 
@@ -221,12 +236,22 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "training"))
     p.add_argument("--zoo_epochs", type=int, default=10)
     p.add_argument("--zoo_vlad_k", type=int, default=16)
+    p.add_argument("--code", type=Path, help="run the children on this checkout (a baseline)")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="speed: compute dtypes, comma-separated")
+    p.add_argument("--micro", type=int, help="speed: --micro_batch_windows (default: the command's)")
     args = p.parse_args()
+    global CODE
+    CODE = args.code.resolve() if args.code else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("memory", "speed", "zoo") if args.which == "all" else (args.which,):
         t0 = time.perf_counter()
-        rows = bench_zoo(out, args.zoo_epochs, args.zoo_vlad_k) if name == "zoo" else globals()[f"bench_{name}"](out)
+        if name == "zoo":
+            rows = bench_zoo(out, args.zoo_epochs, args.zoo_vlad_k)
+        elif name == "speed":
+            rows = bench_speed(out, tuple(args.dtypes.split(",")), args.micro)
+        else:
+            rows = bench_memory(out)
         print(f"\n## {name} ({time.perf_counter() - t0:.0f} s)\n" + "\n".join(rows), flush=True)
 
 
