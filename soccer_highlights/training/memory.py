@@ -30,8 +30,9 @@ HEADROOM = 0.85  # plan to this share of the budget: the runtime and the live ac
 
 # runs of the same step (allocator, thread pools): measured 1.80-2.16 GiB for one plan of 2.0 GiB
 MIN_MICRO = 8
-# Micro-batch of a training step unless the command says otherwise: fixed, so batch-norm statistics, dropout draws
-# and summation order (so the weights) are the same on every machine; `micro_windows=0` lets the budget choose.
+# Micro-batch of a training step unless the command says otherwise: fixed, so the order of float sums (and, across
+# replicas, the batch-norm statistics) and so the weights are the same on every machine (with one replica, whole-step
+# statistics and keyed dropout masks make any micro-batch agree to float precision); `micro_windows=0`: the budget's.
 FIXED_MICRO = 64
 
 
