@@ -855,6 +855,13 @@ CASES: dict[str, Case] = {
         2,
         "holds an earlier live run (recording.m3u8); give another --out; its end-of-run outputs: `",
     ),
+    "evaluate --framerate 0": Case(
+        "evaluate", lambda e: e.evaluate(None, None, None, "--framerate", "0"), 2, "--framerate must be > 0"
+    ),
+    "evaluate --framerate nan": Case(
+        "evaluate", lambda e: e.evaluate(None, None, None, "--framerate", "nan"), 2, "--framerate: must be a finite"
+    ),
+    "train --min_lr -1": Case("train", lambda e: ["--mode", "train", "--min_lr=-1"], 2, "--min_lr must be >= 0"),
     "inference empty feature files: the file named": Case(
         "inference", lambda e: e.infer(*e.features(0, 0)), 2, "v.npy: an empty feature file (shape (0, 512))"
     ),

@@ -141,6 +141,8 @@ def _check_outputs_apart(args: argparse.Namespace, games: Sequence[str]) -> None
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.framerate > 0:
+        raise UserError(f"--framerate must be > 0 frames per second, got {args.framerate}")
     for flag, folder in (("--labels", args.labels), ("--predictions", args.predictions)):
         if not folder.is_dir():
             raise UserError(f"{folder}: {flag} folder not found")

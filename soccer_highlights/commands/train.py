@@ -548,6 +548,8 @@ def _check_flags(args: argparse.Namespace) -> None:
         )
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.min_lr is not None and args.min_lr < 0:
+        raise UserError(f"--min_lr must be >= 0, got {args.min_lr}")
     if args.schedule is not None:
         SchedulePolicy(args.schedule)  # checks --schedule (as argparse's choices did: before any list is read)
     required = {"train": ("architecture", "training", "validation", "testing"), "predict": ("testing",), "ensemble": ()}

@@ -196,6 +196,8 @@ def generate_dataset(
 
     if n_games < 1 or half_minutes <= 0:
         raise UserError(f"need at least one game and a positive half length, got {n_games} and {half_minutes}")
+    if event_rate < 0:
+        raise UserError(f"--event_rate must be >= 0, got {event_rate}")
     root = Path(root)
     counts = split_counts(n_games, splits)
     games: dict[str, list[Event]] = {}
