@@ -242,11 +242,15 @@ class AccumulatingStep:
             with self.norm.active("apply", -1, offset, tf.shape(video)[0]):
                 return self._forward(video, audio, offset)
 
+        merged = exact and self.norm is not None and self.norm.merged
+
         def replica_fn(video, audio, labels, denom, offset):
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(persistent=merged) as tape:
                 logits = forward(video, audio, offset)
                 loss = self._loss(labels, logits, denom)
             grads = tape.gradient(loss, model.trainable_variables)
+            if merged and self.norm is not None:  # the shallowest batch-norms' cotangents, in this pass
+                self.norm.accumulate(tape, loss)
             if kind == "first":
                 for a, g in zip(self.accum, grads, strict=True):
                     a.assign(g)
@@ -257,6 +261,8 @@ class AccumulatingStep:
                 if kind == "last":  # add in place, then apply the accumulator: no extra gradient-sized tensor
                     for a, g in zip(self.accum, grads, strict=True):
                         a.assign_add(g)
+                    if merged and self.norm is not None:
+                        self.norm.correct(self.accum, model.trainable_variables)
                     grads = [a.read_value() for a in self.accum]
                 optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return logits

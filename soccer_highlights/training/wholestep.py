@@ -15,10 +15,13 @@ micro-batch read again every pass (so memory still follows the micro-batch):
 
 NetVLAD's projection (`archis.reuse`, most of the arithmetic at VLAD-512) is computed once per window, in the
 first pass where the batch-norms upstream of it have their whole-step moments, kept ([step windows, O] per
-layer: 2 KiB a window at O = 512) and read back by the later passes, which only run its backward. For concat
-(batch-norms two deep: NetVLAD's cluster batch-norm, then context gating's) a step of several micro-batches then
-costs the projection's forward once, its input gradient twice and its weight gradient once (a single pass: once
-each), plus the layers before the projection run again in each pass that needs them (bench/results_wholestep.md).
+layer: 2 KiB a window at O = 512) and read back by the later passes, which only run its backward. When the
+shallowest batch-norms are NetVLAD cluster batch-norms over model inputs (z = u W, nothing trainable feeding u),
+their cotangent pass is folded into the gradient pass: that pass holds their moments fixed, sums dL/dx̂,
+dL/dx̂ · x̂, uᵀ1 and uᵀx̂, and `correct` adds the rest of W's whole-batch gradient before the step is applied. For
+concat (batch-norms two deep: NetVLAD's cluster batch-norm, then context gating's) a step of several micro-batches
+then costs the projection's forward, input gradient and weight gradient once each, as a single pass does, plus
+the layers before the projection run again in the passes that need them (bench/results_wholestep.md).
 
 Only trainable batch-norms count (a frozen one normalises with its evaluation statistics, as Keras'); a model
 without any needs no extra pass. A step of one micro-batch is Keras' own batch-norm (one pass). Sums are float64.
@@ -50,10 +53,22 @@ class _LayerSums:
         self.s1, self.s2, self.a1, self.a2 = var(tf.float64), var(tf.float64), var(tf.float64), var(tf.float64)
         self.count = tf.Variable(tf.zeros([], tf.float64), trainable=False)
         self.mean, self.var = var(tf.float32), var(tf.float32)
+        # a batch-norm fed by `u @ weights` (u: a model input): the weights and the sums Σ uᵀ1, Σ uᵀx̂ ([D, K])
+        self.weights: Any = None
+        self.u1: Any = None
+        self.ux: Any = None
+
+    def link(self, weights: Any) -> None:
+        import tensorflow as tf
+
+        self.weights = weights
+        self.u1 = tf.Variable(tf.zeros(weights.shape, tf.float64), trainable=False)
+        self.ux = tf.Variable(tf.zeros(weights.shape, tf.float64), trainable=False)
 
     def reset(self) -> None:
-        for v in (self.s1, self.s2, self.a1, self.a2, self.count):
-            v.assign(v * 0)
+        for v in (self.s1, self.s2, self.a1, self.a2, self.count, self.u1, self.ux):
+            if v is not None:
+                v.assign(v * 0)
 
 
 class WholeStepNorm:
@@ -69,6 +84,15 @@ class WholeStepNorm:
             if isinstance(layer, StepBatchNorm) and layer.trainable  # a frozen one uses its evaluation statistics
         }
         self.levels = sorted({s.layer.level for s in self.sums.values()})
+        # The shallowest batch-norms, when each is NetVLAD's cluster batch-norm over a model input (scores = x @ W):
+        # their cotangent pass merges into the gradient pass (see `correct`)
+        for layer in layers:
+            bn = getattr(layer, "cluster_bn", None)
+            if isinstance(layer, NetVLAD) and id(bn) in self.sums and _reads_model_input(model, layer):
+                self.sums[id(bn)].link(layer.cluster_weights)
+        shallow = [s for s in self.sums.values() if self.levels and s.layer.level == self.levels[0]]
+        self.merged = bool(shallow) and all(s.weights is not None for s in shallow)
+        self.linear: list[tuple[_LayerSums, Any, Any]] = []  # (sums, BN input, x̂) of the traced gradient pass
         self.phase: tuple[str, int] = ("apply", -1)  # read while tracing
         self.offset: Any = 0  # the micro-batch's first window in the step and its size (traced scalars)
         self.windows: Any = 0
@@ -88,7 +112,7 @@ class WholeStepNorm:
     def active(self, kind: str, level: int, offset: Any, windows: Any) -> Iterator[None]:
         """Model calls traced inside run pass (`kind`, `level`) on the micro-batch of `windows` windows starting at
         the step's window `offset`."""
-        self.phase, self.offset, self.windows, self.collected = (kind, level), offset, windows, []
+        self.phase, self.offset, self.windows, self.collected, self.linear = (kind, level), offset, windows, [], []
         with step_statistics(self), reusing(self):
             yield
 
@@ -98,9 +122,10 @@ class WholeStepNorm:
     @property
     def phases(self) -> list[tuple[str, int]]:
         """The passes of a step of several micro-batches, in order."""
+        merged = self.levels[:1] if self.merged else []
         return (
             [("moments", lv) for lv in self.levels]
-            + [("cotangents", lv) for lv in reversed(self.levels)]
+            + [("cotangents", lv) for lv in reversed(self.levels) if lv not in merged]
             + [("apply", -1)]
         )
 
@@ -131,11 +156,48 @@ class WholeStepNorm:
                 mean, var = tf.nn.moments(x32, axes)
             xhat = (x32 - mean) * tf.math.rsqrt(var + layer.epsilon)
         else:
-            corrected = kind == "apply" or layer.level > level
+            merged = kind == "apply" and self.merged and layer.level == self.levels[0]
+            corrected = not merged and (kind == "apply" or layer.level > level)
             xhat = self._fixed(x32, s, layer.epsilon, corrected)
             if kind == "cotangents" and layer.level == level:
                 self.collected.append((s, xhat))
+            if merged:  # the moments' part of its gradient is added by `correct`, once per step
+                self.linear.append((s, x, xhat))
         return self._affine(layer, xhat, x.dtype)
+
+    def accumulate(self, tape: Any, loss: Any) -> None:
+        """In the gradient pass of a merged step (traced, `tape` persistent): the shallowest batch-norms' sums of
+        dL/dx̂ and dL/dx̂ · x̂, and of uᵀ1 and uᵀx̂ (vector-Jacobian products of z = u @ W)."""
+        import tensorflow as tf
+
+        linear = list(self.linear)
+        grads = tape.gradient(loss, [xhat for _, _, xhat in linear])
+        for (s, z, xhat), g in zip(linear, grads, strict=True):
+            axes = list(range(len(xhat.shape) - 1))
+            g = tf.zeros_like(xhat) if g is None else g
+            s.a1.assign_add(tf.cast(tf.reduce_sum(g, axes), tf.float64))
+            s.a2.assign_add(tf.cast(tf.reduce_sum(g * xhat, axes), tf.float64))
+            ones = tape.gradient(z, s.weights, output_gradients=tf.ones_like(z))
+            cross = tape.gradient(z, s.weights, output_gradients=tf.cast(xhat, z.dtype))
+            s.u1.assign_add(tf.cast(ones, tf.float64))
+            s.ux.assign_add(tf.cast(cross, tf.float64))
+
+    def correct(self, accum: list[Any], variables: list[Any]) -> None:
+        """Before the step is applied (traced): the whole-batch gradient of each merged batch-norm's weights W. The
+        gradient pass gave Σ uᵀ dL/dx̂ / s (moments held fixed); the whole batch's dL/dz is
+        (dL/dx̂ - mean(dL/dx̂) - x̂ · mean(dL/dx̂ · x̂)) / s, so W's gradient lacks
+        -(Σ uᵀ1 · mean(dL/dx̂) + Σ uᵀx̂ · mean(dL/dx̂ · x̂)) / s, column by column (z = u W: column k of W feeds
+        channel k only, and nothing trainable feeds u)."""
+        import tensorflow as tf
+
+        where = {id(v): i for i, v in enumerate(variables)}
+        for s in self.sums.values():
+            if s.weights is None or id(s.weights) not in where:
+                continue
+            inv = tf.math.rsqrt(tf.cast(s.var, tf.float64) + s.layer.epsilon)
+            c1, c2 = s.a1 / s.count * inv, s.a2 / s.count * inv
+            fix = s.u1 * c1[None, :] + s.ux * c2[None, :]
+            accum[where[id(s.weights)]].assign_sub(tf.cast(fix, tf.float32))
 
     @staticmethod
     def _affine(layer: StepBatchNorm, xhat, dtype):
@@ -260,6 +322,15 @@ class WholeStepNorm:
                 return value
 
         return tf.function(run, input_signature=signature, reduce_retracing=True)
+
+
+def _reads_model_input(model: Any, layer: Any) -> bool:
+    """Whether `layer` is called once, on one of the model's inputs (nothing trainable upstream of it)."""
+    try:
+        source = layer.input
+    except (AttributeError, ValueError, RuntimeError):  # not a layer of the functional graph, or called twice
+        return False
+    return any(source is t for t in model.inputs)
 
 
 def has_step_norm(model: Any) -> bool:
