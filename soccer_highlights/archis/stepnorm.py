@@ -208,9 +208,11 @@ class SetStatistics:
                 self.phase = (kind, level)
                 token = _EVAL.set(self)
                 try:
-                    return self._forward(*args)
+                    out = self._forward(*args)
                 finally:
                     _EVAL.reset(token)
+                # a moments pass returns nothing: TensorFlow prunes the layers that feed no measured batch-norm
+                return self._tf.constant(0.0) if kind == "moments" else out
 
             self._fns[kind, level] = self._tf.function(run, input_signature=self._signature, reduce_retracing=True)
         return self._fns[kind, level]
