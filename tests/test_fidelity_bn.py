@@ -307,3 +307,13 @@ def test_the_scorer_normalises_a_whole_half_by_its_moments_and_a_live_range_by_t
     moving.set_weights(model.get_weights())
     live = Scorer(model, batch_size=3).score_range(video, audio, 0, 5)
     np.testing.assert_allclose(live, Scorer(moving).score_range(video, audio, 0, 5), rtol=1e-5, atol=1e-6)
+
+
+def test_the_loss_reduction_follows_the_preset_and_is_recorded_in_the_model():
+    from soccer_highlights.training.config import TrainConfig
+    from soccer_highlights.training.loop import training_record
+    from soccer_highlights.training.presets import preset_for
+
+    assert preset_for("GMU").loss_reduction == "mean_classes"  # the seed's trainer.py: BCEWithLogitsLoss, 'mean'
+    assert preset_for("AudioVideoArchi5").loss_reduction == "sum_classes"  # V&D's: summed over classes
+    assert training_record(TrainConfig(loss_reduction="mean_classes"))["loss_reduction"] == "mean_classes"
