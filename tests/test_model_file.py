@@ -112,7 +112,9 @@ def test_an_aligned_file_is_used_in_place_and_stays_a_keras_file(tmp_path):
 
     model = archis.build_model("concat", vlad_k=16, window_seconds=4, seed=2)
     model.save(tmp_path / "m.keras")
+    (tmp_path / "m.keras").chmod(0o644)
     assert align_weights(tmp_path / "m.keras")
+    assert (tmp_path / "m.keras").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
     residues = dict(dataset_alignment(tmp_path / "m.keras"))
     assert residues and set(residues.values()) == {0}, residues
     mapped, in_place = _mapped_load(tmp_path / "m.keras")

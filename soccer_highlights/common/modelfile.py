@@ -349,6 +349,7 @@ def align_weights(path: str | os.PathLike) -> bool:
                 header = _padded_info(WEIGHTS, out.fp.tell(), infos[0], zip64)
                 with open(h5_tmp, "rb") as fh, out.open(header, "w", force_zip64=zip64) as w:
                     shutil.copyfileobj(fh, w, 16 << 20)
+            os.chmod(tmp, path.stat().st_mode & 0o7777)  # the file's own mode, not mkstemp's 0600
             os.replace(tmp, path)
         finally:
             for p in (tmp, h5_tmp):
