@@ -248,9 +248,14 @@ class AccumulatingStep:
             with tf.GradientTape(persistent=merged) as tape:
                 logits = forward(video, audio, offset)
                 loss = self._loss(labels, logits, denom)
-            grads = tape.gradient(loss, model.trainable_variables)
-            if merged and self.norm is not None:  # the shallowest batch-norms' cotangents, in this pass
-                self.norm.accumulate(tape, loss)
+            variables = model.trainable_variables
+            if merged and self.norm is not None:  # the shallowest batch-norms' cotangents, in the same backward
+                linear = list(self.norm.linear)
+                grads = tape.gradient(loss, [*variables, *(xhat for _, _, xhat in linear)])
+                self.norm.accumulate(tape, linear, grads[len(variables) :])
+                grads = grads[: len(variables)]
+            else:
+                grads = tape.gradient(loss, variables)
             if kind == "first":
                 for a, g in zip(self.accum, grads, strict=True):
                     a.assign(g)

@@ -165,13 +165,12 @@ class WholeStepNorm:
                 self.linear.append((s, x, xhat))
         return self._affine(layer, xhat, x.dtype)
 
-    def accumulate(self, tape: Any, loss: Any) -> None:
+    def accumulate(self, tape: Any, linear: list[tuple[_LayerSums, Any, Any]], grads: list[Any]) -> None:
         """In the gradient pass of a merged step (traced, `tape` persistent): the shallowest batch-norms' sums of
-        dL/dx̂ and dL/dx̂ · x̂, and of uᵀ1 and uᵀx̂ (vector-Jacobian products of z = u @ W)."""
+        dL/dx̂ and dL/dx̂ · x̂ (`grads`: dL/dx̂ of each (sums, z, x̂) of `linear`, from the pass's one backward), and
+        of uᵀ1 and uᵀx̂ (vector-Jacobian products of z = u @ W)."""
         import tensorflow as tf
 
-        linear = list(self.linear)
-        grads = tape.gradient(loss, [xhat for _, _, xhat in linear])
         for (s, z, xhat), g in zip(linear, grads, strict=True):
             axes = list(range(len(xhat.shape) - 1))
             g = tf.zeros_like(xhat) if g is None else g
