@@ -173,7 +173,8 @@ def bench_speed(out: Path, dtypes: tuple[str, ...] = ("float32", "bfloat16"), mi
         load = os.getloadavg()[0]
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         summary = json.loads((tflog / "concat_summary.json").read_text())
-        settings = json.loads((tflog / "cache" / train.stem / "settings.json").read_text())
+        cached = sorted((tflog / "cache").glob(f"{train.stem}*/settings.json"), key=lambda p: p.stat().st_mtime)
+        settings = json.loads(cached[-1].read_text())  # the newest (later versions add a recipe hash to the name)
         windows = sum(h["count"] for h in settings["halves"])
         h = summary["history"][-1]  # the second epoch: no tracing
         rows.append(
