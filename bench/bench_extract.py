@@ -258,10 +258,10 @@ def main() -> None:
         )
     )
 
-    from soccer_highlights.extract_features.pipeline import _vggish
+    from soccer_highlights.extract_features.audio import AudioEmbedder
 
     audio_file = generate(OUT / f"audio_{args.audio_minutes:g}min.m4a", args.audio_minutes, video=False)
-    vggish = _vggish("random", False, 1)
+    vggish = AudioEmbedder("random", need_embedding=False, seed=1)
     vggish.features(np.zeros((4, 8000), np.float32))
 
     def audio_features():
