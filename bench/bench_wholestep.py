@@ -61,7 +61,7 @@ def main() -> None:
     print("| step | wall s / step | × one micro-batch | CPU s / step | × one micro-batch |\n|---|---|---|---|---|")
     for name, (t, c) in (
         (f"one micro-batch of {STEP} (Keras' batch-norm)", whole),
-        ("4 micro-batches of 32, whole-step statistics (5 passes)", exact),
+        ("4 micro-batches of 32, whole-step statistics (extra passes)", exact),
         ("4 micro-batches of 32, per-micro-batch statistics", per_micro),
     ):
         print(f"| {name} | {t:.2f} | {t / whole[0]:.2f} | {c:.2f} | {c / whole[1]:.2f} |")
