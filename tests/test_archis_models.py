@@ -134,7 +134,7 @@ def test_unknown_architecture_lists_valid_names():
     [
         ({"compute_dtype": "float16"}, "compute_dtype"),
         ({"window_seconds": 0.1}, "no frames"),
-        ({"vlad_k": 0}, "VLAD_k"),
+        ({"vlad_k": 0}, "vlad_k must be in"),
         ({"dropout": 1.0}, "dropout"),
     ],
 )

@@ -198,7 +198,7 @@ def test_folder_of_three_videos_in_one_process(tiny_model, tmp_path, monkeypatch
     (folder / "notes.txt").write_text("not a video")
     loads, builds = [], []
     load_model, build = archis.load_model, pipeline.Extractor.__init__
-    monkeypatch.setattr(archis, "load_model", lambda path: loads.append(path) or load_model(path))
+    monkeypatch.setattr(archis, "load_model", lambda path, **kw: loads.append(path) or load_model(path, **kw))
     monkeypatch.setattr(pipeline.Extractor, "__init__", lambda self, cfg: builds.append(cfg) or build(self, cfg))
     out = tmp_path / "out"
     code = inference.main(

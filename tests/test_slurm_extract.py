@@ -27,6 +27,7 @@ def files(root: Path) -> dict[str, bytes]:
                 record = json.loads(data)
                 for half in record["halves"].values():
                     half.pop("seconds")
+                    half.pop("backbone_seconds")
                 data = json.dumps(record, sort_keys=True).encode()
             out[str(p.relative_to(root))] = data
     return out
