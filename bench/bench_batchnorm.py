@@ -9,7 +9,7 @@ training selects by) and the test average-mAP of the spots (ClassificationSecond
 Small on purpose, to run on 2 cores: 4-minute halves, 20 s windows, VLAD_k 8, batches of 4 halves; every run
 reuses one window cache per family. Everything runs in this one process (the commands' `main`).
 
-    flock /tmp/coord/bench.lock .venv/bin/python bench/bench_batchnorm.py --out /tmp/hbn_bench  # results_batchnorm.md
+    .venv/bin/python bench/bench_batchnorm.py --out /tmp/hbn_bench  # results_batchnorm.md
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ training set's. For N = 1, 3, 10 matches of league B, the review is simulated: e
 on the same held-out league-B matches (V&D's spotting, SoccerNet's loose average-mAP). Small sizes on purpose
 (NetVLAD with few clusters, 4 s windows, short halves): the figure is the gain, not the absolute mAP.
 
-    flock /tmp/coord/bench.lock .venv/bin/python bench/bench_finetune.py   # writes nothing; prints the table
+    .venv/bin/python bench/bench_finetune.py   # writes nothing; prints the table
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ PYTHONPATH, so the installed entry points run its code; "after" is this tree. Ev
 `--repeats` fresh processes; before and after alternate in one invocation. Models (concat NetVLAD-512, 20 s
 windows, random weights) and features are generated into bench/out/startup/ once.
 
-    flock /tmp/coord/bench.lock .venv/bin/python bench/bench_startup.py --before /tmp/wt-base-load
+    .venv/bin/python bench/bench_startup.py --before /tmp/wt-base-load
 """
 
 from __future__ import annotations

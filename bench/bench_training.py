@@ -4,7 +4,7 @@
   speed:  seconds per epoch on 20 games, concat NetVLAD k=512, 20 s windows; input-pipeline share
   zoo:    validation / test mAP of video, audio, concat, gmu, cmga, transformer, bottleneck
 
-Run under `flock /tmp/coord/bench.lock .venv/bin/python bench/bench_training.py all --out bench/out/training`.
+Run: `.venv/bin/python bench/bench_training.py all --out bench/out/training`.
 `--code DIR` runs the children on another checkout (e.g. a `git worktree` of an older commit, for a side-by-side
 baseline); `--dtypes` and `--micro` choose the speed cells. Each speed row gives the load average (1 minute) when
 the epoch ended and the child's CPU seconds per window (user + system, the whole run: less sensitive to other jobs

@@ -3,7 +3,7 @@ in micro-batches with whole-step statistics (extra passes), and in micro-batches
 (the earlier behaviour). Wall and CPU seconds (the CPU time of the process: less sensitive to other jobs on a
 shared machine), median over the steps after one tracing step. Prints a markdown table.
 
-    flock /tmp/coord/bench.lock .venv/bin/python bench/bench_wholestep.py [--vlad_k 64] [--steps 3]
+    .venv/bin/python bench/bench_wholestep.py [--vlad_k 64] [--steps 3]
 """
 
 from __future__ import annotations
