@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from soccer_highlights.commands import inference
-from soccer_highlights.common.atomic import MANIFEST, OutputSet
+from soccer_highlights.common.atomic import MANIFEST, OutputSet, fingerprint
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.names import safe_name, unique_names
 from soccer_highlights.synthetic.video import make_match_video
@@ -37,7 +37,9 @@ def _place(match: Path, path: Path, homes: list[Path] | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for name in files.values():
             np.save(folder / name, np.random.default_rng(0).normal(size=(12, D)).astype(np.float32))
-        (folder / "extraction.json").write_text(json.dumps({"halves": {"1": {"tokens": 12, "files": files}}}))
+        prints = {n: fingerprint(folder / n) for n in files.values()}  # as the extraction records them
+        half = {"tokens": 12, "files": files, "fingerprints": prints}
+        (folder / "extraction.json").write_text(json.dumps({"halves": {"1": half}}))
     return path
 
 
@@ -139,6 +141,30 @@ def test_output_set_removes_only_what_an_earlier_run_recorded(tmp_path, caplog):
     assert "kept c.json: not written by this run" in caplog.text
 
 
+def test_a_record_of_the_earlier_format_is_accepted_for_files_unchanged_since(tmp_path, caplog):
+    """A folder whose .outputs.json an earlier version wrote (names only, no sizes or hashes): its files count as a
+    run's while their status has not changed since the record was written (ctime not after the record's mtime),
+    so the first re-run is not refused; the record is then rewritten with fingerprints. A listed file changed
+    since (here: the record made older than it) is the user's: refused, naming it and --keep_old."""
+    import os
+
+    for name in ("a.json", "b.json", "c.json"):
+        (tmp_path / name).write_text("earlier run")
+    (tmp_path / MANIFEST).write_text(json.dumps({"written": ["a.json", "b.json"]}))
+    with OutputSet(tmp_path, ["a.json", "b.json"]) as files:
+        files.path("a.json").write_text("this run")
+    assert (tmp_path / "a.json").read_text() == "this run" and not (tmp_path / "b.json").exists()
+    assert "removed b.json of an earlier run" in caplog.text
+    assert set(json.loads((tmp_path / MANIFEST).read_text())["files"]["a.json"]) == {"size", "sha256"}
+
+    (tmp_path / MANIFEST).write_text(json.dumps({"written": ["c.json"]}))
+    past = (tmp_path / "c.json").stat().st_ctime - 60  # as if c.json had been written after the record
+    os.utime(tmp_path / MANIFEST, (past, past))
+    with pytest.raises(UserError, match=r"c.json was not written by this project \(or changed since\).*--keep_old"):
+        OutputSet(tmp_path, ["c.json"])
+    assert (tmp_path / "c.json").read_text() == "earlier run"
+
+
 def test_output_set_refuses_an_input_among_its_outputs(tmp_path):
     (tmp_path / "a.json").write_text("input")
     with pytest.raises(UserError, match="a.json: an input of this run is also its output a.json"):
@@ -199,8 +225,15 @@ def test_an_input_inside_the_runs_outputs_is_refused_and_kept(tmp_path, inside):
             claim_outputs(cfg)
         assert given.exists()
     release_outputs(as_list)
-    claim_outputs(replace(as_list, training=str(tmp_path / "elsewhere.txt")))  # beside the outputs: fine
+    elsewhere = replace(as_list, training=str(tmp_path / "elsewhere.txt"))  # beside the outputs: fine, but the
+    with pytest.raises(UserError, match="not written by this project"):  # file no run wrote is not replaced
+        claim_outputs(elsewhere)
     release_outputs(as_list)
+    claim_outputs(replace(elsewhere, keep_old=True))
+    release_outputs(as_list)
+    top = inside.split("/")[0]
+    kept = tmp_path / (top.replace(".", ".old-1.") if "." in top else f"{top}.old-1") / inside[len(top) + 1 :]
+    assert not given.exists() and kept.exists()
 
 
 @pytest.mark.slow
@@ -248,16 +281,22 @@ def test_the_users_index_html_in_a_many_videos_out_is_kept(tiny_model, match, tm
     "spoil, why",
     [
         ("no record", "m/extraction.json does not describe half 1"),
-        ("audio of another extraction", "1_VGGish.npy has 10 rows, extraction.json says 12 tokens"),
-        ("video replaced after the record", "1_ResNET_TF2_PCA512.npy was written after extraction.json"),
+        ("audio of another extraction", "1_VGGish.npy is 20608 bytes, extraction.json recorded 24704"),
+        (
+            "audio of another extraction, same shape",
+            "1_VGGish.npy is not the file extraction.json recorded (its SHA-256",
+        ),
+        ("earlier record, video replaced after it", "1_ResNET_TF2_PCA512.npy was written after extraction.json"),
+        ("earlier record, audio of another extraction", "1_VGGish.npy has 10 rows, extraction.json says 12 tokens"),
     ],
 )
 def test_features_beside_a_video_are_reused_only_as_extraction_json_describes_them(
     spoil, why, tiny_model, match, tmp_path, caplog, monkeypatch
 ):
     """issue 30.6: on 643e491 the two files beside a video were used whenever both existed, so a pair from two
-    extractions (or a file replaced since) was scored. Now extraction.json must describe both; else the video is
-    extracted again, with one line saying why."""
+    extractions (or a file replaced since) was scored. Now extraction.json must describe both (their sizes and
+    SHA-256 as the extraction recorded them; in an earlier version's record, their rows and times); else the video
+    is extracted again, with one line saying why."""
     import os
 
     from soccer_highlights.extract_features import pipeline
@@ -266,9 +305,15 @@ def test_features_beside_a_video_are_reused_only_as_extraction_json_describes_th
     monkeypatch.setattr(pipeline, "_resnet", lambda *args: FastFrames())
     video = _place(match, tmp_path / "v" / "m.mp4")
     feats = video.parent / "m"
+    if spoil.startswith("earlier record"):  # an extraction.json of an earlier version: no sizes, no hashes
+        record = json.loads((feats / "extraction.json").read_text())
+        del record["halves"]["1"]["fingerprints"]
+        (feats / "extraction.json").write_text(json.dumps(record))
     if spoil == "no record":
         (feats / "extraction.json").unlink()
-    elif spoil == "audio of another extraction":
+    elif spoil.endswith("same shape"):
+        np.save(feats / "1_VGGish.npy", np.zeros((12, D), np.float32))
+    elif spoil.endswith("audio of another extraction"):
         np.save(feats / "1_VGGish.npy", np.zeros((10, D), np.float32))
     else:
         later = (feats / "extraction.json").stat().st_mtime + 60

@@ -113,6 +113,7 @@ OUR_FLAGS = {
     "--preset",
     "--head_init",
     "--init_model",
+    "--keep_old",
     "--label_index",
     "--memory_budget_gb",
     "--micro_batch_windows",

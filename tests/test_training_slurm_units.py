@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from soccer_highlights.common.atomic import record_files
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.training.checkpoints import claim_outputs, release_outputs
 from soccer_highlights.training.config import TrainConfig
@@ -138,14 +139,16 @@ def test_sigterm_and_sigusr1_stop_the_run(sig):
 
 def test_resume_with_nothing_to_resume_starts_again(tmp_path, capsys):
     cfg = TrainConfig(architecture="video", tflog=str(tmp_path), output_prefix="r", resume=True)
-    (tmp_path / "r_training").mkdir()  # what a run killed in its first epoch leaves
-    (tmp_path / "r_resume").mkdir()
     try:
+        claim_outputs(cfg)  # the killed run's claim: its folders recorded in .outputs.json
+        (tmp_path / "r_training").mkdir()  # what a run killed in its first epoch leaves
+        (tmp_path / "r_resume").mkdir()
         claim_outputs(cfg)
-        assert [p.name for p in tmp_path.iterdir()] == [".r.lock"]  # the run's lock only
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".outputs.json", ".r.lock"]  # the record, the lock
         assert "stopped before its first epoch ended" in capsys.readouterr().out
         claim_outputs(cfg)  # nothing at all: nothing to say
         (tmp_path / "r_summary.json").write_text("{}")  # a finished run without resume state is not replaced
+        record_files(tmp_path, ["r_summary.json"])
         with pytest.raises(UserError, match="left no resume state"):
             claim_outputs(cfg)
     finally:

@@ -12,7 +12,7 @@ Inputs given without a flag (video files, folders of videos, .txt lists of video
 with the networks built once; each video gets its own folder DIR/<video name>/, a failing video is reported
 and the others go on. Features that `python -m extract_features --video_list` wrote for a video (`<stem>/1_*.npy`
 beside it) are reused instead of extracted again when the extraction.json beside them describes both (their
-token count, neither changed since it was written) and was made with the model's recipe; else the video is
+token count, their size and SHA-256) and was made with the model's recipe; else the video is
 extracted again, with one line saying why. Window length, feature rate, classes, class map and feature
 recipe come from the model file. Writes `spans.json`, `results_spotting.json` (SoccerNet labels),
 `timeline.png`, `report.html` (player, timeline and spans in one page), and `highlights.mp4` + `.srt` when
@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from soccer_highlights.common.atomic import fingerprint
 from soccer_highlights.common.cli import (
     Parser,
     RawHelpFormatter,
@@ -267,8 +268,9 @@ def _video_match(video: Path, names: Mapping[str, str], recipe: Mapping[str, str
 
 def unusable_features(folder: Path, prefix: str, files: Sequence[Path], recipe: Mapping[str, str] | None) -> str | None:
     """Why the feature files `files` of half `prefix` in `folder` must not be used for the video beside them, or
-    None: extraction.json there must describe both (listed as that half's files, each with the half's token count,
-    neither written after the record) and the model's `recipe`. A pair from two different extractions, a file
+    None: extraction.json there must describe both (listed as that half's files, each with the half's token count
+    and the size and SHA-256 the extraction recorded; in a record of an earlier version without them, neither
+    written after the record) and the model's `recipe`. A pair from two different extractions, a file
     replaced since, or features of another recipe would give scores of something else."""
     record = read_record(folder)
     half = (record or {}).get("halves", {}).get(prefix) if isinstance(record, dict) else None
@@ -276,11 +278,19 @@ def unusable_features(folder: Path, prefix: str, files: Sequence[Path], recipe: 
         return f"{folder / 'extraction.json'} does not describe half {prefix}"
     listed = half.get("files", {})
     listed = set(listed.values()) if isinstance(listed, dict) else set()
+    prints = half.get("fingerprints")
+    prints = prints if isinstance(prints, dict) else {}
     record_time = (folder / "extraction.json").stat().st_mtime
     for f in files:
         if f.name not in listed:
             return f"{f.name} is not among the files extraction.json lists"
-        if f.stat().st_mtime > record_time + 1:
+        recorded = prints.get(f.name)
+        if isinstance(recorded, dict):  # size, then SHA-256, as the extraction recorded them
+            if f.stat().st_size != recorded.get("size"):
+                return f"{f.name} is {f.stat().st_size} bytes, extraction.json recorded {recorded.get('size')}"
+            if fingerprint(f).get("sha256") != recorded.get("sha256"):
+                return f"{f.name} is not the file extraction.json recorded (its SHA-256 differs)"
+        elif f.stat().st_mtime > record_time + 1:  # an extraction.json of an earlier version: no fingerprints
             return f"{f.name} was written after extraction.json"
         try:
             rows = np.load(f, mmap_mode="r", allow_pickle=False).shape[0]

@@ -37,6 +37,7 @@ from soccer_highlights.common.cli import (
     SYSTEM_HELP,
     HelpFormatter,
     Parser,
+    add_keep_old_flag,
     add_progress_flags,
     parse_args,
     spelled,
@@ -393,6 +394,7 @@ def _output_flags(g: argparse._ArgumentGroup) -> None:
         help="replace an earlier run's outputs under the same "
         "--tflog / --outputPrefix (refused without it; --resume continues one instead)",
     )
+    add_keep_old_flag(g)
 
 
 def _machine_flags(g: argparse._ArgumentGroup) -> None:
@@ -699,6 +701,7 @@ def _config(args: argparse.Namespace) -> training.TrainConfig:
         min_lr=args.min_lr,
         selection_metric=args.selection_metric,
         overwrite=args.overwrite,
+        keep_old=args.keep_old,
         progress=not args.quiet,
         memory_budget_gb=args.memory_budget_gb,
         micro_batch_windows=args.micro_batch_windows,

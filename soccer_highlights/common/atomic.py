@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import hashlib
 import json
 import logging
@@ -177,26 +178,76 @@ def fingerprint(path: Path) -> dict[str, Any]:
 
 def recorded_files(folder: str | os.PathLike) -> dict[str, dict]:
     """The files that runs of this project wrote in `folder`, each with its fingerprint when written (empty when
-    there is no record, or it is unreadable, or of an earlier version that kept names only)."""
+    there is no record, or it is unreadable). A name that an earlier version's record lists without a fingerprint
+    (`written` only) comes as `{"legacy": <the record's mtime in ns>}`: see `is_ours`."""
+    path = Path(folder) / MANIFEST
     try:
-        files = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")).get("files", {})
-    except (OSError, ValueError, AttributeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        recorded = path.stat().st_mtime_ns
+    except (OSError, ValueError):
         return {}
-    return {n: f for n, f in files.items() if isinstance(f, dict)} if isinstance(files, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    files = data.get("files", {})
+    files = {n: f for n, f in files.items() if isinstance(f, dict)} if isinstance(files, dict) else {}
+    written = data.get("written", [])
+    for name in written if isinstance(written, list) else []:
+        if isinstance(name, str) and name not in files:
+            files[name] = {"legacy": recorded}
+    return files
 
 
 def is_ours(folder: str | os.PathLike, name: str, record: dict[str, dict] | None = None) -> bool:
-    """`folder/name` is a file a run of this project wrote there, and its content is still what that run wrote."""
+    """`folder/name` is a file a run of this project wrote there, and its content is still what that run wrote.
+
+    An entry of an earlier version's record (names only) counts when the file's status has not changed since the
+    record was written (its ctime, which renaming or writing a file sets and no tool can set back, not after the
+    record's mtime): the run that wrote the record had just put that file there. A folder entry (`record_folder`)
+    counts when the folder holds nothing but files whose names the entry's patterns allow."""
     path = Path(folder) / name
     entry = (recorded_files(folder) if record is None else record).get(name)
-    if entry is None or path.is_symlink() or not path.is_file():
+    if entry is None or path.is_symlink():
+        return False
+    if "holds" in entry:
+        return path.is_dir() and _holds_only(path, entry["holds"])
+    if not path.is_file():
         return False
     try:
+        if "legacy" in entry:
+            return isinstance(entry["legacy"], int) and path.stat().st_ctime_ns <= entry["legacy"]
         if path.stat().st_size != entry.get("size"):
             return False
         return fingerprint(path) == {"size": entry.get("size"), "sha256": entry.get("sha256")}
     except OSError:
         return False
+
+
+def _holds_only(path: Path, patterns: Any) -> bool:
+    """`path` (a folder) holds nothing but files whose paths inside it match one of `patterns` (and leftovers of
+    killed runs, swept later)."""
+    if not isinstance(patterns, list):
+        return False
+    try:
+        for entry in path.rglob("*"):
+            inside = entry.relative_to(path).as_posix()
+            if entry.is_dir() and not entry.is_symlink():
+                continue
+            if _LEFTOVER.match(entry.name) or any(fnmatch.fnmatchcase(inside, str(p)) for p in patterns):
+                continue
+            return False
+    except OSError:
+        return False
+    return True
+
+
+def record_folder(folder: str | os.PathLike, name: str, holds: Iterable[str]) -> None:
+    """Record `folder/name` as a folder this run writes, that holds only files matching `holds` (glob patterns of
+    paths inside it): files written for as long as the run lasts (event logs, checkpoints) are not fingerprinted,
+    the folder is a run's while it holds nothing else (`is_ours`)."""
+    folder = Path(folder)
+    files = _upgraded(folder)
+    files[name] = {"holds": list(holds)}
+    _write_record(folder, files)
 
 
 def foreign(folder: str | os.PathLike, names: Iterable[str]) -> list[str]:
@@ -238,10 +289,27 @@ def record_files(folder: str | os.PathLike, names: Iterable[str], *, only: bool 
     record (`only`: the record then lists these alone, the earlier entries dropped). A record that cannot be
     written is one warning (the files are in place; a later run will take them for the user's)."""
     folder = Path(folder)
-    files = {} if only else recorded_files(folder)
+    files = {} if only else _upgraded(folder)
     for name in names:
         with contextlib.suppress(OSError):
             files[name] = fingerprint(folder / name)
+    _write_record(folder, files)
+
+
+def _upgraded(folder: Path) -> dict[str, dict]:
+    """The folder's record, its earlier version's entries fingerprinted where they still count (`is_ours`) and
+    dropped where they do not."""
+    files = recorded_files(folder)
+    for name, entry in list(files.items()):
+        if "legacy" in entry:
+            files.pop(name)
+            if is_ours(folder, name, {name: entry}):
+                with contextlib.suppress(OSError):
+                    files[name] = fingerprint(folder / name)
+    return files
+
+
+def _write_record(folder: Path, files: dict[str, dict]) -> None:
     try:
         write_json(folder / MANIFEST, {"written": list(files), "files": files})
     except UserError as exc:

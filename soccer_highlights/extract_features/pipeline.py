@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from soccer_highlights.common.atomic import read_json, save_npy, write_json
+from soccer_highlights.common.atomic import fingerprint, read_json, save_npy, write_json
 from soccer_highlights.common.cli import FEATURE_DTYPES, FEATURE_RUNTIMES, FEATURE_WEIGHTS, spelled
 from soccer_highlights.common.constants import AUDIO_FEATURES, TOKENS_PER_SECOND, VIDEO_FEATURES
 from soccer_highlights.common.errors import UserError
@@ -410,7 +410,12 @@ def write_outputs(out_dir: Path, prefix: str, result: ExtractedFeatures, config:
     if record.get("settings") != config.settings():
         record = {}
     halves = record.get("halves", {})
-    halves[prefix] = {**result.extra, "files": names}
+    # size and SHA-256 of each file, so that a reader can tell these files from others of the same name
+    halves[prefix] = {
+        **result.extra,
+        "files": names,
+        "fingerprints": {n: fingerprint(out_dir / n) for n in names.values()},
+    }
     info = {**result.info, "halves": dict(sorted(halves.items()))}
     write_json(out_dir / "extraction.json", info)
     return info

@@ -1,5 +1,6 @@
 """A run's files under `--tflog`: the per-epoch resume state, the best epoch's snapshot, the best model, and the
-claim on an earlier run's outputs (refused unless `--resume` or `--overwrite`)."""
+claim on an earlier run's outputs (refused unless `--resume` or `--overwrite`; a file of the user's with an
+output's name is never replaced: refused, or kept as NAME.old-N.EXT with `--keep_old`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from soccer_highlights.common.atomic import atomic_path, read_json, write_json
+from soccer_highlights.common.atomic import (
+    KEEP_OLD_FLAG,
+    atomic_path,
+    foreign,
+    keep_aside,
+    read_json,
+    record_files,
+    record_folder,
+    write_json,
+)
 from soccer_highlights.common.errors import UserError
 from soccer_highlights.common.lock import Lock
 from soccer_highlights.training.config import TrainConfig
@@ -188,6 +198,7 @@ def save_model(model, path: Path) -> None:
     with atomic_path(path) as tmp:
         model.save(tmp)
         align_weights(tmp)
+    record_files(path.parent, [path.name])  # a file of this project's: a later --overwrite may replace it
 
 
 def run_outputs(cfg: TrainConfig) -> list[Path]:
@@ -217,32 +228,75 @@ def claim_outputs(cfg: TrainConfig) -> None:
     """Refuse to write over an earlier run's outputs unless `--resume` (continue it) or `--overwrite`
     (remove them first, TensorBoard events included, so no two runs mix), and while another training writes the
     same outputs: `<tflog>/.<prefix>.lock` is held until `release_outputs` (called by the chief only: the other
-    workers of a multi-worker run write into their own folders)."""
+    workers of a multi-worker run write into their own folders).
+
+    Only what a run of this project wrote in `--tflog` (its `.outputs.json`, `common.atomic`'s record) and that is
+    unchanged since counts as an earlier run's: any other file or folder with an output's name (the user's) refuses
+    the run before any work, `--overwrite` included, naming it and the ways out (another --tflog or
+    --outputPrefix, or `--keep_old`: kept as NAME.old-N.EXT). Once claimed, the run's folders are recorded (the
+    files as they are written: `save_model`, `release_outputs`)."""
     if cfg.resume and cfg.overwrite:
         raise UserError("--resume continues the earlier run and --overwrite replaces it: give one of them")
     check_inputs_outside(cfg)
     lock_outputs(cfg)
     if cfg.resume and Checkpointer(cfg.out("_resume")).state_path.is_file():
+        _record_claim(cfg)
         return
-    existing = [p for p in run_outputs(cfg) if p.exists()]
-    if not existing:
-        return
-    finished = [p for p in existing if p.suffix in (".keras", ".json")]
-    if cfg.resume and not finished:  # a run stopped before its first epoch ended (a requeued job): start it again
-        _remove(existing)
-        print(f"--resume: the earlier run stopped before its first epoch ended; removed its {_names(existing)}")
-        return
-    if not cfg.overwrite:
+    existing = [p for p in run_outputs(cfg) if os.path.lexists(p)]
+    others = set(foreign(cfg.tflog, [p.name for p in existing]))
+    users = [p for p in existing if p.name in others]
+    ours = [p for p in existing if p.name not in others]
+    if users and not cfg.keep_old:
+        raise UserError(
+            f"{cfg.tflog}: {_names(users)} {'was' if len(users) == 1 else 'were'} not written by this project (or "
+            f"changed since), so this run would replace {'it' if len(users) == 1 else 'them'}: choose another "
+            f"--tflog or --outputPrefix, or add {KEEP_OLD_FLAG} to keep the old copies as NAME.old-N.EXT"
+        )
+    finished = [p for p in ours if p.suffix in (".keras", ".json")]
+    if ours and not (cfg.resume and not finished) and not cfg.overwrite:
         hint = (
             "but left no resume state to continue; --overwrite replaces them"
             if cfg.resume
             else "--resume continues it, --overwrite replaces it, or choose another --outputPrefix"
         )
-        raise UserError(
-            f"{existing[0]}: an earlier run wrote {', '.join(p.name for p in existing)} in {cfg.tflog}; " + hint
-        )
-    _remove(existing)
-    print(f"--overwrite: removed the earlier run's {_names(existing)}", flush=True)
+        raise UserError(f"{ours[0]}: an earlier run wrote {_names(ours)} in {cfg.tflog}; " + hint)
+    if users:
+        kept = [keep_aside(p) for p in users]
+        print(f"{KEEP_OLD_FLAG}: kept {_names(users)} as {_names(kept)}", flush=True)
+    if ours:
+        _remove(ours)
+        if cfg.overwrite:
+            print(f"--overwrite: removed the earlier run's {_names(ours)}", flush=True)
+        else:  # a run stopped before its first epoch ended (a requeued job): start it again
+            print(f"--resume: the earlier run stopped before its first epoch ended; removed its {_names(ours)}")
+    _record_claim(cfg)
+
+
+# What each folder output holds (paths inside it): a folder of that name holding anything else is not a run's.
+FOLDER_HOLDS = {
+    "_resume": ("state.json", "epoch_*.weights.h5", "epoch_*.state.npz", "best_*.weights.h5", "best_*.state.npz"),
+    "_training": ("events.out.tfevents.*",),
+    "_validation": ("events.out.tfevents.*",),
+    "_testing": ("events.out.tfevents.*",),
+}
+_CLAIMED: dict[Path, tuple[int, int, int] | None] = {}  # summary path -> its (inode, mtime, size) when claimed
+
+
+def _record_claim(cfg: TrainConfig) -> None:
+    """Record the run's folders in `--tflog`'s record (they are this run's from now on), and what the summary file
+    was when claimed (`release_outputs` records it if this run wrote it)."""
+    for suffix, holds in FOLDER_HOLDS.items():
+        record_folder(cfg.tflog, cfg.out(suffix).name, holds)
+    summary = cfg.out("_summary.json")
+    _CLAIMED[summary] = _stat(summary)
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _names(paths: list[Path]) -> str:
@@ -251,7 +305,7 @@ def _names(paths: list[Path]) -> str:
 
 def _remove(paths: list[Path]) -> None:
     for p in paths:
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
@@ -266,7 +320,11 @@ def lock_outputs(cfg: TrainConfig) -> None:
 
 
 def release_outputs(cfg: TrainConfig) -> None:
-    """Drop the lock `claim_outputs` took (nothing when it took none)."""
+    """Drop the lock `claim_outputs` took (nothing when it took none), having recorded the summary if this run
+    wrote it."""
+    summary = cfg.out("_summary.json")
+    if summary in _CLAIMED and _stat(summary) not in (None, _CLAIMED.pop(summary)):  # this run wrote it
+        record_files(cfg.tflog, [summary.name])
     lock = _LOCKS.pop(Path(cfg.tflog) / f".{cfg.prefix}.lock", None)
     if lock is not None:
         lock.release()

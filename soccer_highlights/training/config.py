@@ -80,6 +80,7 @@ class TrainConfig:
     min_lr: float = DEFAULT_PRESET.min_lr
     selection_metric: str = DEFAULT_PRESET.selection_metric
     overwrite: bool = False
+    keep_old: bool = False  # --keep_old: a file of the user's with an output's name kept as NAME.old-N.EXT
     progress: bool = True
 
     @property
