@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soccer_highlights.commands import evaluate, inference
+from soccer_highlights.commands import evaluate, inference, trainset
 from soccer_highlights.commands import extract as extract_cli
 from soccer_highlights.commands import spot as ClassificationSecondBased
 from soccer_highlights.commands import train as ClassificationMinuteBased
@@ -43,6 +43,7 @@ CLIS = {
     "train": ClassificationMinuteBased.main,
     "spot": ClassificationSecondBased.main,
     "extract": extract_cli.main,
+    "trainset": trainset.main,
 }
 
 
@@ -135,6 +136,24 @@ class Env:
             *extra,
         ]
 
+    def extract(self, video: Path | None = None, out: Path | None = None, *extra: str) -> list[str]:
+        """An extraction of `video` (default: the match video) into `out` (default: --out), random weights."""
+        return ["--video", str(video or self.video), "--out", str(out or self.out), "--weights", "random", *extra]
+
+    def live(self, *extra: str) -> list[str]:
+        """A live run into --out from a UDP port nothing sends to (refused before it listens), random weights."""
+        return [
+            "--model",
+            str(self.model),
+            "--out",
+            str(self.out),
+            "--live",
+            "udp://127.0.0.1:9",
+            "--weights",
+            "random",
+            *extra,
+        ]
+
     def decoder(self, config: dict) -> list[str]:
         (self.tmp / "decoder.json").write_text(json.dumps(config))
         return ["--decoder_config", str(self.tmp / "decoder.json")]
@@ -153,6 +172,38 @@ class Env:
         for name in names:
             (self.out / name).write_bytes(f"the user's {name}".encode())
         return []
+
+    def legacy_record(self, *names: str) -> list[str]:
+        """The files of an earlier inference run in --out and the record an earlier version wrote of them (names
+        only, no sizes or hashes; no arguments to add)."""
+        self.earlier_run(*names)
+        (self.out / MANIFEST).write_text(json.dumps({"written": list(names)}))
+        return []
+
+    def changed_since_record(self) -> list[str]:
+        """--out's record made older than its files, as if they had changed since (no arguments to add)."""
+        past = min(p.stat().st_ctime for p in self.out.iterdir()) - 60
+        os.utime(self.out / MANIFEST, (past, past))
+        return []
+
+    def tflog_files(self, *names: str) -> list[str]:
+        """Files of the user in the training's --tflog (Model/) with the names of its outputs (no arguments)."""
+        (self.tmp / "Model").mkdir(exist_ok=True)
+        for name in names:
+            (self.tmp / "Model" / name).write_bytes(f"the user's {name}".encode())
+        return []
+
+    def reviewed(self) -> list[str]:
+        """soccer-trainset's `--match OUTPUT LABELS`: an inference output of random features and the labels its
+        review mode would download."""
+        from soccer_highlights.report.labels import Reviewed, labels_document
+
+        scored = self.tmp / "scored"
+        argv = ["--model", str(self.model), "--out", str(scored), *self.features(), "--no_reel", "--quiet"]
+        assert inference.main(argv) == 0
+        identity = json.loads((scored / "spans.json").read_text())["identity"]
+        labels = self.file("Labels-v2.json", json.dumps(labels_document(identity, [Reviewed(1, 3.0, "goal")])))
+        return ["--match", str(scored), str(labels)]
 
     def inside_out(self, name: str, source: Path | None = None, link: str = "") -> Path:
         """An input placed in --out under an output's name: a copy of `source` (default: the match video), a
@@ -642,7 +693,7 @@ CASES: dict[str, Case] = {
     # extraction inputs that failed only after the work (or with a traceback)
     "extract: a PCA of 100-d features": Case(
         "extract",
-        lambda e: ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca", str(_narrow_pca(e))],
+        lambda e: e.extract(None, None, "--pca", str(_narrow_pca(e))),
         2,
         "narrow.npz: a PCA of 100-d features",
     ),
@@ -678,7 +729,7 @@ CASES: dict[str, Case] = {
     ),
     "extract --out naming a file": Case(
         "extract",
-        lambda e: ["--video", str(e.video), "--out", str(e.file("taken", "")), "--weights", "random"],
+        lambda e: e.extract(None, e.file("taken", "")),
         2,
         "taken: is a file, not a folder (--out names the output folder)",
     ),
@@ -728,7 +779,7 @@ CASES: dict[str, Case] = {
     ),
     "extract missing video": Case(
         "extract",
-        lambda e: ["--video", str(e.tmp / "x.mp4"), "--out", str(e.out), "--weights", "random"],
+        lambda e: e.extract(e.tmp / "x.mp4"),
         2,
         "x.mp4: no such file",
     ),
@@ -808,50 +859,71 @@ CASES: dict[str, Case] = {
         2,
         "spans.json was not written by this project (or changed since)",
     ),
+    "inference: an earlier version's .outputs.json (names only), its files unchanged: replaced": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.legacy_record("spans.json", "highlights.mp4")),
+        0,
+        "removed highlights.mp4 of an earlier run",
+        lambda e, err: "sha256" in json.loads((e.out / MANIFEST).read_text())["files"]["spans.json"] or pytest.fail(),
+    ),
+    "inference: an earlier version's .outputs.json, its files changed since: refused": Case(
+        "inference",
+        lambda e: e.infer(*e.features(), *e.legacy_record("spans.json"), *e.changed_since_record()),
+        2,
+        "spans.json was not written by this project (or changed since), so this run would replace it: choose "
+        "another --out, or add --keep_old",
+    ),
+    "train: the user's concat_best.keras in --tflog, --overwrite: refused before any work, kept": Case(
+        "train",
+        lambda e: e.train(
+            [ann("1 - 00:10", "Goal")], "--overwrite", *_goal_map(e), *e.tflog_files("concat_best.keras")
+        ),
+        2,
+        "concat_best.keras was not written by this project (or changed since), so this run would replace it: choose "
+        "another --tflog or --outputPrefix, or add --keep_old",
+    ),
+    "train: the user's concat_summary.json in --tflog, --keep_old: kept as concat_summary.old-1.json": Case(
+        "train",
+        lambda e: e.train(
+            [ann("1 - 00:10", "Goal")], "--keep_old", *_goal_map(e), *e.tflog_files("concat_summary.json")
+        ),
+        0,
+        "--keep_old: kept concat_summary.json as concat_summary.old-1.json",
+        lambda e, err: (
+            (e.tmp / "Model" / "concat_summary.old-1.json").read_bytes() == b"the user's concat_summary.json"
+            or pytest.fail()
+        ),
+    ),
+    "trainset: the user's class_map.json in --out: refused, kept": Case(
+        "trainset",
+        lambda e: ["--out", str(e.out), *e.reviewed(), *e.user_files("class_map.json")],
+        2,
+        "class_map.json was not written by this project (or changed since), so this run would replace it: choose "
+        "another --out, or add --keep_old",
+    ),
+    "trainset: the user's class_map.json in --out, --keep_old: kept as class_map.old-1.json": Case(
+        "trainset",
+        lambda e: ["--out", str(e.out), *e.reviewed(), *e.user_files("class_map.json"), "--keep_old"],
+        0,
+        "kept the earlier files as class_map.old-1.json",
+        lambda e, err: (e.out / "class_map.old-1.json").read_bytes() == b"the user's class_map.json" or pytest.fail(),
+    ),
     "extract: the user's 1_VGGish.npy in --out (no extraction.json lists it): refused, kept": Case(
         "extract",
-        lambda e: [
-            "--video",
-            str(e.video),
-            "--out",
-            str(e.out),
-            "--weights",
-            "random",
-            *e.user_files("1_VGGish.npy"),
-        ],
+        lambda e: e.extract(None, None, *e.user_files("1_VGGish.npy")),
         2,
         "1_VGGish.npy is not recorded in extraction.json as written by an extraction, so this run would replace it: "
         "choose another --out, or --overwrite",
     ),
     "live: the user's report.html in --out: refused, kept": Case(
         "inference",
-        lambda e: [
-            "--model",
-            str(e.model),
-            "--out",
-            str(e.out),
-            "--live",
-            "udp://127.0.0.1:9",
-            "--weights",
-            "random",
-            *e.user_files("report.html"),
-        ],
+        lambda e: e.live(*e.user_files("report.html")),
         2,
         "report.html was not written by this project (or changed since)",
     ),
     "live: a folder with an unfinished live run: refused with the command that finishes it": Case(
         "inference",
-        lambda e: [
-            "--model",
-            str(e.model),
-            "--out",
-            str(e.out),
-            "--live",
-            "udp://127.0.0.1:9",
-            "--weights",
-            "random",
-            *e.user_files("recording.m3u8"),
-        ],
+        lambda e: e.live(*e.user_files("recording.m3u8")),
         2,
         "holds an earlier live run (recording.m3u8); give another --out; its end-of-run outputs: `",
     ),
@@ -885,25 +957,19 @@ CASES: dict[str, Case] = {
     ),
     "extract: the video is out/1_VGGish.npy": Case(
         "extract",
-        lambda e: ["--video", str(e.inside_out("1_VGGish.npy")), "--out", str(e.out), "--weights", "random"],
+        lambda e: e.extract(e.inside_out("1_VGGish.npy")),
         2,
         "1_VGGish.npy: an input of this run is also its output 1_VGGish.npy",
     ),
     "extract: the video is out/extraction.json, --overwrite": Case(
         "extract",
-        lambda e: (
-            ["--video", str(e.inside_out("extraction.json")), "--out", str(e.out), "--weights", "random"]
-            + ["--overwrite"]
-        ),
+        lambda e: e.extract(e.inside_out("extraction.json"), None, "--overwrite"),
         2,
         "extraction.json: an input of this run is also its output extraction.json",
     ),
     "extract: the PCA is out/1_ResNET_TF2_PCA512.npy": Case(
         "extract",
-        lambda e: (
-            ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca"]
-            + [str(_pca_in_out(e, "1_ResNET_TF2_PCA512.npy"))]
-        ),
+        lambda e: e.extract(None, None, "--pca", str(_pca_in_out(e, "1_ResNET_TF2_PCA512.npy"))),
         2,
         "1_ResNET_TF2_PCA512.npy: an input of this run is also its output 1_ResNET_TF2_PCA512.npy",
     ),
@@ -979,7 +1045,7 @@ CASES: dict[str, Case] = {
     ),
     "extract: a PCA whose components are NaN": Case(
         "extract",
-        lambda e: ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--pca", str(_nan_pca(e))],
+        lambda e: e.extract(None, None, "--pca", str(_nan_pca(e))),
         2,
         "nan.npz: components: NaN or infinite value at row 0",
     ),
@@ -1087,7 +1153,7 @@ CASES: dict[str, Case] = {
     ),
     "extract: --prefix ../x": Case(
         "extract",
-        lambda e: ["--video", str(e.video), "--out", str(e.out), "--weights", "random", "--prefix", "../x"],
+        lambda e: e.extract(None, None, "--prefix", "../x"),
         2,
         "--prefix '../x': not a plain name",
     ),
@@ -1115,7 +1181,7 @@ CASES: dict[str, Case] = {
     ),
     "extract --video into a folder holding another video's features": Case(
         "extract",
-        lambda e: ["--video", str(e.video), "--out", str(_other_video_features(e)), "--weights", "random"],
+        lambda e: e.extract(None, _other_video_features(e)),
         2,
         "holds the features 1_* of another video (/elsewhere/other.mp4); --overwrite replaces them",
     ),

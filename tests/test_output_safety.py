@@ -323,3 +323,23 @@ def test_features_beside_a_video_are_reused_only_as_extraction_json_describes_th
     line = next(r.getMessage() for r in caplog.records if "the features beside it are not used (" in r.getMessage())
     assert why in line and line.endswith("): extracted again"), line
     assert "features_video" not in json.loads((out / "m" / "spans.json").read_text())["source"]
+
+
+def test_the_extractors_record_is_what_inference_checks_features_against(tmp_path):
+    """extraction.json records each feature file's size and SHA-256 as the extraction wrote it; inference reuses
+    the pair beside a video only while both are those files (another file of the same shape is refused)."""
+    from soccer_highlights.extract_features.pipeline import ExtractConfig, ExtractedFeatures, write_outputs
+
+    rng = np.random.default_rng(0)
+    video, audio = (rng.normal(size=(12, D)).astype(np.float32) for _ in range(2))
+    config = ExtractConfig(weights="random")
+    info = {"recipe": {"video": "soccernet", "audio": "channel_mean"}, "settings": config.settings()}
+    write_outputs(tmp_path, "1", ExtractedFeatures(video, audio, info, extra={"tokens": 12}), config)
+    half = json.loads((tmp_path / "extraction.json").read_text())["halves"]["1"]
+    files = [tmp_path / half["files"][role] for role in ("video", "audio")]
+    assert half["fingerprints"] == {f.name: fingerprint(f) for f in files}
+    assert inference.unusable_features(tmp_path, "1", files, None) is None
+    np.save(files[1], video)  # same shape and size, other content: a file of another extraction
+    assert "1_VGGish.npy is not the file extraction.json recorded" in inference.unusable_features(
+        tmp_path, "1", files, None
+    )

@@ -29,7 +29,14 @@ import numpy as np
 
 from soccer_highlights import dataset
 from soccer_highlights.archis.names import architecture_pooling, canonical_architecture, canonical_pooling
-from soccer_highlights.common.atomic import check_replaceable, keep_aside, record_files, save_npy, write_json
+from soccer_highlights.common.atomic import (
+    OutputSet,
+    check_replaceable,
+    keep_aside,
+    record_files,
+    save_npy,
+    write_json,
+)
 from soccer_highlights.common.cli import (
     SYSTEM_HELP,
     Parser,
@@ -152,9 +159,9 @@ def spot_games(args: argparse.Namespace) -> tuple[Path, list[str], ClassMap]:
             "built-in one: give --class_map"
         )
     for game, name in zip(tqdm(games, desc="games", unit="game", disable=args.quiet), names, strict=True):
-        spots = spot_game(args, session, game, name, out)
-        write_results_spotting(out / name / "results_spotting.json", name, spots, cmap.index_to_label)
-        record_files(out / name, _game_outputs(out))
+        with OutputSet(out / name, _game_outputs(out)) as files:  # a game's files appear together, or none (Ctrl-C)
+            spots = spot_game(args, session, game, name, files)
+            write_results_spotting(files.path("results_spotting.json"), name, spots, cmap.index_to_label)
     write_json(out / CLASS_MAP_FILE, cmap.to_json())  # evaluate.py reads the classes from here
     record_files(out, [CLASS_MAP_FILE])
     return out, names, cmap
@@ -174,8 +181,9 @@ def _check_ours(out: Path, names: list[str], keep_old: bool) -> None:
             keep_aside(folder / other)
 
 
-def spot_game(args: argparse.Namespace, session: Pipeline, game: Path, name: str, out: Path) -> list[Spot]:
-    """The spots of both halves of one game; V&D's per-second scores of each half saved under `out/name`."""
+def spot_game(args: argparse.Namespace, session: Pipeline, game: Path, name: str, files: OutputSet) -> list[Spot]:
+    """The spots of both halves of one game; V&D's per-second scores of each half written into `files` (the game's
+    outputs under `OUTPUT/name`)."""
 
     spec = session.spec
     session.check_record(read_record(game), str(game))
@@ -188,7 +196,8 @@ def spot_game(args: argparse.Namespace, session: Pipeline, game: Path, name: str
         probs = session.scorer.score_half(
             video, audio, stride=args.stride, progress=not args.quiet, what=f"{name} half {half}"
         )
-        save_npy(out / name / f"{out.resolve().name}_Half_{half}.npy", per_second(probs, spec.tokens_per_second))
+        scores = files.path(files.names[half])  # <OUTPUT name>_Half_<half>.npy (`_game_outputs`)
+        save_npy(scores, per_second(probs, spec.tokens_per_second))
         spots += nms_spots(
             probs,
             spec.class_names,

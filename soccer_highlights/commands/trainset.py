@@ -21,6 +21,7 @@ A run whose features were extracted in memory (a plain `--video`) kept no featur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from soccer_highlights import dataset as ds
-from soccer_highlights.common.atomic import atomic_path, read_json, save_npy, write_json
-from soccer_highlights.common.cli import Parser
+from soccer_highlights.common.atomic import OutputSet, atomic_path, read_json, save_npy, write_json
+from soccer_highlights.common.cli import Parser, add_keep_old_flag
 from soccer_highlights.common.constants import AUDIO_FEATURES, BACKGROUND, TOKENS_PER_SECOND, VIDEO_FEATURES
 from soccer_highlights.common.errors import UserError, run_cli
 from soccer_highlights.common.names import unique_names
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an inference output folder and the Labels-v2.json its report's review mode downloaded (repeat)",
     )
     p.add_argument("--valid", type=int, default=0, help="games held out for validation and testing (default: none)")
+    add_keep_old_flag(p)
     return p
 
 
@@ -151,11 +153,17 @@ def _events(m: Reviewed) -> list[ds.Event]:
     return events
 
 
-def write_game(m: Reviewed, game: Path) -> int:
-    """The match's features and reviewed labels as a SoccerNet game folder; the number of events written."""
+def game_files() -> list[str]:
+    """The files of a game folder of the training set."""
+    halves = [f"{half}_{name}.npy" for half in (1, 2) for name in (VIDEO_FEATURES, AUDIO_FEATURES)]
+    return [*halves, EXTRACTION_RECORD, "Labels-v2.json"]
+
+
+def write_game(m: Reviewed, files: OutputSet) -> int:
+    """The match's features and reviewed labels as a SoccerNet game folder (staged in `files`, put in place with
+    the rest of the training set); the number of events written."""
     paths = _source_files(m)
     events = _events(m)
-    game.mkdir(parents=True, exist_ok=True)
     annotations = [a for a in m.review["annotations"] if isinstance(a, dict)]
     if "features_video" in paths:  # one stream: split at its middle token into two halves
         video, audio = np.load(paths["features_video"]), np.load(paths["features_audio"])
@@ -164,8 +172,8 @@ def write_game(m: Reviewed, game: Path) -> int:
         if mid < 1:
             raise UserError(f"{paths['features_video']}: too short to make a game ({tokens} tokens)")
         for half, (a, b) in ((1, (0, mid)), (2, (mid, tokens))):
-            _save(game / f"{half}_{VIDEO_FEATURES}.npy", video[a:b], paths["features_video"])
-            _save(game / f"{half}_{AUDIO_FEATURES}.npy", audio[a:b], paths["features_audio"])
+            _save(files, f"{half}_{VIDEO_FEATURES}.npy", video[a:b], paths["features_video"])
+            _save(files, f"{half}_{AUDIO_FEATURES}.npy", audio[a:b], paths["features_audio"])
         mid_ms = round(mid / TOKENS_PER_SECOND * 1000)
         moved = []
         for ev, ann in zip(events, annotations, strict=True):
@@ -179,18 +187,18 @@ def write_game(m: Reviewed, game: Path) -> int:
                 src = paths.get(f"half{half}_features_{role}")
                 if src is None:
                     raise UserError(f"{m.out}/spans.json: no half {half} {role} features in its identity")
-                _copy(src, game / f"{half}_{name}.npy")
+                _copy(src, files, f"{half}_{name}.npy")
         record = Path(m.spans["source"]["game_dir"]) / EXTRACTION_RECORD
     if record.is_file():  # the feature recipe travels with the features
-        _copy(record, game / EXTRACTION_RECORD)
+        _copy(record, files, EXTRACTION_RECORD)
     labels = {
-        "UrlLocal": game.name + "/",
+        "UrlLocal": files.folder.name + "/",
         "UrlYoutube": "",
         "annotations": annotations,
         "review": m.review.get("review", {}),
         "identity": m.identity,
     }
-    write_json(game / "Labels-v2.json", labels)
+    write_json(files.path("Labels-v2.json"), labels)
     return len(annotations)
 
 
@@ -198,26 +206,29 @@ def _same(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and a.resolve() == b.resolve()
 
 
-def _save(dest: Path, array: np.ndarray, src: Path) -> None:
-    if _same(dest, src):
-        raise UserError(f"{dest}: is an input of the training set (give another --out)")
-    save_npy(dest, np.ascontiguousarray(array))
+def _save(files: OutputSet, name: str, array: np.ndarray, src: Path) -> None:
+    if _same(files.folder / name, src):
+        raise UserError(f"{files.folder / name}: is an input of the training set (give another --out)")
+    save_npy(files.path(name), np.ascontiguousarray(array))
 
 
-def _copy(src: Path, dest: Path) -> None:
-    if _same(dest, src):
-        raise UserError(f"{dest}: is an input of the training set (give another --out)")
-    with atomic_path(dest) as tmp:
+def _copy(src: Path, files: OutputSet, name: str) -> None:
+    if _same(files.folder / name, src):
+        raise UserError(f"{files.folder / name}: is an input of the training set (give another --out)")
+    with atomic_path(files.path(name)) as tmp:
         shutil.copyfile(src, tmp)
 
 
-def _write_list(path: Path, games: Sequence[str]) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+def _write_list(files: OutputSet, name: str, games: Sequence[str]) -> Path:
+    with atomic_path(files.path(name)) as tmp, open(tmp, "wb") as f:
         np.save(f, np.array(games))
-    return path
+    return files.folder / name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every output is staged first and put in place together at the end (`common.atomic.OutputSet`, one per
+    folder): a run that fails or is stopped (Ctrl-C) leaves the training set as it was, and a file of the user's
+    with an output's name refuses the run before any work (or is kept as NAME.old-N.EXT with --keep_old)."""
     args = build_parser().parse_args(argv)
     pairs = [(Path(o), Path(lab)) for o, lab in args.match]
     if not 0 <= args.valid < len(pairs):
@@ -226,24 +237,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmap = _class_map(matches)
     root = Path(args.out)
     names = unique_names([m.out.resolve() for m in matches], reserved=("class_map",))
-    for m, name in zip(matches, names, strict=True):
-        count = write_game(m, root / name)
+    train, held = (names[: -args.valid], names[-args.valid :]) if args.valid else (names, names)
+    lists = {
+        "Train": (f"listgame_Train_{len(train)}.npy", train),
+        "Valid": (f"listgame_Valid_{len(held)}.npy", held),
+        "Test": (f"listgame_Test_{len(held)}.npy", held),
+    }
+    made = [f for f in (root, *(root / n for n in names)) if not f.exists()]  # removed again if the run stops
+    try:
+        with contextlib.ExitStack() as stack:  # on success the sets are committed, the root's (the lists) last
+            top = stack.enter_context(
+                OutputSet(root, ["class_map.json", *(n for n, _ in lists.values())], keep_old=args.keep_old)
+            )
+            games = [stack.enter_context(OutputSet(root / n, game_files(), keep_old=args.keep_old)) for n in names]
+            counts = [write_game(m, files) for m, files in zip(matches, games, strict=True)]
+            write_json(top.path("class_map.json"), cmap.to_json())
+            paths = {split: _write_list(top, name, games_of) for split, (name, games_of) in lists.items()}
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: a folder this run made and wrote nothing into
+        raise
+    for m, name, count in zip(matches, names, counts, strict=True):
         left = int(m.review.get("review", {}).get("left", 0) or 0)
         note = f", {left} items left unreviewed (they count as background unless accepted)" if left else ""
         print(f"{root / name}: {count} events{note}", file=sys.stderr if left else sys.stdout)
-    write_json(root / "class_map.json", cmap.to_json())
-    train, held = (names[: -args.valid], names[-args.valid :]) if args.valid else (names, names)
-    lists = {
-        "Train": _write_list(root / f"listgame_Train_{len(train)}.npy", train),
-        "Valid": _write_list(root / f"listgame_Valid_{len(held)}.npy", held),
-        "Test": _write_list(root / f"listgame_Test_{len(held)}.npy", held),
-    }
     if not args.valid:
         print("validation and testing lists hold the training games (--valid K holds K games out)")
     print(
         "train on it: python ClassificationMinuteBased.py --init_model MODEL.keras "
-        f"--class_map {root / 'class_map.json'} --training {lists['Train']} --validation {lists['Valid']} "
-        f"--testing {lists['Test']}"
+        f"--class_map {root / 'class_map.json'} --training {paths['Train']} --validation {paths['Valid']} "
+        f"--testing {paths['Test']}"
     )
     return 0
 

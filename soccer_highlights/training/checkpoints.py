@@ -242,16 +242,8 @@ def claim_outputs(cfg: TrainConfig) -> None:
     if cfg.resume and Checkpointer(cfg.out("_resume")).state_path.is_file():
         _record_claim(cfg)
         return
-    existing = [p for p in run_outputs(cfg) if os.path.lexists(p)]
-    others = set(foreign(cfg.tflog, [p.name for p in existing]))
-    users = [p for p in existing if p.name in others]
-    ours = [p for p in existing if p.name not in others]
-    if users and not cfg.keep_old:
-        raise UserError(
-            f"{cfg.tflog}: {_names(users)} {'was' if len(users) == 1 else 'were'} not written by this project (or "
-            f"changed since), so this run would replace {'it' if len(users) == 1 else 'them'}: choose another "
-            f"--tflog or --outputPrefix, or add {KEEP_OLD_FLAG} to keep the old copies as NAME.old-N.EXT"
-        )
+    users = _users_files(cfg)
+    ours = [p for p in run_outputs(cfg) if os.path.lexists(p) and p not in users]
     finished = [p for p in ours if p.suffix in (".keras", ".json")]
     if ours and not (cfg.resume and not finished) and not cfg.overwrite:
         hint = (
@@ -312,11 +304,29 @@ def _remove(paths: list[Path]) -> None:
 
 
 def lock_outputs(cfg: TrainConfig) -> None:
-    """Take `<tflog>/.<prefix>.lock` (UserError while another training holds it); idempotent. `claim_outputs` takes
-    it too; the training loop takes it first, before building window caches."""
+    """Take `<tflog>/.<prefix>.lock` (UserError while another training holds it), then refuse a file of the user's
+    with an output's name (`_users_files`, unless --keep_old); idempotent. `claim_outputs` takes it too; the
+    training loop takes it first, before building window caches, so both refusals come before any work."""
     path = Path(cfg.tflog) / f".{cfg.prefix}.lock"
     if path not in _LOCKS:
         _LOCKS[path] = Lock(path, f"a training writes {cfg.prefix}_* here (--tflog, --outputPrefix)")
+        if not (cfg.resume and Checkpointer(cfg.out("_resume")).state_path.is_file()):
+            _users_files(cfg)
+
+
+def _users_files(cfg: TrainConfig) -> list[Path]:
+    """The outputs in `--tflog` that no run of this project wrote (or that changed since); UserError naming them
+    and the ways out unless --keep_old."""
+    existing = [p for p in run_outputs(cfg) if os.path.lexists(p)]
+    others = set(foreign(cfg.tflog, [p.name for p in existing]))
+    users = [p for p in existing if p.name in others]
+    if users and not cfg.keep_old:
+        raise UserError(
+            f"{cfg.tflog}: {_names(users)} {'was' if len(users) == 1 else 'were'} not written by this project (or "
+            f"changed since), so this run would replace {'it' if len(users) == 1 else 'them'}: choose another "
+            f"--tflog or --outputPrefix, or add {KEEP_OLD_FLAG} to keep the old copies as NAME.old-N.EXT"
+        )
+    return users
 
 
 def release_outputs(cfg: TrainConfig) -> None:
