@@ -127,10 +127,15 @@ def test_keep_old_keeps_the_users_files_under_visible_names(tmp_path, caplog):
     assert "kept the earlier files as report.old-2.html" in caplog.text
 
 
-def test_a_legacy_record_of_names_only_proves_nothing(tmp_path):
-    """A record without sizes and hashes cannot show that the file is still what a run wrote: refused."""
+def test_a_legacy_record_of_names_only_counts_for_files_unchanged_since(tmp_path):
+    """A record without sizes and hashes (an earlier version's) shows a file is still what a run wrote only while
+    the file's status has not changed since the record was written: a file changed (or put there) after it is
+    refused (here the record is made older than the file)."""
     (tmp_path / "a.json").write_text("anything")
     (tmp_path / MANIFEST).write_text('{"written": ["a.json"]}')
+    OutputSet(tmp_path, ["a.json"])  # accepted: the run that wrote the record had just written a.json
+    past = (tmp_path / "a.json").stat().st_ctime - 1
+    os.utime(tmp_path / MANIFEST, (past, past))
     with pytest.raises(UserError, match="a.json was not written by this project"):
         OutputSet(tmp_path, ["a.json"])
 
