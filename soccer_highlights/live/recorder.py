@@ -52,10 +52,14 @@ def present(folder: Path, out: Path | None = None) -> None:
     """FolderGone unless `folder` (inside the run's folder `out`, default `folder`) is still there: checked before
     each write, as the writers make missing parent folders."""
     if not folder.is_dir():
-        out = out or folder
-        raise FolderGone(
-            f"{out}: the output folder was removed during the live run; the run stopped and re-created nothing"
-        )
+        raise gone(out or folder)
+
+
+def gone(out: Path) -> FolderGone:
+    """The one line for a run folder `out` removed (or emptied) under the run."""
+    return FolderGone(
+        f"{out}: the output folder was removed during the live run; the run stopped and re-created nothing"
+    )
 
 
 @dataclass(frozen=True)

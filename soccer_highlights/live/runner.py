@@ -66,7 +66,7 @@ from soccer_highlights.live.pace import (
     listening_line,
     progress_line,
 )
-from soccer_highlights.live.recorder import STOP_WAIT_SEC, Recorder, Segment, present
+from soccer_highlights.live.recorder import STOP_WAIT_SEC, Recorder, Segment, gone, present
 from soccer_highlights.live.relay import Clock, Relay
 from soccer_highlights.live.tokens import LiveTokens, TokenSource
 from soccer_highlights.report.page import write_report
@@ -308,11 +308,24 @@ class LiveRun:
             )
 
     def _check(self) -> None:
+        groups = (self.workers, self.relay.workers, self.tokens.workers)
+        if any(group.errors for group in groups):
+            self._intact()  # a folder removed under the run breaks the decoders: say that, not what broke
         # a full disk first: a decoder may fail on the segment it cut short
         check(self.workers, self.relay.workers, self.tokens.workers, prefer=(DiskFull,))
         if not self.relay.workers.alive() and not self.recorder.segments:
             problem = "; ".join(dict.fromkeys(self.recorder.errors)) or "no data"
             raise UserError(f"{self.live.source}: nothing was received ({problem})")
+
+    def _intact(self) -> None:
+        """FolderGone when the run's folder, or what the run wrote in it (the recording, its playlist), was
+        removed under the run: a removal in progress (files first, the folder last) counts too."""
+        present(self.out)
+        written = [self.recorder.folder, *(seg.path for seg in self.recorder.segments)]
+        if self.recorder.segments:
+            written.append(self.playlist)
+        if not all(path.exists() for path in written):
+            raise gone(self.out)
 
     # ---- the main loop ----------------------------------------------------------------------------------------
 
