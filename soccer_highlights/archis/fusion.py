@@ -48,6 +48,26 @@ def _torch_linear(units: int, fan_in: int, name: str, policy, *, activation=None
     )
 
 
+@keras.saving.register_keras_serializable(package="archis")
+class KeyedAttention(keras.layers.MultiHeadAttention):
+    """Keras' multi-head attention whose dropout is a `KeyedDropout` (masks keyed by seed, step and window, see
+    `archis.dropout`), applied where Keras, `nn.MultiheadAttention` and the seed's CMGA fusion apply theirs: to the
+    attention probabilities. Keras' own layer draws its masks per call, so the weights followed the micro-batch.
+
+    Same weights, same attribute (`_dropout_layer`, whose path in a weights file holds no variable) and the same one
+    draw from Python's generator for the layer's seed, so files saved with Keras' layer load and initial weights are
+    unchanged."""
+
+    def _build_attention(self, rank):
+        rate, self._dropout = self._dropout, 0.0  # Keras' Dropout at rate 0: no seed drawn, no generator made
+        try:
+            super()._build_attention(rank)
+        finally:
+            self._dropout = rate
+        self._tracker.untrack(self._dropout_layer)
+        self._dropout_layer = KeyedDropout(rate, seed=self.seed, dtype=self.dtype_policy, name="attention_dropout")
+
+
 def _check_heads(dim: int, heads: int, what: str) -> None:
     if dim % heads:
         raise UserError(f"{what} needs a feature size divisible by {heads} heads, got {dim}")
@@ -117,7 +137,7 @@ class CMGA(keras.layers.Layer):
         )
         bias_init = keras.initializers.RandomUniform(-1 / math.sqrt(dim), 1 / math.sqrt(dim))
         self.message = keras.layers.Dense(dim, bias_initializer=bias_init, dtype=policy, name="message")
-        self.fusion = keras.layers.MultiHeadAttention(
+        self.fusion = KeyedAttention(
             self.num_heads,
             dim // self.num_heads,
             dropout=self.dropout,
@@ -218,7 +238,7 @@ class EncoderLayer(keras.layers.Layer):
         dim = int(input_shape[-1])
         _check_heads(dim, self.num_heads, "the transformer encoder")
         policy = self.dtype_policy
-        self.attention = keras.layers.MultiHeadAttention(
+        self.attention = KeyedAttention(
             self.num_heads,
             dim // self.num_heads,
             dropout=self.dropout,
