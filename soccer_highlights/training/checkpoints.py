@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from soccer_highlights.archis import names
 from soccer_highlights.common.atomic import (
     KEEP_OLD_FLAG,
     atomic_path,
@@ -27,7 +28,7 @@ from soccer_highlights.common.lock import Lock
 from soccer_highlights.training.config import TrainConfig
 from soccer_highlights.training.schedule import ScheduleState
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: the settings hold the batch-norm, L2-floor, loss, class-weight and label choices
 
 
 @dataclass
@@ -172,15 +173,32 @@ class Snapshot:
 
 
 def model_settings(cfg: TrainConfig) -> dict[str, Any]:
-    """What a resumed run must share with the run it continues."""
+    """What a resumed run must share with the run it continues: the model, its batch-norm and L2 choices (an unset
+    one as the architecture's), the loss, and how windows are read and labelled. A state saved before the choices
+    were recorded is of an earlier `STATE_VERSION`, refused: what it trained with is not known."""
+    arch = cfg.architecture
+    data = cfg.data
     return {
-        "architecture": cfg.architecture,
+        "architecture": arch,
         "network": cfg.network,
+        "pooling_rule": cfg.pooling_rule,
         "VLAD_k": cfg.vlad_k,
         "dropout": cfg.dropout,
-        "WindowSize": cfg.data.window_seconds,
-        "featurePerSec": cfg.data.tokens_per_second,
-        "classes": cfg.data.class_map.classes,
+        "batch_norm": cfg.batch_norm or names.default_batch_norm(arch),
+        "head_init": cfg.head_init or names.default_head_init(arch),
+        "bn_eval": cfg.bn_eval or names.default_bn_eval(arch),
+        "l2_floor": cfg.l2_floor or names.default_l2_floor(arch),
+        "loss_reduction": cfg.loss_reduction,
+        "class_weights": cfg.class_weighting,
+        "WindowSize": data.window_seconds,
+        "featurePerSec": data.tokens_per_second,
+        "features": [data.features_video, data.features_audio, data.pca, data.feature_dim],
+        "classes": data.class_map.classes,
+        "label_to_class": data.class_map.label_to_index,
+        "label_index": data.label_index,
+        "labels": [data.labels, data.labels_only],
+        "event_time": data.event_time,
+        "background_label": data.background,
         "compute_dtype": cfg.compute_dtype,
         "batch_size": cfg.batch_size,
         "batch_windows": cfg.batch_windows,
