@@ -52,19 +52,9 @@ def _command_line(command: str, video: Path, model: Path, out: Path) -> list[str
 
 
 def _interrupt(cmd: list[str], signum: int, delay: float) -> tuple[int, str]:
-    """Start `cmd`, send `signum` `delay` s after its first progress count above 0 (the networks are running);
-    return its exit code and stderr."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        seen = _wait_for(proc, r" [1-9]\d*/\d+ ")
-        time.sleep(delay)
-        assert proc.poll() is None, seen + proc.stderr.read()
-        proc.send_signal(signum)
-        err = seen + proc.communicate(timeout=120)[1]
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-    return proc.returncode, err
+    """Start `cmd`, send `signum` to it alone `delay` s after its first progress count above 0 (the networks are
+    running); return its exit code and stderr."""
+    return _interrupted(cmd, signum, group=False, pattern=r" [1-9]\d*/\d+ ", settle=delay)
 
 
 @pytest.mark.slow
@@ -212,33 +202,11 @@ def _running(pid: int) -> bool:
 def test_sigterm_while_training_exits_143_and_leaves_no_temporary_or_lock_file(tmp_path):
     """SIGTERM once the training loop runs (TensorFlow busy in the main thread): 143, no abort, no temporary
     files, the lock released."""
-    game = tmp_path / "data" / "game"
-    game.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for half in (1, 2):
-        for feature in ("ResNET_TF2_PCA512", "VGGish"):
-            np.save(game / f"{half}_{feature}.npy", rng.standard_normal((240, 512)).astype(np.float32))
-    (game / "Labels-v2.json").write_text('{"annotations": [{"gameTime": "1 - 00:10", "label": "Goal"}]}')
-    np.save(tmp_path / "data" / "list.npy", np.array(["game"]))
-    (tmp_path / "goal.json").write_text('{"labels": {"goal": ["Goal"]}}')  # a positive window of every class
-    lst, model = str(tmp_path / "data" / "list.npy"), tmp_path / "Model"
-    cmd = [sys.executable, str(ROOT / "ClassificationMinuteBased.py")]
-    cmd += train_argv(lst, model, max_epoch=200, cache_dir=tmp_path / "cache", class_map=tmp_path / "goal.json")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        seen = ""
-        while "class weights" not in seen and proc.poll() is None:
-            seen += proc.stdout.readline()
-        time.sleep(3)  # into the epochs
-        assert proc.poll() is None, seen + proc.stderr.read()
-        proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=120)[1]
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-    assert proc.returncode == 143 and "terminate called" not in err, err[-3000:]
+    cmd, model = _training(tmp_path)
+    code, err = _interrupted(cmd, signal.SIGTERM, group=False, ready=_an_epoch_done(model), settle=0.5)
+    assert code == 143 and "terminate called" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)", err[-3000:]
-    assert not [p for p in model.rglob(".*")], list(model.rglob(".*"))
+    assert not [p for p in model.rglob(".*") if p.name not in _RECORDS], list(model.rglob(".*"))
 
 
 # ---- Ctrl-C from a terminal: SIGINT to the whole process group, ffmpeg children included -----------------------
@@ -381,18 +349,10 @@ def test_ctrl_c_before_any_data_leaves_nothing_and_says_so(tiny_model, live_inpu
 def test_ctrl_c_to_an_offline_runs_group_leaves_nothing_and_exits_130(long_video, tiny_model, tmp_path):
     """A terminal's Ctrl-C while the video is decoded (ffmpeg children in the group): one line, 130, no file."""
     out = tmp_path / "out"
-    cmd = _command_line("inference.py --video", long_video, tiny_model, out)
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    code, err = _interrupted(
+        _command_line("inference.py --video", long_video, tiny_model, out), signal.SIGINT, pattern=r" [1-9]\d*/\d+ "
     )
-    try:
-        seen = _wait_for(proc, r" [1-9]\d*/\d+ ")
-        os.killpg(proc.pid, signal.SIGINT)
-        err = seen + _rest(proc, 120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130 and "Traceback" not in err and "ffmpeg failed" not in err, err[-3000:]
+    assert code == 130 and "Traceback" not in err and "ffmpeg failed" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
 
@@ -402,18 +362,10 @@ def test_ctrl_c_to_an_extractions_group_leaves_nothing_and_exits_130(long_video,
     """A terminal's Ctrl-C while the networks run, ffmpeg decoders in the group: 130, one line, no file (the
     decoder's end is not taken for a failed decode)."""
     out = tmp_path / "out"
-    cmd = _command_line("extract --video", long_video, Path("unused"), out)
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    code, err = _interrupted(
+        _command_line("extract --video", long_video, Path("unused"), out), signal.SIGINT, pattern=r" [1-9]\d*/\d+ "
     )
-    try:
-        seen = _wait_for(proc, r" [1-9]\d*/\d+ ")
-        os.killpg(proc.pid, signal.SIGINT)
-        err = seen + _rest(proc, 120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130 and "Traceback" not in err and "ffmpeg failed" not in err, err[-3000:]
+    assert code == 130 and "Traceback" not in err and "ffmpeg failed" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
 
@@ -422,6 +374,18 @@ def test_ctrl_c_to_an_extractions_group_leaves_nothing_and_exits_130(long_video,
 def test_ctrl_c_to_a_trainings_group_exits_130_and_leaves_no_temporary_or_lock_file(tmp_path):
     """Ctrl-C (SIGINT to the process group) once the training loop runs: 130, one last line, no temporary files,
     the lock released (the resume state of finished epochs is kept on purpose: --resume continues from it)."""
+    cmd, model = _training(tmp_path)
+    code, err = _interrupted(cmd, signal.SIGINT, ready=_an_epoch_done(model), settle=0.5)  # into the epochs
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
+    assert not [p for p in model.rglob(".*") if p.name not in _RECORDS], list(model.rglob(".*"))
+
+
+_RECORDS = (".outputs.json",)  # the record of what the run wrote (claimed folders, the best model): no temporary
+
+
+def _training(tmp_path: Path) -> tuple[list[str], Path]:
+    """A training of 200 epochs over one small game (a positive window of every class); its command and --tflog."""
     game = tmp_path / "data" / "game"
     game.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -434,20 +398,112 @@ def test_ctrl_c_to_a_trainings_group_exits_130_and_leaves_no_temporary_or_lock_f
     lst, model = str(tmp_path / "data" / "list.npy"), tmp_path / "Model"
     cmd = [sys.executable, str(ROOT / "ClassificationMinuteBased.py")]
     cmd += train_argv(lst, model, max_epoch=200, cache_dir=tmp_path / "cache", class_map=tmp_path / "goal.json")
+    return cmd, model
+
+
+def _game_list(root: Path, games: int, tokens: int) -> Path:
+    """`games` SoccerNet game folders of random features (`tokens` per half) and their list."""
+    rng = np.random.default_rng(0)
+    for g in range(games):
+        folder = root / f"game{g}"
+        folder.mkdir(parents=True)
+        for half in (1, 2):
+            for feature in ("ResNET_TF2_PCA512", "VGGish"):
+                np.save(folder / f"{half}_{feature}.npy", rng.standard_normal((tokens, 512)).astype(np.float32))
+        (folder / "Labels-v2.json").write_text('{"annotations": [{"gameTime": "1 - 00:10", "label": "Goal"}]}')
+    np.save(root / "list.npy", np.array([f"game{g}" for g in range(games)]))
+    return root / "list.npy"
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_a_spotting_runs_group_exits_130_with_whole_games_only(tiny_model, tmp_path):
+    """ClassificationSecondBased.py (V&D's spotting over a game list): Ctrl-C while the second game is scored exits
+    130 with one line; the first game's outputs are all there, the second's none (its half-1 scores were written
+    before its results, and stayed alone), no class map, no temporary file."""
+    games = _game_list(tmp_path / "data", 3, 2400)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "ClassificationSecondBased.py"), "--testing", str(games)]
+    cmd += ["--model", str(tiny_model), "--output", str(out)]
+    code, err = _interrupted(cmd, signal.SIGINT, pattern=r"games: +33%.*? 1/3 ")
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == [
+        "game0/.outputs.json",
+        "game0/out_Half_1.npy",
+        "game0/out_Half_2.npy",
+        "game0/results_spotting.json",
+    ]
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_a_trainsets_group_exits_130_and_leaves_nothing(tiny_model, tmp_path):
+    """soccer-trainset stopped while it copies the reviewed matches' features: 130, one line, and the training set
+    is not there at all (it is staged and put in place together at the end)."""
+    from soccer_highlights.commands import inference
+    from soccer_highlights.report.labels import Reviewed, file_record, labels_document
+
+    rng = np.random.default_rng(0)
+    feats = [tmp_path / "v.npy", tmp_path / "a.npy"]
+    for f in feats:
+        np.save(f, rng.standard_normal((40, 512)).astype(np.float32))
+    first = tmp_path / "m0"
+    argv = ["--model", str(tiny_model), "--out", str(first), "--features_video", str(feats[0])]
+    assert inference.main([*argv, "--features_audio", str(feats[1]), "--no_reel", "--quiet"]) == 0
+    for f in feats:  # long features (the copy takes a while), the match's identity made to name them
+        np.save(f, rng.standard_normal((20000, 512)).astype(np.float32))
+    spans = json.loads((first / "spans.json").read_text())
+    spans["identity"]["files"] = [
+        file_record(r, f) for r, f in zip(("features_video", "features_audio"), feats, strict=True)
+    ]
+    labels = tmp_path / "Labels-v2.json"
+    labels.write_text(json.dumps(labels_document(spans["identity"], [Reviewed(1, 3.0, "goal")])))
+    matches = []
+    for i in range(4):
+        folder = tmp_path / f"m{i}"
+        folder.mkdir(exist_ok=True)
+        (folder / "spans.json").write_text(json.dumps(spans))
+        matches += ["--match", str(folder), str(labels)]
+    out = tmp_path / "set"
+    cmd = [sys.executable, "-m", "soccer_highlights.commands.trainset", "--out", str(out), *matches]
+    code, err = _interrupted(cmd, signal.SIGINT, ready=lambda: any(out.glob("*/.partial.*/*")))
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
+    assert not out.exists(), sorted(str(p) for p in out.rglob("*"))
+
+
+def _an_epoch_done(tflog: Path):
+    """A `ready` for `_interrupted`: the training's first epoch is checkpointed, so the signal lands in the epoch
+    loop (not while TensorFlow traces the step, where a signal has been seen to come out of the gradient tape as a
+    TypeError: a fixed delay landed there on a loaded machine)."""
+    return lambda: (tflog / "concat_resume" / "state.json").is_file()
+
+
+def _interrupted(
+    cmd: list[str],
+    signum: int,
+    *,
+    group: bool = True,
+    pattern: str | None = None,
+    ready=None,
+    settle: float = 0.0,
+    limit: float = 120,
+) -> tuple[int, str]:
+    """Start `cmd` in a session of its own; once `pattern` shows on its stderr (or `ready()` holds) and `settle`
+    seconds more, send `signum` to its process group (what a terminal's Ctrl-C reaches, ffmpeg children included)
+    or, `group` False, to the process alone. Return its exit code and stderr."""
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        seen = ""
-        while "class weights" not in seen and proc.poll() is None:
-            seen += proc.stdout.readline()
-        time.sleep(3)  # into the epochs
+        seen = _wait_for(proc, pattern) if pattern else ""
+        if ready is not None:
+            _until(ready, proc, 180)
+        time.sleep(settle)
         assert proc.poll() is None, seen + proc.stderr.read()
-        os.killpg(proc.pid, signal.SIGINT)
-        err = proc.communicate(timeout=120)[1]
+        os.killpg(proc.pid, signum) if group else proc.send_signal(signum)
+        err = seen + _rest(proc, limit)
+        return proc.returncode, err
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
-    assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
-    assert not [p for p in model.rglob(".*")], list(model.rglob(".*"))
