@@ -219,6 +219,34 @@ def test_throughput_mode_splits_a_batch_over_requests_and_keeps_row_order(tmp_pa
     np.testing.assert_allclose(net(x[:1]), latency[:1], rtol=1e-5, atol=1e-6)
 
 
+def test_streamed_calls_equal_one_call_at_a_time_and_stop_early(tmp_path):
+    """`stream` pipelines calls over the requests: every call's output is the one `net(call)` gives, bit for bit
+    and in order (uneven calls, a call of one row); closed early, it finishes what is in flight and stops."""
+    vggish = AudioEmbedder("random", seed=5, runtime="openvino", cache_dir=tmp_path)
+    x = np.random.default_rng(3).standard_normal((13, 46, 64, 1)).astype(np.float32)
+    net = runtime.CompiledNetwork(vggish.xml, "float32", hint="THROUGHPUT", requests=2)
+    calls = [x[:4], x[4:9], x[9:10], x[10:13]]
+    one_at_a_time = [net(c) for c in calls]
+    streamed = list(net.stream(iter(calls)))
+    assert [len(s) for s in streamed] == [4, 5, 1, 3]
+    for got, want in zip(streamed, one_at_a_time, strict=True):
+        np.testing.assert_array_equal(got, want)
+    pulled = []
+
+    def source():
+        for c in calls:
+            pulled.append(len(c))
+            yield c
+
+    outputs = net.stream(source())
+    first = next(outputs)
+    read = len(pulled)
+    outputs.close()
+    np.testing.assert_array_equal(first, one_at_a_time[0])
+    assert len(pulled) == read < len(calls)  # handed on before the input ran out; nothing read after closing
+    np.testing.assert_array_equal(net(x[:4]), one_at_a_time[0])  # the lock was released
+
+
 def test_inference_warns_once_when_int8_features_drift_for_a_float32_model(tiny_model, tmp_path, caplog):
     from soccer_highlights import synthetic
     from soccer_highlights.commands import inference

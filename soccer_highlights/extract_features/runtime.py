@@ -14,6 +14,7 @@ The int8 models that `calibrate` writes are stored the same way, in the folder t
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,37 @@ class CompiledNetwork:
                 self._queue.start_async({0: part}, i)
             self._queue.wait_all()
             return np.concatenate(out)
+
+    def stream(self, calls: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The outputs of `calls`, in order, each computed exactly as `self(call)` computes it (the same parts on
+        the same requests), but with no wait between calls: a request takes the next part as soon as it is free,
+        so in throughput mode the requests never wait for each other at the end of every call (with decoding and
+        VGGish beside it, one request is often slowed by them while the other would idle). At most `requests`
+        parts are in flight; when the caller stops early, those finish before the generator closes."""
+
+        with self._lock:
+            done: dict[int, np.ndarray] = {}
+            self._queue.set_callback(lambda request, i: done.__setitem__(i, _output(request)))
+            sent = given = 0  # parts started / handed on
+            shapes: collections.deque[int] = collections.deque()  # parts per call, for calls not yet handed on
+            try:
+                for call in calls:
+                    one = self.requests == 1 or len(call) < 2
+                    parts = [call] if one else np.array_split(call, min(self.requests, len(call)))
+                    for part in parts:
+                        self._queue.start_async({0: part}, sent)  # waits for a free request (GIL released)
+                        sent += 1
+                    shapes.append(len(parts))
+                    while shapes and all(given + k in done for k in range(shapes[0])):
+                        yield np.concatenate([done.pop(given + k) for k in range(shapes[0])])
+                        given += shapes.popleft()
+                self._queue.wait_all()
+                while shapes:
+                    yield np.concatenate([done.pop(given + k) for k in range(shapes[0])])
+                    given += shapes.popleft()
+            finally:
+                self._queue.wait_all()
+
+
+def _output(request) -> np.ndarray:
+    return np.array(request.get_output_tensor(0).data, np.float32)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +120,7 @@ class FrameEmbedder:
         else:
             xml = rt.cached_model("resnet152", self.cache_key(), lambda: rt.convert(self.keras_function()), cache_dir)
         self.xml = xml
-        self._network: Callable[[np.ndarray], np.ndarray] | None = None  # compiled by its call plan, on first need
+        self._network: rt.CompiledNetwork | None = None  # compiled by its call plan, on first need
 
     def cache_key(self) -> dict:
         """What the converted network depends on: the backbone, its weights (hash, or the random seed), the input."""
@@ -188,6 +188,19 @@ class FrameEmbedder:
                 self.xml, self.compute_dtype, hint=self.plan.hint, requests=self.plan.requests
             )
         return self.plan
+
+    def stream(self, calls: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """`self(call)` for each call of `calls`, in order; on OpenVINO the calls are pipelined over the plan's
+        requests (`runtime.CompiledNetwork.stream`: the same features, no wait at the end of every call). Empty
+        calls are skipped."""
+        if self.runtime != "openvino":
+            yield from (self(frames) for frames in calls if len(frames))
+            return
+        if self._network is None:
+            self.set_call_plan()
+        assert self._network is not None
+        uint8 = (np.ascontiguousarray(frames, np.uint8) for frames in calls if len(frames))
+        yield from self._network.stream(uint8)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         if len(frames) == 0:
