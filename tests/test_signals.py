@@ -417,14 +417,15 @@ def _game_list(root: Path, games: int, tokens: int) -> Path:
 
 @pytest.mark.slow
 def test_ctrl_c_to_a_spotting_runs_group_exits_130_with_whole_games_only(tiny_model, tmp_path):
-    """ClassificationSecondBased.py (V&D's spotting over a game list): Ctrl-C while the second game is scored exits
-    130 with one line; the first game's outputs are all there, the second's none (its half-1 scores were written
-    before its results, and stayed alone), no class map, no temporary file."""
+    """ClassificationSecondBased.py (V&D's spotting over a game list): Ctrl-C once the second game's half-1 scores
+    are written exits 130 with one line; the first game's outputs are all there, the second's none (before its
+    files were staged, its half-1 scores stayed alone without its results), no class map, no temporary file."""
     games = _game_list(tmp_path / "data", 3, 2400)
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "ClassificationSecondBased.py"), "--testing", str(games)]
     cmd += ["--model", str(tiny_model), "--output", str(out)]
-    code, err = _interrupted(cmd, signal.SIGINT, pattern=r"games: +33%.*? 1/3 ")
+    half = lambda: any(out.glob("game1/**/out_Half_1.npy"))  # noqa: E731 (staged, or in place on 643e491)
+    code, err = _interrupted(cmd, signal.SIGINT, ready=half)  # while the second game's half 2 is scored
     assert code == 130 and "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -466,7 +467,8 @@ def test_ctrl_c_to_a_trainsets_group_exits_130_and_leaves_nothing(tiny_model, tm
         matches += ["--match", str(folder), str(labels)]
     out = tmp_path / "set"
     cmd = [sys.executable, "-m", "soccer_highlights.commands.trainset", "--out", str(out), *matches]
-    code, err = _interrupted(cmd, signal.SIGINT, ready=lambda: any(out.glob("*/.partial.*/*")))
+    first = lambda: any(p.is_file() for p in out.rglob("*"))  # noqa: E731 (staged, or in place on 643e491)
+    code, err = _interrupted(cmd, signal.SIGINT, ready=first)
     assert code == 130 and "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "error: interrupted", err[-3000:]
     assert not out.exists(), sorted(str(p) for p in out.rglob("*"))
