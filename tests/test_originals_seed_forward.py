@@ -4,7 +4,8 @@ with the seed's choices (PyTorch's batch-norm at running averages, F.normalize's
 item 15, within 3e-6.
 
 Modules followed: `loupe.py` `NetRVLAD.forward` and `PoolingBaseModel.context_gating`; `networks.py`
-`AudioVideoArchi4` .. `AudioVideoArchi8`, `GMU`, `CMGAArchi2` and `LateFusionArchi` (its pooling given [B·N, D] as
+`AudioVideoArchi4` .. `AudioVideoArchi8`, `GMU`, `CMGAArchi1`, `CMGAArchi2`, `CMGAArchi4` and
+`LateFusionArchi` (its pooling given [B·N, D] as
 every other seed model does: the seed's own call fails, docs/departures.md); `fusion.py` `GatedBimodalTorch`,
 `CrossModalGatedAttention` and `LateFusionTransformer` (PyTorch's post-norm `nn.TransformerEncoderLayer`, GELU,
 batch_first). Keras' attention has q/k/v biases the seed's CMGA fusion has not: they are zero there, as they start.
@@ -132,8 +133,8 @@ def seed_netrvlad(reshaped_input, s, max_samples):
 
 
 def seed_cmga(x_1, x_2, s, num_heads):
-    """fusion.py CrossModalGatedAttention.forward (eval: dropout off), inputs [B, D] made [B, 1, D]."""
-    z_i, z_j = x_1[:, None], x_2[:, None]
+    """fusion.py CrossModalGatedAttention.forward (eval: dropout off), inputs [B, N, D] or [B, D] made [B, 1, D]."""
+    z_i, z_j = (x if x.ndim == 3 else x[:, None] for x in (x_1, x_2))
     batch_size, num_frames, feature_dim = z_i.shape
     head_dim = feature_dim // num_heads
     scale, big_scale = feature_dim**-0.5, head_dim**-0.5
@@ -266,18 +267,14 @@ def test_the_seeds_gmu():
     _check(_scores(model, video, audio), _linear(fused, **_head_state(model.get_layer("logits"))))
 
 
-def test_the_seeds_cmga():
-    """networks.py CMGAArchi2: the two pooled vectors through fusion.py CrossModalGatedAttention (video as x_1),
-    squeeze, fc. The seed's fused q/k/v matrices hold the port's q, k, v kernels as their three blocks."""
-    model = _port("CMGAArchi2")
-    cmga = model.get_layer("cmga")
+def _cmga_state(cmga) -> dict:
+    """CrossModalGatedAttention's parameters: the seed's fused q/k/v matrices hold the port's q, k, v kernels as
+    their three blocks; the port's fusion q/k/v biases are set to zero (the seed's QKV has none)."""
     for d in (cmga.fusion._query_dense, cmga.fusion._key_dense, cmga.fusion._value_dense):
-        d.bias.assign(np.zeros(d.bias.shape, "float32"))  # the seed's QKV has no bias
-    (video, audio), n = _inputs(model)
-    v, a = _ungated_pools(model, video, audio, n)
+        d.bias.assign(np.zeros(d.bias.shape, "float32"))
     zeros = np.zeros((D, D))
     in_proj, _, out_w, out_b = _mha_blocks(cmga.fusion)
-    s = {
+    return {
         "qkv_i": np.concatenate([zeros, _np(cmga.key.kernel).T, _np(cmga.value.kernel).T]),  # its q_i is unused
         "qkv_j": np.concatenate([_np(cmga.query.kernel).T, zeros, zeros]),  # its k_j, v_j are unused
         "W_f": (_np(cmga.forget.kernel).T, _np(cmga.forget.bias)),
@@ -285,8 +282,34 @@ def test_the_seeds_cmga():
         "QKV": in_proj,
         "Proj": (out_w, out_b),
     }
+
+
+def test_the_seeds_cmga():
+    """networks.py CMGAArchi2: the two pooled vectors through fusion.py CrossModalGatedAttention (video as x_1),
+    squeeze, fc."""
+    model = _port("CMGAArchi2")
+    cmga = model.get_layer("cmga")
+    s = _cmga_state(cmga)
+    (video, audio), n = _inputs(model)
+    v, a = _ungated_pools(model, video, audio, n)
     fused = seed_cmga(v, a, s, cmga.num_heads)[:, 0]
     _check(_scores(model, video, audio), _linear(fused, **_head_state(model.get_layer("logits"))))
+
+
+@pytest.mark.parametrize("name", ["CMGAArchi1", "CMGAArchi4"])
+def test_the_seeds_cmga_on_frame_sequences(name):
+    """networks.py CMGAArchi1 (CrossModalGatedAttention over the [B, N, D] windows, viewed [B·N, D], NetRVLAD
+    without gating, fc) and CMGAArchi4 (the same attention, mean over the frames, fc)."""
+    model = _port(name)
+    cmga = model.get_layer("cmga")
+    s = _cmga_state(cmga)
+    (video, audio), n = _inputs(model)
+    fused = seed_cmga(video.astype("float64"), audio.astype("float64"), s, cmga.num_heads)
+    if name == "CMGAArchi1":
+        x = seed_netrvlad(fused.reshape(-1, D), _rvlad_state(model.get_layer("pool")), n)
+    else:
+        x = fused.mean(axis=1)
+    _check(_scores(model, video, audio), _linear(x, **_head_state(model.get_layer("logits"))))
 
 
 def test_the_seeds_late_fusion_transformer():
