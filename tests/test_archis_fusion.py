@@ -131,3 +131,40 @@ def test_gated_bottleneck_is_the_seeds_with_learned_tokens(n):
     again = np.asarray(layer([video, audio], training=False))
     np.testing.assert_array_equal(out, again)  # learned tokens: no fresh draw per call
     assert any(w.path.endswith("bottleneck_tokens") for w in layer.trainable_weights)
+
+
+def test_keyed_attention_reads_weights_saved_from_keras_attention(tmp_path):
+    """The fusion blocks' attention was Keras' MultiHeadAttention (dropout drawn per call); `KeyedAttention` keeps
+    its weights and their paths, so weights saved from it load, and its dropout is a `KeyedDropout` on the
+    attention probabilities: the same mask for a window whichever call carries it."""
+    import keras
+    import tensorflow as tf
+
+    from soccer_highlights.archis import dropout
+    from soccer_highlights.archis.fusion import KeyedAttention
+
+    class Block(keras.layers.Layer):  # as CMGA and EncoderLayer hold it: an attribute, its path in the file
+        def __init__(self, cls, **kwargs):
+            super().__init__(**kwargs)
+            self.fusion = cls(8, D // 8, dropout=0.5)
+
+        def call(self, x, training=None):
+            return self.fusion(x, x, training=training)
+
+    def model(cls):
+        x = keras.Input((N, D))
+        return keras.Model(x, Block(cls, name="block")(x))
+
+    old, new = model(keras.layers.MultiHeadAttention), model(KeyedAttention)
+    old.save_weights(tmp_path / "old.weights.h5")
+    new.load_weights(tmp_path / "old.weights.h5")
+    x = _inputs(8, (B * 2, N, D))[0]
+    np.testing.assert_allclose(np.asarray(new(x, training=False)), np.asarray(old(x, training=False)), atol=ATOL)
+    layer = new.get_layer("block").fusion
+    assert isinstance(layer._dropout_layer, dropout.KeyedDropout) and layer._dropout_layer.rate == 0.5
+    with dropout.window_keys(tf.constant(3), tf.constant(0)):
+        whole = np.asarray(layer(x, x, training=True))
+    with dropout.window_keys(tf.constant(3), tf.constant(B)):
+        part = np.asarray(layer(x[B:], x[B:], training=True))
+    np.testing.assert_allclose(part, whole[B:], atol=ATOL)
+    assert np.abs(whole - np.asarray(layer(x, x, training=False))).max() > 1e-3  # dropout did act
