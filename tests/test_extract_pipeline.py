@@ -80,6 +80,32 @@ def run(path, **kw):
 
 
 @pytest.mark.slow
+def test_numpy_blas_runs_on_one_thread_while_the_stages_run(videos, monkeypatch):
+    """Log-mel and the PCA are small products: their BLAS threads would only spin on the networks' cores. The
+    extraction sets one thread while its stages run and gives the caller's setting back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from soccer_highlights.extract_features import logmel
+
+    def blas_threads() -> int:
+        return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
+    Extractor(ExtractConfig(weights="random")).vggish.silence()  # its one log-mel, made after the stages, now
+    seen, real = [], logmel.log_mel
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(logmel, "log_mel", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == 2
+        run(videos["short"])
+        assert blas_threads() == 2
+    assert seen and set(seen) == {1}
+
+
+@pytest.mark.slow
 def test_shapes_rule_alignment_and_determinism(videos):
     first = run(videos["tone"])
     tokens = math.floor(2 * source_frames(videos["tone"]) / (30000 / 1001) + 1e-9)

@@ -282,15 +282,21 @@ class Extractor:
         video: list[np.ndarray] = []
         raw: list[np.ndarray] = []
         bar = _progress(progress, decode.expected_tokens(info.duration, self.config.recipe), path.name)
-        stages.start(self._decode_worker, path, batch_size, frames, stages.stop)
-        if not self.config.silent_audio:
-            stages.start(self._audio_worker, path, audio, stages.stop)
         clock = {"busy": 0.0, "idle": 0.0}
-        stages.start(self._network_worker, frames, step, video, raw, bar, stages.stop, clock)
-        try:
-            stages.wait()
-        finally:
-            bar.close()
+        # NumPy's BLAS on one thread while the stages run: its small products (log-mel, PCA) gain nothing from
+        # more, and its idle threads spin on the cores the networks need (on 2 loaded cores, log-mel cost 11x
+        # the CPU time on two BLAS threads than on one; bench/results_extract.md)
+        from threadpoolctl import threadpool_limits  # only where an extraction runs (start-up of the commands)
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            stages.start(self._decode_worker, path, batch_size, frames, stages.stop)
+            if not self.config.silent_audio:
+                stages.start(self._audio_worker, path, audio, stages.stop)
+            stages.start(self._network_worker, frames, step, video, raw, bar, stages.stop, clock)
+            try:
+                stages.wait()
+            finally:
+                bar.close()
         return self._result(path, info, video, raw, audio, started, clock)
 
     def _result(
