@@ -9,7 +9,8 @@ alike), each in its own process:
 - the features against TensorFlow float32's (relative L2 per token, raw 2048-d and after the PCA).
 The int8 models are calibrated first (`calibrate`, random weights). Projected time for a 90-minute match:
 10,800 tokens at the end-to-end rate plus start-up.
-Usage: flock /tmp/bench.lock env PYTHONPATH=. .venv/bin/python bench/bench_runtime.py [--minutes 10] [--rounds 1]
+Usage: env PYTHONPATH=. .venv/bin/python bench/bench_runtime.py [--minutes 10] [--rounds 1] [--modes openvino:int8]
+[--before OTHER_CHECKOUT] (see --help)
 """
 
 from __future__ import annotations
@@ -48,11 +49,18 @@ resnet(np.zeros((1, 224, 224, 3), np.uint8)); vggish.silence()
 startup = time.perf_counter() - t
 frames = np.random.default_rng(0).integers(0, 256, (int(sys.argv[4]), 224, 224, 3), dtype=np.uint8)
 step = resnet.set_call_plan().frames  # the pipeline's calls: the measured plan on OpenVINO, 4 on TensorFlow
+calls = [frames[i : i + step] for i in range(0, len(frames), step)]
 resnet(frames[:step])
 t = time.perf_counter()
-for i in range(0, len(frames), step):
-    resnet(frames[i : i + step])
-print(json.dumps({"startup": startup, "backbone_fps": len(frames) / (time.perf_counter() - t)}))
+for call in calls:
+    resnet(call)
+fps = {"backbone_fps_calls": len(frames) / (time.perf_counter() - t)}
+if hasattr(resnet, "stream"):  # the calls pipelined over the plan's requests, as the pipeline now makes them
+    t = time.perf_counter()
+    for _ in resnet.stream(iter(calls)):
+        pass
+    fps["backbone_fps_stream"] = len(frames) / (time.perf_counter() - t)
+print(json.dumps({"startup": startup, "backbone_fps": max(fps.values()), **fps}))
 """
 
 
@@ -132,12 +140,14 @@ def parts(video: Path) -> str:
     )
 
 
-def peak_rss_run(args: list[str]) -> tuple[float, float]:
-    """Run a command; (wall seconds, peak RSS in GB, polled every 50 ms)."""
+def peak_rss_run(args: list[str], tree: str = "") -> tuple[float, float]:
+    """Run a command (with the package from source tree `tree`, else this one); (wall seconds, peak RSS in GB,
+    polled every 50 ms)."""
     import psutil
 
     t = time.perf_counter()
-    proc = psutil.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": "."})
+    env = {**os.environ, "PYTHONPATH": tree or "."}
+    proc = psutil.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tree or None)
     peak = 0
     while proc.poll() is None:
         try:
@@ -150,19 +160,21 @@ def peak_rss_run(args: list[str]) -> tuple[float, float]:
     return time.perf_counter() - t, peak / 1e9
 
 
-def end_to_end(video: Path, runtime: str, dtype: str, int8: Path) -> dict:
-    out = OUT / f"{runtime}_{dtype}"
+def end_to_end(video: Path, runtime: str, dtype: str, int8: Path, tree: str = "") -> dict:
+    out = OUT / f"{runtime}_{dtype}{'_' + Path(tree).name if tree else ''}"
     args = [sys.executable, "-m", "extract_features", "--video", str(video), "--out", str(out), "--weights", "random"]
     args += ["--runtime", runtime, "--compute_dtype", dtype, "--quiet", "--save_raw"]
     args += ["--int8_model", str(int8)] if dtype == "int8" else []
-    wall, rss = peak_rss_run(args)
+    wall, rss = peak_rss_run(args, tree)
     half = json.loads((out / "extraction.json").read_text())["halves"]["1"]
-    return {"wall": wall, "rss": rss, "pipeline_s": half["seconds"], "tokens": half["tokens"], "out": out}
+    idle = half.get("backbone_seconds", {}).get("idle", float("nan"))
+    return {"wall": wall, "rss": rss, "pipeline_s": half["seconds"], "tokens": half["tokens"], "idle": idle, "out": out}
 
 
-def child(runtime: str, dtype: str, int8: Path, frames: int) -> dict:
+def child(runtime: str, dtype: str, int8: Path, frames: int, tree: str = "") -> dict:
     args = [sys.executable, "-c", CHILD, runtime, dtype, str(int8) if dtype == "int8" else "", str(frames)]
-    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "."})
+    env = {**os.environ, "PYTHONPATH": tree or "."}  # -c and -m put the working folder first on the path
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tree or None)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -173,23 +185,31 @@ def rel_l2(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 
 def table(results: dict, minutes: float, rounds: int) -> str:
-    base = results[("tensorflow", "float32")]
+    """One row per (runtime, precision, tree). The backbone-alone figure of a row is the best of every tree's for
+    its runtime and precision (the same network on the same machine), so the trees' ratios share a denominator."""
+    base_key = ("tensorflow", "float32", "") if ("tensorflow", "float32", "") in results else next(iter(results))
+    base = results[base_key]
     ref_raw = np.load(base["out"] / "1_ResNET_TF2.npy")
     ref_pca = np.load(base["out"] / "1_ResNET_TF2_PCA512.npy")
     base_fps = base["tokens"] / base["pipeline_s"]
+    best_backbone = {}
+    for (runtime, dtype, _), r in results.items():
+        best_backbone[runtime, dtype] = max(best_backbone.get((runtime, dtype), 0.0), r["backbone_fps"])
     lines = [
-        "| runtime / precision | end to end tokens/s | vs TF fp32 | backbone alone frames/s | end to end / backbone "
-        "| start-up s | peak RSS GB | 90-min match, min | features vs TF fp32 (rel. L2 median / max; after PCA) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| runtime / precision | end to end tokens/s | vs {base_key[0]} {base_key[1]} | backbone alone frames/s "
+        "| end to end / backbone | backbone idle s | start-up s | peak RSS GB | 90-min match, min "
+        "| features vs the first row (rel. L2 median / max; after PCA) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for mode, r in results.items():
+    for (runtime, dtype, tree), r in results.items():
         fps = r["tokens"] / r["pipeline_s"]
+        backbone = best_backbone[runtime, dtype]
         raw = rel_l2(ref_raw, np.load(r["out"] / "1_ResNET_TF2.npy"))
         pca = rel_l2(ref_pca, np.load(r["out"] / "1_ResNET_TF2_PCA512.npy"))
         match_min = (MATCH_TOKENS / fps + r["startup"]) / 60
         lines.append(
-            f"| {mode[0]} {mode[1]} | {fps:.2f} | {fps / base_fps:.2f}x | {r['backbone_fps']:.2f} | "
-            f"{r['backbone_fps'] / fps:.2f}x | {r['startup']:.2f} | {r['rss']:.2f} | {match_min:.1f} | "
+            f"| {runtime} {dtype}{f' ({tree})' if tree else ''} | {fps:.2f} | {fps / base_fps:.2f}x | {backbone:.2f} | "
+            f"{backbone / fps:.2f}x | {r['idle']:.1f} | {r['startup']:.2f} | {r['rss']:.2f} | {match_min:.1f} | "
             f"{np.median(raw):.1e} / {raw.max():.1e}; {np.median(pca):.1e} |"
         )
     head = f"{minutes:g}-minute generated 720p 25 fps video ({base['tokens']} tokens), {rounds} round(s), medians"
@@ -205,6 +225,17 @@ def main() -> None:
     p.add_argument("--hints", action="store_true", help="only: the call plans (hint, frames per call), per precision")
     p.add_argument("--parts", action="store_true", help="only: decoding alone, tokens/s and CPU per token")
     p.add_argument("--reuse_int8", action="store_true", help="keep the int8 models of an earlier run (same video)")
+    p.add_argument(
+        "--modes",
+        default=",".join(f"{r}:{d}" for r, d in MODES),
+        help="runtime:precision pairs to run, comma-separated (default: all five)",
+    )
+    p.add_argument(
+        "--before",
+        metavar="TREE",
+        help="another checkout of this project (`git worktree add`): each mode also runs with its package, "
+        "alternating with this one in every round, as rows marked (before)",
+    )
     args = p.parse_args()
     if args.parts:
         print(parts(generate(OUT / f"match_{args.minutes:g}min_720p.mp4", args.minutes)))
@@ -213,27 +244,35 @@ def main() -> None:
         int8 = OUT / "int8"
         print(hints(args.rounds, int8 if (int8 / "fidelity.json").is_file() else None))
         return
+    modes = [tuple(m.split(":")) for m in args.modes.split(",")]
+    if not all(m in MODES for m in modes):
+        p.error(f"--modes: choose among {','.join(f'{r}:{d}' for r, d in MODES)}")
+    trees = [*([str(Path(args.before).resolve())] if args.before else []), ""]
     OUT.mkdir(parents=True, exist_ok=True)
     video = generate(OUT / f"match_{args.minutes:g}min_720p.mp4", args.minutes)
     int8 = OUT / "int8"
-    if not (args.reuse_int8 and (int8 / "fidelity.json").is_file()):
+    if any(d == "int8" for _, d in modes) and not (args.reuse_int8 and (int8 / "fidelity.json").is_file()):
         t = time.perf_counter()
         cal = [sys.executable, "-m", "extract_features", "calibrate", "--video", str(video), "--out", str(int8)]
         subprocess.run([*cal, "--weights", "random", "--frames", str(args.calibration_frames)], check=True)
         print(f"calibration: {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    runs: dict = {m: [] for m in MODES}
+    print(f"load average at the start: {os.getloadavg()}", file=sys.stderr, flush=True)
+    runs: dict = {(*m, "before" if t else ""): [] for m in modes for t in trees}
     for _ in range(args.rounds):
-        for mode in MODES:
-            r = end_to_end(video, *mode, int8)
-            r.update(child(*mode, int8, args.backbone_frames))
-            runs[mode].append(r)
-            print(mode, {k: v for k, v in r.items() if k != "out"}, file=sys.stderr, flush=True)
+        for mode in modes:
+            for tree in trees:
+                r = end_to_end(video, *mode, int8, tree)
+                r.update(child(*mode, int8, args.backbone_frames, tree))
+                runs[(*mode, "before" if tree else "")].append(r)
+                label = (*mode, "before" if tree else "after")
+                print(label, {k: v for k, v in r.items() if k != "out"}, os.getloadavg(), file=sys.stderr, flush=True)
     results = {}
-    for mode, rs in runs.items():
-        merged = {k: float(np.median([r[k] for r in rs])) for k in ("wall", "rss", "pipeline_s", "startup")}
+    for key, rs in runs.items():
+        merged = {k: float(np.median([r[k] for r in rs])) for k in ("wall", "rss", "pipeline_s", "startup", "idle")}
         merged["backbone_fps"] = float(np.median([r["backbone_fps"] for r in rs]))
-        results[mode] = {**merged, "tokens": rs[0]["tokens"], "out": rs[0]["out"]}
+        results[key] = {**merged, "tokens": rs[0]["tokens"], "out": rs[0]["out"]}
     print(table(results, args.minutes, args.rounds))
+    print(f"\nload average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
