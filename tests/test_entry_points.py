@@ -67,3 +67,48 @@ def test_the_wheels_ranges_hold_the_pinned_versions():
         assert version in spec, f"{name} {version} outside {spec}"
         assert any(s.operator == ">=" and s.version == version for s in spec), f"{name}: lower bound is not {version}"
         assert any(s.operator == "<" for s in spec), f"{name}: no upper bound"
+
+
+@pytest.mark.parametrize("how", ["chained", "after_sigterm"])
+def test_an_interrupt_a_library_turned_into_its_own_error_exits_as_the_interrupt(how, capsys, monkeypatch):
+    """A SIGTERM that lands while TensorFlow traces the first training step came out of `tape.gradient` as a
+    TypeError (a traceback and exit 1): run_cli still ends it as the signal, 143 and one line."""
+    import signal
+
+    from soccer_highlights.common import errors
+
+    def main(argv):
+        if how == "chained":
+            try:
+                raise errors.Terminated()
+            except errors.Terminated as exc:
+                raise TypeError("'Terminated' object is not subscriptable") from exc
+        errors._received.append(int(signal.SIGTERM))  # what the handler records, as the signal arrived
+        raise TypeError("a library's error after the signal")
+
+    exits: list[int] = []
+    monkeypatch.setattr(errors, "_exit_now", lambda code: exits.append(code) or sys.exit(code))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit):
+            errors.run_cli(main, [])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exits == [143]
+    assert capsys.readouterr().err.strip().splitlines() == ["error: terminated (SIGTERM)"]
+
+
+def test_an_error_with_no_interrupt_behind_it_stays_an_error():
+    from soccer_highlights.common import errors
+
+    def main(argv):
+        raise TypeError("a real bug")
+
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(TypeError, match="a real bug"):
+            errors.run_cli(main, [])
+    finally:
+        signal.signal(signal.SIGTERM, previous)

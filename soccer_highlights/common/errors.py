@@ -39,9 +39,27 @@ class Interrupted(KeyboardInterrupt):
         self.message = " ".join(message.split())
 
 
+_received: list[int] = []  # the stopping signals this process was sent (its handler's record)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    _received.append(int(signum))
     raise Terminated()
+
+
+def stopped_by(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or stopping signal behind `exc`, when there is one: `exc` itself, one in its chain of causes
+    (a library that turns the interrupt landing in its code into an error of its own: TensorFlow, tracing a
+    step, gives a TypeError), or a SIGTERM this process received before `exc` came."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return Terminated(_received[-1]) if _received else None
 
 
 def handle_sigterm() -> None:
@@ -54,8 +72,17 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     """Run a CLI entry point; turn UserError into `error: <message>` on stderr and exit code 2, Ctrl-C into
     exit 130 and SIGTERM into exit 143 (after the clean-up)."""
     handle_sigterm()
+    _received.clear()
     try:
-        code = main(argv)
+        try:
+            code = main(argv)
+        except UserError:
+            raise
+        except Exception as exc:  # an interrupt a library turned into its own error is still that interrupt
+            stop = stopped_by(exc)
+            if stop is None:
+                raise
+            raise stop from exc
     except UserError as exc:
         message = " ".join(str(exc).split())  # always one line
         print(f"error: {message}", file=sys.stderr)
