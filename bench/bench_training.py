@@ -6,7 +6,7 @@
 
 Run: `.venv/bin/python bench/bench_training.py all --out bench/out/training`.
 `--code DIR` runs the children on another checkout (e.g. a `git worktree` of an older commit, for a side-by-side
-baseline); `--dtypes` and `--micro` choose the speed cells. Each speed row gives the load average (1 minute) when
+baseline); `--dtypes` and `--micro` choose the speed cells, `--games` its training games (20 by default). Each speed row gives the load average (1 minute) when
 the epoch ended and the child's CPU seconds per window (user + system, the whole run: less sensitive to other jobs
 on a shared machine than the wall time).
 """
@@ -135,9 +135,11 @@ def bench_memory(out: Path) -> list[str]:
     return rows
 
 
-def bench_speed(out: Path, dtypes: tuple[str, ...] = ("float32", "bfloat16"), micro: int | None = None) -> list[str]:
+def bench_speed(
+    out: Path, dtypes: tuple[str, ...] = ("float32", "bfloat16"), micro: int | None = None, games: int = 20
+) -> list[str]:
     big = make_data(out / "games15", 100, 15.0, seed=0)
-    train = sub_list(big, 20, out / "games15" / "listgame_Train_20.npy")
+    train = sub_list(big, games, out / "games15" / f"listgame_Train_{games}.npy")
     evalset = sub_list(big, 2, out / "games15" / "listgame_Eval_2.npy")
     rows = [
         "| model | batch | micro-batch | windows/epoch | epoch (s) | windows/s | input wait (s) | input share | "
@@ -240,6 +242,7 @@ def main() -> None:
     p.add_argument("--code", type=Path, help="run the children on this checkout (a baseline)")
     p.add_argument("--dtypes", default="float32,bfloat16", help="speed: compute dtypes, comma-separated")
     p.add_argument("--micro", type=int, help="speed: --micro_batch_windows (default: the command's)")
+    p.add_argument("--games", type=int, default=20, help="speed: training games (15-minute halves, ~92 windows each)")
     args = p.parse_args()
     global CODE
     CODE = args.code.resolve() if args.code else None
@@ -250,7 +253,7 @@ def main() -> None:
         if name == "zoo":
             rows = bench_zoo(out, args.zoo_epochs, args.zoo_vlad_k)
         elif name == "speed":
-            rows = bench_speed(out, tuple(args.dtypes.split(",")), args.micro)
+            rows = bench_speed(out, tuple(args.dtypes.split(",")), args.micro, args.games)
         else:
             rows = bench_memory(out)
         print(f"\n## {name} ({time.perf_counter() - t0:.0f} s)\n" + "\n".join(rows), flush=True)
