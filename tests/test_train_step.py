@@ -362,3 +362,22 @@ def test_no_extra_pass_without_a_trainable_batch_norm():
     frozen = ts.AccumulatingStep(model, stepper.optimizer, stepper.pos_weight.numpy(), tf.distribute.get_strategy())
     assert frozen.passes(4) == 1
     assert make("MAX")[1].passes(4) == 1
+
+
+def test_every_dropout_with_a_rate_is_keyed():
+    """No architecture keeps a dropout drawn per call (Keras' layer, or Keras' attention's own): each is a
+    `KeyedDropout`, the fusion blocks' attention included (CMGA: its cross-attention, fusion attention and output;
+    an encoder layer: attention probabilities, after attention, inside and after the feed-forward)."""
+    import keras
+
+    from soccer_highlights import archis
+    from soccer_highlights.archis.dropout import KeyedDropout
+    from soccer_highlights.archis.names import ARCHITECTURE_NAMES
+
+    expected = {"cmga": 4, "transformer": 2 * 4 + 1, "bottleneck": 2 * 2 * 4 + 1}
+    for name in ARCHITECTURE_NAMES:
+        model = archis.build_model(name, pooling="NetVLAD", vlad_k=4, window_seconds=4, feature_dim=16, dropout=0.5)
+        drops = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dropout) and layer.rate]
+        assert drops and all(isinstance(layer, KeyedDropout) for layer in drops), name
+        if name in expected:
+            assert len(drops) == expected[name], (name, len(drops))
