@@ -321,7 +321,13 @@ def test_two_epochs_with_dropout_give_the_same_weights_at_micro_batch_4_and_32(a
 
 
 @pytest.mark.parametrize(
-    ("architecture", "dropout"), [("concat", 0.5), ("cmga", 0.5), ("cmga", 0.0), ("cmga_bottleneck", 0.0)]
+    ("architecture", "dropout"),
+    [
+        ("concat", 0.5),
+        ("cmga", 0.0),
+        pytest.param("cmga", 0.5, marks=pytest.mark.slow),
+        pytest.param("cmga_bottleneck", 0.0, marks=pytest.mark.slow),
+    ],
 )
 def test_dropout_is_keyed_the_same_in_every_pass_of_a_whole_step(architecture, dropout):
     """With dropout on, a whole-step step over micro-batches equals the one-micro-batch step (the cotangent passes
@@ -364,6 +370,7 @@ def test_no_extra_pass_without_a_trainable_batch_norm():
     assert make("MAX")[1].passes(4) == 1
 
 
+@pytest.mark.slow
 def test_every_dropout_with_a_rate_is_keyed():
     """No architecture keeps a dropout drawn per call (Keras' layer, or Keras' attention's own): each is a
     `KeyedDropout`, the fusion blocks' attention included (CMGA: its cross-attention, fusion attention and output;
