@@ -112,6 +112,7 @@ class FrameEmbedder:
         self.runtime = rt.resolve_runtime(runtime, compute_dtype)
         self.on_gpu = bool(tf.config.list_logical_devices("GPU"))
         self.plan: CallPlan | None = None
+        self._given: CallPlan | None = None  # the plan the last set_call_plan was given (None: measured)
         if self.runtime == "tensorflow":
             self._call = self.keras_function(compute_dtype)
             return
@@ -173,8 +174,11 @@ class FrameEmbedder:
         (OpenVINO, `extract_features.call_plan`) or calls of FIXED_CALL (TensorFlow). Called again with the
         same argument it keeps the plan it has."""
         given = None if frames_per_call is None else CallPlan(frames=min(frames_per_call, MAX_CALL))
-        if self.plan is not None and (given is None or self.plan == given):
+        # None after a given size goes back to the machine's plan: the network is shared by every extraction
+        # of a process, and one run's --frames_per_call must not stay for the next
+        if self.plan is not None and given == self._given:
             return self.plan
+        self._given = given
 
         size = self.backbone.input_size
         if given is not None or self.runtime != "openvino":
