@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -179,6 +180,11 @@ def bench_speed(
         settings = json.loads(cached[-1].read_text())  # the newest (later versions add a recipe hash to the name)
         windows = sum(h["count"] for h in settings["halves"])
         h = summary["history"][-1]  # the second epoch: no tracing
+        for big_file in (tflog / "concat_resume", tflog / "concat_best.keras"):  # ~7 GB at VLAD-512: disk
+            if big_file.is_dir():
+                shutil.rmtree(big_file)
+            else:
+                big_file.unlink(missing_ok=True)
         rows.append(
             f"| concat VLAD-512 {dtype} | 256 windows | {micro or 'default'} | {windows} | {h['train_seconds']:.1f} | "
             f"{windows / h['train_seconds']:.1f} | {h['input_wait_seconds']:.2f} | "
