@@ -204,15 +204,18 @@ class SlurmCluster:
         self, *cmd: str, timeout: float = 60, check: bool = False, env: dict | None = None, cwd: Path | None = None
     ) -> subprocess.CompletedProcess:
         """A Slurm command (sbatch, srun, scontrol, ...) against this cluster; `env` adds variables."""
-        done = subprocess.run(
-            list(cmd),
-            env={**self.env, **(env or {})},
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        try:
+            done = subprocess.run(
+                list(cmd),
+                env={**self.env, **(env or {})},
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as e:  # a stuck job (a full disk, a node down): say what the daemons said
+            raise AssertionError(f"{' '.join(cmd)} still running after {timeout:.0f} s\n{self.logs()}") from e
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done

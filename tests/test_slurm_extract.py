@@ -47,7 +47,7 @@ def test_array_job_extracts_each_half_once_and_matches_one_process(slurm_cluster
     logs.mkdir()
     template = ROOT / "slurm" / "extract.sbatch"  # as a user submits it, the test cluster's sizes given
     cmd = ["sbatch", "--wait", "--array=0-3", "--cpus-per-task=1", "--job-name=ex", str(template)]
-    done = slurm_cluster.run(*cmd, env=env, cwd=logs, timeout=900)
+    done = slurm_cluster.run(*cmd, env=env, cwd=logs, timeout=420)
     task_logs = {p.name: p.read_text() for p in logs.glob("slurm-ex-*.out")}
     assert done.returncode == 0, f"{done.stderr}\n{task_logs}\n{slurm_cluster.logs()}"
     assert len(task_logs) == 4, task_logs
