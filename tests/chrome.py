@@ -5,7 +5,8 @@ Chromium and its driver come from Debian's `chromium` and `chromium-driver` pack
 installs both); Selenium is pinned in requirements-dev.txt. Nothing is downloaded at run time: the driver binary is
 named explicitly, so Selenium Manager never runs.
 
-    python tests/chrome.py demo_output/report.html docs/report.png --click "#spans tbody tr:nth-child(4)" --height 1600   # a screenshot
+    # a screenshot (docs/report.md has the commands of both in docs/)
+    python tests/chrome.py demo_output/report.html docs/report.png --click "#spans tbody tr:nth-child(4)" --height 1600
 """
 
 from __future__ import annotations
